@@ -1,0 +1,96 @@
+"""Backbones: the network after the embeddings. Input ``[batch, fields, width]``, output logits.
+
+Backbones know nothing of the table's layout. The first-order ("linear") terms of LR, FM,
+DeepFM and Wide&Deep are a linear layer over the embeddings rather than a second per-id
+table, so that every id-indexed byte lives in the searched, budgeted table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from embsearch.backbones.layers import fm_interaction, mlp
+
+
+class LR(nn.Module):
+    """Logistic regression over the concatenated embeddings."""
+
+    def __init__(self, num_fields: int, width: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(num_fields * width, 1)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return self.linear(e.flatten(1)).squeeze(-1)
+
+
+class FM(nn.Module):
+    """Factorization machine (Rendle, 2010)."""
+
+    def __init__(self, num_fields: int, width: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(num_fields * width, 1)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return self.linear(e.flatten(1)).squeeze(-1) + fm_interaction(e)
+
+
+class DNN(nn.Module):
+    """A plain MLP over the concatenated embeddings."""
+
+    def __init__(self, num_fields: int, width: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.0) -> None:
+        super().__init__()
+        self.net = mlp(num_fields * width, hidden, dropout)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return self.net(e.flatten(1)).squeeze(-1)
+
+
+class DeepFM(nn.Module):
+    """DeepFM (Guo et al., 2017): FM and DNN in parallel over shared embeddings."""
+
+    def __init__(self, num_fields: int, width: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fm = FM(num_fields, width)
+        self.dnn = DNN(num_fields, width, hidden, dropout)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return self.fm(e) + self.dnn(e)
+
+
+class WideDeep(nn.Module):
+    """Wide & Deep (Cheng et al., 2016): a linear (wide) part plus a DNN."""
+
+    def __init__(self, num_fields: int, width: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.0) -> None:
+        super().__init__()
+        self.wide = nn.Linear(num_fields * width, 1)
+        self.deep = DNN(num_fields, width, hidden, dropout)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return self.wide(e.flatten(1)).squeeze(-1) + self.deep(e)
+
+
+class DCNv2(nn.Module):
+    """DCN-V2 (Wang et al., 2021), stacked: full-rank cross layers, then a DNN."""
+
+    def __init__(
+        self, num_fields: int, width: int, cross_layers: int = 3, hidden: Sequence[int] = (256, 128), dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        d = num_fields * width
+        self.cross = nn.ModuleList(nn.Linear(d, d) for _ in range(cross_layers))
+        self.deep = mlp(d, hidden, dropout)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        x0 = e.flatten(1)
+        x = x0
+        for layer in self.cross:
+            x = x0 * layer(x) + x
+        return self.deep(x).squeeze(-1)
+
+
+BACKBONES: dict[str, type[nn.Module]] = {
+    "lr": LR, "fm": FM, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "widedeep": WideDeep,
+}

@@ -1,0 +1,77 @@
+"""What a controller is given: data, space, budgets, backbone, training options, device.
+
+Controllers read everything from here and hold no global state (Optuna's sampler/study
+split). ``build_model`` and ``train_plan`` are the shared "retrain the found architecture"
+step of every method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from embsearch.backbones import CTRModel, make_backbone
+from embsearch.data.dataset import Dataset
+from embsearch.embeddings.mixed_dim import MixedDimEmbedding
+from embsearch.plan import Plan
+from embsearch.search_spaces.base import SearchSpace
+from embsearch.train.device import seed_everything
+from embsearch.train.trainer import DeviceData, TrainConfig, TrainResult, train_model
+
+
+@dataclass
+class SearchContext:
+    """Everything a search may use. ``budgets`` are exact byte counts, ascending."""
+
+    dataset: Dataset
+    space: SearchSpace
+    budgets: list[int]
+    backbone: str = "deepfm"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    out_dir: Path | None = None
+    max_seconds: float | None = None
+    log: Callable[[str], None] = print
+    history: list[dict] = field(default_factory=list)
+    _data: DeviceData | None = field(default=None, repr=False)
+
+    def record(self, **event: object) -> None:
+        """Append one event (an evaluation, an epoch of a supernet, ...) to ``search.json``'s history."""
+        self.history.append(dict(event))
+
+    @property
+    def budget(self) -> int:
+        """The (first) budget; single-budget controllers use this."""
+        return self.budgets[0]
+
+    def with_budget(self, budget: int) -> SearchContext:
+        return replace(self, budgets=[budget])
+
+    @property
+    def data(self) -> DeviceData:
+        """Splits resident on ``device``, moved once and shared by every training run."""
+        if self._data is None:
+            self._data = DeviceData(self.dataset, self.device)
+        return self._data
+
+    def rng(self, salt: int = 0) -> np.random.Generator:
+        return np.random.default_rng([self.seed, salt])
+
+    def make_backbone(self, width: int | None = None) -> torch.nn.Module:
+        return make_backbone(self.backbone, self.space.num_fields, width or self.space.width)
+
+    def build_model(self, plan: Plan) -> CTRModel:
+        """The plan's mixed-dimension table in front of a fresh backbone, on ``device``."""
+        return CTRModel(MixedDimEmbedding(plan), make_backbone(self.backbone, len(plan.fields), plan.width)).to(self.device)
+
+    def train_plan(self, plan: Plan, desc: str = "retrain") -> tuple[CTRModel, TrainResult]:
+        """Train the plan's model from scratch (seeded) with early stopping on validation AUC."""
+        generator = seed_everything(self.seed)
+        model = self.build_model(plan)
+        result = train_model(model, self.data, self.train, generator=generator, desc=desc)
+        return model, result

@@ -1,0 +1,62 @@
+"""Find controllers: built-ins, the ``embsearch.controllers`` entry-point group, and
+``package.module:Class`` names given on the command line."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from embsearch.controllers.base import Controller
+from embsearch.errors import ControllerNotFoundError
+
+ENTRY_POINT_GROUP = "embsearch.controllers"
+
+# name -> "module:Class"; imported lazily so listing stays fast.
+BUILTIN: dict[str, str] = {
+    "uniform": "embsearch.controllers.uniform:Uniform",
+    "mde": "embsearch.controllers.mde:MDE",
+    "cprec": "embsearch.controllers.cprec:CpRec",
+}
+
+
+def _load(target: str, name: str) -> type[Controller]:
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ControllerNotFoundError(f"cannot import controller module {module_name!r} for {name!r}: {exc}") from None
+    cls = getattr(module, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, Controller)):
+        raise ControllerNotFoundError(f"{target!r} is not a subclass of embsearch.Controller")
+    return cls
+
+
+def _entry_points() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available() -> dict[str, str]:
+    """Every registered controller name -> its ``module:Class``."""
+    return {**_entry_points(), **BUILTIN}
+
+
+def get_controller(name: str) -> type[Controller]:
+    """Resolve a registered name or a ``package.module:Class`` path."""
+    if ":" in name:
+        return _load(name, name)
+    registered = available()
+    if name not in registered:
+        raise ControllerNotFoundError(
+            f"unknown controller {name!r}; registered: {', '.join(sorted(registered))} "
+            "(or name your own as package.module:Class)"
+        )
+    return _load(registered[name], name)
+
+
+def describe_all() -> list[dict[str, str]]:
+    """Name, family, paper and default space of every registered controller."""
+    rows = []
+    for name in sorted(available()):
+        cls = get_controller(name)
+        rows.append({"name": name, "family": cls.family, "paper": cls.paper, "space": cls.default_space})
+    return rows

@@ -1,0 +1,96 @@
+"""A prepared dataset: contiguous ``int32 [rows, fields]`` ids and ``float32`` labels per split.
+
+On disk (written by ``embsearch data prepare``)::
+
+    DIR/schema.json  DIR/counts.npz
+    DIR/{train,val,test}_x.npy   int32 [rows, fields]
+    DIR/{train,val,test}_y.npy   float32 [rows]
+
+Arrays are memory-mapped on load; batches are slices of a permutation (see ``batches.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embsearch._atomic import staged_dir
+from embsearch.data.schema import Schema
+from embsearch.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    """Ids and labels of one split."""
+
+    x: np.ndarray  # int32 [rows, fields]
+    y: np.ndarray  # float32 [rows]
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass
+class Dataset:
+    """A schema plus its train/val/test splits."""
+
+    schema: Schema
+    train: Split
+    val: Split
+    test: Split
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+    def fingerprint(self) -> str:
+        sizes = "-".join(str(len(self.split(s))) for s in SPLITS)
+        return f"{self.schema.fingerprint()}-{sizes}"
+
+    def validate(self) -> None:
+        """Check shapes, dtypes, id ranges and labels; raise :class:`DataError` naming the problem."""
+        card = np.asarray(self.schema.cardinalities, dtype=np.int64)
+        for name in SPLITS:
+            s = self.split(name)
+            if len(s) == 0:
+                raise DataError(f"the {name} split is empty; use a larger input or change --split")
+            if s.x.ndim != 2 or s.x.shape[1] != len(card):
+                raise DataError(f"{name}_x has shape {s.x.shape}; expected (rows, {len(card)})")
+            if s.y.shape != (s.x.shape[0],):
+                raise DataError(f"{name}_y has shape {s.y.shape}; expected ({s.x.shape[0]},)")
+            if s.x.min() < 0 or (s.x.max(axis=0) >= card).any():
+                raise DataError(f"{name}_x holds ids outside [0, cardinality) for some field")
+
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> None:
+        """Write the dataset atomically: staged in a temporary directory, then renamed."""
+        try:
+            with staged_dir(directory, overwrite=overwrite) as tmp:
+                self.schema.save(tmp)
+                for name in SPLITS:
+                    s = self.split(name)
+                    np.save(tmp / f"{name}_x.npy", np.ascontiguousarray(s.x, dtype=np.int32))
+                    np.save(tmp / f"{name}_y.npy", np.ascontiguousarray(s.y, dtype=np.float32))
+        except FileExistsError:
+            raise DataError(f"{directory} already exists; choose another --out or remove it") from None
+
+    @classmethod
+    def load(cls, directory: str | Path, *, mmap: bool = True) -> Dataset:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise DataError(f"data directory {directory} does not exist; create it with `embsearch data prepare`")
+        schema = Schema.load(directory)
+        splits = {}
+        mode = "r" if mmap else None
+        for name in SPLITS:
+            xp, yp = directory / f"{name}_x.npy", directory / f"{name}_y.npy"
+            if not xp.is_file() or not yp.is_file():
+                raise DataError(f"{directory} lacks {xp.name} or {yp.name}; re-run `embsearch data prepare`")
+            splits[name] = Split(np.load(xp, mmap_mode=mode), np.load(yp, mmap_mode=mode))
+        ds = cls(schema, **splits)
+        ds.validate()
+        return ds

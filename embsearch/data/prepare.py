@@ -1,0 +1,240 @@
+"""Turn raw columns into a saved :class:`~embsearch.data.dataset.Dataset` (one job).
+
+``prepare`` reads the input file(s) with :mod:`embsearch.data.readers`, splits rows (one
+file: a seeded random split; three files: given train/val/test), bucketises numeric
+columns (:func:`bucket_keys`), turns every column into dense codes with Arrow's
+``dictionary_encode`` and then into ids with
+:func:`~embsearch.data.encode.frequency_ranking` on the **train rows only** (id 0 = OOV,
+ids 1..n by descending train frequency; values below ``min_count`` or unseen in train
+map to 0). The dataset is saved atomically at ``out`` and returned.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from embsearch.data.dataset import SPLITS, Dataset, Split
+from embsearch.data.encode import apply_ranking, frequency_ranking
+from embsearch.data.readers import FORMATS, Columns, read_columns
+from embsearch.data.schema import FieldSpec, Schema
+from embsearch.data.synthetic import make_synthetic
+from embsearch.errors import ConfigError, DataError
+
+ALL_FORMATS = (*FORMATS, "synthetic")
+_MISSING_KEY = 2**40  # bucket key of a missing numeric value
+
+
+def prepare(
+    fmt: str,
+    inputs: list[str],
+    out: str,
+    *,
+    label: str | None = None,
+    categorical: list[str] | None = None,
+    numeric: list[str] | None = None,
+    drop: list[str] | None = None,
+    min_count: int = 1,
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    drop_constant: bool = False,
+    rows: int | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Dataset:
+    """Read ``inputs`` of format ``fmt``, encode them, save the dataset at ``out`` and return it.
+
+    ``inputs`` is one file (split at random by ``split`` fractions with ``seed``) or three
+    files (train, val, test as given; ``split`` is then ignored); ``synthetic`` takes none.
+    ``rows`` reads only the first ``rows`` rows of each file (for ``synthetic``: the row
+    count, default 60,000). A field with one distinct id in the train rows is reported
+    through ``warn`` (default: :func:`warnings.warn`), or dropped if ``drop_constant``.
+    Raises :class:`DataError` for bad input and :class:`ConfigError` for bad options.
+    """
+    warn = warn or (lambda msg: warnings.warn(msg, UserWarning, stacklevel=3))
+    fractions = _check_options(fmt, inputs, min_count, split, rows)
+    if Path(out).exists():
+        raise DataError(f"{out} already exists; choose another --out or remove it")
+    if fmt == "synthetic":
+        return _prepare_synthetic(inputs, out, fractions, seed, rows, min_count, label, categorical, numeric, drop)
+
+    cols = [
+        read_columns(fmt, p, label=label, categorical=categorical, numeric=numeric, drop=drop, rows=rows)
+        for p in inputs
+    ]
+    _check_same_fields(cols)
+    names = list(cols[0].fields)
+    if len(cols) == 1:
+        parts = _random_split(cols[0].rows, fractions, seed)
+        ys = [cols[0].label[ix] for ix in parts]
+    else:
+        parts = None
+        ys = [c.label for c in cols]
+
+    xs = [np.empty((len(y), len(names)), dtype=np.int32) for y in ys]
+    specs: list[FieldSpec] = []
+    constant: list[str] = []
+    for j, name in enumerate(names):
+        codes, n_values = dense_codes([c.fields[name] for c in cols], name in cols[0].numeric)
+        train_codes = codes[0][parts[0]] if parts is not None else codes[0]
+        remap, counts = frequency_ranking(train_codes, n_values, min_count)
+        if parts is not None:
+            ids = apply_ranking(codes[0], remap)
+            for x, ix in zip(xs, parts):
+                x[:, j] = ids[ix]
+        else:
+            for x, c in zip(xs, codes):
+                x[:, j] = apply_ranking(c, remap)
+        specs.append(FieldSpec(name, len(counts), counts))
+        if (counts[0] > 0) + len(counts) - 1 <= 1:
+            constant.append(name)
+            if not drop_constant:
+                why = "every value is rarer than --min-count" if len(counts) == 1 else "it has one value"
+                warn(
+                    f"field {name!r} is constant in the train split ({why}) and carries no signal; "
+                    f"pass --drop-constant (or --drop {name}) to remove it"
+                )
+    if drop_constant and constant:
+        keep = [j for j, s in enumerate(specs) if s.name not in constant]
+        if not keep:
+            raise DataError("every field is constant in the train split; nothing is left to learn from")
+        specs = [specs[j] for j in keep]
+        xs = [np.ascontiguousarray(x[:, keep]) for x in xs]
+
+    meta = {
+        "format": fmt,
+        "inputs": [str(p) for p in inputs],
+        "given_split": parts is None,
+        "split": None if parts is None else list(fractions),
+        "seed": seed,
+        "rows_limit": rows,
+        "rows_read": int(sum(c.rows for c in cols)),
+        "rows_per_input": [c.rows for c in cols],
+        "min_count": min_count,
+        "numeric": [n for n in names if n in cols[0].numeric],
+        "dropped_columns": cols[0].dropped,
+        "constant_fields": constant,
+        "dropped_constant": constant if drop_constant else [],
+        "label_rate": {s: float(y.mean()) for s, y in zip(SPLITS, ys)},
+    }
+    schema = Schema(specs, label=cols[0].label_name, source=fmt, meta=meta)
+    ds = Dataset(schema, *(Split(x, y) for x, y in zip(xs, ys)))
+    ds.validate()
+    ds.save(out)
+    return ds
+
+
+def bucket_keys(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Bucketise a numeric column into int64 keys (one distinct key per bucket).
+
+    ``v = floor(x)``; ``|v| <= 2`` keeps ``v`` as is; ``v > 2`` goes to bucket
+    ``floor(log(v)^2)`` and ``v < -2`` to the mirrored negative bucket; missing or NaN is a
+    bucket of its own. On Criteo's integers this is the usual ``log(x)^2`` rule (its
+    negatives are -1..-3, each still its own bucket), except that the small values 0, 1, 2
+    never share a bucket with a log bucket (``floor(log(3)^2) = 1`` would otherwise collide
+    with ``1``). Floats are floored first so the same rule serves integers and floats.
+    """
+    x = pc.fill_null(pc.cast(col, pa.float64()), math.nan)
+    x = (x.to_numpy() if isinstance(x, pa.ChunkedArray) else x.to_numpy(zero_copy_only=False)).astype(
+        np.float64, copy=False
+    )
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        v = np.floor(x)
+        a = np.abs(v)
+        big = a > 2
+        b = np.floor(np.log(np.where(big, np.minimum(a, np.finfo(np.float64).max), 3.0)) ** 2)
+        keys = np.where(big, np.sign(v) * (1000.0 + b), v)
+        keys[np.isnan(x)] = _MISSING_KEY
+    return pa.array(keys.astype(np.int64))
+
+
+def dense_codes(parts: Sequence[pa.ChunkedArray], numeric: bool) -> tuple[list[np.ndarray], int]:
+    """Dense codes of one column across parts: part 0 defines the dictionary (``n`` values,
+    codes ``0..n-1``); values of later parts missing from it get code ``-1``. Nulls of a
+    categorical column are a value of their own."""
+    keys = [bucket_keys(p) if numeric else p for p in parts]
+    enc = pc.dictionary_encode(keys[0], null_encoding="encode")
+    chunks = enc.chunks if isinstance(enc, pa.ChunkedArray) else [enc]
+    dictionary = chunks[-1].dictionary
+    first = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks])
+    out = [first]
+    for k in keys[1:]:
+        found = pc.fill_null(pc.index_in(k, value_set=dictionary, skip_nulls=False), -1)
+        out.append(np.asarray(found.to_numpy() if isinstance(found, pa.ChunkedArray) else found.to_numpy(), np.int64))
+    return out, len(dictionary)
+
+
+def _check_options(
+    fmt: str, inputs: list[str], min_count: int, split: Sequence[float], rows: int | None
+) -> tuple[float, float, float]:
+    if fmt not in ALL_FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(ALL_FORMATS)}")
+    if fmt != "synthetic" and len(inputs) not in (1, 3):
+        raise ConfigError(
+            f"give one input file (split at random) or three (train, val, test); got {len(inputs)}"
+        )
+    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
+        raise ConfigError(f"--min-count must be an integer >= 1; got {min_count!r}")
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1):
+        raise ConfigError(f"--rows must be a positive integer; got {rows!r}")
+    try:
+        fractions = tuple(float(f) for f in split)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--split must be three numbers train,val,test; got {split!r}") from None
+    if len(fractions) != 3 or not all(math.isfinite(f) and f >= 0 for f in fractions):
+        raise ConfigError(f"--split must be three non-negative fractions train,val,test; got {split!r}")
+    if abs(sum(fractions) - 1.0) > 1e-6:
+        raise ConfigError(f"--split fractions must sum to 1; {split!r} sums to {sum(fractions):g}")
+    return fractions  # type: ignore[return-value]
+
+
+def _random_split(n: int, fractions: tuple[float, float, float], seed: int) -> list[np.ndarray]:
+    """Row indices of train/val/test (each sorted, for locality); raise if one is empty."""
+    n_tr = min(n, round(fractions[0] * n))
+    n_va = min(n - n_tr, round(fractions[1] * n))
+    sizes = (n_tr, n_va, n - n_tr - n_va)
+    for name, size, frac in zip(SPLITS, sizes, fractions):
+        if size == 0:
+            raise DataError(
+                f"the {name} split is empty ({n} rows x {frac:g}); use more rows or a larger {name} share in --split"
+            )
+    perm = np.random.default_rng(seed).permutation(n)
+    bounds = np.cumsum(sizes)[:-1]
+    return [np.sort(ix) for ix in np.split(perm, bounds)]
+
+
+def _check_same_fields(cols: list[Columns]) -> None:
+    first = list(cols[0].fields)
+    for c in cols[1:]:
+        if list(c.fields) != first:
+            raise DataError(
+                f"{c.path} has fields {', '.join(c.fields)} but {cols[0].path} has {', '.join(first)}; "
+                "the train, val and test files need the same columns"
+            )
+
+
+def _prepare_synthetic(
+    inputs: list[str],
+    out: str,
+    fractions: tuple[float, float, float],
+    seed: int,
+    rows: int | None,
+    min_count: int,
+    *unused: object,
+) -> Dataset:
+    if inputs:
+        raise ConfigError("format synthetic generates its data and takes no input files; drop them")
+    if min_count != 1 or any(unused):
+        raise ConfigError(
+            "format synthetic has fixed fields; --label/--categorical/--numeric/--drop/--min-count do not apply"
+        )
+    ds = make_synthetic(rows=rows or 60_000, split=fractions, seed=seed)
+    ds.schema.meta.update({"format": "synthetic", "inputs": [], "split": list(fractions), "min_count": 1})
+    ds.validate()
+    ds.save(out)
+    return ds

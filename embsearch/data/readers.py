@@ -1,0 +1,308 @@
+"""Read raw input files into columns (one job; encoding happens in :mod:`prepare`).
+
+Each reader returns a :class:`Columns`: the 0/1 label as ``float32`` plus the feature
+columns as Arrow arrays, in file order, with the names of the columns that are numeric
+(to be bucketised). Formats:
+
+* ``criteo``: TSV without header, ``label, I1..I13, C1..C26``; an empty ``C`` cell is a
+  value of its own (``""``), an empty ``I`` cell is missing.
+* ``avazu``: CSV with header; label ``click``, column ``id`` dropped, the rest categorical.
+* ``csv`` / ``parquet``: generic; the caller names the label, categorical and numeric columns.
+* ``libfm``: ``label idx:val idx:val ...`` with the same number of tokens per line in a
+  fixed field order (frappe); field ``fj`` is the j-th token, ``:val`` is ignored, label
+  ``-1`` means 0.
+
+Gzip input is detected by its magic bytes (whatever the file name). All parsing runs in
+Arrow (C++, multithreaded); nothing loops over rows in Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from embsearch.errors import ConfigError, DataError
+
+FORMATS = ("criteo", "avazu", "csv", "libfm", "parquet")
+CRITEO_INT = tuple(f"I{i}" for i in range(1, 14))
+CRITEO_CAT = tuple(f"C{i}" for i in range(1, 27))
+_CRITEO_HINT = "criteo expects 40 tab-separated columns per line (label, I1..I13, C1..C26) and no header"
+_LIBFM_HINT = "libfm expects lines 'label idx:val ...' with the same number of tokens on every line"
+
+
+@dataclass
+class Columns:
+    """The columns read from one input file."""
+
+    path: str
+    label_name: str
+    label: np.ndarray  # float32 [rows], values 0/1
+    fields: dict[str, pa.ChunkedArray]  # feature columns in file order
+    numeric: frozenset[str] = frozenset()  # names in ``fields`` to bucketise
+    dropped: list[str] = field(default_factory=list)  # columns present in the file but not used
+
+    @property
+    def rows(self) -> int:
+        return int(self.label.shape[0])
+
+
+def read_columns(
+    fmt: str,
+    path: str,
+    *,
+    label: str | None = None,
+    categorical: list[str] | None = None,
+    numeric: list[str] | None = None,
+    drop: list[str] | None = None,
+    rows: int | None = None,
+) -> Columns:
+    """Read one file of format ``fmt`` (see module docstring); raise ``DataError`` on bad input."""
+    drop = list(drop or [])
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"input file {path} does not exist or is not a file; check the path")
+    if fmt == "criteo":
+        _no_options(fmt, label=label, categorical=categorical, numeric=numeric)
+        return _read_criteo(path, drop, rows)
+    if fmt == "libfm":
+        _no_options(fmt, label=label, categorical=categorical, numeric=numeric)
+        return _read_libfm(path, drop, rows)
+    if fmt == "avazu":
+        optional = [] if "id" in (categorical or []) + (numeric or []) else ["id"]
+        return _read_table(fmt, path, label or "click", categorical, numeric, drop, optional, rows)
+    if fmt in ("csv", "parquet"):
+        if not label:
+            raise ConfigError(f"format {fmt} needs the label column; pass --label NAME")
+        return _read_table(fmt, path, label, categorical, numeric, drop, [], rows)
+    raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def decode_label(col: pa.ChunkedArray | pa.Array, name: str, path: str, *, minus_one: bool = False) -> np.ndarray:
+    """Map a label column to ``float32`` 0/1. Only 0 and 1 (and -1 = 0 if ``minus_one``) are
+    accepted, written as numbers, strings (``"1"``, ``"1.0"``) or booleans."""
+    if col.null_count:
+        first = int(pc.index(pc.is_null(col), True).as_py())
+        raise DataError(f"label column {name!r} in {path} is empty on data row {first + 1}; every row needs a 0/1 label")
+    enc = pc.dictionary_encode(col)
+    chunks = enc.chunks if isinstance(enc, pa.ChunkedArray) else [enc]
+    if not chunks or len(col) == 0:
+        return np.zeros(0, dtype=np.float32)
+    dictionary = chunks[-1].dictionary
+    lut = np.empty(len(dictionary), dtype=np.float32)
+    allowed = {0.0: 0.0, 1.0: 1.0, -1.0: 0.0} if minus_one else {0.0: 0.0, 1.0: 1.0}
+    for i, value in enumerate(dictionary.to_pylist()):  # unique values only: 2 or 3 when valid
+        try:
+            lut[i] = allowed[float(value)]
+        except (KeyError, TypeError, ValueError):
+            ok = "-1/0/1" if minus_one else "0/1"
+            raise DataError(
+                f"label column {name!r} in {path} holds {value!r}; labels must be {ok} (is --label the right column?)"
+            ) from None
+    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks])
+    return lut[codes]
+
+
+def _no_options(fmt: str, **opts: object) -> None:
+    for key, value in opts.items():
+        if value:
+            raise ConfigError(f"format {fmt} has fixed columns; --{key} is only for csv, avazu and parquet")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _arrow_errors(path: str, fmt: str, hint: str = "") -> Iterator[None]:
+    """Turn Arrow/IO failures into a one-line ``DataError`` naming the file."""
+    try:
+        yield
+    except (pa.ArrowException, OSError, UnicodeDecodeError, EOFError) as exc:
+        extra = f"; {hint}" if hint else f"; is it really {fmt} (check --format)?"
+        raise DataError(f"cannot read {path} as {fmt}: {_one_line(exc)}{extra}") from None
+
+
+def _stream(path: str) -> pa.NativeFile:
+    """Open ``path`` for reading, decompressing gzip when the file starts with its magic bytes."""
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    return pa.input_stream(path, compression="gzip" if gz else None)
+
+
+def _read_csv(
+    path: str,
+    rows: int | None,
+    parse: pacsv.ParseOptions,
+    read: pacsv.ReadOptions,
+    convert: pacsv.ConvertOptions,
+) -> pa.Table:
+    """Read a delimited file, the whole of it or its first ``rows`` rows."""
+    if rows is None:
+        return pacsv.read_csv(_stream(path), read_options=read, parse_options=parse, convert_options=convert)
+    reader = pacsv.open_csv(_stream(path), read_options=read, parse_options=parse, convert_options=convert)
+    batches, have = [], 0
+    for batch in reader:
+        batches.append(batch)
+        have += batch.num_rows
+        if have >= rows:
+            break
+    return pa.Table.from_batches(batches, schema=reader.schema).slice(0, rows)
+
+
+def _first_line(path: str, fmt: str) -> str:
+    with _arrow_errors(path, fmt), _stream(path) as s:
+        head = s.read(1 << 20)
+    line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    if not line.strip():
+        raise DataError(f"{path} is empty (or starts with a blank line); it holds no {fmt} data")
+    return line.decode("utf-8", errors="replace")
+
+
+def _check_rows(table: pa.Table, path: str, fmt: str) -> None:
+    if table.num_rows == 0:
+        raise DataError(f"{path} holds no data rows; give a non-empty {fmt} file")
+
+
+def _read_criteo(path: str, drop: list[str], rows: int | None) -> Columns:
+    names = ["label", *CRITEO_INT, *CRITEO_CAT]
+    unknown = [d for d in drop if d not in names[1:]]
+    if unknown:
+        raise DataError(f"--drop names {', '.join(unknown)}, which criteo lacks; criteo columns are I1..I13, C1..C26")
+    keep = [n for n in names if n not in drop]
+    types = {"label": pa.string(), **dict.fromkeys(CRITEO_INT, pa.int64()), **dict.fromkeys(CRITEO_CAT, pa.string())}
+    with _arrow_errors(path, "criteo", _CRITEO_HINT):
+        table = _read_csv(
+            path,
+            rows,
+            pacsv.ParseOptions(delimiter="\t", quote_char=False),
+            pacsv.ReadOptions(column_names=names),
+            pacsv.ConvertOptions(column_types=types, include_columns=keep, quoted_strings_can_be_null=False),
+        )
+    _check_rows(table, path, "criteo")
+    label = decode_label(table.column("label"), "label", path)
+    fields = {n: table.column(n) for n in keep[1:]}
+    return Columns(path, "label", label, fields, frozenset(CRITEO_INT) - set(drop), list(drop))
+
+
+def _read_libfm(path: str, drop: list[str], rows: int | None) -> Columns:
+    tokens = _first_line(path, "libfm").split(" ")
+    while tokens and tokens[-1] == "":  # trailing spaces
+        tokens.pop()
+    if len(tokens) < 2 or ":" not in tokens[1]:
+        raise DataError(f"cannot read {path} as libfm: first line has no idx:val token; {_LIBFM_HINT}")
+    names = ["label", *(f"f{j}" for j in range(len(tokens) - 1))]
+    unknown = [d for d in drop if d not in names[1:]]
+    if unknown:
+        raise DataError(f"--drop names {', '.join(unknown)}, which this libfm file lacks; its fields are f0..f{len(names) - 2}")
+    keep = [n for n in names if n not in drop]
+    with _arrow_errors(path, "libfm", _LIBFM_HINT):
+        table = _read_csv(
+            path,
+            rows,
+            pacsv.ParseOptions(delimiter=" ", quote_char=False),
+            pacsv.ReadOptions(column_names=names),
+            pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), include_columns=keep),
+        )
+    _check_rows(table, path, "libfm")
+    label = decode_label(table.column("label"), "label", path, minus_one=True)
+    fields = {}
+    for n in keep[1:]:
+        col = table.column(n)
+        if not pc.all(pc.match_substring(col, ":")).as_py():
+            raise DataError(f"cannot read {path} as libfm: field {n} has a token without ':'; {_LIBFM_HINT}")
+        fields[n] = pc.replace_substring_regex(col, pattern=":[^:]*$", replacement="")
+    return Columns(path, "label", label, fields, frozenset(), list(drop))
+
+
+def _resolve(
+    names: list[str],
+    path: str,
+    label: str,
+    categorical: list[str] | None,
+    numeric: list[str] | None,
+    drop: list[str],
+    optional_drop: list[str],
+) -> tuple[list[str], list[str], list[str]]:
+    """Check the named columns exist; return (categorical, numeric, dropped) in file order."""
+    numeric = list(numeric or [])
+    named = [label, *(categorical or []), *numeric, *drop]
+    if label not in names:
+        raise DataError(f"label column {label!r} not found in {path}; its columns are: {', '.join(names)} (use --label)")
+    missing = [n for n in dict.fromkeys(named) if n not in names]
+    if missing:
+        cols = ", ".join(names)
+        raise DataError(f"column {', '.join(map(repr, missing))} not found in {path}; its columns are: {cols}")
+    dropped = set(drop) | {d for d in optional_drop if d in names}
+    if categorical is None:
+        categorical = [n for n in names if n != label and n not in numeric and n not in dropped]
+    both = [n for n in categorical if n in numeric]
+    if label in categorical or label in numeric or label in drop or both:
+        clash = both or [label]
+        raise ConfigError(f"column {clash[0]!r} is named twice (as label, categorical, numeric or drop); name it once")
+    used = set(categorical) | set(numeric)
+    bad = sorted(used & set(drop))
+    if bad:
+        raise ConfigError(f"column {bad[0]!r} is both used and dropped; remove it from --drop or from its list")
+    if not used:
+        raise DataError(f"no feature columns left in {path} after choosing label and --drop; name some with --categorical")
+    order = [n for n in names if n in used]
+    return order, numeric, [n for n in names if n not in used and n != label]
+
+
+def _read_table(
+    fmt: str,
+    path: str,
+    label: str,
+    categorical: list[str] | None,
+    numeric: list[str] | None,
+    drop: list[str],
+    optional_drop: list[str],
+    rows: int | None,
+) -> Columns:
+    """CSV with a header (``csv``, ``avazu``) or Parquet: pick label, categorical and numeric columns."""
+    if fmt == "parquet":
+        with _arrow_errors(path, fmt):
+            pf = pq.ParquetFile(path)
+            names = pf.schema_arrow.names
+    else:
+        with _arrow_errors(path, fmt):
+            names = pacsv.open_csv(_stream(path)).schema.names
+    order, numeric, dropped = _resolve(names, path, label, categorical, numeric, drop, optional_drop)
+    keep = [label, *order]
+    with _arrow_errors(path, fmt):
+        if fmt == "parquet":
+            if rows is None:
+                table = pf.read(columns=keep)
+            else:
+                batches = []
+                for batch in pf.iter_batches(batch_size=min(rows, 1 << 16), columns=keep):
+                    batches.append(batch)
+                    if sum(b.num_rows for b in batches) >= rows:
+                        break
+                table = pa.Table.from_batches(batches, schema=pf.schema_arrow.select(keep)).slice(0, rows)
+        else:
+            types = {n: pa.string() for n in order if n not in numeric}
+            table = _read_csv(
+                path,
+                rows,
+                pacsv.ParseOptions(),
+                pacsv.ReadOptions(),
+                pacsv.ConvertOptions(column_types=types, include_columns=keep, quoted_strings_can_be_null=False),
+            )
+    _check_rows(table, path, fmt)
+    for n in numeric:
+        t = table.column(n).type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t)):
+            raise DataError(f"numeric column {n!r} in {path} holds non-numbers ({t}); list it under --categorical instead")
+    y = decode_label(table.column(label), label, path)
+    fields = {n: table.column(n) for n in order}
+    return Columns(path, label, y, fields, frozenset(numeric), dropped)
+

@@ -1,0 +1,149 @@
+"""The Plan: what a search found, JSON in and out through one function each.
+
+A plan gives every field its rows, its frequency groups (contiguous id ranges, see
+``data/schema.py``) with one dim each, and the exact bytes of that field's share of the
+table. ``table_bytes`` is their sum and never exceeds ``budget_bytes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embsearch._atomic import read_json, write_json
+from embsearch.budget import field_bytes
+from embsearch.errors import RunDirError
+
+PLAN_FORMAT = "embsearch.plan/1"
+
+
+@dataclass
+class GroupPlan:
+    """Ids ``start..stop-1`` of a field share one embedding ``dim`` (0 means dropped)."""
+
+    start: int
+    stop: int
+    dim: int
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class FieldPlan:
+    name: str
+    rows: int
+    groups: list[GroupPlan]
+    bytes: int = 0
+
+    @property
+    def dims(self) -> list[int]:
+        return [g.dim for g in self.groups]
+
+    @property
+    def dim(self) -> int:
+        """The field's largest dim (its only dim when it has one group)."""
+        return max(self.dims)
+
+
+@dataclass
+class Plan:
+    """A searched embedding layout and the facts that chose it."""
+
+    controller: str
+    space: str
+    width: int
+    fields: list[FieldPlan]
+    budget_bytes: int
+    projection: str = "linear"
+    precision: str = "fp32"
+    metrics: dict[str, float] = field(default_factory=dict)
+    data_fingerprint: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    format: str = PLAN_FORMAT
+
+    def __post_init__(self) -> None:
+        for f in self.fields:
+            f.bytes = field_bytes(
+                [g.rows for g in f.groups], f.dims, self.width, self.projection, self.precision
+            )
+
+    @property
+    def table_bytes(self) -> int:
+        return sum(f.bytes for f in self.fields)
+
+    @property
+    def field_dims(self) -> dict[str, list[int]]:
+        return {f.name: f.dims for f in self.fields}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "controller": self.controller,
+            "space": self.space,
+            "budget_bytes": int(self.budget_bytes),
+            "table_bytes": int(self.table_bytes),
+            "width": self.width,
+            "projection": self.projection,
+            "precision": self.precision,
+            "data_fingerprint": self.data_fingerprint,
+            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "fields": [
+                {
+                    "name": f.name,
+                    "rows": f.rows,
+                    "dim": f.dim,
+                    "groups": [{"start": g.start, "stop": g.stop, "dim": g.dim} for g in f.groups],
+                    "bytes": f.bytes,
+                }
+                for f in self.fields
+            ],
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Plan:
+        try:
+            if raw.get("format") != PLAN_FORMAT:
+                raise ValueError(f"format is {raw.get('format')!r}, expected {PLAN_FORMAT!r}")
+            fields = [
+                FieldPlan(
+                    f["name"],
+                    int(f["rows"]),
+                    [GroupPlan(int(g["start"]), int(g["stop"]), int(g["dim"])) for g in f["groups"]],
+                )
+                for f in raw["fields"]
+            ]
+            plan = cls(
+                controller=raw["controller"],
+                space=raw["space"],
+                width=int(raw["width"]),
+                fields=fields,
+                budget_bytes=int(raw["budget_bytes"]),
+                projection=raw.get("projection", "linear"),
+                precision=raw.get("precision", "fp32"),
+                metrics=dict(raw.get("metrics", {})),
+                data_fingerprint=raw.get("data_fingerprint", ""),
+                extra=dict(raw.get("extra", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunDirError(f"not a valid plan ({exc}); was it written by embsearch?") from None
+        if "table_bytes" in raw and int(raw["table_bytes"]) != plan.table_bytes:
+            raise RunDirError(
+                f"plan says table_bytes={raw['table_bytes']} but its fields add up to {plan.table_bytes}"
+            )
+        return plan
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Plan:
+        path = Path(path)
+        if path.is_dir():
+            path = path / "plan.json"
+        if not path.is_file():
+            raise RunDirError(f"{path} does not exist; point at a run directory holding plan.json")
+        return cls.from_json(read_json(path))

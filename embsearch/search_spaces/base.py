@@ -1,0 +1,196 @@
+"""The search-space contract: what may vary, what it costs in bytes, how to fit a budget.
+
+A *candidate* is ``dims[f][g]``: for every field ``f`` a tuple with one dim per frequency
+group ``g`` of that field (a single group in the ``field_dims`` space). Spaces know nothing
+of controllers; controllers ask spaces for costs, samples, repairs and knapsack choices.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+from embsearch.budget import BudgetSpec, field_bytes, format_bytes
+from embsearch.data.schema import Schema
+from embsearch.errors import BudgetError, ConfigError
+from embsearch.plan import FieldPlan, GroupPlan, Plan
+from embsearch.search_spaces.knapsack import solve_mckp
+
+Candidate = tuple[tuple[int, ...], ...]
+
+
+class SearchSpace:
+    """Per-field frequency groups, each taking one dim from ``candidates``.
+
+    Subclasses choose the groups; everything else (bytes, sampling, repair, knapsack,
+    plans) is shared here.
+    """
+
+    name = "base"
+
+    def __init__(
+        self,
+        schema: Schema,
+        width: int = 16,
+        candidates: Sequence[int] | None = None,
+        projection: str = "linear",
+        precision: str = "fp32",
+    ) -> None:
+        if width < 1:
+            raise ConfigError(f"--width must be at least 1, got {width}")
+        cands = tuple(sorted({int(c) for c in (candidates or default_candidates(width))}))
+        if not cands:
+            raise ConfigError("the candidate dim list is empty; give at least one dim, e.g. --candidates 2,4,8,16")
+        if cands[0] < 0 or cands[-1] > width:
+            raise ConfigError(
+                f"candidate dims {list(cands)} must lie in [0, width={width}]; drop the larger ones or raise --width"
+            )
+        if projection not in ("linear", "pad"):
+            raise ConfigError(f"projection must be 'linear' or 'pad', got {projection!r}")
+        self.schema = schema
+        self.width = int(width)
+        self.candidates = cands
+        self.projection = projection
+        self.precision = precision
+        self.groups: list[list[tuple[int, int]]] = self._make_groups()
+
+    # -- structure ---------------------------------------------------------------------
+    def _make_groups(self) -> list[list[tuple[int, int]]]:
+        return [[(0, f.cardinality)] for f in self.schema.fields]
+
+    @property
+    def num_fields(self) -> int:
+        return self.schema.num_fields
+
+    def group_rows(self, f: int) -> list[int]:
+        return [b - a for a, b in self.groups[f]]
+
+    def options(self, f: int) -> list[tuple[int, ...]]:
+        """Every dims tuple field ``f`` may take (one dim per group)."""
+        return list(itertools.product(self.candidates, repeat=len(self.groups[f])))
+
+    def with_width(self, width: int, candidates: Sequence[int] | None = None) -> SearchSpace:
+        """A copy with another backbone width (and candidates, default just ``width``)."""
+        clone = copy.copy(self)
+        clone.width = int(width)
+        clone.candidates = tuple(sorted({int(c) for c in (candidates or (width,))}))
+        return clone
+
+    # -- bytes -------------------------------------------------------------------------
+    def field_cost(self, f: int, dims: Sequence[int]) -> int:
+        return field_bytes(self.group_rows(f), dims, self.width, self.projection, self.precision)
+
+    def bytes_of(self, cand: Candidate) -> int:
+        return sum(self.field_cost(f, d) for f, d in enumerate(cand))
+
+    def uniform(self, dim: int) -> Candidate:
+        return tuple((dim,) * len(g) for g in self.groups)
+
+    def min_bytes(self) -> int:
+        return sum(min(self.field_cost(f, o) for o in self.options(f)) for f in range(self.num_fields))
+
+    def max_candidate(self) -> Candidate:
+        return self.uniform(self.candidates[-1])
+
+    def full_table_bytes(self) -> int:
+        """The full-size table: every field at the width, one group, no projection."""
+        return sum(
+            field_bytes([f.cardinality], [self.width], self.width, self.projection, self.precision)
+            for f in self.schema.fields
+        )
+
+    def resolve_budget(self, spec: BudgetSpec) -> int:
+        """Bytes of ``spec``, checked feasible; raises one line naming the smallest size."""
+        budget = spec.resolve(self.full_table_bytes())
+        smallest = self.min_bytes()
+        if budget < smallest:
+            raise BudgetError(
+                f"budget {spec.text} ({budget} B) is below the smallest plan of the {self.name} space, "
+                f"{format_bytes(smallest)}; raise --budget to at least {smallest}"
+            )
+        return budget
+
+    # -- candidates ----------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Candidate:
+        return tuple(
+            tuple(int(rng.choice(self.candidates)) for _ in self.groups[f]) for f in range(self.num_fields)
+        )
+
+    def validate(self, cand: Candidate) -> None:
+        if len(cand) != self.num_fields:
+            raise ConfigError(f"candidate has {len(cand)} fields, the space {self.num_fields}")
+        for f, dims in enumerate(cand):
+            if len(dims) != len(self.groups[f]) or any(d not in self.candidates for d in dims):
+                raise ConfigError(f"candidate dims {dims} of field {self.schema.fields[f].name!r} are not in the space")
+
+    def best_under_budget(self, preference: Sequence[np.ndarray], budget: int) -> Candidate:
+        """The candidate maximising total preference with bytes <= budget (exact knapsack).
+
+        ``preference[f]`` has shape ``[groups of f, len(candidates)]``; an option's value is
+        the sum over groups of the preference of its dim.
+        """
+        costs, values, opts = [], [], []
+        for f in range(self.num_fields):
+            pref = np.asarray(preference[f], dtype=np.float64).reshape(len(self.groups[f]), len(self.candidates))
+            o = self.options(f)
+            idx = {c: i for i, c in enumerate(self.candidates)}
+            opts.append(o)
+            costs.append([self.field_cost(f, dims) for dims in o])
+            values.append([float(sum(pref[g, idx[d]] for g, d in enumerate(dims))) for dims in o])
+        choice = solve_mckp(costs, values, budget)
+        return tuple(opts[f][i] for f, i in enumerate(choice))
+
+    def argmax(self, preference: Sequence[np.ndarray]) -> Candidate:
+        """The per-group argmax, ignoring any budget (the papers' own discretisation)."""
+        return tuple(
+            tuple(self.candidates[int(i)] for i in np.asarray(p).reshape(len(self.groups[f]), -1).argmax(1))
+            for f, p in enumerate(preference)
+        )
+
+    def repair(self, cand: Candidate, budget: int, preference: Sequence[np.ndarray] | None = None) -> Candidate:
+        """Project ``cand`` onto the budget: the knapsack over dims no larger than ``cand``'s,
+        preferring (by default) to keep each group's dim as close to the original as possible."""
+        if self.bytes_of(cand) <= budget:
+            return cand
+        pref = []
+        for f, dims in enumerate(cand):
+            p = np.full((len(dims), len(self.candidates)), -1e9)
+            for g, d in enumerate(dims):
+                for i, c in enumerate(self.candidates):
+                    if c <= d:
+                        base = -abs(np.log2(max(d, 1)) - np.log2(max(c, 1)))
+                        p[g, i] = base if preference is None else base + float(np.asarray(preference[f]).reshape(len(dims), -1)[g, i])
+            pref.append(p)
+        return self.best_under_budget(pref, budget)
+
+    # -- plans ------------------------------------------------------------------------------
+    def to_plan(self, cand: Candidate, controller: str, budget: int, **kwargs: object) -> Plan:
+        self.validate(cand)
+        fields = [
+            FieldPlan(spec.name, spec.cardinality, [GroupPlan(a, b, int(d)) for (a, b), d in zip(self.groups[f], cand[f])])
+            for f, spec in enumerate(self.schema.fields)
+        ]
+        plan = Plan(
+            controller=controller, space=self.name, width=self.width, fields=fields, budget_bytes=int(budget),
+            projection=self.projection, precision=self.precision, **kwargs,  # type: ignore[arg-type]
+        )
+        if plan.table_bytes > budget:
+            raise BudgetError(f"internal: plan of {plan.table_bytes} B exceeds the budget {budget} B")
+        return plan
+
+    @staticmethod
+    def from_plan(plan: Plan) -> Candidate:
+        return tuple(tuple(f.dims) for f in plan.fields)
+
+
+def default_candidates(width: int) -> tuple[int, ...]:
+    """Powers of two from 2 up to (and including) ``width``."""
+    out, d = [], 2
+    while d < width:
+        out.append(d)
+        d *= 2
+    out.append(width)
+    return tuple(sorted(set(out)))

@@ -1,0 +1,31 @@
+"""Device choice and seeding."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from embsearch.errors import ConfigError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without it is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return a CPU generator for batch permutations."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g

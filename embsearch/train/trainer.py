@@ -1,0 +1,137 @@
+"""Training: Adam over batches sliced from a permutation, early stopping on validation AUC.
+
+Hooks let searches reuse the one loop: ``extra_loss(model)`` adds a regulariser (RULE's
+diversity term, DNIS's mask sparsity), ``after_step(step)`` runs an architecture step
+(DARTS), ``on_epoch_end(epoch)`` adjusts schedules.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from embsearch.data.batches import DeviceSplit
+from embsearch.data.dataset import Dataset
+from embsearch.train.metrics import log_loss, roc_auc
+from embsearch.train.progress import progress_bar
+
+
+@dataclass
+class TrainConfig:
+    """Training options shared by search, retrain and benchmarks."""
+
+    epochs: int = 5
+    batch_size: int = 4096
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 2
+    eval_batch_size: int = 65536
+    amp: bool = True
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    val_auc: float
+    val_logloss: float
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class DeviceData:
+    """The dataset's splits as tensors on one device, moved there once."""
+
+    def __init__(self, dataset: Dataset, device: torch.device) -> None:
+        self.dataset = dataset
+        self.device = device
+        self._splits: dict[str, DeviceSplit] = {}
+
+    def split(self, name: str) -> DeviceSplit:
+        if name not in self._splits:
+            self._splits[name] = DeviceSplit(self.dataset.split(name), self.device)
+        return self._splits[name]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split: DeviceSplit, batch_size: int = 65536) -> np.ndarray:
+    """Probabilities for every row of ``split``."""
+    was_training = model.training
+    model.eval()
+    out = [torch.sigmoid(model(x).float()) for x, _ in split.batches(batch_size)]
+    model.train(was_training)
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+def evaluate(model: nn.Module, split: DeviceSplit, batch_size: int = 65536) -> tuple[float, float]:
+    """``(auc, logloss)`` of ``model`` on ``split``."""
+    p = predict(model, split, batch_size)
+    y = split.y.cpu().numpy()
+    return roc_auc(y, p), log_loss(y, p)
+
+
+def train_model(
+    model: nn.Module,
+    data: DeviceData,
+    cfg: TrainConfig,
+    *,
+    generator: torch.Generator | None = None,
+    extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+    after_step: Callable[[int], None] | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
+    params: list[nn.Parameter] | None = None,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` in place; restore the weights of the best validation AUC."""
+    device = data.device
+    model.to(device)
+    train, val = data.split("train"), data.split("val")
+    opt = torch.optim.Adam(params if params is not None else model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_amp = cfg.amp and device.type == "cuda"
+    loss_fn = nn.BCEWithLogitsLoss()
+    best_auc, best_ll, best_epoch, best_state = -1.0, float("inf"), 0, None
+    history: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+    steps_per_epoch = (len(train) + cfg.batch_size - 1) // cfg.batch_size
+    step = 0
+    with progress_bar(cfg.progress) as prog:
+        task = prog.add_task(desc, total=cfg.epochs * steps_per_epoch, info="")
+        epoch = 0
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            running = 0.0
+            for i, (x, y) in enumerate(train.batches(cfg.batch_size, shuffle=True, generator=generator)):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    loss = loss_fn(model(x).float(), y)
+                    if extra_loss is not None:
+                        loss = loss + extra_loss(model)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                if after_step is not None:
+                    after_step(step)
+                running = 0.9 * running + 0.1 * float(loss.detach()) if i else float(loss.detach())
+                if i % 20 == 0:
+                    prog.update(task, info=f"epoch {epoch} loss {running:.4f}")
+                prog.advance(task)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+            auc, ll = evaluate(model, val, cfg.eval_batch_size)
+            history.append({"epoch": epoch, "train_loss": running, "val_auc": auc, "val_logloss": ll})
+            prog.update(task, info=f"epoch {epoch} loss {running:.4f} val AUC {auc:.4f}")
+            if auc > best_auc:
+                best_auc, best_ll, best_epoch = auc, ll, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            elif epoch - best_epoch >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return TrainResult(best_auc, best_ll, best_epoch, epoch, time.perf_counter() - t0, history)
