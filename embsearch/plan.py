@@ -63,6 +63,9 @@ class Plan:
     data_fingerprint: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     format: str = PLAN_FORMAT
+    #: Optional trained weights (a ``CTRModel`` state dict) a controller attaches when its
+    #: supernet already serves the plan (RULE); the runner then skips retraining. Not JSON.
+    weights: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for f in self.fields:

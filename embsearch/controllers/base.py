@@ -10,12 +10,16 @@ Sample-based controllers (evolution, RL, black-box) subclass :class:`AskTellCont
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from embsearch.context import SearchContext
 from embsearch.errors import ConfigError
 from embsearch.plan import Plan
-from embsearch.search_spaces.base import Candidate
+from embsearch.search_spaces.base import Candidate, SearchSpace
+
+if TYPE_CHECKING:
+    from embsearch.evaluator import Evaluator
+    from embsearch.search_loop import LoopResult
 
 
 class Controller(ABC):
@@ -68,16 +72,35 @@ class Controller(ABC):
 
 
 class AskTellController(Controller):
-    """A sample-based controller: the shared search loop asks for candidates and tells scores.
+    """A sample-based controller, driven by the shared loop (``embsearch.search_loop``).
 
-    ``ask()`` returns a candidate within the budget; ``tell(candidate, score)`` reports its
-    score (higher is better). ``setup(ctx)`` prepares state (e.g. trains a supernet) before
-    the loop; ``best()`` returns the best candidate told so far.
+    ``search_budgets(ctx)`` runs:
+
+    1. ``prepare(ctx, deadline)`` once: e.g. train one supernet that serves every budget;
+    2. per budget: ``start(ctx, budget)``, then the loop repeats ``ask() -> candidate``,
+       ``evaluator(ctx, budget)(candidate) -> score``, ``tell(candidate, score)`` until
+       ``done()``, ``ctx.max_seconds`` runs out or Ctrl-C, recording every evaluation;
+    3. ``finish(ctx, budget, result) -> Plan`` from the loop's best candidate.
+
+    ``ask()`` should return candidates of ``search_space(ctx)`` within the budget; the loop
+    rejects (records, tells ``-inf``, never keeps) any that is not. Scores: higher is better.
+    ``search(ctx)`` is ``search_budgets`` on the first budget alone.
     """
 
+    def prepare(self, ctx: SearchContext, deadline: float | None) -> None:  # noqa: B027 - optional hook
+        """Once per search, before any budget (``deadline`` is a ``time.perf_counter()`` value)."""
+
+    def search_space(self, ctx: SearchContext) -> SearchSpace:
+        """The space candidates live in (bytes are counted there); default ``ctx.space``."""
+        return ctx.space
+
     @abstractmethod
-    def setup(self, ctx: SearchContext) -> None:
-        """Prepare for asking (called once per budget by the loop)."""
+    def evaluator(self, ctx: SearchContext, budget: int) -> Evaluator:
+        """The evaluator the loop scores this budget's candidates with."""
+
+    @abstractmethod
+    def start(self, ctx: SearchContext, budget: int) -> None:
+        """Reset the ask/tell state for one budget."""
 
     @abstractmethod
     def ask(self) -> Candidate:
@@ -88,5 +111,27 @@ class AskTellController(Controller):
         """Report the score of an asked candidate."""
 
     @abstractmethod
-    def score(self, candidate: Candidate) -> float:
-        """Evaluate a candidate (e.g. with inherited supernet weights)."""
+    def done(self) -> bool:
+        """True when this budget's search has nothing more to ask."""
+
+    def fallback(self, ctx: SearchContext, budget: int) -> Candidate:
+        """A feasible candidate when nothing was evaluated (interrupted or out of time at once)."""
+        space = self.search_space(ctx)
+        return space.repair(space.max_candidate(), budget)
+
+    def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
+        """The plan of the loop's best candidate (default: checked against the budget)."""
+        cand = result.best if result.best is not None else self.fallback(ctx, budget)
+        space = self.search_space(ctx)
+        return space.to_plan(
+            cand, self.name, budget, data_fingerprint=ctx.dataset.fingerprint(),
+            extra={"search": result.summary(), "interrupted": result.interrupted},
+        )
+
+    def search(self, ctx: SearchContext) -> Plan:
+        return self.search_budgets(ctx.with_budget(ctx.budget))[0]
+
+    def search_budgets(self, ctx: SearchContext) -> list[Plan]:
+        from embsearch.search_loop import search_budgets  # the loop imports this module
+
+        return search_budgets(self, ctx)

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from importlib.metadata import entry_points
 
 from embsearch.controllers.base import Controller
@@ -16,6 +18,9 @@ BUILTIN: dict[str, str] = {
     "uniform": "embsearch.controllers.uniform:Uniform",
     "mde": "embsearch.controllers.mde:MDE",
     "cprec": "embsearch.controllers.cprec:CpRec",
+    "autodim": "embsearch.controllers.autodim:AutoDim",
+    "autoemb": "embsearch.controllers.autoemb:AutoEmb",
+    "dnis": "embsearch.controllers.dnis:DNIS",
 }
 
 
@@ -43,6 +48,8 @@ def available() -> dict[str, str]:
 def get_controller(name: str) -> type[Controller]:
     """Resolve a registered name or a ``package.module:Class`` path."""
     if ":" in name:
+        if os.getcwd() not in sys.path:  # like `python -m`, let users name modules beside them
+            sys.path.insert(0, os.getcwd())
         return _load(name, name)
     registered = available()
     if name not in registered:

@@ -2,7 +2,7 @@
 
 ``prepare`` reads the input file(s) with :mod:`embsearch.data.readers`, splits rows (one
 file: a seeded random split; three files: given train/val/test), bucketises numeric
-columns (:func:`bucket_keys`), turns every column into dense codes with Arrow's
+columns (:func:`bucket_codes`), turns every column into dense codes with Arrow's
 ``dictionary_encode`` and then into ids with
 :func:`~embsearch.data.encode.frequency_ranking` on the **train rows only** (id 0 = OOV,
 ids 1..n by descending train frequency; values below ``min_count`` or unseen in train
@@ -12,8 +12,10 @@ map to 0). The dataset is saved atomically at ``out`` and returned.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,6 @@ from embsearch.data.synthetic import make_synthetic
 from embsearch.errors import ConfigError, DataError
 
 ALL_FORMATS = (*FORMATS, "synthetic")
-_MISSING_KEY = 2**40  # bucket key of a missing numeric value
 
 
 def prepare(
@@ -68,36 +69,26 @@ def prepare(
         for p in inputs
     ]
     _check_same_fields(cols)
-    names = list(cols[0].fields)
     if len(cols) == 1:
         parts = _random_split(cols[0].rows, fractions, seed)
+        order: np.ndarray | None = np.concatenate(parts)
         ys = [cols[0].label[ix] for ix in parts]
     else:
-        parts = None
+        order = None
         ys = [c.label for c in cols]
 
-    xs = [np.empty((len(y), len(names)), dtype=np.int32) for y in ys]
-    specs: list[FieldSpec] = []
+    specs, xs = _encode_fields(cols, order, [len(y) for y in ys], min_count)
+
     constant: list[str] = []
-    for j, name in enumerate(names):
-        codes, n_values = dense_codes([c.fields[name] for c in cols], name in cols[0].numeric)
-        train_codes = codes[0][parts[0]] if parts is not None else codes[0]
-        remap, counts = frequency_ranking(train_codes, n_values, min_count)
-        if parts is not None:
-            ids = apply_ranking(codes[0], remap)
-            for x, ix in zip(xs, parts):
-                x[:, j] = ids[ix]
-        else:
-            for x, c in zip(xs, codes):
-                x[:, j] = apply_ranking(c, remap)
-        specs.append(FieldSpec(name, len(counts), counts))
+    for spec in specs:
+        counts = spec.counts
         if (counts[0] > 0) + len(counts) - 1 <= 1:
-            constant.append(name)
+            constant.append(spec.name)
             if not drop_constant:
                 why = "every value is rarer than --min-count" if len(counts) == 1 else "it has one value"
                 warn(
-                    f"field {name!r} is constant in the train split ({why}) and carries no signal; "
-                    f"pass --drop-constant (or --drop {name}) to remove it"
+                    f"field {spec.name!r} is constant in the train split ({why}) and carries no signal; "
+                    f"pass --drop-constant (or --drop {spec.name}) to remove it"
                 )
     if drop_constant and constant:
         keep = [j for j, s in enumerate(specs) if s.name not in constant]
@@ -109,14 +100,14 @@ def prepare(
     meta = {
         "format": fmt,
         "inputs": [str(p) for p in inputs],
-        "given_split": parts is None,
-        "split": None if parts is None else list(fractions),
+        "given_split": order is None,
+        "split": None if order is None else list(fractions),
         "seed": seed,
         "rows_limit": rows,
         "rows_read": int(sum(c.rows for c in cols)),
         "rows_per_input": [c.rows for c in cols],
         "min_count": min_count,
-        "numeric": [n for n in names if n in cols[0].numeric],
+        "numeric": [n for n in cols[0].fields if n in cols[0].numeric],
         "dropped_columns": cols[0].dropped,
         "constant_fields": constant,
         "dropped_constant": constant if drop_constant else [],
@@ -129,8 +120,41 @@ def prepare(
     return ds
 
 
-def bucket_keys(col: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """Bucketise a numeric column into int64 keys (one distinct key per bucket).
+def _encode_fields(
+    cols: list[Columns], order: np.ndarray | None, sizes: list[int], min_count: int
+) -> tuple[list[FieldSpec], list[np.ndarray]]:
+    """Encode every field, one worker thread per field (Arrow and numpy release the GIL).
+
+    One file (``order`` = row indices of train, then val, then test): returns one
+    ``[rows, fields]`` array in that row order, sliced into the three splits (views).
+    Three files: one array per file.
+    """
+    names = list(cols[0].fields)
+    n_train = sizes[0]
+    if order is not None:
+        xs = [np.empty((len(order), len(names)), dtype=np.int32)]
+    else:
+        xs = [np.empty((c.rows, len(names)), dtype=np.int32) for c in cols]
+
+    def encode(j: int) -> FieldSpec:
+        codes, n_values = dense_codes([c.fields[names[j]] for c in cols], names[j] in cols[0].numeric)
+        if order is not None:
+            codes = [codes[0][order]]
+        remap, counts = frequency_ranking(codes[0][:n_train], n_values, min_count)
+        for x, c in zip(xs, codes):
+            x[:, j] = apply_ranking(c, remap)
+        return FieldSpec(names[j], len(counts), counts)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        specs = list(pool.map(encode, range(len(names))))
+    if order is not None:
+        b = np.cumsum(sizes)
+        xs = [xs[0][: b[0]], xs[0][b[0] : b[1]], xs[0][b[1] :]]
+    return specs, xs
+
+
+def bucket_codes(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Bucketise a numeric column into small non-negative int64 codes (one code per bucket).
 
     ``v = floor(x)``; ``|v| <= 2`` keeps ``v`` as is; ``v > 2`` goes to bucket
     ``floor(log(v)^2)`` and ``v < -2`` to the mirrored negative bucket; missing or NaN is a
@@ -138,26 +162,29 @@ def bucket_keys(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     negatives are -1..-3, each still its own bucket), except that the small values 0, 1, 2
     never share a bucket with a log bucket (``floor(log(3)^2) = 1`` would otherwise collide
     with ``1``). Floats are floored first so the same rule serves integers and floats.
+    Codes depend only on the value, so they agree across files; code 0 is "missing".
     """
     x = pc.fill_null(pc.cast(col, pa.float64()), math.nan)
-    x = (x.to_numpy() if isinstance(x, pa.ChunkedArray) else x.to_numpy(zero_copy_only=False)).astype(
-        np.float64, copy=False
-    )
+    x = np.asarray(x.to_numpy() if isinstance(x, pa.ChunkedArray) else x.to_numpy(zero_copy_only=False))
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         v = np.floor(x)
         a = np.abs(v)
         big = a > 2
         b = np.floor(np.log(np.where(big, np.minimum(a, np.finfo(np.float64).max), 3.0)) ** 2)
-        keys = np.where(big, np.sign(v) * (1000.0 + b), v)
-        keys[np.isnan(x)] = _MISSING_KEY
-    return pa.array(keys.astype(np.int64))
+        codes = np.where(big, 6.0 + 2.0 * b + (v < 0), v + 3.0)
+        codes[np.isnan(x)] = 0.0
+    return codes.astype(np.int64)
 
 
 def dense_codes(parts: Sequence[pa.ChunkedArray], numeric: bool) -> tuple[list[np.ndarray], int]:
-    """Dense codes of one column across parts: part 0 defines the dictionary (``n`` values,
-    codes ``0..n-1``); values of later parts missing from it get code ``-1``. Nulls of a
-    categorical column are a value of their own."""
-    keys = [bucket_keys(p) if numeric else p for p in parts]
+    """Codes ``0..n-1`` of one column across parts, and ``n``: part 0 (the train file) defines
+    the values; values of later parts missing from it get code ``-1`` (or ``>= n``), which
+    :func:`apply_ranking` maps to OOV. Nulls of a categorical column are a value of their
+    own; a numeric column is bucketised by :func:`bucket_codes` (no hashing needed)."""
+    if numeric:
+        codes = [bucket_codes(p) for p in parts]
+        return codes, int(codes[0].max()) + 1
+    keys = parts
     enc = pc.dictionary_encode(keys[0], null_encoding="encode")
     chunks = enc.chunks if isinstance(enc, pa.ChunkedArray) else [enc]
     dictionary = chunks[-1].dictionary

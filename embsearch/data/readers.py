@@ -85,7 +85,14 @@ def read_columns(
     raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
-def decode_label(col: pa.ChunkedArray | pa.Array, name: str, path: str, *, minus_one: bool = False) -> np.ndarray:
+def decode_label(
+    col: pa.ChunkedArray | pa.Array,
+    name: str,
+    path: str,
+    *,
+    minus_one: bool = False,
+    hint: str = "is --label the right column?",
+) -> np.ndarray:
     """Map a label column to ``float32`` 0/1. Only 0 and 1 (and -1 = 0 if ``minus_one``) are
     accepted, written as numbers, strings (``"1"``, ``"1.0"``) or booleans."""
     if col.null_count:
@@ -104,7 +111,7 @@ def decode_label(col: pa.ChunkedArray | pa.Array, name: str, path: str, *, minus
         except (KeyError, TypeError, ValueError):
             ok = "-1/0/1" if minus_one else "0/1"
             raise DataError(
-                f"label column {name!r} in {path} holds {value!r}; labels must be {ok} (is --label the right column?)"
+                f"label column {name!r} in {path} holds the value {str(value)!r}; labels must be {ok} ({hint})"
             ) from None
     codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks])
     return lut[codes]
@@ -187,7 +194,7 @@ def _read_criteo(path: str, drop: list[str], rows: int | None) -> Columns:
             pacsv.ConvertOptions(column_types=types, include_columns=keep, quoted_strings_can_be_null=False),
         )
     _check_rows(table, path, "criteo")
-    label = decode_label(table.column("label"), "label", path)
+    label = decode_label(table.column("label"), "label", path, hint="is this really a criteo file?")
     fields = {n: table.column(n) for n in keep[1:]}
     return Columns(path, "label", label, fields, frozenset(CRITEO_INT) - set(drop), list(drop))
 
@@ -212,7 +219,7 @@ def _read_libfm(path: str, drop: list[str], rows: int | None) -> Columns:
             pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), include_columns=keep),
         )
     _check_rows(table, path, "libfm")
-    label = decode_label(table.column("label"), "label", path, minus_one=True)
+    label = decode_label(table.column("label"), "label", path, minus_one=True, hint="is this really a libfm file?")
     fields = {}
     for n in keep[1:]:
         col = table.column(n)

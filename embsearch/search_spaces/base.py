@@ -187,8 +187,8 @@ class SearchSpace:
 
 
 def default_candidates(width: int) -> tuple[int, ...]:
-    """Powers of two from 2 up to (and including) ``width``."""
-    out, d = [], 2
+    """Powers of two from 1 up to (and including) ``width``: 1 keeps 10% budgets feasible."""
+    out, d = [], 1
     while d < width:
         out.append(d)
         d *= 2

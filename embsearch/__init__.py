@@ -1,0 +1,17 @@
+"""embsearch: search embedding dimensions under a byte budget and export the table.
+
+Public names are re-exported here; the layout underneath may change.
+"""
+
+from embsearch.budget import parse_budget
+from embsearch.context import SearchContext
+from embsearch.controllers.base import AskTellController, Controller
+from embsearch.embeddings.mixed_dim import MixedDimEmbedding
+from embsearch.errors import EmbsearchError
+from embsearch.plan import FieldPlan, GroupPlan, Plan
+
+__all__ = [
+    "AskTellController", "Controller", "EmbsearchError", "FieldPlan", "GroupPlan", "MixedDimEmbedding",
+    "Plan", "SearchContext", "parse_budget",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from embsearch.cli import main
+
+sys.exit(main())

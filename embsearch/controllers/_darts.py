@@ -1,0 +1,318 @@
+"""Shared machinery of the differentiable controllers (AutoDim, AutoEmb, DNIS).
+
+1. :func:`check_val_split`: the validation split must feed architecture steps;
+2. :func:`train_supernet`: first-order DARTS (Liu, Simonyan and Yang, "DARTS:
+   Differentiable Architecture Search", ICLR 2019, Sec. 2.3 with ``xi = 0``): the trainer's
+   loop takes a weight step on a training batch, then (its ``after_step`` hook)
+   :class:`ArchStep` takes an architecture step on a validation batch with a separate Adam
+   over the architecture parameters only;
+3. :func:`discretise`: learned preferences become a candidate under a byte budget.
+
+Preferences, ``preference[f]`` of shape ``[groups of f, len(candidates)]``, are additive:
+the knapsack maximises their sum over (field, group) subject to ``bytes <= budget``
+(exact multiple-choice knapsack, ``space.best_under_budget``). AutoDim and AutoEmb use
+log-probabilities ``log alpha``: the knapsack then returns the most probable architecture
+under the learned per-group distributions that fits the budget, so it gives up first the
+dims the supernet is indifferent about (small log-ratio) and keeps those it is sure of, at
+the cheapest byte cost. DNIS uses kept mask mass (a budgeted magnitude pruning). Mode
+``argmax`` is the papers' own per-group argmax, which ignores the budget and raises
+:class:`BudgetError` when its plan does not fit.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from embsearch.backbones import CTRModel
+from embsearch.budget import format_bytes
+from embsearch.context import SearchContext
+from embsearch.controllers.base import Controller
+from embsearch.data.batches import DeviceSplit
+from embsearch.data.dataset import Split
+from embsearch.embeddings.supernets import CandidateBranches
+from embsearch.errors import BudgetError, ConfigError, DataError
+from embsearch.plan import Plan
+from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.train.device import seed_everything
+from embsearch.train.trainer import TrainResult, train_model
+
+DISCRETISE_MODES = ("knapsack", "argmax")
+
+
+def discretise(space: SearchSpace, preference: Sequence[np.ndarray], budget: int, mode: str = "knapsack") -> Candidate:
+    """Step 3: the candidate maximising total ``preference`` within ``budget`` bytes
+    (``mode='knapsack'``), or the per-group argmax (``mode='argmax'``) checked against it."""
+    if mode not in DISCRETISE_MODES:
+        raise ConfigError(f"discretise must be one of {', '.join(DISCRETISE_MODES)}, got {mode!r}")
+    if len(preference) != space.num_fields:
+        raise ConfigError(f"preference covers {len(preference)} fields, the space has {space.num_fields}")
+    for f, p in enumerate(preference):
+        want = (len(space.groups[f]), len(space.candidates))
+        if np.shape(p) != want:
+            raise ConfigError(f"preference of field {space.schema.fields[f].name!r} has shape {np.shape(p)}, expected {want}")
+    _check_budget(space, budget)
+    if mode == "knapsack":
+        return space.best_under_budget(preference, budget)
+    cand = space.argmax(preference)
+    need = space.bytes_of(cand)
+    if need > budget:
+        raise BudgetError(
+            f"the argmax plan needs {format_bytes(need)}, above the budget {format_bytes(budget)}; "
+            f"use discretise='knapsack' (fits any feasible budget) or raise --budget to at least {need}"
+        )
+    return cand
+
+
+def check_val_split(val: Split, arch_batch_size: int) -> None:
+    """Step 1: at least one full architecture batch, and at least 2 rows of each class."""
+    n = len(val)
+    if n < arch_batch_size:
+        raise DataError(
+            f"the validation split has {n} rows, fewer than one architecture batch "
+            f"(arch_batch_size={arch_batch_size}); lower arch_batch_size to at most {n} "
+            "or give the validation split more rows (--split)"
+        )
+    pos = int(np.asarray(val.y).sum())
+    if pos < 2 or n - pos < 2:
+        raise DataError(
+            f"the validation split has {pos} positive and {n - pos} negative rows; architecture "
+            "steps need at least 2 of each class: give the validation split more rows (--split)"
+        )
+
+
+class ArchStep:
+    """Step 2, the architecture half of first-order DARTS, run as the trainer's ``after_step``.
+
+    Every ``every`` weight steps: one full validation batch (shuffled, cycled), loss
+    ``BCE + penalty()``, gradients for the architecture parameters only, one Adam step,
+    then ``after()`` (e.g. clipping a mask). Batch-norm running statistics are not updated
+    by these steps (they see training batches only).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        val: DeviceSplit,
+        params: list[nn.Parameter],
+        *,
+        lr: float,
+        batch_size: int,
+        every: int = 1,
+        generator: torch.Generator | None = None,
+        penalty: Callable[[], torch.Tensor] | None = None,
+        after: Callable[[], None] | None = None,
+        on_step: Callable[[int], None] | None = None,
+        amp: bool = False,
+    ) -> None:
+        self.model, self.val, self.params = model, val, params
+        self.opt = torch.optim.Adam(params, lr=lr)
+        self.batch_size, self.every, self.generator = batch_size, every, generator
+        self.penalty, self.after, self.on_step, self.amp = penalty, after, on_step, amp
+        self.loss_fn = nn.BCEWithLogitsLoss()
+        self.steps = 0
+        self._batches = self._cycle()
+
+    def _cycle(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            for x, y in self.val.batches(self.batch_size, shuffle=True, generator=self.generator):
+                if len(y) == self.batch_size:
+                    yield x, y
+
+    def _set_stats(self, on: bool) -> None:
+        for m in self.model.modules():
+            if isinstance(m, CandidateBranches):
+                m.update_stats = on
+
+    def __call__(self, step: int) -> None:
+        if self.on_step is not None:
+            self.on_step(step)
+        if step % self.every:
+            return
+        x, y = next(self._batches)
+        self._set_stats(False)
+        try:
+            device = x.device
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp and device.type == "cuda"):
+                loss = self.loss_fn(self.model(x).float(), y)
+                if self.penalty is not None:
+                    loss = loss + self.penalty()
+            grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        finally:
+            self._set_stats(True)
+        for p, g in zip(self.params, grads):
+            p.grad = torch.zeros_like(p) if g is None else g
+        self.opt.step()
+        self.steps += 1
+        if self.after is not None:
+            self.after()
+
+
+def train_supernet(
+    ctx: SearchContext,
+    model: nn.Module,
+    weight_params: list[nn.Parameter],
+    arch_params: list[nn.Parameter],
+    *,
+    epochs: int,
+    arch_lr: float,
+    arch_batch_size: int,
+    arch_every: int = 1,
+    generator: torch.Generator | None = None,
+    penalty: Callable[[], torch.Tensor] | None = None,
+    after_arch: Callable[[], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
+    desc: str = "supernet",
+) -> TrainResult:
+    """Step 2: alternate weight steps (train batches, the trainer's Adam over
+    ``weight_params``) and architecture steps (validation batches, a separate Adam over
+    ``arch_params``); the trainer keeps the weights of the best validation AUC."""
+    ids = {id(p) for p in arch_params}
+    if any(id(p) in ids for p in weight_params):
+        raise ConfigError("internal: a parameter is both a weight and an architecture parameter")
+    val_gen = torch.Generator()
+    val_gen.manual_seed(int(ctx.seed) + 1)
+    step = ArchStep(
+        model, ctx.data.split("val"), arch_params, lr=arch_lr, batch_size=arch_batch_size, every=arch_every,
+        generator=val_gen, penalty=penalty, after=after_arch, on_step=on_step, amp=ctx.train.amp,
+    )
+    cfg = replace(ctx.train, epochs=epochs)
+    result = train_model(model, ctx.data, cfg, generator=generator, after_step=step, params=weight_params, desc=desc)
+    for h in result.history:
+        ctx.record(event="supernet_epoch", **h)
+    ctx.record(event="supernet_done", arch_steps=step.steps, val_auc=result.val_auc, seconds=result.seconds)
+    return result
+
+
+COMMON_PARAMS: dict[str, Any] = {
+    "epochs": None,  # supernet epochs; None: ctx.train.epochs
+    "arch_lr": 1e-2,  # Adam learning rate of the architecture parameters
+    "arch_batch_size": None,  # validation batch of an architecture step; None: ctx.train.batch_size
+    "arch_every": 1,  # one architecture step per this many weight steps
+    "discretise": "knapsack",  # or "argmax" (the papers' rule, ignores the budget)
+}
+
+
+class DartsController(Controller):
+    """A supernet trained once by first-order DARTS, then discretised for every budget.
+
+    Subclasses give :meth:`build_supernet` (with ``arch_parameters()`` and
+    ``weight_parameters()``), :meth:`preference` and optionally :meth:`describe` and the
+    hooks :meth:`penalty`, :meth:`after_arch`, :meth:`on_step`. The trained supernet and
+    model are kept as ``supernet_`` and ``model_``. The returned plans carry no weights:
+    the search runner retrains each from scratch.
+    """
+
+    family = "differentiable"
+    params: ClassVar[dict[str, Any]] = COMMON_PARAMS
+
+    # -- parameters ----------------------------------------------------------------------
+    def _bad(self, name: str, allowed: str) -> ConfigError:
+        return ConfigError(f"{self.name}: {name} must be {allowed}, got {self.config[name]!r}")
+
+    def _check_number(self, name: str, lo: float, hi: float, *, integer: bool = False, optional: bool = False, open_lo: bool = False) -> None:
+        v = self.config[name]
+        if v is None and optional:
+            return
+        kind = "an integer" if integer else "a number"
+        allowed = f"{kind} in {'(' if open_lo else '['}{lo:g}, {hi:g}]" + (" or None" if optional else "")
+        ok_type = isinstance(v, (int, np.integer)) if integer else isinstance(v, (int, float, np.integer, np.floating))
+        if isinstance(v, bool) or not ok_type or not (lo < v if open_lo else lo <= v) or not v <= hi:
+            raise self._bad(name, allowed)
+
+    def validate(self) -> None:
+        self._check_number("epochs", 1, 10_000, integer=True, optional=True)
+        self._check_number("arch_lr", 0.0, 10.0, open_lo=True)
+        self._check_number("arch_batch_size", 2, 2**24, integer=True, optional=True)
+        self._check_number("arch_every", 1, 10_000, integer=True)
+        if self.config["discretise"] not in DISCRETISE_MODES:
+            raise self._bad("discretise", " or ".join(repr(m) for m in DISCRETISE_MODES))
+
+    # -- hooks ---------------------------------------------------------------------------
+    def search_space(self, ctx: SearchContext) -> SearchSpace:
+        """The space plans are made in (DNIS switches to zero padding)."""
+        return ctx.space
+
+    @abstractmethod
+    def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> nn.Module:
+        """A fresh supernet for ``space``."""
+
+    @abstractmethod
+    def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
+        """Per field ``[groups, candidates]`` values the knapsack maximises."""
+
+    def describe(self, supernet: nn.Module, space: SearchSpace) -> dict[str, Any]:
+        """What goes into ``plan.extra`` besides the common facts."""
+        return {}
+
+    def penalty(self, supernet: nn.Module) -> Callable[[], torch.Tensor] | None:
+        return None
+
+    def after_arch(self, supernet: nn.Module) -> Callable[[], None] | None:
+        return None
+
+    def on_step(self, supernet: nn.Module) -> Callable[[int], None] | None:
+        return None
+
+    # -- the search ----------------------------------------------------------------------
+    def search(self, ctx: SearchContext) -> Plan:
+        return self.search_budgets(ctx)[0]
+
+    def search_budgets(self, ctx: SearchContext) -> list[Plan]:
+        """Train one supernet, then discretise it for every budget of ``ctx.budgets``."""
+        self.check_space(ctx)
+        space = self.search_space(ctx)
+        if not ctx.budgets:
+            raise BudgetError("no budget given; pass at least one --budget")
+        for b in ctx.budgets:  # fail before training, not after
+            _check_budget(space, b)
+        arch_batch = int(self.config["arch_batch_size"] or ctx.train.batch_size)
+        check_val_split(ctx.dataset.split("val"), arch_batch)
+        generator = seed_everything(ctx.seed)
+        supernet = self.build_supernet(ctx, space)
+        model = CTRModel(supernet, ctx.make_backbone()).to(ctx.device)
+        result = train_supernet(
+            ctx, model, [*model.backbone.parameters(), *supernet.weight_parameters()], supernet.arch_parameters(),
+            epochs=int(self.config["epochs"] or ctx.train.epochs), arch_lr=float(self.config["arch_lr"]),
+            arch_batch_size=arch_batch, arch_every=int(self.config["arch_every"]), generator=generator,
+            penalty=self.penalty(supernet), after_arch=self.after_arch(supernet), on_step=self.on_step(supernet),
+            desc=f"{self.name} supernet",
+        )
+        model.eval()
+        self.supernet_, self.model_ = supernet, model
+        pref = self.preference(supernet, space)
+        names = space.schema.names
+        extra = {
+            "discretise": self.config["discretise"],
+            "candidates": list(space.candidates),
+            "preference": {n: np.round(p, 6).tolist() for n, p in zip(names, pref)},
+            **self.describe(supernet, space),
+            "supernet": {
+                "val_auc": float(result.val_auc), "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run, "seconds": round(result.seconds, 3),
+            },
+        }
+        fingerprint = ctx.dataset.fingerprint()
+        return [
+            space.to_plan(
+                discretise(space, pref, b, self.config["discretise"]), self.name, b,
+                data_fingerprint=fingerprint, extra=copy.deepcopy(extra),
+            )
+            for b in ctx.budgets
+        ]
+
+
+def _check_budget(space: SearchSpace, budget: int) -> None:
+    smallest = space.min_bytes()
+    if budget < smallest:
+        raise BudgetError(
+            f"budget {budget} B is below the smallest plan of the {space.name} space, "
+            f"{format_bytes(smallest)}; raise --budget to at least {smallest}"
+        )

@@ -1,0 +1,296 @@
+"""Population operators and the evolutionary search shared by OptEmbed and RULE.
+
+OptEmbed (Lyu et al., CIKM 2022), Sec. "Evolutionary search", and RULE (Chen et al., KDD
+2021), Sec. "Evolutionary search", evolve candidates the same way:
+
+1. an initial population of random candidates, each projected onto the budget;
+2. every generation keeps the ``top_k`` best candidates seen so far (elitist top-k
+   selection, or tournaments among them);
+3. children are made by *crossover between fields* (each field's dims come whole from one
+   parent: crossover points range over fields, never over dims inside a field or over
+   rows) and by *mutation* (each (field, group) dim is redrawn with a probability);
+4. a child over the budget is repaired onto it with ``space.repair`` (exact knapsack over
+   dims no larger than the child's); a candidate over the budget is never kept.
+
+Every operator is pure: candidates are tuples of tuples and operators return new ones, so
+parents are never edited in place (a bug of the public OptEmbed code, which also had no
+budget control at all).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from embsearch.context import SearchContext
+from embsearch.errors import BudgetError, ConfigError
+from embsearch.plan import Plan
+from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.train.device import seed_everything
+from embsearch.train.trainer import train_model
+
+EVOLUTION_PARAMS: dict[str, Any] = {
+    "population": 20,
+    "generations": 10,
+    "top_k": 10,
+    "mutation_prob": 0.1,
+    "crossover_prob": 0.5,
+    "selection": "topk",
+}
+
+
+# -- pure operators -------------------------------------------------------------------------
+def crossover(a: Candidate, b: Candidate, rng: np.random.Generator) -> Candidate:
+    """Uniform crossover *between fields*: field ``f`` comes whole from ``a`` or from ``b``."""
+    if len(a) != len(b):
+        raise ValueError(f"parents have {len(a)} and {len(b)} fields")
+    take_a = rng.random(len(a)) < 0.5
+    return tuple(tuple(da) if t else tuple(db) for da, db, t in zip(a, b, take_a))
+
+
+def mutate(cand: Candidate, space: SearchSpace, rng: np.random.Generator, prob: float) -> Candidate:
+    """Redraw each (field, group) dim with probability ``prob`` among the *other* candidates."""
+    out = []
+    for dims in cand:
+        new = []
+        for d in dims:
+            others = [c for c in space.candidates if c != d]
+            new.append(int(rng.choice(others)) if others and rng.random() < prob else int(d))
+        out.append(tuple(new))
+    return tuple(out)
+
+
+def check_budget(space: SearchSpace, budget: int) -> None:
+    """Raise BudgetError when no candidate of ``space`` fits ``budget`` at all."""
+    smallest = space.min_bytes()
+    if budget < smallest:
+        raise BudgetError(
+            f"budget {budget} B is below the smallest plan of the {space.name} space ({smallest} B); raise --budget"
+        )
+
+
+def fit_budget(cand: Candidate, space: SearchSpace, budget: int) -> Candidate:
+    """Step 4: ``cand`` projected onto the budget (unchanged when it fits)."""
+    fixed = space.repair(cand, budget)  # raises BudgetError when nothing fits
+    if space.bytes_of(fixed) > budget:  # repair is exact; this guards the invariant
+        raise BudgetError(
+            f"internal: repaired candidate of {space.bytes_of(fixed)} B exceeds {budget} B"
+        )
+    return fixed
+
+
+def random_population(
+    space: SearchSpace,
+    budget: int,
+    n: int,
+    rng: np.random.Generator,
+    seeds: Sequence[Candidate] = (),
+) -> list[Candidate]:
+    """Step 1: ``n`` distinct feasible candidates (seeds first, then random ones, repaired)."""
+    out: list[Candidate] = []
+    seen: set[Candidate] = set()
+    pool = [*seeds]
+    for _ in range(20 * n):
+        if len(out) >= n:
+            break
+        cand = fit_budget(pool.pop(0) if pool else space.sample(rng), space, budget)
+        if cand not in seen:
+            seen.add(cand)
+            out.append(cand)
+    return out
+
+
+def top_k(scored: Sequence[tuple[Candidate, float]], k: int) -> list[tuple[Candidate, float]]:
+    """The ``k`` best (candidate, score) pairs, best first (NaN scores rank last)."""
+    key = [(-s if np.isfinite(s) else np.inf) for _, s in scored]
+    order = np.argsort(key, kind="stable")[:k]
+    return [scored[i] for i in order]
+
+
+def tournament(
+    scored: Sequence[tuple[Candidate, float]], rng: np.random.Generator, size: int = 2
+) -> Candidate:
+    """The best of ``size`` candidates drawn at random (with replacement)."""
+    picks = [scored[int(i)] for i in rng.integers(0, len(scored), size=max(size, 1))]
+    return top_k(picks, 1)[0][0]
+
+
+# -- the evolution as ask/tell ----------------------------------------------------------------
+@dataclass
+class EvolutionConfig:
+    population: int = 20
+    generations: int = 10
+    top_k: int = 10
+    mutation_prob: float = 0.1
+    crossover_prob: float = 0.5
+    selection: str = "topk"
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> EvolutionConfig:
+        return cls(**{k: params[k] for k in EVOLUTION_PARAMS})
+
+
+def validate_evolution(name: str, params: dict[str, Any]) -> None:
+    """Check the shared evolution parameters; the message names the parameter and its range."""
+
+    def integer(key: str, low: int, high: float = float("inf")) -> int:
+        v = params[key]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not low <= v <= high:
+            rng = f">= {low}" if high == float("inf") else f"in [{low}, {int(high)}]"
+            raise ConfigError(f"{name}: {key} must be an integer {rng}, got {v!r}")
+        return int(v)
+
+    pop = integer("population", 2)
+    integer("generations", 0)
+    integer("top_k", 1, pop)
+    for key in ("mutation_prob", "crossover_prob"):
+        v = params[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+            raise ConfigError(f"{name}: {key} must be a number in [0, 1], got {v!r}")
+    if params["selection"] not in ("topk", "tournament"):
+        raise ConfigError(
+            f"{name}: selection must be 'topk' or 'tournament', got {params['selection']!r}"
+        )
+    for key in ("supernet_epochs", "val_rows"):  # None: the context's epochs / every val row
+        if key in params and params[key] is not None:
+            integer(key, 1)
+
+
+class Evolution:
+    """Steps 1-4 as ask/tell: ``ask()`` hands out the current generation one candidate at a
+    time; once all of it is told, the next generation is bred from the top-k. Generation 0
+    is the random population; ``generations`` more follow, so at most
+    ``population * (generations + 1)`` candidates are evaluated."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        budget: int,
+        cfg: EvolutionConfig,
+        rng: np.random.Generator,
+        seeds: Sequence[Candidate] = (),
+    ) -> None:
+        check_budget(space, budget)
+        self.space, self.budget, self.cfg, self.rng = space, budget, cfg, rng
+        self.scores: dict[Candidate, float] = {}
+        self.generation = 0
+        self._queue = random_population(space, budget, cfg.population, rng, seeds)
+        self._pending: set[Candidate] = set()
+
+    def done(self) -> bool:
+        """True once the last generation is told (or no unseen child could be bred)."""
+        return not self._queue and not self._pending
+
+    def ask(self) -> Candidate:
+        if not self._queue:
+            raise RuntimeError("ask() after the search is done, or before the generation was told")
+        cand = self._queue.pop(0)
+        self._pending.add(cand)
+        return cand
+
+    def tell(self, cand: Candidate, score: float) -> None:
+        self._pending.discard(cand)
+        self.scores[cand] = float(score)
+        if not self._queue and not self._pending and self.generation < self.cfg.generations:
+            self._breed()
+
+    def ranked(self) -> list[tuple[Candidate, float]]:
+        """Every told candidate with its score, best first."""
+        return top_k(list(self.scores.items()), len(self.scores))
+
+    def _parent(self, elite: list[tuple[Candidate, float]]) -> Candidate:
+        if self.cfg.selection == "tournament":
+            return tournament(elite, self.rng)
+        return elite[int(self.rng.integers(len(elite)))][0]
+
+    def _breed(self) -> None:
+        """Steps 2-4: top-k survivors breed ``population`` new, feasible, unseen children."""
+        elite = top_k(list(self.scores.items()), self.cfg.top_k)
+        self.generation += 1
+        if not elite:
+            return
+        children: list[Candidate] = []
+        for _ in range(20 * self.cfg.population):
+            if len(children) >= self.cfg.population:
+                break
+            child = self._parent(elite)
+            if self.rng.random() < self.cfg.crossover_prob:
+                child = crossover(child, self._parent(elite), self.rng)
+            child = fit_budget(
+                mutate(child, self.space, self.rng, self.cfg.mutation_prob), self.space, self.budget
+            )
+            if child not in self.scores and child not in children:
+                children.append(child)
+        self._queue = children
+
+
+# -- supernet helpers shared by OptEmbed and RULE ------------------------------------------------
+class OutOfTime(Exception):
+    """Raised from a training hook when the search's deadline has passed."""
+
+
+def train_supernet(
+    ctx: SearchContext,
+    build: Callable[[], nn.Module],
+    epochs: int,
+    deadline: float | None,
+    extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+    desc: str = "supernet",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build (seeded) and train a supernet with the shared trainer; stop early, keeping the
+    weights as they are, when ``deadline`` (a ``time.perf_counter()`` value) passes."""
+
+    def after_step(step: int) -> None:
+        if deadline is not None and time.perf_counter() > deadline:
+            raise OutOfTime
+
+    generator = seed_everything(ctx.seed)
+    model = build().to(ctx.device)
+    t0 = time.perf_counter()
+    cfg = replace(ctx.train, epochs=int(epochs))
+    try:
+        res = train_model(
+            model,
+            ctx.data,
+            cfg,
+            generator=generator,
+            extra_loss=extra_loss,
+            after_step=after_step,
+            desc=desc,
+        )
+        summary = {
+            "val_auc": res.val_auc,
+            "val_logloss": res.val_logloss,
+            "epochs_run": res.epochs_run,
+            "timed_out": False,
+        }
+    except OutOfTime:
+        ctx.log(
+            f"{desc}: time limit reached during supernet training; searching with the weights so far"
+        )
+        summary = {
+            "val_auc": None,
+            "val_logloss": None,
+            "epochs_run": -1,
+            "timed_out": True,
+        }
+    model.eval()
+    summary["seconds"] = time.perf_counter() - t0
+    return model, summary
+
+
+def plan_weights(
+    ctx: SearchContext, supernet: nn.Module, plan: Plan, cand: Candidate
+) -> dict[str, torch.Tensor]:
+    """``state_dict`` of ``ctx.build_model(plan)`` holding the supernet's weights for ``cand``
+    (the plan must use ``projection='pad'``): the contract of ``plan.weights``."""
+    model = ctx.build_model(plan)
+    model.embedding.load_block_tensors(supernet.embedding.block_tensors(cand))  # type: ignore[union-attr, operator]
+    model.backbone.load_state_dict(supernet.backbone.state_dict())  # type: ignore[union-attr]
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}

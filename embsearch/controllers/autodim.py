@@ -1,0 +1,78 @@
+"""AutoDim: Zhao et al., "AutoDim: Field-aware Embedding Dimension Search in Recommender
+Systems" (WWW 2021; arXiv:2006.14827, "Memory-efficient Embedding for Recommendations").
+
+Steps, as in the paper:
+1. the supernet (Sec. 2.1): every id has one width-wide vector; candidate dim ``d``
+   uses its first ``d`` columns, projected to the width by its own linear layer and
+   batch-normalised per candidate (:class:`~embsearch.embeddings.supernets.AutoDimSupernet`);
+2. per-field architecture weights ``alpha`` mix the candidates through Gumbel-softmax
+   (Sec. 2.2), with the temperature annealed as ``tau = max(tau_min, tau_0 - rate * t)``;
+3. first-order DARTS (Sec. 2.3): weight steps on training batches alternate with
+   architecture steps on validation batches, each with its own Adam;
+4. selection (Sec. 2.4): the paper keeps each field's ``argmax alpha`` (``discretise=
+   'argmax'``); by default the exact knapsack picks the most probable architecture,
+   maximising ``sum_f log alpha_f(d_f)``, that fits each byte budget;
+5. the chosen plan is retrained from scratch by the search runner (no weights returned).
+
+``plan.extra['weights']`` holds each field's learned ``alpha`` (per group, per candidate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+from torch import nn
+
+from embsearch.context import SearchContext
+from embsearch.controllers._darts import COMMON_PARAMS, DartsController
+from embsearch.embeddings.supernets import AutoDimSupernet
+from embsearch.search_spaces.base import SearchSpace
+
+
+class AutoDim(DartsController):
+    name = "autodim"
+    paper = (
+        "Xiangyu Zhao, Haochen Liu, Hui Liu, Jiliang Tang, Weiwei Guo, Jun Shi, Sida Wang, Huiji Gao, Bo Long. "
+        "AutoDim: Field-aware Embedding Dimension Search in Recommender Systems. "
+        "Proceedings of The Web Conference (WWW) 2021, pp. 3015-3022 (arXiv:2006.14827)"
+    )
+    default_space = "field_dims"
+    supported_spaces = ("field_dims", "feature_dims")
+    params: ClassVar[dict[str, Any]] = {
+        **COMMON_PARAMS,
+        "temperature": 1.0,  # initial Gumbel-softmax temperature tau_0
+        "temperature_min": 0.01,  # floor of the annealed temperature
+        "anneal_rate": 5e-5,  # tau decreases by this much per weight step (the paper's schedule)
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        self._check_number("temperature", 0.0, 100.0, open_lo=True)
+        self._check_number("temperature_min", 0.0, float(self.config["temperature"]), open_lo=True)
+        self._check_number("anneal_rate", 0.0, 1.0)
+
+    def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> nn.Module:
+        """Steps 1-2."""
+        return AutoDimSupernet(space.groups, space.candidates, space.width, float(self.config["temperature"]))
+
+    def on_step(self, supernet: nn.Module) -> Callable[[int], None]:
+        """Step 2's temperature schedule, one tick per weight step."""
+        t0, t_min, rate = (float(self.config[k]) for k in ("temperature", "temperature_min", "anneal_rate"))
+
+        def anneal(step: int) -> None:
+            supernet.temperature = max(t_min, t0 - rate * step)
+
+        return anneal
+
+    def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
+        """Step 4: ``log alpha`` per (field, group, candidate)."""
+        return [np.log(np.maximum(p, 1e-12)) for p in supernet.probabilities()]
+
+    def describe(self, supernet: nn.Module, space: SearchSpace) -> dict[str, Any]:
+        return {
+            "weights": {n: np.round(p, 6).tolist() for n, p in zip(space.schema.names, supernet.probabilities())},
+            "preference_kind": "log alpha (log softmax of the architecture logits)",
+            "temperature_final": supernet.temperature,
+        }

@@ -1,0 +1,66 @@
+"""AutoEmb: Zhao et al., "AutoEmb: Automated Embedding Dimensionality Search in Streaming
+Recommendations" (ICDM 2021), in the batch setting and the ``feature_dims`` space.
+
+Steps:
+1. the supernet (Sec. 2.2): candidate dims of every id mixed by soft weights; shared
+   max-width weights (one width-wide vector per id, candidate ``d`` = its first ``d``
+   columns, per-candidate projection and batch norm) rather than separate per-dim
+   tables: ``rows x width`` instead of ``rows x sum(candidates)`` parameters
+   (:class:`~embsearch.embeddings.supernets.AutoEmbSupernet`);
+2. the controller (Sec. 2.3): an MLP fed by the id's popularity (log of its training
+   count) and its field's one-hot outputs that id's soft weights over the candidates;
+3. first-order DARTS (Sec. 2.4): weight steps on training batches alternate with
+   controller steps on validation batches (separate Adam);
+4. aggregation: a frequency group's weights are its ids' weights averaged over the
+   group's training occurrences; its preference is their log;
+5. selection: the exact knapsack under each budget (or the per-group argmax); the plan is
+   retrained from scratch by the search runner.
+
+``plan.extra['weights']`` holds each group's aggregated weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from torch import nn
+
+from embsearch.context import SearchContext
+from embsearch.controllers._darts import COMMON_PARAMS, DartsController
+from embsearch.embeddings.supernets import AutoEmbSupernet
+from embsearch.search_spaces.base import SearchSpace
+
+
+class AutoEmb(DartsController):
+    name = "autoemb"
+    paper = (
+        "Xiangyu Zhao, Haochen Liu, Wenqi Fan, Hui Liu, Jiliang Tang, Chong Wang, Ming Chen, Xudong Zheng, "
+        "Xiaobing Liu, Xiwang Yang. AutoEmb: Automated Embedding Dimensionality Search in Streaming "
+        "Recommendations. IEEE International Conference on Data Mining (ICDM) 2021, pp. 896-905"
+    )
+    default_space = "feature_dims"
+    supported_spaces = ("feature_dims", "field_dims")
+    params: ClassVar[dict[str, Any]] = {
+        **COMMON_PARAMS,
+        "hidden": 32,  # hidden units of the controller MLP
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        self._check_number("hidden", 1, 4096, integer=True)
+
+    def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> nn.Module:
+        """Steps 1-2."""
+        counts = [f.frequencies() for f in space.schema.fields]
+        return AutoEmbSupernet(space.groups, space.candidates, space.width, counts, int(self.config["hidden"]))
+
+    def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
+        """Step 4: log of each group's occurrence-weighted mean controller weights."""
+        return [np.log(np.maximum(w, 1e-12)) for w in supernet.group_weights()]
+
+    def describe(self, supernet: nn.Module, space: SearchSpace) -> dict[str, Any]:
+        return {
+            "weights": {n: np.round(w, 6).tolist() for n, w in zip(space.schema.names, supernet.group_weights())},
+            "preference_kind": "log of the group's mean controller weight over its training occurrences",
+        }

@@ -1,0 +1,92 @@
+"""DNIS: Cheng, Shen and Huang, "Differentiable Neural Input Search for Recommender
+Systems" (arXiv:2006.04466, 2020), in the ``feature_dims`` space.
+
+Steps:
+1. ids grouped by frequency (the space's groups); every id keeps a width-wide embedding,
+   zero-padded rather than projected (plans default to ``projection='pad'``);
+2. the soft selection layer: a mask in [0, 1]^width per (field, group) scales the
+   embeddings (:class:`~embsearch.embeddings.supernets.DNISSupernet`);
+3. DARTS-style training: weight steps on training batches alternate with mask steps on
+   validation batches (separate Adam), the mask's loss adding ``l1 * mean |m|``; the
+   mask is clipped into [0, 1] after each step;
+4. magnitude pruning: a group keeping ``d`` dims keeps its ``d`` largest mask entries;
+   the value of dim ``d`` is ``sum`` over them of ``(|m| - threshold)``, so that the
+   per-group argmax (``discretise='argmax'``) is the paper's threshold pruning and the
+   knapsack is that pruning under a byte budget (entries under the threshold are never
+   worth keeping);
+5. the plan is retrained from scratch by the search runner. The exported pad table keeps
+   each block's first ``d`` columns: the retrained table learns its own, so no
+   permutation is needed; ``DNISSupernet.export`` reorders the kept columns when the
+   searched weights themselves are wanted.
+
+``plan.extra['mask']`` holds each group's learned mask.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from embsearch.context import SearchContext
+from embsearch.controllers._darts import COMMON_PARAMS, DartsController
+from embsearch.embeddings.supernets import DNISSupernet
+from embsearch.search_spaces.base import SearchSpace
+
+
+class DNIS(DartsController):
+    name = "dnis"
+    paper = (
+        "Weiyu Cheng, Yanyan Shen, Linpeng Huang. Differentiable Neural Input Search for Recommender "
+        "Systems. arXiv:2006.04466 (CoRR abs/2006.04466), 2020"
+    )
+    default_space = "feature_dims"
+    supported_spaces = ("feature_dims", "field_dims")
+    params: ClassVar[dict[str, Any]] = {
+        **COMMON_PARAMS,
+        "l1": 0.05,  # weight of the mask's L1 sparsity penalty (mean |m|)
+        "mask_init": 0.5,  # initial value of every mask entry
+        "threshold": 0.01,  # mask entries at or below this are pruned whatever the budget
+        "projection": "pad",  # plans' projection: 'pad' (DNIS's structure) or 'linear'
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        self._check_number("l1", 0.0, 100.0)
+        self._check_number("mask_init", 0.0, 1.0, open_lo=True)
+        self._check_number("threshold", 0.0, 1.0)
+        if self.config["projection"] not in ("pad", "linear"):
+            raise self._bad("projection", "'pad' or 'linear'")
+
+    def search_space(self, ctx: SearchContext) -> SearchSpace:
+        """Step 1: the context's space with the plan projection set to ``projection``."""
+        space = copy.copy(ctx.space)
+        space.projection = str(self.config["projection"])
+        return space
+
+    def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> nn.Module:
+        """Steps 1-2."""
+        return DNISSupernet(space.groups, space.width, float(self.config["mask_init"]))
+
+    def penalty(self, supernet: nn.Module) -> Callable[[], torch.Tensor] | None:
+        """Step 3: the mask's L1 sparsity term."""
+        l1 = float(self.config["l1"])
+        return (lambda: l1 * supernet.penalty()) if l1 > 0 else None
+
+    def after_arch(self, supernet: nn.Module) -> Callable[[], None]:
+        return supernet.clip_
+
+    def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
+        """Step 4: ``value[g, k]`` = sum of the ``d_k`` largest ``|m| - threshold``."""
+        t = float(self.config["threshold"])
+        return [v - t * np.asarray(space.candidates, dtype=np.float64) for v in supernet.kept_mass(space.candidates)]
+
+    def describe(self, supernet: nn.Module, space: SearchSpace) -> dict[str, Any]:
+        return {
+            "mask": {n: np.round(m, 6).tolist() for n, m in zip(space.schema.names, supernet.masks())},
+            "preference_kind": "kept mask mass: sum of the d largest |m| minus threshold * d",
+        }

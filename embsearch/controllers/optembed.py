@@ -1,0 +1,129 @@
+"""OptEmbed: Lyu et al., "OptEmbed: Learning Optimal Embedding Table for Click-through Rate
+Prediction" (CIKM 2022).
+
+Steps, as in the paper:
+
+1. *Supernet training* (``embeddings/supernets_evo/optembed_supernet.py``): one max-width
+   table learns per-field pruning thresholds (rows with ``||e||_1 <= t_f`` are zeroed,
+   straight-through estimator, regulariser ``alpha * sum_f exp(-t_f)``) while every step
+   samples a dim per field uniformly from the candidates and keeps the first ``d`` columns.
+2. *Evolutionary search* over per-field dims (``_evolution.py``): a random population,
+   top-k selection, crossover between fields, mutation; each candidate is scored with the
+   supernet's inherited weights on the validation split (``evaluator.py``). Unlike the
+   paper (and its public code) every child is projected onto the byte budget with
+   ``space.repair``, so no candidate over the budget is ever kept.
+3. *Retraining*: the returned plan is retrained from scratch by the runner.
+
+One supernet serves every budget of a search. Projection: the supernet plays candidates
+with first-``d``-columns masks (``pad`` semantics); the plan takes the context space's
+projection (``linear`` by default, ``pad`` if the space has it). Since step 3 retrains from
+scratch no weights cross that boundary, and bytes are always counted in the context space,
+so the plan fits whatever its projection. Row pruning is *recorded, not stored*:
+``MixedDimEmbedding`` keeps every row, and ``plan.extra["pruned_row_fraction"]`` gives each
+field's pruned share (a row-pruned table layout comes in a later issue).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from embsearch.backbones import CTRModel
+from embsearch.context import SearchContext
+from embsearch.controllers._evolution import (
+    EVOLUTION_PARAMS,
+    Evolution,
+    EvolutionConfig,
+    train_supernet,
+    validate_evolution,
+)
+from embsearch.controllers.base import AskTellController
+from embsearch.embeddings.supernets_evo import OptEmbedEmbedding
+from embsearch.errors import ConfigError
+from embsearch.evaluator import InheritedWeightEvaluator
+from embsearch.plan import Plan
+from embsearch.search_loop import LoopResult
+from embsearch.search_spaces.base import Candidate
+
+
+class OptEmbed(AskTellController):
+    name = "optembed"
+    family = "evolutionary"
+    paper = (
+        "Fuyuan Lyu, Xing Tang, Hong Zhu, Huifeng Guo, Yingxue Zhang, Ruiming Tang, Xue Liu. "
+        "OptEmbed: Learning Optimal Embedding Table for Click-through Rate Prediction. CIKM 2022"
+    )
+    supported_spaces = ("field_dims",)
+    params: dict[str, Any] = {
+        **EVOLUTION_PARAMS,
+        "supernet_epochs": None,  # None: ctx.train.epochs
+        "alpha": 1e-4,
+        "threshold_init": 0.0,
+        "val_rows": None,  # None: the whole validation split
+    }
+
+    def validate(self) -> None:
+        validate_evolution(self.name, self.config)
+        alpha = self.config["alpha"]
+        if not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
+            raise ConfigError(f"optembed: alpha must be a number in [0, 1], got {alpha!r}")
+        if not isinstance(self.config["threshold_init"], (int, float)):
+            raise ConfigError(f"optembed: threshold_init must be a number, got {self.config['threshold_init']!r}")
+
+    # -- step 1 -----------------------------------------------------------------------------
+    def prepare(self, ctx: SearchContext, deadline: float | None) -> None:
+        """Train the supernet once for every budget and build the inherited-weight evaluator."""
+        self.check_space(ctx)
+        space = ctx.space
+        epochs = self.config["supernet_epochs"] or ctx.train.epochs
+
+        def build() -> CTRModel:
+            emb = OptEmbedEmbedding(
+                space.width, space.candidates, space.groups, space.schema.names,
+                seed=ctx.seed, threshold_init=float(self.config["threshold_init"]),
+            )
+            return CTRModel(emb, ctx.make_backbone())
+
+        alpha = float(self.config["alpha"])
+        self.supernet_, summary = train_supernet(
+            ctx, build, epochs, deadline, extra_loss=lambda m: alpha * m.embedding.threshold_loss(), desc="optembed supernet"
+        )
+        emb = self.supernet_.embedding
+        self.pruned_ = dict(zip(space.schema.names, (round(p, 6) for p in emb.pruned_fraction())))
+        self.thresholds_ = dict(zip(space.schema.names, (round(t, 6) for t in emb.threshold.detach().tolist())))
+        self.supernet_summary_ = summary
+        ctx.record(event="supernet", controller=self.name, **summary, pruned_row_fraction=self.pruned_)
+        self.evaluator_ = InheritedWeightEvaluator(
+            self.supernet_, ctx.data.split("val"), ctx.train.eval_batch_size, max_rows=self.config["val_rows"]
+        )
+
+    def evaluator(self, ctx: SearchContext, budget: int) -> InheritedWeightEvaluator:
+        return self.evaluator_
+
+    # -- step 2 -----------------------------------------------------------------------------
+    def start(self, ctx: SearchContext, budget: int) -> None:
+        """A fresh population for this budget (seeded with the widest plan that fits)."""
+        cfg = EvolutionConfig.from_params(self.config)
+        self.evolution_ = Evolution(ctx.space, budget, cfg, ctx.rng(budget), seeds=[ctx.space.max_candidate()])
+
+    def ask(self) -> Candidate:
+        return self.evolution_.ask()
+
+    def tell(self, candidate: Candidate, score: float) -> None:
+        self.evolution_.tell(candidate, score)
+
+    def done(self) -> bool:
+        return self.evolution_.done()
+
+    # -- step 3 (the runner retrains) ---------------------------------------------------------
+    def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
+        plan = super().finish(ctx, budget, result)
+        plan.extra.update(
+            {
+                "pruned_row_fraction": self.pruned_,
+                "pruned_rows_stored": True,  # MixedDimEmbedding keeps every row (see docstring)
+                "thresholds": self.thresholds_,
+                "supernet": self.supernet_summary_,
+                "inherited_val_auc": result.best_score if result.best is not None else None,
+            }
+        )
+        return plan

@@ -1,0 +1,206 @@
+"""Parts every supernet shares: one width-wide table per field, its frequency groups, and
+AutoDim's weight-sharing candidate branches.
+
+Supernets take plain structures (``groups[f] = [(start, stop), ...]``, candidate dims,
+width) rather than a search space, so the embeddings layer imports nothing above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from embsearch.embeddings.mixed_dim import MixedDimEmbedding
+from embsearch.errors import ConfigError
+from embsearch.plan import Plan
+
+Groups = Sequence[Sequence[tuple[int, int]]]
+
+
+class GroupedTable(nn.Module):
+    """Every field's ids in one ``[sum of rows, width]`` table, plus each id's frequency group.
+
+    ``forward(x)`` maps ``int64 [batch, fields]`` to ``[batch, fields, width]``;
+    :meth:`group_index` gives the group of every id (contiguous id ranges, as in
+    :class:`~embsearch.embeddings.mixed_dim.MixedDimEmbedding`).
+    """
+
+    def __init__(self, groups: Groups, width: int, init_std: float = 0.01) -> None:
+        super().__init__()
+        if not groups or any(not g for g in groups):
+            raise ConfigError("a supernet needs at least one field, each with at least one frequency group")
+        self.width = int(width)
+        self.n_groups = [len(g) for g in groups]
+        self.max_groups = max(self.n_groups)
+        rows = [int(g[-1][1]) for g in groups]
+        offsets = torch.tensor([0, *rows[:-1]], dtype=torch.long).cumsum(0)
+        bounds = torch.full((len(groups), max(self.max_groups - 1, 1)), 2**62, dtype=torch.long)
+        for f, gs in enumerate(groups):
+            for g, (start, _stop) in enumerate(gs[1:], start=1):
+                bounds[f, g - 1] = int(start)
+        valid = torch.zeros(len(groups), self.max_groups, dtype=torch.bool)
+        for f, n in enumerate(self.n_groups):
+            valid[f, :n] = True
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.register_buffer("bounds", bounds, persistent=False)
+        self.register_buffer("valid", valid, persistent=False)
+        self.groups = [[(int(a), int(b)) for a, b in gs] for gs in groups]
+        self.rows = rows
+        self.weight = nn.Parameter(torch.empty(sum(rows), self.width))
+        nn.init.normal_(self.weight, std=init_std)
+
+    @property
+    def num_fields(self) -> int:
+        return len(self.rows)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight[x + self.offsets]
+
+    def group_index(self, x: torch.Tensor) -> torch.Tensor:
+        """Frequency group of every id, ``int64 [batch, fields]``."""
+        if self.max_groups == 1:
+            return torch.zeros_like(x)
+        return torch.searchsorted(self.bounds, x.t().contiguous(), right=True).t()
+
+    def field_rows(self, f: int) -> torch.Tensor:
+        """The rows of field ``f`` (a view)."""
+        start = int(self.offsets[f])
+        return self.weight[start : start + self.rows[f]]
+
+    def per_group(self, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Pick ``values[f, group of x[b, f]]`` for every id: ``[F, G, ...] -> [B, F, ...]``."""
+        if self.max_groups == 1:
+            return values[:, 0].unsqueeze(0).expand(x.shape[0], *values[:, 0].shape)
+        fields = torch.arange(self.num_fields, device=x.device)
+        return values[fields.unsqueeze(0), self.group_index(x)]
+
+
+class CandidateBranches(nn.Module):
+    """AutoDim's weight-sharing branches (Zhao et al., WWW 2021, Sec. 2.1, "weight-sharing
+    embedding"): candidate ``d_k`` of field ``f`` takes the FIRST ``d_k`` columns of the
+    field's width-wide vector, projects them to the width with its own ``W[f, k]``
+    (``d_k x width``) and batch-normalises the result per (field, candidate), so that
+    branches of different dims reach the mixing step with comparable magnitudes.
+
+    ``forward(e [B, F, W]) -> [B, F, K, W]``. The batch norm centres in *input* space
+    (``(e - mean) W`` is exactly ``e W - mean(e W)`` on every batch) and has a scale but no
+    shift, so that in eval mode a chosen branch folds into a plain mixed-dim block (rows
+    ``e[:, :d] - mean``, projection ``W * scale``): see :meth:`folded`.
+    """
+
+    def __init__(self, n_fields: int, candidates: Sequence[int], width: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.candidates = tuple(int(c) for c in candidates)
+        self.width = int(width)
+        self.eps, self.momentum = float(eps), float(momentum)
+        self.update_stats = True  # off during architecture steps: running stats see training batches only
+        k = len(self.candidates)
+        row_mask = torch.zeros(k, width, 1)
+        for i, d in enumerate(self.candidates):
+            row_mask[i, :d] = 1.0
+        self.register_buffer("row_mask", row_mask, persistent=False)
+        self.proj = nn.Parameter(torch.empty(n_fields, k, width, width))
+        self.gamma = nn.Parameter(torch.ones(n_fields, k, width))
+        self.register_buffer("running_mean", torch.zeros(n_fields, width))
+        self.register_buffer("running_var", torch.ones(n_fields, k, width))
+        with torch.no_grad():
+            for i, d in enumerate(self.candidates):
+                nn.init.normal_(self.proj[:, i], std=(1.0 / max(d, 1)) ** 0.5)
+            self.proj.mul_(self.row_mask)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        w = self.proj * self.row_mask
+        if self.training:
+            mean = e.mean(0)
+            y = torch.einsum("bfw,fkwo->bfko", e - mean, w)
+            var = y.pow(2).mean(0)
+            if self.update_stats:
+                n = e.shape[0]
+                with torch.no_grad():
+                    self.running_mean.lerp_(mean.detach().float(), self.momentum)
+                    unbiased = var.detach().float() * (n / max(n - 1, 1))
+                    self.running_var.lerp_(unbiased, self.momentum)
+        else:
+            y = torch.einsum("bfw,fkwo->bfko", e - self.running_mean, w)
+            var = self.running_var
+        return y * (self.gamma * torch.rsqrt(var + self.eps))
+
+    @torch.no_grad()
+    def folded(self, f: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode branch ``(f, k)`` as ``(mean [d], projection [d, width])``:
+        ``branch(e) = (e[:d] - mean) @ projection``."""
+        d = self.candidates[k]
+        scale = self.gamma[f, k] * torch.rsqrt(self.running_var[f, k] + self.eps)
+        return self.running_mean[f, :d].clone(), self.proj[f, k, :d] * scale.unsqueeze(0)
+
+
+class MixedSupernet(nn.Module):
+    """Shared table + candidate branches, mixed by per-id weights over candidates.
+
+    Subclasses give :meth:`mix_weights` (AutoDim: Gumbel-softmax of per-(field, group)
+    logits; AutoEmb: a controller network fed by frequency). :meth:`fix` forces a one-hot
+    choice per (field, group) (the discretised sub-network) and :meth:`export` copies that
+    sub-network into a :class:`MixedDimEmbedding` with identical eval-mode output.
+    """
+
+    def __init__(self, groups: Groups, candidates: Sequence[int], width: int) -> None:
+        super().__init__()
+        if not candidates:
+            raise ConfigError("the candidate dim list is empty; give at least one dim, e.g. --candidates 2,4,8,16")
+        if min(candidates) < 0 or max(candidates) > width:
+            raise ConfigError(f"candidate dims {list(candidates)} must lie in [0, width={width}]; drop the larger ones or raise --width")
+        self.table = GroupedTable(groups, width)
+        self.branches = CandidateBranches(self.table.num_fields, candidates, width)
+        self.candidates = self.branches.candidates
+        self.width = int(width)
+        self.register_buffer("fixed", torch.zeros(0), persistent=False)
+
+    def mix_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Weights over candidates of every id, ``[batch, fields, K]`` (rows sum to 1)."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.branches(self.table(x))
+        w = self.table.per_group(self.fixed, x) if self.fixed.numel() else self.mix_weights(x)
+        return torch.einsum("bfk,bfkw->bfw", w.to(y.dtype), y)
+
+    def fix(self, cand: Sequence[Sequence[int]] | None) -> None:
+        """Play the sub-network ``cand`` (``dims[f][g]``), or the soft mixture again with None."""
+        if cand is None:
+            self.fixed = torch.zeros(0, device=self.fixed.device)
+            return
+        onehot = torch.zeros(self.table.num_fields, self.table.max_groups, len(self.candidates))
+        for f, dims in enumerate(cand):
+            for g, d in enumerate(dims):
+                onehot[f, g, self.candidates.index(int(d))] = 1.0
+        self.fixed = onehot.to(self.table.weight.device)
+
+    @torch.no_grad()
+    def export(self, plan: Plan) -> MixedDimEmbedding:
+        """Copy the plan's sub-network into a :class:`MixedDimEmbedding` (BN folded).
+
+        Each block stores ``e[:, :d] - mean`` and each ``(field, dim)`` the projection
+        ``W[f, k] * gamma / sqrt(running_var + eps)`` (the batch norm folded into it); a
+        width-dim block stores its projected rows directly (the table has no projection
+        there). Needs ``projection='linear'``: a padded table has nowhere to put ``W``.
+        """
+        if plan.projection != "linear":
+            raise ConfigError(f"exporting a {type(self).__name__} needs a plan with projection='linear', not {plan.projection!r}")
+        emb = MixedDimEmbedding(plan).to(self.table.weight.device)
+        tensors: dict[str, torch.Tensor] = {}
+        for f, fp in enumerate(plan.fields):
+            rows = self.table.field_rows(f)
+            for g, grp in enumerate(fp.groups):
+                if grp.dim == 0:
+                    continue
+                mean, proj = self.branches.folded(f, self.candidates.index(grp.dim))
+                block = rows[grp.start : grp.stop, : grp.dim] - mean
+                if grp.dim == self.width:
+                    tensors[f"emb.{fp.name}.{g}"] = block @ proj
+                else:
+                    tensors[f"emb.{fp.name}.{g}"] = block
+                    tensors[f"proj.{fp.name}.{grp.dim}"] = proj
+        emb.load_block_tensors(tensors)
+        return emb

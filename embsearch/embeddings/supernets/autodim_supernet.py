@@ -1,0 +1,50 @@
+"""AutoDim's supernet: Zhao et al., "AutoDim: Field-aware Embedding Dimension Search in
+Recommender Systems" (WWW 2021), Sec. 2.1-2.2.
+
+1. weight-sharing embeddings: one width-wide vector per id; candidate ``d_k`` uses its
+   first ``d_k`` columns (:class:`~._shared.CandidateBranches`);
+2. a per-candidate linear projection to the width and a per-candidate batch norm;
+3. a weighted sum of the branches with Gumbel-softmax weights over learnable per-field
+   architecture logits (per (field, group) in the ``feature_dims`` space):
+   ``p_k = softmax((log alpha_k + g_k) / tau)``, ``g_k ~ Gumbel(0, 1)`` drawn per id;
+   in eval mode the plain ``alpha = softmax(logits)`` (no noise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from embsearch.embeddings.supernets._shared import Groups, MixedSupernet
+
+
+class AutoDimSupernet(MixedSupernet):
+    """AutoDim's embedding supernet; ``arch_logits[f, g, k]`` are its architecture parameters."""
+
+    def __init__(self, groups: Groups, candidates: Sequence[int], width: int, temperature: float = 1.0) -> None:
+        super().__init__(groups, candidates, width)
+        self.arch_logits = nn.Parameter(torch.zeros(self.table.num_fields, self.table.max_groups, len(self.candidates)))
+        self.temperature = float(temperature)
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.arch_logits]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n != "arch_logits"]
+
+    def mix_weights(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.table.per_group(self.arch_logits, x)
+        if not self.training:
+            return torch.softmax(logits, dim=-1)
+        log_alpha = torch.log_softmax(logits, dim=-1)
+        u = torch.rand_like(log_alpha).clamp_(1e-10, 1.0 - 1e-7)
+        return torch.softmax((log_alpha - torch.log(-torch.log(u))) / self.temperature, dim=-1)
+
+    @torch.no_grad()
+    def probabilities(self) -> list[np.ndarray]:
+        """``alpha = softmax(logits)`` per field, ``[groups of f, K]``."""
+        p = torch.softmax(self.arch_logits.float(), dim=-1).cpu().numpy()
+        return [p[f, :n] for f, n in enumerate(self.table.n_groups)]

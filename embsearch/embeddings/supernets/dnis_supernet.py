@@ -1,0 +1,110 @@
+"""DNIS's supernet: Cheng et al., "Differentiable Neural Input Search for Recommender
+Systems" (arXiv:2006.04466, 2020), Sec. 3.
+
+1. ids of a field are grouped by frequency (the ``feature_dims`` space); every id keeps a
+   full width-wide embedding (zero padding is the structure: no projection);
+2. the soft selection layer: a continuous mask ``m[f, g] in [0, 1]^width`` per (field,
+   group) scales the embedding, ``e_hat = m[f, g(id)] * e``; the mask is learned (by the
+   controller's DARTS-style steps, with an L1 sparsity penalty, :meth:`penalty`) and
+   clipped back into [0, 1] after every step (:meth:`clip_`);
+3. magnitude pruning: a group keeping ``d`` dims keeps its ``d`` largest mask entries,
+   so the value of dim ``d`` is the sum of the ``d`` largest ``|m|`` (:meth:`kept_mass`).
+
+The exported (``projection='pad'``) table keeps the FIRST ``d`` columns, so
+:meth:`export` stores each block's kept columns largest-mask first; its output equals
+the pruned supernet's with the width coordinates of each group reordered that way
+(:meth:`kept_columns`), identical where the kept columns already lead. Retraining from
+scratch, as the search runner does, is indifferent to that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from embsearch.embeddings.mixed_dim import MixedDimEmbedding
+from embsearch.embeddings.supernets._shared import GroupedTable, Groups
+from embsearch.errors import ConfigError
+from embsearch.plan import Plan
+
+
+class DNISSupernet(nn.Module):
+    """DNIS's masked embedding supernet; ``mask`` is its architecture parameter."""
+
+    def __init__(self, groups: Groups, width: int, mask_init: float = 0.5) -> None:
+        super().__init__()
+        self.table = GroupedTable(groups, width)
+        self.width = int(width)
+        self.mask = nn.Parameter(torch.full((self.table.num_fields, self.table.max_groups, width), float(mask_init)))
+        self.register_buffer("hard", torch.zeros(0), persistent=False)
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.mask]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [self.table.weight]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.hard if self.hard.numel() else self.mask
+        return self.table(x) * self.table.per_group(m, x).to(self.table.weight.dtype)
+
+    def penalty(self) -> torch.Tensor:
+        """Step 2: L1 norm of the (used) mask entries, averaged over them."""
+        valid = self.table.valid.unsqueeze(-1).to(self.mask.dtype)
+        return (self.mask.abs() * valid).sum() / (valid.sum() * self.width)
+
+    @torch.no_grad()
+    def clip_(self) -> None:
+        self.mask.clamp_(0.0, 1.0)
+
+    @torch.no_grad()
+    def masks(self) -> list[np.ndarray]:
+        """The mask of every field, ``[groups of f, width]``."""
+        m = self.mask.float().cpu().numpy()
+        return [m[f, :n] for f, n in enumerate(self.table.n_groups)]
+
+    def kept_mass(self, candidates: Sequence[int]) -> list[np.ndarray]:
+        """Step 3: ``value[f][g, k]`` = sum of the ``candidates[k]`` largest ``|m[f, g]|``."""
+        out = []
+        for m in self.masks():
+            cum = np.concatenate([np.zeros((len(m), 1)), np.cumsum(-np.sort(-np.abs(m), axis=1), axis=1)], axis=1)
+            out.append(cum[:, list(candidates)])
+        return out
+
+    def kept_columns(self, f: int, g: int, d: int) -> torch.Tensor:
+        """Indices of the ``d`` largest mask entries of (f, g), largest first (ties: lower index)."""
+        m = self.mask[f, g].detach().abs().float().cpu().numpy()
+        return torch.as_tensor(np.argsort(-m, kind="stable")[:d], device=self.mask.device)
+
+    @torch.no_grad()
+    def fix(self, cand: Sequence[Sequence[int]] | None) -> None:
+        """Prune to ``cand`` (``dims[f][g]``): keep each group's top-d mask entries, zero the rest."""
+        if cand is None:
+            self.hard = torch.zeros(0, device=self.mask.device)
+            return
+        hard = torch.zeros_like(self.mask)
+        for f, dims in enumerate(cand):
+            for g, d in enumerate(dims):
+                keep = self.kept_columns(f, g, int(d))
+                hard[f, g, keep] = self.mask[f, g, keep]
+        self.hard = hard
+
+    @torch.no_grad()
+    def export(self, plan: Plan) -> MixedDimEmbedding:
+        """The pruned sub-network as a padded :class:`MixedDimEmbedding`: block (f, g) holds
+        ``m * e`` on its kept columns, largest mask first (mask folded into the rows)."""
+        if plan.projection != "pad":
+            raise ConfigError(f"exporting a DNIS supernet needs a plan with projection='pad' (its structure), not {plan.projection!r}")
+        emb = MixedDimEmbedding(plan).to(self.mask.device)
+        tensors: dict[str, torch.Tensor] = {}
+        for f, fp in enumerate(plan.fields):
+            rows = self.table.field_rows(f)
+            for g, grp in enumerate(fp.groups):
+                if grp.dim > 0:
+                    keep = self.kept_columns(f, g, grp.dim)
+                    tensors[f"emb.{fp.name}.{g}"] = rows[grp.start : grp.stop][:, keep] * self.mask[f, g, keep]
+        emb.load_block_tensors(tensors)
+        return emb

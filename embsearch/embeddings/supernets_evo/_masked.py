@@ -1,0 +1,132 @@
+"""The max-width table both evolutionary supernets share: a candidate keeps the first ``d``
+columns of every (field, frequency group) block and zeroes the rest (``pad`` semantics).
+
+One table ``[total rows, width]`` holds every field (rows offset per field). Each row
+belongs to one *slot* (a (field, group) pair, numbered field-major); a candidate is a dim
+per slot. Subclasses add a candidate-independent row transform (OptEmbed's row pruning) or
+a regulariser (RULE's block diversity).
+
+Because dims only mask columns, a candidate's sub-network equals a
+:class:`~embsearch.embeddings.mixed_dim.MixedDimEmbedding` with ``projection='pad'`` whose
+blocks hold the first ``d`` columns of the supernet rows (:meth:`block_tensors`), bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+Candidate = tuple[tuple[int, ...], ...]
+
+
+class MaskedSupernetEmbedding(nn.Module):
+    """``x: int64 [batch, fields] -> [batch, fields, width]`` playing any candidate of a space
+    given by its ``width``, ``candidates`` dims and per-field ``groups`` (id ranges).
+
+    In training mode every forward call samples a fresh dim per slot, uniformly over the
+    space's candidates (OptEmbed's uniform sampling; RULE's elastic block counts); in eval
+    mode the dims set by :meth:`set_candidate` (default: the full width) are used.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        candidates: Sequence[int],
+        groups: Sequence[Sequence[tuple[int, int]]],
+        names: Sequence[str],
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.width = int(width)
+        self.candidates = tuple(int(c) for c in candidates)
+        self.groups = [[(int(a), int(b)) for a, b in g] for g in groups]
+        self.names = list(names)
+        rows = [g[-1][1] for g in self.groups]
+        offsets = torch.tensor([0, *rows[:-1]], dtype=torch.long).cumsum(0)
+        slot_of_row, field_of_row, slot = [], [], 0
+        for f, groups in enumerate(self.groups):
+            for a, b in groups:
+                slot_of_row.append(torch.full((b - a,), slot, dtype=torch.long))
+                field_of_row.append(torch.full((b - a,), f, dtype=torch.long))
+                slot += 1
+        self.n_slots = slot
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.register_buffer("slot_of_row", torch.cat(slot_of_row), persistent=False)
+        self.register_buffer("field_of_row", torch.cat(field_of_row), persistent=False)
+        self.register_buffer(
+            "slot_dims", torch.full((slot,), self.width, dtype=torch.long), persistent=False
+        )
+        self.register_buffer(
+            "_cand_values", torch.tensor(self.candidates, dtype=torch.long), persistent=False
+        )
+        self.register_buffer("_cols", torch.arange(self.width), persistent=False)
+        self.table = nn.Parameter(torch.empty(int(sum(rows)), self.width))
+        nn.init.normal_(self.table, std=0.01)  # as MixedDimEmbedding
+        self.sample_in_training = True
+        self.last_lookup: torch.Tensor | None = None
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    # -- candidates -------------------------------------------------------------------------
+    def dims_of(self, cand: Candidate) -> torch.Tensor:
+        """The candidate as one dim per slot, ``int64 [n_slots]`` on the table's device."""
+        flat = [int(d) for dims in cand for d in dims]
+        if len(flat) != self.n_slots:
+            raise ValueError(
+                f"candidate has {len(flat)} (field, group) dims, the supernet {self.n_slots}"
+            )
+        return torch.tensor(flat, dtype=torch.long, device=self.table.device)
+
+    def set_candidate(self, cand: Candidate) -> None:
+        self.slot_dims = self.dims_of(cand)
+
+    def sample_dims(self) -> torch.Tensor:
+        idx = torch.randint(len(self.candidates), (self.n_slots,), generator=self.generator)
+        return self._cand_values[idx.to(self._cand_values.device)]
+
+    # -- lookups ------------------------------------------------------------------------------
+    def rows_of(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.offsets
+
+    def transform_rows(self, e: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Candidate-independent per-row transform (identity; OptEmbed prunes rows here)."""
+        return e
+
+    def lookup(self, x: torch.Tensor) -> torch.Tensor:
+        """Full-width (row-transformed) embeddings, ``[batch, fields, width]``."""
+        rows = self.rows_of(x)
+        return self.transform_rows(self.table[rows], rows)
+
+    def slots(self, x: torch.Tensor) -> torch.Tensor:
+        """Slot (flat (field, group) index) of every id, ``[batch, fields]``."""
+        return self.slot_of_row[self.rows_of(x)]
+
+    def column_mask(self, dims: torch.Tensor) -> torch.Tensor:
+        """``[..., width]`` mask keeping the first ``dims[...]`` columns."""
+        return (self._cols < dims.unsqueeze(-1)).to(self.table.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.lookup(x)
+        self.last_lookup = e if self.training else None  # for regularisers (RULE's diversity)
+        dims = self.sample_dims() if self.training and self.sample_in_training else self.slot_dims
+        return e * self.column_mask(dims[self.slots(x)])
+
+    # -- export -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def effective_table(self) -> torch.Tensor:
+        """The whole table after the row transform (pruned rows zeroed)."""
+        rows = torch.arange(self.table.shape[0], device=self.table.device)
+        return self.transform_rows(self.table, rows).detach()
+
+    def block_tensors(self, cand: Candidate) -> dict[str, torch.Tensor]:
+        """The candidate's blocks in the export layout of ``MixedDimEmbedding`` (pad: no
+        projections): ``emb.<field>.<group>`` = first ``d`` columns of the block's rows."""
+        table = self.effective_table()
+        out: dict[str, torch.Tensor] = {}
+        for f, (name, groups) in enumerate(zip(self.names, self.groups)):
+            base = int(self.offsets[f])
+            for g, ((a, b), d) in enumerate(zip(groups, cand[f])):
+                if d > 0:
+                    out[f"emb.{name}.{g}"] = table[base + a : base + b, : int(d)].clone()
+        return out

@@ -1,0 +1,103 @@
+"""Export a run's mixed-dimension table so plain torch can load it.
+
+Export directory::
+
+    plan.json             the Plan (groups: contiguous id ranges per field, with dims)
+    weights.safetensors   one tensor per block ``emb.<field>.<group>`` [rows, dim] and one per
+                          projection ``proj.<field>.<dim>`` [dim, width]; their bytes add up to
+                          exactly ``plan.table_bytes``
+    backbone.safetensors  the trained backbone (``model.json`` names its class and width)
+    torchrec.json         with ``--format torchrec``: TorchRec ``EmbeddingBagConfig`` fields
+
+Loading with plain torch + safetensors (no embsearch): for field ``f`` and id ``i``, find
+the group ``g`` whose ``start <= i < stop``, take row ``i - start`` of ``emb.f.g``; if its
+dim ``d`` is below ``width``, multiply by ``proj.f.d`` (or zero-pad when the plan's
+``projection`` is ``"pad"``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from embsearch._atomic import read_json, staged_dir, write_json
+from embsearch.backbones import CTRModel, make_backbone
+from embsearch.budget import bytes_per_weight
+from embsearch.embeddings.mixed_dim import MixedDimEmbedding
+from embsearch.errors import RunDirError
+from embsearch.plan import Plan
+from embsearch.search import load_run
+
+FORMATS = ("safetensors", "torchrec")
+
+
+def export_run(run_dir: str | Path, out: str | Path, fmt: str = "safetensors") -> Path:
+    """Write the export directory for ``run_dir``; returns ``out``."""
+    if fmt not in FORMATS:
+        raise RunDirError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise RunDirError(f"{out} already holds files; choose another --out or remove it")
+    cfg, plan, state = load_run(run_dir)
+    model = CTRModel(MixedDimEmbedding(plan), make_backbone(cfg.backbone, len(plan.fields), plan.width))
+    model.load_state_dict(state)
+    tensors = {k: v.contiguous() for k, v in model.embedding.block_tensors().items()}
+    nbytes = sum(t.numel() * bytes_per_weight(plan.precision) for t in tensors.values())
+    if nbytes != plan.table_bytes:
+        raise RuntimeError(f"export holds {nbytes} B but the plan counts {plan.table_bytes} B")
+    with staged_dir(out, overwrite=True) as tmp:
+        plan.save(tmp / "plan.json")
+        save_file(tensors, str(tmp / "weights.safetensors"), metadata={"format": plan.format})
+        save_file({k: v.contiguous() for k, v in model.backbone.state_dict().items()}, str(tmp / "backbone.safetensors"))
+        write_json(tmp / "model.json", {"backbone": cfg.backbone, "width": plan.width, "num_fields": len(plan.fields)})
+        if fmt == "torchrec":
+            write_json(tmp / "torchrec.json", torchrec_tables(plan))
+    return out
+
+
+def torchrec_tables(plan: Plan) -> dict[str, Any]:
+    """One TorchRec ``EmbeddingBagConfig`` per (field, group) block, as plain JSON fields."""
+    dtype = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}.get(plan.precision, "FP32")
+    tables = []
+    for f in plan.fields:
+        for g, grp in enumerate(f.groups):
+            if grp.dim == 0:
+                continue
+            tables.append({
+                "name": f"emb.{f.name}.{g}",
+                "num_embeddings": grp.rows,
+                "embedding_dim": grp.dim,
+                "feature_names": [f"{f.name}.{g}" if len(f.groups) > 1 else f.name],
+                "pooling": "SUM",
+                "data_type": dtype,
+                "id_range": [grp.start, grp.stop],
+            })
+    return {
+        "tables": tables,
+        "note": "Build with torchrec.EmbeddingBagCollection(tables=[EmbeddingBagConfig(**{k: v for k, v in t.items() "
+        "if k != 'id_range'}) ...]); ids of a grouped field go to feature '<field>.<group>' as id - id_range[0].",
+    }
+
+
+def load_embedding(directory: str | Path) -> MixedDimEmbedding:
+    """``MixedDimEmbedding`` rebuilt from an export directory."""
+    directory = Path(directory)
+    if not (directory / "weights.safetensors").is_file():
+        raise RunDirError(f"{directory} holds no weights.safetensors; create it with `embsearch export`")
+    plan = Plan.load(directory / "plan.json")
+    emb = MixedDimEmbedding(plan)
+    emb.load_block_tensors(load_file(str(directory / "weights.safetensors")))
+    return emb
+
+
+def load_model(directory: str | Path) -> CTRModel:
+    """The whole exported model (table + backbone)."""
+    directory = Path(directory)
+    emb = load_embedding(directory)
+    meta = read_json(directory / "model.json")
+    backbone = make_backbone(meta["backbone"], meta["num_fields"], meta["width"])
+    backbone.load_state_dict(load_file(str(directory / "backbone.safetensors")))
+    return CTRModel(emb, backbone)

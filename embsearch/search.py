@@ -1,0 +1,160 @@
+"""The search runner: config -> data, space, budgets, controller -> one run directory per plan.
+
+Run directory (``RUN_DIR``; with several budgets, ``RUN_DIR/budget-<label>/`` each)::
+
+    plan.json     the Plan
+    search.json   history (every evaluation/epoch the controller recorded) and timings
+    model.pt      trained weights of the plan's model (table + backbone)
+    config.json   the RunConfig, so retrain/export rebuild the same setup
+
+Every file is staged in a temporary directory and renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from embsearch._atomic import read_json, staged_dir, write_json
+from embsearch.budget import parse_budget
+from embsearch.context import SearchContext
+from embsearch.controllers.registry import get_controller
+from embsearch.data.dataset import Dataset
+from embsearch.data.synthetic import make_synthetic
+from embsearch.errors import ConfigError, RunDirError
+from embsearch.plan import Plan
+from embsearch.run_config import RunConfig
+from embsearch.search_spaces import SPACES, SearchSpace
+from embsearch.train.device import resolve_device
+from embsearch.train.trainer import TrainConfig
+
+
+@dataclass
+class RunResult:
+    plan: Plan
+    run_dir: Path
+    seconds: float
+
+
+def load_dataset(cfg: RunConfig) -> Dataset:
+    """``synthetic`` builds the planted dataset (fixed data seed 0); otherwise a prepared dir."""
+    if cfg.data == "synthetic":
+        return make_synthetic(rows=cfg.synthetic_rows, seed=0)
+    return Dataset.load(cfg.data)
+
+
+def build_space(cfg: RunConfig, dataset: Dataset, default_space: str) -> SearchSpace:
+    name = cfg.space or default_space
+    if name not in SPACES:
+        raise ConfigError(f"unknown search space {name!r}; choose one of {', '.join(SPACES)}")
+    kwargs: dict[str, Any] = {"width": cfg.width, "candidates": cfg.candidates, "projection": cfg.projection}
+    if name == "feature_dims":
+        kwargs["n_groups"] = cfg.groups
+    return SPACES[name](dataset.schema, **kwargs)
+
+
+def make_context(cfg: RunConfig, dataset: Dataset, space: SearchSpace, budgets: list[int], progress: bool) -> SearchContext:
+    train = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, progress=progress)
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise ConfigError("--epochs and --batch-size must be at least 1")
+    return SearchContext(
+        dataset=dataset, space=space, budgets=budgets, backbone=cfg.backbone, train=train,
+        device=resolve_device(cfg.device), seed=cfg.seed, max_seconds=cfg.max_seconds,
+        log=lambda msg: None if not progress else print(msg),
+    )
+
+
+def run_search(cfg: RunConfig, out: str | Path, *, progress: bool = True, overwrite: bool = False) -> list[RunResult]:
+    """Search, train each found plan (unless its controller attached weights), write run dirs."""
+    out = Path(out)
+    if out.exists() and not overwrite and any(out.iterdir()):
+        raise RunDirError(f"{out} already holds files; choose another --out or remove it")
+    controller_cls = get_controller(cfg.controller)
+    controller = controller_cls(**cfg.controller_params)
+    dataset = load_dataset(cfg)
+    space = build_space(cfg, dataset, controller_cls.default_space)
+    specs = [parse_budget(b) for b in cfg.budgets]
+    if not specs:
+        raise ConfigError("give at least one --budget")
+    budgets = [space.resolve_budget(s) for s in specs]
+    ctx = make_context(cfg, dataset, space, budgets, progress)
+    from embsearch.backbones import make_backbone
+
+    make_backbone(cfg.backbone, space.num_fields, space.width)  # fail fast on a bad backbone name
+    controller.check_space(ctx)
+
+    t0 = time.perf_counter()
+    plans = controller.search_budgets(ctx)
+    search_seconds = time.perf_counter() - t0
+    if len(plans) != len(budgets):
+        raise RuntimeError(f"controller {cfg.controller} returned {len(plans)} plans for {len(budgets)} budgets")
+
+    results: list[RunResult] = []
+    with staged_dir(out, overwrite=True) as tmp:
+        for spec, budget, plan in zip(specs, budgets, plans):
+            if plan.table_bytes > budget:
+                raise RuntimeError(f"controller {cfg.controller} broke the budget: {plan.table_bytes} > {budget} B")
+            t1 = time.perf_counter()
+            state = _trained_state(ctx, plan)
+            sub = tmp if len(plans) == 1 else tmp / f"budget-{spec.label}"
+            sub.mkdir(parents=True, exist_ok=True)
+            plan.save(sub / "plan.json")
+            torch.save(state, sub / "model.pt")
+            write_json(sub / "config.json", cfg.to_json())
+            write_json(sub / "search.json", {
+                "controller": cfg.controller, "budget": spec.text, "budget_bytes": budget,
+                "search_seconds": search_seconds, "train_seconds": time.perf_counter() - t1,
+                "history": _jsonable(ctx.history),
+            })
+            results.append(RunResult(plan, out if len(plans) == 1 else out / sub.name, search_seconds))
+        if len(plans) > 1:
+            write_json(tmp / "search.json", {
+                "controller": cfg.controller, "search_seconds": search_seconds,
+                "runs": [{"budget": s.text, "budget_bytes": b, "dir": f"budget-{s.label}"} for s, b in zip(specs, budgets)],
+                "history": _jsonable(ctx.history),
+            })
+    return results
+
+
+def _trained_state(ctx: SearchContext, plan: Plan) -> dict[str, torch.Tensor]:
+    """The plan's model weights: those its controller attached, or a retrain from scratch."""
+    if plan.weights is not None:
+        return {k: v.detach().cpu() for k, v in plan.weights.items()}
+    model, result = ctx.train_plan(plan, desc=f"train {plan.controller} plan")
+    plan.metrics = {"val_auc": result.val_auc, "val_logloss": result.val_logloss, **plan.metrics}
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+def load_run(run_dir: str | Path) -> tuple[RunConfig, Plan, dict[str, torch.Tensor]]:
+    """Read a finished single-plan run directory."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} does not exist")
+    if not (run_dir / "plan.json").is_file():
+        subs = sorted(p.name for p in run_dir.glob("budget-*") if (p / "plan.json").is_file())
+        if subs:
+            raise RunDirError(f"{run_dir} holds one run per budget; pick one, e.g. {run_dir / subs[0]}")
+        raise RunDirError(f"{run_dir} holds no plan.json; is it a run directory from `embsearch search`?")
+    for name in ("config.json", "model.pt"):
+        if not (run_dir / name).is_file():
+            raise RunDirError(f"{run_dir} lacks {name}; the run did not finish, run the search again")
+    cfg = RunConfig.from_mapping(read_json(run_dir / "config.json"), str(run_dir / "config.json"))
+    plan = Plan.load(run_dir / "plan.json")
+    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    return cfg, plan, state

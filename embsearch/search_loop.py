@@ -1,0 +1,196 @@
+"""The one shared ask/tell loop: every sample-based controller's candidates go through it.
+
+``run_loop`` repeats ``ask() -> evaluator(candidate) -> tell(candidate, score)`` and records
+every evaluation in the run's history (``ctx.record``; the runner writes it to
+``search.json``) as ``{"event": "evaluation", "candidate", "bytes", "score", "seconds", ...}``.
+It never keeps a candidate over the budget (such a candidate is recorded as ``rejected``
+and told ``-inf``), stops when the controller is done, when ``ctx.max_seconds`` has run out
+(after at least one evaluation) or on Ctrl-C, and in every case returns the best candidate
+so far in a :class:`LoopResult` whose ``stop_reason`` says why it stopped.
+
+``search_budgets`` is the default multi-budget driver of
+:class:`~embsearch.controllers.base.AskTellController`: ``prepare`` once (one supernet for
+every budget), then ``start`` / loop / ``finish`` per budget.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from embsearch.context import SearchContext
+from embsearch.evaluator import Evaluator
+from embsearch.plan import Plan
+from embsearch.search_spaces.base import Candidate, SearchSpace
+
+if TYPE_CHECKING:
+    from embsearch.controllers.base import AskTellController
+
+STOP_REASONS = ("done", "time", "interrupted", "max_evals")
+
+
+class AskTell(Protocol):
+    """What the loop drives: an ``AskTellController`` or any small sampler."""
+
+    name: str
+
+    def ask(self) -> Candidate: ...
+
+    def tell(self, candidate: Candidate, score: float) -> None: ...
+
+    def done(self) -> bool: ...
+
+
+@dataclass
+class LoopResult:
+    """Outcome of one loop: the best candidate (``None`` if nothing was evaluated)."""
+
+    best: Candidate | None
+    best_score: float
+    evaluations: int
+    seconds: float
+    stop_reason: str = "done"
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason == "interrupted"
+
+    @property
+    def timed_out(self) -> bool:
+        return self.stop_reason == "time"
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready facts for ``plan.extra`` and the history."""
+        return {
+            "evaluations": self.evaluations,
+            "seconds": round(self.seconds, 4),
+            "stop_reason": self.stop_reason,
+            "best_score": self.best_score if math.isfinite(self.best_score) else None,
+            "interrupted": self.interrupted,
+        }
+
+
+def deadline_of(ctx: SearchContext) -> float | None:
+    """The ``time.perf_counter()`` value at which ``ctx.max_seconds`` runs out."""
+    return None if ctx.max_seconds is None else time.perf_counter() + float(ctx.max_seconds)
+
+
+def as_json(cand: Candidate) -> list[list[int]]:
+    return [[int(d) for d in dims] for dims in cand]
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no NaN/inf: record them as null."""
+    return float(x) if math.isfinite(x) else None
+
+
+def run_loop(
+    asker: AskTell,
+    evaluator: Evaluator,
+    ctx: SearchContext,
+    budget: int,
+    *,
+    space: SearchSpace | None = None,
+    deadline: float | None = None,
+    max_evals: int | None = None,
+    phase: str = "search",
+) -> LoopResult:
+    """Drive ``asker`` through ``evaluator`` under ``budget`` bytes (bytes from ``space``,
+    default ``ctx.space``); see the module docstring for the stopping rules."""
+    space = space or ctx.space
+    tag = {
+        "controller": asker.name,
+        "phase": phase,
+        "budget": int(budget),
+        "evaluator": evaluator.name,
+    }
+    t0 = time.perf_counter()
+    best: Candidate | None = None
+    best_score, n, asked, reason = -math.inf, 0, 0, "done"
+    cache: dict[Candidate, float] = {}
+    try:
+        while not asker.done():
+            if max_evals is not None and n >= max_evals:
+                reason = "max_evals"
+                break
+            if deadline is not None and asked > 0 and time.perf_counter() > deadline:
+                reason = "time"
+                break
+            cand = asker.ask()
+            asked += 1
+            nbytes = space.bytes_of(cand)
+            if nbytes > budget:
+                ctx.record(event="rejected", **tag, candidate=as_json(cand), bytes=nbytes)
+                asker.tell(cand, -math.inf)
+                continue
+            ts = time.perf_counter()
+            cached = cand in cache
+            score = cache[cand] if cached else float(evaluator(cand))
+            cache[cand] = score
+            metrics = {} if cached else (getattr(evaluator, "last_metrics", None) or {})
+            extra = {k: _finite(float(v)) for k, v in metrics.items()}
+            ctx.record(
+                event="evaluation",
+                **tag,
+                index=n,
+                candidate=as_json(cand),
+                bytes=nbytes,
+                score=_finite(score),
+                seconds=time.perf_counter() - ts,
+                cached=cached,
+                **extra,
+            )
+            n += 1
+            asker.tell(cand, score)
+            if score > best_score:  # NaN never wins
+                best, best_score = cand, score
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    result = LoopResult(best, best_score, n, time.perf_counter() - t0, reason)
+    best_bytes = None if best is None else space.bytes_of(best)
+    ctx.record(event="loop_end", **tag, **result.summary(), best_bytes=best_bytes)
+    if reason in ("time", "interrupted"):
+        why = "time limit (max_seconds) reached" if reason == "time" else "interrupted (Ctrl-C)"
+        ctx.log(
+            f"{asker.name} [{phase}, budget {budget} B]: {why} after {n} evaluations; keeping the best so far"
+        )
+    return result
+
+
+def search_budgets(controller: AskTellController, ctx: SearchContext) -> list[Plan]:
+    """One plan per budget of ``ctx.budgets`` from one ``prepare`` (e.g. one supernet).
+
+    After Ctrl-C the remaining budgets are not searched: each gets the interrupted search's
+    best candidate when it fits (budgets ascend), else the controller's fallback, with
+    ``interrupted`` set, so the runner can still write ``search.json`` and plans.
+    """
+    deadline = deadline_of(ctx)
+    controller.prepare(ctx, deadline)
+    space = controller.search_space(ctx)
+    plans: list[Plan] = []
+    stopped: LoopResult | None = None
+    for budget in ctx.budgets:
+        if stopped is None:
+            controller.start(ctx, budget)
+            result = run_loop(
+                controller,
+                controller.evaluator(ctx, budget),
+                ctx,
+                budget,
+                space=space,
+                deadline=deadline,
+            )
+            stopped = result if result.interrupted else None
+        else:
+            keep = (
+                stopped.best
+                if stopped.best is not None and space.bytes_of(stopped.best) <= budget
+                else None
+            )
+            result = LoopResult(
+                keep, stopped.best_score if keep else -math.inf, 0, 0.0, "interrupted"
+            )
+        plans.append(controller.finish(ctx, budget, result))
+    return plans

@@ -1,0 +1,101 @@
+"""The command line, end to end, and its one-line errors."""
+
+import json
+
+import pytest
+
+from embsearch.cli import main
+
+FAST = ["--epochs", "1", "--batch-size", "1024", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _small_synthetic(monkeypatch):
+    from embsearch import run_config
+
+    monkeypatch.setattr(run_config.RunConfig, "synthetic_rows", 6000)
+
+
+def test_search_export_retrain(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["search", "--data", "synthetic", "--budget", "25%", "--controller", "mde", "--out", str(run), *FAST]) == 0
+    plan = json.loads((run / "plan.json").read_text())
+    for key in ("format", "controller", "space", "budget_bytes", "table_bytes", "precision", "fields", "metrics"):
+        assert key in plan
+    assert plan["table_bytes"] <= plan["budget_bytes"]
+    assert {"val_auc", "val_logloss"} <= set(plan["metrics"])
+    assert all({"name", "rows", "dim", "bytes"} <= set(f) for f in plan["fields"])
+    assert (run / "search.json").is_file() and (run / "model.pt").is_file()
+
+    assert main(["export", str(run), "--out", str(tmp_path / "exp")]) == 0
+    assert (tmp_path / "exp" / "weights.safetensors").is_file()
+
+    assert main(["retrain", str(run), "--with-baseline", "--quiet"]) == 0
+    r = json.loads((run / "retrain.json").read_text())
+    for key in ("test_auc", "test_logloss", "table_bytes", "baseline_test_auc", "baseline_table_bytes"):
+        assert key in r
+    assert r["baseline_table_bytes"] > r["table_bytes"]
+    assert 0.5 < r["test_auc"] <= 1.0
+
+
+def test_several_budgets_give_a_plan_each(tmp_path):
+    run = tmp_path / "multi"
+    assert main(["search", "--budget", "10%", "--budget", "40%", "--controller", "uniform", "--out", str(run), *FAST]) == 0
+    small = json.loads((run / "budget-10pct" / "plan.json").read_text())
+    big = json.loads((run / "budget-40pct" / "plan.json").read_text())
+    assert small["table_bytes"] < big["table_bytes"]
+    assert main(["export", str(run), "--out", str(tmp_path / "e")]) == 2  # ambiguous: which budget?
+
+
+def test_config_file(tmp_path):
+    cfg = tmp_path / "search.toml"
+    cfg.write_text('controller = "cprec"\nbudgets = ["30%"]\nepochs = 1\nbatch_size = 1024\n')
+    assert main(["search", "--config", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "r" / "plan.json").read_text())["controller"] == "cprec"
+
+
+def test_controllers_json(capsys):
+    assert main(["controllers", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"uniform", "mde", "cprec"} <= {r["name"] for r in rows}
+    assert all(r["family"] and r["paper"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--budget", "4XB"], "cannot read budget"),
+        (["--budget", "10"], "below the smallest plan"),
+        (["--controller", "nope"], "unknown controller"),
+        (["--controller", "no.such.module:Thing"], "cannot import controller module"),
+        (["--data", "/does/not/exist"], "does not exist"),
+        (["--backbone", "transformer"], "unknown backbone"),
+        (["--candidates", "2,4,64"], "must lie in"),
+        (["--param", "alpha=5"], "alpha must lie in"),
+        (["--param", "bogus=1"], "has no parameter"),
+        (["--config", "/no/such.toml"], "does not exist"),
+    ],
+)
+def test_bad_input_one_line_no_output(tmp_path, capsys, args, needle):
+    out = tmp_path / "run"
+    rc = main(["search", "--out", str(out), *FAST, *args])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert needle in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temporary leftovers either
+
+
+def test_existing_run_dir_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "plan.json").write_text("{}")
+    assert main(["search", "--out", str(out), *FAST]) == 2
+    assert "already holds" in capsys.readouterr().err
+    assert (out / "plan.json").read_text() == "{}"
+
+
+def test_retrain_on_missing_dir(tmp_path, capsys):
+    assert main(["retrain", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
