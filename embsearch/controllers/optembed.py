@@ -33,6 +33,7 @@ from embsearch.controllers._evolution import (
     EVOLUTION_PARAMS,
     Evolution,
     EvolutionConfig,
+    check_budget,
     train_supernet,
     validate_evolution,
 )
@@ -67,33 +68,53 @@ class OptEmbed(AskTellController):
         if not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
             raise ConfigError(f"optembed: alpha must be a number in [0, 1], got {alpha!r}")
         if not isinstance(self.config["threshold_init"], (int, float)):
-            raise ConfigError(f"optembed: threshold_init must be a number, got {self.config['threshold_init']!r}")
+            raise ConfigError(
+                f"optembed: threshold_init must be a number, got {self.config['threshold_init']!r}"
+            )
 
     # -- step 1 -----------------------------------------------------------------------------
     def prepare(self, ctx: SearchContext, deadline: float | None) -> None:
         """Train the supernet once for every budget and build the inherited-weight evaluator."""
         self.check_space(ctx)
         space = ctx.space
+        for budget in ctx.budgets:  # fail before training
+            check_budget(space, budget)
         epochs = self.config["supernet_epochs"] or ctx.train.epochs
 
         def build() -> CTRModel:
             emb = OptEmbedEmbedding(
-                space.width, space.candidates, space.groups, space.schema.names,
-                seed=ctx.seed, threshold_init=float(self.config["threshold_init"]),
+                space.width,
+                space.candidates,
+                space.groups,
+                space.schema.names,
+                seed=ctx.seed,
+                threshold_init=float(self.config["threshold_init"]),
             )
             return CTRModel(emb, ctx.make_backbone())
 
         alpha = float(self.config["alpha"])
         self.supernet_, summary = train_supernet(
-            ctx, build, epochs, deadline, extra_loss=lambda m: alpha * m.embedding.threshold_loss(), desc="optembed supernet"
+            ctx,
+            build,
+            epochs,
+            deadline,
+            extra_loss=lambda m: alpha * m.embedding.threshold_loss(),
+            desc="optembed supernet",
         )
         emb = self.supernet_.embedding
         self.pruned_ = dict(zip(space.schema.names, (round(p, 6) for p in emb.pruned_fraction())))
-        self.thresholds_ = dict(zip(space.schema.names, (round(t, 6) for t in emb.threshold.detach().tolist())))
+        self.thresholds_ = dict(
+            zip(space.schema.names, (round(t, 6) for t in emb.threshold.detach().tolist()))
+        )
         self.supernet_summary_ = summary
-        ctx.record(event="supernet", controller=self.name, **summary, pruned_row_fraction=self.pruned_)
+        ctx.record(
+            event="supernet", controller=self.name, **summary, pruned_row_fraction=self.pruned_
+        )
         self.evaluator_ = InheritedWeightEvaluator(
-            self.supernet_, ctx.data.split("val"), ctx.train.eval_batch_size, max_rows=self.config["val_rows"]
+            self.supernet_,
+            ctx.data.split("val"),
+            ctx.train.eval_batch_size,
+            max_rows=self.config["val_rows"],
         )
 
     def evaluator(self, ctx: SearchContext, budget: int) -> InheritedWeightEvaluator:
@@ -103,7 +124,9 @@ class OptEmbed(AskTellController):
     def start(self, ctx: SearchContext, budget: int) -> None:
         """A fresh population for this budget (seeded with the widest plan that fits)."""
         cfg = EvolutionConfig.from_params(self.config)
-        self.evolution_ = Evolution(ctx.space, budget, cfg, ctx.rng(budget), seeds=[ctx.space.max_candidate()])
+        self.evolution_ = Evolution(
+            ctx.space, budget, cfg, ctx.rng(budget), seeds=[ctx.space.max_candidate()]
+        )
 
     def ask(self) -> Candidate:
         return self.evolution_.ask()

@@ -90,7 +90,9 @@ class CandidateBranches(nn.Module):
     ``e[:, :d] - mean``, projection ``W * scale``): see :meth:`folded`.
     """
 
-    def __init__(self, n_fields: int, candidates: Sequence[int], width: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+    def __init__(
+        self, n_fields: int, candidates: Sequence[int], width: int, gamma_init: float = 0.01, eps: float = 1e-5, momentum: float = 0.1
+    ) -> None:
         super().__init__()
         self.candidates = tuple(int(c) for c in candidates)
         self.width = int(width)
@@ -102,7 +104,7 @@ class CandidateBranches(nn.Module):
             row_mask[i, :d] = 1.0
         self.register_buffer("row_mask", row_mask, persistent=False)
         self.proj = nn.Parameter(torch.empty(n_fields, k, width, width))
-        self.gamma = nn.Parameter(torch.ones(n_fields, k, width))
+        self.gamma = nn.Parameter(torch.full((n_fields, k, width), float(gamma_init)))
         self.register_buffer("running_mean", torch.zeros(n_fields, width))
         self.register_buffer("running_var", torch.ones(n_fields, k, width))
         with torch.no_grad():
@@ -152,7 +154,7 @@ class MixedSupernet(nn.Module):
         if min(candidates) < 0 or max(candidates) > width:
             raise ConfigError(f"candidate dims {list(candidates)} must lie in [0, width={width}]; drop the larger ones or raise --width")
         self.table = GroupedTable(groups, width)
-        self.branches = CandidateBranches(self.table.num_fields, candidates, width)
+        self.branches = CandidateBranches(self.table.num_fields, candidates, width, float(__import__('os').environ.get('GI','0.01')))
         self.candidates = self.branches.candidates
         self.width = int(width)
         self.register_buffer("fixed", torch.zeros(0), persistent=False)

@@ -1,0 +1,338 @@
+"""RULE: Chen et al., "Learning Elastic Embeddings for Customizing On-Device Recommenders"
+(KDD 2021).
+
+Steps, as in the paper:
+
+1. *Elastic embeddings*: each field's table is a G x B grid, G frequency groups (the
+   ``feature_dims`` space; ``field_dims`` gives G = 1) by B blocks of ``width / B``
+   columns. A candidate picks how many leading blocks each (field, group) keeps, so dims
+   are multiples of ``width / B`` and sub-embeddings are zero-padded (``pad`` projection).
+2. *Training once* (``embeddings/supernets_evo/rule_supernet.py``), for every budget: each
+   step samples a block count per (field, group), plus the block-diversity regulariser
+   (weight ``diversity``).
+3. *Performance estimator*: ``estimator_samples`` block selections near the budgets are
+   scored with inherited weights on the validation split (recorded like every evaluation),
+   and a ridge regression on one-hot block counts is fitted to them (its held-out rank
+   correlation is recorded).
+4. *Evolutionary search* per budget with the estimator as the evaluator (``_evolution.py``:
+   top-k, crossover between fields, mutation, children repaired onto the budget).
+5. *Serving without retraining*: the ``final_checks`` best candidates by the estimator are
+   re-scored with inherited weights; the best one's plan carries ``plan.weights`` (the
+   ``state_dict`` of ``ctx.build_model(plan)`` filled from the supernet) and
+   ``plan.metrics`` (its validation AUC / log loss), so the runner skips retraining. With
+   ``retrain=True`` no weights are attached and the runner retrains as usual.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from embsearch.backbones import CTRModel
+from embsearch.context import SearchContext
+from embsearch.controllers._evolution import (
+    EVOLUTION_PARAMS,
+    Evolution,
+    EvolutionConfig,
+    fit_budget,
+    plan_weights,
+    train_supernet,
+    validate_evolution,
+)
+from embsearch.controllers.base import AskTellController
+from embsearch.embeddings.supernets_evo import RuleEmbedding
+from embsearch.errors import BudgetError, ConfigError
+from embsearch.evaluator import InheritedWeightEvaluator
+from embsearch.plan import Plan
+from embsearch.search_loop import LoopResult, run_loop
+from embsearch.search_spaces.base import Candidate, SearchSpace
+
+
+def block_space(space: SearchSpace, blocks: int) -> SearchSpace:
+    """Step 1: ``space`` with dims ``k * width / blocks`` (k = 1..blocks; 0 too when the
+    space allows dropping) and ``pad`` projection."""
+    if space.width % blocks:
+        raise ConfigError(
+            f"rule: blocks={blocks} must divide the width {space.width}; pick a divisor"
+        )
+    step = space.width // blocks
+    clone = copy.copy(space)
+    clone.candidates = tuple(
+        ([0] if 0 in space.candidates else []) + [k * step for k in range(1, blocks + 1)]
+    )
+    clone.projection = "pad"
+    return clone
+
+
+class _Sampler:
+    """Step 3's sampler: random selections repaired onto ``factor x budget``, ``factor`` in
+    [0.5, 1], for a budget drawn from the search's budgets."""
+
+    def __init__(
+        self,
+        name: str,
+        space: SearchSpace,
+        budgets: Sequence[int],
+        n: int,
+        rng: np.random.Generator,
+    ):
+        self.name, self.space, self.budgets, self.left, self.rng = (
+            name,
+            space,
+            list(budgets),
+            n,
+            rng,
+        )
+        self.smallest = space.min_bytes()
+        self.scored: dict[Candidate, float] = {}
+
+    def done(self) -> bool:
+        return self.left <= 0
+
+    def ask(self) -> Candidate:
+        self.left -= 1
+        target = int(
+            self.budgets[int(self.rng.integers(len(self.budgets)))] * self.rng.uniform(0.5, 1.0)
+        )
+        return fit_budget(self.space.sample(self.rng), self.space, max(target, self.smallest))
+
+    def tell(self, candidate: Candidate, score: float) -> None:
+        self.scored[candidate] = score
+
+
+class _Fixed:
+    """Step 5's asker: a fixed list of candidates."""
+
+    def __init__(self, name: str, cands: Sequence[Candidate]) -> None:
+        self.name, self.queue = name, list(cands)
+
+    def done(self) -> bool:
+        return not self.queue
+
+    def ask(self) -> Candidate:
+        return self.queue.pop(0)
+
+    def tell(self, candidate: Candidate, score: float) -> None:
+        pass
+
+
+class RidgeEstimator:
+    """Step 3: ridge regression from one-hot block counts per (field, group) to the score."""
+
+    name = "estimator"
+
+    def __init__(self, levels: Sequence[int], ridge: float = 1.0) -> None:
+        self.index = {int(d): i for i, d in enumerate(levels)}
+        self.ridge = float(ridge)
+        self.last_metrics: dict[str, float] = {}
+
+    def features(self, cands: Sequence[Candidate]) -> np.ndarray:
+        rows = []
+        for c in cands:
+            flat = [self.index[int(d)] for dims in c for d in dims]
+            x = np.zeros((len(flat), len(self.index)))
+            x[np.arange(len(flat)), flat] = 1.0
+            rows.append(x.ravel())
+        return np.asarray(rows)
+
+    def _solve(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        mx, my = x.mean(0), float(y.mean())
+        xc = x - mx
+        w = np.linalg.solve(xc.T @ xc + self.ridge * np.eye(x.shape[1]), xc.T @ (y - my))
+        return w, mx, my
+
+    def fit(self, cands: Sequence[Candidate], scores: Sequence[float]) -> dict[str, float | None]:
+        """Fit on every finite pair; returns the held-out Spearman correlation of a 3:1 split.
+        With no pair (out of time at once) the estimator is a constant."""
+        keep = [i for i, s in enumerate(scores) if math.isfinite(s)]
+        if not keep:
+            self.w, self.mx, self.my = np.zeros(len(self.index)), 0.0, 0.0
+            self.constant = True
+            return {"samples": 0, "heldout_spearman": None}
+        self.constant = False
+        x, y = self.features([cands[i] for i in keep]), np.asarray([scores[i] for i in keep])
+        cut = (3 * len(y)) // 4
+        held_out = None
+        if len(y) - cut >= 4:
+            w, mx, my = self._solve(x[:cut], y[:cut])
+            pred = my + (x[cut:] - mx) @ w
+            held_out = float(np.corrcoef(_ranks(pred), _ranks(y[cut:]))[0, 1])
+        self.w, self.mx, self.my = self._solve(x, y)
+        return {
+            "samples": len(y),
+            "heldout_spearman": None if held_out is None or math.isnan(held_out) else held_out,
+        }
+
+    def __call__(self, candidate: Candidate) -> float:
+        if self.constant:
+            return 0.0
+        return float(self.my + (self.features([candidate])[0] - self.mx) @ self.w)
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(v, kind="stable"), kind="stable").astype(float)
+
+
+class Rule(AskTellController):
+    name = "rule"
+    family = "evolutionary"
+    paper = (
+        "Tong Chen, Hongzhi Yin, Yujia Zheng, Zi Huang, Yang Wang, Meng Wang. Learning Elastic "
+        "Embeddings for Customizing On-Device Recommenders. KDD 2021"
+    )
+    default_space = "feature_dims"
+    params: dict[str, Any] = {
+        **EVOLUTION_PARAMS,
+        "supernet_epochs": None,  # None: ctx.train.epochs
+        "blocks": 4,
+        "diversity": 0.01,
+        "estimator_samples": 64,
+        "ridge": 1.0,
+        "final_checks": 5,
+        "retrain": False,
+        "val_rows": None,  # None: the whole validation split
+    }
+
+    def validate(self) -> None:
+        validate_evolution(self.name, self.config)
+        c = self.config
+        checks: list[tuple[str, bool, str]] = [
+            ("blocks", _is_int(c["blocks"]) and 1 <= c["blocks"] <= 64, "an integer in [1, 64]"),
+            ("diversity", _is_num(c["diversity"]) and c["diversity"] >= 0, "a number >= 0"),
+            (
+                "estimator_samples",
+                _is_int(c["estimator_samples"]) and c["estimator_samples"] >= 4,
+                "an integer >= 4",
+            ),
+            ("ridge", _is_num(c["ridge"]) and c["ridge"] > 0, "a number > 0"),
+            (
+                "final_checks",
+                _is_int(c["final_checks"]) and c["final_checks"] >= 1,
+                "an integer >= 1",
+            ),
+            ("retrain", isinstance(c["retrain"], bool), "true or false"),
+        ]
+        for key, ok, allowed in checks:
+            if not ok:
+                raise ConfigError(f"rule: {key} must be {allowed}, got {c[key]!r}")
+
+    def search_space(self, ctx: SearchContext) -> SearchSpace:
+        return block_space(ctx.space, int(self.config["blocks"]))
+
+    # -- steps 1-3 ----------------------------------------------------------------------------
+    def prepare(self, ctx: SearchContext, deadline: float | None) -> None:
+        """Train the block supernet once, then fit the performance estimator."""
+        self.check_space(ctx)
+        self.space_ = space = self.search_space(ctx)
+        smallest = space.min_bytes()
+        if min(ctx.budgets) < smallest:  # fail before training
+            raise BudgetError(
+                f"rule: budget {min(ctx.budgets)} B is below the smallest block selection ({smallest} B: "
+                f"one block of {space.width // int(self.config['blocks'])} columns per group); "
+                "raise --budget or rule's blocks"
+            )
+        blocks, lam = int(self.config["blocks"]), float(self.config["diversity"])
+
+        def build() -> CTRModel:
+            emb = RuleEmbedding(
+                space.width,
+                space.candidates,
+                space.groups,
+                space.schema.names,
+                seed=ctx.seed,
+                blocks=blocks,
+            )
+            return CTRModel(emb, ctx.make_backbone())
+
+        epochs = self.config["supernet_epochs"] or ctx.train.epochs
+        self.supernet_, summary = train_supernet(
+            ctx,
+            build,
+            epochs,
+            deadline,
+            extra_loss=lambda m: lam * m.embedding.diversity_loss(),
+            desc="rule supernet",
+        )
+        self.supernet_summary_ = summary
+        ctx.record(event="supernet", controller=self.name, **summary)
+        self.inherited_ = InheritedWeightEvaluator(
+            self.supernet_,
+            ctx.data.split("val"),
+            ctx.train.eval_batch_size,
+            max_rows=self.config["val_rows"],
+        )
+        sampler = _Sampler(
+            self.name, space, ctx.budgets, int(self.config["estimator_samples"]), ctx.rng(1)
+        )
+        top = space.bytes_of(space.max_candidate())
+        run_loop(
+            sampler, self.inherited_, ctx, top, space=space, deadline=deadline, phase="estimator"
+        )
+        self.estimator_ = RidgeEstimator(space.candidates, float(self.config["ridge"]))
+        quality = self.estimator_.fit(list(sampler.scored), list(sampler.scored.values()))
+        ctx.record(event="estimator", controller=self.name, **quality)
+
+    def evaluator(self, ctx: SearchContext, budget: int) -> RidgeEstimator:
+        return self.estimator_
+
+    # -- step 4 -------------------------------------------------------------------------------
+    def start(self, ctx: SearchContext, budget: int) -> None:
+        cfg = EvolutionConfig.from_params(self.config)
+        self.evolution_ = Evolution(
+            self.space_, budget, cfg, ctx.rng(budget), seeds=[self.space_.max_candidate()]
+        )
+
+    def ask(self) -> Candidate:
+        return self.evolution_.ask()
+
+    def tell(self, candidate: Candidate, score: float) -> None:
+        self.evolution_.tell(candidate, score)
+
+    def done(self) -> bool:
+        return self.evolution_.done()
+
+    # -- step 5 -------------------------------------------------------------------------------
+    def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
+        space = self.space_
+        ranked = [
+            c
+            for c, s in self.evolution_.ranked()
+            if math.isfinite(s) and space.bytes_of(c) <= budget
+        ]
+        if result.stop_reason != "done" and result.best is not None:
+            ranked = [result.best]  # out of time or interrupted: no more checks than one
+        checks = ranked[: int(self.config["final_checks"])] or [self.fallback(ctx, budget)]
+        final = run_loop(
+            _Fixed(self.name, checks), self.inherited_, ctx, budget, space=space, phase="final"
+        )
+        best = final.best if final.best is not None else checks[0]
+        m = self.inherited_.metrics(best)
+        plan = space.to_plan(
+            best,
+            self.name,
+            budget,
+            data_fingerprint=ctx.dataset.fingerprint(),
+            extra={
+                "search": result.summary(),
+                "interrupted": result.interrupted,
+                "supernet": self.supernet_summary_,
+                "blocks": int(self.config["blocks"]),
+                "metrics_from": "supernet weights (not retrained)",
+            },
+        )
+        plan.metrics = {"val_auc": m["auc"], "val_logloss": m["logloss"]}
+        if not self.config["retrain"]:
+            plan.weights = plan_weights(ctx, self.supernet_, plan, best)
+        return plan
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
