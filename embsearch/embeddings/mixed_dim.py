@@ -50,11 +50,12 @@ class MixedDimEmbedding(nn.Module):
 
         self.tables = nn.ParameterList()
         self.projections = nn.ParameterList()
-        self._class_fields: list[torch.Tensor] = []
+        self._class_fields: list[list[int]] = []
         self._projected: list[bool] = []
         for c, d in enumerate(self.dims):
             fields_c = [f for f, fp in enumerate(plan.fields) if d in fp.dims]
-            self._class_fields.append(torch.tensor(fields_c, dtype=torch.long))
+            self._class_fields.append(fields_c)
+            self.register_buffer(f"class_fields_{c}", torch.tensor(fields_c, dtype=torch.long), persistent=False)
             self.tables.append(nn.Parameter(torch.empty(rows_in_class[c], d)))
             projected = self.projection == "linear" and d != self.width
             self._projected.append(projected)
@@ -86,7 +87,7 @@ class MixedDimEmbedding(nn.Module):
             return e if self.dims[0] == self.width else nn.functional.pad(e, (0, self.width - self.dims[0]))
         out = x.new_zeros((batch, n_fields, self.width), dtype=self.tables[0].dtype if self.dims else torch.float32)
         for c, d in enumerate(self.dims):
-            fields_c = self._class_fields[c].to(x.device)
+            fields_c = getattr(self, f"class_fields_{c}")
             m = cls[:, fields_c] == c
             rows = torch.where(m, x[:, fields_c] + off[:, fields_c], torch.zeros_like(x[:, fields_c]))
             e = self.tables[c][rows] * m.unsqueeze(-1).to(self.tables[c].dtype)
@@ -113,7 +114,7 @@ class MixedDimEmbedding(nn.Module):
             for d in sorted({d for d in fp.dims if d > 0}):
                 c = cls_of[d]
                 if self._projected[c]:
-                    k = self._class_fields[c].tolist().index(f)
+                    k = self._class_fields[c].index(f)
                     out[f"proj.{fp.name}.{d}"] = self.projections[c][k].detach()
         return out
 
@@ -130,7 +131,7 @@ class MixedDimEmbedding(nn.Module):
                 for d in sorted({d for d in fp.dims if d > 0}):
                     c = cls_of[d]
                     if self._projected[c]:
-                        k = self._class_fields[c].tolist().index(f)
+                        k = self._class_fields[c].index(f)
                         self.projections[c][k].copy_(tensors[f"proj.{fp.name}.{d}"])
 
     @classmethod

@@ -112,22 +112,31 @@ class CandidateBranches(nn.Module):
                 nn.init.normal_(self.proj[:, i], std=(1.0 / max(d, 1)) ** 0.5)
             self.proj.mul_(self.row_mask)
 
-    def forward(self, e: torch.Tensor) -> torch.Tensor:
+    def normalised(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(e - mean, P)`` with ``P[f, k] = W[f, k] * gamma / sqrt(var + eps)``: branch
+        ``(f, k)`` is ``(e - mean)[:, f] @ P[f, k]``. The variance of each output channel
+        comes from the batch covariance of ``e`` (``var = w^T cov w``, equal to the
+        variance of ``(e - mean) W`` and far cheaper than forming every branch first)."""
         w = self.proj * self.row_mask
         if self.training:
             mean = e.mean(0)
-            y = torch.einsum("bfw,fkwo->bfko", e - mean, w)
-            var = y.pow(2).mean(0)
+            centred = e - mean
+            ct = centred.transpose(0, 1)  # [F, B, W]
+            cov = torch.bmm(ct.transpose(1, 2), ct) / e.shape[0]
+            var = (w * torch.einsum("fij,fkjo->fkio", cov, w)).sum(2)
             if self.update_stats:
                 n = e.shape[0]
                 with torch.no_grad():
                     self.running_mean.lerp_(mean.detach().float(), self.momentum)
-                    unbiased = var.detach().float() * (n / max(n - 1, 1))
-                    self.running_var.lerp_(unbiased, self.momentum)
+                    self.running_var.lerp_(var.detach().float() * (n / max(n - 1, 1)), self.momentum)
         else:
-            y = torch.einsum("bfw,fkwo->bfko", e - self.running_mean, w)
+            centred = e - self.running_mean.to(e.dtype)
             var = self.running_var
-        return y * (self.gamma * torch.rsqrt(var + self.eps))
+        return centred, w * (self.gamma * torch.rsqrt(var + self.eps)).unsqueeze(2)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        centred, p = self.normalised(e)
+        return torch.einsum("bfw,fkwo->bfko", centred, p.to(centred.dtype))
 
     @torch.no_grad()
     def folded(self, f: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,9 +173,13 @@ class MixedSupernet(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.branches(self.table(x))
+        centred, p = self.branches.normalised(self.table(x))
         w = self.table.per_group(self.fixed, x) if self.fixed.numel() else self.mix_weights(x)
-        return torch.einsum("bfk,bfkw->bfw", w.to(y.dtype), y)
+        n_fields, k, width, _ = p.shape
+        # every branch at once, [F, B, K, W], then the weighted sum over K per id
+        z = torch.bmm(centred.transpose(0, 1), p.permute(0, 2, 1, 3).reshape(n_fields, width, k * width).to(centred.dtype))
+        z = z.view(n_fields, -1, k, width)
+        return torch.matmul(w.transpose(0, 1).unsqueeze(-2).to(z.dtype), z).squeeze(-2).transpose(0, 1)
 
     def fix(self, cand: Sequence[Sequence[int]] | None) -> None:
         """Play the sub-network ``cand`` (``dims[f][g]``), or the soft mixture again with None."""
