@@ -12,7 +12,9 @@ from embsearch.data.prepare import prepare
 from embsearch.data.schema import Schema
 from embsearch.errors import ConfigError, DataError
 
-CRITEO_ROW = "1\t" + "\t".join(str(i) for i in range(13)) + "\t" + "\t".join(f"{i:08x}" for i in range(26))
+CRITEO_ROW = (
+    "1\t" + "\t".join(str(i) for i in range(13)) + "\t" + "\t".join(f"{i:08x}" for i in range(26))
+)
 GOOD_CSV = "a,b,y\n" + "".join(f"{i % 3},{i % 5},{i % 2}\n" for i in range(50))
 GOOD_LIBFM = "".join(f"{1 if i % 3 == 0 else -1} {i % 7}:1 {10 + i % 4}:1\n" for i in range(50))
 
@@ -45,7 +47,7 @@ CASES: list[Case] = [
     ("label text", lambda t: dict(fmt="csv", inputs=[write(t, "a.csv", GOOD_CSV)], label="b"), DataError, ["'b'"]),
     ("label empty", lambda t: dict(fmt="csv", inputs=[write(t, "a.csv", GOOD_CSV.replace("\n0,0,1\n", "\n0,0,\n"))], label="y"), DataError, ["'y'", "empty"]),
     ("label named twice", lambda t: dict(fmt="csv", inputs=[write(t, "a.csv", GOOD_CSV)], label="y", categorical=["a", "y"]), ConfigError, ["'y'"]),
-    ("numeric not numbers", lambda t: dict(fmt="csv", inputs=[write(t, "a.csv", GOOD_CSV.replace("\n0,0,1\n", "\nx,0,1\n"))], label="y", numeric=["a"]), DataError, ["'a'", "--categorical"]),
+    ("numeric not numbers", lambda t: dict(fmt="csv", inputs=[write(t, "a.csv", GOOD_CSV.replace("\n0,0,1\n", "\nx,0,1\n"))], label="y", numeric=["a"]), DataError, ["'a'", "--categorical", "'x'"]),
     ("empty file", lambda t: dict(fmt="csv", inputs=[write(t, "a.csv", "")], label="y"), DataError, ["a.csv"]),
     ("header only", lambda t: dict(fmt="csv", inputs=[write(t, "a.csv", "a,b,y\n")], label="y"), DataError, ["no data rows"]),
     ("corrupt gzip", lambda t: dict(fmt="csv", inputs=[write(t, "a.csv.gz", b"\x1f\x8b" + b"junk" * 40)], label="y"), DataError, ["a.csv.gz"]),
@@ -106,7 +108,9 @@ def test_existing_out_is_left_alone(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == ["out"]
 
 
-def test_failure_while_saving_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_while_saving_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def boom(self: Schema, directory: object) -> None:
         (Path(str(directory)) / "partial").write_text("x")
         raise OSError("disk full")
@@ -124,7 +128,9 @@ def test_constant_field_warns_or_drops(tmp_path: Path) -> None:
     ds = prepare("csv", [path], str(tmp_path / "o1"), label="y", warn=msgs.append)
     assert ds.schema.names == ["k", "a"] and len(msgs) == 1
     assert "'k'" in msgs[0] and "--drop-constant" in msgs[0]
-    ds = prepare("csv", [path], str(tmp_path / "o2"), label="y", drop_constant=True, warn=msgs.append)
+    ds = prepare(
+        "csv", [path], str(tmp_path / "o2"), label="y", drop_constant=True, warn=msgs.append
+    )
     assert ds.schema.names == ["a"] and len(msgs) == 1
     with pytest.warns(UserWarning, match="'k'"):
         prepare("csv", [path], str(tmp_path / "o3"), label="y")
@@ -132,3 +138,25 @@ def test_constant_field_warns_or_drops(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="every field is constant"):
         prepare("csv", [only], str(tmp_path / "o4"), label="y", drop_constant=True)
     assert not (tmp_path / "o4").exists()
+
+
+def test_parquet_nested_column_is_named(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 40
+    table = pa.table(
+        {
+            "a": [i % 3 for i in range(n)],
+            "tags": [[k] for k in range(n)],
+            "y": [i % 2 for i in range(n)],
+        }
+    )
+    pq.write_table(table, tmp_path / "a.parquet")
+    with pytest.raises(DataError, match="'tags'.*--drop tags"):
+        prepare("parquet", [str(tmp_path / "a.parquet")], str(tmp_path / "out"), label="y")
+    assert leftovers(tmp_path) == []
+    ds = prepare(
+        "parquet", [str(tmp_path / "a.parquet")], str(tmp_path / "ok"), label="y", drop=["tags"]
+    )
+    assert ds.schema.names == ["a"]

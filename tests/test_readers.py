@@ -12,8 +12,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+import embsearch.data.prepare as prepare_mod
 from embsearch.data.dataset import SPLITS, Dataset
-from embsearch.data.prepare import bucket_codes, prepare
+from embsearch.data.prepare import bucket_codes, fixed8_keys, prepare
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -116,7 +117,9 @@ def test_bucket_codes() -> None:
     k = bucket_codes(col).tolist()
     assert len(set(k[:3])) == 3 and k[3] == k[4] and k[5] != k[6] and k[3] not in k[:3]
     assert k[7] not in k[:7] and k[8] not in k[:8] and k[9] not in k[:9]
-    f = bucket_codes(pa.chunked_array([[2.7, 2.0, float("nan"), None, float("inf"), 1e300, -0.5]])).tolist()
+    f = bucket_codes(
+        pa.chunked_array([[2.7, 2.0, float("nan"), None, float("inf"), 1e300, -0.5]])
+    ).tolist()
     assert f[0] == f[1] and f[2] == f[3] and f[6] == k[7] and f[4] >= f[5] > f[0]
 
 
@@ -130,10 +133,14 @@ def test_min_count_folds_rare_values(tmp_path: Path) -> None:
         assert fb.cardinality == fa.cardinality - len(rare)
         assert fb.counts[0] == fa.counts[0] + rare.sum()
         np.testing.assert_array_equal(fb.counts[1:], fa.counts[1:][fa.counts[1:] >= 5])
-    assert sum(f.cardinality for f in folded.schema.fields) < sum(f.cardinality for f in full.schema.fields)
+    assert sum(f.cardinality for f in folded.schema.fields) < sum(
+        f.cardinality for f in full.schema.fields
+    )
     # a huge min_count folds everything: every id is OOV and every field is reported constant
     msgs: list[str] = []
-    none = prepare("criteo", [path], str(tmp_path / "c"), rows=500, min_count=10**9, warn=msgs.append)
+    none = prepare(
+        "criteo", [path], str(tmp_path / "c"), rows=500, min_count=10**9, warn=msgs.append
+    )
     assert none.schema.cardinalities == [1] * 39
     assert all((none.split(s).x == 0).all() for s in SPLITS)
     assert len(msgs) == 39 and "--drop-constant" in msgs[0]
@@ -163,7 +170,9 @@ def test_avazu(tmp_path: Path) -> None:
     assert len(msgs) == 1 and "'hour'" in msgs[0] and "--drop-constant" in msgs[0]
     dropped = prepare("avazu", [path], str(tmp_path / "e"), drop_constant=True, warn=msgs.append)
     check(dropped, tmp_path / "e", fields=21, rows=9_999)
-    assert "hour" not in dropped.schema.names and dropped.schema.meta["dropped_constant"] == ["hour"]
+    assert "hour" not in dropped.schema.names and dropped.schema.meta["dropped_constant"] == [
+        "hour"
+    ]
     np.testing.assert_array_equal(dropped.train.x, ds.train.x[:, 1:])
 
 
@@ -207,11 +216,37 @@ def test_talkingdata_csv_and_parquet(tmp_path: Path) -> None:
     assert sorted(ds.schema.meta["dropped_columns"]) == sorted(drop)
     assert 0.0005 < label_rate(ds) < 0.01
     pq.write_table(pacsv.read_csv(path), tmp_path / "td.parquet")
-    pds = prepare("parquet", [str(tmp_path / "td.parquet")], str(tmp_path / "p"), label="is_attributed", drop=drop)
+    pds = prepare(
+        "parquet",
+        [str(tmp_path / "td.parquet")],
+        str(tmp_path / "p"),
+        label="is_attributed",
+        drop=drop,
+    )
     assert pds.schema.fingerprint() == ds.schema.fingerprint()
     for s in SPLITS:
         np.testing.assert_array_equal(pds.split(s).x, ds.split(s).x)
         np.testing.assert_array_equal(pds.split(s).y, ds.split(s).y)
+    # dictionary-typed columns with a different dictionary per row group, rows limit
+    table = pacsv.read_csv(path)
+    for i, name in ((1, "app"), (7, "is_attributed")):
+        col = table.column(name).combine_chunks().cast(pa.string())
+        parts = [col.slice(s, 7_000).dictionary_encode() for s in range(0, len(col), 7_000)]
+        assert name != "app" or parts[0].dictionary != parts[1].dictionary
+        table = table.set_column(i, name, pa.chunked_array(parts))
+    pq.write_table(table, tmp_path / "dict.parquet", row_group_size=7_000)
+    back = pq.read_table(tmp_path / "dict.parquet").column("app")
+    assert (
+        pa.types.is_dictionary(back.type) and back.chunks[0].dictionary != back.chunks[1].dictionary
+    )
+    dds = prepare(
+        "parquet", [str(tmp_path / "dict.parquet")], str(tmp_path / "q"),
+        label="is_attributed", drop=drop, rows=50_000,
+    )  # fmt: skip
+    cds = prepare("csv", [path], str(tmp_path / "r"), label="is_attributed", drop=drop, rows=50_000)
+    assert dds.schema.fingerprint() == cds.schema.fingerprint()
+    np.testing.assert_array_equal(dds.test.x, cds.test.x)
+    np.testing.assert_array_equal(dds.train.y, cds.train.y)
     # click_time as a categorical column, ip as numeric, rows limit
     both = prepare(
         "csv", [path], str(tmp_path / "n"), label="is_attributed", drop=["attributed_time"],
@@ -226,3 +261,34 @@ def test_synthetic(tmp_path: Path) -> None:
     ds = prepare("synthetic", [], str(tmp_path / "d"), rows=5000, seed=1)
     check(ds, tmp_path / "d", fields=12, rows=5000)
     assert ds.schema.source == "synthetic"
+
+
+def test_fixed8_keys() -> None:
+    arr = pa.array(["abcdefgh", "", "abcdefgh", "12345678", "", "zzzzzzzz"])
+    k = fixed8_keys(arr)
+    assert k is not None and k[0] == k[2] and k[1] == k[4] == -1 and len(set(k.tolist())) == 4
+    np.testing.assert_array_equal(fixed8_keys(arr.slice(2, 3)), k[2:5])
+    np.testing.assert_array_equal(fixed8_keys(pa.chunked_array([arr[:3], arr[3:]])), k)
+    assert fixed8_keys(pa.array(["abcdefgh", "abc"])) is None
+    assert fixed8_keys(pa.array(["abcdefgh", None])) is None
+    assert fixed8_keys(pa.array([1, 2])) is None
+    np.testing.assert_array_equal(fixed8_keys(pa.array(["", ""])), [-1, -1])
+
+
+def test_fixed8_fast_path_matches_string_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (path,) = need(CRITEO)
+    with gzip.open(path, "rt") as fh:
+        lines = fh.readlines()
+    files = []
+    for name, (a, b) in {"tr": (0, 6000), "va": (6000, 8000), "te": (8000, 10_000)}.items():
+        (tmp_path / name).write_text("".join(lines[a:b]))
+        files.append(str(tmp_path / name))
+    fast = prepare("criteo", files, str(tmp_path / "fast"))
+    monkeypatch.setattr(prepare_mod, "fixed8_keys", lambda col: None)
+    slow = prepare("criteo", files, str(tmp_path / "slow"))
+    assert fast.schema.fingerprint() == slow.schema.fingerprint()
+    for s in SPLITS:
+        np.testing.assert_array_equal(fast.split(s).x, slow.split(s).x)
+    assert (fast.test.x == 0).any()  # values unseen in the train file are OOV

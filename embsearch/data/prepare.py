@@ -62,22 +62,25 @@ def prepare(
     if Path(out).exists():
         raise DataError(f"{out} already exists; choose another --out or remove it")
     if fmt == "synthetic":
-        return _prepare_synthetic(inputs, out, fractions, seed, rows, min_count, label, categorical, numeric, drop)
+        return _prepare_synthetic(
+            inputs, out, fractions, seed, rows, min_count, label, categorical, numeric, drop
+        )
 
     cols = [
-        read_columns(fmt, p, label=label, categorical=categorical, numeric=numeric, drop=drop, rows=rows)
+        read_columns(
+            fmt, p, label=label, categorical=categorical, numeric=numeric, drop=drop, rows=rows
+        )
         for p in inputs
     ]
     _check_same_fields(cols)
     if len(cols) == 1:
-        parts = _random_split(cols[0].rows, fractions, seed)
-        order: np.ndarray | None = np.concatenate(parts)
+        parts: list[np.ndarray] | None = _random_split(cols[0].rows, fractions, seed)
         ys = [cols[0].label[ix] for ix in parts]
     else:
-        order = None
+        parts = None
         ys = [c.label for c in cols]
 
-    specs, xs = _encode_fields(cols, order, [len(y) for y in ys], min_count)
+    specs, xs = _encode_fields(cols, parts, min_count)
 
     constant: list[str] = []
     for spec in specs:
@@ -85,7 +88,11 @@ def prepare(
         if (counts[0] > 0) + len(counts) - 1 <= 1:
             constant.append(spec.name)
             if not drop_constant:
-                why = "every value is rarer than --min-count" if len(counts) == 1 else "it has one value"
+                why = (
+                    "every value is rarer than --min-count"
+                    if len(counts) == 1
+                    else "it has one value"
+                )
                 warn(
                     f"field {spec.name!r} is constant in the train split ({why}) and carries no signal; "
                     f"pass --drop-constant (or --drop {spec.name}) to remove it"
@@ -93,20 +100,22 @@ def prepare(
     if drop_constant and constant:
         keep = [j for j, s in enumerate(specs) if s.name not in constant]
         if not keep:
-            raise DataError("every field is constant in the train split; nothing is left to learn from")
+            raise DataError(
+                "every field is constant in the train split; nothing is left to learn from"
+            )
         specs = [specs[j] for j in keep]
         xs = [np.ascontiguousarray(x[:, keep]) for x in xs]
 
     meta = {
         "format": fmt,
         "inputs": [str(p) for p in inputs],
-        "given_split": order is None,
-        "split": None if order is None else list(fractions),
-        "seed": seed,
-        "rows_limit": rows,
+        "given_split": parts is None,
+        "split": None if parts is None else list(fractions),
+        "seed": int(seed),
+        "rows_limit": None if rows is None else int(rows),
         "rows_read": int(sum(c.rows for c in cols)),
         "rows_per_input": [c.rows for c in cols],
-        "min_count": min_count,
+        "min_count": int(min_count),
         "numeric": [n for n in cols[0].fields if n in cols[0].numeric],
         "dropped_columns": cols[0].dropped,
         "constant_fields": constant,
@@ -121,36 +130,32 @@ def prepare(
 
 
 def _encode_fields(
-    cols: list[Columns], order: np.ndarray | None, sizes: list[int], min_count: int
+    cols: list[Columns], parts: list[np.ndarray] | None, min_count: int
 ) -> tuple[list[FieldSpec], list[np.ndarray]]:
     """Encode every field, one worker thread per field (Arrow and numpy release the GIL).
 
-    One file (``order`` = row indices of train, then val, then test): returns one
-    ``[rows, fields]`` array in that row order, sliced into the three splits (views).
-    Three files: one array per file.
+    Ids are written field-major (contiguous writes), then gathered into row-major
+    ``[rows, fields]`` arrays: by the split's row indices ``parts`` (one file) or one
+    array per file (three files).
     """
     names = list(cols[0].fields)
-    n_train = sizes[0]
-    if order is not None:
-        xs = [np.empty((len(order), len(names)), dtype=np.int32)]
-    else:
-        xs = [np.empty((c.rows, len(names)), dtype=np.int32) for c in cols]
+    xt = [np.empty((len(names), c.rows), dtype=np.int32) for c in cols]
 
     def encode(j: int) -> FieldSpec:
-        codes, n_values = dense_codes([c.fields[names[j]] for c in cols], names[j] in cols[0].numeric)
-        if order is not None:
-            codes = [codes[0][order]]
-        remap, counts = frequency_ranking(codes[0][:n_train], n_values, min_count)
-        for x, c in zip(xs, codes):
-            x[:, j] = apply_ranking(c, remap)
+        codes, n_values = dense_codes(
+            [c.fields[names[j]] for c in cols], names[j] in cols[0].numeric
+        )
+        train = codes[0][parts[0]] if parts is not None else codes[0]
+        remap, counts = frequency_ranking(train, n_values, min_count)
+        for x, c in zip(xt, codes):
+            x[j] = apply_ranking(c, remap)
         return FieldSpec(names[j], len(counts), counts)
 
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
         specs = list(pool.map(encode, range(len(names))))
-    if order is not None:
-        b = np.cumsum(sizes)
-        xs = [xs[0][: b[0]], xs[0][b[0] : b[1]], xs[0][b[1] :]]
-    return specs, xs
+    if parts is not None:
+        return specs, [np.ascontiguousarray(xt[0].T[ix]) for ix in parts]
+    return specs, [np.ascontiguousarray(x.T) for x in xt]
 
 
 def bucket_codes(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -165,7 +170,9 @@ def bucket_codes(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     Codes depend only on the value, so they agree across files; code 0 is "missing".
     """
     x = pc.fill_null(pc.cast(col, pa.float64()), math.nan)
-    x = np.asarray(x.to_numpy() if isinstance(x, pa.ChunkedArray) else x.to_numpy(zero_copy_only=False))
+    x = np.asarray(
+        x.to_numpy() if isinstance(x, pa.ChunkedArray) else x.to_numpy(zero_copy_only=False)
+    )
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         v = np.floor(x)
         a = np.abs(v)
@@ -176,15 +183,45 @@ def bucket_codes(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return codes.astype(np.int64)
 
 
+def fixed8_keys(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """int64 keys of a string column whose values all have 8 bytes or are empty, else ``None``.
+
+    Such columns (Criteo's and Avazu's hex ids) are common and large; read as one int64,
+    8 bytes map to values one-to-one, and hashing int64 is about twice as fast as hashing
+    strings. An empty string gets key -1 (eight 0xFF bytes), which valid UTF-8 never holds.
+    """
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if not pa.types.is_string(arr.type) or arr.null_count or len(arr) == 0:
+        return None
+    n = len(arr)
+    off = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
+    lens = np.diff(off)
+    full = lens == 8
+    n_full = int(np.count_nonzero(full))
+    if n_full + int(np.count_nonzero(lens == 0)) != n:
+        return None
+    if n_full == 0:
+        return np.full(n, -1, dtype=np.int64)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[off[0] : off[-1]]
+    vals = np.frombuffer(data.tobytes() if data.ctypes.data % 8 else data, dtype=np.int64)
+    if n_full == n:
+        return vals
+    out = np.full(n, -1, dtype=np.int64)
+    out[full] = vals
+    return out
+
+
 def dense_codes(parts: Sequence[pa.ChunkedArray], numeric: bool) -> tuple[list[np.ndarray], int]:
     """Codes ``0..n-1`` of one column across parts, and ``n``: part 0 (the train file) defines
     the values; values of later parts missing from it get code ``-1`` (or ``>= n``), which
     :func:`apply_ranking` maps to OOV. Nulls of a categorical column are a value of their
-    own; a numeric column is bucketised by :func:`bucket_codes` (no hashing needed)."""
+    own; a numeric column is bucketised by :func:`bucket_codes` (no hashing needed), and a
+    column of 8-byte strings is hashed as int64 (:func:`fixed8_keys`, about twice as fast)."""
     if numeric:
         codes = [bucket_codes(p) for p in parts]
         return codes, int(codes[0].max()) + 1
-    keys = parts
+    fixed = [fixed8_keys(p) for p in parts]
+    keys = [pa.array(k) for k in fixed] if all(k is not None for k in fixed) else parts
     enc = pc.dictionary_encode(keys[0], null_encoding="encode")
     chunks = enc.chunks if isinstance(enc, pa.ChunkedArray) else [enc]
     dictionary = chunks[-1].dictionary
@@ -192,7 +229,12 @@ def dense_codes(parts: Sequence[pa.ChunkedArray], numeric: bool) -> tuple[list[n
     out = [first]
     for k in keys[1:]:
         found = pc.fill_null(pc.index_in(k, value_set=dictionary, skip_nulls=False), -1)
-        out.append(np.asarray(found.to_numpy() if isinstance(found, pa.ChunkedArray) else found.to_numpy(), np.int64))
+        out.append(
+            np.asarray(
+                found.to_numpy() if isinstance(found, pa.ChunkedArray) else found.to_numpy(),
+                np.int64,
+            )
+        )
     return out, len(dictionary)
 
 
@@ -207,14 +249,18 @@ def _check_options(
         )
     if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
         raise ConfigError(f"--min-count must be an integer >= 1; got {min_count!r}")
-    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1):
+    if rows is not None and (
+        isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1
+    ):
         raise ConfigError(f"--rows must be a positive integer; got {rows!r}")
     try:
         fractions = tuple(float(f) for f in split)
     except (TypeError, ValueError):
         raise ConfigError(f"--split must be three numbers train,val,test; got {split!r}") from None
     if len(fractions) != 3 or not all(math.isfinite(f) and f >= 0 for f in fractions):
-        raise ConfigError(f"--split must be three non-negative fractions train,val,test; got {split!r}")
+        raise ConfigError(
+            f"--split must be three non-negative fractions train,val,test; got {split!r}"
+        )
     if abs(sum(fractions) - 1.0) > 1e-6:
         raise ConfigError(f"--split fractions must sum to 1; {split!r} sums to {sum(fractions):g}")
     return fractions  # type: ignore[return-value]
@@ -261,7 +307,9 @@ def _prepare_synthetic(
             "format synthetic has fixed fields; --label/--categorical/--numeric/--drop/--min-count do not apply"
         )
     ds = make_synthetic(rows=rows or 60_000, split=fractions, seed=seed)
-    ds.schema.meta.update({"format": "synthetic", "inputs": [], "split": list(fractions), "min_count": 1})
+    ds.schema.meta.update(
+        {"format": "synthetic", "inputs": [], "split": list(fractions), "min_count": 1}
+    )
     ds.validate()
     ds.save(out)
     return ds

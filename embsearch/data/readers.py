@@ -7,13 +7,17 @@ columns as Arrow arrays, in file order, with the names of the columns that are n
 * ``criteo``: TSV without header, ``label, I1..I13, C1..C26``; an empty ``C`` cell is a
   value of its own (``""``), an empty ``I`` cell is missing.
 * ``avazu``: CSV with header; label ``click``, column ``id`` dropped, the rest categorical.
-* ``csv`` / ``parquet``: generic; the caller names the label, categorical and numeric columns.
+* ``csv`` / ``parquet``: generic; the caller names the label, categorical and numeric columns
+  (default categorical: every column that is not the label, numeric or dropped). CSV
+  categoricals are read as strings (hex ids stay intact), numerics as float64 (empty/NA =
+  missing); Parquet dictionary columns are decoded to plain values.
 * ``libfm``: ``label idx:val idx:val ...`` with the same number of tokens per line in a
   fixed field order (frappe); field ``fj`` is the j-th token, ``:val`` is ignored, label
   ``-1`` means 0.
 
-Gzip input is detected by its magic bytes (whatever the file name). All parsing runs in
-Arrow (C++, multithreaded); nothing loops over rows in Python.
+Gzip input is detected by its magic bytes (whatever the file name). ``rows`` keeps the
+first rows of a file. All parsing runs in Arrow (C++, multithreaded); nothing loops over
+rows in Python. Labels must be 0/1 (``decode_label``); anything else is a ``DataError``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from embsearch.errors import ConfigError, DataError
 FORMATS = ("criteo", "avazu", "csv", "libfm", "parquet")
 CRITEO_INT = tuple(f"I{i}" for i in range(1, 14))
 CRITEO_CAT = tuple(f"C{i}" for i in range(1, 27))
-_CRITEO_HINT = "criteo expects 40 tab-separated columns per line (label, I1..I13, C1..C26) and no header"
+_CRITEO_HINT = (
+    "criteo expects 40 tab-separated columns per line (label, I1..I13, C1..C26) and no header"
+)
 _LIBFM_HINT = "libfm expects lines 'label idx:val ...' with the same number of tokens on every line"
 
 
@@ -97,7 +103,9 @@ def decode_label(
     accepted, written as numbers, strings (``"1"``, ``"1.0"``) or booleans."""
     if col.null_count:
         first = int(pc.index(pc.is_null(col), True).as_py())
-        raise DataError(f"label column {name!r} in {path} is empty on data row {first + 1}; every row needs a 0/1 label")
+        raise DataError(
+            f"label column {name!r} in {path} is empty on data row {first + 1}; every row needs a 0/1 label"
+        )
     enc = pc.dictionary_encode(col)
     chunks = enc.chunks if isinstance(enc, pa.ChunkedArray) else [enc]
     if not chunks or len(col) == 0:
@@ -120,7 +128,9 @@ def decode_label(
 def _no_options(fmt: str, **opts: object) -> None:
     for key, value in opts.items():
         if value:
-            raise ConfigError(f"format {fmt} has fixed columns; --{key} is only for csv, avazu and parquet")
+            raise ConfigError(
+                f"format {fmt} has fixed columns; --{key} is only for csv, avazu and parquet"
+            )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -152,16 +162,21 @@ def _read_csv(
     convert: pacsv.ConvertOptions,
 ) -> pa.Table:
     """Read a delimited file, the whole of it or its first ``rows`` rows."""
-    if rows is None:
-        return pacsv.read_csv(_stream(path), read_options=read, parse_options=parse, convert_options=convert)
-    reader = pacsv.open_csv(_stream(path), read_options=read, parse_options=parse, convert_options=convert)
-    batches, have = [], 0
-    for batch in reader:
-        batches.append(batch)
-        have += batch.num_rows
-        if have >= rows:
-            break
-    return pa.Table.from_batches(batches, schema=reader.schema).slice(0, rows)
+    with _stream(path) as stream:
+        if rows is None:
+            return pacsv.read_csv(
+                stream, read_options=read, parse_options=parse, convert_options=convert
+            )
+        reader = pacsv.open_csv(
+            stream, read_options=read, parse_options=parse, convert_options=convert
+        )
+        batches, have = [], 0
+        for batch in reader:
+            batches.append(batch)
+            have += batch.num_rows
+            if have >= rows:
+                break
+        return pa.Table.from_batches(batches, schema=reader.schema).slice(0, rows)
 
 
 def _first_line(path: str, fmt: str) -> str:
@@ -182,16 +197,24 @@ def _read_criteo(path: str, drop: list[str], rows: int | None) -> Columns:
     names = ["label", *CRITEO_INT, *CRITEO_CAT]
     unknown = [d for d in drop if d not in names[1:]]
     if unknown:
-        raise DataError(f"--drop names {', '.join(unknown)}, which criteo lacks; criteo columns are I1..I13, C1..C26")
+        raise DataError(
+            f"--drop names {', '.join(unknown)}, which criteo lacks; criteo columns are I1..I13, C1..C26"
+        )
     keep = [n for n in names if n not in drop]
-    types = {"label": pa.string(), **dict.fromkeys(CRITEO_INT, pa.int64()), **dict.fromkeys(CRITEO_CAT, pa.string())}
+    types = {
+        "label": pa.string(),
+        **dict.fromkeys(CRITEO_INT, pa.int64()),
+        **dict.fromkeys(CRITEO_CAT, pa.string()),
+    }
     with _arrow_errors(path, "criteo", _CRITEO_HINT):
         table = _read_csv(
             path,
             rows,
             pacsv.ParseOptions(delimiter="\t", quote_char=False),
             pacsv.ReadOptions(column_names=names),
-            pacsv.ConvertOptions(column_types=types, include_columns=keep, quoted_strings_can_be_null=False),
+            pacsv.ConvertOptions(
+                column_types=types, include_columns=keep, quoted_strings_can_be_null=False
+            ),
         )
     _check_rows(table, path, "criteo")
     label = decode_label(table.column("label"), "label", path, hint="is this really a criteo file?")
@@ -204,11 +227,15 @@ def _read_libfm(path: str, drop: list[str], rows: int | None) -> Columns:
     while tokens and tokens[-1] == "":  # trailing spaces
         tokens.pop()
     if len(tokens) < 2 or ":" not in tokens[1]:
-        raise DataError(f"cannot read {path} as libfm: first line has no idx:val token; {_LIBFM_HINT}")
+        raise DataError(
+            f"cannot read {path} as libfm: first line has no idx:val token; {_LIBFM_HINT}"
+        )
     names = ["label", *(f"f{j}" for j in range(len(tokens) - 1))]
     unknown = [d for d in drop if d not in names[1:]]
     if unknown:
-        raise DataError(f"--drop names {', '.join(unknown)}, which this libfm file lacks; its fields are f0..f{len(names) - 2}")
+        raise DataError(
+            f"--drop names {', '.join(unknown)}, which this libfm file lacks; its fields are f0..f{len(names) - 2}"
+        )
     keep = [n for n in names if n not in drop]
     with _arrow_errors(path, "libfm", _LIBFM_HINT):
         table = _read_csv(
@@ -216,15 +243,21 @@ def _read_libfm(path: str, drop: list[str], rows: int | None) -> Columns:
             rows,
             pacsv.ParseOptions(delimiter=" ", quote_char=False),
             pacsv.ReadOptions(column_names=names),
-            pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), include_columns=keep),
+            pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()), include_columns=keep
+            ),
         )
     _check_rows(table, path, "libfm")
-    label = decode_label(table.column("label"), "label", path, minus_one=True, hint="is this really a libfm file?")
+    label = decode_label(
+        table.column("label"), "label", path, minus_one=True, hint="is this really a libfm file?"
+    )
     fields = {}
     for n in keep[1:]:
         col = table.column(n)
         if not pc.all(pc.match_substring(col, ":")).as_py():
-            raise DataError(f"cannot read {path} as libfm: field {n} has a token without ':'; {_LIBFM_HINT}")
+            raise DataError(
+                f"cannot read {path} as libfm: field {n} has a token without ':'; {_LIBFM_HINT}"
+            )
         fields[n] = pc.replace_substring_regex(col, pattern=":[^:]*$", replacement="")
     return Columns(path, "label", label, fields, frozenset(), list(drop))
 
@@ -242,24 +275,34 @@ def _resolve(
     numeric = list(numeric or [])
     named = [label, *(categorical or []), *numeric, *drop]
     if label not in names:
-        raise DataError(f"label column {label!r} not found in {path}; its columns are: {', '.join(names)} (use --label)")
+        raise DataError(
+            f"label column {label!r} not found in {path}; its columns are: {', '.join(names)} (use --label)"
+        )
     missing = [n for n in dict.fromkeys(named) if n not in names]
     if missing:
         cols = ", ".join(names)
-        raise DataError(f"column {', '.join(map(repr, missing))} not found in {path}; its columns are: {cols}")
+        raise DataError(
+            f"column {', '.join(map(repr, missing))} not found in {path}; its columns are: {cols}"
+        )
     dropped = set(drop) | {d for d in optional_drop if d in names}
     if categorical is None:
         categorical = [n for n in names if n != label and n not in numeric and n not in dropped]
     both = [n for n in categorical if n in numeric]
     if label in categorical or label in numeric or label in drop or both:
         clash = both or [label]
-        raise ConfigError(f"column {clash[0]!r} is named twice (as label, categorical, numeric or drop); name it once")
+        raise ConfigError(
+            f"column {clash[0]!r} is named twice (as label, categorical, numeric or drop); name it once"
+        )
     used = set(categorical) | set(numeric)
     bad = sorted(used & set(drop))
     if bad:
-        raise ConfigError(f"column {bad[0]!r} is both used and dropped; remove it from --drop or from its list")
+        raise ConfigError(
+            f"column {bad[0]!r} is both used and dropped; remove it from --drop or from its list"
+        )
     if not used:
-        raise DataError(f"no feature columns left in {path} after choosing label and --drop; name some with --categorical")
+        raise DataError(
+            f"no feature columns left in {path} after choosing label and --drop; name some with --categorical"
+        )
     order = [n for n in names if n in used]
     return order, numeric, [n for n in names if n not in used and n != label]
 
@@ -280,36 +323,68 @@ def _read_table(
             pf = pq.ParquetFile(path)
             names = pf.schema_arrow.names
     else:
-        with _arrow_errors(path, fmt):
-            names = pacsv.open_csv(_stream(path)).schema.names
-    order, numeric, dropped = _resolve(names, path, label, categorical, numeric, drop, optional_drop)
+        with _arrow_errors(path, fmt), _stream(path) as stream:
+            names = pacsv.open_csv(stream).schema.names
+    order, numeric, dropped = _resolve(
+        names, path, label, categorical, numeric, drop, optional_drop
+    )
     keep = [label, *order]
-    with _arrow_errors(path, fmt):
-        if fmt == "parquet":
-            if rows is None:
-                table = pf.read(columns=keep)
-            else:
-                batches = []
-                for batch in pf.iter_batches(batch_size=min(rows, 1 << 16), columns=keep):
-                    batches.append(batch)
-                    if sum(b.num_rows for b in batches) >= rows:
-                        break
-                table = pa.Table.from_batches(batches, schema=pf.schema_arrow.select(keep)).slice(0, rows)
-        else:
-            types = {n: pa.string() for n in order if n not in numeric}
+    if fmt == "parquet":
+        with _arrow_errors(path, fmt):
+            table = _read_parquet(pf, keep, rows)
+    else:
+        types = {n: pa.float64() if n in numeric else pa.string() for n in order}
+        hint = (
+            f"--numeric columns ({', '.join(map(repr, numeric))}) must hold numbers only; "
+            "list text columns under --categorical"
+        )
+        with _arrow_errors(path, fmt, hint if numeric else ""):
             table = _read_csv(
                 path,
                 rows,
                 pacsv.ParseOptions(),
                 pacsv.ReadOptions(),
-                pacsv.ConvertOptions(column_types=types, include_columns=keep, quoted_strings_can_be_null=False),
+                pacsv.ConvertOptions(
+                    column_types=types, include_columns=keep, quoted_strings_can_be_null=False
+                ),
             )
     _check_rows(table, path, fmt)
+    for n in keep:
+        t = table.column(n).type
+        if pa.types.is_dictionary(t):  # per-chunk dictionaries: decode to plain values
+            table = table.set_column(
+                table.schema.get_field_index(n), n, table.column(n).cast(t.value_type)
+            )
+        elif pa.types.is_nested(t):
+            raise DataError(f"column {n!r} in {path} has nested type {t}; drop it with --drop {n}")
     for n in numeric:
         t = table.column(n).type
-        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t)):
-            raise DataError(f"numeric column {n!r} in {path} holds non-numbers ({t}); list it under --categorical instead")
+        if not any(
+            f(t)
+            for f in (
+                pa.types.is_integer,
+                pa.types.is_floating,
+                pa.types.is_boolean,
+                pa.types.is_null,
+            )
+        ):
+            raise DataError(
+                f"numeric column {n!r} in {path} holds non-numbers ({t}); list it under --categorical instead"
+            )
     y = decode_label(table.column(label), label, path)
     fields = {n: table.column(n) for n in order}
     return Columns(path, label, y, fields, frozenset(numeric), dropped)
 
+
+def _read_parquet(pf: pq.ParquetFile, columns: list[str], rows: int | None) -> pa.Table:
+    """Read ``columns`` of a Parquet file, the whole of it or its first ``rows`` rows."""
+    if rows is None:
+        return pf.read(columns=columns)
+    batches, have = [], 0
+    for batch in pf.iter_batches(batch_size=min(rows, 1 << 16), columns=columns):
+        batches.append(batch)
+        have += batch.num_rows
+        if have >= rows:
+            break
+    schema = pa.schema([pf.schema_arrow.field(n) for n in columns])
+    return pa.Table.from_batches(batches, schema=schema).slice(0, rows)
