@@ -8,6 +8,7 @@ Export directory::
                           exactly ``plan.table_bytes``
     backbone.safetensors  the trained backbone (``model.json`` names its class and width)
     torchrec.json         with ``--format torchrec``: TorchRec ``EmbeddingBagConfig`` fields
+    vocab/                the dataset's vocabularies (raw value of every id), when it has them
 
 Loading with plain torch + safetensors (no embsearch): for field ``f`` and id ``i``, find
 the group ``g`` whose ``start <= i < stop``, take row ``i - start`` of ``emb.f.g``; if its
@@ -20,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from embsearch._atomic import read_json, staged_dir, write_json
@@ -55,6 +55,10 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "safetensors") -
         write_json(tmp / "model.json", {"backbone": cfg.backbone, "width": plan.width, "num_fields": len(plan.fields)})
         if fmt == "torchrec":
             write_json(tmp / "torchrec.json", torchrec_tables(plan))
+        if cfg.data != "synthetic":  # the dataset's vocabularies, when it has them
+            from embsearch.data.vocab import copy_vocab
+
+            copy_vocab(cfg.data, tmp, [(f.name, f.rows) for f in plan.fields])
     return out
 
 

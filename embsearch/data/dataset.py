@@ -11,6 +11,7 @@ Arrays are memory-mapped on load; batches are slices of a permutation (see ``bat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +67,16 @@ class Dataset:
             if s.x.min() < 0 or (s.x.max(axis=0) >= card).any():
                 raise DataError(f"{name}_x holds ids outside [0, cardinality) for some field")
 
-    def save(self, directory: str | Path, *, overwrite: bool = False) -> None:
-        """Write the dataset atomically: staged in a temporary directory, then renamed."""
+    def save(
+        self,
+        directory: str | Path,
+        *,
+        overwrite: bool = False,
+        extra_writer: Callable[[Path], None] | None = None,
+    ) -> None:
+        """Write the dataset atomically: staged in a temporary directory, then renamed.
+
+        ``extra_writer(tmp)`` may add files (e.g. vocabularies) to the staged directory."""
         try:
             with staged_dir(directory, overwrite=overwrite) as tmp:
                 self.schema.save(tmp)
@@ -75,21 +84,29 @@ class Dataset:
                     s = self.split(name)
                     np.save(tmp / f"{name}_x.npy", np.ascontiguousarray(s.x, dtype=np.int32))
                     np.save(tmp / f"{name}_y.npy", np.ascontiguousarray(s.y, dtype=np.float32))
+                if extra_writer is not None:
+                    extra_writer(tmp)
         except FileExistsError:
-            raise DataError(f"{directory} already exists; choose another --out or remove it") from None
+            raise DataError(
+                f"{directory} already exists; choose another --out or remove it"
+            ) from None
 
     @classmethod
     def load(cls, directory: str | Path, *, mmap: bool = True) -> Dataset:
         directory = Path(directory)
         if not directory.is_dir():
-            raise DataError(f"data directory {directory} does not exist; create it with `embsearch data prepare`")
+            raise DataError(
+                f"data directory {directory} does not exist; create it with `embsearch data prepare`"
+            )
         schema = Schema.load(directory)
         splits = {}
         mode = "r" if mmap else None
         for name in SPLITS:
             xp, yp = directory / f"{name}_x.npy", directory / f"{name}_y.npy"
             if not xp.is_file() or not yp.is_file():
-                raise DataError(f"{directory} lacks {xp.name} or {yp.name}; re-run `embsearch data prepare`")
+                raise DataError(
+                    f"{directory} lacks {xp.name} or {yp.name}; re-run `embsearch data prepare`"
+                )
             splits[name] = Split(np.load(xp, mmap_mode=mode), np.load(yp, mmap_mode=mode))
         ds = cls(schema, **splits)
         ds.validate()

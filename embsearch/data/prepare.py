@@ -6,7 +6,8 @@ columns (:func:`bucket_codes`), turns every column into dense codes with Arrow's
 ``dictionary_encode`` and then into ids with
 :func:`~embsearch.data.encode.frequency_ranking` on the **train rows only** (id 0 = OOV,
 ids 1..n by descending train frequency; values below ``min_count`` or unseen in train
-map to 0). The dataset is saved atomically at ``out`` and returned.
+map to 0). The dataset is saved atomically at ``out`` and returned, with the vocabularies
+(``out/vocab``: the raw value of every id, see :mod:`embsearch.data.vocab`) staged with it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from embsearch.data.encode import apply_ranking, frequency_ranking
 from embsearch.data.readers import FORMATS, Columns, read_columns
 from embsearch.data.schema import FieldSpec, Schema
 from embsearch.data.synthetic import make_synthetic
+from embsearch.data.vocab import bucket_labels, save_vocab
 from embsearch.errors import ConfigError, DataError
 
 ALL_FORMATS = (*FORMATS, "synthetic")
@@ -80,7 +82,7 @@ def prepare(
         parts = None
         ys = [c.label for c in cols]
 
-    specs, xs = _encode_fields(cols, parts, min_count)
+    specs, xs, vocab = _encode_fields(cols, parts, min_count)
 
     constant: list[str] = []
     for spec in specs:
@@ -105,6 +107,7 @@ def prepare(
             )
         specs = [specs[j] for j in keep]
         xs = [np.ascontiguousarray(x[:, keep]) for x in xs]
+        vocab = [vocab[j] for j in keep]
 
     meta = {
         "format": fmt,
@@ -125,37 +128,46 @@ def prepare(
     schema = Schema(specs, label=cols[0].label_name, source=fmt, meta=meta)
     ds = Dataset(schema, *(Split(x, y) for x, y in zip(xs, ys)))
     ds.validate()
-    ds.save(out)
+    numeric = [s.name for s in specs if s.name in cols[0].numeric]
+    types = {s.name: str(cols[0].fields[s.name].type) for s in specs}
+    ds.save(
+        out,
+        extra_writer=lambda tmp: save_vocab(tmp, schema.names, vocab, numeric=numeric, types=types),
+    )
     return ds
 
 
 def _encode_fields(
     cols: list[Columns], parts: list[np.ndarray] | None, min_count: int
-) -> tuple[list[FieldSpec], list[np.ndarray]]:
+) -> tuple[list[FieldSpec], list[np.ndarray], list[pa.Array]]:
     """Encode every field, one worker thread per field (Arrow and numpy release the GIL).
 
     Ids are written field-major (contiguous writes), then gathered into row-major
     ``[rows, fields]`` arrays: by the split's row indices ``parts`` (one file) or one
-    array per file (three files).
+    array per file (three files). Also returns each field's vocabulary: the raw values (or
+    bucket labels) of ids ``1..n``, in id order.
     """
     names = list(cols[0].fields)
     xt = [np.empty((len(names), c.rows), dtype=np.int32) for c in cols]
 
-    def encode(j: int) -> FieldSpec:
-        codes, n_values = dense_codes(
+    def encode(j: int) -> tuple[FieldSpec, pa.Array]:
+        codes, n_values, values_of = _dense_codes(
             [c.fields[names[j]] for c in cols], names[j] in cols[0].numeric
         )
         train = codes[0][parts[0]] if parts is not None else codes[0]
         remap, counts = frequency_ranking(train, n_values, min_count)
         for x, c in zip(xt, codes):
             x[j] = apply_ranking(c, remap)
-        return FieldSpec(names[j], len(counts), counts)
+        kept = np.flatnonzero(remap)
+        order = np.empty(len(kept), dtype=np.int64)  # order[id - 1] = code of id
+        order[remap[kept] - 1] = kept
+        return FieldSpec(names[j], len(counts), counts), values_of(order)
 
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
-        specs = list(pool.map(encode, range(len(names))))
+        specs, vocab = map(list, zip(*pool.map(encode, range(len(names)))))
     if parts is not None:
-        return specs, [np.ascontiguousarray(xt[0].T[ix]) for ix in parts]
-    return specs, [np.ascontiguousarray(x.T) for x in xt]
+        return specs, [np.ascontiguousarray(xt[0].T[ix]) for ix in parts], vocab
+    return specs, [np.ascontiguousarray(x.T) for x in xt], vocab
 
 
 def bucket_codes(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -217,15 +229,33 @@ def dense_codes(parts: Sequence[pa.ChunkedArray], numeric: bool) -> tuple[list[n
     :func:`apply_ranking` maps to OOV. Nulls of a categorical column are a value of their
     own; a numeric column is bucketised by :func:`bucket_codes` (no hashing needed), and a
     column of 8-byte strings is hashed as int64 (:func:`fixed8_keys`, about twice as fast)."""
+    codes, n, _ = _dense_codes(parts, numeric)
+    return codes, n
+
+
+def _dense_codes(
+    parts: Sequence[pa.ChunkedArray], numeric: bool
+) -> tuple[list[np.ndarray], int, Callable[[np.ndarray], pa.Array]]:
+    """:func:`dense_codes` plus ``values_of(codes)``: the raw values (for a numeric column,
+    the bucket labels of :func:`~embsearch.data.vocab.bucket_labels`) of those codes."""
     if numeric:
         codes = [bucket_codes(p) for p in parts]
-        return codes, int(codes[0].max()) + 1
+        return codes, int(codes[0].max()) + 1, bucket_labels
     fixed = [fixed8_keys(p) for p in parts]
     keys = [pa.array(k) for k in fixed] if all(k is not None for k in fixed) else parts
     enc = pc.dictionary_encode(keys[0], null_encoding="encode")
     chunks = enc.chunks if isinstance(enc, pa.ChunkedArray) else [enc]
     dictionary = chunks[-1].dictionary
     first = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks])
+    if keys is parts:
+
+        def values_of(codes: np.ndarray) -> pa.Array:
+            return dictionary.take(pa.array(codes, pa.int64()))
+    else:
+
+        def values_of(codes: np.ndarray) -> pa.Array:
+            return fixed8_strings(dictionary.to_numpy()[codes])
+
     out = [first]
     for k in keys[1:]:
         found = pc.fill_null(pc.index_in(k, value_set=dictionary, skip_nulls=False), -1)
@@ -235,7 +265,15 @@ def dense_codes(parts: Sequence[pa.ChunkedArray], numeric: bool) -> tuple[list[n
                 np.int64,
             )
         )
-    return out, len(dictionary)
+    return out, len(dictionary), values_of
+
+
+def fixed8_strings(keys: np.ndarray) -> pa.Array:
+    """The strings behind :func:`fixed8_keys` keys (its inverse; key -1 is ``""``)."""
+    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    raw = pa.Array.from_buffers(pa.binary(8), len(keys), [None, pa.py_buffer(keys)])
+    raw = pc.if_else(pa.array(keys == -1), pa.scalar(b"", pa.binary()), raw.cast(pa.binary()))
+    return raw.cast(pa.string())
 
 
 def _check_options(
