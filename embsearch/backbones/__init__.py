@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from embsearch.backbones.models import BACKBONES, DCNv2, DeepFM, DNN, FM, LR, WideDeep
+from embsearch.backbones.models import BACKBONES, DNN, FM, LR, DCNv2, DeepFM, WideDeep
 from embsearch.errors import ConfigError
 
 

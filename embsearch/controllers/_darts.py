@@ -10,12 +10,16 @@
 
 Preferences, ``preference[f]`` of shape ``[groups of f, len(candidates)]``, are additive:
 the knapsack maximises their sum over (field, group) subject to ``bytes <= budget``
-(exact multiple-choice knapsack, ``space.best_under_budget``). AutoDim and AutoEmb use
-log-probabilities ``log alpha``: the knapsack then returns the most probable architecture
-under the learned per-group distributions that fits the budget, so it gives up first the
-dims the supernet is indifferent about (small log-ratio) and keeps those it is sure of, at
-the cheapest byte cost. DNIS uses kept mask mass (a budgeted magnitude pruning). Mode
-``argmax`` is the papers' own per-group argmax, which ignores the budget and raises
+(exact multiple-choice knapsack, ``space.best_under_budget``). AutoDim and AutoEmb learn
+weights ``w[g, k]`` over the candidates (a distribution of each group's dim ``D``); the
+knapsack's value of dim ``d`` is the log-probability ``log P(D <= d)`` (:func:`coverage`),
+so it returns the plan most likely to cover the learned architecture, i.e. maximising
+``prod_g P(D_g <= d_g)``, within the budget. That value never falls as ``d`` grows (more
+bytes never hurt, so budgets get used), and the knapsack upgrades first the groups whose
+next dim covers the most probability per byte: a field sure of 16 dims loses much by
+dropping to 8, one indifferent between dims little. DNIS's value is the kept mask mass
+(a budgeted magnitude pruning). Mode ``argmax`` is the papers' own per-group argmax of
+``w`` (or of DNIS's thresholded mass), which ignores the budget and raises
 :class:`BudgetError` when its plan does not fit.
 """
 
@@ -47,17 +51,23 @@ from embsearch.train.trainer import TrainResult, train_model
 DISCRETISE_MODES = ("knapsack", "argmax")
 
 
-def discretise(space: SearchSpace, preference: Sequence[np.ndarray], budget: int, mode: str = "knapsack") -> Candidate:
+def discretise(
+    space: SearchSpace, preference: Sequence[np.ndarray], budget: int, mode: str = "knapsack"
+) -> Candidate:
     """Step 3: the candidate maximising total ``preference`` within ``budget`` bytes
     (``mode='knapsack'``), or the per-group argmax (``mode='argmax'``) checked against it."""
     if mode not in DISCRETISE_MODES:
         raise ConfigError(f"discretise must be one of {', '.join(DISCRETISE_MODES)}, got {mode!r}")
     if len(preference) != space.num_fields:
-        raise ConfigError(f"preference covers {len(preference)} fields, the space has {space.num_fields}")
+        raise ConfigError(
+            f"preference covers {len(preference)} fields, the space has {space.num_fields}"
+        )
     for f, p in enumerate(preference):
         want = (len(space.groups[f]), len(space.candidates))
         if np.shape(p) != want:
-            raise ConfigError(f"preference of field {space.schema.fields[f].name!r} has shape {np.shape(p)}, expected {want}")
+            raise ConfigError(
+                f"preference of field {space.schema.fields[f].name!r} has shape {np.shape(p)}, expected {want}"
+            )
     _check_budget(space, budget)
     if mode == "knapsack":
         return space.best_under_budget(preference, budget)
@@ -71,10 +81,15 @@ def discretise(space: SearchSpace, preference: Sequence[np.ndarray], budget: int
     return cand
 
 
+def coverage(weights: np.ndarray) -> np.ndarray:
+    """``log P(D <= d_k)`` for ``D`` distributed as ``weights`` (``[..., K]``, summing to 1)."""
+    return np.log(np.clip(np.cumsum(np.asarray(weights, dtype=np.float64), axis=-1), 1e-12, None))
+
+
 def check_val_split(val: Split, arch_batch_size: int) -> None:
     """Step 1: at least one full architecture batch, and at least 2 rows of each class."""
     n = len(val)
-    if n < arch_batch_size:
+    if n < max(arch_batch_size, 2):
         raise DataError(
             f"the validation split has {n} rows, fewer than one architecture batch "
             f"(arch_batch_size={arch_batch_size}); lower arch_batch_size to at most {n} "
@@ -140,7 +155,9 @@ class ArchStep:
         self._set_stats(False)
         try:
             device = x.device
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp and device.type == "cuda"):
+            with torch.autocast(
+                device.type, dtype=torch.bfloat16, enabled=self.amp and device.type == "cuda"
+            ):
                 loss = self.loss_fn(self.model(x).float(), y)
                 if self.penalty is not None:
                     loss = loss + self.penalty()
@@ -173,7 +190,8 @@ def train_supernet(
 ) -> TrainResult:
     """Step 2: alternate weight steps (train batches, the trainer's Adam over
     ``weight_params``) and architecture steps (validation batches, a separate Adam over
-    ``arch_params``); the trainer keeps the weights of the best validation AUC."""
+    ``arch_params``) for ``epochs`` epochs. The architecture parameters end as trained;
+    the weights are those of the best validation AUC (the trainer's choice)."""
     ids = {id(p) for p in arch_params}
     if any(id(p) in ids for p in weight_params):
         raise ConfigError("internal: a parameter is both a weight and an architecture parameter")
@@ -182,19 +200,33 @@ def train_supernet(
     step = ArchStep(
         model, ctx.data.split("val"), arch_params, lr=arch_lr, batch_size=arch_batch_size, every=arch_every,
         generator=val_gen, penalty=penalty, after=after_arch, on_step=on_step, amp=ctx.train.amp,
-    )
-    cfg = replace(ctx.train, epochs=epochs)
-    result = train_model(model, ctx.data, cfg, generator=generator, after_step=step, params=weight_params, desc=desc)
+    )  # fmt: skip
+    # DARTS searches for a fixed number of epochs: no early stopping, and the architecture
+    # is the last one (the trainer restores the weights of the best validation AUC).
+    cfg = replace(ctx.train, epochs=epochs, patience=epochs + 1)
+    final: list[torch.Tensor] = []
+
+    def snapshot(epoch: int) -> None:
+        final[:] = [p.detach().clone() for p in arch_params]
+
+    result = train_model(
+        model, ctx.data, cfg, generator=generator, after_step=step, on_epoch_end=snapshot, params=weight_params, desc=desc
+    )  # fmt: skip
+    with torch.no_grad():
+        for p, v in zip(arch_params, final):
+            p.copy_(v)
     for h in result.history:
         ctx.record(event="supernet_epoch", **h)
-    ctx.record(event="supernet_done", arch_steps=step.steps, val_auc=result.val_auc, seconds=result.seconds)
+    ctx.record(
+        event="supernet_done", arch_steps=step.steps, val_auc=result.val_auc, seconds=result.seconds
+    )
     return result
 
 
 COMMON_PARAMS: dict[str, Any] = {
     "epochs": None,  # supernet epochs; None: ctx.train.epochs
-    "arch_lr": 1e-2,  # Adam learning rate of the architecture parameters
-    "arch_batch_size": None,  # validation batch of an architecture step; None: ctx.train.batch_size
+    "arch_lr": 3e-2,  # Adam learning rate of the architecture parameters
+    "arch_batch_size": None,  # validation rows per architecture step; None: min(train batch, val rows)
     "arch_every": 1,  # one architecture step per this many weight steps
     "discretise": "knapsack",  # or "argmax" (the papers' rule, ignores the budget)
 }
@@ -217,15 +249,31 @@ class DartsController(Controller):
     def _bad(self, name: str, allowed: str) -> ConfigError:
         return ConfigError(f"{self.name}: {name} must be {allowed}, got {self.config[name]!r}")
 
-    def _check_number(self, name: str, lo: float, hi: float, *, integer: bool = False, optional: bool = False, open_lo: bool = False) -> None:
+    def _check_number(
+        self,
+        name: str,
+        lo: float,
+        hi: float,
+        *,
+        integer: bool = False,
+        optional: bool = False,
+        open_lo: bool = False,
+    ) -> None:
+        """Raise :class:`ConfigError` unless ``config[name]`` is a number in the range."""
         v = self.config[name]
         if v is None and optional:
             return
-        kind = "an integer" if integer else "a number"
-        allowed = f"{kind} in {'(' if open_lo else '['}{lo:g}, {hi:g}]" + (" or None" if optional else "")
-        ok_type = isinstance(v, (int, np.integer)) if integer else isinstance(v, (int, float, np.integer, np.floating))
-        if isinstance(v, bool) or not ok_type or not (lo < v if open_lo else lo <= v) or not v <= hi:
-            raise self._bad(name, allowed)
+        kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+        ok = (
+            isinstance(v, kinds)
+            and not isinstance(v, bool)
+            and (lo < v if open_lo else lo <= v)
+            and v <= hi
+        )
+        if not ok:
+            kind = "an integer" if integer else "a number"
+            none = " or None" if optional else ""
+            raise self._bad(name, f"{kind} in {'(' if open_lo else '['}{lo:g}, {hi:g}]{none}")
 
     def validate(self) -> None:
         self._check_number("epochs", 1, 10_000, integer=True, optional=True)
@@ -244,9 +292,17 @@ class DartsController(Controller):
     def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> nn.Module:
         """A fresh supernet for ``space``."""
 
-    @abstractmethod
+    def weights(self, supernet: nn.Module) -> list[np.ndarray]:
+        """Learned weights over the candidates, per field ``[groups, candidates]``."""
+        raise NotImplementedError
+
     def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
-        """Per field ``[groups, candidates]`` values the knapsack maximises."""
+        """Per field ``[groups, candidates]`` values to maximise: ``log P(D <= d)`` for the
+        knapsack, ``log w`` for the argmax (see the module docstring)."""
+        w = self.weights(supernet)
+        if self.config["discretise"] == "argmax":
+            return [np.log(np.clip(x, 1e-12, None)) for x in w]
+        return [coverage(x) for x in w]
 
     def describe(self, supernet: nn.Module, space: SearchSpace) -> dict[str, Any]:
         """What goes into ``plan.extra`` besides the common facts."""
@@ -273,8 +329,35 @@ class DartsController(Controller):
             raise BudgetError("no budget given; pass at least one --budget")
         for b in ctx.budgets:  # fail before training, not after
             _check_budget(space, b)
-        arch_batch = int(self.config["arch_batch_size"] or ctx.train.batch_size)
-        check_val_split(ctx.dataset.split("val"), arch_batch)
+        supernet, result = self.train(ctx, space)
+        pref = self.preference(supernet, space)
+        extra = {
+            "discretise": self.config["discretise"],
+            "candidates": list(space.candidates),
+            "preference": {n: np.round(p, 6).tolist() for n, p in zip(space.schema.names, pref)},
+            **self.describe(supernet, space),
+            "supernet": {
+                "val_auc": float(result.val_auc), "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run, "seconds": round(result.seconds, 3),
+            },
+        }  # fmt: skip
+        mode, fingerprint = self.config["discretise"], ctx.dataset.fingerprint()
+        return [
+            space.to_plan(
+                discretise(space, pref, b, mode),
+                self.name,
+                b,
+                data_fingerprint=fingerprint,
+                extra=copy.deepcopy(extra),
+            )
+            for b in ctx.budgets
+        ]
+
+    def train(self, ctx: SearchContext, space: SearchSpace) -> tuple[nn.Module, TrainResult]:
+        """Check the validation split, build the supernet in front of the backbone, train it."""
+        val = ctx.dataset.split("val")
+        arch_batch = int(self.config["arch_batch_size"] or min(ctx.train.batch_size, len(val)))
+        check_val_split(val, arch_batch)
         generator = seed_everything(ctx.seed)
         supernet = self.build_supernet(ctx, space)
         model = CTRModel(supernet, ctx.make_backbone()).to(ctx.device)
@@ -284,29 +367,10 @@ class DartsController(Controller):
             arch_batch_size=arch_batch, arch_every=int(self.config["arch_every"]), generator=generator,
             penalty=self.penalty(supernet), after_arch=self.after_arch(supernet), on_step=self.on_step(supernet),
             desc=f"{self.name} supernet",
-        )
+        )  # fmt: skip
         model.eval()
         self.supernet_, self.model_ = supernet, model
-        pref = self.preference(supernet, space)
-        names = space.schema.names
-        extra = {
-            "discretise": self.config["discretise"],
-            "candidates": list(space.candidates),
-            "preference": {n: np.round(p, 6).tolist() for n, p in zip(names, pref)},
-            **self.describe(supernet, space),
-            "supernet": {
-                "val_auc": float(result.val_auc), "best_epoch": result.best_epoch,
-                "epochs_run": result.epochs_run, "seconds": round(result.seconds, 3),
-            },
-        }
-        fingerprint = ctx.dataset.fingerprint()
-        return [
-            space.to_plan(
-                discretise(space, pref, b, self.config["discretise"]), self.name, b,
-                data_fingerprint=fingerprint, extra=copy.deepcopy(extra),
-            )
-            for b in ctx.budgets
-        ]
+        return supernet, result
 
 
 def _check_budget(space: SearchSpace, budget: int) -> None:

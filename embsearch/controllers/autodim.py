@@ -10,8 +10,9 @@ Steps, as in the paper:
 3. first-order DARTS (Sec. 2.3): weight steps on training batches alternate with
    architecture steps on validation batches, each with its own Adam;
 4. selection (Sec. 2.4): the paper keeps each field's ``argmax alpha`` (``discretise=
-   'argmax'``); by default the exact knapsack picks the most probable architecture,
-   maximising ``sum_f log alpha_f(d_f)``, that fits each byte budget;
+   'argmax'``); by default the exact knapsack picks, under each byte budget, the plan
+   most likely to cover the learned architecture, maximising ``sum_f log P_alpha(D_f <=
+   d_f)`` (see :mod:`embsearch.controllers._darts`);
 5. the chosen plan is retrained from scratch by the search runner (no weights returned).
 
 ``plan.extra['weights']`` holds each field's learned ``alpha`` (per group, per candidate).
@@ -55,24 +56,31 @@ class AutoDim(DartsController):
 
     def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> nn.Module:
         """Steps 1-2."""
-        return AutoDimSupernet(space.groups, space.candidates, space.width, float(self.config["temperature"]))
+        return AutoDimSupernet(
+            space.groups, space.candidates, space.width, float(self.config["temperature"])
+        )
 
     def on_step(self, supernet: nn.Module) -> Callable[[int], None]:
         """Step 2's temperature schedule, one tick per weight step."""
-        t0, t_min, rate = (float(self.config[k]) for k in ("temperature", "temperature_min", "anneal_rate"))
+        t0, t_min, rate = (
+            float(self.config[k]) for k in ("temperature", "temperature_min", "anneal_rate")
+        )
 
         def anneal(step: int) -> None:
             supernet.temperature = max(t_min, t0 - rate * step)
 
         return anneal
 
-    def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
-        """Step 4: ``log alpha`` per (field, group, candidate)."""
-        return [np.log(np.maximum(p, 1e-12)) for p in supernet.probabilities()]
+    def weights(self, supernet: nn.Module) -> list[np.ndarray]:
+        """Step 4: ``alpha`` per (field, group, candidate)."""
+        return supernet.probabilities()
 
     def describe(self, supernet: nn.Module, space: SearchSpace) -> dict[str, Any]:
         return {
-            "weights": {n: np.round(p, 6).tolist() for n, p in zip(space.schema.names, supernet.probabilities())},
-            "preference_kind": "log alpha (log softmax of the architecture logits)",
+            "weights": {
+                n: np.round(p, 6).tolist()
+                for n, p in zip(space.schema.names, supernet.probabilities())
+            },
+            "preference_kind": "log P(D <= d), D ~ alpha (argmax mode: log alpha)",
             "temperature_final": supernet.temperature,
         }

@@ -7,12 +7,17 @@ Steps:
    columns, per-candidate projection and batch norm) rather than separate per-dim
    tables: ``rows x width`` instead of ``rows x sum(candidates)`` parameters
    (:class:`~embsearch.embeddings.supernets.AutoEmbSupernet`);
-2. the controller (Sec. 2.3): an MLP fed by the id's popularity (log of its training
-   count) and its field's one-hot outputs that id's soft weights over the candidates;
+2. the controller (Sec. 2.3): one small network per field (AutoEmb keeps one for users
+   and one for items; a linear part plus a ReLU MLP) fed by the id's popularity (log of
+   its training count) outputs that id's soft weights over the candidates. A shared
+   network fed by a field one-hot was tried first: it let popularity stand in for the
+   field (small fields are all popular), and on the planted data noise fields got as
+   many dims as informative ones;
 3. first-order DARTS (Sec. 2.4): weight steps on training batches alternate with
    controller steps on validation batches (separate Adam);
 4. aggregation: a frequency group's weights are its ids' weights averaged over the
-   group's training occurrences; its preference is their log;
+   group's training occurrences, and the knapsack's value of dim ``d`` is
+   ``log P(D <= d)`` under them (the argmax mode takes their argmax);
 5. selection: the exact knapsack under each budget (or the per-group argmax); the plan is
    retrained from scratch by the search runner.
 
@@ -43,7 +48,7 @@ class AutoEmb(DartsController):
     supported_spaces = ("feature_dims", "field_dims")
     params: ClassVar[dict[str, Any]] = {
         **COMMON_PARAMS,
-        "hidden": 32,  # hidden units of the controller MLP
+        "hidden": 32,  # hidden units of each field's controller MLP
     }
 
     def validate(self) -> None:
@@ -53,14 +58,19 @@ class AutoEmb(DartsController):
     def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> nn.Module:
         """Steps 1-2."""
         counts = [f.frequencies() for f in space.schema.fields]
-        return AutoEmbSupernet(space.groups, space.candidates, space.width, counts, int(self.config["hidden"]))
+        return AutoEmbSupernet(
+            space.groups, space.candidates, space.width, counts, int(self.config["hidden"])
+        )
 
-    def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
-        """Step 4: log of each group's occurrence-weighted mean controller weights."""
-        return [np.log(np.maximum(w, 1e-12)) for w in supernet.group_weights()]
+    def weights(self, supernet: nn.Module) -> list[np.ndarray]:
+        """Step 4: each group's controller weights averaged over its training occurrences."""
+        return supernet.group_weights()
 
     def describe(self, supernet: nn.Module, space: SearchSpace) -> dict[str, Any]:
         return {
-            "weights": {n: np.round(w, 6).tolist() for n, w in zip(space.schema.names, supernet.group_weights())},
-            "preference_kind": "log of the group's mean controller weight over its training occurrences",
+            "weights": {
+                n: np.round(w, 6).tolist()
+                for n, w in zip(space.schema.names, supernet.group_weights())
+            },
+            "preference_kind": "log P(D <= d), D ~ the group's mean controller weights (argmax mode: log w)",
         }

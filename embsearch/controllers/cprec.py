@@ -69,4 +69,8 @@ class CpRec(Controller):
                     trial[f][g] = nxt[0]
                     if space.bytes_of(tuple(tuple(d) for d in trial)) <= ctx.budget:
                         cand, changed = trial, True
-        return self.make_plan(ctx, tuple(tuple(d) for d in cand), extra={"ratio": self.config["ratio"], "top": fitting[-1]})
+        return self.make_plan(
+            ctx,
+            tuple(tuple(d) for d in cand),
+            extra={"ratio": self.config["ratio"], "top": fitting[-1]},
+        )

@@ -48,9 +48,9 @@ class DNIS(DartsController):
     supported_spaces = ("feature_dims", "field_dims")
     params: ClassVar[dict[str, Any]] = {
         **COMMON_PARAMS,
-        "l1": 0.05,  # weight of the mask's L1 sparsity penalty (mean |m|)
+        "l1": 0.01,  # weight of the mask's L1 sparsity penalty (mean |m|)
         "mask_init": 0.5,  # initial value of every mask entry
-        "threshold": 0.01,  # mask entries at or below this are pruned whatever the budget
+        "threshold": 0.0,  # mask entries at or below this are pruned whatever the budget
         "projection": "pad",  # plans' projection: 'pad' (DNIS's structure) or 'linear'
     }
 
@@ -83,10 +83,15 @@ class DNIS(DartsController):
     def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
         """Step 4: ``value[g, k]`` = sum of the ``d_k`` largest ``|m| - threshold``."""
         t = float(self.config["threshold"])
-        return [v - t * np.asarray(space.candidates, dtype=np.float64) for v in supernet.kept_mass(space.candidates)]
+        return [
+            v - t * np.asarray(space.candidates, dtype=np.float64)
+            for v in supernet.kept_mass(space.candidates)
+        ]
 
     def describe(self, supernet: nn.Module, space: SearchSpace) -> dict[str, Any]:
         return {
-            "mask": {n: np.round(m, 6).tolist() for n, m in zip(space.schema.names, supernet.masks())},
+            "mask": {
+                n: np.round(m, 6).tolist() for n, m in zip(space.schema.names, supernet.masks())
+            },
             "preference_kind": "kept mask mass: sum of the d largest |m| minus threshold * d",
         }

@@ -48,7 +48,11 @@ class MDE(Controller):
             return tuple((int(cands[i]),) for i in idx)
 
         # Step 3: bisection on lam (bytes are monotone in lam after floor rounding).
-        lo, hi = 0.0, float(cands[-1]) * float((rows.max() / rows.min()) ** float(self.config["alpha"])) + 1.0
+        lo, hi = (
+            0.0,
+            float(cands[-1]) * float((rows.max() / rows.min()) ** float(self.config["alpha"]))
+            + 1.0,
+        )
         for _ in range(60):
             mid = 0.5 * (lo + hi)
             if space.bytes_of(snap(self.target_dims(rows, mid))) <= ctx.budget:
@@ -74,4 +78,6 @@ class MDE(Controller):
                     break
             if not upgraded:
                 break
-        return self.make_plan(ctx, tuple((d,) for d in dims), extra={"alpha": self.config["alpha"], "lambda": lo})
+        return self.make_plan(
+            ctx, tuple((d,) for d in dims), extra={"alpha": self.config["alpha"], "lambda": lo}
+        )

@@ -18,6 +18,8 @@ BUILTIN: dict[str, str] = {
     "uniform": "embsearch.controllers.uniform:Uniform",
     "mde": "embsearch.controllers.mde:MDE",
     "cprec": "embsearch.controllers.cprec:CpRec",
+    "optembed": "embsearch.controllers.optembed:OptEmbed",
+    "rule": "embsearch.controllers.rule:Rule",
     "autodim": "embsearch.controllers.autodim:AutoDim",
     "autoemb": "embsearch.controllers.autoemb:AutoEmb",
     "dnis": "embsearch.controllers.dnis:DNIS",
@@ -29,7 +31,9 @@ def _load(target: str, name: str) -> type[Controller]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ControllerNotFoundError(f"cannot import controller module {module_name!r} for {name!r}: {exc}") from None
+        raise ControllerNotFoundError(
+            f"cannot import controller module {module_name!r} for {name!r}: {exc}"
+        ) from None
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, Controller)):
         raise ControllerNotFoundError(f"{target!r} is not a subclass of embsearch.Controller")
@@ -65,5 +69,7 @@ def describe_all() -> list[dict[str, str]]:
     rows = []
     for name in sorted(available()):
         cls = get_controller(name)
-        rows.append({"name": name, "family": cls.family, "paper": cls.paper, "space": cls.default_space})
+        rows.append(
+            {"name": name, "family": cls.family, "paper": cls.paper, "space": cls.default_space}
+        )
     return rows

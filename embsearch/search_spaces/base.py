@@ -41,7 +41,7 @@ class SearchSpace:
     ) -> None:
         if width < 1:
             raise ConfigError(f"--width must be at least 1, got {width}")
-        cands = tuple(sorted({int(c) for c in (candidates or default_candidates(width))}))
+        cands = tuple(sorted({int(c) for c in (default_candidates(width) if candidates is None else candidates)}))
         if not cands:
             raise ConfigError("the candidate dim list is empty; give at least one dim, e.g. --candidates 2,4,8,16")
         if cands[0] < 0 or cands[-1] > width:

@@ -37,12 +37,11 @@ def solve_mckp(
     front_value = np.zeros(1, dtype=np.float64)
     back: list[tuple[np.ndarray, np.ndarray]] = []  # per unit: (parent index, option index)
     for i in range(n_units):
-        c = np.asarray(costs[i], dtype=np.int64)
-        v = np.asarray(values[i], dtype=np.float64)
+        c, v, ids = _undominated(np.asarray(costs[i], dtype=np.int64), np.asarray(values[i], dtype=np.float64))
         new_cost = (front_cost[:, None] + c[None, :]).ravel()
         new_value = (front_value[:, None] + v[None, :]).ravel()
         parent = np.repeat(np.arange(len(front_cost)), len(c))
-        option = np.tile(np.arange(len(c)), len(front_cost))
+        option = np.tile(ids, len(front_cost))
         ok = new_cost + suffix_min[i + 1] <= budget
         new_cost, new_value, parent, option = new_cost[ok], new_value[ok], parent[ok], option[ok]
         # Pareto filter: sort by cost asc (value desc on ties), keep strictly improving values.
@@ -61,3 +60,11 @@ def solve_mckp(
         choice[i] = int(option[state])
         state = int(parent[state])
     return choice
+
+
+def _undominated(c: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A unit's options that no cheaper-or-equal option beats: (costs, values, original indices)."""
+    order = np.lexsort((-v, c))
+    best_before = np.maximum.accumulate(np.concatenate(([-np.inf], v[order][:-1])))
+    keep = order[v[order] > best_before]
+    return c[keep], v[keep], keep

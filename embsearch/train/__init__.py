@@ -2,7 +2,14 @@
 
 from embsearch.train.device import resolve_device, seed_everything
 from embsearch.train.metrics import log_loss, roc_auc
-from embsearch.train.trainer import DeviceData, TrainConfig, TrainResult, evaluate, predict, train_model
+from embsearch.train.trainer import (
+    DeviceData,
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    predict,
+    train_model,
+)
 
 __all__ = [
     "DeviceData", "TrainConfig", "TrainResult", "evaluate", "log_loss", "predict",

@@ -3,7 +3,7 @@ in front of any backbone (``[batch, fields] -> [batch, fields, width]``).
 
 - :class:`AutoDimSupernet`: shared max-width table, per-candidate projection and batch
   norm, Gumbel-softmax architecture weights per (field, group) (AutoDim);
-- :class:`AutoEmbSupernet`: the same branches mixed by a controller MLP fed by the id's
+- :class:`AutoEmbSupernet`: the same branches mixed by per-field controller networks fed by the id's
   frequency (AutoEmb);
 - :class:`DNISSupernet`: a width-wide table scaled by a learnable [0, 1] mask per
   (field, frequency group) (DNIS).
@@ -17,4 +17,11 @@ from embsearch.embeddings.supernets.autodim_supernet import AutoDimSupernet
 from embsearch.embeddings.supernets.autoemb_supernet import AutoEmbSupernet
 from embsearch.embeddings.supernets.dnis_supernet import DNISSupernet
 
-__all__ = ["AutoDimSupernet", "AutoEmbSupernet", "CandidateBranches", "DNISSupernet", "GroupedTable", "MixedSupernet"]
+__all__ = [
+    "AutoDimSupernet",
+    "AutoEmbSupernet",
+    "CandidateBranches",
+    "DNISSupernet",
+    "GroupedTable",
+    "MixedSupernet",
+]

@@ -30,7 +30,9 @@ class GroupedTable(nn.Module):
     def __init__(self, groups: Groups, width: int, init_std: float = 0.01) -> None:
         super().__init__()
         if not groups or any(not g for g in groups):
-            raise ConfigError("a supernet needs at least one field, each with at least one frequency group")
+            raise ConfigError(
+                "a supernet needs at least one field, each with at least one frequency group"
+            )
         self.width = int(width)
         self.n_groups = [len(g) for g in groups]
         self.max_groups = max(self.n_groups)
@@ -56,7 +58,7 @@ class GroupedTable(nn.Module):
         return len(self.rows)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.weight[x + self.offsets]
+        return nn.functional.embedding(x + self.offsets, self.weight)
 
     def group_index(self, x: torch.Tensor) -> torch.Tensor:
         """Frequency group of every id, ``int64 [batch, fields]``."""
@@ -87,17 +89,28 @@ class CandidateBranches(nn.Module):
     ``forward(e [B, F, W]) -> [B, F, K, W]``. The batch norm centres in *input* space
     (``(e - mean) W`` is exactly ``e W - mean(e W)`` on every batch) and has a scale but no
     shift, so that in eval mode a chosen branch folds into a plain mixed-dim block (rows
-    ``e[:, :d] - mean``, projection ``W * scale``): see :meth:`folded`.
+    ``e[:, :d] - mean``, projection ``W * scale``): see :meth:`folded`. The scale starts
+    at ``gamma_init = 0.01``, the size of a freshly initialised plain table, so the
+    supernet starts as quiet as the table it stands for (at 1.0 every field, noise
+    included, enters the backbone at unit variance and short searches learn little).
     """
 
     def __init__(
-        self, n_fields: int, candidates: Sequence[int], width: int, gamma_init: float = 0.01, eps: float = 1e-5, momentum: float = 0.1
+        self,
+        n_fields: int,
+        candidates: Sequence[int],
+        width: int,
+        gamma_init: float = 0.01,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
     ) -> None:
         super().__init__()
         self.candidates = tuple(int(c) for c in candidates)
         self.width = int(width)
         self.eps, self.momentum = float(eps), float(momentum)
-        self.update_stats = True  # off during architecture steps: running stats see training batches only
+        self.update_stats = (
+            True  # off during architecture steps: running stats see training batches only
+        )
         k = len(self.candidates)
         row_mask = torch.zeros(k, width, 1)
         for i, d in enumerate(self.candidates):
@@ -128,7 +141,9 @@ class CandidateBranches(nn.Module):
                 n = e.shape[0]
                 with torch.no_grad():
                     self.running_mean.lerp_(mean.detach().float(), self.momentum)
-                    self.running_var.lerp_(var.detach().float() * (n / max(n - 1, 1)), self.momentum)
+                    self.running_var.lerp_(
+                        var.detach().float() * (n / max(n - 1, 1)), self.momentum
+                    )
         else:
             centred = e - self.running_mean.to(e.dtype)
             var = self.running_var
@@ -159,27 +174,44 @@ class MixedSupernet(nn.Module):
     def __init__(self, groups: Groups, candidates: Sequence[int], width: int) -> None:
         super().__init__()
         if not candidates:
-            raise ConfigError("the candidate dim list is empty; give at least one dim, e.g. --candidates 2,4,8,16")
+            raise ConfigError(
+                "the candidate dim list is empty; give at least one dim, e.g. --candidates 2,4,8,16"
+            )
         if min(candidates) < 0 or max(candidates) > width:
-            raise ConfigError(f"candidate dims {list(candidates)} must lie in [0, width={width}]; drop the larger ones or raise --width")
+            raise ConfigError(
+                f"candidate dims {list(candidates)} must lie in [0, width={width}]; drop the larger ones or raise --width"
+            )
         self.table = GroupedTable(groups, width)
-        self.branches = CandidateBranches(self.table.num_fields, candidates, width, float(__import__('os').environ.get('GI','0.01')))
+        self.branches = CandidateBranches(self.table.num_fields, candidates, width)
         self.candidates = self.branches.candidates
         self.width = int(width)
         self.register_buffer("fixed", torch.zeros(0), persistent=False)
 
     def mix_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """Weights over candidates of every id, ``[batch, fields, K]`` (rows sum to 1)."""
+        """Weights over candidates: ``[fields, K]`` (one mixture per field for the whole
+        batch) or ``[batch, fields, K]`` (one per id); they sum to 1 over K."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         centred, p = self.branches.normalised(self.table(x))
-        w = self.table.per_group(self.fixed, x) if self.fixed.numel() else self.mix_weights(x)
-        n_fields, k, width, _ = p.shape
-        # every branch at once, [F, B, K, W], then the weighted sum over K per id
-        z = torch.bmm(centred.transpose(0, 1), p.permute(0, 2, 1, 3).reshape(n_fields, width, k * width).to(centred.dtype))
-        z = z.view(n_fields, -1, k, width)
-        return torch.matmul(w.transpose(0, 1).unsqueeze(-2).to(z.dtype), z).squeeze(-2).transpose(0, 1)
+        if self.fixed.numel():
+            w = (
+                self.fixed[:, 0]
+                if self.table.max_groups == 1
+                else self.table.per_group(self.fixed, x)
+            )
+        else:
+            w = self.mix_weights(x)
+        p = p.to(centred.dtype)
+        ct = centred.transpose(0, 1)  # [F, B, W]
+        if w.dim() == 2:  # mix the projections, then one matmul per field
+            return torch.bmm(ct, torch.einsum("fk,fkio->fio", w.to(p.dtype), p)).transpose(0, 1)
+        # per-id weights: sum_k w_k (e[:d_k] @ P_k[:d_k]) = [w_k * e[:d_k] for all k] @ [P_k[:d_k]
+        # stacked], one matmul over the sum of the candidate dims per field
+        wt = w.transpose(0, 1).to(ct.dtype)
+        used = [(k, d) for k, d in enumerate(self.candidates) if d > 0]
+        u = torch.cat([ct[..., :d] * wt[..., k : k + 1] for k, d in used], dim=-1)
+        return torch.bmm(u, torch.cat([p[:, k, :d] for k, d in used], dim=1)).transpose(0, 1)
 
     def fix(self, cand: Sequence[Sequence[int]] | None) -> None:
         """Play the sub-network ``cand`` (``dims[f][g]``), or the soft mixture again with None."""
@@ -202,7 +234,9 @@ class MixedSupernet(nn.Module):
         there). Needs ``projection='linear'``: a padded table has nowhere to put ``W``.
         """
         if plan.projection != "linear":
-            raise ConfigError(f"exporting a {type(self).__name__} needs a plan with projection='linear', not {plan.projection!r}")
+            raise ConfigError(
+                f"exporting a {type(self).__name__} needs a plan with projection='linear', not {plan.projection!r}"
+            )
         emb = MixedDimEmbedding(plan).to(self.table.weight.device)
         tensors: dict[str, torch.Tensor] = {}
         for f, fp in enumerate(plan.fields):

@@ -6,7 +6,8 @@ Recommender Systems" (WWW 2021), Sec. 2.1-2.2.
 2. a per-candidate linear projection to the width and a per-candidate batch norm;
 3. a weighted sum of the branches with Gumbel-softmax weights over learnable per-field
    architecture logits (per (field, group) in the ``feature_dims`` space):
-   ``p_k = softmax((log alpha_k + g_k) / tau)``, ``g_k ~ Gumbel(0, 1)`` drawn per id;
+   ``p_k = softmax((log alpha_k + g_k) / tau)``, ``g_k ~ Gumbel(0, 1)`` drawn once per
+   (field, group) and batch (so a field's branches fold into one projection per batch);
    in eval mode the plain ``alpha = softmax(logits)`` (no noise).
 """
 
@@ -24,9 +25,13 @@ from embsearch.embeddings.supernets._shared import Groups, MixedSupernet
 class AutoDimSupernet(MixedSupernet):
     """AutoDim's embedding supernet; ``arch_logits[f, g, k]`` are its architecture parameters."""
 
-    def __init__(self, groups: Groups, candidates: Sequence[int], width: int, temperature: float = 1.0) -> None:
+    def __init__(
+        self, groups: Groups, candidates: Sequence[int], width: int, temperature: float = 1.0
+    ) -> None:
         super().__init__(groups, candidates, width)
-        self.arch_logits = nn.Parameter(torch.zeros(self.table.num_fields, self.table.max_groups, len(self.candidates)))
+        self.arch_logits = nn.Parameter(
+            torch.zeros(self.table.num_fields, self.table.max_groups, len(self.candidates))
+        )
         self.temperature = float(temperature)
 
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -36,12 +41,18 @@ class AutoDimSupernet(MixedSupernet):
         return [p for n, p in self.named_parameters() if n != "arch_logits"]
 
     def mix_weights(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.table.per_group(self.arch_logits, x)
-        if not self.training:
-            return torch.softmax(logits, dim=-1)
-        log_alpha = torch.log_softmax(logits, dim=-1)
-        u = torch.rand_like(log_alpha).clamp_(1e-10, 1.0 - 1e-7)
-        return torch.softmax((log_alpha - torch.log(-torch.log(u))) / self.temperature, dim=-1)
+        """Step 3: one Gumbel draw per (field, group) and batch; ``[F, K]`` when every field
+        has one group, else each id's group's weights, ``[B, F, K]``."""
+        logits = self.arch_logits
+        if self.training:
+            u = torch.rand_like(logits).clamp_(1e-10, 1.0 - 1e-7)
+            w = torch.softmax(
+                (torch.log_softmax(logits, dim=-1) - torch.log(-torch.log(u))) / self.temperature,
+                dim=-1,
+            )
+        else:
+            w = torch.softmax(logits, dim=-1)
+        return w[:, 0] if self.table.max_groups == 1 else self.table.per_group(w, x)
 
     @torch.no_grad()
     def probabilities(self) -> list[np.ndarray]:

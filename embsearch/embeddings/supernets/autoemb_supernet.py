@@ -8,9 +8,10 @@ first-d slice the exported mixed-dim table keeps.
 1. weight-sharing embeddings with per-(field, candidate) projection and batch norm, as in
    AutoDim (:class:`~._shared.CandidateBranches`; AutoEmb's tanh after the batch norm is
    left out so that a chosen branch folds exactly into the exported table);
-2. the controller: a small MLP fed by the id's popularity (``log(1 + training count)``,
-   scaled to [0, 1]) and a one-hot of its field, giving per-id soft weights over the
-   candidates (softmax, no Gumbel noise: AutoEmb's soft selection);
+2. the controller: one small network per field (AutoEmb has one for users, one for
+   items) fed by the id's popularity (``log(1 + training count)``, scaled to [0, 1]),
+   giving per-id soft weights over the candidates (softmax, no Gumbel noise: AutoEmb's
+   soft selection);
 3. the embedding is the weighted sum of the branches.
 """
 
@@ -25,25 +26,54 @@ from torch import nn
 from embsearch.embeddings.supernets._shared import Groups, MixedSupernet
 
 
+class Controller(nn.Module):
+    """Step 2's controllers, one per field (AutoEmb has one for users and one for items):
+    ``logits[f] = a[f] * z + c[f] + MLP_f(z) / hidden`` with ``z`` the id's popularity.
+
+    The linear part gives every field its own logits ``c[f]`` and popularity slope
+    ``a[f]`` from the first step; the per-field ReLU MLP adds non-linear popularity
+    effects, scaled by ``1 / hidden`` because Adam moves each hidden unit by about the
+    learning rate. Every output starts at zero: the first weights are uniform.
+    """
+
+    def __init__(self, n_fields: int, hidden: int, n_out: int) -> None:
+        super().__init__()
+        self.slope = nn.Parameter(torch.zeros(n_fields, n_out))
+        self.bias = nn.Parameter(torch.zeros(n_fields, n_out))
+        self.w1 = nn.Parameter(torch.randn(n_fields, hidden))
+        self.b1 = nn.Parameter(torch.randn(n_fields, hidden) * 0.5)
+        self.w2 = nn.Parameter(torch.zeros(n_fields, hidden, n_out))
+        self.scale = 1.0 / hidden
+
+    def forward(self, z: torch.Tensor, field: int | None = None) -> torch.Tensor:
+        """Logits ``[B, F, K]`` for popularities ``z [B, F]``, or ``[n, K]`` for ``z [n]`` of one ``field``."""
+
+        def sel(t: torch.Tensor) -> torch.Tensor:
+            return t if field is None else t[field]
+
+        h = torch.relu(z.unsqueeze(-1) * sel(self.w1) + sel(self.b1))
+        mlp = h @ self.w2[field] if field is not None else torch.einsum("bfh,fhk->bfk", h, self.w2)
+        return z.unsqueeze(-1) * sel(self.slope) + sel(self.bias) + mlp * self.scale
+
+
 class AutoEmbSupernet(MixedSupernet):
-    """AutoEmb's embedding supernet; the controller MLP's weights are its architecture parameters."""
+    """AutoEmb's embedding supernet; the controllers' weights are its architecture parameters."""
 
     def __init__(
-        self, groups: Groups, candidates: Sequence[int], width: int, counts: Sequence[np.ndarray], hidden: int = 32
+        self,
+        groups: Groups,
+        candidates: Sequence[int],
+        width: int,
+        counts: Sequence[np.ndarray],
+        hidden: int = 32,
     ) -> None:
         super().__init__(groups, candidates, width)
         logc = [np.log1p(np.asarray(c, dtype=np.float64)) for c in counts]
         top = max(float(c.max()) for c in logc) if logc else 1.0
         popularity = torch.tensor(np.concatenate(logc) / max(top, 1e-9), dtype=torch.float32)
         self.register_buffer("popularity", popularity, persistent=False)
-        self.register_buffer("field_onehot", torch.eye(self.table.num_fields), persistent=False)
         self.counts = [np.asarray(c, dtype=np.float64) for c in counts]
-        self.controller = nn.Sequential(
-            nn.Linear(1 + self.table.num_fields, hidden), nn.ReLU(), nn.Linear(hidden, len(self.candidates))
-        )
-        with torch.no_grad():  # start from uniform weights over the candidates
-            self.controller[-1].weight.zero_()
-            self.controller[-1].bias.zero_()
+        self.controller = Controller(self.table.num_fields, hidden, len(self.candidates))
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return list(self.controller.parameters())
@@ -53,9 +83,8 @@ class AutoEmbSupernet(MixedSupernet):
 
     def controller_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Step 2: controller logits of every id of ``x`` (``[batch, fields]``), ``[batch, fields, K]``."""
-        pop = self.popularity[x + self.table.offsets].unsqueeze(-1)
-        onehot = self.field_onehot.unsqueeze(0).expand(x.shape[0], -1, -1)
-        return self.controller(torch.cat([pop, onehot], dim=-1))
+        pop = nn.functional.embedding(x + self.table.offsets, self.popularity.unsqueeze(-1))
+        return self.controller(pop.squeeze(-1))
 
     def mix_weights(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.controller_logits(x), dim=-1)
@@ -72,9 +101,8 @@ class AutoEmbSupernet(MixedSupernet):
             parts = []
             for start in range(0, self.table.rows[f], chunk):
                 ids = torch.arange(start, min(start + chunk, self.table.rows[f]), device=device)
-                pop = self.popularity[ids + self.table.offsets[f]].unsqueeze(-1)
-                inp = torch.cat([pop, self.field_onehot[f].expand(len(ids), -1)], dim=-1)
-                parts.append(torch.softmax(self.controller(inp).float(), dim=-1).cpu().numpy())
+                pop = self.popularity[ids + self.table.offsets[f]]
+                parts.append(torch.softmax(self.controller(pop, f).float(), dim=-1).cpu().numpy())
             w = np.concatenate(parts).astype(np.float64)
             rows = []
             for a, b in gs:

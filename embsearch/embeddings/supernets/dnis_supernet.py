@@ -38,7 +38,9 @@ class DNISSupernet(nn.Module):
         super().__init__()
         self.table = GroupedTable(groups, width)
         self.width = int(width)
-        self.mask = nn.Parameter(torch.full((self.table.num_fields, self.table.max_groups, width), float(mask_init)))
+        self.mask = nn.Parameter(
+            torch.full((self.table.num_fields, self.table.max_groups, width), float(mask_init))
+        )
         self.register_buffer("hard", torch.zeros(0), persistent=False)
 
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -70,7 +72,9 @@ class DNISSupernet(nn.Module):
         """Step 3: ``value[f][g, k]`` = sum of the ``candidates[k]`` largest ``|m[f, g]|``."""
         out = []
         for m in self.masks():
-            cum = np.concatenate([np.zeros((len(m), 1)), np.cumsum(-np.sort(-np.abs(m), axis=1), axis=1)], axis=1)
+            cum = np.concatenate(
+                [np.zeros((len(m), 1)), np.cumsum(-np.sort(-np.abs(m), axis=1), axis=1)], axis=1
+            )
             out.append(cum[:, list(candidates)])
         return out
 
@@ -97,7 +101,9 @@ class DNISSupernet(nn.Module):
         """The pruned sub-network as a padded :class:`MixedDimEmbedding`: block (f, g) holds
         ``m * e`` on its kept columns, largest mask first (mask folded into the rows)."""
         if plan.projection != "pad":
-            raise ConfigError(f"exporting a DNIS supernet needs a plan with projection='pad' (its structure), not {plan.projection!r}")
+            raise ConfigError(
+                f"exporting a DNIS supernet needs a plan with projection='pad' (its structure), not {plan.projection!r}"
+            )
         emb = MixedDimEmbedding(plan).to(self.mask.device)
         tensors: dict[str, torch.Tensor] = {}
         for f, fp in enumerate(plan.fields):
@@ -105,6 +111,8 @@ class DNISSupernet(nn.Module):
             for g, grp in enumerate(fp.groups):
                 if grp.dim > 0:
                     keep = self.kept_columns(f, g, grp.dim)
-                    tensors[f"emb.{fp.name}.{g}"] = rows[grp.start : grp.stop][:, keep] * self.mask[f, g, keep]
+                    tensors[f"emb.{fp.name}.{g}"] = (
+                        rows[grp.start : grp.stop][:, keep] * self.mask[f, g, keep]
+                    )
         emb.load_block_tensors(tensors)
         return emb

@@ -1,0 +1,273 @@
+"""AutoDim, AutoEmb and DNIS: supernets, export of a discretised sub-network, the planted
+signal, one supernet for several budgets, and one clear error per bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from embsearch.backbones import CTRModel, make_backbone
+from embsearch.budget import parse_budget
+from embsearch.context import SearchContext
+from embsearch.controllers.autodim import AutoDim
+from embsearch.controllers.autoemb import AutoEmb
+from embsearch.controllers.dnis import DNIS
+from embsearch.controllers.registry import get_controller
+from embsearch.data.dataset import Dataset, Split
+from embsearch.data.synthetic import make_synthetic
+from embsearch.embeddings.supernets import AutoDimSupernet, AutoEmbSupernet, DNISSupernet
+from embsearch.errors import BudgetError, ConfigError, DataError
+from embsearch.search_spaces import SPACES, FeatureDimsSpace, FieldDimsSpace
+from embsearch.train import TrainConfig
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def make_ctx(
+    dataset, controller_cls, budgets=("25%",), *, epochs=2, batch_size=2048, seed=0, space=None
+):
+    space = space or SPACES[controller_cls.default_space](dataset.schema, width=16)
+    resolved = sorted(space.resolve_budget(parse_budget(b)) for b in budgets)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, progress=False)
+    return SearchContext(dataset, space, resolved, train=cfg, seed=seed, log=lambda m: None)
+
+
+def dims_per_id(plan, names):
+    """Table dims per id over the fields ``names`` (bytes they get, per id, / 4)."""
+    fields = [f for f in plan.fields if f.name in names]
+    return sum(g.rows * g.dim for f in fields for g in f.groups) / sum(f.rows for f in fields)
+
+
+def expected_dim(weights, candidates, names):
+    """Mean over ``names`` of each field's weight-averaged dim (averaged over its groups)."""
+    c = np.asarray(candidates, dtype=float)
+    return float(np.mean([np.mean(np.asarray(weights[n]) @ c) for n in names]))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: the machine's cores are shared, and these models are small."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """The planted dataset, 60k rows: at 20k the supernets overfit before dims matter, and
+    AutoDim's chosen dims were not robust over seeds at 40k."""
+    return make_synthetic(rows=60_000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def planted_40k():
+    """40k rows suffice for AutoEmb and DNIS (checked over seeds 0, 1, 2)."""
+    return make_synthetic(rows=40_000, seed=0)
+
+
+def informative_and_noise(ds):
+    return ds.schema.meta["informative"], ds.schema.meta["noise"]
+
+
+# -- the planted signal ----------------------------------------------------------------------
+
+
+def test_autodim_gives_informative_fields_more_dims_and_trains_once_for_all_budgets(planted):
+    ctx = make_ctx(planted, AutoDim, budgets=("25%", "40%"))
+    plans = AutoDim().search_budgets(ctx)
+    inf, noise = informative_and_noise(planted)
+    # learned preference: alpha-weighted dim (seeds 0/1/2 gave 11.7/5.1, 8.9/6.8, 8.2/6.8)
+    w = plans[0].extra["weights"]
+    assert (
+        expected_dim(w, plans[0].extra["candidates"], inf)
+        > expected_dim(w, plans[0].extra["candidates"], noise) + 1.0
+    )
+    # chosen dims at 25% (per id: 5.2/2.1, 4.3/3.4, 4.9/2.6)
+    assert dims_per_id(plans[0], inf) > dims_per_id(plans[0], noise)
+    # one supernet, one plan per budget, each within its budget, bigger budget -> no smaller plan
+    assert [e["event"] for e in ctx.history].count("supernet_done") == 1
+    assert [p.budget_bytes for p in plans] == ctx.budgets
+    assert all(p.table_bytes <= p.budget_bytes for p in plans)
+    assert plans[0].table_bytes <= plans[1].table_bytes
+    assert plans[0].controller == "autodim" and plans[0].weights is None
+
+
+def test_autoemb_gives_informative_fields_more_dims(planted_40k):
+    ctx = make_ctx(planted_40k, AutoEmb)
+    plan = AutoEmb().search(ctx)
+    inf, noise = informative_and_noise(planted_40k)
+    assert plan.space == "feature_dims"
+    # group weights (seeds 0/1/2: 10.1/6.3, 12.6/6.6, 14.1/4.8); dims per id (4.6/3.0, 4.7/2.7, 4.9/2.4)
+    w = plan.extra["weights"]
+    assert (
+        expected_dim(w, plan.extra["candidates"], inf)
+        > expected_dim(w, plan.extra["candidates"], noise) + 2.0
+    )
+    assert dims_per_id(plan, inf) > 1.2 * dims_per_id(plan, noise)
+
+
+def test_dnis_gives_informative_fields_more_dims(planted_40k):
+    ctx = make_ctx(planted_40k, DNIS)
+    plan = DNIS().search(ctx)
+    inf, noise = informative_and_noise(planted_40k)
+    assert plan.projection == "pad"
+    mask = plan.extra["mask"]
+    mean_mask = {n: float(np.mean(m)) for n, m in mask.items()}
+    assert np.mean([mean_mask[n] for n in inf]) > 2 * np.mean([mean_mask[n] for n in noise])
+    # dims per id (seeds 0/1/2: 5.8/1.1, 5.9/1.1, 5.9/1.1)
+    assert dims_per_id(plan, inf) > 2 * dims_per_id(plan, noise)
+
+
+# -- supernet forward == the discretised sub-network's ----------------------------------------
+
+
+def small_space(space_cls, **kw):
+    ds = make_synthetic(rows=3000, cardinalities=(30, 80, 12, 50), informative=(1, 2), seed=3)
+    return ds, space_cls(ds.schema, width=8, candidates=(0, 2, 4, 8), **kw)
+
+
+def warm_up(supernet, ds, steps=30):
+    """Random weights and batch-norm statistics far from their initial values."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in supernet.parameters():
+            p.copy_(torch.randn_like(p))
+    supernet.train()
+    x = torch.from_numpy(ds.train.x).long()
+    with torch.no_grad():
+        for i in range(steps):
+            supernet(x[(i * 64) % 2000 : (i * 64) % 2000 + 256])
+    supernet.eval()
+    return torch.from_numpy(ds.test.x).long()
+
+
+def test_autodim_supernet_with_one_hot_weights_equals_exported_table_and_model():
+    ds, space = small_space(FieldDimsSpace)
+    supernet = AutoDimSupernet(space.groups, space.candidates, space.width)
+    x = warm_up(supernet, ds)
+    cand = ((0,), (2,), (8,), (4,))
+    supernet.fix(cand)
+    emb = supernet.export(space.to_plan(cand, "t", 10**9))  # batch norm folded into the projections
+    torch.testing.assert_close(emb(x), supernet(x), rtol=1e-4, atol=1e-4)
+    backbone = make_backbone("deepfm", space.num_fields, space.width).eval()
+    torch.testing.assert_close(
+        CTRModel(emb, backbone)(x), CTRModel(supernet, backbone)(x), rtol=1e-4, atol=1e-4
+    )
+    supernet.fix(None)  # back to the soft mixture: no longer the sub-network
+    assert not torch.allclose(emb(x), supernet(x), atol=1e-3)
+
+
+def test_autoemb_supernet_with_one_hot_group_weights_equals_exported_table():
+    ds, space = small_space(FeatureDimsSpace, n_groups=3)
+    counts = [f.frequencies() for f in ds.schema.fields]
+    supernet = AutoEmbSupernet(space.groups, space.candidates, space.width, counts, hidden=8)
+    x = warm_up(supernet, ds)
+    cand = tuple(
+        tuple(space.candidates[(f + g) % 4] for g in range(len(gs)))
+        for f, gs in enumerate(space.groups)
+    )
+    supernet.fix(cand)
+    emb = supernet.export(space.to_plan(cand, "t", 10**9))
+    torch.testing.assert_close(emb(x), supernet(x), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ConfigError, match="projection='linear'"):
+        supernet.export(
+            FeatureDimsSpace(ds.schema, 8, (0, 2, 4, 8), "pad", n_groups=3).to_plan(
+                cand, "t", 10**9
+            )
+        )
+
+
+def test_dnis_pruned_supernet_equals_exported_pad_table():
+    ds, space = small_space(FeatureDimsSpace, n_groups=3, projection="pad")
+    supernet = DNISSupernet(space.groups, space.width)
+    x = warm_up(supernet, ds, steps=0)
+    with torch.no_grad():
+        supernet.mask.uniform_(0, 1)
+    cand = tuple(
+        tuple(space.candidates[(f + g) % 4] for g in range(len(gs)))
+        for f, gs in enumerate(space.groups)
+    )
+    plan = space.to_plan(cand, "t", 10**9)
+    supernet.fix(cand)
+    emb = supernet.export(plan)
+    pruned, out = supernet(x), emb(x)
+    groups = supernet.table.group_index(x)
+    for f in range(space.num_fields):  # equal up to each group's order of its kept columns
+        for g, d in enumerate(cand[f]):
+            rows = groups[:, f] == g
+            keep = supernet.kept_columns(f, g, d)
+            torch.testing.assert_close(out[rows, f, :d], pruned[rows][:, f, keep])
+            assert torch.all(out[rows, f, d:] == 0)
+    with torch.no_grad():  # kept columns leading: identical outputs
+        supernet.mask.copy_(torch.linspace(1.0, 0.1, space.width).expand_as(supernet.mask))
+    supernet.fix(cand)
+    torch.testing.assert_close(supernet.export(plan)(x), supernet(x))
+
+
+# -- registry, params, bad input ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["autodim", "autoemb", "dnis"])
+def test_registered_as_differentiable_with_citation(name):
+    cls = get_controller(name)
+    assert cls.family == "differentiable" and cls.name == name
+    assert "20" in cls.paper and len(cls.paper) > 60
+    assert cls.params["discretise"] == "knapsack" and cls.params["epochs"] is None
+
+
+@pytest.mark.parametrize(
+    ("cls", "params", "match"),
+    [
+        (AutoDim, {"arch_lr": 0}, r"arch_lr must be a number in \(0, 10\]"),
+        (AutoDim, {"epochs": 0}, r"epochs must be an integer in \[1, 10000\] or None"),
+        (AutoDim, {"temperature_min": 2.0}, r"temperature_min must be a number in \(0, 1\]"),
+        (AutoDim, {"discretise": "greedy"}, "discretise must be 'knapsack' or 'argmax'"),
+        (AutoEmb, {"hidden": 0}, r"hidden must be an integer in \[1, 4096\]"),
+        (DNIS, {"projection": "none"}, "projection must be 'pad' or 'linear'"),
+        (DNIS, {"l1": -1.0}, r"l1 must be a number in \[0, 100\]"),
+        (AutoDim, {"lr": 1.0}, "has no parameter"),
+    ],
+)
+def test_bad_params_raise_config_error_naming_the_range(cls, params, match):
+    with pytest.raises(ConfigError, match=match):
+        cls(**params)
+
+
+def test_empty_candidate_list_raises():
+    with pytest.raises(ConfigError, match="candidate dim list is empty"):
+        AutoDimSupernet([[(0, 10)]], [], 8)
+    with pytest.raises(ConfigError, match=r"must lie in \[0, width=8\]"):
+        AutoDimSupernet([[(0, 10)]], [2, 16], 8)
+
+
+def test_budget_below_smallest_plan_raises_before_training():
+    ds = make_synthetic(rows=3000, seed=1)
+    ctx = make_ctx(ds, AutoDim, epochs=1)
+    ctx.budgets = [ctx.space.min_bytes() - 1]
+    with pytest.raises(BudgetError, match="raise --budget to at least"):
+        AutoDim().search_budgets(ctx)
+    assert ctx.history == []
+
+
+def test_validation_split_too_small_for_architecture_steps():
+    ds = make_synthetic(rows=3000, split=(0.9, 0.03, 0.07), seed=1)  # 90 validation rows
+    with pytest.raises(
+        DataError, match="has 90 rows, fewer than one architecture batch .* lower arch_batch_size"
+    ):
+        DNIS(arch_batch_size=256).search(make_ctx(ds, DNIS))
+    one_class = Dataset(ds.schema, ds.train, Split(ds.val.x, np.zeros_like(ds.val.y)), ds.test)
+    with pytest.raises(DataError, match="at least 2 of each class"):
+        AutoEmb(arch_batch_size=64).search(make_ctx(one_class, AutoEmb, batch_size=64))
+
+
+def test_argmax_discretisation_keeps_the_papers_rule():
+    ds = make_synthetic(rows=4000, cardinalities=(30, 80, 12, 50), informative=(1, 2), seed=2)
+    plan = AutoDim(discretise="argmax", epochs=1).search(
+        make_ctx(ds, AutoDim, budgets=("100%",), batch_size=256)
+    )
+    cands = plan.extra["candidates"]
+    assert [f.dims for f in plan.fields] == [
+        [cands[int(np.argmax(w))] for w in plan.extra["weights"][f.name]] for f in plan.fields
+    ]
