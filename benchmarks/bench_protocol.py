@@ -44,7 +44,7 @@ from embsearch.plan import Plan
 from embsearch.search_spaces import SPACES, FieldDimsSpace
 from embsearch.train import TrainConfig, evaluate, resolve_device, seed_everything
 
-SHARED = Path("/work/shared/data")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # ../shared beside the repo
 FRAPPE = [SHARED / "frappe/frappe.validation.libfm.gz", SHARED / "frappe/frappe.test.libfm.gz"]
 TALKINGDATA = SHARED / "talkingdata-adtracking-sample/train_sample.csv.gz"
 DATASETS = ("synthetic", "frappe", "talkingdata")
