@@ -6,7 +6,8 @@ every evaluation in the run's history (``ctx.record``; the runner writes it to
 It never keeps a candidate over the budget (such a candidate is recorded as ``rejected``
 and told ``-inf``), stops when the controller is done, when ``ctx.max_seconds`` has run out
 (after at least one evaluation) or on Ctrl-C, and in every case returns the best candidate
-so far in a :class:`LoopResult` whose ``stop_reason`` says why it stopped.
+so far in a :class:`LoopResult` whose ``stop_reason`` says why it stopped. (Ctrl-C during a
+controller's ``prepare``, e.g. supernet training, is not caught: there is no candidate yet.)
 
 ``search_budgets`` is the default multi-budget driver of
 :class:`~embsearch.controllers.base.AskTellController`: ``prepare`` once (one supernet for
@@ -86,6 +87,21 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
+def _score(
+    evaluator: Evaluator, cand: Candidate, cache: dict[Candidate, float]
+) -> tuple[float, dict[str, Any]]:
+    """Score ``cand`` (from ``cache`` when seen before); returns the score and the facts to
+    record with it."""
+    ts = time.perf_counter()
+    cached = cand in cache
+    score = cache[cand] if cached else float(evaluator(cand))
+    cache[cand] = score
+    metrics = {} if cached else (getattr(evaluator, "last_metrics", None) or {})
+    facts = {k: _finite(float(v)) for k, v in metrics.items()}
+    facts.update(score=_finite(score), seconds=time.perf_counter() - ts, cached=cached)
+    return score, facts
+
+
 def run_loop(
     asker: AskTell,
     evaluator: Evaluator,
@@ -121,26 +137,13 @@ def run_loop(
             cand = asker.ask()
             asked += 1
             nbytes = space.bytes_of(cand)
-            if nbytes > budget:
+            if nbytes > budget:  # rejected: recorded, told -inf, never kept
                 ctx.record(event="rejected", **tag, candidate=as_json(cand), bytes=nbytes)
                 asker.tell(cand, -math.inf)
                 continue
-            ts = time.perf_counter()
-            cached = cand in cache
-            score = cache[cand] if cached else float(evaluator(cand))
-            cache[cand] = score
-            metrics = {} if cached else (getattr(evaluator, "last_metrics", None) or {})
-            extra = {k: _finite(float(v)) for k, v in metrics.items()}
+            score, facts = _score(evaluator, cand, cache)
             ctx.record(
-                event="evaluation",
-                **tag,
-                index=n,
-                candidate=as_json(cand),
-                bytes=nbytes,
-                score=_finite(score),
-                seconds=time.perf_counter() - ts,
-                cached=cached,
-                **extra,
+                event="evaluation", **tag, index=n, candidate=as_json(cand), bytes=nbytes, **facts
             )
             n += 1
             asker.tell(cand, score)

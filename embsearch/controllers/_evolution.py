@@ -28,10 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from embsearch.budget import field_bytes
 from embsearch.context import SearchContext
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.plan import Plan
 from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.search_spaces.knapsack import solve_mckp
 from embsearch.train.device import seed_everything
 from embsearch.train.trainer import train_model
 
@@ -76,13 +78,46 @@ def check_budget(space: SearchSpace, budget: int) -> None:
 
 
 def fit_budget(cand: Candidate, space: SearchSpace, budget: int) -> Candidate:
-    """Step 4: ``cand`` projected onto the budget (unchanged when it fits)."""
-    fixed = space.repair(cand, budget)  # raises BudgetError when nothing fits
-    if space.bytes_of(fixed) > budget:  # repair is exact; this guards the invariant
+    """Step 4: ``cand`` projected onto the budget (unchanged when it fits).
+
+    ``space.repair`` enumerates every dims tuple of a field (``C ** G`` options); when the
+    space pads (no projection), bytes are a sum over (field, group) blocks, so the same
+    knapsack (same objective: keep each dim as close to the child's as possible, never
+    larger) is solved exactly per block instead, which stays fast for many groups.
+    """
+    if space.bytes_of(cand) <= budget:
+        return cand
+    grouped = any(len(g) > 1 for g in space.groups)
+    fixed = (
+        repair_per_block(cand, space, budget)
+        if space.projection == "pad" and grouped
+        else space.repair(cand, budget)
+    )
+    if space.bytes_of(fixed) > budget:  # both repairs are exact; this guards the invariant
         raise BudgetError(
             f"internal: repaired candidate of {space.bytes_of(fixed)} B exceeds {budget} B"
         )
     return fixed
+
+
+def repair_value(dims: Sequence[int], original: Sequence[int]) -> float:
+    """``space.repair``'s objective for one field: minus the log2 distance of each dim."""
+    return -sum(abs(np.log2(max(o, 1)) - np.log2(max(d, 1))) for d, o in zip(dims, original))
+
+
+def repair_per_block(cand: Candidate, space: SearchSpace, budget: int) -> Candidate:
+    """``space.repair`` for a ``pad`` space, one knapsack unit per (field, group) block."""
+    costs, values, opts = [], [], []
+    for f, dims in enumerate(cand):
+        for (a, b), d in zip(space.groups[f], dims):
+            ok = [c for c in space.candidates if c <= d] or [space.candidates[0]]
+            opts.append(ok)
+            costs.append(
+                [field_bytes([b - a], [c], space.width, "pad", space.precision) for c in ok]
+            )
+            values.append([repair_value([c], [d]) for c in ok])
+    picks = iter(o[i] for o, i in zip(opts, solve_mckp(costs, values, budget)))
+    return tuple(tuple(int(next(picks)) for _ in dims) for dims in cand)
 
 
 def random_population(
@@ -167,6 +202,8 @@ class Evolution:
     time; once all of it is told, the next generation is bred from the top-k. Generation 0
     is the random population; ``generations`` more follow, so at most
     ``population * (generations + 1)`` candidates are evaluated."""
+
+    name = "evolution"
 
     def __init__(
         self,

@@ -42,12 +42,17 @@ class Controller(ABC):
         unknown = set(params) - set(self.params)
         if unknown:
             allowed = ", ".join(sorted(self.params)) or "none"
-            raise ConfigError(f"controller {self.name!r} has no parameter(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
+            raise ConfigError(
+                f"controller {self.name!r} has no parameter(s) {', '.join(sorted(unknown))}; allowed: {allowed}"
+            )
         self.config: dict[str, Any] = {**self.params, **params}
         self.validate()
 
     def validate(self) -> None:
-        """Check ``self.config``; raise :class:`ConfigError` naming the parameter and range."""
+        """Check ``self.config``; raise :class:`ConfigError` naming the parameter and range.
+
+        The default accepts every value; controllers with parameters override it."""
+        return None
 
     def check_space(self, ctx: SearchContext) -> None:
         if ctx.space.name not in self.supported_spaces:
@@ -63,11 +68,16 @@ class Controller(ABC):
         """One plan per budget of ``ctx.budgets``. Default: an independent search for each."""
         return [self.search(ctx.with_budget(b)) for b in ctx.budgets]
 
-    def make_plan(self, ctx: SearchContext, cand: Candidate, budget: int | None = None, **kwargs: Any) -> Plan:
+    def make_plan(
+        self, ctx: SearchContext, cand: Candidate, budget: int | None = None, **kwargs: Any
+    ) -> Plan:
         """Turn a candidate into a plan of this controller, checked against the budget."""
         return ctx.space.to_plan(
-            cand, self.name, ctx.budget if budget is None else budget,
-            data_fingerprint=ctx.dataset.fingerprint(), **kwargs,
+            cand,
+            self.name,
+            ctx.budget if budget is None else budget,
+            data_fingerprint=ctx.dataset.fingerprint(),
+            **kwargs,
         )
 
 
@@ -124,7 +134,10 @@ class AskTellController(Controller):
         cand = result.best if result.best is not None else self.fallback(ctx, budget)
         space = self.search_space(ctx)
         return space.to_plan(
-            cand, self.name, budget, data_fingerprint=ctx.dataset.fingerprint(),
+            cand,
+            self.name,
+            budget,
+            data_fingerprint=ctx.dataset.fingerprint(),
             extra={"search": result.summary(), "interrupted": result.interrupted},
         )
 

@@ -12,7 +12,9 @@ Steps, as in the paper:
    supernet's inherited weights on the validation split (``evaluator.py``). Unlike the
    paper (and its public code) every child is projected onto the byte budget with
    ``space.repair``, so no candidate over the budget is ever kept.
-3. *Retraining*: the returned plan is retrained from scratch by the runner.
+3. *Retraining*: the runner retrains the returned plan from scratch. (The paper retrains
+   under both the dimension masks and the row masks; here all rows are retrained, see
+   the storage note below.)
 
 One supernet serves every budget of a search. Projection: the supernet plays candidates
 with first-``d``-columns masks (``pad`` semantics); the plan takes the context space's
@@ -51,7 +53,9 @@ class OptEmbed(AskTellController):
     family = "evolutionary"
     paper = (
         "Fuyuan Lyu, Xing Tang, Hong Zhu, Huifeng Guo, Yingxue Zhang, Ruiming Tang, Xue Liu. "
-        "OptEmbed: Learning Optimal Embedding Table for Click-through Rate Prediction. CIKM 2022"
+        "OptEmbed: Learning Optimal Embedding Table for Click-through Rate Prediction. "
+        "Proceedings of the 31st ACM International Conference on Information and Knowledge "
+        "Management (CIKM) 2022 (arXiv:2208.04482)"
     )
     supported_spaces = ("field_dims",)
     params: dict[str, Any] = {
@@ -65,7 +69,7 @@ class OptEmbed(AskTellController):
     def validate(self) -> None:
         validate_evolution(self.name, self.config)
         alpha = self.config["alpha"]
-        if not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
             raise ConfigError(f"optembed: alpha must be a number in [0, 1], got {alpha!r}")
         if not isinstance(self.config["threshold_init"], (int, float)):
             raise ConfigError(

@@ -12,7 +12,7 @@ Steps, as in the paper:
    (weight ``diversity``).
 3. *Performance estimator*: ``estimator_samples`` block selections near the budgets are
    scored with inherited weights on the validation split (recorded like every evaluation),
-   and a ridge regression on one-hot block counts is fitted to them (its held-out rank
+   and a ridge regression on the block counts is fitted to them (its held-out rank
    correlation is recorded).
 4. *Evolutionary search* per budget with the estimator as the evaluator (``_evolution.py``:
    top-k, crossover between fields, mutation, children repaired onto the budget).
@@ -20,7 +20,8 @@ Steps, as in the paper:
    re-scored with inherited weights; the best one's plan carries ``plan.weights`` (the
    ``state_dict`` of ``ctx.build_model(plan)`` filled from the supernet) and
    ``plan.metrics`` (its validation AUC / log loss), so the runner skips retraining. With
-   ``retrain=True`` no weights are attached and the runner retrains as usual.
+   ``retrain=True`` neither is attached (the inherited metrics go to ``plan.extra``) and
+   the runner retrains as usual.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def block_space(space: SearchSpace, blocks: int) -> SearchSpace:
 
 
 class _Sampler:
-    """Step 3's sampler: random selections repaired onto ``factor x budget``, ``factor`` in
-    [0.5, 1], for a budget drawn from the search's budgets."""
+    """Step 3's sampler: random selections repaired onto a target between the space's
+    smallest plan and a budget drawn from the search's budgets (the upper half of that
+    range, where the search will look), so the estimator learns where it is used."""
 
     def __init__(
         self,
@@ -95,10 +97,9 @@ class _Sampler:
 
     def ask(self) -> Candidate:
         self.left -= 1
-        target = int(
-            self.budgets[int(self.rng.integers(len(self.budgets)))] * self.rng.uniform(0.5, 1.0)
-        )
-        return fit_budget(self.space.sample(self.rng), self.space, max(target, self.smallest))
+        budget = self.budgets[int(self.rng.integers(len(self.budgets)))]
+        target = self.smallest + int((budget - self.smallest) * self.rng.uniform(0.5, 1.0))
+        return fit_budget(self.space.sample(self.rng), self.space, target)
 
     def tell(self, candidate: Candidate, score: float) -> None:
         self.scored[candidate] = score
@@ -121,23 +122,29 @@ class _Fixed:
 
 
 class RidgeEstimator:
-    """Step 3: ridge regression from one-hot block counts per (field, group) to the score."""
+    """Step 3: ridge regression from a block selection to its inherited-weight score.
+
+    Features per (field, group): its dim as a share of the width (``"linear"``, the default:
+    few coefficients, good from a few dozen samples) or a one-hot of its block count
+    (``"onehot"``: captures diminishing returns, needs more samples).
+    """
 
     name = "estimator"
 
-    def __init__(self, levels: Sequence[int], ridge: float = 1.0) -> None:
+    def __init__(self, levels: Sequence[int], ridge: float = 1.0, features: str = "linear") -> None:
         self.index = {int(d): i for i, d in enumerate(levels)}
+        self.top = max(max(self.index), 1)
         self.ridge = float(ridge)
+        self.kind = features
+        self.constant = True
         self.last_metrics: dict[str, float] = {}
 
     def features(self, cands: Sequence[Candidate]) -> np.ndarray:
-        rows = []
-        for c in cands:
-            flat = [self.index[int(d)] for dims in c for d in dims]
-            x = np.zeros((len(flat), len(self.index)))
-            x[np.arange(len(flat)), flat] = 1.0
-            rows.append(x.ravel())
-        return np.asarray(rows)
+        dims = np.asarray([[int(d) for ds in c for d in ds] for c in cands], dtype=np.int64)
+        if self.kind == "linear":
+            return dims / self.top
+        idx = np.vectorize(self.index.__getitem__, otypes=[np.int64])(dims)
+        return np.eye(len(self.index))[idx].reshape(len(dims), -1)
 
     def _solve(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         mx, my = x.mean(0), float(y.mean())
@@ -150,8 +157,6 @@ class RidgeEstimator:
         With no pair (out of time at once) the estimator is a constant."""
         keep = [i for i, s in enumerate(scores) if math.isfinite(s)]
         if not keep:
-            self.w, self.mx, self.my = np.zeros(len(self.index)), 0.0, 0.0
-            self.constant = True
             return {"samples": 0, "heldout_spearman": None}
         self.constant = False
         x, y = self.features([cands[i] for i in keep]), np.asarray([scores[i] for i in keep])
@@ -182,16 +187,18 @@ class Rule(AskTellController):
     family = "evolutionary"
     paper = (
         "Tong Chen, Hongzhi Yin, Yujia Zheng, Zi Huang, Yang Wang, Meng Wang. Learning Elastic "
-        "Embeddings for Customizing On-Device Recommenders. KDD 2021"
+        "Embeddings for Customizing On-Device Recommenders. Proceedings of the 27th ACM SIGKDD "
+        "Conference on Knowledge Discovery and Data Mining (KDD) 2021 (arXiv:2106.02223)"
     )
     default_space = "feature_dims"
     params: dict[str, Any] = {
         **EVOLUTION_PARAMS,
         "supernet_epochs": None,  # None: ctx.train.epochs
-        "blocks": 4,
+        "blocks": 8,
         "diversity": 0.01,
-        "estimator_samples": 64,
+        "estimator_samples": 128,
         "ridge": 1.0,
+        "estimator": "linear",
         "final_checks": 5,
         "retrain": False,
         "val_rows": None,  # None: the whole validation split
@@ -209,6 +216,7 @@ class Rule(AskTellController):
                 "an integer >= 4",
             ),
             ("ridge", _is_num(c["ridge"]) and c["ridge"] > 0, "a number > 0"),
+            ("estimator", c["estimator"] in ("linear", "onehot"), "'linear' or 'onehot'"),
             (
                 "final_checks",
                 _is_int(c["final_checks"]) and c["final_checks"] >= 1,
@@ -223,18 +231,29 @@ class Rule(AskTellController):
     def search_space(self, ctx: SearchContext) -> SearchSpace:
         return block_space(ctx.space, int(self.config["blocks"]))
 
+    def _check_budgets(self, ctx: SearchContext, space: SearchSpace) -> None:
+        """Fail before training when the smallest budget cannot hold one block per group."""
+        smallest, low = space.min_bytes(), min(ctx.budgets)
+        if low >= smallest:
+            return
+        finer = [
+            b
+            for b in range(int(self.config["blocks"]) + 1, space.width + 1)
+            if space.width % b == 0 and block_space(ctx.space, b).min_bytes() <= low
+        ]
+        hint = f"blocks={finer[0]}" if finer else "a larger budget"
+        raise BudgetError(
+            f"rule: budget {low} B is below the smallest block selection ({smallest} B: one block "
+            f"of {space.width // int(self.config['blocks'])} columns per group); raise --budget or "
+            f"use finer blocks ({hint})"
+        )
+
     # -- steps 1-3 ----------------------------------------------------------------------------
     def prepare(self, ctx: SearchContext, deadline: float | None) -> None:
         """Train the block supernet once, then fit the performance estimator."""
         self.check_space(ctx)
         self.space_ = space = self.search_space(ctx)
-        smallest = space.min_bytes()
-        if min(ctx.budgets) < smallest:  # fail before training
-            raise BudgetError(
-                f"rule: budget {min(ctx.budgets)} B is below the smallest block selection ({smallest} B: "
-                f"one block of {space.width // int(self.config['blocks'])} columns per group); "
-                "raise --budget or rule's blocks"
-            )
+        self._check_budgets(ctx, space)
         blocks, lam = int(self.config["blocks"]), float(self.config["diversity"])
 
         def build() -> CTRModel:
@@ -272,7 +291,9 @@ class Rule(AskTellController):
         run_loop(
             sampler, self.inherited_, ctx, top, space=space, deadline=deadline, phase="estimator"
         )
-        self.estimator_ = RidgeEstimator(space.candidates, float(self.config["ridge"]))
+        self.estimator_ = RidgeEstimator(
+            space.candidates, float(self.config["ridge"]), self.config["estimator"]
+        )
         quality = self.estimator_.fit(list(sampler.scored), list(sampler.scored.values()))
         ctx.record(event="estimator", controller=self.name, **quality)
 
@@ -298,13 +319,11 @@ class Rule(AskTellController):
     # -- step 5 -------------------------------------------------------------------------------
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         space = self.space_
-        ranked = [
-            c
-            for c, s in self.evolution_.ranked()
-            if math.isfinite(s) and space.bytes_of(c) <= budget
-        ]
-        if result.stop_reason != "done" and result.best is not None:
-            ranked = [result.best]  # out of time or interrupted: no more checks than one
+        if result.stop_reason == "done":
+            told = self.evolution_.ranked()
+            ranked = [c for c, s in told if math.isfinite(s) and space.bytes_of(c) <= budget]
+        else:  # out of time or interrupted: check no more than the best so far
+            ranked = [result.best] if result.best is not None else []
         checks = ranked[: int(self.config["final_checks"])] or [self.fallback(ctx, budget)]
         final = run_loop(
             _Fixed(self.name, checks), self.inherited_, ctx, budget, space=space, phase="final"
@@ -321,12 +340,13 @@ class Rule(AskTellController):
                 "interrupted": result.interrupted,
                 "supernet": self.supernet_summary_,
                 "blocks": int(self.config["blocks"]),
-                "metrics_from": "supernet weights (not retrained)",
+                "inherited_val_auc": m["auc"],
+                "inherited_val_logloss": m["logloss"],
             },
         )
-        plan.metrics = {"val_auc": m["auc"], "val_logloss": m["logloss"]}
-        if not self.config["retrain"]:
+        if not self.config["retrain"]:  # step 5: the runner uses these and skips retraining
             plan.weights = plan_weights(ctx, self.supernet_, plan, best)
+            plan.metrics = {"val_auc": m["auc"], "val_logloss": m["logloss"]}
         return plan
 
 

@@ -1,0 +1,305 @@
+"""OptEmbed, RULE and the evolution operators they share.
+
+The planted dataset gives every field the same cardinality, so a field's bytes per dim are
+the same for all fields and only informativeness can explain where a search puts its dims
+(with the default cardinalities, tiny noise fields get big dims for free).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from embsearch.context import SearchContext
+from embsearch.controllers._evolution import (
+    Evolution,
+    EvolutionConfig,
+    crossover,
+    fit_budget,
+    mutate,
+    plan_weights,
+    repair_per_block,
+    repair_value,
+)
+from embsearch.controllers.optembed import OptEmbed
+from embsearch.controllers.registry import get_controller
+from embsearch.controllers.rule import Rule, block_space
+from embsearch.data.synthetic import make_synthetic
+from embsearch.embeddings.supernets_evo import OptEmbedEmbedding, RuleEmbedding
+from embsearch.errors import BudgetError, ConfigError
+from embsearch.evaluator import InheritedWeightEvaluator
+from embsearch.search_loop import LoopResult, run_loop
+from embsearch.search_spaces import FeatureDimsSpace, FieldDimsSpace
+from embsearch.train import TrainConfig, evaluate
+
+SMALL = {"population": 12, "generations": 6, "top_k": 6}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared; small models gain nothing from more
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return make_synthetic(rows=20_000, seed=0, cardinalities=(500,) * 12)
+
+
+def make_ctx(ds, space, fractions, **kw) -> SearchContext:
+    budgets = [int(space.full_table_bytes() * f) for f in fractions]
+    cfg = TrainConfig(epochs=2, batch_size=1024, progress=False)
+    return SearchContext(ds, space, budgets, train=cfg, seed=0, log=lambda m: None, **kw)
+
+
+@pytest.fixture(scope="module")
+def optembed_run(planted):
+    """Two budgets, one supernet (pad projection, so inherited weights transfer exactly)."""
+    ctx = make_ctx(planted, FieldDimsSpace(planted.schema, 16, projection="pad"), [0.25, 0.4])
+    ctrl = OptEmbed(**SMALL)
+    return ctx, ctrl, ctrl.search_budgets(ctx)
+
+
+@pytest.fixture(scope="module")
+def rule_run(planted):
+    ctx = make_ctx(planted, FeatureDimsSpace(planted.schema, 16), [0.4])
+    ctrl = Rule()
+    return ctx, ctrl, ctrl.search(ctx)
+
+
+def per_field_dim(plan) -> dict[str, float]:
+    """Mean dim over a field's ids (its only dim in field_dims)."""
+    return {f.name: sum(g.rows * g.dim for g in f.groups) / f.rows for f in plan.fields}
+
+
+# -- inherited weights ------------------------------------------------------------------------
+def test_inherited_score_equals_standalone_table(optembed_run):
+    ctx, ctrl, plans = optembed_run
+    space, val = ctx.space, ctx.data.split("val")
+    emb = ctrl.supernet_.embedding
+    before = emb.threshold.detach().clone()
+    with torch.no_grad():  # prune half the rows of field 0, so pruning is checked too
+        rows = emb.table[emb.offsets[0] : emb.offsets[1]]
+        emb.threshold[0] = rows.abs().sum(-1).median()
+    try:
+        ev = InheritedWeightEvaluator(ctrl.supernet_, val)
+        assert 0.3 < emb.pruned_fraction()[0] < 0.7
+        rng = np.random.default_rng(0)
+        cands = [space.from_plan(plans[0]), space.uniform(16), space.uniform(4)]
+        cands += [space.sample(rng) for _ in range(3)]
+        for cand in cands:
+            plan = space.to_plan(cand, "optembed", space.bytes_of(cand))
+            model = ctx.build_model(plan)
+            model.load_state_dict(plan_weights(ctx, ctrl.supernet_, plan, cand))
+            auc, logloss = evaluate(model, val)
+            assert ev(cand) == pytest.approx(auc, abs=1e-6)
+            assert ev.last_metrics["logloss"] == pytest.approx(logloss, abs=1e-6)
+    finally:
+        with torch.no_grad():
+            emb.threshold.copy_(before)
+
+
+def test_rule_plan_serves_without_retraining(rule_run):
+    ctx, ctrl, plan = rule_run
+    assert plan.projection == "pad" and plan.table_bytes <= plan.budget_bytes
+    assert plan.weights is not None and isinstance(next(iter(plan.weights.values())), torch.Tensor)
+    model = ctx.build_model(plan)
+    model.load_state_dict(plan.weights)
+    auc, logloss = evaluate(model, ctx.data.split("val"))
+    assert plan.metrics["val_auc"] == pytest.approx(auc, abs=1e-6)
+    assert plan.metrics["val_logloss"] == pytest.approx(logloss, abs=1e-6)
+    ctrl.config["retrain"] = True  # the same finish, asking for the runner's retraining
+    try:
+        again = ctrl.finish(ctx, ctx.budget, LoopResult(None, -math.inf, 0, 0.0))
+    finally:
+        ctrl.config["retrain"] = False
+    assert again.weights is None and not again.metrics and again.table_bytes <= again.budget_bytes
+    assert again.extra["inherited_val_auc"] > 0.5
+
+
+def test_optembed_rows_pruned_by_threshold_with_straight_through_gradient():
+    emb = OptEmbedEmbedding(4, (1, 2, 4), [[(0, 3)], [(0, 2)]], ["a", "b"], threshold_init=0.0)
+    with torch.no_grad():
+        emb.table.copy_(torch.tensor([[1.0] * 4, [0.1] * 4, [0.5] * 4, [1.0] * 4, [2.0] * 4]))
+        emb.threshold.copy_(torch.tensor([2.5, 10.0]))  # prunes rows 1 and 2 of a, all of b
+    emb.set_candidate(((4,), (4,)))
+    emb.eval()
+    out = emb(torch.tensor([[0, 0], [1, 1], [2, 0]]))
+    assert (
+        out[0, 0].tolist() == [1.0] * 4
+        and out[1:, 0].abs().sum() == 0
+        and out[:, 1].abs().sum() == 0
+    )
+    assert emb.pruned_fraction() == pytest.approx([2 / 3, 1.0])
+    emb.train()
+    (emb(torch.tensor([[0, 1], [2, 0]])).sum() + 1e-3 * emb.threshold_loss()).backward()
+    assert emb.threshold.grad is not None and bool((emb.threshold.grad != 0).all())
+
+
+def test_rule_diversity_is_low_for_distinct_blocks():
+    emb = RuleEmbedding(4, (2, 4), [[(0, 3)]], ["a"], blocks=2)
+    with torch.no_grad():
+        emb.table.copy_(
+            torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 1.0, 1.0]])
+        )
+    emb.train()
+    emb(torch.tensor([[0]]))
+    assert emb.diversity_loss().item() == pytest.approx(1.0)  # both blocks equal
+    emb(torch.tensor([[1]]))
+    assert emb.diversity_loss().item() == pytest.approx(0.0, abs=1e-6)  # orthogonal blocks
+    emb(torch.tensor([[2]]))
+    assert emb.diversity_loss().item() == pytest.approx(0.5)  # cos 45 degrees, squared
+    emb.diversity_loss().backward()
+    assert emb.table.grad is not None and float(emb.table.grad.abs().sum()) > 0
+
+
+# -- what the searches find -----------------------------------------------------------------------
+@pytest.mark.parametrize("run", ["optembed_run", "rule_run"])
+def test_informative_fields_get_more_dims(run, request):
+    ctx, _, plans = request.getfixturevalue(run)
+    plan = plans[0] if isinstance(plans, list) else plans
+    dims = per_field_dim(plan)
+    meta = ctx.dataset.schema.meta
+    informative = np.mean([dims[n] for n in meta["informative"]])
+    noise = np.mean([dims[n] for n in meta["noise"]])
+    assert informative > noise, (informative, noise, plan.field_dims)
+
+
+def test_several_budgets_share_one_supernet_and_history_is_json(optembed_run):
+    ctx, _, plans = optembed_run
+    assert [e["event"] for e in ctx.history].count("supernet") == 1
+    assert [p.budget_bytes for p in plans] == ctx.budgets
+    evals = [e for e in ctx.history if e["event"] == "evaluation"]
+    assert evals and all(e["bytes"] <= e["budget"] for e in evals)
+    assert {"candidate", "bytes", "score", "seconds"} <= set(evals[0])
+    json.dumps(ctx.history, allow_nan=False)
+    for p in plans:
+        assert p.table_bytes <= p.budget_bytes
+        assert set(p.extra["pruned_row_fraction"]) == set(ctx.dataset.schema.names)
+        json.dumps(p.to_json(), allow_nan=False)
+
+
+# -- parameters and budgets -------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [OptEmbed, Rule])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"population": 1},
+        {"population": 4, "top_k": 5},
+        {"generations": -1},
+        {"mutation_prob": 1.5},
+        {"crossover_prob": -0.1},
+        {"selection": "roulette"},
+        {"supernet_epochs": 0},
+        {"population": True},
+    ],
+)
+def test_bad_params_raise_config_error_naming_them(cls, bad):
+    with pytest.raises(ConfigError, match=list(bad)[-1]):  # the offending parameter
+        cls(**bad)
+
+
+def test_rule_params_and_blocks(planted):
+    for bad in ({"blocks": 0}, {"estimator_samples": 2}, {"estimator": "mlp"}, {"retrain": "no"}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            Rule(**bad)
+    ctx = make_ctx(planted, FieldDimsSpace(planted.schema, 16), [0.5])
+    with pytest.raises(ConfigError, match="blocks"):
+        Rule(blocks=3).search(ctx)  # 3 does not divide 16; fails before any training
+    space = block_space(ctx.space, 8)
+    assert space.candidates == (2, 4, 6, 8, 10, 12, 14, 16) and space.projection == "pad"
+
+
+@pytest.mark.parametrize("cls", [OptEmbed, Rule])
+def test_unmeetable_budget_raises_before_training(cls, planted):
+    ctx = make_ctx(planted, FieldDimsSpace(planted.schema, 16), [0.01])
+    with pytest.raises(BudgetError):
+        cls().search(ctx)
+    assert not [e for e in ctx.history if e["event"] == "supernet"]
+
+
+def test_registered_as_evolutionary():
+    for name in ("optembed", "rule"):
+        cls = get_controller(name)
+        assert cls.family == "evolutionary" and "20" in cls.paper
+        assert cls().config["population"] >= 2
+
+
+# -- operators (hypothesis) ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def spaces():
+    ds = make_synthetic(rows=3000, seed=1)
+    return {
+        "field_linear": FieldDimsSpace(ds.schema, 16),
+        "feature_pad": FeatureDimsSpace(ds.schema, 16, candidates=[0, 4, 8, 16], projection="pad"),
+        "feature_linear": FeatureDimsSpace(ds.schema, 8, candidates=[2, 4, 8], n_groups=2),
+    }
+
+
+KEYS = st.sampled_from(["field_linear", "feature_pad", "feature_linear"])
+FAST = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@FAST
+@given(key=KEYS, seed=st.integers(0, 2**16), prob=st.floats(0, 1))
+def test_crossover_and_mutation_are_valid_and_leave_parents_alone(spaces, key, seed, prob):
+    space, rng = spaces[key], np.random.default_rng(seed)
+    a, b = space.sample(rng), space.sample(rng)
+    a0, b0 = copy.deepcopy(a), copy.deepcopy(b)
+    child = crossover(a, b, rng)
+    space.validate(child)
+    assert all(c == x or c == y for c, x, y in zip(child, a, b))  # whole fields only
+    mutant = mutate(child, space, rng, prob)
+    space.validate(mutant)
+    if prob == 0:
+        assert mutant == child
+    assert (a, b) == (a0, b0)
+
+
+@FAST
+@given(key=KEYS, seed=st.integers(0, 2**16), frac=st.floats(0.02, 0.8))
+def test_nothing_over_budget_is_ever_kept(spaces, key, seed, frac):
+    space = spaces[key]
+    budget = max(int(space.full_table_bytes() * frac), space.min_bytes())
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(size=len(g)) for g in space.groups]
+
+    class Scorer:
+        name = "fake"
+
+        def __call__(self, cand):
+            return float(sum(w @ np.asarray(d) for w, d in zip(weights, cand)))
+
+    evo = Evolution(space, budget, EvolutionConfig(population=5, generations=3, top_k=3), rng)
+    ctx = SearchContext(None, space, [budget], log=lambda m: None)  # type: ignore[arg-type]
+    result = run_loop(evo, Scorer(), ctx, budget, space=space)
+    assert result.best is not None and space.bytes_of(result.best) <= budget
+    assert all(space.bytes_of(c) <= budget for c in evo.scores)
+    assert not [e for e in ctx.history if e["event"] == "rejected"]
+    assert result.evaluations <= 5 * 4
+
+
+@FAST
+@given(seed=st.integers(0, 2**16), frac=st.floats(0.05, 0.9))
+def test_per_block_repair_matches_space_repair(spaces, seed, frac):
+    space = spaces["feature_pad"]
+    rng = np.random.default_rng(seed)
+    cand, budget = space.sample(rng), max(int(space.full_table_bytes() * frac), space.min_bytes())
+    fast, exact = repair_per_block(cand, space, budget), space.repair(cand, budget)
+    assert (
+        space.bytes_of(fast) <= budget and space.bytes_of(fit_budget(cand, space, budget)) <= budget
+    )
+    if space.bytes_of(cand) > budget:
+        value = sum(repair_value(d, o) for d, o in zip(fast, cand))
+        assert value == pytest.approx(sum(repair_value(d, o) for d, o in zip(exact, cand)))
