@@ -22,7 +22,13 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch; return a CPU generator for batch permutations."""
+    """Seed python, numpy and torch; return a CPU generator for batch permutations.
+
+    Also asks torch for deterministic kernels: with several CPU threads some backward
+    scatters otherwise add in varying order, and tiny float differences change which
+    candidate a search picks. (``warn_only`` keeps CUDA ops without such kernels usable.)
+    """
+    torch.use_deterministic_algorithms(True, warn_only=True)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
