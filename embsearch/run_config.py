@@ -4,11 +4,10 @@ saved in the run directory so ``retrain`` and ``export`` rebuild exactly the sam
 from __future__ import annotations
 
 import json
+import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from embsearch.errors import ConfigError
 
