@@ -149,6 +149,8 @@ class Search(Command):
             metrics = "  ".join(f"{k} {v:.4f}" for k, v in p.metrics.items())
             print(f"{r.run_dir}: {p.controller} plan {format_bytes(p.table_bytes)} of budget {format_bytes(p.budget_bytes)}  {metrics}")
             print("  dims: " + ", ".join(f"{f.name}={'/'.join(map(str, f.dims))}" for f in p.fields))
+            if p.extra.get("interrupted"):
+                print(f"  search interrupted: best plan so far, not trained; `embsearch retrain {r.run_dir}` trains it")
         return 0
 
 

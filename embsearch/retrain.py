@@ -33,7 +33,7 @@ def run_retrain(
 ) -> dict[str, Any]:
     """Retrain, evaluate on test, write ``RUN_DIR/retrain.json``; returns its content."""
     run_dir = Path(run_dir)
-    cfg, plan, _ = load_run(run_dir)
+    cfg, plan, _ = load_run(run_dir, weights=False)
     if epochs is not None:
         cfg.epochs = epochs
     if device is not None:

@@ -99,11 +99,13 @@ def run_search(cfg: RunConfig, out: str | Path, *, progress: bool = True, overwr
             if plan.table_bytes > budget:
                 raise RuntimeError(f"controller {cfg.controller} broke the budget: {plan.table_bytes} > {budget} B")
             t1 = time.perf_counter()
-            state = _trained_state(ctx, plan)
+            interrupted = bool(plan.extra.get("interrupted"))
+            state = None if interrupted else _trained_state(ctx, plan)  # Ctrl-C: no retraining
             sub = tmp if len(plans) == 1 else tmp / f"budget-{spec.label}"
             sub.mkdir(parents=True, exist_ok=True)
             plan.save(sub / "plan.json")
-            torch.save(state, sub / "model.pt")
+            if state is not None:
+                torch.save(state, sub / "model.pt")
             write_json(sub / "config.json", cfg.to_json())
             write_json(sub / "search.json", {
                 "controller": cfg.controller, "budget": spec.text, "budget_bytes": budget,
@@ -141,8 +143,8 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def load_run(run_dir: str | Path) -> tuple[RunConfig, Plan, dict[str, torch.Tensor]]:
-    """Read a finished single-plan run directory."""
+def load_run(run_dir: str | Path, *, weights: bool = True) -> tuple[RunConfig, Plan, dict[str, torch.Tensor]]:
+    """Read a single-plan run directory (``weights=False``: its trained weights are not needed)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} does not exist")
@@ -151,10 +153,14 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, Plan, dict[str, torch.Tens
         if subs:
             raise RunDirError(f"{run_dir} holds one run per budget; pick one, e.g. {run_dir / subs[0]}")
         raise RunDirError(f"{run_dir} holds no plan.json; is it a run directory from `embsearch search`?")
-    for name in ("config.json", "model.pt"):
-        if not (run_dir / name).is_file():
-            raise RunDirError(f"{run_dir} lacks {name}; the run did not finish, run the search again")
+    if not (run_dir / "config.json").is_file():
+        raise RunDirError(f"{run_dir} lacks config.json; the run did not finish, run the search again")
+    if weights and not (run_dir / "model.pt").is_file():
+        raise RunDirError(
+            f"{run_dir} has a plan but no trained weights (the search was interrupted); "
+            f"`embsearch retrain {run_dir}` trains it, or run the search again"
+        )
     cfg = RunConfig.from_mapping(read_json(run_dir / "config.json"), str(run_dir / "config.json"))
     plan = Plan.load(run_dir / "plan.json")
-    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True) if weights else {}
     return cfg, plan, state

@@ -120,7 +120,7 @@ def run_loop(
         "controller": asker.name,
         "phase": phase,
         "budget": int(budget),
-        "evaluator": evaluator.name,
+        "evaluator": getattr(evaluator, "name", type(evaluator).__name__),  # plain callables too
     }
     t0 = time.perf_counter()
     best: Candidate | None = None
