@@ -100,3 +100,15 @@ def test_rule_based_plans_never_exceed_budget(cards, frac, name, grouped):
     assert plan.table_bytes <= budget
     assert plan.table_bytes == sum(f.bytes for f in plan.fields)
     assert plan.table_bytes == space.bytes_of(space.from_plan(plan)) or name == "uniform"
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    cards=st.lists(st.integers(1, 400), min_size=1, max_size=4),
+    cands=st.sets(st.sampled_from([0, 1, 2, 4, 8, 16]), min_size=1, max_size=4),
+    projection=st.sampled_from(["linear", "pad"]),
+)
+def test_min_bytes_is_the_cheapest_option(cards, cands, projection):
+    space = FeatureDimsSpace(_schema(cards), width=16, candidates=sorted(cands), n_groups=2, projection=projection)
+    brute = sum(min(space.field_cost(f, o) for o in space.options(f)) for f in range(space.num_fields))
+    assert space.min_bytes() == brute

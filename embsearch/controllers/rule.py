@@ -194,7 +194,7 @@ class Rule(AskTellController):
     params: dict[str, Any] = {
         **EVOLUTION_PARAMS,
         "supernet_epochs": None,  # None: ctx.train.epochs
-        "blocks": 8,
+        "blocks": 16,
         "diversity": 0.01,
         "estimator_samples": 128,
         "ridge": 1.0,

@@ -90,7 +90,13 @@ class SearchSpace:
         return tuple((dim,) * len(g) for g in self.groups)
 
     def min_bytes(self) -> int:
-        return sum(min(self.field_cost(f, o) for o in self.options(f)) for f in range(self.num_fields))
+        """Bytes of the cheapest candidate. Per field the cheapest option is uniform: any
+        option with a dim below the width pays a projection (linear) and its rows, so the
+        smallest candidate everywhere beats it; without projections, all at the width."""
+        return sum(
+            min(self.field_cost(f, (c,) * len(g)) for c in self.candidates)
+            for f, g in enumerate(self.groups)
+        )
 
     def max_candidate(self) -> Candidate:
         return self.uniform(self.candidates[-1])

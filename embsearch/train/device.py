@@ -28,10 +28,20 @@ def seed_everything(seed: int) -> torch.Generator:
     scatters otherwise add in varying order, and tiny float differences change which
     candidate a search picks. (``warn_only`` keeps CUDA ops without such kernels usable.)
     """
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    _deterministic_kernels()
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+def _deterministic_kernels() -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` without its side import
+    of torch._inductor (3 s per process, for a compiler flag embsearch never uses)."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # a torch without the private setter: pay the import
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        setter(True, warn_only=True)
