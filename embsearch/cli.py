@@ -16,11 +16,11 @@ from typing import Any
 from embsearch.errors import ConfigError, EmbsearchError
 
 EPILOG_SEARCH = """examples:
-  embsearch search --data synthetic --budget 25%% --controller mde --out runs/mde
-  embsearch search --data prepared/criteo --budget 4MiB --budget 10%% --controller uniform --out runs/u
+  embsearch search --data synthetic --budget 25% --controller mde --out runs/mde
+  embsearch search --data prepared/criteo --budget 4MiB --budget 10% --controller uniform --out runs/u
   embsearch search --config search.toml --out runs/x      (keys: see RunConfig in the README)
   embsearch search --controller mypkg.mymod:MyController --param alpha=0.5 ...
-budgets: bytes (250000), sizes (4MiB, 1.5MB) or a %% of the full dim-WIDTH table (10%%).
+budgets: bytes (250000), sizes (4MiB, 1.5MB) or a % of the full dim-WIDTH table (10%).
 several --budget values give one plan each, in RUN_DIR/budget-<label>/."""
 
 
@@ -210,9 +210,10 @@ class Controllers(Command):
         from rich.console import Console
         from rich.table import Table
 
-        table = Table("name", "family", "space", "paper")
+        table = Table("name", "family", "space", "parameters (--param key=value)", "paper")
         for r in rows:
-            table.add_row(r["name"], r["family"], r["space"], r["paper"])
+            params = "\n".join(f"{k}={v}" for k, v in r["params"].items())
+            table.add_row(r["name"], r["family"], r["space"], params, r["paper"])
         Console().print(table)
         return 0
 
@@ -225,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="embsearch",
         description="Search embedding dimensions of recommendation models under a byte budget, "
         "then export or retrain the mixed-dimension table.",
-        epilog="start here: embsearch search --data synthetic --budget 25%% --controller mde --out runs/first",
+        epilog="start here: embsearch search --data synthetic --budget 25% --controller mde --out runs/first\n"
+        "then:       embsearch retrain runs/first --with-baseline; embsearch export runs/first --out exported",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for cmd in COMMANDS.values():
@@ -245,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("embsearch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `embsearch controllers --json | head`
+        sys.stdout = None  # type: ignore[assignment]  # nothing more can be written
+        return 0
 
 
 if __name__ == "__main__":

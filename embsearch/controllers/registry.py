@@ -65,11 +65,17 @@ def get_controller(name: str) -> type[Controller]:
 
 
 def describe_all() -> list[dict[str, str]]:
-    """Name, family, paper and default space of every registered controller."""
+    """Name, family, paper, default space and parameters of every registered controller."""
     rows = []
     for name in sorted(available()):
         cls = get_controller(name)
         rows.append(
-            {"name": name, "family": cls.family, "paper": cls.paper, "space": cls.default_space}
+            {
+                "name": name,
+                "family": cls.family,
+                "paper": cls.paper,
+                "space": cls.default_space,
+                "params": dict(cls.params),
+            }
         )
     return rows
