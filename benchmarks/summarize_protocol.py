@@ -2,7 +2,8 @@
 
 For every (dataset, controller, budget): mean test AUC over the runs with its spread, the
 mean difference from ``uniform`` at the same budget (paired by run), bytes used, and search
-time as a multiple of one full-table training (mean over runs).
+time as a multiple of one full-table training (median over runs: one busy moment on a
+shared machine skews a mean).
 
     python benchmarks/summarize_protocol.py /tmp/bench/seed0 /tmp/bench/seed1 /tmp/bench/seed2
 """
@@ -50,7 +51,7 @@ def summarise(runs: list[list[dict]]) -> str:
         sd = statistics.stdev(a) if len(a) > 1 else float("nan")
         d = delta.get(key, [])
         vs = f"{statistics.mean(d):+.4f} ({sum(x > 0 for x in d)}/{len(d)})" if d else ""
-        rt = f"{statistics.mean(ratio[key]):.2f}x" if ratio.get(key) else ""
+        rt = f"{statistics.median(ratio[key]):.2f}x" if ratio.get(key) else ""  # median: robust to a busy moment
         sd_txt = "" if math.isnan(sd) else f" ± {sd:.4f}"
         lines.append(
             f"| {key[0]} | {key[1]} | {key[2]} | {statistics.mean(a):.4f}{sd_txt} | {vs} | "
