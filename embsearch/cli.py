@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,15 +42,16 @@ def _int_list(text: str) -> list[int]:
         raise ConfigError(f"--candidates {text!r}: give comma-separated integers, e.g. 2,4,8,16") from None
 
 
-class Command:
+class Command(ABC):
     name = ""
     help = ""
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         return None
 
+    @abstractmethod
     def run(self, args: argparse.Namespace) -> int:
-        raise NotImplementedError
+        """Do the work; return the exit status."""
 
 
 class Prepare(Command):
@@ -99,6 +101,10 @@ class Data(Command):
         sp = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         cmd.add_arguments(sp)
         sp.set_defaults(handler=cmd)
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Reached only without a sub-command (argparse requires one)."""
+        raise ConfigError("choose a data sub-command: `embsearch data prepare --help`")
 
 
 class Search(Command):

@@ -7,6 +7,7 @@ width) rather than a search space, so the embeddings layer imports nothing above
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -162,7 +163,7 @@ class CandidateBranches(nn.Module):
         return self.running_mean[f, :d].clone(), self.proj[f, k, :d] * scale.unsqueeze(0)
 
 
-class MixedSupernet(nn.Module):
+class MixedSupernet(nn.Module, ABC):
     """Shared table + candidate branches, mixed by per-id weights over candidates.
 
     Subclasses give :meth:`mix_weights` (AutoDim: Gumbel-softmax of per-(field, group)
@@ -187,10 +188,10 @@ class MixedSupernet(nn.Module):
         self.width = int(width)
         self.register_buffer("fixed", torch.zeros(0), persistent=False)
 
+    @abstractmethod
     def mix_weights(self, x: torch.Tensor) -> torch.Tensor:
         """Weights over candidates: ``[fields, K]`` (one mixture per field for the whole
         batch) or ``[batch, fields, K]`` (one per id); they sum to 1 over K."""
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         centred, p = self.branches.normalised(self.table(x))
