@@ -18,8 +18,9 @@ class DeviceSplit:
     """A split's ids and labels as tensors on ``device`` (``x`` int64 for lookups)."""
 
     def __init__(self, split: Split, device: torch.device | str = "cpu") -> None:
-        self.x = torch.from_numpy(np.ascontiguousarray(split.x, dtype=np.int32)).to(device).long()
-        self.y = torch.from_numpy(np.ascontiguousarray(split.y, dtype=np.float32)).to(device)
+        # One copy each (memory-mapped arrays are read-only; lookups want int64 anyway).
+        self.x = torch.from_numpy(np.array(split.x, dtype=np.int64)).to(device)
+        self.y = torch.from_numpy(np.array(split.y, dtype=np.float32)).to(device)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
