@@ -30,6 +30,7 @@ from torch import nn
 
 from embsearch.budget import field_bytes
 from embsearch.context import SearchContext
+from embsearch.controllers.base import AskTellController
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.plan import Plan
 from embsearch.search_spaces.base import Candidate, SearchSpace
@@ -331,3 +332,28 @@ def plan_weights(
     model.embedding.load_block_tensors(supernet.embedding.block_tensors(cand))  # type: ignore[union-attr, operator]
     model.backbone.load_state_dict(supernet.backbone.state_dict())  # type: ignore[union-attr]
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class EvolutionaryController(AskTellController):
+    """The ask/tell half every evolutionary controller shares (OptEmbed's and RULE's search
+    step): one :class:`Evolution` per budget over :meth:`evolution_space`, seeded with the
+    widest candidate of that space (projected onto the budget)."""
+
+    def evolution_space(self, ctx: SearchContext) -> SearchSpace:
+        """The space evolved in; default :meth:`search_space`."""
+        return self.search_space(ctx)
+
+    def start(self, ctx: SearchContext, budget: int) -> None:
+        """A fresh population for this budget."""
+        space = self.evolution_space(ctx)
+        cfg = EvolutionConfig.from_params(self.config)
+        self.evolution_ = Evolution(space, budget, cfg, ctx.rng(budget), seeds=[space.max_candidate()])
+
+    def ask(self) -> Candidate:
+        return self.evolution_.ask()
+
+    def tell(self, candidate: Candidate, score: float) -> None:
+        self.evolution_.tell(candidate, score)
+
+    def done(self) -> bool:
+        return self.evolution_.done()

@@ -33,22 +33,19 @@ from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._evolution import (
     EVOLUTION_PARAMS,
-    Evolution,
-    EvolutionConfig,
+    EvolutionaryController,
     check_budget,
     train_supernet,
     validate_evolution,
 )
-from embsearch.controllers.base import AskTellController
 from embsearch.embeddings.supernets_evo import OptEmbedEmbedding
 from embsearch.errors import ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult
-from embsearch.search_spaces.base import Candidate
 
 
-class OptEmbed(AskTellController):
+class OptEmbed(EvolutionaryController):
     name = "optembed"
     family = "evolutionary"
     paper = (
@@ -124,22 +121,7 @@ class OptEmbed(AskTellController):
     def evaluator(self, ctx: SearchContext, budget: int) -> InheritedWeightEvaluator:
         return self.evaluator_
 
-    # -- step 2 -----------------------------------------------------------------------------
-    def start(self, ctx: SearchContext, budget: int) -> None:
-        """A fresh population for this budget (seeded with the widest plan that fits)."""
-        cfg = EvolutionConfig.from_params(self.config)
-        self.evolution_ = Evolution(
-            ctx.space, budget, cfg, ctx.rng(budget), seeds=[ctx.space.max_candidate()]
-        )
-
-    def ask(self) -> Candidate:
-        return self.evolution_.ask()
-
-    def tell(self, candidate: Candidate, score: float) -> None:
-        self.evolution_.tell(candidate, score)
-
-    def done(self) -> bool:
-        return self.evolution_.done()
+    # -- step 2: evolution over per-field dims (EvolutionaryController's ask/tell) --------
 
     # -- step 3 (the runner retrains) ---------------------------------------------------------
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:

@@ -37,14 +37,12 @@ from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._evolution import (
     EVOLUTION_PARAMS,
-    Evolution,
-    EvolutionConfig,
+    EvolutionaryController,
     fit_budget,
     plan_weights,
     train_supernet,
     validate_evolution,
 )
-from embsearch.controllers.base import AskTellController
 from embsearch.embeddings.supernets_evo import RuleEmbedding
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator
@@ -183,7 +181,7 @@ def _ranks(v: np.ndarray) -> np.ndarray:
     return np.argsort(np.argsort(v, kind="stable"), kind="stable").astype(float)
 
 
-class Rule(AskTellController):
+class Rule(EvolutionaryController):
     name = "rule"
     family = "evolutionary"
     paper = (
@@ -301,21 +299,10 @@ class Rule(AskTellController):
     def evaluator(self, ctx: SearchContext, budget: int) -> RidgeEstimator:
         return self.estimator_
 
-    # -- step 4 -------------------------------------------------------------------------------
-    def start(self, ctx: SearchContext, budget: int) -> None:
-        cfg = EvolutionConfig.from_params(self.config)
-        self.evolution_ = Evolution(
-            self.space_, budget, cfg, ctx.rng(budget), seeds=[self.space_.max_candidate()]
-        )
+    # -- step 4: evolution under each budget (EvolutionaryController's ask/tell) ------------
+    def evolution_space(self, ctx: SearchContext) -> SearchSpace:
+        return self.space_
 
-    def ask(self) -> Candidate:
-        return self.evolution_.ask()
-
-    def tell(self, candidate: Candidate, score: float) -> None:
-        self.evolution_.tell(candidate, score)
-
-    def done(self) -> bool:
-        return self.evolution_.done()
 
     # -- step 5 -------------------------------------------------------------------------------
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
