@@ -69,7 +69,13 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torc
 
 
 def run_embsearch(split: Split, cards: list[int], steps: int, device: torch.device) -> float:
-    plan = Plan("full", "field_dims", WIDTH, [FieldPlan(f"f{i}", c, [GroupPlan(0, c, WIDTH)]) for i, c in enumerate(cards)], 10**12)
+    plan = Plan(
+        "full",
+        "field_dims",
+        WIDTH,
+        [FieldPlan(f"f{i}", c, [GroupPlan(0, c, WIDTH)]) for i, c in enumerate(cards)],
+        10**12,
+    )
     model = CTRModel(MixedDimEmbedding(plan), make_backbone("deepfm", FIELDS, WIDTH)).to(device)
     opt = make_adam(model.parameters(), lr=1e-3)  # the trainer's optimizer
     data = DeviceSplit(split, device)
@@ -86,11 +92,17 @@ def run_embsearch(split: Split, cards: list[int], steps: int, device: torch.devi
     return n / (time.perf_counter() - t0)
 
 
-def run_baseline(split: Split, cards: list[int], steps: int, device: torch.device, fused: bool = False) -> float:
+def run_baseline(
+    split: Split, cards: list[int], steps: int, device: torch.device, fused: bool = False
+) -> float:
     """The common pattern; ``fused=True`` gives it our optimizer too, isolating the data path."""
     torch.use_deterministic_algorithms(False)  # the common pattern does not ask for them
     model = CTRModel(PerFieldEmbedding(cards), make_backbone("deepfm", FIELDS, WIDTH)).to(device)
-    opt = make_adam(model.parameters(), lr=1e-3) if fused else torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = (
+        make_adam(model.parameters(), lr=1e-3)
+        if fused
+        else torch.optim.Adam(model.parameters(), lr=1e-3)
+    )
     loader = iter(DataLoader(RowDataset(split), batch_size=BATCH, shuffle=True))
     x, y = next(loader)
     _step(model, opt, x.to(device), y.to(device))
@@ -105,7 +117,9 @@ def run_baseline(split: Split, cards: list[int], steps: int, device: torch.devic
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--device", default="cpu")
@@ -117,12 +131,23 @@ def main() -> None:
     base_fused = run_baseline(split, cards, args.steps, device, fused=True)
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}",
-        "torch": torch.__version__, "rows": args.rows, "steps": args.steps, "batch": BATCH, "fields": FIELDS,
-        "embsearch_samples_per_s": round(ours), "baseline_samples_per_s": round(base), "speedup": round(ours / base, 2),
-        "baseline_fused_adam_samples_per_s": round(base_fused), "speedup_vs_fused_baseline": round(ours / base_fused, 2),
+        "torch": torch.__version__,
+        "rows": args.rows,
+        "steps": args.steps,
+        "batch": BATCH,
+        "fields": FIELDS,
+        "embsearch_samples_per_s": round(ours),
+        "baseline_samples_per_s": round(base),
+        "speedup": round(ours / base, 2),
+        "baseline_fused_adam_samples_per_s": round(base_fused),
+        "speedup_vs_fused_baseline": round(ours / base_fused, 2),
     }
-    print(f"embsearch {ours:,.0f} samples/s | per-field nn.Embedding + DataLoader {base:,.0f} samples/s | {ours / base:.2f}x")
-    print(f"  (same baseline with embsearch's fused Adam: {base_fused:,.0f} samples/s, {ours / base_fused:.2f}x)")
+    print(
+        f"embsearch {ours:,.0f} samples/s | per-field nn.Embedding + DataLoader {base:,.0f} samples/s | {ours / base:.2f}x"
+    )
+    print(
+        f"  (same baseline with embsearch's fused Adam: {base_fused:,.0f} samples/s, {ours / base_fused:.2f}x)"
+    )
     print(json.dumps(result))
 
 

@@ -30,7 +30,9 @@ def summarise(runs: list[list[dict]]) -> str:
     errors: dict[tuple, str] = {}
     for rows in runs:
         full = {r["dataset"]: r for r in rows if r["controller"].startswith("full")}
-        uni = {(r["dataset"], r["budget"]): r["test_auc"] for r in rows if r["controller"] == "uniform"}
+        uni = {
+            (r["dataset"], r["budget"]): r["test_auc"] for r in rows if r["controller"] == "uniform"
+        }
         for r in rows:
             key = (r["dataset"], r["controller"], r["budget"])
             if "error" in r or r.get("test_auc") is None:
@@ -51,7 +53,9 @@ def summarise(runs: list[list[dict]]) -> str:
         sd = statistics.stdev(a) if len(a) > 1 else float("nan")
         d = delta.get(key, [])
         vs = f"{statistics.mean(d):+.4f} ({sum(x > 0 for x in d)}/{len(d)})" if d else ""
-        rt = f"{statistics.median(ratio[key]):.2f}x" if ratio.get(key) else ""  # median: robust to a busy moment
+        rt = (
+            f"{statistics.median(ratio[key]):.2f}x" if ratio.get(key) else ""
+        )  # median: robust to a busy moment
         sd_txt = "" if math.isnan(sd) else f" ± {sd:.4f}"
         lines.append(
             f"| {key[0]} | {key[1]} | {key[2]} | {statistics.mean(a):.4f}{sd_txt} | {vs} | "
@@ -63,7 +67,9 @@ def summarise(runs: list[list[dict]]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("dirs", nargs="+", help="output directories of bench_protocol.py runs")
     args = ap.parse_args()
     print(summarise(_load(args.dirs)))

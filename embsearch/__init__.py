@@ -11,7 +11,14 @@ from embsearch.errors import EmbsearchError
 from embsearch.plan import FieldPlan, GroupPlan, Plan
 
 __all__ = [
-    "AskTellController", "Controller", "EmbsearchError", "FieldPlan", "GroupPlan", "MixedDimEmbedding",
-    "Plan", "SearchContext", "parse_budget",
+    "AskTellController",
+    "Controller",
+    "EmbsearchError",
+    "FieldPlan",
+    "GroupPlan",
+    "MixedDimEmbedding",
+    "Plan",
+    "SearchContext",
+    "parse_budget",
 ]
 __version__ = "0.1.0"

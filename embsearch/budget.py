@@ -16,10 +16,17 @@ from embsearch.errors import BudgetError
 
 BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 _UNITS = {
-    "": 1, "b": 1,
-    "kb": 10**3, "mb": 10**6, "gb": 10**9,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30,
-    "k": 10**3, "m": 10**6, "g": 10**9,
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
 }
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _PCT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")

@@ -39,7 +39,9 @@ def _int_list(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"--candidates {text!r}: give comma-separated integers, e.g. 2,4,8,16") from None
+        raise ConfigError(
+            f"--candidates {text!r}: give comma-separated integers, e.g. 2,4,8,16"
+        ) from None
 
 
 class Command(ABC):
@@ -59,18 +61,48 @@ class Prepare(Command):
     help = "read a raw CTR file into id arrays (.npy) + schema.json"
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--format", required=True, choices=["criteo", "avazu", "csv", "libfm", "parquet", "synthetic"])
-        p.add_argument("--input", nargs="*", default=[], help="one file (split randomly) or three: train val test (.gz ok)")
+        p.add_argument(
+            "--format",
+            required=True,
+            choices=["criteo", "avazu", "csv", "libfm", "parquet", "synthetic"],
+        )
+        p.add_argument(
+            "--input",
+            nargs="*",
+            default=[],
+            help="one file (split randomly) or three: train val test (.gz ok)",
+        )
         p.add_argument("--out", required=True, help="output directory (must not exist)")
         p.add_argument("--label", help="label column (csv/parquet)")
-        p.add_argument("--categorical", type=lambda s: s.split(","), help="comma-separated categorical columns")
-        p.add_argument("--numeric", type=lambda s: s.split(","), help="comma-separated numeric columns (bucketised)")
-        p.add_argument("--drop", type=lambda s: s.split(","), help="comma-separated columns to drop (e.g. leaky ones)")
-        p.add_argument("--min-count", type=int, default=1, help="values seen fewer times in train map to the OOV id")
-        p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions for a single input")
+        p.add_argument(
+            "--categorical", type=lambda s: s.split(","), help="comma-separated categorical columns"
+        )
+        p.add_argument(
+            "--numeric",
+            type=lambda s: s.split(","),
+            help="comma-separated numeric columns (bucketised)",
+        )
+        p.add_argument(
+            "--drop",
+            type=lambda s: s.split(","),
+            help="comma-separated columns to drop (e.g. leaky ones)",
+        )
+        p.add_argument(
+            "--min-count",
+            type=int,
+            default=1,
+            help="values seen fewer times in train map to the OOV id",
+        )
+        p.add_argument(
+            "--split", default="0.8,0.1,0.1", help="train,val,test fractions for a single input"
+        )
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--rows", type=int, help="read at most this many rows (synthetic: how many to make)")
-        p.add_argument("--drop-constant", action="store_true", help="drop fields with a single value")
+        p.add_argument(
+            "--rows", type=int, help="read at most this many rows (synthetic: how many to make)"
+        )
+        p.add_argument(
+            "--drop-constant", action="store_true", help="drop fields with a single value"
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from embsearch.data.prepare import prepare
@@ -78,13 +110,25 @@ class Prepare(Command):
         try:
             split = tuple(float(v) for v in args.split.split(","))
         except ValueError:
-            raise ConfigError(f"--split {args.split!r}: give three fractions, e.g. 0.8,0.1,0.1") from None
+            raise ConfigError(
+                f"--split {args.split!r}: give three fractions, e.g. 0.8,0.1,0.1"
+            ) from None
         if len(split) != 3:
             raise ConfigError(f"--split {args.split!r}: give three fractions, e.g. 0.8,0.1,0.1")
         ds = prepare(
-            args.format, args.input, args.out, label=args.label, categorical=args.categorical, numeric=args.numeric,
-            drop=args.drop, min_count=args.min_count, split=split, seed=args.seed,  # type: ignore[arg-type]
-            drop_constant=args.drop_constant, rows=args.rows, warn=lambda m: print(f"embsearch: warning: {m}", file=sys.stderr),
+            args.format,
+            args.input,
+            args.out,
+            label=args.label,
+            categorical=args.categorical,
+            numeric=args.numeric,
+            drop=args.drop,
+            min_count=args.min_count,
+            split=split,
+            seed=args.seed,  # type: ignore[arg-type]
+            drop_constant=args.drop_constant,
+            rows=args.rows,
+            warn=lambda m: print(f"embsearch: warning: {m}", file=sys.stderr),
         )
         sizes = ", ".join(f"{s} {len(ds.split(s))}" for s in ("train", "val", "test"))
         print(f"wrote {args.out}: {ds.schema.num_fields} fields, rows: {sizes}")
@@ -114,23 +158,63 @@ class Search(Command):
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.epilog = EPILOG_SEARCH
         p.formatter_class = argparse.RawDescriptionHelpFormatter
-        p.add_argument("--data", help="'synthetic' or a directory from `embsearch data prepare` (default synthetic)")
-        p.add_argument("--budget", action="append", dest="budgets", help="byte budget; repeat for several plans (default 25%%)")
-        p.add_argument("--controller", help="registered name (see `embsearch controllers`) or package.module:Class (default mde)")
-        p.add_argument("--param", action="append", default=[], help="controller parameter key=value (repeatable)")
+        p.add_argument(
+            "--data",
+            help="'synthetic' or a directory from `embsearch data prepare` (default synthetic)",
+        )
+        p.add_argument(
+            "--budget",
+            action="append",
+            dest="budgets",
+            help="byte budget; repeat for several plans (default 25%%)",
+        )
+        p.add_argument(
+            "--controller",
+            help="registered name (see `embsearch controllers`) or package.module:Class (default mde)",
+        )
+        p.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            help="controller parameter key=value (repeatable)",
+        )
         p.add_argument("--backbone", help="lr, fm, dnn, deepfm, dcnv2, widedeep (default deepfm)")
         p.add_argument("--space", help="field_dims or feature_dims (default: the controller's)")
-        p.add_argument("--width", type=int, help="base dimension: width of the full-size table and the backbone (default 16)")
-        p.add_argument("--candidates", type=_int_list, help="candidate dims, e.g. 2,4,8,16 (default powers of two up to width)")
-        p.add_argument("--groups", type=int, help="frequency groups per field in feature_dims (default 4)")
-        p.add_argument("--projection", choices=["linear", "pad"], help="how small dims reach the width (default linear)")
-        p.add_argument("--epochs", type=int, help="training epochs for supernets and the final plan (default 5)")
+        p.add_argument(
+            "--width",
+            type=int,
+            help="base dimension: width of the full-size table and the backbone (default 16)",
+        )
+        p.add_argument(
+            "--candidates",
+            type=_int_list,
+            help="candidate dims, e.g. 2,4,8,16 (default powers of two up to width)",
+        )
+        p.add_argument(
+            "--groups", type=int, help="frequency groups per field in feature_dims (default 4)"
+        )
+        p.add_argument(
+            "--projection",
+            choices=["linear", "pad"],
+            help="how small dims reach the width (default linear)",
+        )
+        p.add_argument(
+            "--epochs",
+            type=int,
+            help="training epochs for supernets and the final plan (default 5)",
+        )
         p.add_argument("--batch-size", type=int, help="default 4096")
         p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
         p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto")
         p.add_argument("--seed", type=int, help="default 0")
-        p.add_argument("--max-seconds", type=float, help="stop sample-based searches after this long, keeping the best so far")
-        p.add_argument("--config", help="JSON or TOML file with any of these options; flags override it")
+        p.add_argument(
+            "--max-seconds",
+            type=float,
+            help="stop sample-based searches after this long, keeping the best so far",
+        )
+        p.add_argument(
+            "--config", help="JSON or TOML file with any of these options; flags override it"
+        )
         p.add_argument("--out", required=True, help="run directory to create")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -141,22 +225,42 @@ class Search(Command):
 
         raw: dict[str, Any] = read_config_file(args.config) if args.config else {}
         flags = {
-            "data": args.data, "budgets": args.budgets, "controller": args.controller, "backbone": args.backbone,
-            "space": args.space, "width": args.width, "candidates": args.candidates, "groups": args.groups,
-            "projection": args.projection, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-            "device": args.device, "seed": args.seed, "max_seconds": args.max_seconds,
+            "data": args.data,
+            "budgets": args.budgets,
+            "controller": args.controller,
+            "backbone": args.backbone,
+            "space": args.space,
+            "width": args.width,
+            "candidates": args.candidates,
+            "groups": args.groups,
+            "projection": args.projection,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "device": args.device,
+            "seed": args.seed,
+            "max_seconds": args.max_seconds,
         }
         raw.update({k: v for k, v in flags.items() if v is not None})
         if args.param:
-            raw["controller_params"] = {**raw.get("controller_params", {}), **dict(_parse_param(t) for t in args.param)}
+            raw["controller_params"] = {
+                **raw.get("controller_params", {}),
+                **dict(_parse_param(t) for t in args.param),
+            }
         cfg = RunConfig.from_mapping(raw, args.config or "options")
         for r in run_search(cfg, args.out, progress=not args.quiet):
             p = r.plan
             metrics = "  ".join(f"{k} {v:.4f}" for k, v in p.metrics.items())
-            print(f"{r.run_dir}: {p.controller} plan {format_bytes(p.table_bytes)} of budget {format_bytes(p.budget_bytes)}  {metrics}")
-            print("  dims: " + ", ".join(f"{f.name}={'/'.join(map(str, f.dims))}" for f in p.fields))
+            print(
+                f"{r.run_dir}: {p.controller} plan {format_bytes(p.table_bytes)} of budget {format_bytes(p.budget_bytes)}  {metrics}"
+            )
+            print(
+                "  dims: " + ", ".join(f"{f.name}={'/'.join(map(str, f.dims))}" for f in p.fields)
+            )
             if p.extra.get("interrupted"):
-                print(f"  search interrupted: best plan so far, not trained; `embsearch retrain {r.run_dir}` trains it")
+                print(
+                    f"  search interrupted: best plan so far, not trained; `embsearch retrain {r.run_dir}` trains it"
+                )
         return 0
 
 
@@ -166,7 +270,11 @@ class Retrain(Command):
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("run_dir")
-        p.add_argument("--with-baseline", action="store_true", help="also train the full-size table for comparison")
+        p.add_argument(
+            "--with-baseline",
+            action="store_true",
+            help="also train the full-size table for comparison",
+        )
         p.add_argument("--epochs", type=int, help="override the search's epochs")
         p.add_argument("--device", choices=["auto", "cpu", "cuda"])
         p.add_argument("--quiet", action="store_true")
@@ -174,10 +282,18 @@ class Retrain(Command):
     def run(self, args: argparse.Namespace) -> int:
         from embsearch.retrain import run_retrain
 
-        r = run_retrain(args.run_dir, with_baseline=args.with_baseline, epochs=args.epochs, device=args.device, progress=not args.quiet)
+        r = run_retrain(
+            args.run_dir,
+            with_baseline=args.with_baseline,
+            epochs=args.epochs,
+            device=args.device,
+            progress=not args.quiet,
+        )
         line = f"test AUC {r['test_auc']:.4f}  logloss {r['test_logloss']:.4f}  table {r['table_bytes']} B"
         if "baseline_test_auc" in r:
-            line += f"  | full table: AUC {r['baseline_test_auc']:.4f}  {r['baseline_table_bytes']} B"
+            line += (
+                f"  | full table: AUC {r['baseline_test_auc']:.4f}  {r['baseline_table_bytes']} B"
+            )
         print(line)
         return 0
 
@@ -189,8 +305,12 @@ class Export(Command):
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("run_dir")
         p.add_argument("--out", required=True)
-        p.add_argument("--format", default="safetensors", choices=["safetensors", "torchrec"],
-                       help="torchrec also writes torchrec.json (EmbeddingBagConfig fields)")
+        p.add_argument(
+            "--format",
+            default="safetensors",
+            choices=["safetensors", "torchrec"],
+            help="torchrec also writes torchrec.json (EmbeddingBagConfig fields)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from embsearch.export import export_run
@@ -224,7 +344,9 @@ class Controllers(Command):
         return 0
 
 
-COMMANDS: dict[str, Command] = {c.name: c for c in (Data(), Search(), Retrain(), Export(), Controllers())}
+COMMANDS: dict[str, Command] = {
+    c.name: c for c in (Data(), Search(), Retrain(), Export(), Controllers())
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,7 +67,9 @@ class SearchContext:
 
     def build_model(self, plan: Plan) -> CTRModel:
         """The plan's mixed-dimension table in front of a fresh backbone, on ``device``."""
-        return CTRModel(MixedDimEmbedding(plan), make_backbone(self.backbone, len(plan.fields), plan.width)).to(self.device)
+        return CTRModel(
+            MixedDimEmbedding(plan), make_backbone(self.backbone, len(plan.fields), plan.width)
+        ).to(self.device)
 
     def train_plan(self, plan: Plan, desc: str = "retrain") -> tuple[CTRModel, TrainResult]:
         """Train the plan's model from scratch (seeded) with early stopping on validation AUC."""

@@ -42,7 +42,9 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "safetensors") -
     if out.exists() and any(out.iterdir()):
         raise RunDirError(f"{out} already holds files; choose another --out or remove it")
     cfg, plan, state = load_run(run_dir)
-    model = CTRModel(MixedDimEmbedding(plan), make_backbone(cfg.backbone, len(plan.fields), plan.width))
+    model = CTRModel(
+        MixedDimEmbedding(plan), make_backbone(cfg.backbone, len(plan.fields), plan.width)
+    )
     model.load_state_dict(state)
     tensors = {k: v.contiguous() for k, v in model.embedding.block_tensors().items()}
     nbytes = sum(t.numel() * bytes_per_weight(plan.precision) for t in tensors.values())
@@ -51,8 +53,14 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "safetensors") -
     with staged_dir(out, overwrite=True) as tmp:
         plan.save(tmp / "plan.json")
         save_file(tensors, str(tmp / "weights.safetensors"), metadata={"format": plan.format})
-        save_file({k: v.contiguous() for k, v in model.backbone.state_dict().items()}, str(tmp / "backbone.safetensors"))
-        write_json(tmp / "model.json", {"backbone": cfg.backbone, "width": plan.width, "num_fields": len(plan.fields)})
+        save_file(
+            {k: v.contiguous() for k, v in model.backbone.state_dict().items()},
+            str(tmp / "backbone.safetensors"),
+        )
+        write_json(
+            tmp / "model.json",
+            {"backbone": cfg.backbone, "width": plan.width, "num_fields": len(plan.fields)},
+        )
         if fmt == "torchrec":
             write_json(tmp / "torchrec.json", torchrec_tables(plan))
         if cfg.data != "synthetic":  # the dataset's vocabularies, when it has them
@@ -70,15 +78,17 @@ def torchrec_tables(plan: Plan) -> dict[str, Any]:
         for g, grp in enumerate(f.groups):
             if grp.dim == 0:
                 continue
-            tables.append({
-                "name": f"emb.{f.name}.{g}",
-                "num_embeddings": grp.rows,
-                "embedding_dim": grp.dim,
-                "feature_names": [f"{f.name}.{g}" if len(f.groups) > 1 else f.name],
-                "pooling": "SUM",
-                "data_type": dtype,
-                "id_range": [grp.start, grp.stop],
-            })
+            tables.append(
+                {
+                    "name": f"emb.{f.name}.{g}",
+                    "num_embeddings": grp.rows,
+                    "embedding_dim": grp.dim,
+                    "feature_names": [f"{f.name}.{g}" if len(f.groups) > 1 else f.name],
+                    "pooling": "SUM",
+                    "data_type": dtype,
+                    "id_range": [grp.start, grp.stop],
+                }
+            )
     return {
         "tables": tables,
         "note": "Build with torchrec.EmbeddingBagCollection(tables=[EmbeddingBagConfig(**{k: v for k, v in t.items() "
@@ -90,7 +100,9 @@ def load_embedding(directory: str | Path) -> MixedDimEmbedding:
     """``MixedDimEmbedding`` rebuilt from an export directory."""
     directory = Path(directory)
     if not (directory / "weights.safetensors").is_file():
-        raise RunDirError(f"{directory} holds no weights.safetensors; create it with `embsearch export`")
+        raise RunDirError(
+            f"{directory} holds no weights.safetensors; create it with `embsearch export`"
+        )
     plan = Plan.load(directory / "plan.json")
     emb = MixedDimEmbedding(plan)
     emb.load_block_tensors(load_file(str(directory / "weights.safetensors")))

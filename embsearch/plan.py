@@ -115,7 +115,10 @@ class Plan:
                 FieldPlan(
                     f["name"],
                     int(f["rows"]),
-                    [GroupPlan(int(g["start"]), int(g["stop"]), int(g["dim"])) for g in f["groups"]],
+                    [
+                        GroupPlan(int(g["start"]), int(g["stop"]), int(g["dim"]))
+                        for g in f["groups"]
+                    ],
                 )
                 for f in raw["fields"]
             ]

@@ -23,13 +23,23 @@ def full_table_plan(ctx: SearchContext) -> Plan:
 def _train_and_test(ctx: SearchContext, plan: Plan, desc: str) -> dict[str, float]:
     model, result = ctx.train_plan(plan, desc=desc)
     auc, ll = evaluate(model, ctx.data.split("test"))
-    return {"test_auc": auc, "test_logloss": ll, "val_auc": result.val_auc, "table_bytes": plan.table_bytes,
-            "train_seconds": result.seconds, "epochs_run": result.epochs_run}
+    return {
+        "test_auc": auc,
+        "test_logloss": ll,
+        "val_auc": result.val_auc,
+        "table_bytes": plan.table_bytes,
+        "train_seconds": result.seconds,
+        "epochs_run": result.epochs_run,
+    }
 
 
 def run_retrain(
-    run_dir: str | Path, *, with_baseline: bool = False, epochs: int | None = None,
-    device: str | None = None, progress: bool = True,
+    run_dir: str | Path,
+    *,
+    with_baseline: bool = False,
+    epochs: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Retrain, evaluate on test, write ``RUN_DIR/retrain.json``; returns its content."""
     run_dir = Path(run_dir)
@@ -43,15 +53,24 @@ def run_retrain(
     ctx = make_context(cfg, dataset, space, [plan.budget_bytes], progress)
     res = _train_and_test(ctx, plan, "retrain plan")
     report: dict[str, Any] = {
-        "test_auc": res["test_auc"], "test_logloss": res["test_logloss"], "table_bytes": plan.table_bytes,
-        "budget_bytes": plan.budget_bytes, "val_auc": res["val_auc"], "train_seconds": res["train_seconds"],
-        "epochs": cfg.epochs, "controller": plan.controller,
+        "test_auc": res["test_auc"],
+        "test_logloss": res["test_logloss"],
+        "table_bytes": plan.table_bytes,
+        "budget_bytes": plan.budget_bytes,
+        "val_auc": res["val_auc"],
+        "train_seconds": res["train_seconds"],
+        "epochs": cfg.epochs,
+        "controller": plan.controller,
     }
     if with_baseline:
         base = _train_and_test(ctx, full_table_plan(ctx), "retrain full table")
-        report.update({
-            "baseline_test_auc": base["test_auc"], "baseline_test_logloss": base["test_logloss"],
-            "baseline_table_bytes": base["table_bytes"], "baseline_train_seconds": base["train_seconds"],
-        })
+        report.update(
+            {
+                "baseline_test_auc": base["test_auc"],
+                "baseline_test_logloss": base["test_logloss"],
+                "baseline_table_bytes": base["table_bytes"],
+                "baseline_train_seconds": base["train_seconds"],
+            }
+        )
     write_json(run_dir / "retrain.json", report)
     return report

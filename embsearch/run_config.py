@@ -40,7 +40,9 @@ class RunConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(raw) - names
         if unknown:
-            raise ConfigError(f"{source}: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
+            raise ConfigError(
+                f"{source}: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}"
+            )
         if isinstance(raw.get("budgets"), (str, int)):
             raw = {**raw, "budgets": [str(raw["budgets"])]}
         return cls(**raw)

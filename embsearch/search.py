@@ -51,24 +51,38 @@ def build_space(cfg: RunConfig, dataset: Dataset, default_space: str) -> SearchS
     name = cfg.space or default_space
     if name not in SPACES:
         raise ConfigError(f"unknown search space {name!r}; choose one of {', '.join(SPACES)}")
-    kwargs: dict[str, Any] = {"width": cfg.width, "candidates": cfg.candidates, "projection": cfg.projection}
+    kwargs: dict[str, Any] = {
+        "width": cfg.width,
+        "candidates": cfg.candidates,
+        "projection": cfg.projection,
+    }
     if name == "feature_dims":
         kwargs["n_groups"] = cfg.groups
     return SPACES[name](dataset.schema, **kwargs)
 
 
-def make_context(cfg: RunConfig, dataset: Dataset, space: SearchSpace, budgets: list[int], progress: bool) -> SearchContext:
+def make_context(
+    cfg: RunConfig, dataset: Dataset, space: SearchSpace, budgets: list[int], progress: bool
+) -> SearchContext:
     train = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, progress=progress)
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ConfigError("--epochs and --batch-size must be at least 1")
     return SearchContext(
-        dataset=dataset, space=space, budgets=budgets, backbone=cfg.backbone, train=train,
-        device=resolve_device(cfg.device), seed=cfg.seed, max_seconds=cfg.max_seconds,
+        dataset=dataset,
+        space=space,
+        budgets=budgets,
+        backbone=cfg.backbone,
+        train=train,
+        device=resolve_device(cfg.device),
+        seed=cfg.seed,
+        max_seconds=cfg.max_seconds,
         log=lambda msg: None if not progress else print(msg),
     )
 
 
-def run_search(cfg: RunConfig, out: str | Path, *, progress: bool = True, overwrite: bool = False) -> list[RunResult]:
+def run_search(
+    cfg: RunConfig, out: str | Path, *, progress: bool = True, overwrite: bool = False
+) -> list[RunResult]:
     """Search, train each found plan (unless its controller attached weights), write run dirs."""
     out = Path(out)
     if out.exists() and not overwrite and any(out.iterdir()):
@@ -91,13 +105,17 @@ def run_search(cfg: RunConfig, out: str | Path, *, progress: bool = True, overwr
     plans = controller.search_budgets(ctx)
     search_seconds = time.perf_counter() - t0
     if len(plans) != len(budgets):
-        raise RuntimeError(f"controller {cfg.controller} returned {len(plans)} plans for {len(budgets)} budgets")
+        raise RuntimeError(
+            f"controller {cfg.controller} returned {len(plans)} plans for {len(budgets)} budgets"
+        )
 
     results: list[RunResult] = []
     with staged_dir(out, overwrite=True) as tmp:
         for spec, budget, plan in zip(specs, budgets, plans):
             if plan.table_bytes > budget:
-                raise RuntimeError(f"controller {cfg.controller} broke the budget: {plan.table_bytes} > {budget} B")
+                raise RuntimeError(
+                    f"controller {cfg.controller} broke the budget: {plan.table_bytes} > {budget} B"
+                )
             t1 = time.perf_counter()
             interrupted = bool(plan.extra.get("interrupted"))
             state = None if interrupted else _trained_state(ctx, plan)  # Ctrl-C: no retraining
@@ -107,18 +125,33 @@ def run_search(cfg: RunConfig, out: str | Path, *, progress: bool = True, overwr
             if state is not None:
                 torch.save(state, sub / "model.pt")
             write_json(sub / "config.json", cfg.to_json())
-            write_json(sub / "search.json", {
-                "controller": cfg.controller, "budget": spec.text, "budget_bytes": budget,
-                "search_seconds": search_seconds, "train_seconds": time.perf_counter() - t1,
-                "history": _jsonable(ctx.history),
-            })
-            results.append(RunResult(plan, out if len(plans) == 1 else out / sub.name, search_seconds))
+            write_json(
+                sub / "search.json",
+                {
+                    "controller": cfg.controller,
+                    "budget": spec.text,
+                    "budget_bytes": budget,
+                    "search_seconds": search_seconds,
+                    "train_seconds": time.perf_counter() - t1,
+                    "history": _jsonable(ctx.history),
+                },
+            )
+            results.append(
+                RunResult(plan, out if len(plans) == 1 else out / sub.name, search_seconds)
+            )
         if len(plans) > 1:
-            write_json(tmp / "search.json", {
-                "controller": cfg.controller, "search_seconds": search_seconds,
-                "runs": [{"budget": s.text, "budget_bytes": b, "dir": f"budget-{s.label}"} for s, b in zip(specs, budgets)],
-                "history": _jsonable(ctx.history),
-            })
+            write_json(
+                tmp / "search.json",
+                {
+                    "controller": cfg.controller,
+                    "search_seconds": search_seconds,
+                    "runs": [
+                        {"budget": s.text, "budget_bytes": b, "dir": f"budget-{s.label}"}
+                        for s, b in zip(specs, budgets)
+                    ],
+                    "history": _jsonable(ctx.history),
+                },
+            )
     return results
 
 
@@ -143,7 +176,9 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def load_run(run_dir: str | Path, *, weights: bool = True) -> tuple[RunConfig, Plan, dict[str, torch.Tensor]]:
+def load_run(
+    run_dir: str | Path, *, weights: bool = True
+) -> tuple[RunConfig, Plan, dict[str, torch.Tensor]]:
     """Read a single-plan run directory (``weights=False``: its trained weights are not needed)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -151,10 +186,16 @@ def load_run(run_dir: str | Path, *, weights: bool = True) -> tuple[RunConfig, P
     if not (run_dir / "plan.json").is_file():
         subs = sorted(p.name for p in run_dir.glob("budget-*") if (p / "plan.json").is_file())
         if subs:
-            raise RunDirError(f"{run_dir} holds one run per budget; pick one, e.g. {run_dir / subs[0]}")
-        raise RunDirError(f"{run_dir} holds no plan.json; is it a run directory from `embsearch search`?")
+            raise RunDirError(
+                f"{run_dir} holds one run per budget; pick one, e.g. {run_dir / subs[0]}"
+            )
+        raise RunDirError(
+            f"{run_dir} holds no plan.json; is it a run directory from `embsearch search`?"
+        )
     if not (run_dir / "config.json").is_file():
-        raise RunDirError(f"{run_dir} lacks config.json; the run did not finish, run the search again")
+        raise RunDirError(
+            f"{run_dir} lacks config.json; the run did not finish, run the search again"
+        )
     if weights and not (run_dir / "model.pt").is_file():
         raise RunDirError(
             f"{run_dir} has a plan but no trained weights (the search was interrupted); "
@@ -162,5 +203,7 @@ def load_run(run_dir: str | Path, *, weights: bool = True) -> tuple[RunConfig, P
         )
     cfg = RunConfig.from_mapping(read_json(run_dir / "config.json"), str(run_dir / "config.json"))
     plan = Plan.load(run_dir / "plan.json")
-    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True) if weights else {}
+    state = (
+        torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True) if weights else {}
+    )
     return cfg, plan, state

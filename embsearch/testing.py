@@ -27,12 +27,19 @@ SMALL_INFORMATIVE = (1, 2, 4, 6)
 
 
 def small_dataset(rows: int = 6000, seed: int = 0) -> Dataset:
-    return make_synthetic(rows=rows, cardinalities=SMALL_CARDINALITIES, informative=SMALL_INFORMATIVE, seed=seed)
+    return make_synthetic(
+        rows=rows, cardinalities=SMALL_CARDINALITIES, informative=SMALL_INFORMATIVE, seed=seed
+    )
 
 
 def make_test_context(
-    controller_cls: type[Controller], budgets: tuple[str, ...] = ("30%",), *, dataset: Dataset | None = None,
-    seed: int = 0, epochs: int = 1, width: int = 16,
+    controller_cls: type[Controller],
+    budgets: tuple[str, ...] = ("30%",),
+    *,
+    dataset: Dataset | None = None,
+    seed: int = 0,
+    epochs: int = 1,
+    width: int = 16,
 ) -> SearchContext:
     """A small, fast context in the controller's default space."""
     dataset = dataset or small_dataset()
@@ -40,8 +47,13 @@ def make_test_context(
     space = space_cls(dataset.schema, width=width)
     resolved = sorted(space.resolve_budget(parse_budget(b)) for b in budgets)
     return SearchContext(
-        dataset=dataset, space=space, budgets=resolved, backbone="deepfm",
-        train=TrainConfig(epochs=epochs, batch_size=1024, progress=False), seed=seed, log=lambda m: None,
+        dataset=dataset,
+        space=space,
+        budgets=resolved,
+        backbone="deepfm",
+        train=TrainConfig(epochs=epochs, batch_size=1024, progress=False),
+        seed=seed,
+        log=lambda m: None,
     )
 
 
@@ -51,16 +63,24 @@ def check_plan(plan: Plan, ctx: SearchContext, budget: int) -> None:
     assert [f.name for f in plan.fields] == schema.names, "plan fields differ from the schema"
     for f, spec in zip(plan.fields, schema.fields):
         assert f.rows == spec.cardinality, f"field {f.name}: rows {f.rows} != {spec.cardinality}"
-        assert f.groups[0].start == 0 and f.groups[-1].stop == f.rows, f"field {f.name}: groups do not cover ids"
+        assert f.groups[0].start == 0 and f.groups[-1].stop == f.rows, (
+            f"field {f.name}: groups do not cover ids"
+        )
         for a, b in zip(f.groups[:-1], f.groups[1:]):
             assert a.stop == b.start, f"field {f.name}: groups not contiguous"
-        assert all(0 <= g.dim <= plan.width for g in f.groups), f"field {f.name}: dim outside [0, width]"
+        assert all(0 <= g.dim <= plan.width for g in f.groups), (
+            f"field {f.name}: dim outside [0, width]"
+        )
     assert plan.table_bytes <= budget, f"plan {plan.table_bytes} B exceeds budget {budget} B"
     assert plan.budget_bytes == budget
-    assert Plan.from_json(plan.to_json()).to_json() == plan.to_json(), "plan does not round-trip through JSON"
+    assert Plan.from_json(plan.to_json()).to_json() == plan.to_json(), (
+        "plan does not round-trip through JSON"
+    )
 
 
-def check_controller(controller_cls: type[Controller], params: dict[str, Any] | None = None) -> None:
+def check_controller(
+    controller_cls: type[Controller], params: dict[str, Any] | None = None
+) -> None:
     """Run every conformance check on ``controller_cls`` (raises AssertionError on failure)."""
     params = params or {}
     assert controller_cls.name, "controller needs a name"
@@ -72,5 +92,9 @@ def check_controller(controller_cls: type[Controller], params: dict[str, Any] | 
         check_plan(plan, ctx, budget)
         assert plan.table_bytes >= 0.5 * budget, f"plan uses only {plan.table_bytes} of {budget} B"
     assert plans[0].table_bytes <= plans[1].table_bytes or plans[0].table_bytes <= ctx.budgets[0]
-    again = controller_cls(**params).search_budgets(make_test_context(controller_cls, budgets=("15%", "40%")))
-    assert [p.field_dims for p in again] == [p.field_dims for p in plans], "search is not deterministic under a seed"
+    again = controller_cls(**params).search_budgets(
+        make_test_context(controller_cls, budgets=("15%", "40%"))
+    )
+    assert [p.field_dims for p in again] == [p.field_dims for p in plans], (
+        "search is not deterministic under a seed"
+    )

@@ -53,7 +53,9 @@ class MutualInfo(Controller):
         info = self.field_information(ctx)
         weight = info / max(info.max(), 1e-12)
         # Preference of dim d for field f: its information times log2(d) (diminishing returns).
-        preference = [weight[f] * np.log2(np.asarray(ctx.space.candidates, dtype=float) + 1)[None, :]
-                      for f in range(ctx.space.num_fields)]
+        preference = [
+            weight[f] * np.log2(np.asarray(ctx.space.candidates, dtype=float) + 1)[None, :]
+            for f in range(ctx.space.num_fields)
+        ]
         cand = ctx.space.best_under_budget(preference, ctx.budget)
         return self.make_plan(ctx, cand, extra={"information": info.round(5).tolist()})

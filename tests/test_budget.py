@@ -16,7 +16,14 @@ from embsearch.search_spaces import FeatureDimsSpace, FieldDimsSpace
 
 @pytest.mark.parametrize(
     "text,nbytes",
-    [("250000", 250000), ("4MiB", 4 * 2**20), ("1.5MB", 1_500_000), ("500KiB", 512000), ("2 kb", 2000), ("1GiB", 2**30)],
+    [
+        ("250000", 250000),
+        ("4MiB", 4 * 2**20),
+        ("1.5MB", 1_500_000),
+        ("500KiB", 512000),
+        ("2 kb", 2000),
+        ("1GiB", 2**30),
+    ],
 )
 def test_parse_sizes(text, nbytes):
     assert parse_budget(text).resolve(10**12) == nbytes
@@ -86,7 +93,11 @@ def test_infeasible_budget_names_smallest_plan():
 )
 def test_rule_based_plans_never_exceed_budget(cards, frac, name, grouped):
     schema = _schema(cards)
-    space = FeatureDimsSpace(schema, width=16, n_groups=3) if grouped or name == "cprec" else FieldDimsSpace(schema, width=16)
+    space = (
+        FeatureDimsSpace(schema, width=16, n_groups=3)
+        if grouped or name == "cprec"
+        else FieldDimsSpace(schema, width=16)
+    )
     budget = int(space.full_table_bytes() * frac)
     if budget < space.min_bytes():
         with pytest.raises(BudgetError):
@@ -109,6 +120,10 @@ def test_rule_based_plans_never_exceed_budget(cards, frac, name, grouped):
     projection=st.sampled_from(["linear", "pad"]),
 )
 def test_min_bytes_is_the_cheapest_option(cards, cands, projection):
-    space = FeatureDimsSpace(_schema(cards), width=16, candidates=sorted(cands), n_groups=2, projection=projection)
-    brute = sum(min(space.field_cost(f, o) for o in space.options(f)) for f in range(space.num_fields))
+    space = FeatureDimsSpace(
+        _schema(cards), width=16, candidates=sorted(cands), n_groups=2, projection=projection
+    )
+    brute = sum(
+        min(space.field_cost(f, o) for o in space.options(f)) for f in range(space.num_fields)
+    )
     assert space.min_bytes() == brute

@@ -18,9 +18,34 @@ def _small_synthetic(monkeypatch):
 
 def test_search_export_retrain(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["search", "--data", "synthetic", "--budget", "25%", "--controller", "mde", "--out", str(run), *FAST]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--data",
+                "synthetic",
+                "--budget",
+                "25%",
+                "--controller",
+                "mde",
+                "--out",
+                str(run),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     plan = json.loads((run / "plan.json").read_text())
-    for key in ("format", "controller", "space", "budget_bytes", "table_bytes", "precision", "fields", "metrics"):
+    for key in (
+        "format",
+        "controller",
+        "space",
+        "budget_bytes",
+        "table_bytes",
+        "precision",
+        "fields",
+        "metrics",
+    ):
         assert key in plan
     assert plan["table_bytes"] <= plan["budget_bytes"]
     assert {"val_auc", "val_logloss"} <= set(plan["metrics"])
@@ -32,7 +57,13 @@ def test_search_export_retrain(tmp_path, capsys):
 
     assert main(["retrain", str(run), "--with-baseline", "--quiet"]) == 0
     r = json.loads((run / "retrain.json").read_text())
-    for key in ("test_auc", "test_logloss", "table_bytes", "baseline_test_auc", "baseline_table_bytes"):
+    for key in (
+        "test_auc",
+        "test_logloss",
+        "table_bytes",
+        "baseline_test_auc",
+        "baseline_table_bytes",
+    ):
         assert key in r
     assert r["baseline_table_bytes"] > r["table_bytes"]
     assert 0.5 < r["test_auc"] <= 1.0
@@ -40,7 +71,23 @@ def test_search_export_retrain(tmp_path, capsys):
 
 def test_several_budgets_give_a_plan_each(tmp_path):
     run = tmp_path / "multi"
-    assert main(["search", "--budget", "10%", "--budget", "40%", "--controller", "uniform", "--out", str(run), *FAST]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--budget",
+                "10%",
+                "--budget",
+                "40%",
+                "--controller",
+                "uniform",
+                "--out",
+                str(run),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     small = json.loads((run / "budget-10pct" / "plan.json").read_text())
     big = json.loads((run / "budget-40pct" / "plan.json").read_text())
     assert small["table_bytes"] < big["table_bytes"]

@@ -8,7 +8,10 @@ from embsearch.search import run_search
 from embsearch.search_spaces import FeatureDimsSpace
 from embsearch.train.trainer import DeviceData
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
 
 
 def test_data_resident_on_gpu(small_ds):
@@ -28,7 +31,14 @@ def test_mixed_table_same_on_cpu_and_gpu(small_ds):
 
 
 def test_search_on_cuda_with_amp(tmp_path):
-    cfg = RunConfig(data="synthetic", budgets=["25%"], controller="mde", epochs=1, device="cuda", synthetic_rows=6000)
+    cfg = RunConfig(
+        data="synthetic",
+        budgets=["25%"],
+        controller="mde",
+        epochs=1,
+        device="cuda",
+        synthetic_rows=6000,
+    )
     (r,) = run_search(cfg, tmp_path / "run", progress=False)
     assert r.plan.table_bytes <= r.plan.budget_bytes
     assert 0.5 < r.plan.metrics["val_auc"] <= 1.0

@@ -17,7 +17,14 @@ from embsearch.search import load_run, run_search
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "cprec"
-    cfg = RunConfig(data="synthetic", budgets=["30%"], controller="cprec", epochs=1, synthetic_rows=6000, batch_size=1024)
+    cfg = RunConfig(
+        data="synthetic",
+        budgets=["30%"],
+        controller="cprec",
+        epochs=1,
+        synthetic_rows=6000,
+        batch_size=1024,
+    )
     run_search(cfg, out, progress=False)
     return out
 
@@ -26,7 +33,9 @@ def test_export_round_trip_identical_logits(run_dir, tmp_path):
     cfg, plan, state = load_run(run_dir)
     from embsearch.backbones import CTRModel, make_backbone
 
-    original = CTRModel(MixedDimEmbedding(plan), make_backbone(cfg.backbone, len(plan.fields), plan.width))
+    original = CTRModel(
+        MixedDimEmbedding(plan), make_backbone(cfg.backbone, len(plan.fields), plan.width)
+    )
     original.load_state_dict(state)
     out = export_run(run_dir, tmp_path / "export")
     loaded = load_model(out)
@@ -52,10 +61,16 @@ def test_plain_torch_loading_as_documented(run_dir, tmp_path):
     w = load_file(str(out / "weights.safetensors"))
 
     def lookup(field, i):
-        g, grp = next((g, grp) for g, grp in enumerate(field["groups"]) if grp["start"] <= i < grp["stop"])
+        g, grp = next(
+            (g, grp) for g, grp in enumerate(field["groups"]) if grp["start"] <= i < grp["stop"]
+        )
         v = w[f"emb.{field['name']}.{g}"][i - grp["start"]]
         if grp["dim"] < plan["width"]:
-            v = v @ w[f"proj.{field['name']}.{grp['dim']}"] if plan["projection"] == "linear" else torch.nn.functional.pad(v, (0, plan["width"] - grp["dim"]))
+            v = (
+                v @ w[f"proj.{field['name']}.{grp['dim']}"]
+                if plan["projection"] == "linear"
+                else torch.nn.functional.pad(v, (0, plan["width"] - grp["dim"]))
+            )
         return v
 
     emb = MixedDimEmbedding.load(out)

@@ -17,7 +17,12 @@ class Interrupting(AskTellController):
     paper = "test double"
 
     def start(self, ctx, budget):
-        self.rng, self.space, self.budget, self.calls = np.random.default_rng(0), ctx.space, budget, 0
+        self.rng, self.space, self.budget, self.calls = (
+            np.random.default_rng(0),
+            ctx.space,
+            budget,
+            0,
+        )
 
     def evaluator(self, ctx, budget):
         def score(cand):
@@ -44,7 +49,20 @@ def test_ctrl_c_keeps_history_and_best_plan(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(run_config.RunConfig, "synthetic_rows", 6000)
     monkeypatch.setitem(registry.BUILTIN, "interrupting", f"{__name__}:Interrupting")
     out = tmp_path / "run"
-    rc = main(["search", "--controller", "interrupting", "--budget", "30%", "--out", str(out), "--quiet", "--epochs", "1"])
+    rc = main(
+        [
+            "search",
+            "--controller",
+            "interrupting",
+            "--budget",
+            "30%",
+            "--out",
+            str(out),
+            "--quiet",
+            "--epochs",
+            "1",
+        ]
+    )
     assert rc == 0
     assert "interrupted" in capsys.readouterr().out
     history = json.loads((out / "search.json").read_text())["history"]
@@ -54,5 +72,7 @@ def test_ctrl_c_keeps_history_and_best_plan(tmp_path, monkeypatch, capsys):
     assert plan["extra"]["interrupted"] is True
     assert plan["table_bytes"] == max(e["bytes"] for e in evaluations) <= plan["budget_bytes"]
     assert not (out / "model.pt").exists()
-    assert main(["export", str(out), "--out", str(tmp_path / "exp")]) == 2  # nothing trained to export
+    assert (
+        main(["export", str(out), "--out", str(tmp_path / "exp")]) == 2
+    )  # nothing trained to export
     assert main(["retrain", str(out), "--quiet", "--epochs", "1"]) == 0

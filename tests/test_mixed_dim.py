@@ -22,13 +22,15 @@ def _reference(emb: MixedDimEmbedding, x: torch.Tensor) -> torch.Tensor:
             v = blocks[f"emb.{fp.name}.{g}"][i - fp.groups[g].start]
             if d != emb.width and emb.projection == "linear":
                 v = v @ blocks[f"proj.{fp.name}.{d}"]
-            out[b, f, :d if emb.projection == "pad" or d == emb.width else emb.width] = v
+            out[b, f, : d if emb.projection == "pad" or d == emb.width else emb.width] = v
     return out
 
 
 def _x(schema, n=64, seed=0):
     rng = np.random.default_rng(seed)
-    return torch.from_numpy(np.stack([rng.integers(0, f.cardinality, n) for f in schema.fields], 1)).long()
+    return torch.from_numpy(
+        np.stack([rng.integers(0, f.cardinality, n) for f in schema.fields], 1)
+    ).long()
 
 
 def test_field_dims_forward_matches_reference(small_ds):
@@ -41,7 +43,9 @@ def test_field_dims_forward_matches_reference(small_ds):
 
 def test_grouped_forward_matches_reference_linear_and_pad(small_ds):
     for projection in ("linear", "pad"):
-        space = FeatureDimsSpace(small_ds.schema, width=8, candidates=[0, 2, 4, 8], n_groups=3, projection=projection)
+        space = FeatureDimsSpace(
+            small_ds.schema, width=8, candidates=[0, 2, 4, 8], n_groups=3, projection=projection
+        )
         rng = np.random.default_rng(1)
         cand = space.sample(rng)
         emb = MixedDimEmbedding(space.to_plan(cand, "t", 10**9))

@@ -26,4 +26,14 @@ class CTRModel(nn.Module):
         return self.backbone(self.embedding(x))
 
 
-__all__ = ["BACKBONES", "CTRModel", "DCNv2", "DNN", "DeepFM", "FM", "LR", "WideDeep", "make_backbone"]
+__all__ = [
+    "BACKBONES",
+    "CTRModel",
+    "DCNv2",
+    "DNN",
+    "DeepFM",
+    "FM",
+    "LR",
+    "WideDeep",
+    "make_backbone",
+]

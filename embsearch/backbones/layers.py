@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 
-def mlp(in_dim: int, hidden: Sequence[int], dropout: float = 0.0, out_dim: int | None = 1) -> nn.Sequential:
+def mlp(
+    in_dim: int, hidden: Sequence[int], dropout: float = 0.0, out_dim: int | None = 1
+) -> nn.Sequential:
     """ReLU MLP ``in_dim -> hidden... -> out_dim`` (no final activation)."""
     layers: list[nn.Module] = []
     for h in hidden:

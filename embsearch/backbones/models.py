@@ -40,7 +40,9 @@ class FM(nn.Module):
 class DNN(nn.Module):
     """A plain MLP over the concatenated embeddings."""
 
-    def __init__(self, num_fields: int, width: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.0) -> None:
+    def __init__(
+        self, num_fields: int, width: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.net = mlp(num_fields * width, hidden, dropout)
 
@@ -51,7 +53,9 @@ class DNN(nn.Module):
 class DeepFM(nn.Module):
     """DeepFM (Guo et al., 2017): FM and DNN in parallel over shared embeddings."""
 
-    def __init__(self, num_fields: int, width: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.0) -> None:
+    def __init__(
+        self, num_fields: int, width: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.fm = FM(num_fields, width)
         self.dnn = DNN(num_fields, width, hidden, dropout)
@@ -63,7 +67,9 @@ class DeepFM(nn.Module):
 class WideDeep(nn.Module):
     """Wide & Deep (Cheng et al., 2016): a linear (wide) part plus a DNN."""
 
-    def __init__(self, num_fields: int, width: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.0) -> None:
+    def __init__(
+        self, num_fields: int, width: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.wide = nn.Linear(num_fields * width, 1)
         self.deep = DNN(num_fields, width, hidden, dropout)
@@ -76,7 +82,12 @@ class DCNv2(nn.Module):
     """DCN-V2 (Wang et al., 2021), stacked: full-rank cross layers, then a DNN."""
 
     def __init__(
-        self, num_fields: int, width: int, cross_layers: int = 3, hidden: Sequence[int] = (256, 128), dropout: float = 0.0
+        self,
+        num_fields: int,
+        width: int,
+        cross_layers: int = 3,
+        hidden: Sequence[int] = (256, 128),
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         d = num_fields * width
@@ -92,5 +103,10 @@ class DCNv2(nn.Module):
 
 
 BACKBONES: dict[str, type[nn.Module]] = {
-    "lr": LR, "fm": FM, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "widedeep": WideDeep,
+    "lr": LR,
+    "fm": FM,
+    "dnn": DNN,
+    "deepfm": DeepFM,
+    "dcnv2": DCNv2,
+    "widedeep": WideDeep,
 }

@@ -347,7 +347,9 @@ class EvolutionaryController(AskTellController):
         """A fresh population for this budget."""
         space = self.evolution_space(ctx)
         cfg = EvolutionConfig.from_params(self.config)
-        self.evolution_ = Evolution(space, budget, cfg, ctx.rng(budget), seeds=[space.max_candidate()])
+        self.evolution_ = Evolution(
+            space, budget, cfg, ctx.rng(budget), seeds=[space.max_candidate()]
+        )
 
     def ask(self) -> Candidate:
         return self.evolution_.ask()

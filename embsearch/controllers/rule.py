@@ -303,7 +303,6 @@ class Rule(EvolutionaryController):
     def evolution_space(self, ctx: SearchContext) -> SearchSpace:
         return self.space_
 
-
     # -- step 5 -------------------------------------------------------------------------------
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         space = self.space_

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def frequency_ranking(train_codes: np.ndarray, n_values: int, min_count: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def frequency_ranking(
+    train_codes: np.ndarray, n_values: int, min_count: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(remap, counts)``.
 
     ``remap[code]`` is the id of ``code`` (0 when its training count is below

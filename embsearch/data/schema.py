@@ -37,7 +37,9 @@ class FieldSpec:
 
     def __post_init__(self) -> None:
         if self.cardinality < 1:
-            raise DataError(f"field {self.name!r} has cardinality {self.cardinality}; it needs at least 1")
+            raise DataError(
+                f"field {self.name!r} has cardinality {self.cardinality}; it needs at least 1"
+            )
         if self.counts is not None:
             self.counts = np.asarray(self.counts, dtype=np.int64)
             if self.counts.shape != (self.cardinality,):
@@ -124,5 +126,7 @@ class Schema:
         fields = []
         for i, fr in enumerate(fields_raw):
             c = counts[f"f{i}"] if counts is not None and f"f{i}" in counts else None
-            fields.append(FieldSpec(fr["name"], int(fr["cardinality"]), c, fr.get("kind", "categorical")))
+            fields.append(
+                FieldSpec(fr["name"], int(fr["cardinality"]), c, fr.get("kind", "categorical"))
+            )
         return cls(fields, raw.get("label", "label"), raw.get("source", ""), raw.get("meta", {}))

@@ -55,7 +55,9 @@ class MixedDimEmbedding(nn.Module):
         for c, d in enumerate(self.dims):
             fields_c = [f for f, fp in enumerate(plan.fields) if d in fp.dims]
             self._class_fields.append(fields_c)
-            self.register_buffer(f"class_fields_{c}", torch.tensor(fields_c, dtype=torch.long), persistent=False)
+            self.register_buffer(
+                f"class_fields_{c}", torch.tensor(fields_c, dtype=torch.long), persistent=False
+            )
             self.tables.append(nn.Parameter(torch.empty(rows_in_class[c], d)))
             projected = self.projection == "linear" and d != self.width
             self._projected.append(projected)
@@ -79,17 +81,34 @@ class MixedDimEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, n_fields = x.shape
         g = self.group_index(x)
-        cls = self.block_class.gather(1, g.t()).t() if self.grouped else self.block_class[:, 0].expand(batch, -1)
-        off = self.block_offset.gather(1, g.t()).t() if self.grouped else self.block_offset[:, 0].expand(batch, -1)
+        cls = (
+            self.block_class.gather(1, g.t()).t()
+            if self.grouped
+            else self.block_class[:, 0].expand(batch, -1)
+        )
+        off = (
+            self.block_offset.gather(1, g.t()).t()
+            if self.grouped
+            else self.block_offset[:, 0].expand(batch, -1)
+        )
         if len(self.dims) == 1 and not self._projected[0] and bool((self.block_class >= 0).all()):
             # Fused path: one gather for every field (uniform and full-size tables).
             e = self.tables[0][x + off]
-            return e if self.dims[0] == self.width else nn.functional.pad(e, (0, self.width - self.dims[0]))
-        out = x.new_zeros((batch, n_fields, self.width), dtype=self.tables[0].dtype if self.dims else torch.float32)
+            return (
+                e
+                if self.dims[0] == self.width
+                else nn.functional.pad(e, (0, self.width - self.dims[0]))
+            )
+        out = x.new_zeros(
+            (batch, n_fields, self.width),
+            dtype=self.tables[0].dtype if self.dims else torch.float32,
+        )
         for c, d in enumerate(self.dims):
             fields_c = getattr(self, f"class_fields_{c}")
             m = cls[:, fields_c] == c
-            rows = torch.where(m, x[:, fields_c] + off[:, fields_c], torch.zeros_like(x[:, fields_c]))
+            rows = torch.where(
+                m, x[:, fields_c] + off[:, fields_c], torch.zeros_like(x[:, fields_c])
+            )
             e = self.tables[c][rows] * m.unsqueeze(-1).to(self.tables[c].dtype)
             if self._projected[c]:
                 y = torch.einsum("bfd,fdk->bfk", e, self.projections[c])
@@ -127,7 +146,9 @@ class MixedDimEmbedding(nn.Module):
                     if grp.dim > 0:
                         c = cls_of[grp.dim]
                         start = int(self.block_offset[f, g]) + grp.start
-                        self.tables[c][start : start + grp.rows].copy_(tensors[f"emb.{fp.name}.{g}"])
+                        self.tables[c][start : start + grp.rows].copy_(
+                            tensors[f"emb.{fp.name}.{g}"]
+                        )
                 for d in sorted({d for d in fp.dims if d > 0}):
                     c = cls_of[d]
                     if self._projected[c]:

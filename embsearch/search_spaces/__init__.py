@@ -12,6 +12,11 @@ from embsearch.search_spaces.knapsack import solve_mckp
 SPACES = {"field_dims": FieldDimsSpace, "feature_dims": FeatureDimsSpace}
 
 __all__ = [
-    "SPACES", "Candidate", "FeatureDimsSpace", "FieldDimsSpace", "SearchSpace",
-    "default_candidates", "solve_mckp",
+    "SPACES",
+    "Candidate",
+    "FeatureDimsSpace",
+    "FieldDimsSpace",
+    "SearchSpace",
+    "default_candidates",
+    "solve_mckp",
 ]

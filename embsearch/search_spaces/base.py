@@ -41,9 +41,15 @@ class SearchSpace:
     ) -> None:
         if width < 1:
             raise ConfigError(f"--width must be at least 1, got {width}")
-        cands = tuple(sorted({int(c) for c in (default_candidates(width) if candidates is None else candidates)}))
+        cands = tuple(
+            sorted(
+                {int(c) for c in (default_candidates(width) if candidates is None else candidates)}
+            )
+        )
         if not cands:
-            raise ConfigError("the candidate dim list is empty; give at least one dim, e.g. --candidates 2,4,8,16")
+            raise ConfigError(
+                "the candidate dim list is empty; give at least one dim, e.g. --candidates 2,4,8,16"
+            )
         if cands[0] < 0 or cands[-1] > width:
             raise ConfigError(
                 f"candidate dims {list(cands)} must lie in [0, width={width}]; drop the larger ones or raise --width"
@@ -122,7 +128,8 @@ class SearchSpace:
     # -- candidates ----------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Candidate:
         return tuple(
-            tuple(int(rng.choice(self.candidates)) for _ in self.groups[f]) for f in range(self.num_fields)
+            tuple(int(rng.choice(self.candidates)) for _ in self.groups[f])
+            for f in range(self.num_fields)
         )
 
     def validate(self, cand: Candidate) -> None:
@@ -130,7 +137,9 @@ class SearchSpace:
             raise ConfigError(f"candidate has {len(cand)} fields, the space {self.num_fields}")
         for f, dims in enumerate(cand):
             if len(dims) != len(self.groups[f]) or any(d not in self.candidates for d in dims):
-                raise ConfigError(f"candidate dims {dims} of field {self.schema.fields[f].name!r} are not in the space")
+                raise ConfigError(
+                    f"candidate dims {dims} of field {self.schema.fields[f].name!r} are not in the space"
+                )
 
     def best_under_budget(self, preference: Sequence[np.ndarray], budget: int) -> Candidate:
         """The candidate maximising total preference with bytes <= budget (exact knapsack).
@@ -140,7 +149,9 @@ class SearchSpace:
         """
         costs, values, opts = [], [], []
         for f in range(self.num_fields):
-            pref = np.asarray(preference[f], dtype=np.float64).reshape(len(self.groups[f]), len(self.candidates))
+            pref = np.asarray(preference[f], dtype=np.float64).reshape(
+                len(self.groups[f]), len(self.candidates)
+            )
             o = self.options(f)
             idx = {c: i for i, c in enumerate(self.candidates)}
             opts.append(o)
@@ -152,11 +163,16 @@ class SearchSpace:
     def argmax(self, preference: Sequence[np.ndarray]) -> Candidate:
         """The per-group argmax, ignoring any budget (the papers' own discretisation)."""
         return tuple(
-            tuple(self.candidates[int(i)] for i in np.asarray(p).reshape(len(self.groups[f]), -1).argmax(1))
+            tuple(
+                self.candidates[int(i)]
+                for i in np.asarray(p).reshape(len(self.groups[f]), -1).argmax(1)
+            )
             for f, p in enumerate(preference)
         )
 
-    def repair(self, cand: Candidate, budget: int, preference: Sequence[np.ndarray] | None = None) -> Candidate:
+    def repair(
+        self, cand: Candidate, budget: int, preference: Sequence[np.ndarray] | None = None
+    ) -> Candidate:
         """Project ``cand`` onto the budget: the knapsack over dims no larger than ``cand``'s,
         preferring (by default) to keep each group's dim as close to the original as possible."""
         if self.bytes_of(cand) <= budget:
@@ -168,7 +184,12 @@ class SearchSpace:
                 for i, c in enumerate(self.candidates):
                     if c <= d:
                         base = -abs(np.log2(max(d, 1)) - np.log2(max(c, 1)))
-                        p[g, i] = base if preference is None else base + float(np.asarray(preference[f]).reshape(len(dims), -1)[g, i])
+                        p[g, i] = (
+                            base
+                            if preference is None
+                            else base
+                            + float(np.asarray(preference[f]).reshape(len(dims), -1)[g, i])
+                        )
             pref.append(p)
         return self.best_under_budget(pref, budget)
 
@@ -176,15 +197,27 @@ class SearchSpace:
     def to_plan(self, cand: Candidate, controller: str, budget: int, **kwargs: object) -> Plan:
         self.validate(cand)
         fields = [
-            FieldPlan(spec.name, spec.cardinality, [GroupPlan(a, b, int(d)) for (a, b), d in zip(self.groups[f], cand[f])])
+            FieldPlan(
+                spec.name,
+                spec.cardinality,
+                [GroupPlan(a, b, int(d)) for (a, b), d in zip(self.groups[f], cand[f])],
+            )
             for f, spec in enumerate(self.schema.fields)
         ]
         plan = Plan(
-            controller=controller, space=self.name, width=self.width, fields=fields, budget_bytes=int(budget),
-            projection=self.projection, precision=self.precision, **kwargs,  # type: ignore[arg-type]
+            controller=controller,
+            space=self.name,
+            width=self.width,
+            fields=fields,
+            budget_bytes=int(budget),
+            projection=self.projection,
+            precision=self.precision,
+            **kwargs,  # type: ignore[arg-type]
         )
         if plan.table_bytes > budget:
-            raise BudgetError(f"internal: plan of {plan.table_bytes} B exceeds the budget {budget} B")
+            raise BudgetError(
+                f"internal: plan of {plan.table_bytes} B exceeds the budget {budget} B"
+            )
         return plan
 
     @staticmethod

@@ -37,7 +37,9 @@ def solve_mckp(
     front_value = np.zeros(1, dtype=np.float64)
     back: list[tuple[np.ndarray, np.ndarray]] = []  # per unit: (parent index, option index)
     for i in range(n_units):
-        c, v, ids = _undominated(np.asarray(costs[i], dtype=np.int64), np.asarray(values[i], dtype=np.float64))
+        c, v, ids = _undominated(
+            np.asarray(costs[i], dtype=np.int64), np.asarray(values[i], dtype=np.float64)
+        )
         new_cost = (front_cost[:, None] + c[None, :]).ravel()
         new_value = (front_value[:, None] + v[None, :]).ravel()
         parent = np.repeat(np.arange(len(front_cost)), len(c))

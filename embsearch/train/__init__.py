@@ -12,6 +12,14 @@ from embsearch.train.trainer import (
 )
 
 __all__ = [
-    "DeviceData", "TrainConfig", "TrainResult", "evaluate", "log_loss", "predict",
-    "resolve_device", "roc_auc", "seed_everything", "train_model",
+    "DeviceData",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate",
+    "log_loss",
+    "predict",
+    "resolve_device",
+    "roc_auc",
+    "seed_everything",
+    "train_model",
 ]

@@ -15,7 +15,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
+        raise ConfigError(
+            "--device cuda was asked for but no CUDA device is available; use --device cpu or auto"
+        )
     if name not in ("cpu",) and not name.startswith("cuda"):
         raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)

@@ -117,7 +117,9 @@ def train_model(
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             running = 0.0
-            for i, (x, y) in enumerate(train.batches(cfg.batch_size, shuffle=True, generator=generator)):
+            for i, (x, y) in enumerate(
+                train.batches(cfg.batch_size, shuffle=True, generator=generator)
+            ):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     loss = loss_fn(model(x).float(), y)
                     if extra_loss is not None:
@@ -135,7 +137,9 @@ def train_model(
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
             auc, ll = evaluate(model, val, cfg.eval_batch_size)
-            history.append({"epoch": epoch, "train_loss": running, "val_auc": auc, "val_logloss": ll})
+            history.append(
+                {"epoch": epoch, "train_loss": running, "val_auc": auc, "val_logloss": ll}
+            )
             prog.update(task, info=f"epoch {epoch} loss {running:.4f} val AUC {auc:.4f}")
             if auc > best_auc:
                 best_auc, best_ll, best_epoch = auc, ll, epoch
