@@ -292,17 +292,9 @@ class DartsController(Controller):
     def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> nn.Module:
         """A fresh supernet for ``space``."""
 
-    def weights(self, supernet: nn.Module) -> list[np.ndarray]:
-        """Learned weights over the candidates, per field ``[groups, candidates]``."""
-        raise NotImplementedError
-
+    @abstractmethod
     def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
-        """Per field ``[groups, candidates]`` values to maximise: ``log P(D <= d)`` for the
-        knapsack, ``log w`` for the argmax (see the module docstring)."""
-        w = self.weights(supernet)
-        if self.config["discretise"] == "argmax":
-            return [np.log(np.clip(x, 1e-12, None)) for x in w]
-        return [coverage(x) for x in w]
+        """Per field ``[groups, candidates]`` values the discretisation maximises."""
 
     def describe(self, supernet: nn.Module, space: SearchSpace) -> dict[str, Any]:
         """What goes into ``plan.extra`` besides the common facts."""
@@ -380,3 +372,19 @@ def _check_budget(space: SearchSpace, budget: int) -> None:
             f"budget {budget} B is below the smallest plan of the {space.name} space, "
             f"{format_bytes(smallest)}; raise --budget to at least {smallest}"
         )
+
+
+class WeightsController(DartsController):
+    """A DARTS controller whose supernet learns weights over the candidates (AutoDim,
+    AutoEmb); their preference is derived from those weights in one way."""
+
+    @abstractmethod
+    def weights(self, supernet: nn.Module) -> list[np.ndarray]:
+        """Learned weights over the candidates, per field ``[groups, candidates]``."""
+
+    def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
+        """``log P(D <= d)`` for the knapsack, ``log w`` for the argmax (see the module docstring)."""
+        w = self.weights(supernet)
+        if self.config["discretise"] == "argmax":
+            return [np.log(np.clip(x, 1e-12, None)) for x in w]
+        return [coverage(x) for x in w]

@@ -27,12 +27,12 @@ import numpy as np
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers._darts import COMMON_PARAMS, DartsController
+from embsearch.controllers._darts import COMMON_PARAMS, WeightsController
 from embsearch.embeddings.supernets import AutoDimSupernet
 from embsearch.search_spaces.base import SearchSpace
 
 
-class AutoDim(DartsController):
+class AutoDim(WeightsController):
     name = "autodim"
     paper = (
         "Xiangyu Zhao, Haochen Liu, Hui Liu, Jiliang Tang, Weiwei Guo, Jun Shi, Sida Wang, Huiji Gao, Bo Long. "

@@ -32,12 +32,12 @@ import numpy as np
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers._darts import COMMON_PARAMS, DartsController
+from embsearch.controllers._darts import COMMON_PARAMS, WeightsController
 from embsearch.embeddings.supernets import AutoEmbSupernet
 from embsearch.search_spaces.base import SearchSpace
 
 
-class AutoEmb(DartsController):
+class AutoEmb(WeightsController):
     name = "autoemb"
     paper = (
         "Xiangyu Zhao, Haochen Liu, Wenqi Fan, Hui Liu, Jiliang Tang, Chong Wang, Ming Chen, Xudong Zheng, "

@@ -382,7 +382,7 @@ def _like_field(arr: pa.Array, fv: FieldVocab) -> pa.Array:
             try:  # "5" or 5.0 for an int64 column: compare through the column's type
                 arr = pc.cast(arr, target)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass
+                target = None  # not castable: those values compare as text (and miss -> OOV)
     return _to_text(arr)[0]
 
 
