@@ -9,11 +9,14 @@ Steps:
 3. DARTS-style training: weight steps on training batches alternate with mask steps on
    validation batches (separate Adam), the mask's loss adding ``l1 * mean |m|``; the
    mask is clipped into [0, 1] after each step;
-4. magnitude pruning: a group keeping ``d`` dims keeps its ``d`` largest mask entries;
-   the value of dim ``d`` is ``sum`` over them of ``(|m| - threshold)``, so that the
-   per-group argmax (``discretise='argmax'``) is the paper's threshold pruning and the
-   knapsack is that pruning under a byte budget (entries under the threshold are never
-   worth keeping);
+4. magnitude pruning of the masked weights ``m * e`` (not exactly zero after the search,
+   so DNIS prunes them by magnitude): a group keeping ``d`` dims keeps the ``d`` columns of
+   largest mean ``|m * e|`` over its ids, and the value of dim ``d`` is ``sum`` over them
+   of ``(magnitude - threshold)``, so that the per-group argmax (``discretise='argmax'``)
+   is the paper's threshold pruning and the knapsack is that pruning under a byte budget
+   (columns under the threshold are never worth keeping). Ranking by the mask alone was
+   tried first: an embedding can grow to undo a small mask, and on frappe it starved the
+   user field;
 5. the plan is retrained from scratch by the search runner. The exported pad table keeps
    each block's first ``d`` columns: the retrained table learns its own, so no
    permutation is needed; ``DNISSupernet.export`` reorders the kept columns when the
@@ -50,7 +53,7 @@ class DNIS(DartsController):
         **COMMON_PARAMS,
         "l1": 0.01,  # weight of the mask's L1 sparsity penalty (mean |m|)
         "mask_init": 0.5,  # initial value of every mask entry
-        "threshold": 0.0,  # mask entries at or below this are pruned whatever the budget
+        "threshold": 0.0,  # columns of mean |m * e| at or below this are pruned whatever the budget
         "projection": "pad",  # plans' projection: 'pad' (DNIS's structure) or 'linear'
     }
 
@@ -81,7 +84,7 @@ class DNIS(DartsController):
         return supernet.clip_
 
     def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
-        """Step 4: ``value[g, k]`` = sum of the ``d_k`` largest ``|m| - threshold``."""
+        """Step 4: ``value[g, k]`` = sum of the ``d_k`` largest ``mean |m * e| - threshold``."""
         t = float(self.config["threshold"])
         return [
             v - t * np.asarray(space.candidates, dtype=np.float64)
@@ -93,5 +96,5 @@ class DNIS(DartsController):
             "mask": {
                 n: np.round(m, 6).tolist() for n, m in zip(space.schema.names, supernet.masks())
             },
-            "preference_kind": "kept mask mass: sum of the d largest |m| minus threshold * d",
+            "preference_kind": "kept magnitude: sum of the d largest mean |m * e| minus threshold * d",
         }

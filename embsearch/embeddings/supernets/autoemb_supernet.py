@@ -45,15 +45,11 @@ class Controller(nn.Module):
         self.w2 = nn.Parameter(torch.zeros(n_fields, hidden, n_out))
         self.scale = 1.0 / hidden
 
-    def forward(self, z: torch.Tensor, field: int | None = None) -> torch.Tensor:
-        """Logits ``[B, F, K]`` for popularities ``z [B, F]``, or ``[n, K]`` for ``z [n]`` of one ``field``."""
-
-        def sel(t: torch.Tensor) -> torch.Tensor:
-            return t if field is None else t[field]
-
-        h = torch.relu(z.unsqueeze(-1) * sel(self.w1) + sel(self.b1))
-        mlp = h @ self.w2[field] if field is not None else torch.einsum("bfh,fhk->bfk", h, self.w2)
-        return z.unsqueeze(-1) * sel(self.slope) + sel(self.bias) + mlp * self.scale
+    def forward(self, z: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+        """Logits ``[..., K]`` for popularities ``z`` of ids of ``fields`` (same shape, int64)."""
+        h = torch.relu(z.unsqueeze(-1) * self.w1[fields] + self.b1[fields])
+        mlp = (h.unsqueeze(-2) @ self.w2[fields]).squeeze(-2)
+        return z.unsqueeze(-1) * self.slope[fields] + self.bias[fields] + mlp * self.scale
 
 
 class AutoEmbSupernet(MixedSupernet):
@@ -70,8 +66,26 @@ class AutoEmbSupernet(MixedSupernet):
         super().__init__(groups, candidates, width)
         logc = [np.log1p(np.asarray(c, dtype=np.float64)) for c in counts]
         top = max(float(c.max()) for c in logc) if logc else 1.0
-        popularity = torch.tensor(np.concatenate(logc) / max(top, 1e-9), dtype=torch.float32)
-        self.register_buffer("popularity", popularity, persistent=False)
+        # ids of a field with equal training counts share their controller output: every
+        # row maps to one (field, count) "popularity slot", and each step runs the
+        # controller once per distinct slot of the batch instead of once per id
+        slot_of_row, slot_field, slot_z = [], [], []
+        for f, c in enumerate(logc):
+            values, inverse = np.unique(c, return_inverse=True)
+            slot_of_row.append(inverse.reshape(-1) + len(slot_z))
+            slot_field += [f] * len(values)
+            slot_z += (values / max(top, 1e-9)).tolist()
+        self.register_buffer(
+            "row_pop_slot",
+            torch.as_tensor(np.concatenate(slot_of_row), dtype=torch.long),
+            persistent=False,
+        )
+        self.register_buffer(
+            "slot_field", torch.as_tensor(slot_field, dtype=torch.long), persistent=False
+        )
+        self.register_buffer(
+            "slot_popularity", torch.as_tensor(slot_z, dtype=torch.float32), persistent=False
+        )
         self.counts = [np.asarray(c, dtype=np.float64) for c in counts]
         self.controller = Controller(self.table.num_fields, hidden, len(self.candidates))
 
@@ -81,29 +95,33 @@ class AutoEmbSupernet(MixedSupernet):
     def weight_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if not n.startswith("controller.")]
 
-    def controller_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Step 2: controller logits of every id of ``x`` (``[batch, fields]``), ``[batch, fields, K]``."""
-        pop = nn.functional.embedding(x + self.table.offsets, self.popularity.unsqueeze(-1))
-        return self.controller(pop.squeeze(-1))
-
     def mix_weights(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.controller_logits(x), dim=-1)
+        """Step 2: softmax of the controller's logits for every id of ``x`` (``[batch, fields]``),
+        ``[batch, fields, K]``, computed once per distinct popularity slot of the batch and
+        gathered back (``index_select``: its backward is one ``index_add``)."""
+        slots = nn.functional.embedding(x + self.table.offsets, self.row_pop_slot.unsqueeze(-1))
+        uniq, inverse = torch.unique(slots.reshape(-1), return_inverse=True)
+        logits = self.controller(self.slot_popularity[uniq], self.slot_field[uniq])
+        weights = torch.softmax(logits, dim=-1)
+        return weights.index_select(0, inverse).reshape(*x.shape, weights.shape[-1])
 
     @torch.no_grad()
-    def group_weights(self, chunk: int = 65536) -> list[np.ndarray]:
+    def group_weights(self) -> list[np.ndarray]:
         """Each group's mean controller weights over its training occurrences, ``[groups of f, K]``.
 
         Ids of a group with no training occurrence (all counts zero) count equally.
         """
         out = []
-        device = self.popularity.device
+        slot_weights = (
+            torch.softmax(self.controller(self.slot_popularity, self.slot_field).float(), dim=-1)
+            .cpu()
+            .numpy()
+            .astype(np.float64)
+        )
+        row_slot = self.row_pop_slot.cpu().numpy()
         for f, gs in enumerate(self.table.groups):
-            parts = []
-            for start in range(0, self.table.rows[f], chunk):
-                ids = torch.arange(start, min(start + chunk, self.table.rows[f]), device=device)
-                pop = self.popularity[ids + self.table.offsets[f]]
-                parts.append(torch.softmax(self.controller(pop, f).float(), dim=-1).cpu().numpy())
-            w = np.concatenate(parts).astype(np.float64)
+            start = int(self.table.offsets[f])
+            w = slot_weights[row_slot[start : start + self.table.rows[f]]]
             rows = []
             for a, b in gs:
                 c = self.counts[f][a:b]

@@ -7,11 +7,13 @@ Systems" (arXiv:2006.04466, 2020), Sec. 3.
    group) scales the embedding, ``e_hat = m[f, g(id)] * e``; the mask is learned (by the
    controller's DARTS-style steps, with an L1 sparsity penalty, :meth:`penalty`) and
    clipped back into [0, 1] after every step (:meth:`clip_`);
-3. magnitude pruning: a group keeping ``d`` dims keeps its ``d`` largest mask entries,
-   so the value of dim ``d`` is the sum of the ``d`` largest ``|m|`` (:meth:`kept_mass`).
+3. magnitude pruning of the masked weights ``m * e`` (they are not exactly zero after
+   the search, so DNIS prunes them by magnitude): a group keeping ``d`` dims keeps the
+   ``d`` columns of largest mean ``|m * e|`` over its ids (:meth:`importance`), so the
+   value of dim ``d`` is the sum of those ``d`` magnitudes (:meth:`kept_mass`).
 
 The exported (``projection='pad'``) table keeps the FIRST ``d`` columns, so
-:meth:`export` stores each block's kept columns largest-mask first; its output equals
+:meth:`export` stores each block's kept columns largest-magnitude first; its output equals
 the pruned supernet's with the width coordinates of each group reordered that way
 (:meth:`kept_columns`), identical where the kept columns already lead. Retraining from
 scratch, as the search runner does, is indifferent to that order.
@@ -68,19 +70,34 @@ class DNISSupernet(nn.Module):
         m = self.mask.float().cpu().numpy()
         return [m[f, :n] for f, n in enumerate(self.table.n_groups)]
 
+    @torch.no_grad()
+    def importance(self) -> torch.Tensor:
+        """Step 3's magnitudes: ``[F, G, width]``, the mean ``|m[f, g, j] * e[id, j]|`` over
+        the ids of each group (the masked weights DNIS prunes; a mask alone is not
+        comparable across groups, since an embedding can grow to undo a small mask)."""
+        n_slots = self.table.num_fields * self.table.max_groups
+        slot = self.table.row_slot
+        total = torch.zeros(n_slots, self.width, device=slot.device)
+        total.index_add_(0, slot, self.table.weight.detach().abs().float())
+        ids = torch.bincount(slot, minlength=n_slots).clamp(min=1).unsqueeze(-1)
+        mean = (total / ids).reshape(self.table.num_fields, self.table.max_groups, self.width)
+        return mean * self.mask.detach().abs().float()
+
     def kept_mass(self, candidates: Sequence[int]) -> list[np.ndarray]:
-        """Step 3: ``value[f][g, k]`` = sum of the ``candidates[k]`` largest ``|m[f, g]|``."""
+        """Step 3: ``value[f][g, k]`` = sum of the ``candidates[k]`` largest magnitudes of (f, g)."""
+        imp = self.importance().cpu().numpy()
         out = []
-        for m in self.masks():
+        for f, n in enumerate(self.table.n_groups):
+            m = imp[f, :n]
             cum = np.concatenate(
-                [np.zeros((len(m), 1)), np.cumsum(-np.sort(-np.abs(m), axis=1), axis=1)], axis=1
+                [np.zeros((len(m), 1)), np.cumsum(-np.sort(-m, axis=1), axis=1)], axis=1
             )
             out.append(cum[:, list(candidates)])
         return out
 
     def kept_columns(self, f: int, g: int, d: int) -> torch.Tensor:
-        """Indices of the ``d`` largest mask entries of (f, g), largest first (ties: lower index)."""
-        m = self.mask[f, g].detach().abs().float().cpu().numpy()
+        """Indices of the ``d`` largest magnitudes of (f, g), largest first (ties: lower index)."""
+        m = self.importance()[f, g].cpu().numpy()
         return torch.as_tensor(np.argsort(-m, kind="stable")[:d], device=self.mask.device)
 
     @torch.no_grad()
@@ -99,7 +116,7 @@ class DNISSupernet(nn.Module):
     @torch.no_grad()
     def export(self, plan: Plan) -> MixedDimEmbedding:
         """The pruned sub-network as a padded :class:`MixedDimEmbedding`: block (f, g) holds
-        ``m * e`` on its kept columns, largest mask first (mask folded into the rows)."""
+        ``m * e`` on its kept columns, largest magnitude first (mask folded into the rows)."""
         if plan.projection != "pad":
             raise ConfigError(
                 f"exporting a DNIS supernet needs a plan with projection='pad' (its structure), not {plan.projection!r}"
