@@ -10,8 +10,9 @@ For every dataset (``synthetic``, ``frappe``, ``talkingdata``):
    scratch with the same training options (or its attached weights are used) and
    evaluated on the test split.
 
-Budgets are fractions of the full table (``10%,25%,50%`` by default). Results are written
-after every run to ``OUT/results.json`` and ``OUT/results.md`` (a markdown table); a
+Budgets are fractions of the full table (``10%,25%,50%`` by default). ``--resplit``
+gives every seed its own random split of the real datasets (repeated random splits).
+Results are written after every run to ``OUT/results.json`` and ``OUT/results.md``; a
 controller that fails is recorded with its error and the run goes on. Prepared datasets
 are cached under ``--data-dir`` (default ``OUT/data``). Frappe's validation and test files
 are merged and re-split 8:1:1 (its train split is not available here), so its numbers are
@@ -50,13 +51,19 @@ TALKINGDATA = SHARED / "talkingdata-adtracking-sample/train_sample.csv.gz"
 DATASETS = ("synthetic", "frappe", "talkingdata")
 
 
-def load_dataset(name: str, data_dir: Path, rows: int | None) -> Dataset:
-    """A dataset by name, prepared once and cached under ``data_dir``."""
+def load_dataset(
+    name: str, data_dir: Path, rows: int | None, split_seed: int | None = None
+) -> Dataset:
+    """A dataset by name, prepared once and cached under ``data_dir``. ``split_seed``
+    draws the real datasets' random 8:1:1 split with that seed (None: seed 0, cached
+    under the plain name)."""
     if name == "synthetic":
         return make_synthetic(rows=rows) if rows else make_synthetic()
     if name not in DATASETS:
         raise SystemExit(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
-    out = data_dir / (name if rows is None else f"{name}-{rows}rows")
+    tag = "" if split_seed is None else f"-split{split_seed}"
+    out = data_dir / ((name if rows is None else f"{name}-{rows}rows") + tag)
+    seed = 0 if split_seed is None else int(split_seed)
     if out.is_dir():
         return Dataset.load(out)
     from embsearch.data.prepare import prepare  # written alongside; imported only when needed
@@ -68,7 +75,9 @@ def load_dataset(name: str, data_dir: Path, rows: int | None) -> Dataset:
             for part in FRAPPE:
                 with gzip.open(part, "rb") as src:
                     shutil.copyfileobj(src, dst)
-        return prepare("libfm", [str(merged)], str(out), split=(0.8, 0.1, 0.1), rows=rows)
+        return prepare(
+            "libfm", [str(merged)], str(out), split=(0.8, 0.1, 0.1), rows=rows, seed=seed
+        )
     return prepare(
         "csv",
         [str(TALKINGDATA)],
@@ -76,6 +85,7 @@ def load_dataset(name: str, data_dir: Path, rows: int | None) -> Dataset:
         label="is_attributed",
         drop=["attributed_time", "click_time"],
         rows=rows,
+        seed=seed,
     )
 
 
@@ -243,6 +253,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-full", action="store_true", help="skip the full-table reference")
+    p.add_argument(
+        "--resplit",
+        action="store_true",
+        help="draw frappe's and talkingdata's 8:1:1 split with --seed too (repeated random "
+        "splits: talkingdata has 227 positives, so one fixed test split is mostly noise)",
+    )
     args = p.parse_args(argv)
     args.datasets = [d for d in args.datasets.split(",") if d]
     args.controllers = [c for c in args.controllers.split(",") if c]
@@ -262,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = Path(args.data_dir) if args.data_dir else out / "data"
     rows: list[dict[str, Any]] = []
     for ds_name in args.datasets:
-        ds = load_dataset(ds_name, data_dir, args.rows)
+        ds = load_dataset(ds_name, data_dir, args.rows, args.seed if args.resplit else None)
         print(f"{ds_name}: {len(ds.train)} train rows, {ds.schema.num_fields} fields", flush=True)
         if not args.no_full:
             rows.append(run_full(ds_name, ds, args))

@@ -1,9 +1,11 @@
 """Summarise several ``bench_protocol.py`` runs (e.g. one per seed) into one markdown table.
 
 For every (dataset, controller, budget): mean test AUC over the runs with its spread, the
-mean difference from ``uniform`` at the same budget (paired by run), bytes used, and search
-time as a multiple of one full-table training (median over runs: one busy moment on a
-shared machine skews a mean).
+mean difference from ``uniform`` at the same budget (paired by run) with its standard
+error and the runs won, bytes used, and search time as a multiple of one full-table
+training (median over runs: one busy moment on a shared machine skews a mean), alone and
+with the retraining of that budget's plan added ("pipeline": the search is one call for
+every budget, so this overstates a one-budget pipeline).
 
     python benchmarks/summarize_protocol.py /tmp/bench/seed0 /tmp/bench/seed1 /tmp/bench/seed2
 """
@@ -26,6 +28,7 @@ def summarise(runs: list[list[dict]]) -> str:
     auc: dict[tuple, list[float]] = defaultdict(list)
     delta: dict[tuple, list[float]] = defaultdict(list)
     ratio: dict[tuple, list[float]] = defaultdict(list)
+    pipeline: dict[tuple, list[float]] = defaultdict(list)
     used: dict[tuple, list[float]] = defaultdict(list)
     errors: dict[tuple, str] = {}
     for rows in runs:
@@ -43,26 +46,30 @@ def summarise(runs: list[list[dict]]) -> str:
             if (r["dataset"], r["budget"]) in uni and r["controller"] != "uniform":
                 delta[key].append(r["test_auc"] - uni[(r["dataset"], r["budget"])])
             if r["dataset"] in full and not r["controller"].startswith("full"):
-                ratio[key].append(r["search_s"] / max(full[r["dataset"]]["retrain_s"], 1e-9))
+                one = max(full[r["dataset"]]["retrain_s"], 1e-9)
+                ratio[key].append(r["search_s"] / one)
+                pipeline[key].append((r["search_s"] + r["retrain_s"]) / one)
     lines = [
-        "| dataset | controller | budget | test AUC (mean ± sd) | vs uniform (mean, wins/runs) | bytes used | search / full training |",
-        "|---|---|---|---|---|---|---|",
+        "| dataset | controller | budget | test AUC (mean ± sd) | vs uniform (mean ± se, wins/runs) "
+        "| bytes used | search / full training | pipeline / full training |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key in sorted(auc, key=lambda k: (k[0], k[1] != "full (dim 16)", k[1], k[2])):
         a = auc[key]
         sd = statistics.stdev(a) if len(a) > 1 else float("nan")
         d = delta.get(key, [])
-        vs = f"{statistics.mean(d):+.4f} ({sum(x > 0 for x in d)}/{len(d)})" if d else ""
-        rt = (
-            f"{statistics.median(ratio[key]):.2f}x" if ratio.get(key) else ""
-        )  # median: robust to a busy moment
+        se = f" ± {statistics.stdev(d) / math.sqrt(len(d)):.4f}" if len(d) > 1 else ""
+        vs = f"{statistics.mean(d):+.4f}{se} ({sum(x > 0 for x in d)}/{len(d)})" if d else ""
+        # medians: robust to a busy moment
+        rt = f"{statistics.median(ratio[key]):.2f}x" if ratio.get(key) else ""
+        pl = f"{statistics.median(pipeline[key]):.2f}x" if pipeline.get(key) else ""
         sd_txt = "" if math.isnan(sd) else f" ± {sd:.4f}"
         lines.append(
             f"| {key[0]} | {key[1]} | {key[2]} | {statistics.mean(a):.4f}{sd_txt} | {vs} | "
-            f"{statistics.mean(used[key]):.0%} | {rt} |"
+            f"{statistics.mean(used[key]):.0%} | {rt} | {pl} |"
         )
     for key, err in sorted(errors.items()):
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | error: {err} | | | |")
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | error: {err} | | | | |")
     return "\n".join(lines)
 
 
