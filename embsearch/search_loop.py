@@ -11,7 +11,13 @@ controller's ``prepare``, e.g. supernet training, is not caught: there is no can
 
 ``search_budgets`` is the default multi-budget driver of
 :class:`~embsearch.controllers.base.AskTellController`: ``prepare`` once (one supernet for
-every budget), then ``start`` / loop / ``finish`` per budget.
+every budget), then ``start`` / loop / ``finish`` per budget. A controller whose scores do
+not depend on the budget (``budget_free_scores = True``, e.g. inherited-weight scores of
+one supernet) gets one score memo per evaluator shared by every budget: a candidate
+scored under one budget is not evaluated again under another.
+
+Memoised scores are recorded like any evaluation, marked ``"cached": true`` (with no
+metrics and ~0 ``seconds``); ``LoopResult.cache_hits`` counts them.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class LoopResult:
     evaluations: int
     seconds: float
     stop_reason: str = "done"
+    cache_hits: int = 0  # evaluations answered from the score memo (included in evaluations)
 
     @property
     def interrupted(self) -> bool:
@@ -70,6 +77,7 @@ class LoopResult:
             "stop_reason": self.stop_reason,
             "best_score": self.best_score if math.isfinite(self.best_score) else None,
             "interrupted": self.interrupted,
+            "cache_hits": self.cache_hits,
         }
 
 
@@ -112,9 +120,12 @@ def run_loop(
     deadline: float | None = None,
     max_evals: int | None = None,
     phase: str = "search",
+    cache: dict[Candidate, float] | None = None,
 ) -> LoopResult:
     """Drive ``asker`` through ``evaluator`` under ``budget`` bytes (bytes from ``space``,
-    default ``ctx.space``); see the module docstring for the stopping rules."""
+    default ``ctx.space``); see the module docstring for the stopping rules. ``cache``
+    (candidate -> score of this ``evaluator``) memoises scores across calls; by default
+    only repeats within this loop are memoised."""
     space = space or ctx.space
     tag = {
         "controller": asker.name,
@@ -124,8 +135,8 @@ def run_loop(
     }
     t0 = time.perf_counter()
     best: Candidate | None = None
-    best_score, n, asked, reason = -math.inf, 0, 0, "done"
-    cache: dict[Candidate, float] = {}
+    best_score, n, asked, hits, reason = -math.inf, 0, 0, 0, "done"
+    cache = {} if cache is None else cache
     try:
         while not asker.done():
             if max_evals is not None and n >= max_evals:
@@ -146,12 +157,13 @@ def run_loop(
                 event="evaluation", **tag, index=n, candidate=as_json(cand), bytes=nbytes, **facts
             )
             n += 1
+            hits += bool(facts["cached"])
             asker.tell(cand, score)
             if score > best_score:  # NaN never wins
                 best, best_score = cand, score
     except KeyboardInterrupt:
         reason = "interrupted"
-    result = LoopResult(best, best_score, n, time.perf_counter() - t0, reason)
+    result = LoopResult(best, best_score, n, time.perf_counter() - t0, reason, hits)
     best_bytes = None if best is None else space.bytes_of(best)
     ctx.record(event="loop_end", **tag, **result.summary(), best_bytes=best_bytes)
     if reason in ("time", "interrupted"):
@@ -174,16 +186,18 @@ def search_budgets(controller: AskTellController, ctx: SearchContext) -> list[Pl
     space = controller.search_space(ctx)
     plans: list[Plan] = []
     stopped: LoopResult | None = None
+    memos: dict[int, tuple[Evaluator, dict[Candidate, float]]] = {}  # id -> (evaluator, memo)
     for budget in ctx.budgets:
         if stopped is None:
             controller.start(ctx, budget)
+            evaluator = controller.evaluator(ctx, budget)
+            memo = (
+                memos.setdefault(id(evaluator), (evaluator, {}))[1]
+                if getattr(controller, "budget_free_scores", False)
+                else None
+            )
             result = run_loop(
-                controller,
-                controller.evaluator(ctx, budget),
-                ctx,
-                budget,
-                space=space,
-                deadline=deadline,
+                controller, evaluator, ctx, budget, space=space, deadline=deadline, cache=memo
             )
             stopped = result if result.interrupted else None
         else:

@@ -34,7 +34,7 @@ from embsearch.controllers.rule import Rule, block_space
 from embsearch.data.synthetic import make_synthetic
 from embsearch.embeddings.supernets_evo import OptEmbedEmbedding, RuleEmbedding
 from embsearch.errors import BudgetError, ConfigError
-from embsearch.evaluator import InheritedWeightEvaluator
+from embsearch.evaluator import InheritedWeightEvaluator, stratified_rows
 from embsearch.search_loop import LoopResult, run_loop
 from embsearch.search_spaces import FeatureDimsSpace, FieldDimsSpace
 from embsearch.train import TrainConfig, evaluate
@@ -201,6 +201,8 @@ def test_several_budgets_share_one_supernet_and_history_is_json(optembed_run):
         {"selection": "roulette"},
         {"supernet_epochs": 0},
         {"population": True},
+        {"patience": 0},
+        {"val_rows": 0},
     ],
 )
 def test_bad_params_raise_config_error_naming_them(cls, bad):
@@ -303,3 +305,88 @@ def test_per_block_repair_matches_space_repair(spaces, seed, frac):
     if space.bytes_of(cand) > budget:
         value = sum(repair_value(d, o) for d, o in zip(fast, cand))
         assert value == pytest.approx(sum(repair_value(d, o) for d, o in zip(exact, cand)))
+
+
+# -- cheaper search: patience, validation subsample, final checks ---------------------------------
+class Constant:
+    name = "constant"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, cand):
+        self.calls += 1
+        return 0.5
+
+
+@pytest.mark.parametrize("patience", [None, 1, 2])
+def test_patience_stops_the_evolution_early(spaces, patience):
+    space = spaces["field_linear"]
+    budget = int(space.full_table_bytes() * 0.5)
+    cfg = EvolutionConfig(population=4, generations=6, top_k=2, patience=patience)
+    evo = Evolution(space, budget, cfg, np.random.default_rng(0))
+    ctx = SearchContext(None, space, [budget], log=lambda m: None)  # type: ignore[arg-type]
+    scorer = Constant()  # generation 0 holds the best score: nothing ever improves on it
+    result = run_loop(evo, scorer, ctx, budget, space=space)
+    facts = evo.summary()
+    ran = 6 if patience is None else patience
+    assert facts["generations_run"] == ran and facts["stopped_early"] == (patience is not None)
+    assert facts["best_generation"] == 0 and result.stop_reason == "done"
+    assert scorer.calls == result.evaluations <= 4 * (ran + 1)
+
+
+def test_patience_counts_from_the_last_improvement(spaces):
+    space = spaces["field_linear"]
+    budget = int(space.full_table_bytes() * 0.5)
+    cfg = EvolutionConfig(population=3, generations=8, top_k=2, patience=2)
+    evo = Evolution(space, budget, cfg, np.random.default_rng(1))
+    told = 0
+    while not evo.done():
+        cand = evo.ask()
+        told += 1
+        evo.tell(cand, float(told) if evo.generation <= 3 else 0.0)  # improves until gen 3
+    assert evo.best_generation == 3 and evo.generation == 5 and evo.stopped_early
+
+
+def test_stratified_validation_subsample():
+    y = np.zeros(10_000)
+    y[np.random.default_rng(0).choice(10_000, 23, replace=False)] = 1  # talkingdata-like
+    idx = stratified_rows(y, 2048)
+    assert len(idx) == 2048 and len(set(idx.tolist())) == 2048 and (np.diff(idx) > 0).all()
+    assert y[idx].sum() == 23  # the rare class is kept whole
+    balanced = (np.arange(5000) % 3 == 0).astype(float)
+    sub = balanced[stratified_rows(balanced, 1000)]
+    assert sub.sum() == 500  # the minority class gets up to half the rows
+    assert (stratified_rows(balanced, 1000) == stratified_rows(balanced, 1000)).all()
+
+
+def test_val_rows_default_subsamples_and_final_checks_use_the_whole_split(planted):
+    assert OptEmbed().config["val_rows"] == 2048 and Rule().config["val_rows"] == 2048
+    ctx = make_ctx(planted, FieldDimsSpace(planted.schema, 16, projection="pad"), [0.25, 0.4])
+    ctrl = OptEmbed(population=6, generations=3, top_k=3, val_rows=500, final_checks=3)
+    plans = ctrl.search_budgets(ctx)
+    val = ctx.data.split("val")
+    assert len(ctrl.evaluator_.y) == 500 < len(val) and len(ctrl.full_.y) == len(val)
+    final = [e for e in ctx.history if e["event"] == "evaluation" and e["phase"] == "final"]
+    assert final and all(e["bytes"] <= e["budget"] for e in final)
+    for plan, budget in zip(plans, ctx.budgets):
+        mine = [e for e in final if e["budget"] == budget]
+        assert 1 <= len(mine) <= 3
+        best = max(mine, key=lambda e: e["score"])
+        cand = ctx.space.from_plan(plan)
+        assert [list(d) for d in cand] == best["candidate"] and plan.table_bytes <= budget
+        assert plan.extra["inherited_val_auc"] == best["score"]
+        assert ctrl.full_(cand) == pytest.approx(best["score"])  # the whole split's AUC
+        assert plan.extra["final_checks"]["evaluations"] == len(mine)
+        assert plan.extra["evolution"]["generations_max"] == 3
+    recorded = [e for e in ctx.history if e["event"] == "evolution"]
+    assert [e["budget"] for e in recorded] == ctx.budgets
+    json.dumps(ctx.history, allow_nan=False)
+
+
+def test_inherited_scores_are_memoised_across_budgets(optembed_run):
+    ctx, _, plans = optembed_run
+    evals = [e for e in ctx.history if e["event"] == "evaluation" and e["phase"] == "search"]
+    fresh = [tuple(map(tuple, e["candidate"])) for e in evals if not e["cached"]]
+    assert len(fresh) == len(set(fresh))  # no candidate is evaluated twice in one search
+    assert sum(p.extra["search"]["cache_hits"] for p in plans) == len(evals) - len(fresh)

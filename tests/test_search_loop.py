@@ -179,3 +179,24 @@ def test_repeated_candidates_are_not_re_evaluated(ctx):
     run_loop(ctrl, fake, ctx, ctx.budgets[0])
     assert fake.calls == 1
     assert [e["cached"] for e in events(ctx, "evaluation")] == [False, True, True]
+
+
+class BudgetFree(RandomSearch):
+    """RandomSearch whose scores do not depend on the budget: one memo for every budget."""
+
+    budget_free_scores = True
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_memo_shared_across_budgets_evaluates_a_candidate_once(ctx, shared):
+    cand = ctx.space.uniform(ctx.space.candidates[0])  # fits both budgets
+    fake = Linear(ctx.space.num_fields)
+    cls = BudgetFree if shared else RandomSearch
+    plans = cls(fake, trials=1, script=[cand, cand]).search_budgets(ctx)
+    evals = events(ctx, "evaluation")
+    assert [e["budget"] for e in evals] == ctx.budgets  # every evaluation is still recorded
+    assert fake.calls == (1 if shared else 2)
+    assert [e["cached"] for e in evals] == [False, shared]
+    assert [p.extra["search"]["cache_hits"] for p in plans] == [0, int(shared)]
+    assert plans[0].extra["search"]["best_score"] == plans[1].extra["search"]["best_score"]
+    json.dumps(ctx.history, allow_nan=False)

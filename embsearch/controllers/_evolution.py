@@ -12,6 +12,14 @@ OptEmbed (Lyu et al., CIKM 2022), Sec. "Evolutionary search", and RULE (Chen et 
 4. a child over the budget is repaired onto it with ``space.repair`` (exact knapsack over
    dims no larger than the child's); a candidate over the budget is never kept.
 
+Beyond the papers (each a choice a careful practitioner would make, said once here):
+
+- ``patience`` (default 3): the evolution stops once the best score has not improved for
+  that many generations (the papers run a fixed number; late generations of a converged
+  population re-score near-copies of the elite). ``None`` runs every generation.
+- one score memo shared by every budget of a search (inherited-weight scores do not depend
+  on the budget), so a candidate is evaluated at most once per search.
+
 Every operator is pure: candidates are tuples of tuples and operators return new ones, so
 parents are never edited in place (a bug of the public OptEmbed code, which also had no
 budget control at all).
@@ -33,6 +41,7 @@ from embsearch.context import SearchContext
 from embsearch.controllers.base import AskTellController
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.plan import Plan
+from embsearch.search_loop import LoopResult
 from embsearch.search_spaces.base import Candidate, SearchSpace
 from embsearch.search_spaces.knapsack import solve_mckp
 from embsearch.train.device import seed_everything
@@ -45,6 +54,7 @@ EVOLUTION_PARAMS: dict[str, Any] = {
     "mutation_prob": 0.1,
     "crossover_prob": 0.5,
     "selection": "topk",
+    "patience": 3,  # generations without a better best before stopping; None: never stop early
 }
 
 
@@ -157,6 +167,23 @@ def tournament(
     return top_k(picks, 1)[0][0]
 
 
+class FixedAsker:
+    """An asker for the shared loop that hands out a fixed list of candidates (final checks)."""
+
+    def __init__(self, name: str, cands: Sequence[Candidate]) -> None:
+        self.name, self.queue = name, list(cands)
+
+    def done(self) -> bool:
+        return not self.queue
+
+    def ask(self) -> Candidate:
+        return self.queue.pop(0)
+
+    def tell(self, candidate: Candidate, score: float) -> None:
+        """Scores change nothing here: the loop records them and keeps the best."""
+        return None
+
+
 # -- the evolution as ask/tell ----------------------------------------------------------------
 @dataclass
 class EvolutionConfig:
@@ -166,6 +193,7 @@ class EvolutionConfig:
     mutation_prob: float = 0.1
     crossover_prob: float = 0.5
     selection: str = "topk"
+    patience: int | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> EvolutionConfig:
@@ -193,7 +221,7 @@ def validate_evolution(name: str, params: dict[str, Any]) -> None:
         raise ConfigError(
             f"{name}: selection must be 'topk' or 'tournament', got {params['selection']!r}"
         )
-    for key in ("supernet_epochs", "val_rows"):  # None: the context's epochs / every val row
+    for key in ("supernet_epochs", "val_rows", "patience"):  # None: epochs / all rows / never
         if key in params and params[key] is not None:
             integer(key, 1)
 
@@ -202,7 +230,9 @@ class Evolution:
     """Steps 1-4 as ask/tell: ``ask()`` hands out the current generation one candidate at a
     time; once all of it is told, the next generation is bred from the top-k. Generation 0
     is the random population; ``generations`` more follow, so at most
-    ``population * (generations + 1)`` candidates are evaluated."""
+    ``population * (generations + 1)`` candidates are evaluated. With ``cfg.patience`` the
+    evolution stops after the first ``patience`` consecutive generations whose candidates
+    did not beat the best score so far (``stopped_early``; see :meth:`summary`)."""
 
     name = "evolution"
 
@@ -220,6 +250,9 @@ class Evolution:
         self.generation = 0
         self._queue = random_population(space, budget, cfg.population, rng, seeds)
         self._pending: set[Candidate] = set()
+        self.best = -np.inf  # best finite score so far
+        self.best_generation = 0
+        self.stopped_early = False
 
     def done(self) -> bool:
         """True once the last generation is told (or no unseen child could be bred)."""
@@ -235,8 +268,26 @@ class Evolution:
     def tell(self, cand: Candidate, score: float) -> None:
         self._pending.discard(cand)
         self.scores[cand] = float(score)
-        if not self._queue and not self._pending and self.generation < self.cfg.generations:
-            self._breed()
+        if np.isfinite(score) and score > self.best:
+            self.best, self.best_generation = float(score), self.generation
+        if self._queue or self._pending or self.generation >= self.cfg.generations:
+            return
+        patience = self.cfg.patience
+        if patience is not None and self.generation - self.best_generation >= patience:
+            self.stopped_early = True  # the generation is complete: no more breeding
+            return
+        self._breed()
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready facts: generations bred and told, and whether patience stopped it."""
+        return {
+            "generations_run": self.generation,
+            "generations_max": self.cfg.generations,
+            "best_generation": self.best_generation,
+            "patience": self.cfg.patience,
+            "stopped_early": self.stopped_early,
+            "candidates": len(self.scores),
+        }
 
     def ranked(self) -> list[tuple[Candidate, float]]:
         """Every told candidate with its score, best first."""
@@ -337,7 +388,10 @@ def plan_weights(
 class EvolutionaryController(AskTellController):
     """The ask/tell half every evolutionary controller shares (OptEmbed's and RULE's search
     step): one :class:`Evolution` per budget over :meth:`evolution_space`, seeded with the
-    widest candidate of that space (projected onto the budget)."""
+    widest candidate of that space (projected onto the budget). Scores do not depend on the
+    budget, so the shared loop memoises them across budgets (``budget_free_scores``)."""
+
+    budget_free_scores = True
 
     def evolution_space(self, ctx: SearchContext) -> SearchSpace:
         """The space evolved in; default :meth:`search_space`."""
@@ -350,6 +404,27 @@ class EvolutionaryController(AskTellController):
         self.evolution_ = Evolution(
             space, budget, cfg, ctx.rng(budget), seeds=[space.max_candidate()]
         )
+        self.evolution_budget_ = budget
+
+    def evolution_summary(self, ctx: SearchContext, budget: int) -> dict[str, Any] | None:
+        """Record (event ``evolution``) and return this budget's :meth:`Evolution.summary`;
+        ``None`` when this budget's evolution never started (after Ctrl-C)."""
+        if getattr(self, "evolution_budget_", None) != budget:
+            return None
+        facts = self.evolution_.summary()
+        ctx.record(event="evolution", controller=self.name, budget=int(budget), **facts)
+        if facts["stopped_early"]:
+            ctx.log(
+                f"{self.name} [budget {budget} B]: no better candidate for {facts['patience']} "
+                f"generations; stopped after generation {facts['generations_run']} of "
+                f"{facts['generations_max']}"
+            )
+        return facts
+
+    def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
+        plan = super().finish(ctx, budget, result)
+        plan.extra["evolution"] = self.evolution_summary(ctx, budget)
+        return plan
 
     def ask(self) -> Candidate:
         return self.evolution_.ask()

@@ -20,13 +20,25 @@ One supernet serves every budget of a search. Projection: the supernet plays can
 with first-``d``-columns masks (``pad`` semantics); the plan takes the context space's
 projection (``linear`` by default, ``pad`` if the space has it). Since step 3 retrains from
 scratch no weights cross that boundary, and bytes are always counted in the context space,
-so the plan fits whatever its projection. Row pruning is *recorded, not stored*:
+so the plan fits whatever its projection.
+
+Choices the paper leaves open (one line each):
+
+- ``val_rows=2048``: candidates are scored on one fixed class-stratified subsample of the
+  validation split (paired comparisons, ~4x cheaper on Frappe); ``None`` uses every row.
+- ``final_checks=5``: the evolution's 5 best candidates are re-scored on the whole split and
+  the best of those is returned, so subsample noise cannot pick a lucky candidate.
+- ``patience=2``: the evolution stops after 2 generations without a better candidate.
+- scores are memoised across the budgets of one search (inherited scores ignore budgets).
+
+Row pruning is *recorded, not stored*:
 ``MixedDimEmbedding`` keeps every row, and ``plan.extra["pruned_row_fraction"]`` gives each
 field's pruned share (a row-pruned table layout comes in a later issue).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from embsearch.backbones import CTRModel
@@ -34,6 +46,7 @@ from embsearch.context import SearchContext
 from embsearch.controllers._evolution import (
     EVOLUTION_PARAMS,
     EvolutionaryController,
+    FixedAsker,
     check_budget,
     train_supernet,
     validate_evolution,
@@ -42,7 +55,8 @@ from embsearch.embeddings.supernets_evo import OptEmbedEmbedding
 from embsearch.errors import ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
-from embsearch.search_loop import LoopResult
+from embsearch.search_loop import LoopResult, run_loop
+from embsearch.search_spaces.base import Candidate
 
 
 class OptEmbed(EvolutionaryController):
@@ -60,7 +74,9 @@ class OptEmbed(EvolutionaryController):
         "supernet_epochs": None,  # None: ctx.train.epochs
         "alpha": 1e-4,
         "threshold_init": 0.0,
-        "val_rows": None,  # None: the whole validation split
+        "val_rows": 2048,  # rows of the fixed validation subsample; None: the whole split
+        "final_checks": 5,  # best candidates re-scored on the whole split (with val_rows)
+        "patience": 2,
     }
 
     def validate(self) -> None:
@@ -68,6 +84,9 @@ class OptEmbed(EvolutionaryController):
         alpha = self.config["alpha"]
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
             raise ConfigError(f"optembed: alpha must be a number in [0, 1], got {alpha!r}")
+        checks = self.config["final_checks"]
+        if isinstance(checks, bool) or not isinstance(checks, int) or checks < 1:
+            raise ConfigError(f"optembed: final_checks must be an integer >= 1, got {checks!r}")
         if not isinstance(self.config["threshold_init"], (int, float)):
             raise ConfigError(
                 f"optembed: threshold_init must be a number, got {self.config['threshold_init']!r}"
@@ -111,12 +130,13 @@ class OptEmbed(EvolutionaryController):
         ctx.record(
             event="supernet", controller=self.name, **summary, pruned_row_fraction=self.pruned_
         )
+        val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
         self.evaluator_ = InheritedWeightEvaluator(
-            self.supernet_,
-            ctx.data.split("val"),
-            ctx.train.eval_batch_size,
-            max_rows=self.config["val_rows"],
+            self.supernet_, val, batch, max_rows=self.config["val_rows"]
         )
+        subsampled = len(self.evaluator_.y) < len(val)
+        self.full_ = InheritedWeightEvaluator(self.supernet_, val, batch) if subsampled else None
+        self.final_memo_: dict[Candidate, float] = {}
 
     def evaluator(self, ctx: SearchContext, budget: int) -> InheritedWeightEvaluator:
         return self.evaluator_
@@ -125,14 +145,44 @@ class OptEmbed(EvolutionaryController):
 
     # -- step 3 (the runner retrains) ---------------------------------------------------------
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
-        plan = super().finish(ctx, budget, result)
+        final = self._final_checks(ctx, budget, result)
+        picked = result if final is None or final.best is None else final
+        plan = super().finish(ctx, budget, picked)
+        plan.extra["search"] = result.summary()
+        if final is not None:
+            plan.extra["final_checks"] = final.summary()
         plan.extra.update(
             {
                 "pruned_row_fraction": self.pruned_,
                 "pruned_rows_stored": True,  # MixedDimEmbedding keeps every row (see docstring)
                 "thresholds": self.thresholds_,
                 "supernet": self.supernet_summary_,
-                "inherited_val_auc": result.best_score if result.best is not None else None,
+                "inherited_val_auc": picked.best_score if picked.best is not None else None,
             }
         )
         return plan
+
+    def _final_checks(
+        self, ctx: SearchContext, budget: int, result: LoopResult
+    ) -> LoopResult | None:
+        """Re-score the evolution's ``final_checks`` best candidates on the whole validation
+        split (only when scoring used a subsample and the evolution ran to its end)."""
+        if self.full_ is None or result.stop_reason != "done" or result.best is None:
+            return None
+        if getattr(self, "evolution_budget_", None) != budget:
+            return None
+        space = self.search_space(ctx)
+        ranked = [
+            c
+            for c, s in self.evolution_.ranked()
+            if math.isfinite(s) and space.bytes_of(c) <= budget
+        ][: int(self.config["final_checks"])]
+        return run_loop(
+            FixedAsker(self.name, ranked),
+            self.full_,
+            ctx,
+            budget,
+            space=space,
+            phase="final",
+            cache=self.final_memo_,
+        )

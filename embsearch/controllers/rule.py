@@ -22,6 +22,12 @@ Steps, as in the paper:
    ``plan.metrics`` (its validation AUC / log loss), so the runner skips retraining. With
    ``retrain=True`` neither is attached (the inherited metrics go to ``plan.extra``) and
    the runner retrains as usual.
+
+Choices the paper leaves open (one line each):
+
+- ``val_rows=2048``: step 3 scores its samples on one fixed class-stratified subsample of the
+  validation split (the estimator averages their noise out); step 5 uses the whole split.
+- ``patience=3``: the evolution stops after 3 generations without a better estimate.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from embsearch.context import SearchContext
 from embsearch.controllers._evolution import (
     EVOLUTION_PARAMS,
     EvolutionaryController,
+    FixedAsker,
     fit_budget,
     plan_weights,
     train_supernet,
@@ -101,23 +108,6 @@ class _Sampler:
 
     def tell(self, candidate: Candidate, score: float) -> None:
         self.scored[candidate] = score
-
-
-class _Fixed:
-    """Step 5's asker: a fixed list of candidates."""
-
-    def __init__(self, name: str, cands: Sequence[Candidate]) -> None:
-        self.name, self.queue = name, list(cands)
-
-    def done(self) -> bool:
-        return not self.queue
-
-    def ask(self) -> Candidate:
-        return self.queue.pop(0)
-
-    def tell(self, candidate: Candidate, score: float) -> None:
-        """Scores change nothing here: the loop records them and the estimator is fitted on them."""
-        return None
 
 
 class RidgeEstimator:
@@ -200,7 +190,7 @@ class Rule(EvolutionaryController):
         "estimator": "linear",
         "final_checks": 5,
         "retrain": False,
-        "val_rows": None,  # None: the whole validation split
+        "val_rows": 2048,  # estimator samples' fixed val subsample; None: the whole split
     }
 
     def validate(self) -> None:
@@ -277,18 +267,31 @@ class Rule(EvolutionaryController):
         )
         self.supernet_summary_ = summary
         ctx.record(event="supernet", controller=self.name, **summary)
+        val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
+        self.memo_: dict[Candidate, float] = {}  # estimator-phase scores (val_rows rows)
         self.inherited_ = InheritedWeightEvaluator(
-            self.supernet_,
-            ctx.data.split("val"),
-            ctx.train.eval_batch_size,
-            max_rows=self.config["val_rows"],
+            self.supernet_, val, batch, max_rows=self.config["val_rows"]
+        )
+        # step 5 picks and reports on the whole split, whatever val_rows is
+        self.final_memo_: dict[Candidate, float] = {}
+        self.full_ = (
+            self.inherited_
+            if self.config["val_rows"] is None
+            else InheritedWeightEvaluator(self.supernet_, val, batch)
         )
         sampler = _Sampler(
             self.name, space, ctx.budgets, int(self.config["estimator_samples"]), ctx.rng(1)
         )
         top = space.bytes_of(space.max_candidate())
         run_loop(
-            sampler, self.inherited_, ctx, top, space=space, deadline=deadline, phase="estimator"
+            sampler,
+            self.inherited_,
+            ctx,
+            top,
+            space=space,
+            deadline=deadline,
+            phase="estimator",
+            cache=self.memo_,
         )
         self.estimator_ = RidgeEstimator(
             space.candidates, float(self.config["ridge"]), self.config["estimator"]
@@ -313,10 +316,16 @@ class Rule(EvolutionaryController):
             ranked = [result.best] if result.best is not None else []
         checks = ranked[: int(self.config["final_checks"])] or [self.fallback(ctx, budget)]
         final = run_loop(
-            _Fixed(self.name, checks), self.inherited_, ctx, budget, space=space, phase="final"
+            FixedAsker(self.name, checks),
+            self.full_,
+            ctx,
+            budget,
+            space=space,
+            phase="final",
+            cache=self.final_memo_,
         )
         best = final.best if final.best is not None else checks[0]
-        m = self.inherited_.metrics(best)
+        m = self.full_.metrics(best)
         plan = space.to_plan(
             best,
             self.name,
@@ -329,6 +338,7 @@ class Rule(EvolutionaryController):
                 "blocks": int(self.config["blocks"]),
                 "inherited_val_auc": m["auc"],
                 "inherited_val_logloss": m["logloss"],
+                "evolution": self.evolution_summary(ctx, budget),
             },
         )
         if not self.config["retrain"]:  # step 5: the runner uses these and skips retraining

@@ -52,6 +52,8 @@ class MaskedSupernetEmbedding(nn.Module):
                 field_of_row.append(torch.full((b - a,), f, dtype=torch.long))
                 slot += 1
         self.n_slots = slot
+        # one group per field (field_dims): an id's slot is its field's, known without lookup
+        self.one_slot_per_field = all(len(g) == 1 for g in self.groups)
         self.register_buffer("offsets", offsets, persistent=False)
         self.register_buffer("slot_of_row", torch.cat(slot_of_row), persistent=False)
         self.register_buffer("field_of_row", torch.cat(field_of_row), persistent=False)
@@ -110,7 +112,8 @@ class MaskedSupernetEmbedding(nn.Module):
         e = self.lookup(x)
         self.last_lookup = e if self.training else None  # for regularisers (RULE's diversity)
         dims = self.sample_dims() if self.training and self.sample_in_training else self.slot_dims
-        return e * self.column_mask(dims[self.slots(x)])
+        mask = self.column_mask(dims)  # [n_slots, width]: per slot, then broadcast or gathered
+        return e * (mask if self.one_slot_per_field else mask[self.slots(x)])
 
     # -- export -------------------------------------------------------------------------------
     @torch.no_grad()

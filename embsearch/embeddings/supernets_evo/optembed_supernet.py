@@ -45,7 +45,9 @@ class OptEmbedEmbedding(MaskedSupernetEmbedding):
 
     def transform_rows(self, e: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Step 1: zero rows whose L1 norm does not exceed their field's threshold."""
-        z = e.abs().sum(-1) - self.threshold[self.field_of_row[rows]]
+        # a lookup's rows are [batch, fields] with column f in field f: broadcast, no gather
+        t = self.threshold if rows.dim() == 2 else self.threshold[self.field_of_row[rows]]
+        z = e.abs().sum(-1) - t
         hard = (z > 0).to(e.dtype)
         mask = hard + (z - z.detach()) if torch.is_grad_enabled() else hard  # straight-through
         return e * mask.unsqueeze(-1)
