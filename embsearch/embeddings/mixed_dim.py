@@ -47,6 +47,32 @@ class MixedDimEmbedding(nn.Module):
         self.register_buffer("block_class", block_class, persistent=False)
         self.register_buffer("block_offset", block_offset, persistent=False)
         self.register_buffer("bounds", bounds, persistent=False)
+        # Per row of all fields' ids laid end to end (id + field_base[f]): its dim class and
+        # its row in that class's table, so the grouped forward needs two integer gathers
+        # rather than a search over group bounds.
+        field_rows = [fp.rows for fp in plan.fields]
+        field_base = torch.tensor([0, *field_rows[:-1]], dtype=torch.long).cumsum(0)
+        row_class = torch.full((sum(field_rows),), -1, dtype=torch.long)
+        row_pos = torch.zeros(sum(field_rows), dtype=torch.long)
+        for f, fp in enumerate(plan.fields):
+            for g, grp in enumerate(fp.groups):
+                a, b = int(field_base[f]) + grp.start, int(field_base[f]) + grp.stop
+                row_class[a:b] = int(block_class[f, g])
+                row_pos[a:b] = torch.arange(grp.start, grp.stop) + int(block_offset[f, g])
+        self.register_buffer("field_base", field_base, persistent=False)
+        self.register_buffer("row_class", row_class, persistent=False)
+        self.register_buffer("row_pos", row_pos, persistent=False)
+        # Without groups every field has one class (or none: dim 0): the forward gathers
+        # each class's fields, concatenates the classes and puts the fields back in order.
+        order = [
+            f for c in range(len(self.dims)) for f in range(n_fields) if int(block_class[f, 0]) == c
+        ]
+        order += [f for f in range(n_fields) if int(block_class[f, 0]) < 0]
+        self.register_buffer("field_order", torch.tensor(order, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "field_restore", torch.argsort(torch.tensor(order, dtype=torch.long)), persistent=False
+        )
+        self.n_zero_fields = sum(1 for f in range(n_fields) if int(block_class[f, 0]) < 0)
 
         self.tables = nn.ParameterList()
         self.projections = nn.ParameterList()
@@ -80,43 +106,59 @@ class MixedDimEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, n_fields = x.shape
-        g = self.group_index(x)
-        cls = (
-            self.block_class.gather(1, g.t()).t()
-            if self.grouped
-            else self.block_class[:, 0].expand(batch, -1)
-        )
-        off = (
-            self.block_offset.gather(1, g.t()).t()
-            if self.grouped
-            else self.block_offset[:, 0].expand(batch, -1)
-        )
+        if not self.dims:
+            return x.new_zeros((batch, n_fields, self.width), dtype=torch.float32)
         if len(self.dims) == 1 and not self._projected[0] and bool((self.block_class >= 0).all()):
             # Fused path: one gather for every field (uniform and full-size tables).
-            e = self.tables[0][x + off]
-            return (
-                e
-                if self.dims[0] == self.width
-                else nn.functional.pad(e, (0, self.width - self.dims[0]))
-            )
-        out = x.new_zeros(
-            (batch, n_fields, self.width),
-            dtype=self.tables[0].dtype if self.dims else torch.float32,
-        )
-        for c, d in enumerate(self.dims):
+            return self._lookup(0, x + self.field_base)
+        # The other paths work field-major ([fields, batch, ...]: each field's slice is
+        # contiguous, so per-class gathers, projections and sums need no copies) and
+        # transpose once at the end.
+        xt = x.t()
+        if self.grouped:
+            return self._forward_grouped(xt).transpose(0, 1)
+        off = self.block_offset[:, 0].unsqueeze(1)
+        parts = []
+        for c in range(len(self.dims)):
             fields_c = getattr(self, f"class_fields_{c}")
-            m = cls[:, fields_c] == c
-            rows = torch.where(
-                m, x[:, fields_c] + off[:, fields_c], torch.zeros_like(x[:, fields_c])
-            )
-            e = self.tables[c][rows] * m.unsqueeze(-1).to(self.tables[c].dtype)
-            if self._projected[c]:
-                y = torch.einsum("bfd,fdk->bfk", e, self.projections[c])
-            elif d != self.width:
-                y = nn.functional.pad(e, (0, self.width - d))
+            parts.append(self._lookup(c, xt.index_select(0, fields_c) + off[fields_c]))
+        if self.n_zero_fields:
+            parts.append(parts[0].new_zeros((self.n_zero_fields, batch, self.width)))
+        return torch.cat(parts).index_select(0, self.field_restore).transpose(0, 1)
+
+    def _lookup(self, c: int, rows: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows ``rows [n, B]`` of class ``c``'s table (``n``: the class's fields, in order;
+        the fused path passes ``[B, F]``), zeroed where ``keep`` is False, projected (or
+        padded) to the width: ``[n, B, width]``."""
+        d = self.dims[c]
+        e = self.tables[c].index_select(0, rows.reshape(-1)).view(*rows.shape, d)
+        if keep is not None:
+            e = e * keep.unsqueeze(-1).to(e.dtype)
+        if self._projected[c]:
+            return torch.bmm(e, self.projections[c])
+        return e if d == self.width else nn.functional.pad(e, (0, self.width - d))
+
+    def _forward_grouped(self, xt: torch.Tensor) -> torch.Tensor:
+        """Ids of one field may sit in blocks of several dims: every class looks up all its
+        fields' ids, zeroes those of other classes and adds its share (field-major)."""
+        n_fields, batch = xt.shape
+        joint = (xt + self.field_base.unsqueeze(1)).reshape(-1)
+        cls = self.row_class.index_select(0, joint).view(n_fields, batch)
+        pos = self.row_pos.index_select(0, joint).view(n_fields, batch)
+        out: torch.Tensor | None = None
+        for c in range(len(self.dims)):
+            fields_c = getattr(self, f"class_fields_{c}")
+            whole = len(self._class_fields[c]) == n_fields
+            m = (cls if whole else cls.index_select(0, fields_c)) == c
+            rows = (pos if whole else pos.index_select(0, fields_c)) * m
+            y = self._lookup(c, rows, m)
+            if whole:
+                out = y if out is None else out + y
             else:
-                y = e
-            out = out.index_add(1, fields_c, y.to(out.dtype))
+                if out is None:
+                    out = y.new_zeros((n_fields, batch, self.width))
+                out = out.index_add(0, fields_c, y)
+        assert out is not None
         return out
 
     # -- export layout ---------------------------------------------------------------------

@@ -68,7 +68,9 @@ class GroupedTable(nn.Module):
         return len(self.rows)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.embedding(x + self.offsets, self.weight)
+        # index_select: on CPU its backward (one index_add) beats embedding's and indexing's
+        rows = (x + self.offsets).reshape(-1)
+        return self.weight.index_select(0, rows).view(*x.shape, self.width)
 
     def group_index(self, x: torch.Tensor) -> torch.Tensor:
         """Frequency group of every id, ``int64 [batch, fields]``."""
@@ -83,7 +85,7 @@ class GroupedTable(nn.Module):
 
     def slots(self, x: torch.Tensor) -> torch.Tensor:
         """``f * max_groups + group`` of every id of ``x``, ``int64 [batch, fields]``."""
-        return nn.functional.embedding(x + self.offsets, self.row_slot.unsqueeze(-1)).squeeze(-1)
+        return self.row_slot.index_select(0, (x + self.offsets).reshape(-1)).view(x.shape)
 
     def per_group(self, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Pick ``values[f, group of x[b, f]]`` for every id: ``[F, G, ...] -> [B, F, ...]``.

@@ -99,8 +99,8 @@ class AutoEmbSupernet(MixedSupernet):
         """Step 2: softmax of the controller's logits for every id of ``x`` (``[batch, fields]``),
         ``[batch, fields, K]``, computed once per distinct popularity slot of the batch and
         gathered back (``index_select``: its backward is one ``index_add``)."""
-        slots = nn.functional.embedding(x + self.table.offsets, self.row_pop_slot.unsqueeze(-1))
-        uniq, inverse = torch.unique(slots.reshape(-1), return_inverse=True)
+        slots = self.row_pop_slot.index_select(0, (x + self.table.offsets).reshape(-1))
+        uniq, inverse = torch.unique(slots, return_inverse=True)
         logits = self.controller(self.slot_popularity[uniq], self.slot_field[uniq])
         weights = torch.softmax(logits, dim=-1)
         return weights.index_select(0, inverse).reshape(*x.shape, weights.shape[-1])
