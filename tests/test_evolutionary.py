@@ -30,7 +30,7 @@ from embsearch.controllers._evolution import (
 )
 from embsearch.controllers.optembed import OptEmbed
 from embsearch.controllers.registry import get_controller
-from embsearch.controllers.rule import Rule, block_space
+from embsearch.controllers.rule import Rule, block_space, uniform_selection
 from embsearch.data.synthetic import make_synthetic
 from embsearch.embeddings.supernets_evo import OptEmbedEmbedding, RuleEmbedding
 from embsearch.errors import BudgetError, ConfigError
@@ -126,6 +126,28 @@ def test_rule_plan_serves_without_retraining(rule_run):
     assert again.extra["inherited_val_auc"] > 0.5
 
 
+def test_rule_final_checks_include_uniform_and_measured_samples(rule_run):
+    """Step 5 also scores the uniform block selection and the best measured estimator samples
+    under the budget, and serves the best of all by inherited AUC (never worse than those)."""
+    ctx, ctrl, plan = rule_run
+    space, budget = ctrl.space_, ctx.budget
+    uni = uniform_selection(space, budget)
+    assert uni is not None and space.bytes_of(uni) <= budget
+    assert len({d for dims in uni for d in dims}) == 1  # one dim everywhere ...
+    step = space.width // ctrl.config["blocks"]
+    wider = tuple(tuple(d + step for d in dims) for dims in uni)
+    assert uni[0][0] == space.width or space.bytes_of(wider) > budget  # ... the largest that fits
+    extra = ctrl.measured_checks(budget)
+    assert extra[0] == uni and all(space.bytes_of(c) <= budget for c in extra)
+    assert 1 < len(extra) <= 1 + ctrl.config["final_checks"]
+    measured = [ctrl.memo_[c] for c in extra[1:]]
+    assert measured == sorted(measured, reverse=True)
+    for cand in extra:  # every one of them was scored in step 5, none beat the served plan
+        assert cand in ctrl.final_memo_
+        assert ctrl.final_memo_[cand] <= plan.metrics["val_auc"] + 1e-9
+    assert uniform_selection(space, space.min_bytes() - 1) is None
+
+
 def test_optembed_rows_pruned_by_threshold_with_straight_through_gradient():
     emb = OptEmbedEmbedding(4, (1, 2, 4), [[(0, 3)], [(0, 2)]], ["a", "b"], threshold_init=0.0)
     with torch.no_grad():
@@ -160,6 +182,43 @@ def test_rule_diversity_is_low_for_distinct_blocks():
     assert emb.diversity_loss().item() == pytest.approx(0.5)  # cos 45 degrees, squared
     emb.diversity_loss().backward()
     assert emb.table.grad is not None and float(emb.table.grad.abs().sum()) > 0
+
+
+def _gram_diversity(e: torch.Tensor, blocks: int) -> torch.Tensor:
+    """The diversity term as written: every row's ``blocks x blocks`` cosine Gram matrix."""
+    blk = e.reshape(*e.shape[:-1], blocks, e.shape[-1] // blocks)
+    blk = torch.nn.functional.normalize(blk, dim=-1, eps=1e-8)
+    gram = torch.einsum("nfbk,nfck->nfbc", blk, blk)
+    off = ~torch.eye(blocks, dtype=torch.bool)
+    return gram[..., off].pow(2).mean()
+
+
+@pytest.mark.parametrize("blocks", [2, 4, 8, 16])
+def test_rule_diversity_equals_the_explicit_gram_form(blocks):
+    """The cheap form (k x k Gram, or the closed form for 1-column blocks) equals the mean
+    squared off-diagonal cosine of the explicit Gram matrix, in value and gradient, also for
+    rows with all-zero and near-zero blocks."""
+    torch.manual_seed(blocks)
+    emb = RuleEmbedding(16, tuple(range(16 // blocks, 17, 16 // blocks)), [[(0, 40)]], ["a"])
+    emb.blocks = blocks
+    with torch.no_grad():
+        emb.table.normal_(std=0.01)
+        emb.table[3] = 0.0  # all-zero row
+        emb.table[5, : 16 // blocks] = 0.0  # one all-zero block
+        emb.table[7, 0] = 3e-9  # below the normalisation floor
+        emb.table[9, 0] = -5e-9
+    x = torch.randint(0, 40, (64, 1))
+    x[:4, 0] = torch.tensor([3, 5, 7, 9])
+    emb.train()
+    emb(x)
+    got = emb.diversity_loss()
+    (g_got,) = torch.autograd.grad(got, emb.table)
+    emb(x)
+    want = _gram_diversity(emb.last_lookup, blocks)
+    (g_want,) = torch.autograd.grad(want, emb.table)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5, abs=1e-7)
+    scale = float(g_want.abs().max())
+    torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-4 * scale)
 
 
 # -- what the searches find -----------------------------------------------------------------------
@@ -390,3 +449,30 @@ def test_inherited_scores_are_memoised_across_budgets(optembed_run):
     fresh = [tuple(map(tuple, e["candidate"])) for e in evals if not e["cached"]]
     assert len(fresh) == len(set(fresh))  # no candidate is evaluated twice in one search
     assert sum(p.extra["search"]["cache_hits"] for p in plans) == len(evals) - len(fresh)
+
+
+def test_min_delta_counts_only_real_improvements_for_patience(spaces):
+    """Gains of at most min_delta do not reset patience: the evolution stops after
+    ``patience`` generations of such creeping gains, and runs on without min_delta."""
+    space = spaces["field_linear"]
+    budget = int(space.full_table_bytes() * 0.5)
+
+    def run(min_delta: float) -> Evolution:
+        cfg = EvolutionConfig(population=3, generations=8, top_k=2, patience=2, min_delta=min_delta)
+        evo = Evolution(space, budget, cfg, np.random.default_rng(1))
+        score = 0.5
+        while not evo.done():
+            cand = evo.ask()
+            score += 1e-5  # every candidate beats the last by far less than min_delta
+            evo.tell(cand, score)
+        return evo
+
+    creeping = run(1e-3)
+    assert creeping.stopped_early and creeping.generation == 2 and creeping.best_generation == 0
+    assert creeping.best == max(creeping.scores.values())  # the best is still the best seen
+    assert not run(0.0).stopped_early
+
+
+def test_min_delta_is_validated():
+    with pytest.raises(ConfigError, match="min_delta must be a number in"):
+        OptEmbed(min_delta=-1)

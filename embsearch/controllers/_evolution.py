@@ -14,9 +14,10 @@ OptEmbed (Lyu et al., CIKM 2022), Sec. "Evolutionary search", and RULE (Chen et 
 
 Beyond the papers (each a choice a careful practitioner would make, said once here):
 
-- ``patience`` (default 3): the evolution stops once the best score has not improved for
-  that many generations (the papers run a fixed number; late generations of a converged
-  population re-score near-copies of the elite). ``None`` runs every generation.
+- ``patience`` (default 3): the evolution stops once the best score has not improved by
+  more than ``min_delta`` for that many generations (the papers run a fixed number; late
+  generations of a converged population re-score near-copies of the elite, and gains below
+  the noise of a validation subsample are not progress). ``None`` runs every generation.
 - one score memo shared by every budget of a search (inherited-weight scores do not depend
   on the budget), so a candidate is evaluated at most once per search.
 
@@ -55,6 +56,7 @@ EVOLUTION_PARAMS: dict[str, Any] = {
     "crossover_prob": 0.5,
     "selection": "topk",
     "patience": 3,  # generations without a better best before stopping; None: never stop early
+    "min_delta": 0.0,  # a better best must beat the last one by more than this to count
 }
 
 
@@ -194,6 +196,7 @@ class EvolutionConfig:
     crossover_prob: float = 0.5
     selection: str = "topk"
     patience: int | None = None
+    min_delta: float = 0.0
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> EvolutionConfig:
@@ -224,6 +227,9 @@ def validate_evolution(name: str, params: dict[str, Any]) -> None:
     for key in ("supernet_epochs", "val_rows", "patience"):  # None: epochs / all rows / never
         if key in params and params[key] is not None:
             integer(key, 1)
+    delta = params["min_delta"]
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0.0 <= delta <= 1.0:
+        raise ConfigError(f"{name}: min_delta must be a number in [0, 1], got {delta!r}")
 
 
 class Evolution:
@@ -232,7 +238,8 @@ class Evolution:
     is the random population; ``generations`` more follow, so at most
     ``population * (generations + 1)`` candidates are evaluated. With ``cfg.patience`` the
     evolution stops after the first ``patience`` consecutive generations whose candidates
-    did not beat the best score so far (``stopped_early``; see :meth:`summary`)."""
+    did not beat the best score so far by more than ``cfg.min_delta`` (``stopped_early``;
+    see :meth:`summary`)."""
 
     name = "evolution"
 
@@ -251,7 +258,8 @@ class Evolution:
         self._queue = random_population(space, budget, cfg.population, rng, seeds)
         self._pending: set[Candidate] = set()
         self.best = -np.inf  # best finite score so far
-        self.best_generation = 0
+        self.mark = -np.inf  # the score of the last improvement by more than min_delta
+        self.best_generation = 0  # the generation of that improvement
         self.stopped_early = False
 
     def done(self) -> bool:
@@ -269,7 +277,9 @@ class Evolution:
         self._pending.discard(cand)
         self.scores[cand] = float(score)
         if np.isfinite(score) and score > self.best:
-            self.best, self.best_generation = float(score), self.generation
+            self.best = float(score)
+        if np.isfinite(score) and score > self.mark + self.cfg.min_delta:
+            self.mark, self.best_generation = float(score), self.generation
         if self._queue or self._pending or self.generation >= self.cfg.generations:
             return
         patience = self.cfg.patience
@@ -285,6 +295,7 @@ class Evolution:
             "generations_max": self.cfg.generations,
             "best_generation": self.best_generation,
             "patience": self.cfg.patience,
+            "min_delta": self.cfg.min_delta,
             "stopped_early": self.stopped_early,
             "candidates": len(self.scores),
         }

@@ -28,6 +28,10 @@ Choices the paper leaves open (one line each):
 - ``val_rows=2048``: step 3 scores its samples on one fixed class-stratified subsample of the
   validation split (the estimator averages their noise out); step 5 uses the whole split.
 - ``patience=3``: the evolution stops after 3 generations without a better estimate.
+- Step 5 also re-scores the uniform block selection and the best *measured* estimator samples
+  under the budget: the linear estimator extrapolates badly away from its samples and the
+  evolution exploits that (on frappe it ranked the uniform selection, best by inherited AUC,
+  far below its own picks), so the served plan is never worse than these by inherited AUC.
 """
 
 from __future__ import annotations
@@ -307,6 +311,17 @@ class Rule(EvolutionaryController):
         return self.space_
 
     # -- step 5 -------------------------------------------------------------------------------
+    def measured_checks(self, budget: int) -> list[Candidate]:
+        """Step 5's extra candidates, scored like the estimator's picks: the uniform block
+        selection that fits ``budget`` and the ``final_checks`` best-scoring estimator samples
+        under it (their inherited scores are measured, where the estimator extrapolates)."""
+        space, n = self.space_, int(self.config["final_checks"])
+        out = [u for u in [uniform_selection(space, budget)] if u is not None]
+        fits = [(s, c) for c, s in self.memo_.items() if math.isfinite(s)]
+        fits = [(s, c) for s, c in fits if space.bytes_of(c) <= budget]
+        fits.sort(key=lambda sc: -sc[0])
+        return out + [c for _, c in fits[:n]]
+
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         space = self.space_
         if result.stop_reason == "done":
@@ -315,6 +330,8 @@ class Rule(EvolutionaryController):
         else:  # out of time or interrupted: check no more than the best so far
             ranked = [result.best] if result.best is not None else []
         checks = ranked[: int(self.config["final_checks"])] or [self.fallback(ctx, budget)]
+        if result.stop_reason == "done":
+            checks = _dedupe(checks + self.measured_checks(budget))
         final = run_loop(
             FixedAsker(self.name, checks),
             self.full_,
@@ -345,6 +362,20 @@ class Rule(EvolutionaryController):
             plan.weights = plan_weights(ctx, self.supernet_, plan, best)
             plan.metrics = {"val_auc": m["auc"], "val_logloss": m["logloss"]}
         return plan
+
+
+def uniform_selection(space: SearchSpace, budget: int) -> Candidate | None:
+    """The same (largest) dim in every (field, group) that fits ``budget``; None if none does."""
+    shape = space.max_candidate()
+    for d in sorted((c for c in space.candidates if c > 0), reverse=True):
+        cand = tuple(tuple(d for _ in dims) for dims in shape)
+        if space.bytes_of(cand) <= budget:
+            return cand
+    return None
+
+
+def _dedupe(cands: Sequence[Candidate]) -> list[Candidate]:
+    return list(dict.fromkeys(cands))
 
 
 def _is_int(v: object) -> bool:
