@@ -43,7 +43,7 @@ from embsearch.controllers.base import AskTellController
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult
-from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.search_spaces.base import Candidate, SearchSpace, log2_distance
 from embsearch.search_spaces.knapsack import solve_mckp
 from embsearch.train.device import seed_everything
 from embsearch.train.trainer import train_model
@@ -115,7 +115,7 @@ def fit_budget(cand: Candidate, space: SearchSpace, budget: int) -> Candidate:
 
 def repair_value(dims: Sequence[int], original: Sequence[int]) -> float:
     """``space.repair``'s objective for one field: minus the log2 distance of each dim."""
-    return -sum(abs(np.log2(max(o, 1)) - np.log2(max(d, 1))) for d, o in zip(dims, original))
+    return -sum(log2_distance(o, d) for d, o in zip(dims, original))
 
 
 def repair_per_block(cand: Candidate, space: SearchSpace, budget: int) -> Candidate:

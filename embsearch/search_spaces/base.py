@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,6 +21,14 @@ from embsearch.plan import FieldPlan, GroupPlan, Plan
 from embsearch.search_spaces.knapsack import solve_mckp
 
 Candidate = tuple[tuple[int, ...], ...]
+
+
+def log2_distance(a: int, b: int) -> float:
+    """``|log2 a - log2 b|`` (0 taken as 1) rounded *up* to quarter steps: exact for powers
+    of two, never 0 for different dims, and with other dims (RULE's blocks) the repair
+    knapsack's values stay on a coarse grid, which keeps its Pareto frontier, and so each
+    repair, small (20 ms -> ~8 ms on frappe's 35 (field, group) blocks)."""
+    return math.ceil(4.0 * abs(math.log2(max(a, 1)) - math.log2(max(b, 1))) - 1e-9) / 4.0
 
 
 class SearchSpace:
@@ -174,7 +183,8 @@ class SearchSpace:
         self, cand: Candidate, budget: int, preference: Sequence[np.ndarray] | None = None
     ) -> Candidate:
         """Project ``cand`` onto the budget: the knapsack over dims no larger than ``cand``'s,
-        preferring (by default) to keep each group's dim as close to the original as possible."""
+        preferring (by default) to keep each group's dim as close to the original as possible
+        (:func:`log2_distance`)."""
         if self.bytes_of(cand) <= budget:
             return cand
         pref = []
@@ -183,7 +193,7 @@ class SearchSpace:
             for g, d in enumerate(dims):
                 for i, c in enumerate(self.candidates):
                     if c <= d:
-                        base = -abs(np.log2(max(d, 1)) - np.log2(max(c, 1)))
+                        base = -log2_distance(d, c)
                         p[g, i] = (
                             base
                             if preference is None
