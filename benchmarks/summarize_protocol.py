@@ -46,7 +46,8 @@ def summarise(runs: list[list[dict]]) -> str:
             if (r["dataset"], r["budget"]) in uni and r["controller"] != "uniform":
                 delta[key].append(r["test_auc"] - uni[(r["dataset"], r["budget"])])
             if r["dataset"] in full and not r["controller"].startswith("full"):
-                one = max(full[r["dataset"]]["retrain_s"], 1e-9)
+                # a row merged from another run carries that run's full training time
+                one = max(r.get("full_s") or full[r["dataset"]]["retrain_s"], 1e-9)
                 ratio[key].append(r["search_s"] / one)
                 pipeline[key].append((r["search_s"] + r["retrain_s"]) / one)
     lines = [
