@@ -98,11 +98,13 @@ class MaskedSupernetEmbedding(nn.Module):
     def lookup(self, x: torch.Tensor) -> torch.Tensor:
         """Full-width (row-transformed) embeddings, ``[batch, fields, width]``."""
         rows = self.rows_of(x)
-        return self.transform_rows(self.table[rows], rows)
+        # index_select: on CPU its backward (one index_add) beats indexing's scatter
+        e = self.table.index_select(0, rows.reshape(-1)).view(*rows.shape, self.table.shape[1])
+        return self.transform_rows(e, rows)
 
     def slots(self, x: torch.Tensor) -> torch.Tensor:
         """Slot (flat (field, group) index) of every id, ``[batch, fields]``."""
-        return self.slot_of_row[self.rows_of(x)]
+        return self.slot_of_row.index_select(0, self.rows_of(x).reshape(-1)).view(x.shape)
 
     def column_mask(self, dims: torch.Tensor) -> torch.Tensor:
         """``[..., width]`` mask keeping the first ``dims[...]`` columns."""
