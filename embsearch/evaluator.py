@@ -122,15 +122,17 @@ def stratified_rows(y: np.ndarray, n: int) -> np.ndarray:
     """Sorted indices of a fixed ``n``-row subsample of labels ``y``, class-stratified.
 
     The minority class keeps up to ``n // 2`` rows and the majority class fills the rest,
-    each class taking its first rows (the prepared splits are shuffled, so these are random
-    rows). Sampling within each class keeps the AUC, which only compares positives with
+    each class's rows drawn at random with a fixed seed (splits keep their source order,
+    which may be time order, so the first rows would be a biased slice). Sampling within each class keeps the AUC, which only compares positives with
     negatives, unbiased; keeping the rare class (e.g. ~20 positives in 10k talkingdata rows)
     keeps its variance low where a uniform subsample would hold only a handful of them.
     """
+    rng = np.random.default_rng(0)  # fixed: every candidate is scored on the same rows
     pos, neg = np.flatnonzero(y > 0.5), np.flatnonzero(y <= 0.5)
     few, many = (pos, neg) if len(pos) <= len(neg) else (neg, pos)
     k = min(len(few), n // 2)
-    return np.sort(np.concatenate([few[:k], many[: max(n - k, 0)]]))
+    picked = [rng.permutation(few)[:k], rng.permutation(many)[: max(n - k, 0)]]
+    return np.sort(np.concatenate(picked))
 
 
 def _class_weights(y_all: np.ndarray, y_sub: np.ndarray) -> np.ndarray:

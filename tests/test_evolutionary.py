@@ -476,3 +476,21 @@ def test_min_delta_counts_only_real_improvements_for_patience(spaces):
 def test_min_delta_is_validated():
     with pytest.raises(ConfigError, match="min_delta must be a number in"):
         OptEmbed(min_delta=-1)
+
+
+def test_stratified_subsample_draws_across_the_split_not_its_first_rows():
+    y = np.zeros(10_000)
+    y[:100] = 1  # splits keep their source order, e.g. time: the first rows are one period
+    idx = stratified_rows(y, 1000)
+    negatives = idx[y[idx] == 0]
+    assert y[idx].sum() == 100 and len(negatives) == 900
+    assert negatives.max() > 9000 and negatives.min() < 1000  # spread over the whole split
+
+
+def test_repair_distance_is_exact_for_powers_of_two_and_prices_every_change():
+    from embsearch.search_spaces.base import log2_distance
+
+    assert log2_distance(16, 8) == 1.0 and log2_distance(16, 1) == 4.0
+    assert log2_distance(4, 4) == 0.0
+    assert log2_distance(16, 15) == 0.25  # rounded up: a change is never free
+    assert log2_distance(1, 0) == 1.0  # dropping a dim-1 block costs like a halving

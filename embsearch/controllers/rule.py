@@ -278,10 +278,9 @@ class Rule(EvolutionaryController):
         )
         # step 5 picks and reports on the whole split, whatever val_rows is
         self.final_memo_: dict[Candidate, float] = {}
+        subsampled = len(self.inherited_.y) < len(val)
         self.full_ = (
-            self.inherited_
-            if self.config["val_rows"] is None
-            else InheritedWeightEvaluator(self.supernet_, val, batch)
+            InheritedWeightEvaluator(self.supernet_, val, batch) if subsampled else self.inherited_
         )
         sampler = _Sampler(
             self.name, space, ctx.budgets, int(self.config["estimator_samples"]), ctx.rng(1)

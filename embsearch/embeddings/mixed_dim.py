@@ -47,18 +47,23 @@ class MixedDimEmbedding(nn.Module):
         self.register_buffer("block_class", block_class, persistent=False)
         self.register_buffer("block_offset", block_offset, persistent=False)
         self.register_buffer("bounds", bounds, persistent=False)
-        # Per row of all fields' ids laid end to end (id + field_base[f]): its dim class and
-        # its row in that class's table, so the grouped forward needs two integer gathers
-        # rather than a search over group bounds.
+        # Grouped plans: per row of all fields' ids laid end to end (id + field_base[f]), its
+        # dim class and its row in that class's table, so the grouped forward needs two
+        # integer gathers rather than a search over group bounds (int8/int32: these are
+        # not budgeted, and int64 would outweigh a small table's own bytes).
         field_rows = [fp.rows for fp in plan.fields]
         field_base = torch.tensor([0, *field_rows[:-1]], dtype=torch.long).cumsum(0)
-        row_class = torch.full((sum(field_rows),), -1, dtype=torch.long)
-        row_pos = torch.zeros(sum(field_rows), dtype=torch.long)
-        for f, fp in enumerate(plan.fields):
+        n_rows = sum(field_rows) if self.grouped else 0
+        pos_dtype = torch.int32 if n_rows < 2**31 else torch.long
+        row_class = torch.full((n_rows,), -1, dtype=torch.int8)
+        row_pos = torch.zeros(n_rows, dtype=pos_dtype)
+        for f, fp in enumerate(plan.fields if self.grouped else []):
             for g, grp in enumerate(fp.groups):
                 a, b = int(field_base[f]) + grp.start, int(field_base[f]) + grp.stop
                 row_class[a:b] = int(block_class[f, g])
-                row_pos[a:b] = torch.arange(grp.start, grp.stop) + int(block_offset[f, g])
+                row_pos[a:b] = (torch.arange(grp.start, grp.stop) + int(block_offset[f, g])).to(
+                    pos_dtype
+                )
         self.register_buffer("field_base", field_base, persistent=False)
         self.register_buffer("row_class", row_class, persistent=False)
         self.register_buffer("row_pos", row_pos, persistent=False)

@@ -95,21 +95,27 @@ class DNISSupernet(nn.Module):
             out.append(cum[:, list(candidates)])
         return out
 
-    def kept_columns(self, f: int, g: int, d: int) -> torch.Tensor:
-        """Indices of the ``d`` largest magnitudes of (f, g), largest first (ties: lower index)."""
-        m = self.importance()[f, g].cpu().numpy()
+    def kept_columns(
+        self, f: int, g: int, d: int, importance: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Indices of the ``d`` largest magnitudes of (f, g), largest first (ties: lower
+        index); pass ``importance()`` when calling for many blocks (it is one table pass)."""
+        imp = self.importance() if importance is None else importance
+        m = imp[f, g].cpu().numpy()
         return torch.as_tensor(np.argsort(-m, kind="stable")[:d], device=self.mask.device)
 
     @torch.no_grad()
     def fix(self, cand: Sequence[Sequence[int]] | None) -> None:
-        """Prune to ``cand`` (``dims[f][g]``): keep each group's top-d mask entries, zero the rest."""
+        """Prune to ``cand`` (``dims[f][g]``): keep each group's ``d`` columns of largest mean
+        ``|m * e|`` (their mask entries), zero the rest."""
         if cand is None:
             self.hard = torch.zeros(0, device=self.mask.device)
             return
         hard = torch.zeros_like(self.mask)
+        imp = self.importance()
         for f, dims in enumerate(cand):
             for g, d in enumerate(dims):
-                keep = self.kept_columns(f, g, int(d))
+                keep = self.kept_columns(f, g, int(d), imp)
                 hard[f, g, keep] = self.mask[f, g, keep]
         self.hard = hard
 
@@ -123,11 +129,12 @@ class DNISSupernet(nn.Module):
             )
         emb = MixedDimEmbedding(plan).to(self.mask.device)
         tensors: dict[str, torch.Tensor] = {}
+        imp = self.importance()
         for f, fp in enumerate(plan.fields):
             rows = self.table.field_rows(f)
             for g, grp in enumerate(fp.groups):
                 if grp.dim > 0:
-                    keep = self.kept_columns(f, g, grp.dim)
+                    keep = self.kept_columns(f, g, grp.dim, imp)
                     tensors[f"emb.{fp.name}.{g}"] = (
                         rows[grp.start : grp.stop][:, keep] * self.mask[f, g, keep]
                     )
