@@ -226,12 +226,30 @@ class MixedSupernet(nn.Module, ABC):
         ct = centred.transpose(0, 1)  # [F, B, W]
         if w.dim() == 2:  # mix the projections, then one matmul per field
             return torch.bmm(ct, torch.einsum("fk,fkio->fio", w.to(p.dtype), p)).transpose(0, 1)
-        # per-id weights: sum_k w_k (e[:d_k] @ P_k[:d_k]) = [w_k * e[:d_k] for all k] @ [P_k[:d_k]
-        # stacked], one matmul over the sum of the candidate dims per field
-        wt = w.transpose(0, 1).to(ct.dtype)
+        return self._mix_per_id(x, centred, w, p)
+
+    def _mix_per_id(
+        self, x: torch.Tensor, centred: torch.Tensor, w: torch.Tensor, p: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-id weights: ``sum_k w_k (e[:d_k] @ P_k[:d_k])`` = ``[w_k * e[:d_k] for all k] @
+        [P_k[:d_k] stacked]``, one matmul over the sum of the candidate dims per field,
+        computed once per *distinct* id of the batch (an id's output depends on the id
+        alone: popular ids repeat many times in a batch) and gathered back."""
+        batch, n_fields = x.shape
+        joint = (x + self.table.offsets).reshape(-1)
+        uniq, inverse = torch.unique(joint, return_inverse=True)  # sorted: grouped by field
+        positions = torch.arange(joint.numel(), device=joint.device)
+        first = torch.full_like(uniq, joint.numel()).scatter_reduce_(
+            0, inverse, positions, reduce="amin"
+        )
+        c = centred.reshape(-1, self.width).index_select(0, first)
+        wu = w.reshape(-1, w.shape[-1]).index_select(0, first).to(c.dtype)
         used = [(k, d) for k, d in enumerate(self.candidates) if d > 0]
-        u = torch.cat([ct[..., :d] * wt[..., k : k + 1] for k, d in used], dim=-1)
-        return torch.bmm(u, torch.cat([p[:, k, :d] for k, d in used], dim=1)).transpose(0, 1)
+        u = torch.cat([c[:, :d] * wu[:, k : k + 1] for k, d in used], dim=-1)
+        q = torch.cat([p[:, k, :d] for k, d in used], dim=1)  # [F, sum of dims, width]
+        counts = torch.bincount(first % n_fields, minlength=n_fields).tolist()
+        out = torch.cat([part @ q[f] for f, part in enumerate(torch.split(u, counts))])
+        return out.index_select(0, inverse).view(batch, n_fields, self.width)
 
     def fix(self, cand: Sequence[Sequence[int]] | None) -> None:
         """Play the sub-network ``cand`` (``dims[f][g]``), or the soft mixture again with None."""
