@@ -145,16 +145,15 @@ class CandidateBranches(nn.Module):
                 nn.init.normal_(self.proj[:, i], std=(1.0 / max(d, 1)) ** 0.5)
             self.proj.mul_(self.row_mask)
 
-    def normalised(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(e - mean, P)`` with ``P[f, k] = W[f, k] * gamma / sqrt(var + eps)``: branch
+    def stats(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean [F, W], P)`` with ``P[f, k] = W[f, k] * gamma / sqrt(var + eps)``: branch
         ``(f, k)`` is ``(e - mean)[:, f] @ P[f, k]``. The variance of each output channel
         comes from the batch covariance of ``e`` (``var = w^T cov w``, equal to the
         variance of ``(e - mean) W`` and far cheaper than forming every branch first)."""
         w = self.proj * self.row_mask
         if self.training:
             mean = e.mean(0)
-            centred = e - mean
-            ct = centred.transpose(0, 1)  # [F, B, W]
+            ct = (e - mean).transpose(0, 1)  # [F, B, W]
             cov = torch.bmm(ct.transpose(1, 2), ct) / e.shape[0]
             var = (w * torch.einsum("fij,fkjo->fkio", cov, w)).sum(2)
             if self.update_stats:
@@ -165,9 +164,14 @@ class CandidateBranches(nn.Module):
                         var.detach().float() * (n / max(n - 1, 1)), self.momentum
                     )
         else:
-            centred = e - self.running_mean.to(e.dtype)
+            mean = self.running_mean.to(e.dtype)
             var = self.running_var
-        return centred, w * (self.gamma * torch.rsqrt(var + self.eps)).unsqueeze(2)
+        return mean, w * (self.gamma * torch.rsqrt(var + self.eps)).unsqueeze(2)
+
+    def normalised(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(e - mean, P)``, see :meth:`stats`."""
+        mean, p = self.stats(e)
+        return e - mean, p
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         centred, p = self.normalised(e)
@@ -207,47 +211,59 @@ class MixedSupernet(nn.Module, ABC):
         self.width = int(width)
         self.register_buffer("fixed", torch.zeros(0), persistent=False)
 
+    def field_weights(self) -> torch.Tensor | None:
+        """Weights over candidates shared by every id of a field, ``[fields, K]``, or None
+        when they are per id (:meth:`row_weights`)."""
+        return None
+
     @abstractmethod
+    def row_weights(self, rows: torch.Tensor) -> torch.Tensor:
+        """Weights over candidates of rows ``rows`` of the joint table (``id + offset``),
+        ``[len(rows), K]``; they sum to 1 over K."""
+
     def mix_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """Weights over candidates: ``[fields, K]`` (one mixture per field for the whole
-        batch) or ``[batch, fields, K]`` (one per id); they sum to 1 over K."""
+        """Weights over candidates for ``x``: ``[fields, K]`` (one mixture per field for the
+        whole batch) or ``[batch, fields, K]`` (one per id)."""
+        w = self.field_weights()
+        if w is not None:
+            return w
+        rows = (x + self.table.offsets).reshape(-1)
+        return self.row_weights(rows).reshape(*x.shape, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centred, p = self.branches.normalised(self.table(x))
+        e = self.table(x)
+        mean, p = self.branches.stats(e)
+        p = p.to(e.dtype)
+        grouped = self.table.max_groups > 1
         if self.fixed.numel():
-            w = (
-                self.fixed[:, 0]
-                if self.table.max_groups == 1
-                else self.table.per_group(self.fixed, x)
-            )
+            w = None if grouped else self.fixed[:, 0]
         else:
-            w = self.mix_weights(x)
-        p = p.to(centred.dtype)
-        ct = centred.transpose(0, 1)  # [F, B, W]
-        if w.dim() == 2:  # mix the projections, then one matmul per field
+            w = self.field_weights()
+        if w is not None:  # mix the projections, then one matmul per field
+            ct = (e - mean).transpose(0, 1)  # [F, B, W]
             return torch.bmm(ct, torch.einsum("fk,fkio->fio", w.to(p.dtype), p)).transpose(0, 1)
-        return self._mix_per_id(x, centred, w, p)
+        return self._mix_per_id(x, mean, p)
 
-    def _mix_per_id(
-        self, x: torch.Tensor, centred: torch.Tensor, w: torch.Tensor, p: torch.Tensor
-    ) -> torch.Tensor:
+    def _mix_per_id(self, x: torch.Tensor, mean: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """Per-id weights: ``sum_k w_k (e[:d_k] @ P_k[:d_k])`` = ``[w_k * e[:d_k] for all k] @
         [P_k[:d_k] stacked]``, one matmul over the sum of the candidate dims per field,
         computed once per *distinct* id of the batch (an id's output depends on the id
-        alone: popular ids repeat many times in a batch) and gathered back."""
+        alone, and popular ids repeat many times in a batch), then gathered back."""
         batch, n_fields = x.shape
         joint = (x + self.table.offsets).reshape(-1)
         uniq, inverse = torch.unique(joint, return_inverse=True)  # sorted: grouped by field
-        positions = torch.arange(joint.numel(), device=joint.device)
-        first = torch.full_like(uniq, joint.numel()).scatter_reduce_(
-            0, inverse, positions, reduce="amin"
-        )
-        c = centred.reshape(-1, self.width).index_select(0, first)
-        wu = w.reshape(-1, w.shape[-1]).index_select(0, first).to(c.dtype)
+        slot = self.table.row_slot.index_select(0, uniq)  # f * max_groups + g
+        field = torch.div(slot, self.table.max_groups, rounding_mode="floor")
+        c = self.table.weight.index_select(0, uniq) - mean.index_select(0, field)
+        if self.fixed.numel():
+            flat = self.fixed.reshape(-1, self.fixed.shape[-1])
+            wu = flat.index_select(0, slot).to(c.dtype)
+        else:
+            wu = self.row_weights(uniq).to(c.dtype)
         used = [(k, d) for k, d in enumerate(self.candidates) if d > 0]
         u = torch.cat([c[:, :d] * wu[:, k : k + 1] for k, d in used], dim=-1)
         q = torch.cat([p[:, k, :d] for k, d in used], dim=1)  # [F, sum of dims, width]
-        counts = torch.bincount(first % n_fields, minlength=n_fields).tolist()
+        counts = torch.bincount(field, minlength=n_fields).tolist()
         out = torch.cat([part @ q[f] for f, part in enumerate(torch.split(u, counts))])
         return out.index_select(0, inverse).view(batch, n_fields, self.width)
 

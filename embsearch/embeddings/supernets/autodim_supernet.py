@@ -40,19 +40,25 @@ class AutoDimSupernet(MixedSupernet):
     def weight_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if n != "arch_logits"]
 
-    def mix_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """Step 3: one Gumbel draw per (field, group) and batch; ``[F, K]`` when every field
-        has one group, else each id's group's weights, ``[B, F, K]``."""
+    def _weights(self) -> torch.Tensor:
+        """Step 3: ``[F, G, K]``, one Gumbel draw per (field, group) and call (in training)."""
         logits = self.arch_logits
         if self.training:
             u = torch.rand_like(logits).clamp_(1e-10, 1.0 - 1e-7)
-            w = torch.softmax(
+            return torch.softmax(
                 (torch.log_softmax(logits, dim=-1) - torch.log(-torch.log(u))) / self.temperature,
                 dim=-1,
             )
-        else:
-            w = torch.softmax(logits, dim=-1)
-        return w[:, 0] if self.table.max_groups == 1 else self.table.per_group(w, x)
+        return torch.softmax(logits, dim=-1)
+
+    def field_weights(self) -> torch.Tensor | None:
+        """``[F, K]`` when every field has one group (one draw per field and batch)."""
+        return self._weights()[:, 0] if self.table.max_groups == 1 else None
+
+    def row_weights(self, rows: torch.Tensor) -> torch.Tensor:
+        """Each row's (field, group) weights, ``[len(rows), K]`` (one draw per call)."""
+        w = self._weights()
+        return w.reshape(-1, w.shape[-1]).index_select(0, self.table.row_slot.index_select(0, rows))
 
     @torch.no_grad()
     def probabilities(self) -> list[np.ndarray]:

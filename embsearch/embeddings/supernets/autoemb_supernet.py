@@ -95,15 +95,14 @@ class AutoEmbSupernet(MixedSupernet):
     def weight_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if not n.startswith("controller.")]
 
-    def mix_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """Step 2: softmax of the controller's logits for every id of ``x`` (``[batch, fields]``),
-        ``[batch, fields, K]``, computed once per distinct popularity slot of the batch and
-        gathered back (``index_select``: its backward is one ``index_add``)."""
-        slots = self.row_pop_slot.index_select(0, (x + self.table.offsets).reshape(-1))
+    def row_weights(self, rows: torch.Tensor) -> torch.Tensor:
+        """Step 2: softmax of the controller's logits for rows ``rows`` of the joint table,
+        ``[len(rows), K]``, computed once per distinct popularity slot and gathered back
+        (``index_select``: its backward is one ``index_add``)."""
+        slots = self.row_pop_slot.index_select(0, rows)
         uniq, inverse = torch.unique(slots, return_inverse=True)
         logits = self.controller(self.slot_popularity[uniq], self.slot_field[uniq])
-        weights = torch.softmax(logits, dim=-1)
-        return weights.index_select(0, inverse).reshape(*x.shape, weights.shape[-1])
+        return torch.softmax(logits, dim=-1).index_select(0, inverse)
 
     @torch.no_grad()
     def group_weights(self) -> list[np.ndarray]:
