@@ -189,8 +189,10 @@ class CandidateBranches(nn.Module):
 class MixedSupernet(nn.Module, ABC):
     """Shared table + candidate branches, mixed by per-id weights over candidates.
 
-    Subclasses give :meth:`mix_weights` (AutoDim: Gumbel-softmax of per-(field, group)
-    logits; AutoEmb: a controller network fed by frequency). :meth:`fix` forces a one-hot
+    Subclasses give :meth:`row_weights` and optionally :meth:`field_weights` (AutoDim:
+    Gumbel-softmax of per-(field, group) logits, per field when there are no groups; AutoEmb:
+    a controller network fed by frequency, per id); :meth:`mix_weights` assembles them for a
+    batch. :meth:`fix` forces a one-hot
     choice per (field, group) (the discretised sub-network) and :meth:`export` copies that
     sub-network into a :class:`MixedDimEmbedding` with identical eval-mode output.
     """
