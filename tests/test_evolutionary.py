@@ -494,3 +494,17 @@ def test_repair_distance_is_exact_for_powers_of_two_and_prices_every_change():
     assert log2_distance(4, 4) == 0.0
     assert log2_distance(16, 15) == 0.25  # rounded up: a change is never free
     assert log2_distance(1, 0) == 1.0  # dropping a dim-1 block costs like a halving
+
+
+def test_an_exhausted_space_ends_the_evolution_without_counting_an_empty_generation():
+    ds = make_synthetic(rows=500, cardinalities=(5, 7), informative=(0,), seed=1)
+    space = FieldDimsSpace(ds.schema, width=2, candidates=(1, 2))  # 4 candidates in all
+    budget = space.full_table_bytes()
+    cfg = EvolutionConfig(population=4, generations=5, top_k=2)
+    evo = Evolution(space, budget, cfg, np.random.default_rng(0))
+    told = 0
+    while not evo.done():
+        evo.tell(evo.ask(), float(told))
+        told += 1
+    facts = evo.summary()
+    assert told == 4 and facts["exhausted"] and facts["generations_run"] == 0

@@ -261,6 +261,7 @@ class Evolution:
         self.mark = -np.inf  # the score of the last improvement by more than min_delta
         self.best_generation = 0  # the generation of that improvement
         self.stopped_early = False
+        self.exhausted = False  # breeding found no unseen feasible child
 
     def done(self) -> bool:
         """True once the last generation is told (or no unseen child could be bred)."""
@@ -297,6 +298,7 @@ class Evolution:
             "patience": self.cfg.patience,
             "min_delta": self.cfg.min_delta,
             "stopped_early": self.stopped_early,
+            "exhausted": self.exhausted,
             "candidates": len(self.scores),
         }
 
@@ -312,8 +314,8 @@ class Evolution:
     def _breed(self) -> None:
         """Steps 2-4: top-k survivors breed ``population`` new, feasible, unseen children."""
         elite = top_k(list(self.scores.items()), self.cfg.top_k)
-        self.generation += 1
         if not elite:
+            self.exhausted = True
             return
         children: list[Candidate] = []
         for _ in range(20 * self.cfg.population):
@@ -327,6 +329,10 @@ class Evolution:
             )
             if child not in self.scores and child not in children:
                 children.append(child)
+        if children:  # a generation counts once it has candidates to evaluate
+            self.generation += 1
+        else:
+            self.exhausted = True  # no unseen feasible child: the search is done
         self._queue = children
 
 
