@@ -33,12 +33,9 @@ class MixedDimEmbedding(nn.Module):
 
         block_class = torch.full((n_fields, max_groups), -1, dtype=torch.long)
         block_offset = torch.zeros((n_fields, max_groups), dtype=torch.long)
-        bounds = torch.full((n_fields, max(max_groups - 1, 1)), 2**62, dtype=torch.long)
         rows_in_class = [0] * len(self.dims)
         for f, fp in enumerate(plan.fields):
             for g, grp in enumerate(fp.groups):
-                if g > 0:
-                    bounds[f, g - 1] = grp.start
                 if grp.dim > 0:
                     c = cls_of[grp.dim]
                     block_class[f, g] = c
@@ -46,7 +43,6 @@ class MixedDimEmbedding(nn.Module):
                     rows_in_class[c] += grp.rows
         self.register_buffer("block_class", block_class, persistent=False)
         self.register_buffer("block_offset", block_offset, persistent=False)
-        self.register_buffer("bounds", bounds, persistent=False)
         # Grouped plans: per row of all fields' ids laid end to end (id + field_base[f]), its
         # dim class and its row in that class's table, so the grouped forward needs two
         # integer gathers rather than a search over group bounds (int8/int32: these are
@@ -73,7 +69,6 @@ class MixedDimEmbedding(nn.Module):
             f for c in range(len(self.dims)) for f in range(n_fields) if int(block_class[f, 0]) == c
         ]
         order += [f for f in range(n_fields) if int(block_class[f, 0]) < 0]
-        self.register_buffer("field_order", torch.tensor(order, dtype=torch.long), persistent=False)
         self.register_buffer(
             "field_restore", torch.argsort(torch.tensor(order, dtype=torch.long)), persistent=False
         )
@@ -102,12 +97,6 @@ class MixedDimEmbedding(nn.Module):
         for c, p in enumerate(self.projections):
             if self._projected[c]:
                 nn.init.normal_(p, std=(1.0 / self.dims[c]) ** 0.5)
-
-    def group_index(self, x: torch.Tensor) -> torch.Tensor:
-        """Frequency group of every id, ``[batch, fields]``."""
-        if not self.grouped:
-            return torch.zeros_like(x)
-        return torch.searchsorted(self.bounds, x.t().contiguous(), right=True).t()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, n_fields = x.shape

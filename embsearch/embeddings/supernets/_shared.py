@@ -39,10 +39,6 @@ class GroupedTable(nn.Module):
         self.max_groups = max(self.n_groups)
         rows = [int(g[-1][1]) for g in groups]
         offsets = torch.tensor([0, *rows[:-1]], dtype=torch.long).cumsum(0)
-        bounds = torch.full((len(groups), max(self.max_groups - 1, 1)), 2**62, dtype=torch.long)
-        for f, gs in enumerate(groups):
-            for g, (start, _stop) in enumerate(gs[1:], start=1):
-                bounds[f, g - 1] = int(start)
         valid = torch.zeros(len(groups), self.max_groups, dtype=torch.bool)
         for f, n in enumerate(self.n_groups):
             valid[f, :n] = True
@@ -55,7 +51,6 @@ class GroupedTable(nn.Module):
                     f * self.max_groups + g
                 )
         self.register_buffer("offsets", offsets, persistent=False)
-        self.register_buffer("bounds", bounds, persistent=False)
         self.register_buffer("valid", valid, persistent=False)
         self.register_buffer("row_slot", slot, persistent=False)
         self.groups = [[(int(a), int(b)) for a, b in gs] for gs in groups]
@@ -73,10 +68,8 @@ class GroupedTable(nn.Module):
         return self.weight.index_select(0, rows).view(*x.shape, self.width)
 
     def group_index(self, x: torch.Tensor) -> torch.Tensor:
-        """Frequency group of every id, ``int64 [batch, fields]``."""
-        if self.max_groups == 1:
-            return torch.zeros_like(x)
-        return torch.searchsorted(self.bounds, x.t().contiguous(), right=True).t()
+        """Frequency group of every id, ``int64 [batch, fields]`` (from its row's slot)."""
+        return self.slots(x) % self.max_groups
 
     def field_rows(self, f: int) -> torch.Tensor:
         """The rows of field ``f`` (a view)."""
