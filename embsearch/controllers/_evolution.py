@@ -28,6 +28,7 @@ budget control at all).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -42,7 +43,7 @@ from embsearch.context import SearchContext
 from embsearch.controllers.base import AskTellController
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.plan import Plan
-from embsearch.search_loop import LoopResult
+from embsearch.search_loop import LoopResult, run_loop
 from embsearch.search_spaces.base import Candidate, SearchSpace, log2_distance
 from embsearch.search_spaces.knapsack import solve_mckp
 from embsearch.train.device import seed_everything
@@ -409,6 +410,29 @@ class EvolutionaryController(AskTellController):
     budget, so the shared loop memoises them across budgets (``budget_free_scores``)."""
 
     budget_free_scores = True
+
+    def ranked_within(self, space: SearchSpace, budget: int) -> list[Candidate]:
+        """This budget's told candidates, best first: finite scores within ``budget`` only."""
+        return [
+            c
+            for c, s in self.evolution_.ranked()
+            if math.isfinite(s) and space.bytes_of(c) <= budget
+        ]
+
+    def run_final_checks(
+        self, ctx: SearchContext, budget: int, space: SearchSpace, cands: Sequence[Candidate]
+    ) -> LoopResult:
+        """Score ``cands`` with ``self.full_`` (the whole validation split) through the shared
+        loop: recorded as phase ``final``, memoised in ``self.final_memo_``."""
+        return run_loop(
+            FixedAsker(self.name, cands),
+            self.full_,
+            ctx,
+            budget,
+            space=space,
+            phase="final",
+            cache=self.final_memo_,
+        )
 
     def evolution_space(self, ctx: SearchContext) -> SearchSpace:
         """The space evolved in; default :meth:`search_space`."""

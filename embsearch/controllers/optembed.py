@@ -39,7 +39,6 @@ field's pruned share (a row-pruned table layout comes in a later issue).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from embsearch.backbones import CTRModel
@@ -47,7 +46,6 @@ from embsearch.context import SearchContext
 from embsearch.controllers._evolution import (
     EVOLUTION_PARAMS,
     EvolutionaryController,
-    FixedAsker,
     check_budget,
     train_supernet,
     validate_evolution,
@@ -56,7 +54,7 @@ from embsearch.embeddings.supernets_evo import OptEmbedEmbedding
 from embsearch.errors import ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
-from embsearch.search_loop import LoopResult, run_loop
+from embsearch.search_loop import LoopResult
 from embsearch.search_spaces.base import Candidate
 
 
@@ -173,17 +171,5 @@ class OptEmbed(EvolutionaryController):
         if getattr(self, "evolution_budget_", None) != budget:
             return None
         space = self.search_space(ctx)
-        ranked = [
-            c
-            for c, s in self.evolution_.ranked()
-            if math.isfinite(s) and space.bytes_of(c) <= budget
-        ][: int(self.config["final_checks"])]
-        return run_loop(
-            FixedAsker(self.name, ranked),
-            self.full_,
-            ctx,
-            budget,
-            space=space,
-            phase="final",
-            cache=self.final_memo_,
-        )
+        ranked = self.ranked_within(space, budget)[: int(self.config["final_checks"])]
+        return self.run_final_checks(ctx, budget, space, ranked)

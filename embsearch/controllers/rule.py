@@ -48,7 +48,6 @@ from embsearch.context import SearchContext
 from embsearch.controllers._evolution import (
     EVOLUTION_PARAMS,
     EvolutionaryController,
-    FixedAsker,
     fit_budget,
     plan_weights,
     train_supernet,
@@ -324,22 +323,13 @@ class Rule(EvolutionaryController):
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         space = self.space_
         if result.stop_reason == "done":
-            told = self.evolution_.ranked()
-            ranked = [c for c, s in told if math.isfinite(s) and space.bytes_of(c) <= budget]
+            ranked = self.ranked_within(space, budget)
         else:  # out of time or interrupted: check no more than the best so far
             ranked = [result.best] if result.best is not None else []
         checks = ranked[: int(self.config["final_checks"])] or [self.fallback(ctx, budget)]
         if result.stop_reason == "done":
             checks = _dedupe(checks + self.measured_checks(budget))
-        final = run_loop(
-            FixedAsker(self.name, checks),
-            self.full_,
-            ctx,
-            budget,
-            space=space,
-            phase="final",
-            cache=self.final_memo_,
-        )
+        final = self.run_final_checks(ctx, budget, space, checks)
         best = final.best if final.best is not None else checks[0]
         m = self.full_.metrics(best)
         plan = space.to_plan(
