@@ -105,12 +105,7 @@ class InheritedWeightEvaluator:
 
     def metrics(self, candidate: Candidate) -> dict[str, float]:
         p = self.predict(candidate)
-        ll = (
-            log_loss(self.y, p)
-            if self.weights is None
-            else _weighted_log_loss(self.y, p, self.weights)
-        )
-        return {"auc": roc_auc(self.y, p), "logloss": ll}
+        return {"auc": roc_auc(self.y, p), "logloss": log_loss(self.y, p, weights=self.weights)}
 
     def __call__(self, candidate: Candidate) -> float:
         m = self.metrics(candidate)
@@ -123,8 +118,8 @@ def stratified_rows(y: np.ndarray, n: int) -> np.ndarray:
 
     The minority class keeps up to ``n // 2`` rows and the majority class fills the rest,
     each class's rows drawn at random with a fixed seed (splits keep their source order,
-    which may be time order, so the first rows would be a biased slice). Sampling within each class keeps the AUC, which only compares positives with
-    negatives, unbiased; keeping the rare class (e.g. ~20 positives in 10k talkingdata rows)
+    which may be time order, so the first rows would be a biased slice). Sampling within
+    each class keeps the AUC, which only compares positives with negatives, unbiased; keeping the rare class (e.g. ~20 positives in 10k talkingdata rows)
     keeps its variance low where a uniform subsample would hold only a handful of them.
     """
     rng = np.random.default_rng(0)  # fixed: every candidate is scored on the same rows
@@ -143,9 +138,3 @@ def _class_weights(y_all: np.ndarray, y_sub: np.ndarray) -> np.ndarray:
         if sub.any():
             w[sub] = float(((y_all > 0.5) == c).sum()) / float(sub.sum())
     return w / w.mean()
-
-
-def _weighted_log_loss(y: np.ndarray, prob: np.ndarray, w: np.ndarray, eps: float = 1e-7) -> float:
-    y = np.asarray(y, dtype=np.float64).ravel()
-    p = np.clip(np.asarray(prob, dtype=np.float64).ravel(), eps, 1 - eps)
-    return float(-(w * (y * np.log(p) + (1 - y) * np.log(1 - p))).sum() / w.sum())

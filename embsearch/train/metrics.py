@@ -27,8 +27,15 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def log_loss(y: np.ndarray, prob: np.ndarray, eps: float = 1e-7) -> float:
-    """Mean binary cross-entropy with probabilities clipped to ``[eps, 1-eps]``."""
+def log_loss(
+    y: np.ndarray, prob: np.ndarray, eps: float = 1e-7, weights: np.ndarray | None = None
+) -> float:
+    """Mean binary cross-entropy with probabilities clipped to ``[eps, 1-eps]``; with
+    ``weights``, the weighted mean (e.g. a subsample reweighted to its split's class shares)."""
     y = np.asarray(y, dtype=np.float64).ravel()
     p = np.clip(np.asarray(prob, dtype=np.float64).ravel(), eps, 1 - eps)
-    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+    losses = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    if weights is None:
+        return float(losses.mean())
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    return float((w * losses).sum() / w.sum())
