@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from embsearch.embeddings.supernets import AutoEmbSupernet
 from embsearch.run_config import RunConfig
 from embsearch.search import run_search
 from embsearch.search_spaces import FeatureDimsSpace
@@ -28,6 +29,25 @@ def test_mixed_table_same_on_cpu_and_gpu(small_ds):
     emb = MixedDimEmbedding(space.to_plan(space.sample(np.random.default_rng(0)), "t", 10**9))
     x = torch.from_numpy(small_ds.val.x[:512]).long()
     torch.testing.assert_close(emb(x), emb.cuda()(x.cuda()).cpu())
+
+
+def test_autoemb_mixing_same_on_cpu_and_gpu(small_ds):
+    """On CPU AutoEmb mixes once per distinct id of a batch, on CUDA every row on its own
+    (no host syncs): same output and gradients."""
+    space = FeatureDimsSpace(small_ds.schema, width=16, n_groups=3)
+    counts = [f.frequencies() for f in small_ds.schema.fields]
+    torch.manual_seed(0)
+    supernet = AutoEmbSupernet(space.groups, space.candidates, space.width, counts).train()
+    supernet.branches.update_stats = False
+    x = torch.from_numpy(small_ds.val.x[:512]).long()
+    out = supernet(x)
+    grads = torch.autograd.grad(out.square().sum(), list(supernet.parameters()))
+    supernet.cuda()
+    out_gpu = supernet(x.cuda())
+    grads_gpu = torch.autograd.grad(out_gpu.square().sum(), list(supernet.parameters()))
+    torch.testing.assert_close(out_gpu.cpu(), out, rtol=1e-4, atol=1e-5)
+    for g, g_gpu in zip(grads, grads_gpu):
+        torch.testing.assert_close(g_gpu.cpu(), g, rtol=1e-3, atol=1e-5 * float(g.abs().max()))
 
 
 def test_search_on_cuda_with_amp(tmp_path):

@@ -3,6 +3,8 @@ signal, one supernet for several budgets, and one clear error per bad input."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -275,16 +277,18 @@ def test_argmax_discretisation_keeps_the_papers_rule():
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_per_id_mixing_once_per_distinct_id_equals_the_branch_sum(training):
-    """AutoEmb's forward mixes each distinct id once and gathers back: it must equal
-    ``sum_k w_k * branch_k`` computed for every row, with gradients to the same places."""
+@pytest.mark.parametrize("path", ["per_id", "per_row"])
+def test_per_id_mixing_equals_the_branch_sum(training, path):
+    """AutoEmb's forward mixes each distinct id once and gathers back (on CPU; elsewhere it
+    mixes every row on its own): both must equal ``sum_k w_k * branch_k`` computed for every
+    row, batch statistics included, with gradients to the same places (every parameter)."""
     ds, space = small_space(FeatureDimsSpace, n_groups=3)
     counts = [f.frequencies() for f in space.schema.fields]
     supernet = AutoEmbSupernet(space.groups, space.candidates, space.width, counts, hidden=4)
     x = warm_up(supernet, ds)[:300]  # test ids: many repeats within the batch
     supernet.train(training)
     supernet.branches.update_stats = False
-    out = supernet(x)
+    out = supernet(x) if path == "per_id" else supernet._mix_per_row(x)
     centred, p = supernet.branches.normalised(supernet.table(x))
     w = supernet.mix_weights(x)
     ref = sum(
@@ -293,7 +297,58 @@ def test_per_id_mixing_once_per_distinct_id_equals_the_branch_sum(training):
         if d > 0
     )
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
-    g_out = torch.autograd.grad(out.square().sum(), supernet.table.weight)[0]
-    g_ref = torch.autograd.grad(ref.square().sum(), supernet.table.weight)[0]
-    scale = float(g_ref.abs().max())  # summation order differs: compare at the gradient's scale
-    torch.testing.assert_close(g_out, g_ref, rtol=1e-4, atol=1e-5 * scale)
+    params = [p for p in supernet.parameters() if p.requires_grad]
+    g_out = torch.autograd.grad(out.square().sum(), params)
+    g_ref = torch.autograd.grad(ref.square().sum(), params)
+    for a, b in zip(g_out, g_ref):
+        scale = float(b.abs().max())  # summation order differs: compare at the gradient's scale
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_per_id_batch_statistics_update_the_running_ones_as_the_rows_would():
+    ds, space = small_space(FeatureDimsSpace, n_groups=3)
+    counts = [f.frequencies() for f in space.schema.fields]
+    per_id = AutoEmbSupernet(space.groups, space.candidates, space.width, counts, hidden=4)
+    x = warm_up(per_id, ds)[:300]
+    per_row = copy.deepcopy(per_id)
+    per_id.train()(x)
+    with torch.no_grad():
+        per_row.train().branches.stats(per_row.table(x))
+    torch.testing.assert_close(per_id.branches.running_mean, per_row.branches.running_mean)
+    torch.testing.assert_close(per_id.branches.running_var, per_row.branches.running_var)
+
+
+def test_controller_on_the_slot_grid_equals_it_on_the_batch_slots(monkeypatch):
+    """Few popularity slots: the controller runs on all of them, laid out as a grid; many:
+    on the distinct slots of each batch. Same weights either way."""
+    ds, space = small_space(FeatureDimsSpace, n_groups=3)
+    counts = [f.frequencies() for f in space.schema.fields]
+    on_grid = AutoEmbSupernet(space.groups, space.candidates, space.width, counts, hidden=4)
+    monkeypatch.setattr(AutoEmbSupernet, "grid_slots", 0)
+    listed = AutoEmbSupernet(space.groups, space.candidates, space.width, counts, hidden=4)
+    assert on_grid.grid and not listed.grid
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in on_grid.controller.parameters():
+            p.copy_(torch.randn_like(p))
+    listed.load_state_dict(on_grid.state_dict())
+    rows = (torch.from_numpy(ds.test.x).long() + on_grid.table.offsets).reshape(-1)
+    torch.testing.assert_close(on_grid.row_weights(rows), listed.row_weights(rows))
+    for a, b in zip(on_grid.group_weights(), listed.group_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("n", [20, 300])  # sorted (few ids for the table) and counted
+def test_distinct_rows_are_torch_unique(n):
+    ds, space = small_space(FeatureDimsSpace, n_groups=3)
+    table = AutoEmbSupernet(
+        space.groups, space.candidates, space.width, [f.frequencies() for f in space.schema.fields]
+    ).table
+    x = torch.from_numpy(ds.test.x[:n]).long()
+    want = torch.unique(x + table.offsets, return_inverse=True, return_counts=True)
+    got = table.distinct(x)
+    assert [t.tolist() for t in got] == [
+        want[0].tolist(),
+        want[1].reshape(-1).tolist(),
+        want[2].tolist(),
+    ]

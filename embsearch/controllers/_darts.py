@@ -156,6 +156,9 @@ class ArchStep:
             return
         x, y = next(self._batches)
         self._set_stats(False)
+        frozen = [p for p in self.params if not p.requires_grad]  # see train_supernet
+        for p in frozen:
+            p.requires_grad_(True)
         try:
             device = x.device
             with torch.autocast(
@@ -167,6 +170,8 @@ class ArchStep:
             grads = torch.autograd.grad(loss, self.params, allow_unused=True)
         finally:
             self._set_stats(True)
+            for p in frozen:
+                p.requires_grad_(False)
         for p, g in zip(self.params, grads):
             p.grad = torch.zeros_like(p) if g is None else g
         self.opt.step()
@@ -212,9 +217,17 @@ def train_supernet(
     def snapshot(epoch: int) -> None:
         final[:] = [p.detach().clone() for p in arch_params]
 
-    result = train_model(
-        model, ctx.data, cfg, generator=generator, after_step=step, on_epoch_end=snapshot, params=weight_params, desc=desc
-    )  # fmt: skip
+    # weight steps leave the architecture parameters out of autograd (their gradients
+    # would be thrown away); each architecture step turns them back on for itself
+    for p in arch_params:
+        p.requires_grad_(False)
+    try:
+        result = train_model(
+            model, ctx.data, cfg, generator=generator, after_step=step, on_epoch_end=snapshot, params=weight_params, desc=desc
+        )  # fmt: skip
+    finally:
+        for p in arch_params:
+            p.requires_grad_(True)
     with torch.no_grad():
         for p, v in zip(arch_params, final):
             p.copy_(v)

@@ -166,13 +166,31 @@ class SearchSpace:
             pref = np.asarray(preference[f], dtype=np.float64).reshape(
                 len(self.groups[f]), len(self.candidates)
             )
-            o = self.options(f)
-            idx = {c: i for i, c in enumerate(self.candidates)}
+            o, cost, index = self._priced_options(f)
             opts.append(o)
-            costs.append([self.field_cost(f, dims) for dims in o])
-            values.append([float(sum(pref[g, idx[d]] for g, d in enumerate(dims))) for dims in o])
+            costs.append(cost)
+            value = np.zeros(len(o))
+            for g in range(index.shape[1]):  # summed in group order, as sum() over dims would
+                value = value + pref[g, index[:, g]]
+            values.append(value)
         choice = solve_mckp(costs, values, budget)
         return tuple(opts[f][i] for f, i in enumerate(choice))
+
+    def _priced_options(self, f: int) -> tuple[list[tuple[int, ...]], list[int], np.ndarray]:
+        """Field ``f``'s options, their bytes and their candidate indices ``[options, groups]``,
+        priced once per (width, candidates, projection, precision): a knapsack per budget
+        need not price every option again."""
+        key = (f, self.width, self.candidates, self.projection, self.precision)
+        cache = self.__dict__.setdefault("_priced", {})
+        if key not in cache:
+            o = self.options(f)
+            n_groups = len(self.groups[f])
+            index = np.array(
+                list(itertools.product(range(len(self.candidates)), repeat=n_groups)),
+                dtype=np.int64,
+            ).reshape(len(o), n_groups)
+            cache[key] = (o, [self.field_cost(f, dims) for dims in o], index)
+        return cache[key]
 
     def argmax(self, preference: Sequence[np.ndarray]) -> Candidate:
         """The per-group argmax, ignoring any budget (the papers' own discretisation)."""
