@@ -27,10 +27,11 @@ from embsearch.controllers._evolution import (
     plan_weights,
     repair_per_block,
     repair_value,
+    uniform_selection,
 )
 from embsearch.controllers.optembed import OptEmbed
 from embsearch.controllers.registry import get_controller
-from embsearch.controllers.rule import Rule, block_space, uniform_selection
+from embsearch.controllers.rule import Rule, block_space
 from embsearch.data.synthetic import make_synthetic
 from embsearch.embeddings.supernets_evo import OptEmbedEmbedding, RuleEmbedding
 from embsearch.errors import BudgetError, ConfigError
@@ -581,3 +582,18 @@ def test_memoised_costs_price_and_repair_exactly_as_the_space(spaces, key, seed,
         assert fast.bytes_of(cand) == space.bytes_of(cand)
         assert fast.repair(cand, budget) == space.repair(cand, budget)
         assert fit_budget(cand, fast, budget) == fit_budget(cand, space, budget)
+
+
+def test_initial_population_holds_the_uniform_plan_and_the_largest_repaired(planted):
+    """Step 1: the first generation starts with the uniform plan that fits the budget and
+    the all-largest plan repaired onto it, then random feasible candidates."""
+    space = FieldDimsSpace(planted.schema, 16)
+    ctx = make_ctx(planted, space, [0.3])
+    ctrl = OptEmbed(**SMALL)
+    ctrl.start(ctx, ctx.budget)
+    first = [ctrl.evolution_.ask() for _ in range(3)]
+    uni = uniform_selection(space, ctx.budget)
+    assert uni == space.uniform(4)  # 30% of a dim-16 table: 4 fits, 8 does not
+    assert first[0] == uni
+    assert first[1] == fit_budget(space.max_candidate(), space, ctx.budget) != uni
+    assert all(space.bytes_of(c) <= ctx.budget for c in first)

@@ -18,6 +18,9 @@ Beyond the papers (each a choice a careful practitioner would make, said once he
   more than ``min_delta`` for that many generations (the papers run a fixed number; late
   generations of a converged population re-score near-copies of the elite, and gains below
   the noise of a validation subsample are not progress). ``None`` runs every generation.
+- the initial population also holds the uniform plan that fits the budget (the baseline a
+  mixed plan must beat; random candidates rarely come near it) and the all-largest plan
+  repaired onto the budget;
 - one score memo shared by every budget of a search (inherited-weight scores do not depend
   on the budget), so a candidate is evaluated at most once per search.
 
@@ -155,6 +158,16 @@ def memoised_costs(space: SearchSpace) -> SearchSpace:
 
     fast.field_cost = field_cost  # type: ignore[method-assign]
     return fast
+
+
+def uniform_selection(space: SearchSpace, budget: int) -> Candidate | None:
+    """The same (largest) dim in every (field, group) that fits ``budget``; None if none does."""
+    shape = space.max_candidate()
+    for d in sorted((c for c in space.candidates if c > 0), reverse=True):
+        cand = tuple(tuple(d for _ in dims) for dims in shape)
+        if space.bytes_of(cand) <= budget:
+            return cand
+    return None
 
 
 def random_population(
@@ -466,9 +479,9 @@ class EvolutionaryController(AskTellController):
         """A fresh population for this budget."""
         space = self.evolution_space(ctx)
         cfg = EvolutionConfig.from_params(self.config)
-        self.evolution_ = Evolution(
-            space, budget, cfg, ctx.rng(budget), seeds=[space.max_candidate()]
-        )
+        seeds = [u for u in [uniform_selection(space, budget)] if u is not None]
+        seeds.append(space.max_candidate())
+        self.evolution_ = Evolution(space, budget, cfg, ctx.rng(budget), seeds=seeds)
         self.evolution_budget_ = budget
 
     def evolution_summary(self, ctx: SearchContext, budget: int) -> dict[str, Any] | None:

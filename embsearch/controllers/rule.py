@@ -51,6 +51,7 @@ from embsearch.controllers._evolution import (
     fit_budget,
     plan_weights,
     train_supernet,
+    uniform_selection,
     validate_evolution,
 )
 from embsearch.embeddings.supernets_evo import RuleEmbedding
@@ -351,16 +352,6 @@ class Rule(EvolutionaryController):
             plan.weights = plan_weights(ctx, self.supernet_, plan, best)
             plan.metrics = {"val_auc": m["auc"], "val_logloss": m["logloss"]}
         return plan
-
-
-def uniform_selection(space: SearchSpace, budget: int) -> Candidate | None:
-    """The same (largest) dim in every (field, group) that fits ``budget``; None if none does."""
-    shape = space.max_candidate()
-    for d in sorted((c for c in space.candidates if c > 0), reverse=True):
-        cand = tuple(tuple(d for _ in dims) for dims in shape)
-        if space.bytes_of(cand) <= budget:
-            return cand
-    return None
 
 
 def _dedupe(cands: Sequence[Candidate]) -> list[Candidate]:
