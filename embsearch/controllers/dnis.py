@@ -11,12 +11,12 @@ Steps:
    mask is clipped into [0, 1] after each step;
 4. magnitude pruning of the masked weights ``m * e`` (not exactly zero after the search,
    so DNIS prunes them by magnitude): a group keeping ``d`` dims keeps the ``d`` columns of
-   largest mean ``|m * e|`` over its ids, and the value of dim ``d`` is ``sum`` over them
-   of ``(magnitude - threshold)``, so that the per-group argmax (``discretise='argmax'``)
-   is the paper's threshold pruning and the knapsack is that pruning under a byte budget
-   (columns under the threshold are never worth keeping). Ranking by the mask alone was
-   tried first: an embedding can grow to undo a small mask, and on frappe it starved the
-   user field;
+   largest mean ``|m * e|`` over its ids, and the value of dim ``d`` is the group's ids
+   times the ``sum`` over them of ``(magnitude - threshold)`` (the magnitude the kept
+   weights hold), so that the per-group argmax (``discretise='argmax'``) is the paper's
+   threshold pruning and the knapsack is that pruning under a byte budget (columns under
+   the threshold are never worth keeping). Ranking by the mask alone was tried first: an
+   embedding can grow to undo a small mask, and on frappe it starved the user field;
 5. the plan is retrained from scratch by the search runner. The exported pad table keeps
    each block's first ``d`` columns: the retrained table learns its own, so no
    permutation is needed; ``DNISSupernet.export`` reorders the kept columns when the
@@ -84,17 +84,14 @@ class DNIS(DartsController):
         return supernet.clip_
 
     def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
-        """Step 4: ``value[g, k]`` = sum of the ``d_k`` largest ``mean |m * e| - threshold``."""
-        t = float(self.config["threshold"])
-        return [
-            v - t * np.asarray(space.candidates, dtype=np.float64)
-            for v in supernet.kept_mass(space.candidates)
-        ]
+        """Step 4: ``value[g, k]`` = ids of g times the sum of its ``d_k`` largest
+        ``mean |m * e| - threshold``."""
+        return supernet.kept_mass(space.candidates, float(self.config["threshold"]))
 
     def describe(self, supernet: nn.Module, space: SearchSpace) -> dict[str, Any]:
         return {
             "mask": {
                 n: np.round(m, 6).tolist() for n, m in zip(space.schema.names, supernet.masks())
             },
-            "preference_kind": "kept magnitude: sum of the d largest mean |m * e| minus threshold * d",
+            "preference_kind": "kept magnitude: ids x sum of the d largest mean |m * e| - threshold",
         }

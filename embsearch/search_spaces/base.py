@@ -159,8 +159,12 @@ class SearchSpace:
         """The candidate maximising total preference with bytes <= budget (exact knapsack).
 
         ``preference[f]`` has shape ``[groups of f, len(candidates)]``; an option's value is
-        the sum over groups of the preference of its dim.
+        the sum over groups of the preference of its dim. Without projections (``pad``) a
+        field's bytes are a sum over its (field, group) blocks too, so each block is one
+        knapsack unit (``C`` options, not a field's ``C ** G``): the same optimum, far faster.
         """
+        if self.projection == "pad" and any(len(g) > 1 for g in self.groups):
+            return self._best_per_block(preference, budget)
         costs, values, opts = [], [], []
         for f in range(self.num_fields):
             pref = np.asarray(preference[f], dtype=np.float64).reshape(
@@ -175,6 +179,24 @@ class SearchSpace:
             values.append(value)
         choice = solve_mckp(costs, values, budget)
         return tuple(opts[f][i] for f, i in enumerate(choice))
+
+    def _best_per_block(self, preference: Sequence[np.ndarray], budget: int) -> Candidate:
+        """:meth:`best_under_budget` for a ``pad`` space: one unit per (field, group) block."""
+        costs, values = [], []
+        for f, groups in enumerate(self.groups):
+            pref = np.asarray(preference[f], dtype=np.float64).reshape(
+                len(groups), len(self.candidates)
+            )
+            for g, (a, b) in enumerate(groups):
+                costs.append(
+                    [
+                        field_bytes([b - a], [c], self.width, "pad", self.precision)
+                        for c in self.candidates
+                    ]
+                )
+                values.append(pref[g])
+        picks = iter(solve_mckp(costs, values, budget))
+        return tuple(tuple(self.candidates[next(picks)] for _ in groups) for groups in self.groups)
 
     def _priced_options(self, f: int) -> tuple[list[tuple[int, ...]], list[int], np.ndarray]:
         """Field ``f``'s options, their bytes and their candidate indices ``[options, groups]``,
