@@ -17,6 +17,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from embsearch.budget import field_bytes
 from embsearch.context import SearchContext
 from embsearch.controllers._evolution import (
     Evolution,
@@ -571,17 +572,29 @@ def test_compact_scores_equal_the_plain_forward_for_every_backbone(planted, back
 @FAST
 @given(key=KEYS, seed=st.integers(0, 2**16), frac=st.floats(0.02, 0.9))
 def test_memoised_costs_price_and_repair_exactly_as_the_space(spaces, key, seed, frac):
-    from embsearch.controllers._evolution import memoised_costs
-
+    """The space memoises its field costs: the memo answers as ``field_bytes`` does, a copy
+    starts without it (so a copy with another width prices afresh), and repairs through the
+    memo equal repairs on a fresh copy."""
     space = spaces[key]
-    fast = memoised_costs(space)
     rng = np.random.default_rng(seed)
     budget = max(int(space.full_table_bytes() * frac), space.min_bytes())
     for _ in range(3):
         cand = space.sample(rng)
-        assert fast.bytes_of(cand) == space.bytes_of(cand)
-        assert fast.repair(cand, budget) == space.repair(cand, budget)
-        assert fit_budget(cand, fast, budget) == fit_budget(cand, space, budget)
+        fresh = copy.copy(space)
+        assert "_costs" not in fresh.__dict__
+        want = sum(
+            field_bytes(space.group_rows(f), d, space.width, space.projection, space.precision)
+            for f, d in enumerate(cand)
+        )
+        assert space.bytes_of(cand) == want == fresh.bytes_of(cand)
+        assert space.repair(cand, budget) == copy.copy(space).repair(cand, budget)
+        assert fit_budget(cand, space, budget) == fit_budget(cand, copy.copy(space), budget)
+    wide = space.with_width(2 * space.width, space.candidates)
+    cand = space.max_candidate()
+    assert wide.bytes_of(cand) == sum(
+        field_bytes(space.group_rows(f), d, wide.width, wide.projection, wide.precision)
+        for f, d in enumerate(cand)
+    )
 
 
 def test_initial_population_holds_the_uniform_plan_and_the_largest_repaired(planted):

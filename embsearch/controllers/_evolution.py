@@ -31,7 +31,6 @@ budget control at all).
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -136,28 +135,6 @@ def repair_per_block(cand: Candidate, space: SearchSpace, budget: int) -> Candid
             values.append([repair_value([c], [d]) for c in ok])
     picks = iter(o[i] for o, i in zip(opts, solve_mckp(costs, values, budget)))
     return tuple(tuple(int(next(picks)) for _ in dims) for dims in cand)
-
-
-def memoised_costs(space: SearchSpace) -> SearchSpace:
-    """A shallow copy of ``space`` whose ``field_cost`` is memoised per ``(field, dims)``.
-
-    The evolution prices the same few (field, dims) options thousands of times (every
-    child's ``bytes_of`` and every repair's knapsack), each through ``field_bytes``' Python;
-    a fixed space's costs never change, and the copy runs the space's own ``bytes_of`` and
-    ``repair`` (an instance attribute shadows the method), so it answers exactly the same.
-    """
-    fast = copy.copy(space)
-    priced: dict[tuple[int, tuple[int, ...]], int] = {}
-    cost = space.field_cost
-
-    def field_cost(f: int, dims: Sequence[int]) -> int:
-        key = (f, tuple(dims))
-        if key not in priced:
-            priced[key] = cost(f, dims)
-        return priced[key]
-
-    fast.field_cost = field_cost  # type: ignore[method-assign]
-    return fast
 
 
 def uniform_selection(space: SearchSpace, budget: int) -> Candidate | None:
@@ -289,7 +266,6 @@ class Evolution:
         seeds: Sequence[Candidate] = (),
     ) -> None:
         check_budget(space, budget)
-        space = memoised_costs(space)
         self.space, self.budget, self.cfg, self.rng = space, budget, cfg, rng
         self.scores: dict[Candidate, float] = {}
         self.generation = 0

@@ -99,9 +99,28 @@ class SearchSpace:
         clone.candidates = tuple(sorted({int(c) for c in (candidates or (width,))}))
         return clone
 
+    def __copy__(self) -> SearchSpace:
+        """A shallow copy without the byte memos (:meth:`field_cost`, :meth:`_priced_options`):
+        callers change a copy's width, candidates, projection or groups, never the original's."""
+        clone = self.__class__.__new__(self.__class__)
+        clone.__dict__.update(
+            {k: v for k, v in self.__dict__.items() if k not in ("_costs", "_priced")}
+        )
+        return clone
+
     # -- bytes -------------------------------------------------------------------------
     def field_cost(self, f: int, dims: Sequence[int]) -> int:
-        return field_bytes(self.group_rows(f), dims, self.width, self.projection, self.precision)
+        """Exact bytes of field ``f`` at ``dims`` (:func:`~embsearch.budget.field_bytes`),
+        memoised per ``(f, dims)``: searches price the same few options thousands of times
+        (every child's bytes, every repair's and knapsack's options), and a space's costs
+        never change once built (copies start without the memo)."""
+        key = (f, tuple(dims))
+        memo = self.__dict__.setdefault("_costs", {})
+        if key not in memo:
+            memo[key] = field_bytes(
+                self.group_rows(f), dims, self.width, self.projection, self.precision
+            )
+        return memo[key]
 
     def bytes_of(self, cand: Candidate) -> int:
         return sum(self.field_cost(f, d) for f, d in enumerate(cand))
@@ -200,19 +219,18 @@ class SearchSpace:
 
     def _priced_options(self, f: int) -> tuple[list[tuple[int, ...]], list[int], np.ndarray]:
         """Field ``f``'s options, their bytes and their candidate indices ``[options, groups]``,
-        priced once per (width, candidates, projection, precision): a knapsack per budget
-        need not price every option again."""
-        key = (f, self.width, self.candidates, self.projection, self.precision)
+        built once per space (copies start afresh): a knapsack per budget need not list
+        and price every option again."""
         cache = self.__dict__.setdefault("_priced", {})
-        if key not in cache:
+        if f not in cache:
             o = self.options(f)
             n_groups = len(self.groups[f])
             index = np.array(
                 list(itertools.product(range(len(self.candidates)), repeat=n_groups)),
                 dtype=np.int64,
             ).reshape(len(o), n_groups)
-            cache[key] = (o, [self.field_cost(f, dims) for dims in o], index)
-        return cache[key]
+            cache[f] = (o, [self.field_cost(f, dims) for dims in o], index)
+        return cache[f]
 
     def argmax(self, preference: Sequence[np.ndarray]) -> Candidate:
         """The per-group argmax, ignoring any budget (the papers' own discretisation)."""
