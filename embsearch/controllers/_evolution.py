@@ -419,7 +419,7 @@ def plan_weights(
 class EvolutionaryController(AskTellController):
     """The ask/tell half every evolutionary controller shares (OptEmbed's and RULE's search
     step): one :class:`Evolution` per budget over :meth:`evolution_space`, seeded with the
-    widest candidate of that space (projected onto the budget). Scores do not depend on the
+    uniform plan that fits the budget and the widest candidate projected onto it. Scores do not depend on the
     budget, so the shared loop memoises them across budgets (``budget_free_scores``)."""
 
     budget_free_scores = True

@@ -80,21 +80,25 @@ class DNISSupernet(nn.Module):
         """Step 3's magnitudes: ``[F, G, width]``, the mean ``|m[f, g, j] * e[id, j]|`` over
         the ids of each group (the masked weights DNIS prunes; a mask alone is not
         comparable across groups, since an embedding can grow to undo a small mask)."""
-        n_slots = self.table.num_fields * self.table.max_groups
         slot = self.table.row_slot
+        n_slots = self.table.num_fields * self.table.max_groups
         total = torch.zeros(n_slots, self.width, device=slot.device)
         total.index_add_(0, slot, self.table.weight.detach().abs().float())
-        ids = torch.bincount(slot, minlength=n_slots).clamp(min=1).unsqueeze(-1)
-        mean = (total / ids).reshape(self.table.num_fields, self.table.max_groups, self.width)
+        total = total.reshape(self.table.num_fields, self.table.max_groups, self.width)
+        mean = total / self.group_ids().clamp(min=1).unsqueeze(-1)
         return mean * self.mask.detach().abs().float()
+
+    def group_ids(self) -> torch.Tensor:
+        """Ids per (field, group), ``int64 [F, G]`` (0 for a field's unused groups)."""
+        n_slots = self.table.num_fields * self.table.max_groups
+        counts = torch.bincount(self.table.row_slot, minlength=n_slots)
+        return counts.reshape(self.table.num_fields, self.table.max_groups)
 
     def kept_mass(self, candidates: Sequence[int], threshold: float = 0.0) -> list[np.ndarray]:
         """Step 3: ``value[f][g, k]`` = the ids of (f, g) times the sum, over its
         ``candidates[k]`` largest mean magnitudes, of ``magnitude - threshold``."""
         imp = self.importance().cpu().numpy()
-        slots = self.table.num_fields * self.table.max_groups
-        ids = torch.bincount(self.table.row_slot, minlength=slots).cpu().numpy()
-        ids = ids.reshape(self.table.num_fields, self.table.max_groups).astype(np.float64)
+        ids = self.group_ids().cpu().numpy().astype(np.float64)
         out = []
         for f, n in enumerate(self.table.n_groups):
             m = imp[f, :n] - threshold
