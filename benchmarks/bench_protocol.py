@@ -2,13 +2,14 @@
 
 For every dataset (``synthetic``, ``frappe``, ``talkingdata``):
 
-1. the full-size table (every field at the width, DeepFM by default) is trained once and
-   timed: the reference every plan is compared with;
+1. the full-size table (every field at the width, DeepFM by default) is trained once for
+   all ``--epochs`` (no early stopping) and timed: the reference every plan is compared
+   with;
 2. for every controller (any registered name or ``package.module:Class``), in its default
    space: ``search_budgets`` over all budgets at once (timed: one search serves every
    budget for controllers that train one supernet), then each plan is retrained from
-   scratch with the same training options (or its attached weights are used) and
-   evaluated on the test split.
+   scratch with the same training options (early stopping on validation AUC) or its
+   attached weights are used, and evaluated on the test split.
 
 Budgets are fractions of the full table (``10%,25%,50%`` by default). ``--resplit``
 gives every seed its own random split of the real datasets (repeated random splits).
@@ -30,6 +31,7 @@ import json
 import platform
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +138,11 @@ def retrain_and_test(ctx: SearchContext, plan: Plan) -> dict[str, Any]:
 
 
 def run_full(ds_name: str, ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
+    """The full table, trained for all ``--epochs`` (no early stopping; the best epoch's
+    weights are tested): the "one full training for the same epochs" that searches are
+    timed against."""
     ctx = context(ds, "field_dims", ["100%"], args)
+    ctx.train = replace(ctx.train, patience=ctx.train.epochs + 1)
     space: FieldDimsSpace = ctx.space  # type: ignore[assignment]
     plan = space.to_plan(space.uniform(space.width), "full", space.full_table_bytes())
     row = {
