@@ -1,6 +1,7 @@
 """The shared benchmark protocol: search, retrain from scratch, test AUC, for any controllers.
 
-For every dataset (``synthetic``, ``frappe``, ``talkingdata``):
+For every dataset (``synthetic``, ``frappe``, ``talkingdata``, or ``synthetic-wide``: the
+planted variant ``WIDE_PRESET`` where embedding width pays at convergence):
 
 1. the full-size table (every field at the width, DeepFM by default) is trained once for
    all ``--epochs`` (no early stopping) and timed: the reference every plan is compared
@@ -41,7 +42,7 @@ from embsearch.budget import format_bytes, parse_budget
 from embsearch.context import SearchContext
 from embsearch.controllers.registry import get_controller
 from embsearch.data.dataset import Dataset
-from embsearch.data.synthetic import make_synthetic
+from embsearch.data.synthetic import WIDE_PRESET, make_synthetic
 from embsearch.errors import EmbsearchError
 from embsearch.plan import Plan
 from embsearch.search_spaces import SPACES, FieldDimsSpace
@@ -50,7 +51,7 @@ from embsearch.train import TrainConfig, evaluate, resolve_device, seed_everythi
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # ../shared beside the repo
 FRAPPE = [SHARED / "frappe/frappe.validation.libfm.gz", SHARED / "frappe/frappe.test.libfm.gz"]
 TALKINGDATA = SHARED / "talkingdata-adtracking-sample/train_sample.csv.gz"
-DATASETS = ("synthetic", "frappe", "talkingdata")
+DATASETS = ("synthetic", "frappe", "talkingdata", "synthetic-wide")
 
 
 def load_dataset(
@@ -59,8 +60,9 @@ def load_dataset(
     """A dataset by name, prepared once and cached under ``data_dir``. ``split_seed``
     draws the real datasets' random 8:1:1 split with that seed (None: seed 0, cached
     under the plain name)."""
-    if name == "synthetic":
-        return make_synthetic(rows=rows) if rows else make_synthetic()
+    if name in ("synthetic", "synthetic-wide"):
+        preset = WIDE_PRESET if name == "synthetic-wide" else {}
+        return make_synthetic(rows=rows, **preset) if rows else make_synthetic(**preset)
     if name not in DATASETS:
         raise SystemExit(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     tag = "" if split_seed is None else f"-split{split_seed}"
@@ -96,7 +98,7 @@ def context(
 ) -> SearchContext:
     space = SPACES[space_name](ds.schema, width=args.width)
     resolved = sorted({space.resolve_budget(parse_budget(b)) for b in budgets})
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, progress=False)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, progress=False)
     return SearchContext(
         ds,
         space,
@@ -208,7 +210,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         )
     note = (
         "\nsearch s (xN): one `search_budgets` call for all N budgets (supernet controllers train once for all). "
-        "planted: table dims per id over the informative / the noise fields (synthetic only).\n"
+        "planted: table dims per id over the informative / the noise fields (planted datasets only).\n"
     )
     return "\n".join(lines) + "\n" + note
 
@@ -256,6 +258,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rows", type=int, default=None, help="rows per dataset (default: all; synthetic 60000)"
     )
     p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of every training")
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--backbone", default="deepfm")
     p.add_argument(
