@@ -18,12 +18,13 @@ from embsearch.data.schema import FieldSpec, Schema
 DEFAULT_CARDINALITIES = (40, 400, 3000, 120, 1500, 60, 800, 5000, 200, 2500, 30, 1000)
 DEFAULT_INFORMATIVE = (1, 2, 4, 6, 9)
 
-# A planted variant where embedding width pays once trained to convergence: few ids per
-# informative field (each seen ~1,000 times), flatter frequencies, stronger rank-8
-# interactions and a weaker first-order part. With the defaults the informative fields
-# have 60-3,000 ids, too many to learn their interactions from 48k training rows, so a
-# dim-1 table converges as high as the dim-16 one (BENCHMARKS.md). Used by the benchmarks
-# (``bench_protocol.py --datasets synthetic-wide``).
+# A planted variant where embedding width pays once trained to convergence: four of the
+# five informative fields have 30-60 ids (each seen 400-1,300 times in training; the fifth
+# keeps 800), flatter frequencies, stronger rank-8 interactions and a weaker first-order
+# part. With the defaults the informative fields have 60-3,000 ids, too many to learn
+# their interactions from 48k training rows, so a dim-1 table converges as high as the
+# dim-16 one (BENCHMARKS.md). Used by the benchmarks (``bench_protocol.py --datasets
+# synthetic-wide``).
 WIDE_PRESET: dict = {
     "cardinalities": (40, 30, 50, 120, 40, 60, 800, 5000, 25, 60, 30, 1000),
     "zipf": 0.5,
