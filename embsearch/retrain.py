@@ -20,7 +20,7 @@ def full_table_plan(ctx: SearchContext) -> Plan:
     return space.to_plan(space.uniform(space.width), "full", space.full_table_bytes())
 
 
-def _train_and_test(ctx: SearchContext, plan: Plan, desc: str) -> dict[str, float]:
+def _train_and_test(ctx: SearchContext, plan: Plan, desc: str) -> dict[str, Any]:
     model, result = ctx.train_plan(plan, desc=desc)
     auc, ll = evaluate(model, ctx.data.split("test"))
     return {
@@ -30,6 +30,8 @@ def _train_and_test(ctx: SearchContext, plan: Plan, desc: str) -> dict[str, floa
         "table_bytes": plan.table_bytes,
         "train_seconds": result.seconds,
         "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "hint": result.epochs_hint(),
     }
 
 
@@ -52,6 +54,8 @@ def run_retrain(
     space = build_space(cfg, dataset, plan.space)
     ctx = make_context(cfg, dataset, space, [plan.budget_bytes], progress)
     res = _train_and_test(ctx, plan, "retrain plan")
+    if res["hint"]:
+        ctx.log(res["hint"])
     report: dict[str, Any] = {
         "test_auc": res["test_auc"],
         "test_logloss": res["test_logloss"],
@@ -60,6 +64,8 @@ def run_retrain(
         "val_auc": res["val_auc"],
         "train_seconds": res["train_seconds"],
         "epochs": cfg.epochs,
+        "epochs_run": res["epochs_run"],
+        "best_epoch": res["best_epoch"],
         "controller": plan.controller,
     }
     if with_baseline:

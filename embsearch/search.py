@@ -161,6 +161,10 @@ def _trained_state(ctx: SearchContext, plan: Plan) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in plan.weights.items()}
     model, result = ctx.train_plan(plan, desc=f"train {plan.controller} plan")
     plan.metrics = {"val_auc": result.val_auc, "val_logloss": result.val_logloss, **plan.metrics}
+    plan.extra["training"] = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch}
+    hint = result.epochs_hint()
+    if hint:
+        ctx.log(hint)
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 

@@ -146,3 +146,27 @@ def test_existing_run_dir_is_refused(tmp_path, capsys):
 def test_retrain_on_missing_dir(tmp_path, capsys):
     assert main(["retrain", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_training_that_ends_still_rising_says_so(tmp_path, capsys):
+    """One epoch always ends on its best epoch: the search and the retrain say more epochs
+    would help, and the plan and retrain.json record the epochs run."""
+    run = tmp_path / "run"
+    args = ["search", "--data", "synthetic", "--budget", "25%", "--controller", "uniform"]
+    assert main([*args, "--out", str(run), "--epochs", "1", "--batch-size", "1024"]) == 0
+    assert "still rising at the last epoch (1)" in capsys.readouterr().out
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["extra"]["training"] == {"epochs_run": 1, "best_epoch": 1}
+    assert main(["retrain", str(run), "--epochs", "1"]) == 0
+    assert "still rising" in capsys.readouterr().out
+    r = json.loads((run / "retrain.json").read_text())
+    assert r["epochs_run"] == 1 and r["best_epoch"] == 1
+
+
+def test_a_plateau_gives_no_hint():
+    from embsearch.train.trainer import TrainResult
+
+    plateau = TrainResult(0.7, 0.6, best_epoch=3, epochs_run=5, seconds=1.0)
+    rising = TrainResult(0.7, 0.6, best_epoch=5, epochs_run=5, seconds=1.0)
+    assert not plateau.still_improving and plateau.epochs_hint() is None
+    assert rising.still_improving and "(5)" in rising.epochs_hint()

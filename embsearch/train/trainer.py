@@ -45,6 +45,21 @@ class TrainResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
 
+    @property
+    def still_improving(self) -> bool:
+        """The last epoch run had the best validation AUC: training ended on the epoch budget,
+        not on a plateau, so more epochs would likely raise it."""
+        return self.epochs_run > 0 and self.best_epoch == self.epochs_run
+
+    def epochs_hint(self) -> str | None:
+        """One line for the user when :attr:`still_improving`, else ``None``."""
+        if not self.still_improving:
+            return None
+        return (
+            f"note: the validation AUC was still rising at the last epoch ({self.epochs_run}); "
+            "more --epochs would likely raise it (training stops by itself on a plateau)"
+        )
+
 
 class DeviceData:
     """The dataset's splits as tensors on one device, moved there once."""
