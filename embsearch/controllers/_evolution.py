@@ -139,9 +139,8 @@ def repair_per_block(cand: Candidate, space: SearchSpace, budget: int) -> Candid
 
 def uniform_selection(space: SearchSpace, budget: int) -> Candidate | None:
     """The same (largest) dim in every (field, group) that fits ``budget``; None if none does."""
-    shape = space.max_candidate()
     for d in sorted((c for c in space.candidates if c > 0), reverse=True):
-        cand = tuple(tuple(d for _ in dims) for dims in shape)
+        cand = space.uniform(d)
         if space.bytes_of(cand) <= budget:
             return cand
     return None
