@@ -297,6 +297,16 @@ class MixedSupernet(nn.Module, ABC):
             return self.fixed.reshape(-1, self.fixed.shape[-1]).index_select(0, slot)
         return self.row_weights(rows)
 
+    def _stacked_inputs(self, c: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """``[w_k * c[:d_k] for every k]`` along the last dim: ``c [..., width]`` centred
+        embeddings, ``w [..., K]`` their weights over candidates."""
+        return c.index_select(-1, self.col_j) * w.index_select(-1, self.col_k)
+
+    def _stacked_projections(self, p: torch.Tensor) -> torch.Tensor:
+        """``[P_k[:d_k] for every k]`` stacked, ``[F, sum of dims, width]``, matching
+        :meth:`_stacked_inputs` (``p [F, K, width, width]``)."""
+        return p.reshape(p.shape[0], -1, self.width).index_select(1, self.col_p)
+
     def _mix_per_row(self, x: torch.Tensor) -> torch.Tensor:
         """Per-id weights, every row of the batch mixed on its own: ``sum_k w_k (c[:d_k] @
         P_k[:d_k])`` = ``[w_k * c[:d_k] for all k] @ [P_k[:d_k] stacked]``, one batched
@@ -310,8 +320,8 @@ class MixedSupernet(nn.Module, ABC):
         ct = (e - mean).transpose(0, 1)  # [F, B, W]
         w = self._id_weights((x + self.table.offsets).reshape(-1)).to(e.dtype)
         wt = w.view(batch, n_fields, -1).transpose(0, 1)  # [F, B, K]
-        u = ct.index_select(2, self.col_j) * wt.index_select(2, self.col_k)
-        q = p.reshape(n_fields, -1, self.width).index_select(1, self.col_p)  # [F, sum of dims, W]
+        u = self._stacked_inputs(ct, wt)
+        q = self._stacked_projections(p)
         return torch.bmm(u, q).transpose(0, 1)
 
     def _mix_per_id(self, x: torch.Tensor) -> torch.Tensor:
@@ -338,8 +348,8 @@ class MixedSupernet(nn.Module, ABC):
             c = e - mean.index_select(0, field)
         p = p.to(c.dtype)
         w = self._id_weights(uniq).to(c.dtype)
-        u = c.index_select(1, self.col_j) * w.index_select(1, self.col_k)
-        q = p.reshape(n_fields, -1, self.width).index_select(1, self.col_p)  # [F, sum of dims, W]
+        u = self._stacked_inputs(c, w)
+        q = self._stacked_projections(p)
         out = torch.cat([part @ q[f] for f, part in enumerate(u.split(sizes))])
         return _GatherRows.apply(out, inverse).view(batch, n_fields, self.width)
 
