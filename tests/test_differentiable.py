@@ -209,6 +209,29 @@ def test_dnis_pruned_supernet_equals_exported_pad_table():
     torch.testing.assert_close(supernet.export(plan)(x), supernet(x))
 
 
+def test_dnis_spends_the_budget_its_pruning_leaves_on_the_most_frequent_ids():
+    """Masks the L1 term closed exactly are worth nothing, yet under a budget the plan is
+    retrained from scratch: the knapsack fills the budget, frequent groups first."""
+    ds, space = small_space(FeatureDimsSpace, n_groups=3, projection="pad")
+    supernet = DNISSupernet(space.groups, space.width)
+    warm_up(supernet, ds, steps=0)
+    with torch.no_grad():
+        supernet.mask.zero_()
+        supernet.mask[1, 0, :2] = 0.5  # one open (field, group): two columns of field 1
+    budget = space.full_table_bytes() // 2
+    papers = DNIS(discretise="argmax").preference(supernet, space)
+    assert space.bytes_of(space.best_under_budget(papers, budget)) < budget // 4  # idle budget
+    cand = space.best_under_budget(DNIS().preference(supernet, space), budget)
+    assert budget - space.bytes_of(cand) < budget // 10
+    assert cand[1][0] >= 2  # the open columns stay kept
+    for f, dims in enumerate(cand):  # within a field, groups of more frequent ids: no fewer dims
+        counts = space.schema.fields[f].frequencies()
+        per_id = [counts[a:b].mean() for a, b in space.groups[f]]
+        by_frequency = [d for _, d in sorted(zip(per_id, dims), reverse=True)]
+        if f != 1:
+            assert by_frequency == sorted(dims, reverse=True), (f, per_id, dims)
+
+
 # -- registry, params, bad input ----------------------------------------------------------------
 
 

@@ -16,7 +16,12 @@ Steps:
    weights hold), so that the per-group argmax (``discretise='argmax'``) is the paper's
    threshold pruning and the knapsack is that pruning under a byte budget (columns under
    the threshold are never worth keeping). Ranking by the mask alone was tried first: an
-   embedding can grow to undo a small mask, and on frappe it starved the user field;
+   embedding can grow to undo a small mask, and on frappe it starved the user field.
+   Under a budget (``discretise='knapsack'``), columns whose mask the L1 term closed
+   exactly (kept magnitude 0, so no value) still fill what the pruning leaves unspent,
+   the groups of most frequent ids first (MDE's rule; :func:`fill_by_frequency`): the
+   plan is retrained from scratch, where those columns are capacity, not closed masks.
+   Without it DNIS's 50% plans on synthetic-wide used 16-24% of their budget;
 5. the plan is retrained from scratch by the search runner. The exported pad table keeps
    each block's first ``d`` columns: the retrained table learns its own, so no
    permutation is needed; ``DNISSupernet.export`` reorders the kept columns when the
@@ -86,7 +91,10 @@ class DNIS(DartsController):
     def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
         """Step 4: ``value[g, k]`` = ids of g times the sum of its ``d_k`` largest
         ``mean |m * e| - threshold``."""
-        return supernet.kept_mass(space.candidates, float(self.config["threshold"]))
+        value = supernet.kept_mass(space.candidates, float(self.config["threshold"]))
+        if self.config["discretise"] == "argmax":
+            return value
+        return fill_by_frequency(value, space)
 
     def describe(self, supernet: nn.Module, space: SearchSpace) -> dict[str, Any]:
         return {
@@ -95,3 +103,26 @@ class DNIS(DartsController):
             },
             "preference_kind": "kept magnitude: ids x sum of the d largest mean |m * e| - threshold",
         }
+
+
+def fill_by_frequency(value: list[np.ndarray], space: SearchSpace) -> list[np.ndarray]:
+    """Step 4 under a budget: ``value`` plus, for each (field, group), a tie-breaker growing
+    with its dim in proportion to the training occurrences of its ids.
+
+    The tie-breaker's whole sum over the table stays a thousandth of the smallest non-zero
+    step of ``value`` between two candidates, so it never outweighs a kept magnitude (nor a
+    pruned one's negative value when ``threshold > 0``). It only decides between plans of
+    equal kept magnitude, toward the one that spends more of the budget on frequent ids.
+    """
+    steps = np.concatenate([np.abs(np.diff(v, axis=1)).ravel() for v in value])
+    steps = steps[steps > 0]
+    unit = 1e-3 * (float(steps.min()) if steps.size else 1.0)
+    total = max(1, space.num_fields)
+    dims = np.asarray(space.candidates, dtype=np.float64) / max(space.candidates)
+    out = []
+    for f, v in enumerate(value):
+        counts = space.schema.fields[f].frequencies().astype(np.float64)
+        occurrences = np.array([counts[a:b].sum() for a, b in space.groups[f]])
+        share = occurrences / max(occurrences.sum(), 1.0)  # sums to 1 over the field
+        out.append(v + unit / total * share[:, None] * dims[None, :])
+    return out
