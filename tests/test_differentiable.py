@@ -47,6 +47,24 @@ def expected_dim(weights, candidates, names):
     return float(np.mean([np.mean(np.asarray(weights[n]) @ c) for n in names]))
 
 
+def assert_budget_spent(plan, ctx):
+    """Every value step of the knapsack is positive, so no (field, group) of the plan whose
+    ids occur in training can move up one candidate within the budget: the budget is used,
+    not left idle (a group of ids never seen, such as an unused OOV row, has nothing to gain)."""
+    space = copy.copy(ctx.space)
+    space.projection = plan.projection
+    cand = [list(f.dims) for f in plan.fields]
+    for f, dims in enumerate(cand):
+        counts = space.schema.fields[f].frequencies()
+        for g, d in enumerate(dims):
+            a, b = space.groups[f][g]
+            bigger = [c for c in space.candidates if c > d]
+            if bigger and counts[a:b].sum() > 0:
+                up = [tuple(x) for x in cand]
+                up[f] = tuple(bigger[0] if k == g else x for k, x in enumerate(dims))
+                assert space.bytes_of(tuple(up)) > plan.budget_bytes, (plan.fields[f].name, g, d)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """One torch thread: the machine's cores are shared, and these models are small."""
@@ -94,6 +112,8 @@ def test_autodim_gives_informative_fields_more_dims_and_trains_once_for_all_budg
     assert all(p.table_bytes <= p.budget_bytes for p in plans)
     assert plans[0].table_bytes <= plans[1].table_bytes
     assert plans[0].controller == "autodim" and plans[0].weights is None
+    for plan in plans:
+        assert_budget_spent(plan, ctx)
 
 
 def test_autoemb_gives_informative_fields_more_dims(planted_40k):
@@ -108,6 +128,7 @@ def test_autoemb_gives_informative_fields_more_dims(planted_40k):
         > expected_dim(w, plan.extra["candidates"], noise) + 2.0
     )
     assert dims_per_id(plan, inf) > 1.2 * dims_per_id(plan, noise)
+    assert_budget_spent(plan, ctx)
 
 
 def test_dnis_gives_informative_fields_more_dims(planted_40k):
@@ -120,6 +141,7 @@ def test_dnis_gives_informative_fields_more_dims(planted_40k):
     assert np.mean([mean_mask[n] for n in inf]) > 2 * np.mean([mean_mask[n] for n in noise])
     # dims per id (seeds 0/1/2: 5.8/1.1, 5.9/1.1, 5.9/1.1)
     assert dims_per_id(plan, inf) > 2 * dims_per_id(plan, noise)
+    assert_budget_spent(plan, ctx)
 
 
 # -- supernet forward == the discretised sub-network's ----------------------------------------
