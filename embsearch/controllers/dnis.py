@@ -27,6 +27,10 @@ Steps:
    permutation is needed; ``DNISSupernet.export`` reorders the kept columns when the
    searched weights themselves are wanted.
 
+Plans retrain zero-padded, the paper's structure; ``projection='linear'`` retrains them behind
+learned projections instead (converged: better on frappe, worse on the planted synthetic
+data, whose dim-1 fields lose under a projection; BENCHMARKS.md).
+
 ``plan.extra['mask']`` holds each group's learned mask.
 """
 
