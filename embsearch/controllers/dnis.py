@@ -114,15 +114,16 @@ def fill_by_frequency(value: list[np.ndarray], space: SearchSpace) -> list[np.nd
     with its dim in proportion to the training occurrences of its ids.
 
     The tie-breaker's whole sum over the table stays a thousandth of the smallest non-zero
-    step of ``value`` between two candidates, so it never outweighs a kept magnitude (nor a
-    pruned one's negative value when ``threshold > 0``). It only decides between plans of
-    equal kept magnitude, toward the one that spends more of the budget on frequent ids.
+    step of ``value`` between two candidates, so it outweighs no single kept column (nor a
+    pruned one's negative value when ``threshold > 0``): it decides between plans whose
+    kept magnitudes (almost) tie, toward the one spending more of the budget on frequent
+    ids. Per byte it is worth the mean training count of a group's ids.
     """
     steps = np.concatenate([np.abs(np.diff(v, axis=1)).ravel() for v in value])
     steps = steps[steps > 0]
     unit = 1e-3 * (float(steps.min()) if steps.size else 1.0)
     total = max(1, space.num_fields)
-    dims = np.asarray(space.candidates, dtype=np.float64) / max(space.candidates)
+    dims = np.asarray(space.candidates, dtype=np.float64) / max(max(space.candidates), 1)
     out = []
     for f, v in enumerate(value):
         counts = space.schema.fields[f].frequencies().astype(np.float64)
