@@ -196,7 +196,8 @@ class Search(Command):
         p.add_argument(
             "--projection",
             choices=["linear", "pad"],
-            help="how small dims reach the width (default linear)",
+            help="how small dims reach the width: linear (a learned projection) or pad (zeros); "
+            "default: the controller's own (linear; pad for dnis and rule)",
         )
         p.add_argument(
             "--epochs",

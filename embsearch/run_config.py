@@ -23,7 +23,7 @@ class RunConfig:
     width: int = 16
     candidates: list[int] | None = None
     groups: int = 4
-    projection: str = "linear"
+    projection: str | None = None  # None: the controller's own (linear, or its projection param)
     epochs: int = 5
     batch_size: int = 4096
     lr: float = 1e-3

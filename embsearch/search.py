@@ -22,6 +22,7 @@ import torch
 from embsearch._atomic import read_json, staged_dir, write_json
 from embsearch.budget import parse_budget
 from embsearch.context import SearchContext
+from embsearch.controllers.base import Controller
 from embsearch.controllers.registry import get_controller
 from embsearch.data.dataset import Dataset
 from embsearch.data.synthetic import make_synthetic
@@ -54,7 +55,7 @@ def build_space(cfg: RunConfig, dataset: Dataset, default_space: str) -> SearchS
     kwargs: dict[str, Any] = {
         "width": cfg.width,
         "candidates": cfg.candidates,
-        "projection": cfg.projection,
+        "projection": cfg.projection or "linear",
     }
     if name == "feature_dims":
         kwargs["n_groups"] = cfg.groups
@@ -80,6 +81,24 @@ def make_context(
     )
 
 
+def controller_params(cfg: RunConfig, controller_cls: type[Controller]) -> dict[str, Any]:
+    """``--param`` values, plus ``--projection`` for a controller whose plans choose their own
+    projection (a ``projection`` parameter not given by ``--param``); a controller whose
+    structure fixes the projection refuses another one."""
+    params = dict(cfg.controller_params)
+    if cfg.projection is None:
+        return params
+    fixed = controller_cls.fixed_projection
+    if fixed is not None and cfg.projection != fixed:
+        raise ConfigError(
+            f"controller {controller_cls.name!r} only builds --projection {fixed} plans; "
+            f"drop --projection {cfg.projection}"
+        )
+    if "projection" in controller_cls.params:
+        params.setdefault("projection", cfg.projection)
+    return params
+
+
 def run_search(
     cfg: RunConfig, out: str | Path, *, progress: bool = True, overwrite: bool = False
 ) -> list[RunResult]:
@@ -88,7 +107,7 @@ def run_search(
     if out.exists() and not overwrite and any(out.iterdir()):
         raise RunDirError(f"{out} already holds files; choose another --out or remove it")
     controller_cls = get_controller(cfg.controller)
-    controller = controller_cls(**cfg.controller_params)
+    controller = controller_cls(**controller_params(cfg, controller_cls))
     dataset = load_dataset(cfg)
     space = build_space(cfg, dataset, controller_cls.default_space)
     specs = [parse_budget(b) for b in cfg.budgets]

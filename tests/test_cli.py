@@ -121,6 +121,7 @@ def test_controllers_json(capsys):
         (["--param", "alpha=5"], "alpha must lie in"),
         (["--param", "bogus=1"], "has no parameter"),
         (["--config", "/no/such.toml"], "does not exist"),
+        (["--controller", "rule", "--projection", "linear"], "only builds --projection pad"),
     ],
 )
 def test_bad_input_one_line_no_output(tmp_path, capsys, args, needle):
@@ -170,3 +171,17 @@ def test_a_plateau_gives_no_hint():
     rising = TrainResult(0.7, 0.6, best_epoch=5, epochs_run=5, seconds=1.0)
     assert not plateau.still_improving and plateau.epochs_hint() is None
     assert rising.still_improving and "(5)" in rising.epochs_hint()
+
+
+@pytest.mark.parametrize(
+    "args,projection",
+    [
+        ([], "pad"),  # DNIS's own structure
+        (["--projection", "linear"], "linear"),  # the flag reaches a controller choosing its own
+        (["--projection", "linear", "--param", "projection=pad"], "pad"),  # --param wins
+    ],
+)
+def test_projection_flag_reaches_dnis(tmp_path, args, projection):
+    out = tmp_path / "run"
+    assert main(["search", "--out", str(out), *FAST, "--controller", "dnis", *args]) == 0
+    assert json.loads((out / "plan.json").read_text())["projection"] == projection

@@ -28,7 +28,10 @@ class Controller(ABC):
     Class attributes describe it in ``embsearch controllers``: ``name``, ``family``
     (rule-based, differentiable, evolutionary, rl, pruning, black-box, custom), ``paper``
     and ``default_space`` (the search space it works in when ``--space`` is not given).
-    ``params`` declares tunable keyword parameters with their defaults.
+    ``params`` declares tunable keyword parameters with their defaults. A controller whose
+    plans choose their own projection declares a ``projection`` parameter (it takes
+    ``--projection`` when that is given), or ``fixed_projection`` when its structure allows
+    only one (``--projection`` naming another is refused).
     """
 
     name: ClassVar[str] = ""
@@ -37,6 +40,7 @@ class Controller(ABC):
     default_space: ClassVar[str] = "field_dims"
     supported_spaces: ClassVar[tuple[str, ...]] = ("field_dims", "feature_dims")
     params: ClassVar[dict[str, Any]] = {}
+    fixed_projection: ClassVar[str | None] = None
 
     def __init__(self, **params: Any) -> None:
         unknown = set(params) - set(self.params)

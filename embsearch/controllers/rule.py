@@ -197,6 +197,8 @@ class Rule(EvolutionaryController):
         "val_rows": 2048,  # estimator samples' fixed val subsample; None: the whole split
     }
 
+    fixed_projection = "pad"  # served blocks are zero-padded sub-embeddings
+
     def validate(self) -> None:
         validate_evolution(self.name, self.config)
         c = self.config
