@@ -322,14 +322,37 @@ class Export(Command):
 
 class Controllers(Command):
     name = "controllers"
-    help = "list every registered controller with its family and paper"
+    help = "list every registered controller with its family and paper, or describe one"
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "name",
+            nargs="?",
+            help="one controller (registered name or package.module:Class): its parameters, "
+            "spaces and documented steps",
+        )
         p.add_argument("--json", action="store_true")
 
     def run(self, args: argparse.Namespace) -> int:
-        from embsearch.controllers.registry import describe_all
+        from embsearch.controllers.registry import describe, describe_all
 
+        if args.name:
+            info = describe(args.name)
+            if args.json:
+                print(json.dumps(info, indent=2))
+                return 0
+            print(f"{info['name']} ({info['family']}): {info['paper']}")
+            spaces = ", ".join(str(s) for s in info["supported_spaces"])  # type: ignore[union-attr]
+            print(f"space: {info['space']} (supports {spaces})")
+            if info["fixed_projection"]:
+                print(f"projection: {info['fixed_projection']} only")
+            params = info["params"]
+            print("parameters (--param key=value):" if params else "parameters: none")
+            for k, v in params.items():  # type: ignore[union-attr]
+                print(f"  {k}={v}")
+            if info["doc"]:
+                print(f"\n{info['doc']}")
+            return 0
         rows = describe_all()
         if args.json:
             print(json.dumps(rows, indent=2))

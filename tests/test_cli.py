@@ -108,6 +108,22 @@ def test_controllers_json(capsys):
     assert all(r["family"] and r["paper"] for r in rows)
 
 
+def test_controllers_describes_one(capsys):
+    assert main(["controllers", "rule"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("rule (evolutionary): ")
+    assert "projection: pad only" in out and "  blocks=" in out
+    assert "Steps, as in the paper" in out  # the module's documented steps
+    assert main(["controllers", "dnis", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["params"]["projection"] == "pad" and info["fixed_projection"] is None
+    assert main(["controllers", "examples.custom_controller:MutualInfo"]) == 0
+    assert capsys.readouterr().out.startswith("mutual-info (custom): ")
+    assert main(["controllers", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown controller 'nope'" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize(
     "args,needle",
     [

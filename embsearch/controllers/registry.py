@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from importlib.metadata import entry_points
@@ -79,3 +80,21 @@ def describe_all() -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def describe(name: str) -> dict[str, object]:
+    """One controller in full: :func:`describe_all`'s fields, the spaces it supports, a
+    projection its structure fixes, and its documentation (the module's docstring, which
+    names the paper's steps and the choices the paper leaves open, then the class's own)."""
+    cls = get_controller(name)
+    docs = [inspect.getdoc(inspect.getmodule(cls)), cls.__doc__ and inspect.getdoc(cls)]
+    return {
+        "name": cls.name or name,
+        "family": cls.family,
+        "paper": cls.paper,
+        "space": cls.default_space,
+        "supported_spaces": list(cls.supported_spaces),
+        "fixed_projection": cls.fixed_projection,
+        "params": dict(cls.params),
+        "doc": "\n\n".join(d for d in docs if d and d != inspect.getdoc(Controller)),
+    }
