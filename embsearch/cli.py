@@ -342,13 +342,13 @@ class Controllers(Command):
                 print(json.dumps(info, indent=2))
                 return 0
             print(f"{info['name']} ({info['family']}): {info['paper']}")
-            spaces = ", ".join(str(s) for s in info["supported_spaces"])  # type: ignore[union-attr]
+            spaces = ", ".join(info["supported_spaces"])
             print(f"space: {info['space']} (supports {spaces})")
             if info["fixed_projection"]:
                 print(f"projection: {info['fixed_projection']} only")
             params = info["params"]
             print("parameters (--param key=value):" if params else "parameters: none")
-            for k, v in params.items():  # type: ignore[union-attr]
+            for k, v in params.items():
                 print(f"  {k}={v}")
             if info["doc"]:
                 print(f"\n{info['doc']}")

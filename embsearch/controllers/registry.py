@@ -8,6 +8,7 @@ import inspect
 import os
 import sys
 from importlib.metadata import entry_points
+from typing import Any
 
 from embsearch.controllers.base import Controller
 from embsearch.errors import ControllerNotFoundError
@@ -82,7 +83,7 @@ def describe_all() -> list[dict[str, str]]:
     return rows
 
 
-def describe(name: str) -> dict[str, object]:
+def describe(name: str) -> dict[str, Any]:
     """One controller in full: :func:`describe_all`'s fields, the spaces it supports, a
     projection its structure fixes, and its documentation (the module's docstring, which
     names the paper's steps and the choices the paper leaves open, then the class's own)."""
