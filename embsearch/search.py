@@ -108,6 +108,7 @@ def run_search(
         raise RunDirError(f"{out} already holds files; choose another --out or remove it")
     controller_cls = get_controller(cfg.controller)
     controller = controller_cls(**controller_params(cfg, controller_cls))
+    controller.check_options(width=cfg.width, candidates=cfg.candidates)
     dataset = load_dataset(cfg)
     space = build_space(cfg, dataset, controller_cls.default_space)
     specs = [parse_budget(b) for b in cfg.budgets]

@@ -138,6 +138,7 @@ def test_controllers_describes_one(capsys):
         (["--param", "bogus=1"], "has no parameter"),
         (["--config", "/no/such.toml"], "does not exist"),
         (["--controller", "rule", "--projection", "linear"], "only builds --projection pad"),
+        (["--controller", "rule", "--candidates", "2,4,8,16"], "can only add 0"),
     ],
 )
 def test_bad_input_one_line_no_output(tmp_path, capsys, args, needle):

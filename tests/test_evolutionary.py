@@ -610,3 +610,14 @@ def test_initial_population_holds_the_uniform_plan_and_the_largest_repaired(plan
     assert first[0] == uni
     assert first[1] == fit_budget(space.max_candidate(), space, ctx.budget) != uni
     assert all(space.bytes_of(c) <= ctx.budget for c in first)
+
+
+def test_rule_accepts_only_candidates_it_would_use():
+    from embsearch.controllers.rule import Rule
+
+    rule = Rule(blocks=4)
+    rule.check_options(width=16, candidates=None)
+    rule.check_options(width=16, candidates=[4, 8, 12, 16])
+    rule.check_options(width=16, candidates=[0, 4, 8, 12, 16])  # 0: fields may be dropped
+    with pytest.raises(ConfigError, match="pass 0,4,8,12,16"):
+        rule.check_options(width=16, candidates=[2, 4, 8, 16])

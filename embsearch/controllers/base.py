@@ -10,6 +10,7 @@ Sample-based controllers (evolution, RL, black-box) subclass :class:`AskTellCont
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from embsearch.context import SearchContext
@@ -56,6 +57,11 @@ class Controller(ABC):
         """Check ``self.config``; raise :class:`ConfigError` naming the parameter and range.
 
         The default accepts every value; controllers with parameters override it."""
+        return None
+
+    def check_options(self, *, width: int, candidates: Sequence[int] | None) -> None:
+        """Refuse search options the user gave (``candidates`` is None when not given) that
+        this controller's structure would silently override; one line, before any work."""
         return None
 
     def check_space(self, ctx: SearchContext) -> None:

@@ -199,6 +199,20 @@ class Rule(EvolutionaryController):
 
     fixed_projection = "pad"  # served blocks are zero-padded sub-embeddings
 
+    def check_options(self, *, width: int, candidates: Sequence[int] | None) -> None:
+        """Step 1's dims are every multiple of ``width / blocks``; ``--candidates`` can only add
+        0 (dropping), so any other list would be silently replaced: refused."""
+        blocks = int(self.config["blocks"])
+        if candidates is None or width % blocks:  # (block_space names a width blocks can't split)
+            return
+        dims = {k * (width // blocks) for k in range(1, blocks + 1)}
+        if set(candidates) - {0} != dims:
+            raise ConfigError(
+                f"rule's dims are the multiples of width/blocks ({width}/{blocks}), set by "
+                f"--param blocks=N; --candidates can only add 0 to them (to allow dropping): "
+                f"drop --candidates or pass 0,{','.join(str(d) for d in sorted(dims))}"
+            )
+
     def validate(self) -> None:
         validate_evolution(self.name, self.config)
         c = self.config
