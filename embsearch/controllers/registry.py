@@ -66,21 +66,20 @@ def get_controller(name: str) -> type[Controller]:
     return _load(registered[name], name)
 
 
-def describe_all() -> list[dict[str, str]]:
+def _summary(name: str, cls: type[Controller]) -> dict[str, Any]:
+    """The fields ``embsearch controllers`` lists for every controller."""
+    return {
+        "name": name,
+        "family": cls.family,
+        "paper": cls.paper,
+        "space": cls.default_space,
+        "params": dict(cls.params),
+    }
+
+
+def describe_all() -> list[dict[str, Any]]:
     """Name, family, paper, default space and parameters of every registered controller."""
-    rows = []
-    for name in sorted(available()):
-        cls = get_controller(name)
-        rows.append(
-            {
-                "name": name,
-                "family": cls.family,
-                "paper": cls.paper,
-                "space": cls.default_space,
-                "params": dict(cls.params),
-            }
-        )
-    return rows
+    return [_summary(name, get_controller(name)) for name in sorted(available())]
 
 
 def describe(name: str) -> dict[str, Any]:
@@ -90,12 +89,8 @@ def describe(name: str) -> dict[str, Any]:
     cls = get_controller(name)
     docs = [inspect.getdoc(inspect.getmodule(cls)), cls.__doc__ and inspect.getdoc(cls)]
     return {
-        "name": cls.name or name,
-        "family": cls.family,
-        "paper": cls.paper,
-        "space": cls.default_space,
+        **_summary(cls.name or name, cls),
         "supported_spaces": list(cls.supported_spaces),
         "fixed_projection": cls.fixed_projection,
-        "params": dict(cls.params),
         "doc": "\n\n".join(d for d in docs if d and d != inspect.getdoc(Controller)),
     }
