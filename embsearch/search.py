@@ -83,18 +83,9 @@ def make_context(
 
 def controller_params(cfg: RunConfig, controller_cls: type[Controller]) -> dict[str, Any]:
     """``--param`` values, plus ``--projection`` for a controller whose plans choose their own
-    projection (a ``projection`` parameter not given by ``--param``); a controller whose
-    structure fixes the projection refuses another one."""
+    projection (a ``projection`` parameter not given by ``--param``)."""
     params = dict(cfg.controller_params)
-    if cfg.projection is None:
-        return params
-    fixed = controller_cls.fixed_projection
-    if fixed is not None and cfg.projection != fixed:
-        raise ConfigError(
-            f"controller {controller_cls.name!r} only builds --projection {fixed} plans; "
-            f"drop --projection {cfg.projection}"
-        )
-    if "projection" in controller_cls.params:
+    if cfg.projection is not None and "projection" in controller_cls.params:
         params.setdefault("projection", cfg.projection)
     return params
 
@@ -108,7 +99,7 @@ def run_search(
         raise RunDirError(f"{out} already holds files; choose another --out or remove it")
     controller_cls = get_controller(cfg.controller)
     controller = controller_cls(**controller_params(cfg, controller_cls))
-    controller.check_options(width=cfg.width, candidates=cfg.candidates)
+    controller.check_options(width=cfg.width, candidates=cfg.candidates, projection=cfg.projection)
     dataset = load_dataset(cfg)
     space = build_space(cfg, dataset, controller_cls.default_space)
     specs = [parse_budget(b) for b in cfg.budgets]

@@ -59,10 +59,18 @@ class Controller(ABC):
         The default accepts every value; controllers with parameters override it."""
         return None
 
-    def check_options(self, *, width: int, candidates: Sequence[int] | None) -> None:
-        """Refuse search options the user gave (``candidates`` is None when not given) that
-        this controller's structure would silently override; one line, before any work."""
-        return None
+    def check_options(
+        self, *, width: int, candidates: Sequence[int] | None, projection: str | None = None
+    ) -> None:
+        """Refuse search options the user gave (``candidates`` and ``projection`` are None
+        when not given) that this controller's structure would silently override; one line,
+        before any work. Here: a ``projection`` other than :attr:`fixed_projection`."""
+        fixed = self.fixed_projection
+        if projection is not None and fixed is not None and projection != fixed:
+            raise ConfigError(
+                f"controller {self.name!r} only builds --projection {fixed} plans; "
+                f"drop --projection {projection}"
+            )
 
     def check_space(self, ctx: SearchContext) -> None:
         if ctx.space.name not in self.supported_spaces:

@@ -199,9 +199,13 @@ class Rule(EvolutionaryController):
 
     fixed_projection = "pad"  # served blocks are zero-padded sub-embeddings
 
-    def check_options(self, *, width: int, candidates: Sequence[int] | None) -> None:
+    def check_options(
+        self, *, width: int, candidates: Sequence[int] | None, projection: str | None = None
+    ) -> None:
         """Step 1's dims are every multiple of ``width / blocks``; ``--candidates`` can only add
-        0 (dropping), so any other list would be silently replaced: refused."""
+        0 (dropping), so any other list would be silently replaced: refused (as is a
+        projection other than ``pad``, by the base class)."""
+        super().check_options(width=width, candidates=candidates, projection=projection)
         blocks = int(self.config["blocks"])
         if candidates is None or width % blocks:  # (block_space names a width blocks can't split)
             return
