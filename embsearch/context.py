@@ -68,7 +68,8 @@ class SearchContext:
     def build_model(self, plan: Plan) -> CTRModel:
         """The plan's mixed-dimension table in front of a fresh backbone, on ``device``."""
         return CTRModel(
-            MixedDimEmbedding(plan), make_backbone(self.backbone, len(plan.fields), plan.width)
+            MixedDimEmbedding(plan),
+            make_backbone(self.backbone, len(plan.fields), plan.width, plan.live_inputs),
         ).to(self.device)
 
     def train_plan(self, plan: Plan, desc: str = "retrain") -> tuple[CTRModel, TrainResult]:

@@ -74,6 +74,16 @@ class Plan:
             )
 
     @property
+    def live_inputs(self) -> int:
+        """How many of the backbone's ``fields x width`` inputs can be non-zero: with
+        ``projection='pad'`` each field's largest dim (the rest is padding), otherwise all
+        of them (a projection spans the width). Backbones initialise their input layers for
+        this many inputs (``make_backbone``)."""
+        if self.projection != "pad":
+            return len(self.fields) * self.width
+        return max(1, sum(min(f.dim, self.width) for f in self.fields))
+
+    @property
     def table_bytes(self) -> int:
         return sum(f.bytes for f in self.fields)
 

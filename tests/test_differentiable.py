@@ -321,6 +321,40 @@ def test_argmax_discretisation_keeps_the_papers_rule():
     ]
 
 
+@pytest.mark.parametrize("early_stop", [True, False])
+def test_supernet_architecture_comes_from_its_best_validation_epoch(monkeypatch, early_stop):
+    """Early stopping (the default) keeps the architecture of the epoch whose supernet
+    validated best, the epoch whose weights the trainer restores; ``early_stop=False``
+    keeps DARTS's last architecture. The data overfits fast, so the best epoch is early."""
+    import embsearch.controllers._darts as darts
+
+    ds = make_synthetic(rows=6000, cardinalities=(300, 800, 50, 500), informative=(1, 2), seed=3)
+    seen: dict[int, list[torch.Tensor]] = {}
+    plain = darts.train_model
+
+    def recording(model, data, cfg, **kw):
+        inner = kw["on_epoch_end"]
+
+        def on_epoch_end(epoch):
+            inner(epoch)
+            seen[epoch] = [p.detach().clone() for p in model.embedding.arch_parameters()]
+
+        return plain(model, data, cfg, **{**kw, "on_epoch_end": on_epoch_end})
+
+    monkeypatch.setattr(darts, "train_model", recording)
+    ctrl = AutoDim(early_stop=early_stop)
+    ctx = make_ctx(ds, AutoDim, epochs=12, batch_size=256)
+    ctx.train = TrainConfig(epochs=12, batch_size=256, patience=2, progress=False)
+    ctrl.search(ctx)
+    done = [e for e in ctx.history if e["event"] == "supernet_epoch"]
+    best = max(done, key=lambda e: e["val_auc"])["epoch"]
+    assert best < done[-1]["epoch"]  # the case that tells the two rules apart
+    want = seen[best] if early_stop else seen[done[-1]["epoch"]]
+    assert len(done) == (best + 2 if early_stop else 12)
+    for p, v in zip(ctrl.supernet_.arch_parameters(), want):
+        torch.testing.assert_close(p.detach(), v)
+
+
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("path", ["per_id", "per_row"])
 def test_per_id_mixing_equals_the_branch_sum(training, path):

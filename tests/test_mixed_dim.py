@@ -115,3 +115,28 @@ def test_field_dims_forward_and_gradients_equal_the_concatenated_form(small_ds):
         got = torch.autograd.grad((out * grad).sum(), params)
         want = torch.autograd.grad((_concatenated(emb, x) * grad).sum(), params)
         assert len(got) == len(want) > 1 and all(map(torch.equal, got, want))
+
+
+def test_padded_plan_backbone_starts_as_the_narrow_tables_would(small_ds):
+    """A zero-padded plan's backbone input layers are initialised for its live inputs (each
+    field's largest dim), not for the padded ``fields x width``: PyTorch's ``1/sqrt(fan_in)``
+    bound is that of the narrow table with the same dims. Projected plans keep the default."""
+    from embsearch.backbones import make_backbone
+
+    space = FieldDimsSpace(small_ds.schema, width=16)
+    cand = tuple((d,) for d in (2, 16, 8, 4, 16, 2, 8, 4))
+    space.projection = "pad"
+    padded = space.to_plan(cand, "t", 10**9)
+    space.projection = "linear"
+    projected = space.to_plan(cand, "t", 10**9)
+    assert padded.live_inputs == 60
+    assert projected.live_inputs == 8 * 16
+    for plan, fan_in in ((padded, 60), (projected, 8 * 16)):
+        torch.manual_seed(0)
+        backbone = make_backbone("deepfm", len(plan.fields), 16, plan.live_inputs)
+        for layer in (backbone.dnn.net[0], backbone.fm.linear):
+            bound = fan_in**-0.5
+            assert float(layer.weight.detach().abs().max()) <= bound + 1e-6
+            assert float(layer.weight.detach().abs().max()) > 0.95 * bound
+    deep = make_backbone("deepfm", 8, 16, 60).dnn.net[2]  # the second layer is unchanged
+    assert float(deep.weight.detach().abs().max()) <= 256**-0.5 + 1e-6

@@ -27,3 +27,16 @@ def fm_interaction(e: torch.Tensor) -> torch.Tensor:
     """Second-order FM term (Rendle, 2010): ``0.5 * sum((sum_f e)^2 - sum_f e^2)``, ``[batch]``."""
     s = e.sum(dim=1)
     return 0.5 * (s * s - (e * e).sum(dim=1)).sum(dim=1)
+
+
+def scale_input_layers(backbone: nn.Module, n_in: int, live: int) -> None:
+    """Re-initialise every linear layer reading the flattened ``n_in`` embedding inputs
+    (FM's first-order term, the first MLP layer, the wide part, DCN-V2's cross layers) as
+    if its fan-in were ``live``: weights and biases scaled by ``sqrt(n_in / live)``."""
+    k = (n_in / live) ** 0.5
+    with torch.no_grad():
+        for module in backbone.modules():
+            if isinstance(module, nn.Linear) and module.in_features == n_in:
+                module.weight.mul_(k)
+                if module.bias is not None:
+                    module.bias.mul_(k)
