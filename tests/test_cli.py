@@ -193,12 +193,18 @@ def test_a_plateau_gives_no_hint():
 @pytest.mark.parametrize(
     "args,projection",
     [
-        ([], "pad"),  # DNIS's own structure
+        ([], "pad"),  # the controller's own structure (DNIS's masks, OptEmbed's)
         (["--projection", "linear"], "linear"),  # the flag reaches a controller choosing its own
         (["--projection", "linear", "--param", "projection=pad"], "pad"),  # --param wins
     ],
 )
-def test_projection_flag_reaches_dnis(tmp_path, args, projection):
+@pytest.mark.parametrize("controller", ["dnis", "optembed"])
+def test_projection_flag_reaches_a_controller_choosing_its_own(
+    tmp_path, args, projection, controller
+):
     out = tmp_path / "run"
-    assert main(["search", "--out", str(out), *FAST, "--controller", "dnis", *args]) == 0
-    assert json.loads((out / "plan.json").read_text())["projection"] == projection
+    argv = ["search", "--out", str(out), *FAST, "--controller", controller, *args]
+    assert main(argv) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["projection"] == projection
+    assert plan["table_bytes"] <= plan["budget_bytes"]

@@ -605,6 +605,8 @@ def test_initial_population_holds_the_uniform_plan_and_the_largest_repaired(plan
     ctrl = OptEmbed(**SMALL)
     ctrl.start(ctx, ctx.budget)
     first = [ctrl.evolution_.ask() for _ in range(3)]
+    space = ctrl.search_space(ctx)  # OptEmbed's plans are zero-padded: bytes counted so
+    assert space.projection == "pad"
     uni = uniform_selection(space, ctx.budget)
     assert uni == space.uniform(4)  # 30% of a dim-16 table: 4 fits, 8 does not
     assert first[0] == uni

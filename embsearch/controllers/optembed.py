@@ -17,10 +17,11 @@ Steps, as in the paper:
    the storage note below.)
 
 One supernet serves every budget of a search. Projection: the supernet plays candidates
-with first-``d``-columns masks (``pad`` semantics); the plan takes the context space's
-projection (``linear`` by default, ``pad`` if the space has it). Since step 3 retrains from
-scratch no weights cross that boundary, and bytes are always counted in the context space,
-so the plan fits whatever its projection.
+with first-``d``-columns masks, and the paper retrains under the same masks, so plans are
+zero-padded (``projection='pad'``, the structure every candidate was scored in; bytes are
+counted in it). ``projection='linear'`` (or ``--projection linear``) retrains them behind
+learned projections instead (converged: better on frappe, worse on the planted synthetic
+data; BENCHMARKS.md).
 
 Choices the paper leaves open (one line each):
 
@@ -39,6 +40,7 @@ field's pruned share (a row-pruned table layout comes in a later issue).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from embsearch.backbones import CTRModel
@@ -55,7 +57,7 @@ from embsearch.errors import ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult
-from embsearch.search_spaces.base import Candidate
+from embsearch.search_spaces.base import Candidate, SearchSpace
 
 
 class OptEmbed(EvolutionaryController):
@@ -76,6 +78,7 @@ class OptEmbed(EvolutionaryController):
         "val_rows": 2048,  # rows of the fixed validation subsample; None: the whole split
         "final_checks": 5,  # best candidates re-scored on the whole split (with val_rows)
         "patience": 2,
+        "projection": "pad",  # plans' projection: 'pad' (the paper's masks) or 'linear'
     }
 
     def validate(self) -> None:
@@ -86,16 +89,30 @@ class OptEmbed(EvolutionaryController):
         checks = self.config["final_checks"]
         if isinstance(checks, bool) or not isinstance(checks, int) or checks < 1:
             raise ConfigError(f"optembed: final_checks must be an integer >= 1, got {checks!r}")
+        if self.config["projection"] not in ("pad", "linear"):
+            raise ConfigError(
+                f"optembed: projection must be 'pad' or 'linear', got {self.config['projection']!r}"
+            )
         if not isinstance(self.config["threshold_init"], (int, float)):
             raise ConfigError(
                 f"optembed: threshold_init must be a number, got {self.config['threshold_init']!r}"
             )
 
     # -- step 1 -----------------------------------------------------------------------------
+    def search_space(self, ctx: SearchContext) -> SearchSpace:
+        """The context's space with the plans' projection set to ``projection`` (one copy
+        per context space, so its byte memos serve the whole search)."""
+        made = getattr(self, "space_", None)
+        if made is None or made[0] is not ctx.space:
+            space = copy.copy(ctx.space)
+            space.projection = str(self.config["projection"])
+            self.space_ = made = (ctx.space, space)
+        return made[1]
+
     def prepare(self, ctx: SearchContext, deadline: float | None) -> None:
         """Train the supernet once for every budget and build the inherited-weight evaluator."""
         self.check_space(ctx)
-        space = ctx.space
+        space = self.search_space(ctx)
         for budget in ctx.budgets:  # fail before training
             check_budget(space, budget)
         epochs = self.config["supernet_epochs"] or ctx.train.epochs
