@@ -197,7 +197,7 @@ class Search(Command):
             "--projection",
             choices=["linear", "pad"],
             help="how small dims reach the width: linear (a learned projection) or pad (zeros); "
-            "default: the controller's own (linear; pad for dnis and rule)",
+            "default: the controller's own (linear; pad for dnis, optembed and rule)",
         )
         p.add_argument(
             "--epochs",

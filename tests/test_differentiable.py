@@ -274,6 +274,7 @@ def test_registered_as_differentiable_with_citation(name):
         (AutoDim, {"discretise": "greedy"}, "discretise must be 'knapsack' or 'argmax'"),
         (AutoEmb, {"hidden": 0}, r"hidden must be an integer in \[1, 4096\]"),
         (DNIS, {"projection": "none"}, "projection must be 'pad' or 'linear'"),
+        (AutoEmb, {"early_stop": "yes"}, "early_stop must be true or false, got 'yes'"),
         (DNIS, {"l1": -1.0}, r"l1 must be a number in \[0, 100\]"),
         (AutoDim, {"lr": 1.0}, "has no parameter"),
     ],

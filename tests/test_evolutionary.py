@@ -271,6 +271,11 @@ def test_bad_params_raise_config_error_naming_them(cls, bad):
         cls(**bad)
 
 
+def test_optembed_projection_must_be_pad_or_linear():
+    with pytest.raises(ConfigError, match="projection must be 'pad' or 'linear', got 'none'"):
+        OptEmbed(projection="none")
+
+
 def test_rule_params_and_blocks(planted):
     for bad in ({"blocks": 0}, {"estimator_samples": 2}, {"estimator": "mlp"}, {"retrain": "no"}):
         with pytest.raises(ConfigError, match=next(iter(bad))):

@@ -315,6 +315,8 @@ class DartsController(Controller):
         self._check_number("arch_every", 1, 10_000, integer=True)
         if self.config["discretise"] not in DISCRETISE_MODES:
             raise self._bad("discretise", " or ".join(repr(m) for m in DISCRETISE_MODES))
+        if not isinstance(self.config["early_stop"], bool):
+            raise self._bad("early_stop", "true or false")
 
     # -- hooks ---------------------------------------------------------------------------
     def search_space(self, ctx: SearchContext) -> SearchSpace:
