@@ -1,8 +1,8 @@
 """Merge per-seed ``bench_protocol.py`` passes into one directory per seed.
 
 Each pass is a directory holding ``seed<N>/results.json``; for every seed, the rows of a
-later pass replace the rows of the same controllers from earlier passes (rerun a few
-controllers after a change without rerunning all). Every row keeps its own pass's
+later pass replace the rows of the same (dataset, controller) from earlier passes (rerun a
+few controllers on a few datasets after a change without rerunning all). Every row keeps its own pass's
 full-table training time as ``full_s``, which ``summarize_protocol.py`` uses for its ratios.
 
     python benchmarks/merge_protocol.py OUT PASS1 PASS2 ...   # later passes win
@@ -33,8 +33,8 @@ def merge(out: Path, passes: list[Path]) -> list[Path]:
             full = {r["dataset"]: r["retrain_s"] for r in new if r["controller"].startswith("full")}
             for r in new:
                 r.setdefault("full_s", full.get(r["dataset"]))
-            names = {r["controller"] for r in new}
-            rows = [r for r in rows if r["controller"] not in names] + new
+            pairs = {(r["dataset"], r["controller"]) for r in new}
+            rows = [r for r in rows if (r["dataset"], r["controller"]) not in pairs] + new
         if meta is None:
             continue
         d = out / seed
