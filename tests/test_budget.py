@@ -10,7 +10,7 @@ from embsearch.context import SearchContext
 from embsearch.controllers.registry import get_controller
 from embsearch.data.dataset import Dataset, Split
 from embsearch.data.schema import FieldSpec, Schema
-from embsearch.errors import BudgetError
+from embsearch.errors import BudgetError, ConfigError
 from embsearch.search_spaces import FeatureDimsSpace, FieldDimsSpace
 
 
@@ -82,6 +82,20 @@ def test_infeasible_budget_names_smallest_plan():
     with pytest.raises(BudgetError, match=str(smallest)):
         space.resolve_budget(parse_budget(str(smallest - 1)))
     assert space.resolve_budget(parse_budget(str(smallest))) == smallest
+
+
+def test_with_projection_counts_bytes_in_its_own_layout_and_leaves_the_original():
+    schema = _schema([1000, 2000])
+    space = FieldDimsSpace(schema, width=16, candidates=[4, 8, 16])
+    cand = ((4,), (8,))
+    linear = space.bytes_of(cand)  # fills the memo of the original
+    padded = space.with_projection("pad")
+    assert space.projection == "linear" and padded.projection == "pad"
+    assert padded.bytes_of(cand) == (1000 * 4 + 2000 * 8) * 4
+    assert linear == padded.bytes_of(cand) + (4 * 16 + 8 * 16) * 4  # the projections
+    assert space.bytes_of(cand) == linear
+    with pytest.raises(ConfigError, match="projection must be 'linear' or 'pad'"):
+        space.with_projection("none")
 
 
 @settings(max_examples=40, deadline=None)

@@ -36,7 +36,6 @@ data, whose dim-1 fields lose under a projection; BENCHMARKS.md).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -76,9 +75,7 @@ class DNIS(DartsController):
 
     def search_space(self, ctx: SearchContext) -> SearchSpace:
         """Step 1: the context's space with the plan projection set to ``projection``."""
-        space = copy.copy(ctx.space)
-        space.projection = str(self.config["projection"])
-        return space
+        return ctx.space.with_projection(str(self.config["projection"]))
 
     def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> nn.Module:
         """Steps 1-2."""

@@ -40,7 +40,6 @@ field's pruned share (a row-pruned table layout comes in a later issue).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from embsearch.backbones import CTRModel
@@ -104,8 +103,7 @@ class OptEmbed(EvolutionaryController):
         per context space, so its byte memos serve the whole search)."""
         made = getattr(self, "space_", None)
         if made is None or made[0] is not ctx.space:
-            space = copy.copy(ctx.space)
-            space.projection = str(self.config["projection"])
+            space = ctx.space.with_projection(str(self.config["projection"]))
             self.space_ = made = (ctx.space, space)
         return made[1]
 

@@ -36,7 +36,6 @@ Choices the paper leaves open (one line each):
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -70,11 +69,10 @@ def block_space(space: SearchSpace, blocks: int) -> SearchSpace:
             f"rule: blocks={blocks} must divide the width {space.width}; pick a divisor"
         )
     step = space.width // blocks
-    clone = copy.copy(space)
+    clone = space.with_projection("pad")
     clone.candidates = tuple(
         ([0] if 0 in space.candidates else []) + [k * step for k in range(1, blocks + 1)]
     )
-    clone.projection = "pad"
     return clone
 
 

@@ -99,6 +99,15 @@ class SearchSpace:
         clone.candidates = tuple(sorted({int(c) for c in (candidates or (width,))}))
         return clone
 
+    def with_projection(self, projection: str) -> SearchSpace:
+        """A copy whose plans reach the width by ``projection`` ('linear' or 'pad'); bytes
+        are counted in it (a projection's weights are part of the table)."""
+        if projection not in ("linear", "pad"):
+            raise ConfigError(f"projection must be 'linear' or 'pad', got {projection!r}")
+        clone = copy.copy(self)
+        clone.projection = projection
+        return clone
+
     def __copy__(self) -> SearchSpace:
         """A shallow copy without the byte memos (:meth:`field_cost`, :meth:`_priced_options`):
         callers change a copy's width, candidates, projection or groups, never the original's."""
