@@ -204,8 +204,10 @@ def train_supernet(
 ) -> TrainResult:
     """Step 2: alternate weight steps (train batches, the trainer's Adam over
     ``weight_params``) and architecture steps (validation batches, a separate Adam over
-    ``arch_params``) for ``epochs`` epochs. The architecture parameters end as trained;
-    the weights are those of the best validation AUC (the trainer's choice)."""
+    ``arch_params``) for at most ``epochs`` epochs. With ``early_stop`` the supernet stops
+    on the trainer's patience, and weights and architecture are both those of the epoch
+    with the best validation AUC; without it every epoch runs, the architecture ends as
+    trained and the weights are the best epoch's."""
     ids = {id(p) for p in arch_params}
     if any(id(p) in ids for p in weight_params):
         raise ConfigError("internal: a parameter is both a weight and an architecture parameter")
