@@ -228,7 +228,7 @@ def train_supernet(
         cfg = replace(ctx.train, epochs=epochs, patience=epochs + 1)
     final: list[torch.Tensor] = []
 
-    def snapshot(epoch: int) -> None:
+    def snapshot(epoch: int) -> None:  # the last architecture, kept only without early_stop
         final[:] = [p.detach().clone() for p in arch_params]
 
     # weight steps leave the architecture parameters out of autograd (their gradients
@@ -237,7 +237,7 @@ def train_supernet(
         p.requires_grad_(False)
     try:
         result = train_model(
-            model, ctx.data, cfg, generator=generator, after_step=step, on_epoch_end=snapshot, params=weight_params, desc=desc
+            model, ctx.data, cfg, generator=generator, after_step=step, on_epoch_end=None if early_stop else snapshot, params=weight_params, desc=desc
         )  # fmt: skip
     finally:
         for p in arch_params:

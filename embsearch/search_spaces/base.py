@@ -23,6 +23,12 @@ from embsearch.search_spaces.knapsack import solve_mckp
 Candidate = tuple[tuple[int, ...], ...]
 
 
+def _check_projection(projection: str) -> None:
+    """How a space's plans reach the width: a learned projection or zero padding."""
+    if projection not in ("linear", "pad"):
+        raise ConfigError(f"projection must be 'linear' or 'pad', got {projection!r}")
+
+
 def log2_distance(a: int, b: int) -> float:
     """``|log2 a - log2 b|`` with 0 counted as 1/2 (dropping a dim-1 block costs as much as
     halving a dim), rounded *up* to quarter steps: exact for powers of two, never 0 for
@@ -68,8 +74,7 @@ class SearchSpace:
             raise ConfigError(
                 f"candidate dims {list(cands)} must lie in [0, width={width}]; drop the larger ones or raise --width"
             )
-        if projection not in ("linear", "pad"):
-            raise ConfigError(f"projection must be 'linear' or 'pad', got {projection!r}")
+        _check_projection(projection)
         self.schema = schema
         self.width = int(width)
         self.candidates = cands
@@ -102,8 +107,7 @@ class SearchSpace:
     def with_projection(self, projection: str) -> SearchSpace:
         """A copy whose plans reach the width by ``projection`` ('linear' or 'pad'); bytes
         are counted in it (a projection's weights are part of the table)."""
-        if projection not in ("linear", "pad"):
-            raise ConfigError(f"projection must be 'linear' or 'pad', got {projection!r}")
+        _check_projection(projection)
         clone = copy.copy(self)
         clone.projection = projection
         return clone
