@@ -82,7 +82,7 @@ def planted():
 
 @pytest.fixture(scope="module")
 def planted_40k():
-    """40k rows suffice for AutoEmb and DNIS (checked over seeds 0, 1, 2)."""
+    """40k rows suffice for DNIS (checked over seeds 0, 1, 2)."""
     return make_synthetic(rows=40_000, seed=0)
 
 
@@ -97,13 +97,18 @@ def test_autodim_gives_informative_fields_more_dims_and_trains_once_for_all_budg
     ctx = make_ctx(planted, AutoDim, budgets=("25%", "40%"))
     plans = AutoDim().search_budgets(ctx)
     inf, noise = informative_and_noise(planted)
-    # learned preference: alpha-weighted dim (seeds 0/1/2 gave 11.7/5.1, 8.9/6.8, 8.2/6.8)
+    # learned preference: alpha-weighted dim (seeds 0/1/2 gave 6.2/5.1, 10.2/4.0, 12.6/5.9)
     w = plans[0].extra["weights"]
+    assert plans[0].extra["candidates"][0] == 0  # drop=True: dim 0 is a candidate
     assert (
         expected_dim(w, plans[0].extra["candidates"], inf)
         > expected_dim(w, plans[0].extra["candidates"], noise) + 1.0
     )
-    # chosen dims at 25% (per id: 5.2/2.1, 4.3/3.4, 4.9/2.6)
+    # no informative field leans towards being dropped (P(dim 0) <= 0.01 on seeds 0/1/2),
+    # and none is dropped
+    assert max(np.asarray(w[n])[:, 0].max() for n in inf) < 0.05
+    assert all(min(f.dims) > 0 for p in plans for f in p.fields if f.name in inf)
+    # chosen dims at 25% (per id: 4.4/3.3, 5.0/2.3, 5.1/2.2)
     assert dims_per_id(plans[0], inf) > dims_per_id(plans[0], noise)
     # one supernet, one plan per budget, each within its budget, bigger budget -> no smaller plan
     assert [e["event"] for e in ctx.history].count("supernet_done") == 1
@@ -115,12 +120,13 @@ def test_autodim_gives_informative_fields_more_dims_and_trains_once_for_all_budg
         assert_budget_spent(plan, ctx)
 
 
-def test_autoemb_gives_informative_fields_more_dims(planted_40k):
-    ctx = make_ctx(planted_40k, AutoEmb)
+def test_autoemb_gives_informative_fields_more_dims(planted):
+    ctx = make_ctx(planted, AutoEmb)
     plan = AutoEmb().search(ctx)
-    inf, noise = informative_and_noise(planted_40k)
+    inf, noise = informative_and_noise(planted)
     assert plan.space == "feature_dims"
-    # group weights (seeds 0/1/2: 10.1/6.3, 12.6/6.6, 14.1/4.8); dims per id (4.6/3.0, 4.7/2.7, 4.9/2.4)
+    # group weights (seeds 0/1/2: 11.4/4.1, 8.4/4.5, 13.9/5.7); dims per id (4.8/2.7,
+    # 4.4/3.2, 5.6/1.4). At 40k rows seed 0 gave 3.9/4.0 per id.
     w = plan.extra["weights"]
     assert (
         expected_dim(w, plan.extra["candidates"], inf)
@@ -276,6 +282,8 @@ def test_registered_as_differentiable_with_citation(name):
         (AutoEmb, {"early_stop": "yes"}, "early_stop must be true or false, got 'yes'"),
         (DNIS, {"l1": -1.0}, r"l1 must be a number in \[0, 100\]"),
         (AutoDim, {"lr": 1.0}, "has no parameter"),
+        (AutoDim, {"value": "likelihood"}, "value must be 'shortfall' or 'coverage'"),
+        (AutoEmb, {"drop": "yes"}, "drop must be true or false, got 'yes'"),
     ],
 )
 def test_bad_params_raise_config_error_naming_the_range(cls, params, match):
@@ -296,6 +304,22 @@ def test_budget_below_smallest_plan_raises_before_training():
     ctx.budgets = [ctx.space.min_bytes() - 1]
     with pytest.raises(BudgetError, match="raise --budget to at least"):
         AutoDim().search_budgets(ctx)
+    assert ctx.history == []
+
+
+@pytest.mark.parametrize("cls", [AutoDim, AutoEmb])
+def test_drop_adds_dim_zero_to_the_candidates_but_not_to_the_budget_floor(cls):
+    """``drop=True`` (the default) searches with dim 0 among the candidates, yet a budget
+    must still hold every field at its smallest dim of the user's space (checked before
+    training: only the trained weights may drop a field)."""
+    ds = make_synthetic(rows=3000, seed=1)
+    ctx = make_ctx(ds, cls, epochs=1)
+    assert 0 not in ctx.space.candidates
+    assert cls().search_space(ctx).candidates == (0, *ctx.space.candidates)
+    assert cls(drop=False).search_space(ctx) is ctx.space
+    ctx.budgets = [ctx.space.min_bytes() - 1]
+    with pytest.raises(BudgetError, match="raise --budget to at least"):
+        cls().search_budgets(ctx)
     assert ctx.history == []
 
 

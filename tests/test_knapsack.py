@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embsearch.budget import parse_budget
-from embsearch.controllers._darts import coverage, discretise
+from embsearch.controllers._darts import coverage, discretise, drop_only_where_favoured, shortfall
 from embsearch.data.schema import FieldSpec, Schema
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.search_spaces import FeatureDimsSpace, FieldDimsSpace, solve_mckp
@@ -52,8 +52,34 @@ def test_mckp_matches_brute_force_and_keeps_budget(units, budget):
 
 
 def test_mckp_infeasible_raises_budget_error():
-    with pytest.raises(BudgetError, match="below the smallest plan"):
+    with pytest.raises(BudgetError, match="below the smallest plan .* at least 8"):
         solve_mckp([[5, 9], [3]], [[1.0, 2.0], [0.0]], 7)
+
+
+@settings(max_examples=150, deadline=None)
+@given(units=units, budget=st.integers(0, 200), banned=st.lists(st.booleans(), max_size=16))
+def test_mckp_never_picks_an_option_valued_minus_inf(units, budget, banned):
+    """``-inf`` marks a disallowed option: the answer is the brute-force best over the
+    allowed options only (BudgetError when they cannot fit, or a unit has none)."""
+    costs = [[c for c, _ in u] for u in units]
+    flags = iter([*banned, *[False] * 16])
+    values = [[-np.inf if next(flags) else v for _, v in u] for u in units]
+    allowed = [[i for i, v in enumerate(vs) if v > -np.inf] for vs in values]
+    best = None
+    if all(allowed):
+        best = brute_force(
+            [[c[i] for i in a] for c, a in zip(costs, allowed)],
+            [[v[i] for i in a] for v, a in zip(values, allowed)],
+            budget,
+        )
+    if best is None:
+        with pytest.raises(BudgetError):
+            solve_mckp(costs, values, budget)
+        return
+    choice = solve_mckp(costs, values, budget)
+    assert all(values[u][i] > -np.inf for u, i in enumerate(choice))
+    assert sum(c[i] for c, i in zip(costs, choice)) <= budget
+    assert sum(v[i] for v, i in zip(values, choice)) == pytest.approx(best, abs=1e-9)
 
 
 def tiny_schema(cards=(9, 5, 13), seed=0) -> Schema:
@@ -128,6 +154,33 @@ def test_coverage_is_monotone_log_cdf():
     assert np.all(np.diff(c, axis=1) >= 0)
     assert np.allclose(np.exp(c[0]), [0.5, 0.75, 1.0])
     assert c[1, -1] == pytest.approx(0.0) and c[1, 0] < -20
+
+
+def test_shortfall_counts_expected_doublings_short_and_never_falls():
+    cands = (0, 1, 3, 7)  # log2(d + 1) = 0, 1, 2, 3
+    w = np.array([[0.0, 0.0, 0.0, 1.0], [0.5, 0.0, 0.5, 0.0], [0.25, 0.25, 0.25, 0.25]])
+    v = shortfall(w, cands)
+    assert np.allclose(v[0], [-3, -2, -1, 0])  # sure of 7: one unit per halving
+    assert np.allclose(v[1], [-1, -0.5, 0, 0])  # never short once at the top of its support
+    assert np.allclose(v[2], [-1.5, -0.75, -0.25, 0])
+    assert np.all(np.diff(v, axis=1) >= 0)
+
+
+def test_dim_zero_only_where_the_weights_favour_it():
+    w = np.array([[0.6, 0.1, 0.3], [0.2, 0.1, 0.7]])
+    v = drop_only_where_favoured(shortfall(w, (0, 2, 4)), w, (0, 2, 4))
+    assert v[0, 0] > -np.inf and v[1, 0] == -np.inf and np.isfinite(v[:, 1:]).all()
+    assert drop_only_where_favoured(np.zeros((2, 3)), w, (1, 2, 4)).min() == 0.0  # no dim 0
+    # under a budget that fits only one field at dim 2, the favoured one is dropped and
+    # the other keeps its smallest non-zero dim, however much more dropping it would save
+    space = FieldDimsSpace(
+        tiny_schema(cards=(40, 400)), width=4, candidates=(0, 2, 4), projection="pad"
+    )
+    budget = space.bytes_of(((0,), (2,)))
+    pref = [drop_only_where_favoured(shortfall(x[None], (0, 2, 4)), x[None], (0, 2, 4)) for x in w]
+    assert discretise(space, pref, budget) == ((0,), (2,))
+    with pytest.raises(BudgetError, match="raise --budget to at least"):
+        discretise(space, pref, budget - 1)
 
 
 def test_space_rejects_candidate_above_width_and_budget_below_smallest():

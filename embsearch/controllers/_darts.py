@@ -19,16 +19,28 @@
 Preferences, ``preference[f]`` of shape ``[groups of f, len(candidates)]``, are additive:
 the knapsack maximises their sum over (field, group) subject to ``bytes <= budget``
 (exact multiple-choice knapsack, ``space.best_under_budget``). AutoDim and AutoEmb learn
-weights ``w[g, k]`` over the candidates (a distribution of each group's dim ``D``); the
-knapsack's value of dim ``d`` is the log-probability ``log P(D <= d)`` (:func:`coverage`),
-so it returns the plan most likely to cover the learned architecture, i.e. maximising
-``prod_g P(D_g <= d_g)``, within the budget. That value never falls as ``d`` grows (more
-bytes never hurt, so budgets get used), and the knapsack upgrades first the groups whose
-next dim covers the most probability per byte: a field sure of 16 dims loses much by
-dropping to 8, one indifferent between dims little. DNIS's value is the kept mask mass
-(a budgeted magnitude pruning). Mode ``argmax`` is the papers' own per-group argmax of
-``w`` (or of DNIS's thresholded mass), which ignores the budget and raises
-:class:`BudgetError` when its plan does not fit.
+weights ``w[g, k]`` over the candidates (a distribution of each group's dim ``D``). By
+default (``value='shortfall'``, :func:`shortfall`) the knapsack's value of dim ``d`` is
+minus the expected number of doublings ``d`` falls short of ``D``,
+``-E[max(0, log2(D + 1) - log2(d + 1))]``: the knapsack returns the plan closest to the
+learned architecture from below within the budget. The value never falls as ``d`` grows
+(more bytes never hurt, so budgets get used), a group sure of 16 dims loses one unit per
+halving, and one indifferent between dims little. ``value='coverage'`` (the rule before
+the seventh session, :func:`coverage`) takes ``log P(D <= d)`` instead, the plan most
+likely to cover the learned architecture; it is flat below a group's likely dims, so a
+group sure of 16 values 1 and 8 alike, and the knapsack spent budgets on cheap groups
+(synthetic, 10%: informative fields of thousands of ids at dim 1, 40-id noise fields at
+16; BENCHMARKS.md).
+
+Dropping (dim 0, among AutoDim's and AutoEmb's candidates by default, ``drop=True``):
+a group may take dim 0 only where its own weights favour it (``argmax w = 0``, the papers'
+rule); elsewhere dim 0 is valued ``-inf`` and never chosen, whatever the bytes it would
+free. Without that rule the knapsack dropped frappe's item field (4,083 ids, weights sure
+of 16) at 10% to buy 16 dims for eight small fields: test AUC 0.49.
+
+DNIS's value is the kept mask mass (a budgeted magnitude pruning). Mode ``argmax`` is the
+papers' own per-group argmax of ``w`` (or of DNIS's thresholded mass), which ignores the
+budget and raises :class:`BudgetError` when its plan does not fit.
 """
 
 from __future__ import annotations
@@ -92,6 +104,26 @@ def discretise(
 def coverage(weights: np.ndarray) -> np.ndarray:
     """``log P(D <= d_k)`` for ``D`` distributed as ``weights`` (``[..., K]``, summing to 1)."""
     return np.log(np.clip(np.cumsum(np.asarray(weights, dtype=np.float64), axis=-1), 1e-12, None))
+
+
+def shortfall(weights: np.ndarray, candidates: Sequence[int]) -> np.ndarray:
+    """``-E[max(0, log2(D + 1) - log2(d_k + 1))]`` for ``D`` distributed as ``weights``
+    (``[..., K]`` over the ascending ``candidates``): minus the expected doublings short."""
+    level = np.log2(np.asarray(candidates, dtype=np.float64) + 1.0)
+    short = np.clip(level[None, :] - level[:, None], 0.0, None)  # [k, j]: d_k short of d_j
+    return -(np.asarray(weights, dtype=np.float64) @ short.T)
+
+
+def drop_only_where_favoured(
+    value: np.ndarray, weights: np.ndarray, candidates: Sequence[int]
+) -> np.ndarray:
+    """``value`` with dim 0 disallowed (``-inf``) in every group whose weights favour
+    another dim (see the module docstring); unchanged when 0 is not a candidate."""
+    if candidates[0] != 0:
+        return value
+    out = np.array(value, dtype=np.float64)
+    out[np.argmax(weights, axis=-1) != 0, 0] = -np.inf
+    return out
 
 
 def check_val_split(val: Split, arch_batch_size: int) -> None:
@@ -254,6 +286,8 @@ def train_supernet(
     return result
 
 
+VALUES = ("shortfall", "coverage")
+
 COMMON_PARAMS: dict[str, Any] = {
     "epochs": None,  # supernet epochs; None: ctx.train.epochs
     "arch_lr": 3e-2,  # Adam learning rate of the architecture parameters
@@ -264,6 +298,12 @@ COMMON_PARAMS: dict[str, Any] = {
     # stop the supernet like a retrain, keeping the best validation epoch's architecture;
     # False: DARTS's fixed epochs and last architecture
     "early_stop": True,
+}
+
+WEIGHTS_PARAMS: dict[str, Any] = {
+    **COMMON_PARAMS,
+    "value": "shortfall",  # the knapsack's value of a dim: "shortfall" or "coverage"
+    "drop": True,  # dim 0 among the candidates; a group drops only where its weights favour it
 }
 
 
@@ -325,6 +365,10 @@ class DartsController(Controller):
         """The space plans are made in (DNIS switches to zero padding)."""
         return ctx.space
 
+    def floor_space(self, ctx: SearchContext, space: SearchSpace) -> SearchSpace:
+        """The space whose smallest plan every budget must hold, checked before training."""
+        return space
+
     @abstractmethod
     def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> nn.Module:
         """A fresh supernet for ``space``."""
@@ -357,7 +401,7 @@ class DartsController(Controller):
         if not ctx.budgets:
             raise BudgetError("no budget given; pass at least one --budget")
         for b in ctx.budgets:  # fail before training, not after
-            _check_budget(space, b)
+            _check_budget(self.floor_space(ctx, space), b)
         supernet, result = self.train(ctx, space)
         pref = self.preference(supernet, space)
         extra = {
@@ -415,15 +459,54 @@ def _check_budget(space: SearchSpace, budget: int) -> None:
 
 class WeightsController(DartsController):
     """A DARTS controller whose supernet learns weights over the candidates (AutoDim,
-    AutoEmb); their preference is derived from those weights in one way."""
+    AutoEmb); their preference is derived from those weights in one way (see the module
+    docstring for ``value`` and ``drop``)."""
+
+    params: ClassVar[dict[str, Any]] = WEIGHTS_PARAMS
+
+    def validate(self) -> None:
+        super().validate()
+        if self.config["value"] not in VALUES:
+            raise self._bad("value", " or ".join(repr(v) for v in VALUES))
+        if not isinstance(self.config["drop"], bool):
+            raise self._bad("drop", "true or false")
+
+    def search_space(self, ctx: SearchContext) -> SearchSpace:
+        """``ctx.space``, with dim 0 among the candidates when ``drop`` is on."""
+        space = ctx.space
+        if self.config["drop"] and 0 not in space.candidates:
+            space = space.with_candidates((0, *space.candidates))
+        return space
+
+    def floor_space(self, ctx: SearchContext, space: SearchSpace) -> SearchSpace:
+        """Budgets must hold every field at its smallest dim of ``ctx.space``: a field is
+        dropped only where the trained weights favour it, unknown before training."""
+        return ctx.space
 
     @abstractmethod
     def weights(self, supernet: nn.Module) -> list[np.ndarray]:
         """Learned weights over the candidates, per field ``[groups, candidates]``."""
 
     def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
-        """``log P(D <= d)`` for the knapsack, ``log w`` for the argmax (see the module docstring)."""
-        w = self.weights(supernet)
+        """The knapsack's value (``value``: :func:`shortfall` or :func:`coverage`), ``log w``
+        for the argmax; dim 0 only where the weights favour it (see the module docstring)."""
+        out = []
+        for w in self.weights(supernet):
+            if self.config["discretise"] == "argmax":
+                v = np.log(np.clip(w, 1e-12, None))
+            elif self.config["value"] == "coverage":
+                v = coverage(w)
+            else:
+                v = shortfall(w, space.candidates)
+            out.append(drop_only_where_favoured(v, w, space.candidates))
+        return out
+
+    def preference_kind(self, of: str) -> str:
+        """What ``plan.extra['preference']`` holds, ``of`` naming the weights."""
         if self.config["discretise"] == "argmax":
-            return [np.log(np.clip(x, 1e-12, None)) for x in w]
-        return [coverage(x) for x in w]
+            kind = f"log w, w = {of}"
+        elif self.config["value"] == "coverage":
+            kind = f"log P(D <= d), D ~ {of}"
+        else:
+            kind = f"-E[max(0, log2(D + 1) - log2(d + 1))], D ~ {of}"
+        return kind + "; -inf: dim 0 where the weights favour another dim"

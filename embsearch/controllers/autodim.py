@@ -11,8 +11,9 @@ Steps, as in the paper:
    architecture steps on validation batches, each with its own Adam;
 4. selection (Sec. 2.4): the paper keeps each field's ``argmax alpha`` (``discretise=
    'argmax'``); by default the exact knapsack picks, under each byte budget, the plan
-   most likely to cover the learned architecture, maximising ``sum_f log P_alpha(D_f <=
-   d_f)`` (see :mod:`embsearch.controllers._darts`);
+   closest to the learned architecture from below, maximising ``-sum_f E_alpha[doublings
+   d_f falls short of D_f]``, and a field may be dropped (dim 0, a candidate unless
+   ``drop=false``) only where ``argmax alpha`` is 0 (see :mod:`embsearch.controllers._darts`);
 5. the chosen plan is retrained from scratch by the search runner (no weights returned).
 
 ``plan.extra['weights']`` holds each field's learned ``alpha`` (per group, per candidate).
@@ -33,7 +34,7 @@ import numpy as np
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers._darts import COMMON_PARAMS, WeightsController
+from embsearch.controllers._darts import WEIGHTS_PARAMS, WeightsController
 from embsearch.embeddings.supernets import AutoDimSupernet
 from embsearch.search_spaces.base import SearchSpace
 
@@ -48,7 +49,7 @@ class AutoDim(WeightsController):
     default_space = "field_dims"
     supported_spaces = ("field_dims", "feature_dims")
     params: ClassVar[dict[str, Any]] = {
-        **COMMON_PARAMS,
+        **WEIGHTS_PARAMS,
         "arch_lr": 0.1,  # Adam learning rate of alpha (see the module docstring)
         "temperature": 1.0,  # initial Gumbel-softmax temperature tau_0
         "temperature_min": 0.01,  # floor of the annealed temperature
@@ -88,6 +89,6 @@ class AutoDim(WeightsController):
                 n: np.round(p, 6).tolist()
                 for n, p in zip(space.schema.names, supernet.probabilities())
             },
-            "preference_kind": "log P(D <= d), D ~ alpha (argmax mode: log alpha)",
+            "preference_kind": self.preference_kind("alpha"),
             "temperature_final": supernet.temperature,
         }

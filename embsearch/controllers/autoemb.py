@@ -16,10 +16,12 @@ Steps:
 3. first-order DARTS (Sec. 2.4): weight steps on training batches alternate with
    controller steps on validation batches (separate Adam);
 4. aggregation: a frequency group's weights are its ids' weights averaged over the
-   group's training occurrences, and the knapsack's value of dim ``d`` is
-   ``log P(D <= d)`` under them (the argmax mode takes their argmax). Summing that value
-   over each group's ids instead (the likelihood per id) was tried: on synthetic and
-   frappe it lost to uniform more often and made the knapsack 10x slower;
+   group's training occurrences, and the knapsack's value of dim ``d`` is minus the
+   expected doublings ``d`` falls short of ``D`` under them (the argmax mode takes their
+   argmax; a group may take dim 0 only where its weights favour it: see
+   :mod:`embsearch.controllers._darts`). Summing a value over each group's ids instead
+   (the likelihood per id) was tried: on synthetic and frappe it lost to uniform more
+   often and made the knapsack 10x slower;
 5. selection: the exact knapsack under each budget (or the per-group argmax); the plan is
    retrained from scratch by the search runner.
 
@@ -34,7 +36,7 @@ import numpy as np
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers._darts import COMMON_PARAMS, WeightsController
+from embsearch.controllers._darts import WEIGHTS_PARAMS, WeightsController
 from embsearch.embeddings.supernets import AutoEmbSupernet
 from embsearch.search_spaces.base import SearchSpace
 
@@ -49,7 +51,7 @@ class AutoEmb(WeightsController):
     default_space = "feature_dims"
     supported_spaces = ("feature_dims", "field_dims")
     params: ClassVar[dict[str, Any]] = {
-        **COMMON_PARAMS,
+        **WEIGHTS_PARAMS,
         "hidden": 32,  # hidden units of each field's controller MLP
     }
 
@@ -78,5 +80,5 @@ class AutoEmb(WeightsController):
                 n: np.round(w, 6).tolist()
                 for n, w in zip(space.schema.names, self.weights(supernet))
             },
-            "preference_kind": "log P(D <= d), D ~ the group's mean controller weights (argmax mode: log w)",
+            "preference_kind": self.preference_kind("the group's mean controller weights"),
         }

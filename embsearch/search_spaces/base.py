@@ -61,19 +61,9 @@ class SearchSpace:
     ) -> None:
         if width < 1:
             raise ConfigError(f"--width must be at least 1, got {width}")
-        cands = tuple(
-            sorted(
-                {int(c) for c in (default_candidates(width) if candidates is None else candidates)}
-            )
+        cands = _checked_candidates(
+            default_candidates(width) if candidates is None else candidates, width
         )
-        if not cands:
-            raise ConfigError(
-                "the candidate dim list is empty; give at least one dim, e.g. --candidates 2,4,8,16"
-            )
-        if cands[0] < 0 or cands[-1] > width:
-            raise ConfigError(
-                f"candidate dims {list(cands)} must lie in [0, width={width}]; drop the larger ones or raise --width"
-            )
         _check_projection(projection)
         self.schema = schema
         self.width = int(width)
@@ -102,6 +92,12 @@ class SearchSpace:
         clone = copy.copy(self)
         clone.width = int(width)
         clone.candidates = tuple(sorted({int(c) for c in (candidates or (width,))}))
+        return clone
+
+    def with_candidates(self, candidates: Sequence[int]) -> SearchSpace:
+        """A copy with other candidate dims (each in ``[0, width]``)."""
+        clone = copy.copy(self)
+        clone.candidates = _checked_candidates(candidates, self.width)
         return clone
 
     def with_projection(self, projection: str) -> SearchSpace:
@@ -309,6 +305,21 @@ class SearchSpace:
     @staticmethod
     def from_plan(plan: Plan) -> Candidate:
         return tuple(tuple(f.dims) for f in plan.fields)
+
+
+def _checked_candidates(candidates: Sequence[int], width: int) -> tuple[int, ...]:
+    """``candidates`` sorted without repeats; :class:`ConfigError` unless non-empty and in
+    ``[0, width]``."""
+    cands = tuple(sorted({int(c) for c in candidates}))
+    if not cands:
+        raise ConfigError(
+            "the candidate dim list is empty; give at least one dim, e.g. --candidates 2,4,8,16"
+        )
+    if cands[0] < 0 or cands[-1] > width:
+        raise ConfigError(
+            f"candidate dims {list(cands)} must lie in [0, width={width}]; drop the larger ones or raise --width"
+        )
+    return cands
 
 
 def default_candidates(width: int) -> tuple[int, ...]:

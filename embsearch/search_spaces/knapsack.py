@@ -21,17 +21,25 @@ def solve_mckp(
 ) -> list[int]:
     """Return the index of the chosen option of each unit.
 
-    Ties in value are broken toward lower cost. Raises :class:`BudgetError` when even the
-    cheapest option of every unit does not fit.
+    Ties in value are broken toward lower cost. An option valued ``-inf`` is not allowed
+    (never chosen). Raises :class:`BudgetError` when even the cheapest allowed option of
+    every unit does not fit.
     """
     n_units = len(costs)
-    min_total = sum(min(c) for c in costs)
+    allowed = [np.asarray(v, dtype=np.float64) > -np.inf for v in values]
+    if not all(a.any() for a in allowed):
+        raise BudgetError("every option of a unit is disallowed (valued -inf); allow at least one")
+    min_cost = [int(np.asarray(c, dtype=np.int64)[a].min()) for c, a in zip(costs, allowed)]
+    min_total = sum(min_cost)
     if min_total > budget:
-        raise BudgetError(f"budget {budget} B is below the smallest plan ({min_total} B)")
+        raise BudgetError(
+            f"budget {budget} B is below the smallest plan ({min_total} B); "
+            f"raise --budget to at least {min_total}"
+        )
     # Suffix minimum cost: a state is useless if even the cheapest rest cannot fit.
     suffix_min = np.zeros(n_units + 1, dtype=np.int64)
     for i in range(n_units - 1, -1, -1):
-        suffix_min[i] = suffix_min[i + 1] + min(costs[i])
+        suffix_min[i] = suffix_min[i + 1] + min_cost[i]
 
     front_cost = np.zeros(1, dtype=np.int64)
     front_value = np.zeros(1, dtype=np.float64)
