@@ -25,8 +25,8 @@ minus the expected number of doublings ``d`` falls short of ``D``,
 ``-E[max(0, log2(D + 1) - log2(d + 1))]``: the knapsack returns the plan closest to the
 learned architecture from below within the budget. The value never falls as ``d`` grows
 (more bytes never hurt, so budgets get used), a group sure of 16 dims loses one unit per
-halving, and one indifferent between dims little. ``value='coverage'`` (the rule before
-the seventh session, :func:`coverage`) takes ``log P(D <= d)`` instead, the plan most
+halving, and one indifferent between dims little. ``value='coverage'`` (the earlier
+default, :func:`coverage`) takes ``log P(D <= d)`` instead, the plan most
 likely to cover the learned architecture; it is flat below a group's likely dims, so a
 group sure of 16 values 1 and 8 alike, and the knapsack spent budgets on cheap groups
 (synthetic, 10%: informative fields of thousands of ids at dim 1, 40-id noise fields at
@@ -36,7 +36,7 @@ Dropping (dim 0, among AutoDim's and AutoEmb's candidates by default, ``drop=Tru
 a group may take dim 0 only where its own weights favour it (``argmax w = 0``, the papers'
 rule); elsewhere dim 0 is valued ``-inf`` and never chosen, whatever the bytes it would
 free. Without that rule the knapsack dropped frappe's item field (4,083 ids, weights sure
-of 16) at 10% to buy 16 dims for eight small fields: test AUC 0.49.
+of 16) at 10% to buy 16 dims for eight small fields: test AUC 0.49 (BENCHMARKS.md).
 
 DNIS's value is the kept mask mass (a budgeted magnitude pruning). Mode ``argmax`` is the
 papers' own per-group argmax of ``w`` (or of DNIS's thresholded mass), which ignores the
@@ -501,7 +501,7 @@ class WeightsController(DartsController):
             out.append(drop_only_where_favoured(v, w, space.candidates))
         return out
 
-    def preference_kind(self, of: str) -> str:
+    def preference_kind(self, of: str, space: SearchSpace) -> str:
         """What ``plan.extra['preference']`` holds, ``of`` naming the weights."""
         if self.config["discretise"] == "argmax":
             kind = f"log w, w = {of}"
@@ -509,4 +509,6 @@ class WeightsController(DartsController):
             kind = f"log P(D <= d), D ~ {of}"
         else:
             kind = f"-E[max(0, log2(D + 1) - log2(d + 1))], D ~ {of}"
-        return kind + "; -inf: dim 0 where the weights favour another dim"
+        if space.candidates[0] == 0:
+            kind += "; -inf: dim 0 where the weights favour another dim"
+        return kind

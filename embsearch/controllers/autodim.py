@@ -89,6 +89,6 @@ class AutoDim(WeightsController):
                 n: np.round(p, 6).tolist()
                 for n, p in zip(space.schema.names, supernet.probabilities())
             },
-            "preference_kind": self.preference_kind("alpha"),
+            "preference_kind": self.preference_kind("alpha", space),
             "temperature_final": supernet.temperature,
         }

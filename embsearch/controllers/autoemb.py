@@ -80,5 +80,5 @@ class AutoEmb(WeightsController):
                 n: np.round(w, 6).tolist()
                 for n, w in zip(space.schema.names, self.weights(supernet))
             },
-            "preference_kind": self.preference_kind("the group's mean controller weights"),
+            "preference_kind": self.preference_kind("the group's mean controller weights", space),
         }
