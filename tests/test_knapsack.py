@@ -171,6 +171,8 @@ def test_dim_zero_only_where_the_weights_favour_it():
     v = drop_only_where_favoured(shortfall(w, (0, 2, 4)), w, (0, 2, 4))
     assert v[0, 0] > -np.inf and v[1, 0] == -np.inf and np.isfinite(v[:, 1:]).all()
     assert drop_only_where_favoured(np.zeros((2, 3)), w, (1, 2, 4)).min() == 0.0  # no dim 0
+    tie = drop_only_where_favoured(np.zeros((1, 3)), np.full((1, 3), 1 / 3), (0, 2, 4))
+    assert tie[0, 0] == -np.inf  # uniform (untrained) weights do not favour dropping
     # under a budget that fits only one field at dim 2, the favoured one is dropped and
     # the other keeps its smallest non-zero dim, however much more dropping it would save
     space = FieldDimsSpace(
