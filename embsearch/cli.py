@@ -348,8 +348,11 @@ class Controllers(Command):
                 print(f"projection: {info['fixed_projection']} only")
             params = info["params"]
             print("parameters (--param key=value):" if params else "parameters: none")
-            for k, v in params.items():
-                print(f"  {k}={v}")
+            pairs = [f"{k}={v}" for k, v in params.items()]
+            pad = max((len(p) for p in pairs), default=0)
+            for pair, k in zip(pairs, params):
+                text = info["param_help"].get(k, "")
+                print(f"  {pair:<{pad}}  {text}".rstrip())
             if info["doc"]:
                 print(f"\n{info['doc']}")
             return 0

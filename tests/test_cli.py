@@ -1,10 +1,12 @@
 """The command line, end to end, and its one-line errors."""
 
 import json
+import re
 
 import pytest
 
 from embsearch.cli import main
+from embsearch.controllers.registry import BUILTIN, describe
 
 FAST = ["--epochs", "1", "--batch-size", "1024", "--quiet"]
 
@@ -113,6 +115,7 @@ def test_controllers_describes_one(capsys):
     out = capsys.readouterr().out
     assert out.startswith("rule (evolutionary): ")
     assert "projection: pad only" in out and "  blocks=" in out
+    assert re.search(r"  blocks=16 +dimension blocks B per embedding", out)  # one line of help
     assert "Steps, as in the paper" in out  # the module's documented steps
     assert main(["controllers", "dnis", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -122,6 +125,14 @@ def test_controllers_describes_one(capsys):
     assert main(["controllers", "nope"]) == 2
     err = capsys.readouterr().err
     assert "unknown controller 'nope'" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_every_builtin_parameter_has_a_line_of_help(name):
+    """``embsearch controllers NAME`` explains every parameter a built-in controller takes."""
+    info = describe(name)
+    assert set(info["param_help"]) == set(info["params"])
+    assert all(text.strip() for text in info["param_help"].values()), info["param_help"]
 
 
 @pytest.mark.parametrize(

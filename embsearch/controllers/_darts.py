@@ -291,21 +291,32 @@ def train_supernet(
 VALUES = ("shortfall", "coverage")
 
 COMMON_PARAMS: dict[str, Any] = {
-    "epochs": None,  # supernet epochs; None: ctx.train.epochs
-    "arch_lr": 3e-2,  # Adam learning rate of the architecture parameters
-    # validation rows per architecture step; None: min(half the train batch, val rows)
+    "epochs": None,
+    "arch_lr": 3e-2,
     "arch_batch_size": None,
-    "arch_every": 1,  # one architecture step per this many weight steps
-    "discretise": "knapsack",  # or "argmax" (the papers' rule, ignores the budget)
-    # stop the supernet like a retrain, keeping the best validation epoch's architecture;
-    # False: DARTS's fixed epochs and last architecture
+    "arch_every": 1,
+    "discretise": "knapsack",
     "early_stop": True,
 }
+COMMON_HELP: dict[str, str] = {
+    "epochs": "supernet epochs (None: --epochs)",
+    "arch_lr": "Adam learning rate of the architecture parameters",
+    "arch_batch_size": "validation rows per architecture step (None: half a training batch, "
+    "at most the validation split)",
+    "arch_every": "one architecture step per this many weight steps",
+    "discretise": "'knapsack': the best plan within each budget; 'argmax': the paper's "
+    "per-field rule, which ignores the budget",
+    "early_stop": "stop the supernet like a retrain and keep its best epoch's architecture "
+    "(false: DARTS's fixed epochs and last architecture)",
+}
 
-WEIGHTS_PARAMS: dict[str, Any] = {
-    **COMMON_PARAMS,
-    "value": "shortfall",  # the knapsack's value of a dim: "shortfall" or "coverage"
-    "drop": True,  # dim 0 among the candidates; a group drops only where its weights favour it
+WEIGHTS_PARAMS: dict[str, Any] = {**COMMON_PARAMS, "value": "shortfall", "drop": True}
+WEIGHTS_HELP: dict[str, str] = {
+    **COMMON_HELP,
+    "value": "the knapsack's value of a dim: 'shortfall' (minus the expected doublings it "
+    "falls short of the learned dim) or 'coverage' (log P(D <= d))",
+    "drop": "add dim 0 to the candidates; a field or group is dropped only where its "
+    "weights favour dim 0 (false: keep every field)",
 }
 
 
@@ -321,6 +332,7 @@ class DartsController(Controller):
 
     family = "differentiable"
     params: ClassVar[dict[str, Any]] = COMMON_PARAMS
+    param_help: ClassVar[dict[str, str]] = COMMON_HELP
 
     # -- parameters ----------------------------------------------------------------------
     def _bad(self, name: str, allowed: str) -> ConfigError:
@@ -465,6 +477,7 @@ class WeightsController(DartsController):
     docstring for ``value`` and ``drop``)."""
 
     params: ClassVar[dict[str, Any]] = WEIGHTS_PARAMS
+    param_help: ClassVar[dict[str, str]] = WEIGHTS_HELP
 
     def validate(self) -> None:
         super().validate()

@@ -59,8 +59,18 @@ EVOLUTION_PARAMS: dict[str, Any] = {
     "mutation_prob": 0.1,
     "crossover_prob": 0.5,
     "selection": "topk",
-    "patience": 3,  # generations without a better best before stopping; None: never stop early
-    "min_delta": 0.0,  # a better best must beat the last one by more than this to count
+    "patience": 3,
+    "min_delta": 0.0,
+}
+EVOLUTION_HELP: dict[str, str] = {
+    "population": "candidates per generation (at least 2)",
+    "generations": "generations bred after the random first one",
+    "top_k": "best candidates so far that parent the next generation",
+    "mutation_prob": "chance that each (field, group) dim of a child is redrawn",
+    "crossover_prob": "chance that a child mixes two parents, whole fields from each",
+    "selection": "parents: 'topk' (uniform among the top-k) or 'tournament'",
+    "patience": "stop after this many generations without a better best (None: never)",
+    "min_delta": "a better best must beat the last one by more than this to count",
 }
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers._darts import WEIGHTS_PARAMS, WeightsController
+from embsearch.controllers._darts import WEIGHTS_HELP, WEIGHTS_PARAMS, WeightsController
 from embsearch.embeddings.supernets import AutoDimSupernet
 from embsearch.search_spaces.base import SearchSpace
 
@@ -50,10 +50,17 @@ class AutoDim(WeightsController):
     supported_spaces = ("field_dims", "feature_dims")
     params: ClassVar[dict[str, Any]] = {
         **WEIGHTS_PARAMS,
-        "arch_lr": 0.1,  # Adam learning rate of alpha (see the module docstring)
-        "temperature": 1.0,  # initial Gumbel-softmax temperature tau_0
-        "temperature_min": 0.01,  # floor of the annealed temperature
-        "anneal_rate": 5e-5,  # tau decreases by this much per weight step (the paper's schedule)
+        "arch_lr": 0.1,
+        "temperature": 1.0,
+        "temperature_min": 0.01,
+        "anneal_rate": 5e-5,
+    }
+    param_help: ClassVar[dict[str, str]] = {
+        **WEIGHTS_HELP,
+        "arch_lr": "Adam learning rate of alpha (see below for why 0.1)",
+        "temperature": "initial Gumbel-softmax temperature tau_0",
+        "temperature_min": "floor of the annealed temperature",
+        "anneal_rate": "tau falls by this much per weight step (the paper's schedule)",
     }
 
     def validate(self) -> None:

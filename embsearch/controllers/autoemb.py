@@ -36,7 +36,7 @@ import numpy as np
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers._darts import WEIGHTS_PARAMS, WeightsController
+from embsearch.controllers._darts import WEIGHTS_HELP, WEIGHTS_PARAMS, WeightsController
 from embsearch.embeddings.supernets import AutoEmbSupernet
 from embsearch.search_spaces.base import SearchSpace
 
@@ -50,9 +50,10 @@ class AutoEmb(WeightsController):
     )
     default_space = "feature_dims"
     supported_spaces = ("feature_dims", "field_dims")
-    params: ClassVar[dict[str, Any]] = {
-        **WEIGHTS_PARAMS,
-        "hidden": 32,  # hidden units of each field's controller MLP
+    params: ClassVar[dict[str, Any]] = {**WEIGHTS_PARAMS, "hidden": 32}
+    param_help: ClassVar[dict[str, str]] = {
+        **WEIGHTS_HELP,
+        "hidden": "hidden units of each field's controller MLP",
     }
 
     def validate(self) -> None:

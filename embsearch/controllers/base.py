@@ -41,6 +41,8 @@ class Controller(ABC):
     default_space: ClassVar[str] = "field_dims"
     supported_spaces: ClassVar[tuple[str, ...]] = ("field_dims", "feature_dims")
     params: ClassVar[dict[str, Any]] = {}
+    # one line per parameter for ``embsearch controllers NAME`` (what it does, its values)
+    param_help: ClassVar[dict[str, str]] = {}
     fixed_projection: ClassVar[str | None] = None
 
     def __init__(self, **params: Any) -> None:

@@ -28,6 +28,7 @@ class CpRec(Controller):
     paper = "Sun et al., A Generic Network Compression Framework for Sequential Recommender Systems, SIGIR 2020"
     default_space = "feature_dims"
     params = {"ratio": 2.0}
+    param_help = {"ratio": "each rarer frequency group gets this many times fewer dims (>= 1)"}
 
     def validate(self) -> None:
         if float(self.config["ratio"]) < 1.0:

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers._darts import COMMON_PARAMS, DartsController
+from embsearch.controllers._darts import COMMON_HELP, COMMON_PARAMS, DartsController
 from embsearch.embeddings.supernets import DNISSupernet
 from embsearch.search_spaces.base import SearchSpace
 
@@ -59,10 +59,17 @@ class DNIS(DartsController):
     supported_spaces = ("feature_dims", "field_dims")
     params: ClassVar[dict[str, Any]] = {
         **COMMON_PARAMS,
-        "l1": 0.01,  # weight of the mask's L1 sparsity penalty (mean |m|)
-        "mask_init": 0.5,  # initial value of every mask entry
-        "threshold": 0.0,  # columns of mean |m * e| at or below this are pruned whatever the budget
-        "projection": "pad",  # plans' projection: 'pad' (DNIS's structure) or 'linear'
+        "l1": 0.01,
+        "mask_init": 0.5,
+        "threshold": 0.0,
+        "projection": "pad",
+    }
+    param_help: ClassVar[dict[str, str]] = {
+        **COMMON_HELP,
+        "l1": "weight of the mask's L1 sparsity penalty (mean |m|)",
+        "mask_init": "initial value of every mask entry",
+        "threshold": "columns of mean |m * e| at or below this are pruned whatever the budget",
+        "projection": "plans' projection: 'pad' (DNIS's structure) or 'linear'",
     }
 
     def validate(self) -> None:

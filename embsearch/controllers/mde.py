@@ -27,6 +27,7 @@ class MDE(Controller):
     paper = "Ginart et al., Mixed Dimension Embeddings with Application to Memory-Efficient Recommendation Systems, ISIT 2021"
     supported_spaces = ("field_dims",)
     params = {"alpha": 0.3}
+    param_help = {"alpha": "power-law temperature in [0, 1]: 0 gives every field the same dim"}
 
     def validate(self) -> None:
         if not 0.0 <= float(self.config["alpha"]) <= 1.0:

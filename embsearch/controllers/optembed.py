@@ -45,6 +45,7 @@ from typing import Any
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._evolution import (
+    EVOLUTION_HELP,
     EVOLUTION_PARAMS,
     EvolutionaryController,
     check_budget,
@@ -71,13 +72,23 @@ class OptEmbed(EvolutionaryController):
     supported_spaces = ("field_dims",)
     params: dict[str, Any] = {
         **EVOLUTION_PARAMS,
-        "supernet_epochs": None,  # None: ctx.train.epochs
+        "supernet_epochs": None,
         "alpha": 1e-4,
         "threshold_init": 0.0,
-        "val_rows": 2048,  # rows of the fixed validation subsample; None: the whole split
-        "final_checks": 5,  # best candidates re-scored on the whole split (with val_rows)
+        "val_rows": 2048,
+        "final_checks": 5,
         "patience": 2,
-        "projection": "pad",  # plans' projection: 'pad' (the paper's masks) or 'linear'
+        "projection": "pad",
+    }
+    param_help: dict[str, str] = {
+        **EVOLUTION_HELP,
+        "supernet_epochs": "supernet epochs (None: --epochs)",
+        "alpha": "weight of the threshold regulariser alpha * sum_f exp(-t_f) (row pruning)",
+        "threshold_init": "initial per-field pruning threshold t_f",
+        "val_rows": "rows of the fixed validation subsample candidates are scored on "
+        "(None: the whole split)",
+        "final_checks": "best candidates re-scored on the whole validation split",
+        "projection": "plans' projection: 'pad' (the paper's masks) or 'linear'",
     }
 
     def validate(self) -> None:

@@ -45,6 +45,7 @@ import numpy as np
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._evolution import (
+    EVOLUTION_HELP,
     EVOLUTION_PARAMS,
     EvolutionaryController,
     fit_budget,
@@ -184,7 +185,7 @@ class Rule(EvolutionaryController):
     default_space = "feature_dims"
     params: dict[str, Any] = {
         **EVOLUTION_PARAMS,
-        "supernet_epochs": None,  # None: ctx.train.epochs
+        "supernet_epochs": None,
         "blocks": 16,
         "diversity": 0.01,
         "estimator_samples": 128,
@@ -192,7 +193,21 @@ class Rule(EvolutionaryController):
         "estimator": "linear",
         "final_checks": 5,
         "retrain": False,
-        "val_rows": 2048,  # estimator samples' fixed val subsample; None: the whole split
+        "val_rows": 2048,
+    }
+    param_help: dict[str, str] = {
+        **EVOLUTION_HELP,
+        "supernet_epochs": "supernet epochs (None: --epochs)",
+        "blocks": "dimension blocks B per embedding (must divide --width)",
+        "diversity": "weight of the block-diversity regulariser",
+        "estimator_samples": "block selections scored to fit the performance estimator",
+        "ridge": "ridge penalty of the estimator's regression",
+        "estimator": "estimator features: 'linear' (block counts) or 'onehot' "
+        "(one per (field, group, count))",
+        "final_checks": "best candidates by the estimator re-scored with inherited weights",
+        "retrain": "retrain the chosen plan from scratch instead of serving its blocks",
+        "val_rows": "rows of the fixed validation subsample the estimator's samples are "
+        "scored on (None: the whole split)",
     }
 
     fixed_projection = "pad"  # served blocks are zero-padded sub-embeddings
