@@ -28,6 +28,7 @@ class MutualInfo(Controller):
     paper = "example: mutual information between field and label"
     supported_spaces = ("field_dims",)
     params = {"smoothing": 10.0}
+    param_help = {"smoothing": "pseudo-count that shrinks each id's click rate towards the prior"}
 
     def validate(self) -> None:
         if float(self.config["smoothing"]) < 0:
