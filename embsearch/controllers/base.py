@@ -29,7 +29,8 @@ class Controller(ABC):
     Class attributes describe it in ``embsearch controllers``: ``name``, ``family``
     (rule-based, differentiable, evolutionary, rl, pruning, black-box, custom), ``paper``
     and ``default_space`` (the search space it works in when ``--space`` is not given).
-    ``params`` declares tunable keyword parameters with their defaults. A controller whose
+    ``params`` declares tunable keyword parameters with their defaults, ``param_help`` a
+    line on each (what it does, its values; optional for plug-ins). A controller whose
     plans choose their own projection declares a ``projection`` parameter (it takes
     ``--projection`` when that is given), or ``fixed_projection`` when its structure allows
     only one (``--projection`` naming another is refused).
@@ -41,7 +42,6 @@ class Controller(ABC):
     default_space: ClassVar[str] = "field_dims"
     supported_spaces: ClassVar[tuple[str, ...]] = ("field_dims", "feature_dims")
     params: ClassVar[dict[str, Any]] = {}
-    # one line per parameter for ``embsearch controllers NAME`` (what it does, its values)
     param_help: ClassVar[dict[str, str]] = {}
     fixed_projection: ClassVar[str | None] = None
 
