@@ -316,7 +316,7 @@ WEIGHTS_HELP: dict[str, str] = {
     "value": "the knapsack's value of a dim: 'shortfall' (minus the expected doublings it "
     "falls short of the learned dim) or 'coverage' (log P(D <= d))",
     "drop": "add dim 0 to the candidates; a field or group is dropped only where its "
-    "weights favour dim 0 (false: keep every field)",
+    "weights favour dim 0 (false: no dim 0 unless --candidates names it)",
 }
 
 
