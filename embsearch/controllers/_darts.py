@@ -35,8 +35,9 @@ group sure of 16 values 1 and 8 alike, and the knapsack spent budgets on cheap g
 Dropping (dim 0, among AutoDim's and AutoEmb's candidates by default, ``drop=True``):
 a group may take dim 0 only where its own weights favour it (``argmax w = 0``, the papers'
 rule, with a tie counting as not favoured); elsewhere dim 0 is valued ``-inf`` and never
-chosen, whatever the bytes it would free. Without that rule the knapsack dropped frappe's item field (4,083 ids, weights sure
-of 16) at 10% to buy 16 dims for eight small fields: test AUC 0.49 (BENCHMARKS.md).
+chosen, whatever the bytes it would free. Without that rule the knapsack dropped frappe's
+item field (4,083 ids, weights sure of 16) at 10% to buy 16 dims for eight small fields:
+test AUC 0.49 (BENCHMARKS.md).
 
 DNIS's value is the kept mask mass (a budgeted magnitude pruning). Mode ``argmax`` is the
 papers' own per-group argmax of ``w`` (or of DNIS's thresholded mass), which ignores the
@@ -364,15 +365,23 @@ class DartsController(Controller):
             none = " or None" if optional else ""
             raise self._bad(name, f"{kind} in {'(' if open_lo else '['}{lo:g}, {hi:g}]{none}")
 
+    def _check_choice(self, name: str, choices: Sequence[str]) -> None:
+        """Raise :class:`ConfigError` unless ``config[name]`` is one of ``choices``."""
+        if self.config[name] not in choices:
+            raise self._bad(name, " or ".join(repr(c) for c in choices))
+
+    def _check_bool(self, name: str) -> None:
+        """Raise :class:`ConfigError` unless ``config[name]`` is true or false."""
+        if not isinstance(self.config[name], bool):
+            raise self._bad(name, "true or false")
+
     def validate(self) -> None:
         self._check_number("epochs", 1, 10_000, integer=True, optional=True)
         self._check_number("arch_lr", 0.0, 10.0, open_lo=True)
         self._check_number("arch_batch_size", 2, 2**24, integer=True, optional=True)
         self._check_number("arch_every", 1, 10_000, integer=True)
-        if self.config["discretise"] not in DISCRETISE_MODES:
-            raise self._bad("discretise", " or ".join(repr(m) for m in DISCRETISE_MODES))
-        if not isinstance(self.config["early_stop"], bool):
-            raise self._bad("early_stop", "true or false")
+        self._check_choice("discretise", DISCRETISE_MODES)
+        self._check_bool("early_stop")
 
     # -- hooks ---------------------------------------------------------------------------
     def search_space(self, ctx: SearchContext) -> SearchSpace:
@@ -481,10 +490,8 @@ class WeightsController(DartsController):
 
     def validate(self) -> None:
         super().validate()
-        if self.config["value"] not in VALUES:
-            raise self._bad("value", " or ".join(repr(v) for v in VALUES))
-        if not isinstance(self.config["drop"], bool):
-            raise self._bad("drop", "true or false")
+        self._check_choice("value", VALUES)
+        self._check_bool("drop")
 
     def search_space(self, ctx: SearchContext) -> SearchSpace:
         """``ctx.space``, with dim 0 among the candidates when ``drop`` is on."""
@@ -525,5 +532,5 @@ class WeightsController(DartsController):
         else:
             kind = f"-E[max(0, log2(D + 1) - log2(d + 1))], D ~ {of}"
         if space.candidates[0] == 0:
-            kind += "; -inf: dim 0 where the weights favour another dim"
+            kind += "; -inf: dim 0 where the weights do not favour it"
         return kind

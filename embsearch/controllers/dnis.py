@@ -77,8 +77,7 @@ class DNIS(DartsController):
         self._check_number("l1", 0.0, 100.0)
         self._check_number("mask_init", 0.0, 1.0, open_lo=True)
         self._check_number("threshold", 0.0, 1.0)
-        if self.config["projection"] not in ("pad", "linear"):
-            raise self._bad("projection", "'pad' or 'linear'")
+        self._check_choice("projection", ("pad", "linear"))
 
     def search_space(self, ctx: SearchContext) -> SearchSpace:
         """Step 1: the context's space with the plan projection set to ``projection``."""

@@ -70,11 +70,9 @@ def block_space(space: SearchSpace, blocks: int) -> SearchSpace:
             f"rule: blocks={blocks} must divide the width {space.width}; pick a divisor"
         )
     step = space.width // blocks
-    clone = space.with_projection("pad")
-    clone.candidates = tuple(
+    return space.with_projection("pad").with_candidates(
         ([0] if 0 in space.candidates else []) + [k * step for k in range(1, blocks + 1)]
     )
-    return clone
 
 
 class _Sampler:
