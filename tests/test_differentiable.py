@@ -12,6 +12,7 @@ import torch
 from embsearch.backbones import CTRModel, make_backbone
 from embsearch.budget import parse_budget
 from embsearch.context import SearchContext
+from embsearch.controllers._darts import distance, drop_only_where_favoured
 from embsearch.controllers.autodim import AutoDim
 from embsearch.controllers.autoemb import AutoEmb
 from embsearch.controllers.dnis import DNIS
@@ -62,6 +63,23 @@ def assert_budget_spent(plan, ctx):
                 up = [tuple(x) for x in cand]
                 up[f] = tuple(bigger[0] if k == g else x for k, x in enumerate(dims))
                 assert space.bytes_of(tuple(up)) > plan.budget_bytes, (plan.fields[f].name, g, d)
+
+
+def assert_no_single_move_gains(plan, ctx):
+    """AutoDim's default value (``distance``): no field's dim can be swapped, alone, for
+    another that fits the budget and is closer to the field's learned distribution (the
+    exact knapsack's plan cannot be beaten by one move). The plan may leave bytes idle."""
+    cands = plan.extra["candidates"]
+    space = ctx.space.with_candidates(cands)
+    cand = [tuple(f.dims) for f in plan.fields]
+    for f, name in enumerate(plan.extra["weights"]):
+        w = np.asarray(plan.extra["weights"][name])
+        value = drop_only_where_favoured(distance(w, cands), w, cands)[0]
+        here = value[cands.index(cand[f][0])]
+        for k, c in enumerate(cands):
+            moved = [*cand[:f], (c,), *cand[f + 1 :]]
+            if space.bytes_of(tuple(moved)) <= plan.budget_bytes:
+                assert value[k] <= here + 1e-9, (name, cand[f][0], c)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -117,7 +135,14 @@ def test_autodim_gives_informative_fields_more_dims_and_trains_once_for_all_budg
     assert plans[0].table_bytes <= plans[1].table_bytes
     assert plans[0].controller == "autodim" and plans[0].weights is None
     for plan in plans:
-        assert_budget_spent(plan, ctx)
+        assert_no_single_move_gains(plan, ctx)
+
+
+def test_autodim_shortfall_value_spends_the_budget(planted):
+    ctx = make_ctx(planted, AutoDim, budgets=("25%",), epochs=1)
+    plan = AutoDim(value="shortfall").search(ctx)
+    assert plan.table_bytes <= plan.budget_bytes
+    assert_budget_spent(plan, ctx)
 
 
 def test_autoemb_gives_informative_fields_more_dims(planted):

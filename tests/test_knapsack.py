@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embsearch.budget import parse_budget
-from embsearch.controllers._darts import coverage, discretise, drop_only_where_favoured, shortfall
+from embsearch.controllers._darts import (
+    coverage,
+    discretise,
+    distance,
+    drop_only_where_favoured,
+    shortfall,
+)
 from embsearch.data.schema import FieldSpec, Schema
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.search_spaces import FeatureDimsSpace, FieldDimsSpace, solve_mckp
@@ -164,6 +170,16 @@ def test_shortfall_counts_expected_doublings_short_and_never_falls():
     assert np.allclose(v[1], [-1, -0.5, 0, 0])  # never short once at the top of its support
     assert np.allclose(v[2], [-1.5, -0.75, -0.25, 0])
     assert np.all(np.diff(v, axis=1) >= 0)
+
+
+def test_distance_counts_expected_doublings_either_way():
+    cands = (0, 1, 3, 7)  # log2(d + 1) = 0, 1, 2, 3
+    w = np.array([[0.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0], [0.5, 0.0, 0.5, 0.0]])
+    v = distance(w, cands)
+    assert np.allclose(v[0], [-3, -2, -1, 0])  # sure of 7: as shortfall
+    assert np.allclose(v[1], [-1, 0, -1, -2])  # sure of 1: width beyond it costs too
+    assert np.allclose(v[2], [-1, -1, -1, -2])  # a median anywhere in [0, 3]
+    assert np.all(v <= shortfall(w, cands) + 1e-12)  # the excess only subtracts
 
 
 def test_dim_zero_only_where_the_weights_favour_it():

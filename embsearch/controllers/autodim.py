@@ -11,9 +11,12 @@ Steps, as in the paper:
    architecture steps on validation batches, each with its own Adam;
 4. selection (Sec. 2.4): the paper keeps each field's ``argmax alpha`` (``discretise=
    'argmax'``); by default the exact knapsack picks, under each byte budget, the plan
-   closest to the learned architecture from below, maximising ``-sum_f E_alpha[doublings
-   d_f falls short of D_f]``, and a field may be dropped (dim 0, a candidate unless
-   ``drop=false``) only where ``argmax alpha`` is 0 (see :mod:`embsearch.controllers._darts`);
+   closest to the learned architecture, maximising ``-sum_f E_alpha|doublings between
+   d_f and D_f|`` (``value='distance'``: the argmax's generalisation to a budget, which
+   buys no width the weights do not ask for, so a plan may use less than its budget;
+   ``value='shortfall'`` counts only doublings short and fills the budget), and a field
+   may be dropped (dim 0, a candidate unless ``drop=false``) only where ``argmax alpha``
+   is 0 (see :mod:`embsearch.controllers._darts`);
 5. the chosen plan is retrained from scratch by the search runner (no weights returned).
 
 ``plan.extra['weights']`` holds each field's learned ``alpha`` (per group, per candidate).
@@ -50,6 +53,7 @@ class AutoDim(WeightsController):
     supported_spaces = ("field_dims", "feature_dims")
     params: ClassVar[dict[str, Any]] = {
         **WEIGHTS_PARAMS,
+        "value": "distance",
         "arch_lr": 0.1,
         "temperature": 1.0,
         "temperature_min": 0.01,
