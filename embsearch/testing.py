@@ -4,9 +4,9 @@ their own controllers (like scikit-learn's ``check_estimator``)::
     from embsearch.testing import check_controller
     check_controller(MyController)
 
-Checks: the plan is valid for the space, never exceeds the budget, uses it sensibly, one
-plan per budget comes back from ``search_budgets``, and the search is deterministic under a
-fixed seed.
+Checks: the plan is valid for the space, never exceeds the budget, uses a tight budget
+(at least half of it), one plan per budget comes back from ``search_budgets``, and the
+search is deterministic under a fixed seed.
 """
 
 from __future__ import annotations
@@ -90,8 +90,10 @@ def check_controller(
     assert len(plans) == len(ctx.budgets), "search_budgets must return one plan per budget"
     for plan, budget in zip(plans, ctx.budgets):
         check_plan(plan, ctx, budget)
-        assert plan.table_bytes >= 0.5 * budget, f"plan uses only {plan.table_bytes} of {budget} B"
-    assert plans[0].table_bytes <= plans[1].table_bytes or plans[0].table_bytes <= ctx.budgets[0]
+    # the tight budget binds: half of it at least (a larger one may be left partly idle by a
+    # controller whose search finds no use for more bytes, e.g. a smaller budget's plan)
+    small, budget = plans[0], ctx.budgets[0]
+    assert small.table_bytes >= 0.5 * budget, f"plan uses only {small.table_bytes} of {budget} B"
     again = controller_cls(**params).search_budgets(
         make_test_context(controller_cls, budgets=("15%", "40%"))
     )

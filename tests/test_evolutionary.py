@@ -150,6 +150,22 @@ def test_rule_final_checks_include_uniform_and_measured_samples(rule_run):
     assert uniform_selection(space, space.min_bytes() - 1) is None
 
 
+def test_rule_never_serves_a_larger_budget_worse_than_a_smaller_one(planted):
+    """Step 5 re-checks the smaller budgets' served selections: inherited AUC never falls
+    as the budget grows, and a smaller budget's selection is among the larger's finalists."""
+    ctx = make_ctx(planted, FeatureDimsSpace(planted.schema, 16), [0.3, 0.4, 0.6])
+    ctrl = Rule(**SMALL, estimator_samples=24, blocks=4)
+    plans = ctrl.search_budgets(ctx)
+    aucs = [p.metrics["val_auc"] for p in plans]
+    assert aucs == sorted(aucs)
+    final = [e for e in ctx.history if e["event"] == "evaluation" and e["phase"] == "final"]
+    for small, large in zip(plans, plans[1:]):
+        checked = {
+            tuple(map(tuple, e["candidate"])) for e in final if e["budget"] == large.budget_bytes
+        }
+        assert ctrl.space_.from_plan(small) in checked
+
+
 def test_optembed_rows_pruned_by_threshold_with_straight_through_gradient():
     emb = OptEmbedEmbedding(4, (1, 2, 4), [[(0, 3)], [(0, 2)]], ["a", "b"], threshold_init=0.0)
     with torch.no_grad():
@@ -435,9 +451,14 @@ def test_val_rows_default_subsamples_and_final_checks_use_the_whole_split(plante
     assert len(ctrl.evaluator_.y) == 500 < len(val) and len(ctrl.full_.y) == len(val)
     final = [e for e in ctx.history if e["event"] == "evaluation" and e["phase"] == "final"]
     assert final and all(e["bytes"] <= e["budget"] for e in final)
-    for plan, budget in zip(plans, ctx.budgets):
+    for i, (plan, budget) in enumerate(zip(plans, ctx.budgets)):
         mine = [e for e in final if e["budget"] == budget]
-        assert 1 <= len(mine) <= 3
+        assert 1 <= len(mine) <= 3 + i  # the 3 best, and the smaller budgets' picks
+        if i:  # the smaller budget's pick is re-checked, so the larger never scores below it
+            assert ctx.space.from_plan(plans[i - 1]) in [
+                tuple(map(tuple, e["candidate"])) for e in mine
+            ]
+            assert plan.extra["inherited_val_auc"] >= plans[i - 1].extra["inherited_val_auc"]
         best = max(mine, key=lambda e: e["score"])
         cand = ctx.space.from_plan(plan)
         assert [list(d) for d in cand] == best["candidate"] and plan.table_bytes <= budget
@@ -617,6 +638,11 @@ def test_initial_population_holds_the_uniform_plan_and_the_largest_repaired(plan
     assert first[0] == uni
     assert first[1] == fit_budget(space.max_candidate(), space, ctx.budget) != uni
     assert all(space.bytes_of(c) <= ctx.budget for c in first)
+    # a larger budget of the same search also starts from the smaller budgets' picks
+    small = space.uniform(1)
+    ctrl.remember_pick(small)
+    ctrl.start(ctx, ctx.budget)
+    assert [ctrl.evolution_.ask() for _ in range(3)] == [uni, small, first[1]]
 
 
 def test_rule_accepts_only_candidates_it_would_use():

@@ -19,8 +19,9 @@ Beyond the papers (each a choice a careful practitioner would make, said once he
   generations of a converged population re-score near-copies of the elite, and gains below
   the noise of a validation subsample are not progress). ``None`` runs every generation.
 - the initial population also holds the uniform plan that fits the budget (the baseline a
-  mixed plan must beat; random candidates rarely come near it) and the all-largest plan
-  repaired onto the budget;
+  mixed plan must beat; random candidates rarely come near it), the plans picked for the
+  smaller budgets of the same search (they fit, and a larger budget should not end below
+  them) and the all-largest plan repaired onto the budget;
 - one score memo shared by every budget of a search (inherited-weight scores do not depend
   on the budget), so a candidate is evaluated at most once per search.
 
@@ -460,11 +461,26 @@ class EvolutionaryController(AskTellController):
         """The space evolved in; default :meth:`search_space`."""
         return self.search_space(ctx)
 
+    def search_budgets(self, ctx: SearchContext) -> list[Plan]:
+        self.picked_: list[Candidate] = []  # each budget's pick, budgets ascending
+        return super().search_budgets(ctx)
+
+    def carried(self, space: SearchSpace, budget: int) -> list[Candidate]:
+        """The picks of the smaller budgets searched before this one (all fit it): seeded
+        into its population and re-checked with its finalists, so a larger budget's plan
+        never scores below a smaller one's on the validation split."""
+        return [c for c in getattr(self, "picked_", []) if space.bytes_of(c) <= budget]
+
+    def remember_pick(self, cand: Candidate) -> None:
+        """Record this budget's pick for :meth:`carried`."""
+        self.__dict__.setdefault("picked_", []).append(cand)
+
     def start(self, ctx: SearchContext, budget: int) -> None:
         """A fresh population for this budget."""
         space = self.evolution_space(ctx)
         cfg = EvolutionConfig.from_params(self.config)
         seeds = [u for u in [uniform_selection(space, budget)] if u is not None]
+        seeds += self.carried(space, budget)
         seeds.append(space.max_candidate())
         self.evolution_ = Evolution(space, budget, cfg, ctx.rng(budget), seeds=seeds)
         self.evolution_budget_ = budget

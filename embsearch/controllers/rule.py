@@ -28,7 +28,8 @@ Choices the paper leaves open (one line each):
 - ``val_rows=2048``: step 3 scores its samples on one fixed class-stratified subsample of the
   validation split (the estimator averages their noise out); step 5 uses the whole split.
 - ``patience=3``: the evolution stops after 3 generations without a better estimate.
-- Step 5 also re-scores the uniform block selection and the best *measured* estimator samples
+- Step 5 also re-scores the smaller budgets' served selections (so a larger budget never
+  serves a worse one), the uniform block selection and the best *measured* estimator samples
   under the budget: the linear estimator extrapolates badly away from its samples and the
   evolution exploits that (on frappe it ranked the uniform selection, best by inherited AUC,
   far below its own picks), so the served plan is never worse than these by inherited AUC.
@@ -361,8 +362,10 @@ class Rule(EvolutionaryController):
         checks = ranked[: int(self.config["final_checks"])] or [self.fallback(ctx, budget)]
         if result.stop_reason == "done":
             checks = _dedupe(checks + self.measured_checks(budget))
+        checks = _dedupe(checks + self.carried(space, budget))
         final = self.run_final_checks(ctx, budget, space, checks)
         best = final.best if final.best is not None else checks[0]
+        self.remember_pick(best)
         m = self.full_.metrics(best)
         plan = space.to_plan(
             best,
