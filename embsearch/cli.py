@@ -252,8 +252,10 @@ class Search(Command):
         for r in run_search(cfg, args.out, progress=not args.quiet):
             p = r.plan
             metrics = "  ".join(f"{k} {v:.4f}" for k, v in p.metrics.items())
+            used = f"{p.table_bytes / p.budget_bytes:.0%}" if p.budget_bytes else "-"
             print(
-                f"{r.run_dir}: {p.controller} plan {format_bytes(p.table_bytes)} of budget {format_bytes(p.budget_bytes)}  {metrics}"
+                f"{r.run_dir}: {p.controller} plan {format_bytes(p.table_bytes)} of budget "
+                f"{format_bytes(p.budget_bytes)} ({used} used)  {metrics}"
             )
             print(
                 "  dims: " + ", ".join(f"{f.name}={'/'.join(map(str, f.dims))}" for f in p.fields)

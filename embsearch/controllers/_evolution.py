@@ -19,9 +19,9 @@ Beyond the papers (each a choice a careful practitioner would make, said once he
   generations of a converged population re-score near-copies of the elite, and gains below
   the noise of a validation subsample are not progress). ``None`` runs every generation.
 - the initial population also holds the uniform plan that fits the budget (the baseline a
-  mixed plan must beat; random candidates rarely come near it), the plans picked for the
-  smaller budgets of the same search (they fit, and a larger budget should not end below
-  them) and the all-largest plan repaired onto the budget;
+  mixed plan must beat; random candidates rarely come near it) and the all-largest plan
+  repaired onto the budget, and, for a controller that serves its plans
+  (``carry_picks``: RULE), the plans picked for the smaller budgets of the same search;
 - one score memo shared by every budget of a search (inherited-weight scores do not depend
   on the budget), so a candidate is evaluated at most once per search.
 
@@ -36,7 +36,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -433,6 +433,7 @@ class EvolutionaryController(AskTellController):
     budget, so the shared loop memoises them across budgets (``budget_free_scores``)."""
 
     budget_free_scores = True
+    carry_picks: ClassVar[bool] = False  # see :meth:`carried`
 
     def ranked_within(self, space: SearchSpace, budget: int) -> list[Candidate]:
         """This budget's told candidates, best first: finite scores within ``budget`` only."""
@@ -466,9 +467,11 @@ class EvolutionaryController(AskTellController):
         return super().search_budgets(ctx)
 
     def carried(self, space: SearchSpace, budget: int) -> list[Candidate]:
-        """The picks of the smaller budgets searched before this one (all fit it): seeded
-        into its population and re-checked with its finalists, so a larger budget's plan
-        never scores below a smaller one's on the validation split."""
+        """With ``carry_picks``, the picks of the smaller budgets searched before this one
+        (all fit it): seeded into its population, for the controller to re-check with its
+        finalists, so that a larger budget's plan never scores below a smaller one's."""
+        if not self.carry_picks:
+            return []
         return [c for c in getattr(self, "picked_", []) if space.bytes_of(c) <= budget]
 
     def remember_pick(self, cand: Candidate) -> None:

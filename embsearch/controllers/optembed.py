@@ -27,9 +27,12 @@ Choices the paper leaves open (one line each):
 
 - ``val_rows=2048``: candidates are scored on one fixed class-stratified subsample of the
   validation split (paired comparisons, ~4x cheaper on Frappe); ``None`` uses every row.
-- ``final_checks=5``: the evolution's 5 best candidates (and the smaller budgets' picks)
-  are re-scored on the whole split and the best of those is returned, so subsample noise
-  cannot pick a lucky candidate.
+- ``final_checks=5``: the evolution's 5 best candidates are re-scored on the whole split and
+  the best of those is returned, so subsample noise cannot pick a lucky candidate.
+- each budget of a search keeps its own evolution: seeding a larger budget with a smaller
+  one's pick (as RULE does) made its inherited scores monotone, but the plans retrained
+  worse where the smaller pick won by a hair (synthetic 50%: +0.0057 -> +0.0028 over
+  uniform; BENCHMARKS.md).
 - ``patience=2``: the evolution stops after 2 generations without a better candidate
   (``min_delta=5e-4`` made it ~30% cheaper but found worse plans on synthetic and frappe).
 - scores are memoised across the budgets of one search (inherited scores ignore budgets).
@@ -173,8 +176,6 @@ class OptEmbed(EvolutionaryController):
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         final = self._final_checks(ctx, budget, result)
         picked = result if final is None or final.best is None else final
-        if picked.best is not None:
-            self.remember_pick(picked.best)
         plan = super().finish(ctx, budget, picked)
         plan.extra["search"] = result.summary()
         if final is not None:
@@ -201,5 +202,4 @@ class OptEmbed(EvolutionaryController):
             return None
         space = self.search_space(ctx)
         ranked = self.ranked_within(space, budget)[: int(self.config["final_checks"])]
-        ranked += [c for c in self.carried(space, budget) if c not in ranked]
         return self.run_final_checks(ctx, budget, space, ranked)

@@ -210,6 +210,7 @@ class Rule(EvolutionaryController):
     }
 
     fixed_projection = "pad"  # served blocks are zero-padded sub-embeddings
+    carry_picks = True  # a served plan must not score below a smaller budget's (step 5)
 
     def check_options(
         self, *, width: int, candidates: Sequence[int] | None, projection: str | None = None
