@@ -66,9 +66,10 @@ def assert_budget_spent(plan, ctx):
 
 
 def assert_no_single_move_gains(plan, ctx):
-    """AutoDim's default value (``distance``): no field's dim can be swapped, alone, for
-    another that fits the budget and is closer to the field's learned distribution (the
-    exact knapsack's plan cannot be beaten by one move). The plan may leave bytes idle."""
+    """AutoDim's default value (``distance``), one group per field: no field's dim can be
+    swapped, alone, for another that fits the budget and is closer to the field's learned
+    distribution (the exact knapsack's plan cannot be beaten by one move). The plan may
+    leave bytes idle."""
     cands = plan.extra["candidates"]
     space = ctx.space.with_candidates(cands)
     cand = [tuple(f.dims) for f in plan.fields]
@@ -126,8 +127,9 @@ def test_autodim_gives_informative_fields_more_dims_and_trains_once_for_all_budg
     # and none is dropped
     assert max(np.asarray(w[n])[:, 0].max() for n in inf) < 0.05
     assert all(min(f.dims) > 0 for p in plans for f in p.fields if f.name in inf)
-    # chosen dims at 25% (per id: 4.4/3.3, 5.0/2.3, 5.1/2.2)
-    assert dims_per_id(plans[0], inf) > dims_per_id(plans[0], noise)
+    # chosen dims at 25% (per id, seeds 0/1/2: 6.0/1.0, 6.4/0.3, 5.8/1.2; with
+    # value='shortfall' 4.4/3.3, 5.0/2.3, 5.1/2.2)
+    assert dims_per_id(plans[0], inf) > 2 * dims_per_id(plans[0], noise)
     # one supernet, one plan per budget, each within its budget, bigger budget -> no smaller plan
     assert [e["event"] for e in ctx.history].count("supernet_done") == 1
     assert [p.budget_bytes for p in plans] == ctx.budgets

@@ -527,8 +527,8 @@ class WeightsController(DartsController):
 
     def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
         """The knapsack's value (``value``: :func:`shortfall`, :func:`distance` or
-        :func:`coverage`), ``log w``
-        for the argmax; dim 0 only where the weights favour it (see the module docstring)."""
+        :func:`coverage`), ``log w`` for the argmax; dim 0 only where the weights favour it
+        (see the module docstring)."""
         out = []
         for w in self.weights(supernet):
             if self.config["discretise"] == "argmax":
