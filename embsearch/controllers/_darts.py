@@ -114,19 +114,24 @@ def coverage(weights: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.cumsum(np.asarray(weights, dtype=np.float64), axis=-1), 1e-12, None))
 
 
+def _doublings_apart(candidates: Sequence[int]) -> np.ndarray:
+    """``[k, j]``: how many doublings ``d_j`` lies above ``d_k`` (negative below), on the
+    ``log2(d + 1)`` scale that :func:`shortfall` and :func:`distance` share."""
+    level = np.log2(np.asarray(candidates, dtype=np.float64) + 1.0)
+    return level[None, :] - level[:, None]
+
+
 def shortfall(weights: np.ndarray, candidates: Sequence[int]) -> np.ndarray:
     """``-E[max(0, log2(D + 1) - log2(d_k + 1))]`` for ``D`` distributed as ``weights``
     (``[..., K]`` over the ascending ``candidates``): minus the expected doublings short."""
-    level = np.log2(np.asarray(candidates, dtype=np.float64) + 1.0)
-    short = np.clip(level[None, :] - level[:, None], 0.0, None)  # [k, j]: d_k short of d_j
+    short = np.clip(_doublings_apart(candidates), 0.0, None)  # [k, j]: d_k short of d_j
     return -(np.asarray(weights, dtype=np.float64) @ short.T)
 
 
 def distance(weights: np.ndarray, candidates: Sequence[int]) -> np.ndarray:
     """``-E|log2(D + 1) - log2(d_k + 1)|`` for ``D`` distributed as ``weights``: minus the
     expected doublings ``d_k`` is away from the learned dim, short or over."""
-    level = np.log2(np.asarray(candidates, dtype=np.float64) + 1.0)
-    apart = np.abs(level[None, :] - level[:, None])
+    apart = np.abs(_doublings_apart(candidates))
     return -(np.asarray(weights, dtype=np.float64) @ apart.T)
 
 
@@ -304,7 +309,14 @@ def train_supernet(
     return result
 
 
-VALUES = ("shortfall", "coverage", "distance")
+# the knapsack's values of learned weights: name -> (value of w over the candidates, what
+# plan.extra['preference'] holds, for D ~ the weights)
+VALUE_KINDS: dict[str, tuple[Callable[[np.ndarray, Sequence[int]], np.ndarray], str]] = {
+    "shortfall": (shortfall, "-E[max(0, log2(D + 1) - log2(d + 1))]"),
+    "coverage": (lambda w, candidates: coverage(w), "log P(D <= d)"),
+    "distance": (distance, "-E|log2(D + 1) - log2(d + 1)|"),
+}
+VALUES = tuple(VALUE_KINDS)
 
 COMMON_PARAMS: dict[str, Any] = {
     "epochs": None,
@@ -529,16 +541,13 @@ class WeightsController(DartsController):
         """The knapsack's value (``value``: :func:`shortfall`, :func:`distance` or
         :func:`coverage`), ``log w`` for the argmax; dim 0 only where the weights favour it
         (see the module docstring)."""
+        value_of = VALUE_KINDS[self.config["value"]][0]
         out = []
         for w in self.weights(supernet):
             if self.config["discretise"] == "argmax":
                 v = np.log(np.clip(w, 1e-12, None))
-            elif self.config["value"] == "coverage":
-                v = coverage(w)
-            elif self.config["value"] == "distance":
-                v = distance(w, space.candidates)
             else:
-                v = shortfall(w, space.candidates)
+                v = value_of(w, space.candidates)
             out.append(drop_only_where_favoured(v, w, space.candidates))
         return out
 
@@ -546,12 +555,8 @@ class WeightsController(DartsController):
         """What ``plan.extra['preference']`` holds, ``of`` naming the weights."""
         if self.config["discretise"] == "argmax":
             kind = f"log w, w = {of}"
-        elif self.config["value"] == "coverage":
-            kind = f"log P(D <= d), D ~ {of}"
-        elif self.config["value"] == "distance":
-            kind = f"-E|log2(D + 1) - log2(d + 1)|, D ~ {of}"
         else:
-            kind = f"-E[max(0, log2(D + 1) - log2(d + 1))], D ~ {of}"
+            kind = f"{VALUE_KINDS[self.config['value']][1]}, D ~ {of}"
         if space.candidates[0] == 0:
             kind += "; -inf: dim 0 where the weights do not favour it"
         return kind
