@@ -68,6 +68,7 @@ class MaskedSupernetEmbedding(nn.Module):
         nn.init.normal_(self.table, std=0.01)  # as MixedDimEmbedding
         self.sample_in_training = True
         self.last_lookup: torch.Tensor | None = None
+        self.last_ids: torch.Tensor | None = None
         self.generator = torch.Generator().manual_seed(int(seed))
 
     # -- candidates -------------------------------------------------------------------------
@@ -112,7 +113,8 @@ class MaskedSupernetEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = self.lookup(x)
-        self.last_lookup = e if self.training else None  # for regularisers (RULE's diversity)
+        # for regularisers (RULE's diversity): the batch's rows and the ids they belong to
+        self.last_lookup, self.last_ids = (e, x) if self.training else (None, None)
         dims = self.sample_dims() if self.training and self.sample_in_training else self.slot_dims
         mask = self.column_mask(dims)  # [n_slots, width]: per slot, then broadcast or gathered
         return e * (mask if self.one_slot_per_field else mask[self.slots(x)])

@@ -105,7 +105,7 @@ class OptEmbedEmbedding(MaskedSupernetEmbedding):
         kept, nothing of OptEmbed reads it)."""
         if not (self.training and torch.is_grad_enabled()) or x.numel() < self.table.shape[0]:
             return super().forward(x)
-        self.last_lookup = None
+        self.last_lookup = self.last_ids = None
         dims = self.sample_dims() if self.sample_in_training else self.slot_dims
         keep = self.column_mask(dims).index_select(0, self.slot_of_row)  # [rows, width]
         return _PrunedMaskedLookup.apply(

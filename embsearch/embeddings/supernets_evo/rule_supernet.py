@@ -8,9 +8,14 @@ every block selection is a candidate of the space and plays with the same weight
 
 Training, once for every budget: each step draws a block count per (field, group)
 uniformly (the base class), so every selection is trained, and the diversity regulariser
-keeps the blocks of one row from duplicating each other: the mean squared cosine
-similarity between the distinct blocks of each looked-up row (low when blocks carry
-different information, which is what lets a few blocks stand in for all of them).
+keeps the blocks *of one group* from duplicating each other (the survey's wording: "a
+diversity regularization to the blocks in the same group"). Block ``b`` of a group is the
+group's rows restricted to the block's columns, a ``[rows, width / B]`` matrix; the term is
+the mean squared cosine similarity between the distinct blocks of each group, estimated on
+the rows the batch looks up (low when blocks carry different information, which is what
+lets a few blocks stand in for all of them). Choice: blocks are compared over the group's
+rows, not within each row, so the term also acts on one-column blocks (the default 16
+blocks of a 16-wide table), where a within-row cosine is always +-1 and has no gradient.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 
 from embsearch.embeddings.supernets_evo._masked import MaskedSupernetEmbedding
 
-_EPS = 1e-8  # normalisation floor of a block's norm (torch.nn.functional.normalize's eps)
+_EPS = 1e-8  # floor of a block's norm in the cosine (torch.nn.functional.normalize's eps)
 
 
 class RuleEmbedding(MaskedSupernetEmbedding):
@@ -40,31 +45,34 @@ class RuleEmbedding(MaskedSupernetEmbedding):
             raise ValueError(f"width {width} is not a multiple of blocks={blocks}")
         super().__init__(width, candidates, groups, names, seed)
         self.blocks = int(blocks)
+        sizes = [len(g) for g in self.groups]
+        self.max_groups = max(sizes)
+        first = torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0)
+        self.register_buffer("first_slot", first, persistent=False)
 
     def diversity_loss(self) -> torch.Tensor:
-        """Mean squared cosine similarity between distinct blocks of the last batch's rows.
+        """Mean squared cosine similarity between the distinct blocks of each (field, group)
+        present in the last batch, over that batch's rows of the group (module docstring).
 
-        Computed without the ``blocks x blocks`` Gram matrix of every row when blocks are
-        narrower than they are many: with ``U`` a row's ``[blocks, k]`` normalised blocks,
-        ``sum_{b != c} (u_b . u_c)^2 = ||U U^T||_F^2 - sum_b ||u_b||^4 = ||U^T U||_F^2 -
-        sum_b ||u_b||^4``, and ``U^T U`` is ``k x k`` (``k = width / blocks``): the same value,
-        ``blocks / k`` times fewer products. With ``k = 1`` (the default 16 blocks of a 16-wide
-        table) every cosine is +-1 and the term is a constant with no gradient (except at
-        ``|x| < eps``): the closed form below computes it elementwise.
+        For a group with looked-up rows ``E`` (``[n, width]``), ``<E_b, E_c>`` (Frobenius, over
+        block ``b``'s and ``c``'s columns) is the trace of the ``(b, c)`` block of the column
+        Gram matrix ``E^T E``, so one ``[width, width]`` Gram per group serves every block
+        pair; ids of different groups of a field are kept apart by a one-hot of their group.
         """
-        e = self.last_lookup
-        if e is None or self.blocks < 2:
+        e, x = self.last_lookup, self.last_ids
+        if e is None or x is None or self.blocks < 2:
             return self.table.new_zeros(())
-        b, k = self.blocks, self.width // self.blocks
-        if k == 1:  # ||u_b||^2 = x^2 / max(|x|, eps)^2, and U^T U is the scalar sum_b ||u_b||^2
-            sq = e.pow(2).mul(1.0 / _EPS**2).clamp(max=1.0)
-            off = sq.sum(-1).pow(2) - sq.pow(2).sum(-1)
-            return off.mean() / (b * (b - 1))
-        blk = torch.nn.functional.normalize(e.reshape(*e.shape[:-1], b, k), dim=-1, eps=_EPS)
-        sq = blk.pow(2).sum(-1)  # [..., b]: ||u_b||^2 (1, or less for a near-zero block)
-        if k < b:
-            total = (blk.transpose(-1, -2) @ blk).pow(2).sum((-2, -1))
+        b, k, w = self.blocks, self.width // self.blocks, self.width
+        if self.one_slot_per_field:
+            gram = torch.einsum("nfw,nfv->fwv", e, e)  # [slots = fields, w, w]
+            present = torch.ones(gram.shape[0], dtype=torch.bool, device=e.device)
         else:
-            total = (blk @ blk.transpose(-1, -2)).pow(2).sum((-2, -1))
-        off = total - sq.pow(2).sum(-1)  # drop the b diagonal terms of each row
-        return off.mean() / (b * (b - 1))
+            local = self.slots(x) - self.first_slot  # group of each id within its field
+            onehot = torch.nn.functional.one_hot(local, self.max_groups).to(e.dtype)
+            gram = torch.einsum("nfg,nfw,nfv->fgwv", onehot, e, e).reshape(-1, w, w)
+            present = onehot.sum(0).reshape(-1) > 0
+        inner = gram.reshape(-1, b, k, b, k).diagonal(dim1=2, dim2=4).sum(-1)  # [slots, b, b]
+        sq = inner.diagonal(dim1=1, dim2=2)  # [slots, b]: squared norms of the blocks
+        cos2 = inner.pow(2) / (sq.unsqueeze(-1) * sq.unsqueeze(-2)).clamp_min(_EPS**2)
+        off = (cos2 * (1.0 - torch.eye(b, dtype=e.dtype, device=e.device))).sum((-2, -1))
+        return off[present].mean() / (b * (b - 1))
