@@ -32,7 +32,7 @@ from embsearch.controllers._evolution import (
 )
 from embsearch.controllers.optembed import OptEmbed
 from embsearch.controllers.registry import get_controller
-from embsearch.controllers.rule import Rule, block_space
+from embsearch.controllers.rule import Rule, block_space, served_validation
 from embsearch.data.synthetic import make_synthetic
 from embsearch.embeddings.supernets_evo import OptEmbedEmbedding, RuleEmbedding
 from embsearch.errors import BudgetError, ConfigError
@@ -126,6 +126,29 @@ def test_rule_plan_serves_without_retraining(rule_run):
         ctrl.config["retrain"] = False
     assert again.weights is None and not again.metrics and again.table_bytes <= again.budget_bytes
     assert again.extra["inherited_val_auc"] > 0.5
+
+
+def test_rule_supernet_is_judged_by_the_selections_it_serves(rule_run, planted):
+    """By default the supernet keeps the epoch whose budgets' uniform block selections
+    validate best on average: the recorded supernet AUC is that mean under the kept weights.
+    With ``supernet_val='full'`` the full width judges."""
+    ctx, ctrl, _ = rule_run
+    summary = ctrl.supernet_summary_
+    assert summary["judged_by"] == "budgets' uniform selections"
+    auc, _ = served_validation(ctx, ctrl.space_)(ctrl.supernet_)
+    assert auc == pytest.approx(summary["val_auc"], abs=1e-9)
+    full = InheritedWeightEvaluator(ctrl.supernet_, ctx.data.split("val")).metrics(
+        ctrl.space_.uniform(16)
+    )["auc"]
+    assert full != pytest.approx(summary["val_auc"], abs=1e-6)
+    ctx2 = make_ctx(planted, FeatureDimsSpace(planted.schema, 16), [0.4])
+    ctrl2 = Rule(supernet_val="full", **SMALL)
+    ctrl2.prepare(ctx2, None)
+    assert ctrl2.supernet_summary_["judged_by"] == "full width"
+    full2 = InheritedWeightEvaluator(ctrl2.supernet_, ctx2.data.split("val")).metrics(
+        ctrl2.space_.uniform(16)
+    )["auc"]
+    assert full2 == pytest.approx(ctrl2.supernet_summary_["val_auc"], abs=1e-9)
 
 
 def test_rule_final_checks_include_uniform_and_measured_samples(rule_run):
@@ -323,7 +346,8 @@ def test_optembed_projection_must_be_pad_or_linear():
 
 
 def test_rule_params_and_blocks(planted):
-    for bad in ({"blocks": 0}, {"estimator_samples": 2}, {"estimator": "mlp"}, {"retrain": "no"}):
+    bads = ({"blocks": 0}, {"estimator_samples": 2}, {"estimator": "mlp"}, {"retrain": "no"})
+    for bad in (*bads, {"sampling": "batch"}, {"supernet_val": "test"}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             Rule(**bad)
     ctx = make_ctx(planted, FieldDimsSpace(planted.schema, 16), [0.5])
@@ -561,6 +585,34 @@ def test_an_exhausted_space_ends_the_evolution_without_counting_an_empty_generat
         told += 1
     facts = evo.summary()
     assert told == 4 and facts["exhausted"] and facts["generations_run"] == 0
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_rule_supernet_draws_a_selection_per_example(grouped):
+    """RULE's default training draws each example's block counts on its own: within one
+    batch, the same id keeps different numbers of columns in different examples, every
+    kept prefix is a candidate dim, and each dim is drawn about equally often. With
+    ``per_example=False`` one draw serves the whole batch; eval mode plays the set candidate."""
+    groups = [[(0, 4), (4, 10)], [(0, 6)]] if grouped else [[(0, 10)], [(0, 6)]]
+    cands = (4, 8, 12, 16)
+    emb = RuleEmbedding(16, cands, groups, ["a", "b"], seed=1, blocks=4)
+    with torch.no_grad():
+        emb.table.fill_(1.0)
+    x = torch.tensor([[2, 5]] * 2000 + [[7, 1]] * 2000)
+    emb.train()
+    kept = emb(x).sum(-1)  # columns kept per (example, field)
+    assert set(kept.unique().tolist()) == set(map(float, cands))
+    for f in range(2):
+        for ids in (slice(0, 2000), slice(2000, 4000)):
+            shares = torch.stack([(kept[ids, f] == d).float().mean() for d in cands])
+            torch.testing.assert_close(shares, torch.full((4,), 0.25), atol=0.04, rtol=0)
+    emb.per_example = False
+    kept = emb(x).sum(-1)
+    assert len(kept[:2000, 0].unique()) == 1 and len(kept[:2000, 1].unique()) == 1
+    emb.eval()
+    emb.set_candidate(((8, 4), (12,)) if grouped else ((8,), (12,)))
+    kept = emb(x).sum(-1)
+    assert kept[:, 1].eq(12).all() and kept[0, 0] == 8
 
 
 # -- engineering: the same computation, faster ------------------------------------------------

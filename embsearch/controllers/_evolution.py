@@ -372,9 +372,11 @@ def train_supernet(
     deadline: float | None,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
     desc: str = "supernet",
+    validate: Callable[[nn.Module], tuple[float, float]] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Build (seeded) and train a supernet with the shared trainer; stop early, keeping the
-    weights as they are, when ``deadline`` (a ``time.perf_counter()`` value) passes."""
+    weights as they are, when ``deadline`` (a ``time.perf_counter()`` value) passes.
+    ``validate`` (the trainer's hook) judges the epochs; default: the full width."""
 
     def after_step(step: int) -> None:
         if deadline is not None and time.perf_counter() > deadline:
@@ -393,6 +395,7 @@ def train_supernet(
             extra_loss=extra_loss,
             after_step=after_step,
             desc=desc,
+            validate=validate,
         )
         summary = {
             "val_auc": res.val_auc,

@@ -8,8 +8,8 @@ Steps, as in the paper:
    columns. A candidate picks how many leading blocks each (field, group) keeps, so dims
    are multiples of ``width / B`` and sub-embeddings are zero-padded (``pad`` projection).
 2. *Training once* (``embeddings/supernets_evo/rule_supernet.py``), for every budget: each
-   step samples a block count per (field, group), plus the block-diversity regulariser
-   (weight ``diversity``).
+   example samples a block count per (field, group), plus the block-diversity regulariser
+   between the blocks of each group (weight ``diversity``).
 3. *Performance estimator*: ``estimator_samples`` block selections near the budgets are
    scored with inherited weights on the validation split (recorded like every evaluation),
    and a ridge regression on the block counts is fitted to them (its held-out rank
@@ -25,6 +25,13 @@ Steps, as in the paper:
 
 Choices the paper leaves open (one line each):
 
+- ``sampling='example'``: each training example draws its own block selection, not one per
+  step: the same expected loss over selections with far less gradient noise (frappe, served:
+  0.002-0.003 better at every budget; BENCHMARKS.md); ``'step'`` draws one per batch.
+- ``supernet_val='budgets'``: the supernet's early stopping and best-epoch restore judge an
+  epoch by the mean validation AUC of the uniform block selections of the search's budgets
+  (what it will serve), not by its full width: small selections peak epochs later than the
+  full table (synthetic: epoch 13 vs 5); ``'full'`` judges the full width.
 - ``val_rows=2048``: step 3 scores its samples on one fixed class-stratified subsample of the
   validation split (the estimator averages their noise out); step 5 uses the whole split.
 - ``patience=3``: the evolution stops after 3 generations without a better estimate.
@@ -38,10 +45,11 @@ Choices the paper leaves open (one line each):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
@@ -74,6 +82,24 @@ def block_space(space: SearchSpace, blocks: int) -> SearchSpace:
     return space.with_projection("pad").with_candidates(
         ([0] if 0 in space.candidates else []) + [k * step for k in range(1, blocks + 1)]
     )
+
+
+def served_validation(
+    ctx: SearchContext, space: SearchSpace
+) -> Callable[[nn.Module], tuple[float, float]]:
+    """Step 2's validation (``supernet_val='budgets'``): an epoch's (AUC, log loss) are the
+    means over the uniform block selections that fit the search's budgets, scored with the
+    epoch's weights on the whole validation split."""
+    picks = [uniform_selection(space, b) for b in ctx.budgets]
+    picks = _dedupe([u for u in picks if u is not None])
+    val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
+
+    def validate(model: nn.Module) -> tuple[float, float]:
+        scores = InheritedWeightEvaluator(model, val, batch)  # looks the epoch's rows up
+        ms = [scores.metrics(c) for c in picks]
+        return float(np.mean([m["auc"] for m in ms])), float(np.mean([m["logloss"] for m in ms]))
+
+    return validate
 
 
 class _Sampler:
@@ -193,6 +219,8 @@ class Rule(EvolutionaryController):
         "final_checks": 5,
         "retrain": False,
         "val_rows": 2048,
+        "sampling": "example",
+        "supernet_val": "budgets",
     }
     param_help: dict[str, str] = {
         **EVOLUTION_HELP,
@@ -207,6 +235,10 @@ class Rule(EvolutionaryController):
         "retrain": "retrain the chosen plan from scratch instead of serving its blocks",
         "val_rows": "rows of the fixed validation subsample the estimator's samples are "
         "scored on (None: the whole split)",
+        "sampling": "supernet training draws a block selection per 'example' or per 'step' "
+        "(one for the whole batch)",
+        "supernet_val": "the supernet's epochs are judged by the mean val AUC of the budgets' "
+        "uniform block selections ('budgets') or by its full width ('full')",
     }
 
     fixed_projection = "pad"  # served blocks are zero-padded sub-embeddings
@@ -249,6 +281,8 @@ class Rule(EvolutionaryController):
                 "an integer >= 1",
             ),
             ("retrain", isinstance(c["retrain"], bool), "true or false"),
+            ("sampling", c["sampling"] in ("example", "step"), "'example' or 'step'"),
+            ("supernet_val", c["supernet_val"] in ("budgets", "full"), "'budgets' or 'full'"),
         ]
         for key, ok, allowed in checks:
             if not ok:
@@ -290,10 +324,12 @@ class Rule(EvolutionaryController):
                 space.schema.names,
                 seed=ctx.seed,
                 blocks=blocks,
+                per_example=self.config["sampling"] == "example",
             )
             return CTRModel(emb, ctx.make_backbone())
 
         epochs = self.config["supernet_epochs"] or ctx.train.epochs
+        judge = served_validation(ctx, space) if self.config["supernet_val"] == "budgets" else None
         self.supernet_, summary = train_supernet(
             ctx,
             build,
@@ -301,7 +337,9 @@ class Rule(EvolutionaryController):
             deadline,
             extra_loss=lambda m: lam * m.embedding.diversity_loss(),
             desc="rule supernet",
+            validate=judge,
         )
+        summary["judged_by"] = "budgets' uniform selections" if judge else "full width"
         self.supernet_summary_ = summary
         ctx.record(event="supernet", controller=self.name, **summary)
         val, batch = ctx.data.split("val"), ctx.train.eval_batch_size

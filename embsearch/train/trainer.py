@@ -2,7 +2,9 @@
 
 Hooks let searches reuse the one loop: ``extra_loss(model)`` adds a regulariser (RULE's
 diversity term, DNIS's mask sparsity), ``after_step(step)`` runs an architecture step
-(DARTS), ``on_epoch_end(epoch)`` adjusts schedules.
+(DARTS), ``on_epoch_end(epoch)`` adjusts schedules, ``validate(model)`` replaces the
+validation metric that early stopping and the best-epoch restore use (RULE's supernet is
+judged by the selections it serves, not by its full width).
 """
 
 from __future__ import annotations
@@ -113,8 +115,10 @@ def train_model(
     on_epoch_end: Callable[[int], None] | None = None,
     params: list[nn.Parameter] | None = None,
     desc: str = "train",
+    validate: Callable[[nn.Module], tuple[float, float]] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place; restore the weights of the best validation AUC."""
+    """Train ``model`` in place; restore the weights of the best validation AUC (``validate``,
+    if given, returns the (AUC, log loss) to judge each epoch by)."""
     device = data.device
     model.to(device)
     train, val = data.split("train"), data.split("val")
@@ -151,7 +155,10 @@ def train_model(
                 prog.advance(task)
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
-            auc, ll = evaluate(model, val, cfg.eval_batch_size)
+            if validate is None:
+                auc, ll = evaluate(model, val, cfg.eval_batch_size)
+            else:
+                auc, ll = validate(model)
             history.append(
                 {"epoch": epoch, "train_loss": running, "val_auc": auc, "val_logloss": ll}
             )

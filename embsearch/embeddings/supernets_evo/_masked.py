@@ -26,7 +26,9 @@ class MaskedSupernetEmbedding(nn.Module):
     given by its ``width``, ``candidates`` dims and per-field ``groups`` (id ranges).
 
     In training mode every forward call samples a fresh dim per slot, uniformly over the
-    space's candidates (OptEmbed's uniform sampling; RULE's elastic block counts); in eval
+    space's candidates (OptEmbed's uniform sampling; RULE's elastic block counts): one draw
+    for the whole batch, or with ``per_example=True`` one draw per example (the same expected
+    loss over candidates, averaged over many candidates per step instead of one). In eval
     mode the dims set by :meth:`set_candidate` (default: the full width) are used.
     """
 
@@ -37,8 +39,10 @@ class MaskedSupernetEmbedding(nn.Module):
         groups: Sequence[Sequence[tuple[int, int]]],
         names: Sequence[str],
         seed: int = 0,
+        per_example: bool = False,
     ) -> None:
         super().__init__()
+        self.per_example = bool(per_example)
         self.width = int(width)
         self.candidates = tuple(int(c) for c in candidates)
         self.groups = [[(int(a), int(b)) for a, b in g] for g in groups]
@@ -84,8 +88,10 @@ class MaskedSupernetEmbedding(nn.Module):
     def set_candidate(self, cand: Candidate) -> None:
         self.slot_dims = self.dims_of(cand)
 
-    def sample_dims(self) -> torch.Tensor:
-        idx = torch.randint(len(self.candidates), (self.n_slots,), generator=self.generator)
+    def sample_dims(self, examples: int | None = None) -> torch.Tensor:
+        """Uniform dims per slot, ``[n_slots]``, or ``[examples, n_slots]`` (one row each)."""
+        shape = (self.n_slots,) if examples is None else (examples, self.n_slots)
+        idx = torch.randint(len(self.candidates), shape, generator=self.generator)
         return self._cand_values[idx.to(self._cand_values.device)]
 
     # -- lookups ------------------------------------------------------------------------------
@@ -115,7 +121,13 @@ class MaskedSupernetEmbedding(nn.Module):
         e = self.lookup(x)
         # for regularisers (RULE's diversity): the batch's rows and the ids they belong to
         self.last_lookup, self.last_ids = (e, x) if self.training else (None, None)
-        dims = self.sample_dims() if self.training and self.sample_in_training else self.slot_dims
+        sampling = self.training and self.sample_in_training
+        if sampling and self.per_example:
+            dims = self.sample_dims(x.shape[0])  # [batch, n_slots]: each example its own draw
+            if not self.one_slot_per_field:
+                dims = dims.gather(1, self.slots(x))  # [batch, fields]: each id's slot's dim
+            return e * self.column_mask(dims)
+        dims = self.sample_dims() if sampling else self.slot_dims
         mask = self.column_mask(dims)  # [n_slots, width]: per slot, then broadcast or gathered
         return e * (mask if self.one_slot_per_field else mask[self.slots(x)])
 

@@ -6,8 +6,8 @@ dimension blocks of ``width / B`` columns each. An elastic embedding of an id in
 uses the first ``k`` blocks of its row (``dim = k * width / B``, ``pad`` semantics), so
 every block selection is a candidate of the space and plays with the same weights.
 
-Training, once for every budget: each step draws a block count per (field, group)
-uniformly (the base class), so every selection is trained, and the diversity regulariser
+Training, once for every budget: each example of a step draws a block count per (field,
+group) uniformly (the base class, ``per_example``), so every selection is trained, and the diversity regulariser
 keeps the blocks *of one group* from duplicating each other (the survey's wording: "a
 diversity regularization to the blocks in the same group"). Block ``b`` of a group is the
 group's rows restricted to the block's columns, a ``[rows, width / B]`` matrix; the term is
@@ -16,6 +16,8 @@ the rows the batch looks up (low when blocks carry different information, which 
 lets a few blocks stand in for all of them). Choice: blocks are compared over the group's
 rows, not within each row, so the term also acts on one-column blocks (the default 16
 blocks of a 16-wide table), where a within-row cosine is always +-1 and has no gradient.
+Choice: selections are drawn per example by default (``per_example``; see RULE's
+controller docstring for the measured reason).
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ class RuleEmbedding(MaskedSupernetEmbedding):
         names: Sequence[str],
         seed: int = 0,
         blocks: int = 4,
+        per_example: bool = True,
     ) -> None:
         if blocks < 1 or width % blocks:
             raise ValueError(f"width {width} is not a multiple of blocks={blocks}")
-        super().__init__(width, candidates, groups, names, seed)
+        super().__init__(width, candidates, groups, names, seed, per_example=per_example)
         self.blocks = int(blocks)
         sizes = [len(g) for g in self.groups]
         self.max_groups = max(sizes)
