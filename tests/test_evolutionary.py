@@ -110,6 +110,32 @@ def test_inherited_score_equals_standalone_table(optembed_run):
             emb.threshold.copy_(before)
 
 
+def test_optembed_returns_the_uniform_plan_unless_its_pick_beats_it_by_the_margin(
+    optembed_run, planted
+):
+    """Each plan records the paired comparison with the uniform plan, and is the pick exactly
+    when the pick's val AUC beats the uniform plan's by more than one standard error. With a
+    margin no pick can clear, every plan is the uniform one."""
+    ctx, ctrl, plans = optembed_run
+    space = ctrl.search_space(ctx)
+    for plan in plans:
+        m = plan.extra.get("uniform_margin")
+        if m is None:  # the pick was the uniform plan itself
+            assert ctx.space.from_plan(plan) == uniform_selection(space, plan.budget_bytes)
+            continue
+        beats = m["pick_val_auc"] - m["uniform_val_auc"] > m["difference_se"] > 0
+        assert m["returned"] == ("pick" if beats else "uniform")
+        is_uniform = ctx.space.from_plan(plan) == uniform_selection(space, plan.budget_bytes)
+        assert is_uniform == (m["returned"] == "uniform")
+    strict = OptEmbed(**SMALL, uniform_margin=1e6)
+    for plan in strict.search_budgets(ctx):
+        assert space.from_plan(plan) == uniform_selection(space, plan.budget_bytes)
+        assert plan.extra["uniform_margin"]["returned"] == "uniform"
+        assert plan.extra["inherited_val_auc"] == plan.extra["uniform_margin"]["uniform_val_auc"]
+    with pytest.raises(ConfigError, match="uniform_margin"):
+        OptEmbed(uniform_margin=-1)
+
+
 def test_rule_plan_serves_without_retraining(rule_run):
     ctx, ctrl, plan = rule_run
     assert plan.projection == "pad" and plan.table_bytes <= plan.budget_bytes
@@ -499,7 +525,9 @@ def test_stratified_validation_subsample():
 def test_val_rows_default_subsamples_and_final_checks_use_the_whole_split(planted):
     assert OptEmbed().config["val_rows"] == 2048 and Rule().config["val_rows"] == 2048
     ctx = make_ctx(planted, FieldDimsSpace(planted.schema, 16, projection="pad"), [0.25, 0.4])
-    ctrl = OptEmbed(population=6, generations=3, top_k=3, val_rows=500, final_checks=3)
+    ctrl = OptEmbed(
+        population=6, generations=3, top_k=3, val_rows=500, final_checks=3, uniform_margin=0
+    )
     plans = ctrl.search_budgets(ctx)
     val = ctx.data.split("val")
     assert len(ctrl.evaluator_.y) == 500 < len(val) and len(ctrl.full_.y) == len(val)

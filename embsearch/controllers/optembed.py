@@ -36,6 +36,11 @@ Choices the paper leaves open (one line each):
 - ``patience=2``: the evolution stops after 2 generations without a better candidate
   (``min_delta=5e-4`` made it ~30% cheaper but found worse plans on synthetic and frappe).
 - scores are memoised across the budgets of one search (inherited scores ignore budgets).
+- ``uniform_margin=1.0``: the returned plan is the uniform one unless the pick beats it on
+  the whole validation split by more than one standard error of their paired AUC difference
+  (DeLong): where inherited scores cannot tell plans apart, a mixed plan is a coin toss that
+  retrained slightly worse (frappe 50%, where the full table is only +0.0005 over uniform;
+  BENCHMARKS.md). ``0`` returns the pick whatever its margin.
 
 Row pruning is *recorded, not stored*:
 ``MixedDimEmbedding`` keeps every row, and ``plan.extra["pruned_row_fraction"]`` gives each
@@ -44,6 +49,7 @@ field's pruned share (a row-pruned table layout comes in a later issue).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from embsearch.backbones import CTRModel
@@ -54,6 +60,7 @@ from embsearch.controllers._evolution import (
     EvolutionaryController,
     check_budget,
     train_supernet,
+    uniform_selection,
     validate_evolution,
 )
 from embsearch.embeddings.supernets_evo import OptEmbedEmbedding
@@ -62,6 +69,7 @@ from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult
 from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.train.metrics import paired_auc_difference
 
 
 class OptEmbed(EvolutionaryController):
@@ -83,6 +91,7 @@ class OptEmbed(EvolutionaryController):
         "final_checks": 5,
         "patience": 2,
         "projection": "pad",
+        "uniform_margin": 1.0,
     }
     param_help: dict[str, str] = {
         **EVOLUTION_HELP,
@@ -93,6 +102,8 @@ class OptEmbed(EvolutionaryController):
         "(None: the whole split)",
         "final_checks": "best candidates re-scored on the whole validation split",
         "projection": "plans' projection: 'pad' (the paper's masks) or 'linear'",
+        "uniform_margin": "return the uniform plan unless the pick's val AUC beats it by more "
+        "than this many standard errors (paired, DeLong; 0: always the pick)",
     }
 
     def validate(self) -> None:
@@ -107,6 +118,9 @@ class OptEmbed(EvolutionaryController):
             raise ConfigError(
                 f"optembed: projection must be 'pad' or 'linear', got {self.config['projection']!r}"
             )
+        margin = self.config["uniform_margin"]
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
+            raise ConfigError(f"optembed: uniform_margin must be a number >= 0, got {margin!r}")
         if not isinstance(self.config["threshold_init"], (int, float)):
             raise ConfigError(
                 f"optembed: threshold_init must be a number, got {self.config['threshold_init']!r}"
@@ -176,10 +190,13 @@ class OptEmbed(EvolutionaryController):
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         final = self._final_checks(ctx, budget, result)
         picked = result if final is None or final.best is None else final
+        picked, margin = self._uniform_margin(ctx, budget, picked)
         plan = super().finish(ctx, budget, picked)
         plan.extra["search"] = result.summary()
         if final is not None:
             plan.extra["final_checks"] = final.summary()
+        if margin is not None:
+            plan.extra["uniform_margin"] = margin
         plan.extra.update(
             {
                 "pruned_row_fraction": self.pruned_,
@@ -203,3 +220,33 @@ class OptEmbed(EvolutionaryController):
         space = self.search_space(ctx)
         ranked = self.ranked_within(space, budget)[: int(self.config["final_checks"])]
         return self.run_final_checks(ctx, budget, space, ranked)
+
+    def _uniform_margin(
+        self, ctx: SearchContext, budget: int, picked: LoopResult
+    ) -> tuple[LoopResult, dict[str, Any] | None]:
+        """``uniform_margin`` (module docstring): ``picked``, or the uniform plan when the pick
+        does not beat it by the margin on the whole validation split; with the comparison's
+        figures (``None`` when nothing was compared: no margin, no uniform plan under the
+        budget, the pick is the uniform plan, or the search was cut short)."""
+        k = float(self.config["uniform_margin"])
+        uniform = uniform_selection(self.search_space(ctx), budget)
+        best = picked.best
+        if k <= 0 or uniform is None or best is None or best == uniform:
+            return picked, None
+        if picked.stop_reason != "done":
+            return picked, None
+        whole = self.full_ if self.full_ is not None else self.evaluator_
+        best_auc, uniform_auc, se = paired_auc_difference(
+            whole.y, whole.predict(best), whole.predict(uniform)
+        )
+        keep = best_auc - uniform_auc > k * se
+        figures = {
+            "pick_val_auc": best_auc,
+            "uniform_val_auc": uniform_auc,
+            "difference_se": se,
+            "margin_se": k,
+            "returned": "pick" if keep else "uniform",
+        }
+        if keep:
+            return picked, figures
+        return replace(picked, best=uniform, best_score=uniform_auc), figures
