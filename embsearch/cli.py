@@ -260,6 +260,14 @@ class Search(Command):
             print(
                 "  dims: " + ", ".join(f"{f.name}={'/'.join(map(str, f.dims))}" for f in p.fields)
             )
+            margin = p.extra.get("uniform_margin")
+            if margin and margin["returned"] == "uniform":
+                gain = margin["pick_val_auc"] - margin["uniform_val_auc"]
+                print(
+                    f"  kept the uniform plan: the search's pick beat it by {gain:+.4f} val AUC, "
+                    f"within {margin['margin_se']:g} standard error ({margin['difference_se']:.4f}); "
+                    "--param uniform_margin=0 returns the pick"
+                )
             if p.extra.get("interrupted"):
                 print(
                     f"  search interrupted: best plan so far, not trained; `embsearch retrain {r.run_dir}` trains it"

@@ -219,3 +219,19 @@ def test_projection_flag_reaches_a_controller_choosing_its_own(
     plan = json.loads((out / "plan.json").read_text())
     assert plan["projection"] == projection
     assert plan["table_bytes"] <= plan["budget_bytes"]
+
+
+def test_search_says_when_optembed_keeps_the_uniform_plan(tmp_path, capsys):
+    """A margin no pick can clear returns the uniform plan, and the search says so and how to
+    get the pick instead."""
+    out = tmp_path / "run"
+    argv = ["search", "--out", str(out), *FAST, "--controller", "optembed"]
+    argv += ["--param", "uniform_margin=1000000", "--param", "generations=1"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    plan = json.loads((out / "plan.json").read_text())
+    if plan["extra"].get("uniform_margin") is None:  # the pick was the uniform plan itself
+        assert "kept the uniform plan" not in printed
+    else:
+        assert "kept the uniform plan" in printed and "uniform_margin=0" in printed
+        assert len({f["dim"] for f in plan["fields"]}) == 1
