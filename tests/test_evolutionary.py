@@ -114,23 +114,36 @@ def test_optembed_returns_the_uniform_plan_unless_its_pick_beats_it_by_the_margi
     optembed_run, planted
 ):
     """Each plan records the paired comparison with the uniform plan, and is the pick exactly
-    when the pick's val AUC beats the uniform plan's by more than one standard error. With a
-    margin no pick can clear, every plan is the uniform one."""
+    when the pick's val AUC beats the uniform plan's by more than two standard errors; a
+    kept uniform plan is the plain table the ``uniform`` controller builds. With a margin no
+    pick can clear, every plan is that table."""
+    from embsearch.controllers.uniform import Uniform
+
     ctx, ctrl, plans = optembed_run
     space = ctrl.search_space(ctx)
-    for plan in plans:
+
+    def is_plain_uniform(plan, budget):
+        want = Uniform().search(ctx.with_budget(budget))
+        return (plan.width, plan.field_dims, plan.table_bytes) == (
+            want.width,
+            want.field_dims,
+            want.table_bytes,
+        )
+
+    for plan, budget in zip(plans, ctx.budgets):
         m = plan.extra.get("uniform_margin")
         if m is None:  # the pick was the uniform plan itself
-            assert ctx.space.from_plan(plan) == uniform_selection(space, plan.budget_bytes)
+            uniform_dim = Uniform().search(ctx.with_budget(budget)).width
+            assert space.from_plan(plan) == space.uniform(uniform_dim)
             continue
-        beats = m["pick_val_auc"] - m["uniform_val_auc"] > m["difference_se"] > 0
-        assert m["returned"] == ("pick" if beats else "uniform")
-        is_uniform = ctx.space.from_plan(plan) == uniform_selection(space, plan.budget_bytes)
-        assert is_uniform == (m["returned"] == "uniform")
+        beats = m["pick_val_auc"] - m["uniform_val_auc"] > 2 * m["difference_se"] > 0
+        assert m["margin_se"] == 2.0 and m["returned"] == ("pick" if beats else "uniform")
+        assert is_plain_uniform(plan, budget) == (m["returned"] == "uniform")
     strict = OptEmbed(**SMALL, uniform_margin=1e6)
-    for plan in strict.search_budgets(ctx):
-        assert space.from_plan(plan) == uniform_selection(space, plan.budget_bytes)
+    ctx = make_ctx(planted, FieldDimsSpace(planted.schema, 16, projection="pad"), [0.25, 0.4])
+    for plan, budget in zip(strict.search_budgets(ctx), ctx.budgets):
         assert plan.extra["uniform_margin"]["returned"] == "uniform"
+        assert is_plain_uniform(plan, budget) and plan.table_bytes <= budget
         assert plan.extra["inherited_val_auc"] == plan.extra["uniform_margin"]["uniform_val_auc"]
     with pytest.raises(ConfigError, match="uniform_margin"):
         OptEmbed(uniform_margin=-1)
