@@ -27,7 +27,7 @@ Choices the paper leaves open (one line each):
 
 - ``sampling='example'``: each training example draws its own block selection, not one per
   step: the same expected loss over selections with far less gradient noise (frappe, served:
-  0.002-0.003 better at every budget; BENCHMARKS.md); ``'step'`` draws one per batch.
+  0.0017-0.003 better at every budget; BENCHMARKS.md); ``'step'`` draws one per batch.
 - ``supernet_val='budgets'``: the supernet's early stopping and best-epoch restore judge an
   epoch by the mean validation AUC of the uniform block selections of the search's budgets
   (what it will serve), not by its full width: small selections peak epochs later than the
