@@ -265,8 +265,8 @@ class Search(Command):
                 gain = margin["pick_val_auc"] - margin["uniform_val_auc"]
                 print(
                     f"  kept the uniform plan: the search's pick beat it by {gain:+.4f} val AUC, "
-                    f"within {margin['margin_se']:g} standard error ({margin['difference_se']:.4f}); "
-                    "--param uniform_margin=0 returns the pick"
+                    f"not more than {margin['margin_se']:g} standard errors "
+                    f"({margin['difference_se']:.4f} each); --param uniform_margin=0 returns the pick"
                 )
             if p.extra.get("interrupted"):
                 print(

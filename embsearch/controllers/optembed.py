@@ -191,15 +191,19 @@ class OptEmbed(EvolutionaryController):
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         final = self._final_checks(ctx, budget, result)
         picked = result if final is None or final.best is None else final
-        picked, margin = self._uniform_margin(ctx, budget, picked)
+        picked, margin, uniform_plan = self._uniform_margin(ctx, budget, picked)
         plan = super().finish(ctx, budget, picked)
         plan.extra["search"] = result.summary()
         if final is not None:
             plan.extra["final_checks"] = final.summary()
         if margin is not None:
             plan.extra["uniform_margin"] = margin
-            if margin["returned"] == "uniform":
-                plan = self._plain_uniform(plan)
+            if margin["returned"] == "uniform" and uniform_plan is not None:
+                # the uniform controller's plain table, named for this controller, with this
+                # plan's record and projection (moot: its one dim is its width)
+                plan = replace(
+                    uniform_plan, controller=self.name, extra=plan.extra, projection=plan.projection
+                )
         plan.extra.update(
             {
                 "pruned_row_fraction": self.pruned_,
@@ -226,23 +230,24 @@ class OptEmbed(EvolutionaryController):
 
     def _uniform_margin(
         self, ctx: SearchContext, budget: int, picked: LoopResult
-    ) -> tuple[LoopResult, dict[str, Any] | None]:
+    ) -> tuple[LoopResult, dict[str, Any] | None, Plan | None]:
         """``uniform_margin`` (module docstring): compare the pick with the ``uniform``
         controller's plan for ``budget`` (one dim for every field, played in the supernet by
-        masking to that dim) on the whole validation split. Returns ``picked`` and the
-        comparison's figures (``None`` when nothing was compared: no margin, no uniform plan
-        under the budget, the pick is that plan, or the search was cut short)."""
+        masking to that dim) on the whole validation split. Returns ``picked``, the
+        comparison's figures and the uniform plan (``None``, ``None`` when nothing was
+        compared: no margin, no uniform plan under the budget, the pick is that plan, or the
+        search was cut short)."""
         k = float(self.config["uniform_margin"])
         best = picked.best
         if k <= 0 or best is None or picked.stop_reason != "done":
-            return picked, None
+            return picked, None, None
         try:
-            self.uniform_plan_ = Uniform().search(ctx.with_budget(budget))
+            uniform_plan = Uniform().search(ctx.with_budget(budget))
         except BudgetError:
-            return picked, None
-        uniform = self.search_space(ctx).uniform(self.uniform_plan_.width)
+            return picked, None, None
+        uniform = self.search_space(ctx).uniform(uniform_plan.width)
         if best == uniform:
-            return picked, None
+            return picked, None, None
         whole = self.full_ if self.full_ is not None else self.evaluator_
         best_auc, uniform_auc, se = paired_auc_difference(
             whole.y, whole.predict(best), whole.predict(uniform)
@@ -250,18 +255,10 @@ class OptEmbed(EvolutionaryController):
         keep = best_auc - uniform_auc > k * se
         figures = {
             "pick_val_auc": best_auc,
-            "uniform_dim": self.uniform_plan_.width,
+            "uniform_dim": uniform_plan.width,
             "uniform_val_auc": uniform_auc,
             "difference_se": se,
             "margin_se": k,
             "returned": "pick" if keep else "uniform",
         }
-        return (picked if keep else replace(picked, best_score=uniform_auc)), figures
-
-    def _plain_uniform(self, plan: Plan) -> Plan:
-        """The ``uniform`` controller's plan (kept by ``uniform_margin``), named for this
-        controller and carrying ``plan``'s record (``extra``) and projection (moot: its one
-        dim is its width, so nothing is padded or projected)."""
-        return replace(
-            self.uniform_plan_, controller=self.name, extra=plan.extra, projection=plan.projection
-        )
+        return (picked if keep else replace(picked, best_score=uniform_auc)), figures, uniform_plan

@@ -7,9 +7,9 @@ uses the first ``k`` blocks of its row (``dim = k * width / B``, ``pad`` semanti
 every block selection is a candidate of the space and plays with the same weights.
 
 Training, once for every budget: each example of a step draws a block count per (field,
-group) uniformly (the base class, ``per_example``), so every selection is trained, and the diversity regulariser
-keeps the blocks *of one group* from duplicating each other (the survey's wording: "a
-diversity regularization to the blocks in the same group"). Block ``b`` of a group is the
+group) uniformly (the base class, ``per_example``), so every selection is trained, and the
+diversity regulariser keeps the blocks *of one group* from duplicating each other (the
+survey's wording: "a diversity regularization to the blocks in the same group"). Block ``b`` of a group is the
 group's rows restricted to the block's columns, a ``[rows, width / B]`` matrix; the term is
 the mean squared cosine similarity between the distinct blocks of each group, estimated on
 the rows the batch looks up (low when blocks carry different information, which is what
