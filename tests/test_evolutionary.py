@@ -629,14 +629,16 @@ def test_an_exhausted_space_ends_the_evolution_without_counting_an_empty_generat
 
 
 @pytest.mark.parametrize("grouped", [False, True])
-def test_rule_supernet_draws_a_selection_per_example(grouped):
-    """RULE's default training draws each example's block counts on its own: within one
-    batch, the same id keeps different numbers of columns in different examples, every
-    kept prefix is a candidate dim, and each dim is drawn about equally often. With
-    ``per_example=False`` one draw serves the whole batch; eval mode plays the set candidate."""
+def test_supernet_sampling_per_example_step_and_band(grouped):
+    """``example``: within one batch the same id keeps different numbers of columns in
+    different examples, every kept prefix is a candidate dim, each about equally often.
+    ``step``: one draw serves the whole batch. ``band`` (RULE's default): each example's
+    dims lie within a quarter of the candidates of each other, and examples of every size
+    occur (all slots at the smallest candidates, and all at the largest). Eval mode plays the
+    set candidate."""
     groups = [[(0, 4), (4, 10)], [(0, 6)]] if grouped else [[(0, 10)], [(0, 6)]]
     cands = (4, 8, 12, 16)
-    emb = RuleEmbedding(16, cands, groups, ["a", "b"], seed=1, blocks=4)
+    emb = RuleEmbedding(16, cands, groups, ["a", "b"], seed=1, blocks=4, sampling="example")
     with torch.no_grad():
         emb.table.fill_(1.0)
     x = torch.tensor([[2, 5]] * 2000 + [[7, 1]] * 2000)
@@ -647,13 +649,21 @@ def test_rule_supernet_draws_a_selection_per_example(grouped):
         for ids in (slice(0, 2000), slice(2000, 4000)):
             shares = torch.stack([(kept[ids, f] == d).float().mean() for d in cands])
             torch.testing.assert_close(shares, torch.full((4,), 0.25), atol=0.04, rtol=0)
-    emb.per_example = False
+    emb.sampling = "step"
     kept = emb(x).sum(-1)
     assert len(kept[:2000, 0].unique()) == 1 and len(kept[:2000, 1].unique()) == 1
+    assert RuleEmbedding(16, cands, groups, ["a", "b"], blocks=4).sampling == "band"
+    emb.sampling = "band"  # 4 candidates: each slot within 1 place of the example's level
+    kept = emb(x).sum(-1)
+    spread = kept.max(1).values - kept.min(1).values
+    assert spread.max() <= 8 and (spread > 0).any()
+    assert (kept == 4).all(1).any() and (kept == 16).all(1).any()
     emb.eval()
     emb.set_candidate(((8, 4), (12,)) if grouped else ((8,), (12,)))
     kept = emb(x).sum(-1)
     assert kept[:, 1].eq(12).all() and kept[0, 0] == 8
+    with pytest.raises(ValueError, match="sampling"):
+        RuleEmbedding(16, cands, groups, ["a", "b"], blocks=4, sampling="batch")
 
 
 # -- engineering: the same computation, faster ------------------------------------------------

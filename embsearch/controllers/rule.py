@@ -25,9 +25,12 @@ Steps, as in the paper:
 
 Choices the paper leaves open (one line each):
 
-- ``sampling='example'``: each training example draws its own block selection, not one per
-  step: the same expected loss over selections with far less gradient noise (frappe, served:
-  0.0017-0.003 better at every budget; BENCHMARKS.md); ``'step'`` draws one per batch.
+- ``sampling='band'``: each training example draws its own block selection (not one per
+  step: far less gradient noise; frappe, served, 0.0017-0.003 better at every budget), and
+  draws it around a level uniform over the block counts (each (field, group) within a
+  quarter of the counts of it), so selections of every size are trained: independent
+  uniform counts almost never add up to a small budget's bytes (BENCHMARKS.md, ninth
+  session). ``'example'`` draws every count independently, ``'step'`` one per batch.
 - ``supernet_val='budgets'``: the supernet's early stopping and best-epoch restore judge an
   epoch by the mean validation AUC of the uniform block selections of the search's budgets
   (what it will serve), not by its full width: small selections peak epochs later than the
@@ -64,6 +67,7 @@ from embsearch.controllers._evolution import (
     validate_evolution,
 )
 from embsearch.embeddings.supernets_evo import RuleEmbedding
+from embsearch.embeddings.supernets_evo._masked import SAMPLINGS
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
@@ -219,7 +223,7 @@ class Rule(EvolutionaryController):
         "final_checks": 5,
         "retrain": False,
         "val_rows": 2048,
-        "sampling": "example",
+        "sampling": "band",
         "supernet_val": "budgets",
     }
     param_help: dict[str, str] = {
@@ -235,8 +239,8 @@ class Rule(EvolutionaryController):
         "retrain": "retrain the chosen plan from scratch instead of serving its blocks",
         "val_rows": "rows of the fixed validation subsample the estimator's samples are "
         "scored on (None: the whole split)",
-        "sampling": "supernet training draws a block selection per 'example' or per 'step' "
-        "(one for the whole batch)",
+        "sampling": "supernet training draws each example's block counts around a random "
+        "level ('band'), independently per example ('example') or once per batch ('step')",
         "supernet_val": "the supernet's epochs are judged by the mean val AUC of the budgets' "
         "uniform block selections ('budgets') or by its full width ('full')",
     }
@@ -281,7 +285,7 @@ class Rule(EvolutionaryController):
                 "an integer >= 1",
             ),
             ("retrain", isinstance(c["retrain"], bool), "true or false"),
-            ("sampling", c["sampling"] in ("example", "step"), "'example' or 'step'"),
+            ("sampling", c["sampling"] in SAMPLINGS, "one of " + ", ".join(SAMPLINGS)),
             ("supernet_val", c["supernet_val"] in ("budgets", "full"), "'budgets' or 'full'"),
         ]
         for key, ok, allowed in checks:
@@ -324,7 +328,7 @@ class Rule(EvolutionaryController):
                 space.schema.names,
                 seed=ctx.seed,
                 blocks=blocks,
-                per_example=self.config["sampling"] == "example",
+                sampling=self.config["sampling"],
             )
             return CTRModel(emb, ctx.make_backbone())
 

@@ -19,17 +19,26 @@ import torch
 from torch import nn
 
 Candidate = tuple[tuple[int, ...], ...]
+SAMPLINGS = ("step", "example", "band")  # how training draws candidates (class docstring)
 
 
 class MaskedSupernetEmbedding(nn.Module):
     """``x: int64 [batch, fields] -> [batch, fields, width]`` playing any candidate of a space
     given by its ``width``, ``candidates`` dims and per-field ``groups`` (id ranges).
 
-    In training mode every forward call samples a fresh dim per slot, uniformly over the
-    space's candidates (OptEmbed's uniform sampling; RULE's elastic block counts): one draw
-    for the whole batch, or with ``per_example=True`` one draw per example (the same expected
-    loss over candidates, averaged over many candidates per step instead of one). In eval
-    mode the dims set by :meth:`set_candidate` (default: the full width) are used.
+    In training mode every forward call samples fresh dims (``sampling``):
+
+    - ``"step"``: one dim per slot, uniform over the space's candidates, for the whole batch
+      (OptEmbed's uniform sampling);
+    - ``"example"``: the same, drawn for each example (the same expected loss over
+      candidates, averaged over many candidates per step instead of one);
+    - ``"band"``: for each example a level uniform over the candidates, then each slot's
+      candidate within ``+-max(1, C // 4)`` places of it (clipped). Independent draws put a
+      candidate's total bytes near the middle of the range (on the built-in synthetic data
+      none of 2,000 draws fell under 15% of the full table); drawing a level first trains
+      selections of every size, and the band still mixes dims across slots.
+
+    In eval mode the dims set by :meth:`set_candidate` (default: the full width) are used.
     """
 
     def __init__(
@@ -39,10 +48,12 @@ class MaskedSupernetEmbedding(nn.Module):
         groups: Sequence[Sequence[tuple[int, int]]],
         names: Sequence[str],
         seed: int = 0,
-        per_example: bool = False,
+        sampling: str = "step",
     ) -> None:
         super().__init__()
-        self.per_example = bool(per_example)
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        self.sampling = sampling
         self.width = int(width)
         self.candidates = tuple(int(c) for c in candidates)
         self.groups = [[(int(a), int(b)) for a, b in g] for g in groups]
@@ -94,6 +105,15 @@ class MaskedSupernetEmbedding(nn.Module):
         idx = torch.randint(len(self.candidates), shape, generator=self.generator)
         return self._cand_values[idx.to(self._cand_values.device)]
 
+    def sample_band(self, examples: int) -> torch.Tensor:
+        """``sampling='band'``: ``[examples, n_slots]`` dims, each example's around a level."""
+        n = len(self.candidates)
+        w = max(1, n // 4)
+        level = torch.randint(n, (examples, 1), generator=self.generator)
+        jitter = torch.randint(-w, w + 1, (examples, self.n_slots), generator=self.generator)
+        idx = (level + jitter).clamp(0, n - 1)
+        return self._cand_values[idx.to(self._cand_values.device)]
+
     # -- lookups ------------------------------------------------------------------------------
     def rows_of(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.offsets
@@ -122,8 +142,9 @@ class MaskedSupernetEmbedding(nn.Module):
         # for regularisers (RULE's diversity): the batch's rows and the ids they belong to
         self.last_lookup, self.last_ids = (e, x) if self.training else (None, None)
         sampling = self.training and self.sample_in_training
-        if sampling and self.per_example:
-            dims = self.sample_dims(x.shape[0])  # [batch, n_slots]: each example its own draw
+        if sampling and self.sampling != "step":  # [batch, n_slots]: each example its own draw
+            draw = self.sample_band if self.sampling == "band" else self.sample_dims
+            dims = draw(x.shape[0])
             if not self.one_slot_per_field:
                 dims = dims.gather(1, self.slots(x))  # [batch, fields]: each id's slot's dim
             return e * self.column_mask(dims)

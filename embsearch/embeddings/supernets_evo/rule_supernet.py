@@ -6,18 +6,19 @@ dimension blocks of ``width / B`` columns each. An elastic embedding of an id in
 uses the first ``k`` blocks of its row (``dim = k * width / B``, ``pad`` semantics), so
 every block selection is a candidate of the space and plays with the same weights.
 
-Training, once for every budget: each example of a step draws a block count per (field,
-group) uniformly (the base class, ``per_example``), so every selection is trained, and the
-diversity regulariser keeps the blocks *of one group* from duplicating each other (the
-survey's wording: "a diversity regularization to the blocks in the same group"). Block ``b`` of a group is the
-group's rows restricted to the block's columns, a ``[rows, width / B]`` matrix; the term is
-the mean squared cosine similarity between the distinct blocks of each group, estimated on
-the rows the batch looks up (low when blocks carry different information, which is what
-lets a few blocks stand in for all of them). Choice: blocks are compared over the group's
-rows, not within each row, so the term also acts on one-column blocks (the default 16
-blocks of a 16-wide table), where a within-row cosine is always +-1 and has no gradient.
-Choice: selections are drawn per example by default (``per_example``; see RULE's
-controller docstring for the measured reason).
+Training, once for every budget: each example of a step draws its own block counts (the
+base class's ``sampling``; RULE's default ``"band"`` draws selections of every size), and
+the diversity regulariser keeps the blocks *of one group* from duplicating each other (the
+survey's wording: "a diversity regularization to the blocks in the same group"). Block
+``b`` of a group is the group's rows restricted to the block's columns, a
+``[rows, width / B]`` matrix; the term is the mean squared cosine similarity between the
+distinct blocks of each group, estimated on the rows the batch looks up (low when blocks
+carry different information, which is what lets a few blocks stand in for all of them).
+
+Choices: blocks are compared over the group's rows, not within each row, so the term also
+acts on one-column blocks (the default 16 blocks of a 16-wide table), where a within-row
+cosine is always +-1 and has no gradient; how selections are drawn (``sampling``) is set
+by RULE's controller, with the measured reason in its docstring.
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ class RuleEmbedding(MaskedSupernetEmbedding):
         names: Sequence[str],
         seed: int = 0,
         blocks: int = 4,
-        per_example: bool = True,
+        sampling: str = "band",
     ) -> None:
         if blocks < 1 or width % blocks:
             raise ValueError(f"width {width} is not a multiple of blocks={blocks}")
-        super().__init__(width, candidates, groups, names, seed, per_example=per_example)
+        super().__init__(width, candidates, groups, names, seed, sampling=sampling)
         self.blocks = int(blocks)
         sizes = [len(g) for g in self.groups]
         self.max_groups = max(sizes)
