@@ -141,14 +141,14 @@ class MaskedSupernetEmbedding(nn.Module):
         e = self.lookup(x)
         # for regularisers (RULE's diversity): the batch's rows and the ids they belong to
         self.last_lookup, self.last_ids = (e, x) if self.training else (None, None)
-        sampling = self.training and self.sample_in_training
-        if sampling and self.sampling != "step":  # [batch, n_slots]: each example its own draw
+        drawing = self.training and self.sample_in_training
+        if drawing and self.sampling != "step":  # [batch, n_slots]: each example its own draw
             draw = self.sample_band if self.sampling == "band" else self.sample_dims
             dims = draw(x.shape[0])
             if not self.one_slot_per_field:
                 dims = dims.gather(1, self.slots(x))  # [batch, fields]: each id's slot's dim
             return e * self.column_mask(dims)
-        dims = self.sample_dims() if sampling else self.slot_dims
+        dims = self.sample_dims() if drawing else self.slot_dims
         mask = self.column_mask(dims)  # [n_slots, width]: per slot, then broadcast or gathered
         return e * (mask if self.one_slot_per_field else mask[self.slots(x)])
 
