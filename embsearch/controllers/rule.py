@@ -66,8 +66,7 @@ from embsearch.controllers._evolution import (
     uniform_selection,
     validate_evolution,
 )
-from embsearch.embeddings.supernets_evo import RuleEmbedding
-from embsearch.embeddings.supernets_evo._masked import SAMPLINGS
+from embsearch.embeddings.supernets_evo import SAMPLINGS, RuleEmbedding
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan

@@ -29,7 +29,7 @@ import torch
 
 from embsearch.embeddings.supernets_evo._masked import MaskedSupernetEmbedding
 
-_EPS = 1e-8  # floor of a block's norm in the cosine (torch.nn.functional.normalize's eps)
+_EPS = 1e-8  # floor of the product of two blocks' norms in a cosine (normalize's eps)
 
 
 class RuleEmbedding(MaskedSupernetEmbedding):
