@@ -165,13 +165,15 @@ def run_controller(
     ds_name: str, ds: Dataset, name: str, args: argparse.Namespace
 ) -> list[dict[str, Any]]:
     """Search all budgets at once, then retrain and test every plan."""
-    base = {"dataset": ds_name, "controller": name}
+    params = args.params_.get(name, {})
+    label = name + (f"[{','.join(f'{k}={v}' for k, v in params.items())}]" if params else "")
+    base = {"dataset": ds_name, "controller": label}
     try:
         cls = get_controller(name)
         ctx = context(ds, args.space or cls.default_space, args.budgets, args)
         seed_everything(args.seed)
         t0 = time.perf_counter()
-        plans = cls().search_budgets(ctx)
+        plans = cls(**params).search_budgets(ctx)
         search_s = time.perf_counter() - t0
     except EmbsearchError as exc:
         return [{**base, "budget": ",".join(args.budgets), "error": str(exc)}]
@@ -188,7 +190,7 @@ def run_controller(
         row |= {"dims": plan.field_dims, **retrain_and_test(ctx, plan)}
         rows.append(row)
         print(
-            f"  {name} {row['budget']}: test AUC {row['test_auc']:.4f} ({format_bytes(plan.table_bytes)})",
+            f"  {label} {row['budget']}: test AUC {row['test_auc']:.4f} ({format_bytes(plan.table_bytes)})",
             flush=True,
         )
     return rows
@@ -264,6 +266,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--space", default=None, help="search space for every controller (default: its own)"
     )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="CONTROLLER.KEY=VALUE",
+        help="a controller parameter (JSON value), e.g. rule.retrain=true; repeatable. Its "
+        "rows are labelled with it, e.g. rule[retrain=True]",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-full", action="store_true", help="skip the full-table reference")
@@ -277,6 +287,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.datasets = [d for d in args.datasets.split(",") if d]
     args.controllers = [c for c in args.controllers.split(",") if c]
     args.budgets = [b for b in args.budgets.split(",") if b]
+    args.params_ = {}
+    for text in args.param:
+        key, sep, value = text.partition("=")
+        ctrl, dot, name = key.partition(".")
+        if not (sep and dot and ctrl and name):
+            p.error(f"--param {text!r}: write CONTROLLER.KEY=VALUE, e.g. rule.retrain=true")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        args.params_.setdefault(ctrl, {})[name] = parsed
     args.device_ = resolve_device(args.device)
     return args
 
