@@ -26,6 +26,7 @@ from typing import Any
 
 from bench_protocol import context, load_dataset, parse_args, retrain_and_test
 
+from embsearch.budget import parse_budget
 from embsearch.controllers._evolution import uniform_selection
 from embsearch.controllers.registry import get_controller
 from embsearch.train import evaluate, seed_everything
@@ -55,8 +56,11 @@ def main(argv: list[str] | None = None) -> None:
         uctx = context(ds, "field_dims", args.budgets, args)
         seed_everything(args.seed)
         uniform = get_controller("uniform")().search_budgets(uctx)
-        for budget, plan, label in zip(ctx.budgets, uniform, args.budgets):
+        labels = {ctx.space.resolve_budget(parse_budget(b)): b for b in args.budgets}
+        for plan in uniform:  # one per budget, paired by its bytes
+            budget = plan.budget_bytes
             selection = uniform_selection(rule.space_, budget)
+            label = labels.get(budget, str(budget))
             row: dict[str, Any] = {"dataset": ds_name, "budget": label, "seed": args.seed}
             for part in PARTS:
                 supernet.load_state_dict(trained)
