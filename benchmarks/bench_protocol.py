@@ -39,11 +39,12 @@ from typing import Any
 import torch
 
 from embsearch.budget import format_bytes, parse_budget
+from embsearch.cli import _parse_param as parse_param
 from embsearch.context import SearchContext
 from embsearch.controllers.registry import get_controller
 from embsearch.data.dataset import Dataset
 from embsearch.data.synthetic import WIDE_PRESET, make_synthetic
-from embsearch.errors import EmbsearchError
+from embsearch.errors import ConfigError, EmbsearchError
 from embsearch.plan import Plan
 from embsearch.search_spaces import SPACES, FieldDimsSpace
 from embsearch.train import TrainConfig, evaluate, resolve_device, seed_everything
@@ -109,6 +110,11 @@ def context(
         seed=args.seed,
         log=lambda m: None,
     )
+
+
+def budget_labels(ctx: SearchContext, budgets: list[str]) -> dict[int, str]:
+    """Each budget's bytes in ``ctx``'s space -> the budget as given (``10%``)."""
+    return {ctx.space.resolve_budget(parse_budget(b)): b for b in budgets}
 
 
 def planted_stat(plan: Plan, ds: Dataset) -> str:
@@ -177,7 +183,7 @@ def run_controller(
         search_s = time.perf_counter() - t0
     except EmbsearchError as exc:
         return [{**base, "budget": ",".join(args.budgets), "error": str(exc)}]
-    labels = {ctx.space.resolve_budget(parse_budget(b)): b for b in args.budgets}
+    labels = budget_labels(ctx, args.budgets)
     rows = []
     for plan in plans:
         row = {
@@ -289,15 +295,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.budgets = [b for b in args.budgets.split(",") if b]
     args.params_ = {}
     for text in args.param:
-        key, sep, value = text.partition("=")
-        ctrl, dot, name = key.partition(".")
-        if not (sep and dot and ctrl and name):
-            p.error(f"--param {text!r}: write CONTROLLER.KEY=VALUE, e.g. rule.retrain=true")
         try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        args.params_.setdefault(ctrl, {})[name] = parsed
+            key, value = parse_param(text)  # as `embsearch search --param` (JSON, else text)
+        except ConfigError:
+            key = ""
+        ctrl, dot, name = key.partition(".")
+        if not (dot and ctrl and name):
+            p.error(f"--param {text!r}: write CONTROLLER.KEY=VALUE, e.g. rule.retrain=true")
+        args.params_.setdefault(ctrl, {})[name] = value
     args.device_ = resolve_device(args.device)
     return args
 

@@ -24,9 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench_protocol import context, load_dataset, parse_args, retrain_and_test
+from bench_protocol import budget_labels, context, load_dataset, parse_args, retrain_and_test
 
-from embsearch.budget import parse_budget
 from embsearch.controllers._evolution import uniform_selection
 from embsearch.controllers.registry import get_controller
 from embsearch.train import evaluate, seed_everything
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         uctx = context(ds, "field_dims", args.budgets, args)
         seed_everything(args.seed)
         uniform = get_controller("uniform")().search_budgets(uctx)
-        labels = {ctx.space.resolve_budget(parse_budget(b)): b for b in args.budgets}
+        labels = budget_labels(ctx, args.budgets)
         for plan in uniform:  # one per budget, paired by its bytes
             budget = plan.budget_bytes
             selection = uniform_selection(rule.space_, budget)
