@@ -187,7 +187,6 @@ class Search(Command):
         )
         p.add_argument(
             "--candidates",
-            type=_int_list,
             help="candidate dims, e.g. 2,4,8,16 (default powers of two up to width)",
         )
         p.add_argument(
@@ -232,7 +231,7 @@ class Search(Command):
             "backbone": args.backbone,
             "space": args.space,
             "width": args.width,
-            "candidates": args.candidates,
+            "candidates": _int_list(args.candidates) if args.candidates else None,
             "groups": args.groups,
             "projection": args.projection,
             "epochs": args.epochs,
@@ -243,7 +242,7 @@ class Search(Command):
             "max_seconds": args.max_seconds,
         }
         raw.update({k: v for k, v in flags.items() if v is not None})
-        if args.param:
+        if args.param and isinstance(raw.get("controller_params", {}), dict):  # (else refused)
             raw["controller_params"] = {
                 **raw.get("controller_params", {}),
                 **dict(_parse_param(t) for t in args.param),

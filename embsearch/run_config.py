@@ -4,6 +4,7 @@ saved in the run directory so ``retrain`` and ``export`` rebuild exactly the sam
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -45,7 +46,63 @@ class RunConfig:
             )
         if isinstance(raw.get("budgets"), (str, int)):
             raw = {**raw, "budgets": [str(raw["budgets"])]}
-        return cls(**raw)
+        cfg = cls(**raw)
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: str = "options") -> None:
+        """Refuse a value of the wrong type or range in one line that names the option (a
+        config file's ``epochs = "x"`` or ``lr = -1`` would otherwise fail deep in training)."""
+        for name, kinds, allowed in _CHECKS:
+            value = getattr(self, name)
+            if value is None and "None" in allowed:
+                continue
+            ok = _is_type(value, kinds)
+            if ok and name == "budgets":
+                ok = all(isinstance(b, (str, int)) and not isinstance(b, bool) for b in value)
+            if ok and name == "candidates":
+                ok = all(_is_type(c, "int") and c >= 0 for c in value)
+            if ok and name in _POSITIVE:
+                ok = math.isfinite(value) and value > 0
+            if not ok:
+                flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+                where = flag if source == "options" else f"{source}: {name}"
+                raise ConfigError(f"{where} must be {allowed}, got {value!r}")
+
+
+# (option, type, what is allowed); width and groups keep their own range checks (search spaces)
+_CHECKS: list[tuple[str, str, str]] = [
+    ("data", "str", "a string ('synthetic' or a prepared directory)"),
+    ("budgets", "list", 'a list of budgets, e.g. ["25%", "4MiB"]'),
+    ("controller", "str", "a controller name (see `embsearch controllers`)"),
+    ("controller_params", "dict", "a table of controller parameters"),
+    ("backbone", "str", "a backbone name"),
+    ("space", "str", "a search space name or None"),
+    ("width", "int", "an integer"),
+    ("candidates", "list", "a list of integers >= 0, e.g. [2, 4, 8, 16], or None"),
+    ("groups", "int", "an integer"),
+    ("projection", "str", "'linear', 'pad' or None"),
+    ("epochs", "int", "an integer >= 1"),
+    ("batch_size", "int", "an integer >= 1"),
+    ("lr", "num", "a number > 0"),
+    ("device", "str", "'auto', 'cpu' or 'cuda'"),
+    ("seed", "int", "an integer"),
+    ("max_seconds", "num", "a number of seconds > 0 or None"),
+    ("synthetic_rows", "int", "an integer >= 1"),
+]
+_FLAGS = {"budgets": "--budget", "controller_params": "--param"}
+_POSITIVE = {"epochs", "batch_size", "lr", "max_seconds", "synthetic_rows"}
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "num": (int, float),
+    "list": (list, tuple),
+    "dict": (dict,),
+}
+
+
+def _is_type(value: object, kind: str) -> bool:
+    return isinstance(value, _TYPES[kind]) and not isinstance(value, bool)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

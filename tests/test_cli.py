@@ -103,6 +103,27 @@ def test_config_file(tmp_path):
     assert json.loads((tmp_path / "r" / "plan.json").read_text())["controller"] == "cprec"
 
 
+@pytest.mark.parametrize(
+    "line,needle",
+    [
+        ('epochs = "x"', "epochs must be an integer >= 1, got 'x'"),
+        ("lr = nan", "lr must be a number > 0"),
+        ('candidates = [2, "x"]', "candidates must be a list of integers"),
+        ("budgets = [true]", "budgets must be a list of budgets"),
+        ("controller_params = 3", "controller_params must be a table"),
+    ],
+)
+def test_config_file_values_of_the_wrong_kind_are_one_line(tmp_path, capsys, line, needle):
+    """A config file's bad value names the file and the option, not a traceback from training."""
+    cfg = tmp_path / "search.toml"
+    cfg.write_text(line + "\n")
+    out = tmp_path / "run"
+    assert main(["search", "--config", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}: {needle}" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
 def test_controllers_json(capsys):
     assert main(["controllers", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -150,6 +171,9 @@ def test_every_builtin_parameter_has_a_line_of_help(name):
         (["--config", "/no/such.toml"], "does not exist"),
         (["--controller", "rule", "--projection", "linear"], "only builds --projection pad"),
         (["--controller", "rule", "--candidates", "2,4,8,16"], "can only add 0"),
+        (["--candidates", "2,abc"], "give comma-separated integers"),
+        (["--lr", "-1"], "--lr must be a number > 0"),
+        (["--max-seconds", "0"], "--max-seconds must be a number of seconds > 0"),
     ],
 )
 def test_bad_input_one_line_no_output(tmp_path, capsys, args, needle):
