@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from embsearch.errors import EmbsearchError, RunDirError
+
 
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
@@ -29,9 +31,15 @@ def write_json(path: str | Path, obj: Any) -> None:
         raise
 
 
-def read_json(path: str | Path) -> Any:
-    with open(path) as fh:
-        return json.load(fh)
+def read_json(path: str | Path, error: type[EmbsearchError] = RunDirError) -> Any:
+    """Read a JSON file embsearch wrote; a damaged one raises ``error`` (one line to the user)."""
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(
+            f"{path} is damaged (not valid JSON: {exc}); restore it or write it again"
+        ) from None
 
 
 @contextlib.contextmanager

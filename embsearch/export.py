@@ -45,7 +45,13 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "safetensors") -
     model = CTRModel(
         MixedDimEmbedding(plan), make_backbone(cfg.backbone, len(plan.fields), plan.width)
     )
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:  # shapes or names differ: one of the two files was edited or swapped
+        raise RunDirError(
+            f"{Path(run_dir) / 'model.pt'} does not match its plan.json (was either edited?); "
+            f"`embsearch retrain {run_dir}` trains the plan again"
+        ) from None
     tensors = {k: v.contiguous() for k, v in model.embedding.block_tensors().items()}
     nbytes = sum(t.numel() * bytes_per_weight(plan.precision) for t in tensors.values())
     if nbytes != plan.table_bytes:

@@ -117,8 +117,13 @@ class Plan:
         }
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Plan:
+    def from_json(cls, raw: dict[str, Any], source: str | None = None) -> Plan:
+        """A plan from its ``plan.json`` mapping; a malformed one raises ``RunDirError``
+        (naming ``source``, the file, when given)."""
+        where = f"{source}: " if source else ""
         try:
+            if not isinstance(raw, dict):
+                raise ValueError(f"a JSON object was expected, not {type(raw).__name__}")
             if raw.get("format") != PLAN_FORMAT:
                 raise ValueError(f"format is {raw.get('format')!r}, expected {PLAN_FORMAT!r}")
             fields = [
@@ -144,11 +149,15 @@ class Plan:
                 data_fingerprint=raw.get("data_fingerprint", ""),
                 extra=dict(raw.get("extra", {})),
             )
+            _check_layout(plan)
+            claimed = int(raw.get("table_bytes", plan.table_bytes))
         except (KeyError, TypeError, ValueError) as exc:
-            raise RunDirError(f"not a valid plan ({exc}); was it written by embsearch?") from None
-        if "table_bytes" in raw and int(raw["table_bytes"]) != plan.table_bytes:
             raise RunDirError(
-                f"plan says table_bytes={raw['table_bytes']} but its fields add up to {plan.table_bytes}"
+                f"{where}not a valid plan ({exc}); was it written by embsearch?"
+            ) from None
+        if claimed != plan.table_bytes:
+            raise RunDirError(
+                f"{where}plan says table_bytes={claimed} but its fields add up to {plan.table_bytes}"
             )
         return plan
 
@@ -162,4 +171,21 @@ class Plan:
             path = path / "plan.json"
         if not path.is_file():
             raise RunDirError(f"{path} does not exist; point at a run directory holding plan.json")
-        return cls.from_json(read_json(path))
+        return cls.from_json(read_json(path), str(path))
+
+
+def _check_layout(plan: Plan) -> None:
+    """Refuse (``ValueError``) a plan no table can be built from: a field's groups must tile
+    its ids ``0..rows-1`` in order, with dims in ``[0, width]``."""
+    if plan.width < 1:
+        raise ValueError(f"width {plan.width} must be at least 1")
+    for f in plan.fields:
+        edge = 0
+        for g in f.groups:
+            if g.start != edge or g.stop <= g.start:
+                raise ValueError(f"field {f.name!r}: groups must tile ids 0..{f.rows - 1} in order")
+            if not 0 <= g.dim <= plan.width:
+                raise ValueError(f"field {f.name!r}: dim {g.dim} is outside [0, {plan.width}]")
+            edge = g.stop
+        if edge != f.rows or not f.groups:
+            raise ValueError(f"field {f.name!r}: groups must tile ids 0..{f.rows - 1} in order")

@@ -38,6 +38,8 @@ class RunConfig:
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: expected a table of options, not {type(raw).__name__}")
         names = {f.name for f in fields(cls)}
         unknown = set(raw) - names
         if unknown:

@@ -218,7 +218,15 @@ def load_run(
         )
     cfg = RunConfig.from_mapping(read_json(run_dir / "config.json"), str(run_dir / "config.json"))
     plan = Plan.load(run_dir / "plan.json")
-    state = (
-        torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True) if weights else {}
-    )
+    try:
+        state = (
+            torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+            if weights
+            else {}
+        )
+    except Exception:  # torch raises several types (and long advice) for a damaged file
+        raise RunDirError(
+            f"{run_dir / 'model.pt'} cannot be read: it is damaged or was not written by "
+            f"embsearch; `embsearch retrain {run_dir}` trains the plan again"
+        ) from None
     return cfg, plan, state

@@ -1,6 +1,7 @@
 """Export round-trips: identical logits, exact bytes, loadable with plain torch."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from embsearch import MixedDimEmbedding
+from embsearch.cli import main
 from embsearch.errors import RunDirError
 from embsearch.export import export_run, load_model
 from embsearch.run_config import RunConfig
@@ -96,3 +98,48 @@ def test_export_refuses_existing_output(run_dir, tmp_path):
     with pytest.raises(RunDirError):
         export_run(run_dir, tmp_path / "busy")
     assert (tmp_path / "busy" / "x").read_text() == "keep"
+
+
+def _edit_plan(path, edit):
+    raw = json.loads(path.read_text())
+    edit(raw)
+    path.write_text(json.dumps(raw))
+
+
+@pytest.mark.parametrize(
+    "damage,needle",
+    [
+        (lambda d: (d / "plan.json").write_text("{"), "plan.json is damaged (not valid JSON"),
+        (lambda d: (d / "plan.json").write_text("[]"), "a JSON object was expected"),
+        (lambda d: (d / "config.json").write_text("[1]"), "expected a table of options"),
+        (lambda d: (d / "model.pt").write_bytes(b"garbage"), "model.pt cannot be read"),
+        (
+            lambda d: _edit_plan(d / "plan.json", lambda r: r.update(table_bytes=None)),
+            "not a valid plan",
+        ),
+        (
+            lambda d: _edit_plan(
+                d / "plan.json", lambda r: r["fields"][0]["groups"][0].update(dim=999)
+            ),
+            "dim 999 is outside [0, 16]",
+        ),
+        (
+            lambda d: _edit_plan(
+                d / "plan.json",
+                lambda r: (r["fields"][0]["groups"][0].update(dim=5), r.pop("table_bytes")),
+            ),
+            "does not match its plan.json",
+        ),
+    ],
+)
+def test_damaged_run_dir_is_one_line_and_writes_nothing(run_dir, tmp_path, capsys, damage, needle):
+    """A run directory whose files were damaged or edited by hand: one line, no export."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    damage(copy)
+    out = tmp_path / "exported"
+    assert main(["export", str(copy), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1, err
+    assert not out.exists()
+    assert {p.name for p in tmp_path.iterdir()} == {"run"}  # no temporary leftovers

@@ -262,7 +262,7 @@ def copy_vocab(
     src = find_vocab(data_dir) if Path(data_dir).is_dir() else None
     if src is None:
         return None
-    index = read_json(src / INDEX_FILE)
+    index = read_json(src / INDEX_FILE, DataError)
     have = [(n, int(e["size"]) + 1) for n, e in index["fields"].items()]
     if have != [(n, int(c)) for n, c in fields]:
         warnings.warn(
@@ -339,7 +339,7 @@ def _read_index(directory: str | Path) -> tuple[Path, dict[str, Any]]:
             "`embsearch data prepare` (synthetic data has no vocabularies)"
         )
     try:
-        index = read_json(vdir / INDEX_FILE)
+        index = read_json(vdir / INDEX_FILE, DataError)
         if index.get("format") != FORMAT or not isinstance(index.get("fields"), dict):
             raise ValueError("not an embsearch vocabulary index")
         if int(index.get("version", 0)) > VERSION:
