@@ -44,6 +44,24 @@ def _int_list(text: str) -> list[int]:
         ) from None
 
 
+def _time_limit_note(extra: dict[str, Any]) -> str | None:
+    """What ``--max-seconds`` cut short in a plan's search (shown with ``--quiet`` too)."""
+    supernet = extra.get("supernet") or {}
+    search = extra.get("search") or {}
+    cut = []
+    if supernet.get("timed_out"):
+        cut.append("supernet training")
+    if search.get("stop_reason") == "time":
+        n = search.get("evaluations", 0)
+        cut.append(f"the search after {n} evaluation{'s' if n != 1 else ''}")
+    if not cut:
+        return None
+    return (
+        f"--max-seconds cut short {' and '.join(cut)}: this is the best plan found in time; "
+        "raise --max-seconds for a fuller search"
+    )
+
+
 class Command(ABC):
     name = ""
     help = ""
@@ -267,6 +285,9 @@ class Search(Command):
                     f"not more than {margin['margin_se']:g} standard errors "
                     f"({margin['difference_se']:.4f} each); --param uniform_margin=0 returns the pick"
                 )
+            timed = _time_limit_note(p.extra)
+            if timed:
+                print("  " + timed)
             if p.extra.get("interrupted"):
                 print(
                     f"  search interrupted: best plan so far, not trained; `embsearch retrain {r.run_dir}` trains it"

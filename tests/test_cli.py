@@ -259,3 +259,16 @@ def test_search_says_when_optembed_keeps_the_uniform_plan(tmp_path, capsys):
     else:
         assert "kept the uniform plan" in printed and "uniform_margin=0" in printed
         assert len({f["dim"] for f in plan["fields"]}) == 1
+
+
+def test_a_search_cut_short_by_max_seconds_says_so_even_when_quiet(tmp_path, capsys):
+    """``--max-seconds`` too short for the supernet: the plan is the best found in time, and
+    the summary says what was cut (``--quiet`` hides progress, not this)."""
+    out = tmp_path / "run"
+    args = ["--controller", "optembed", "--budget", "10%", "--max-seconds", "0.01", "--quiet"]
+    assert main(["search", "--out", str(out), *FAST, *args]) == 0
+    said = capsys.readouterr().out
+    assert "--max-seconds cut short supernet training and the search after" in said
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["table_bytes"] <= plan["budget_bytes"]
+    assert plan["extra"]["search"]["stop_reason"] == "time"
