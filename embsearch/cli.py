@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -393,12 +394,24 @@ class Controllers(Command):
         from rich.console import Console
         from rich.table import Table
 
-        table = Table("name", "family", "space", "parameters (--param key=value)", "paper")
+        table = Table("name", "family", "space", "paper")
         for r in rows:
-            params = "\n".join(f"{k}={v}" for k, v in r["params"].items())
-            table.add_row(r["name"], r["family"], r["space"], params, r["paper"])
-        Console().print(table)
+            table.add_row(r["name"], r["family"], r["space"], short_citation(r["paper"]))
+        console = Console()
+        console.print(table)
+        console.print("`embsearch controllers NAME` gives one's paper, parameters and steps")
         return 0
+
+
+def short_citation(paper: str) -> str:
+    """``Zhao et al. 2021`` from a full reference (first author's surname, last year named);
+    a text with no year (a baseline's description) is kept, cut to 60 characters."""
+    years = re.findall(r"(?<![\d:.])(?:19|20)\d\d(?!\d|\.\d)", paper)  # not arXiv:2006.14827
+    first = paper.split(",")[0].strip()
+    if not years or not first:
+        return paper if len(paper) <= 60 else paper[:59] + "…"
+    surname = first.removesuffix(" et al.").split()[-1]
+    return f"{surname} et al. {years[-1]}"
 
 
 COMMANDS: dict[str, Command] = {

@@ -272,3 +272,11 @@ def test_a_search_cut_short_by_max_seconds_says_so_even_when_quiet(tmp_path, cap
     plan = json.loads((out / "plan.json").read_text())
     assert plan["table_bytes"] <= plan["budget_bytes"]
     assert plan["extra"]["search"]["stop_reason"] == "time"
+
+
+def test_controllers_list_cites_each_paper_by_first_author_and_year(capsys):
+    assert main(["controllers"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"autodim .* Zhao et al\. 2021", out)  # its arXiv:2006.14827 is no year
+    assert re.search(r"rule .* Chen et al\. 2021", out)
+    assert "controllers NAME" in out
