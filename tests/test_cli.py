@@ -172,6 +172,7 @@ def test_every_builtin_parameter_has_a_line_of_help(name):
         (["--controller", "rule", "--projection", "linear"], "only builds --projection pad"),
         (["--controller", "rule", "--candidates", "2,4,8,16"], "can only add 0"),
         (["--candidates", "2,abc"], "give comma-separated integers"),
+        (["--controller", "optembed", "--space", "feature_dims"], "drop --space to use its"),
         (["--lr", "-1"], "--lr must be a number > 0"),
         (["--max-seconds", "0"], "--max-seconds must be a number of seconds > 0"),
     ],

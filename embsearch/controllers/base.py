@@ -77,7 +77,9 @@ class Controller(ABC):
     def check_space(self, ctx: SearchContext) -> None:
         if ctx.space.name not in self.supported_spaces:
             raise ConfigError(
-                f"controller {self.name!r} works in the {', '.join(self.supported_spaces)} space(s), not {ctx.space.name!r}"
+                f"controller {self.name!r} works in the {', '.join(self.supported_spaces)} "
+                f"space(s), not {ctx.space.name!r}; drop --space to use its default, "
+                f"{self.default_space}"
             )
 
     @abstractmethod
