@@ -250,7 +250,7 @@ class Search(Command):
             "backbone": args.backbone,
             "space": args.space,
             "width": args.width,
-            "candidates": _int_list(args.candidates) if args.candidates else None,
+            "candidates": None if args.candidates is None else _int_list(args.candidates),
             "groups": args.groups,
             "projection": args.projection,
             "epochs": args.epochs,
@@ -260,13 +260,15 @@ class Search(Command):
             "seed": args.seed,
             "max_seconds": args.max_seconds,
         }
-        raw.update({k: v for k, v in flags.items() if v is not None})
+        given = {k: v for k, v in flags.items() if v is not None}
+        raw.update(given)
         if args.param and isinstance(raw.get("controller_params", {}), dict):  # (else refused)
             raw["controller_params"] = {
                 **raw.get("controller_params", {}),
                 **dict(_parse_param(t) for t in args.param),
             }
-        cfg = RunConfig.from_mapping(raw, args.config or "options")
+        named = set(given) | ({"controller_params"} if args.param else set())
+        cfg = RunConfig.from_mapping(raw, args.config or "options", flags=named)
         for r in run_search(cfg, args.out, progress=not args.quiet):
             p = r.plan
             metrics = "  ".join(f"{k} {v:.4f}" for k, v in p.metrics.items())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,11 @@ class RunConfig:
         return asdict(self)
 
     @classmethod
-    def from_mapping(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
+    def from_mapping(
+        cls, raw: dict[str, Any], source: str = "config", flags: Collection[str] = ()
+    ) -> RunConfig:
+        """Options from a mapping (a ``--config`` file merged with ``flags``, the keys the
+        command line gave), checked by :meth:`validate`."""
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: expected a table of options, not {type(raw).__name__}")
         names = {f.name for f in fields(cls)}
@@ -49,17 +54,19 @@ class RunConfig:
         if isinstance(raw.get("budgets"), (str, int)):
             raw = {**raw, "budgets": [str(raw["budgets"])]}
         cfg = cls(**raw)
-        cfg.validate(source)
+        cfg.validate(source, flags)
         return cfg
 
-    def validate(self, source: str = "options") -> None:
+    def validate(self, source: str = "options", flags: Collection[str] = ()) -> None:
         """Refuse a value of the wrong type or range in one line that names the option (a
-        config file's ``epochs = "x"`` or ``lr = -1`` would otherwise fail deep in training)."""
-        for name, kinds, allowed in _CHECKS:
+        config file's ``epochs = "x"`` or ``lr = -1`` would otherwise fail deep in training).
+        ``flags``: the options given on the command line (named as flags, not as ``source``'s
+        keys)."""
+        for name, kind, allowed, optional in _CHECKS:
             value = getattr(self, name)
-            if value is None and "None" in allowed:
+            if value is None and optional:
                 continue
-            ok = _is_type(value, kinds)
+            ok = _is_type(value, kind)
             if ok and name == "budgets":
                 ok = all(isinstance(b, (str, int)) and not isinstance(b, bool) for b in value)
             if ok and name == "candidates":
@@ -68,29 +75,30 @@ class RunConfig:
                 ok = math.isfinite(value) and value > 0
             if not ok:
                 flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
-                where = flag if source == "options" else f"{source}: {name}"
+                where = flag if source == "options" or name in flags else f"{source}: {name}"
                 raise ConfigError(f"{where} must be {allowed}, got {value!r}")
 
 
-# (option, type, what is allowed); width and groups keep their own range checks (search spaces)
-_CHECKS: list[tuple[str, str, str]] = [
-    ("data", "str", "a string ('synthetic' or a prepared directory)"),
-    ("budgets", "list", 'a list of budgets, e.g. ["25%", "4MiB"]'),
-    ("controller", "str", "a controller name (see `embsearch controllers`)"),
-    ("controller_params", "dict", "a table of controller parameters"),
-    ("backbone", "str", "a backbone name"),
-    ("space", "str", "a search space name or None"),
-    ("width", "int", "an integer"),
-    ("candidates", "list", "a list of integers >= 0, e.g. [2, 4, 8, 16], or None"),
-    ("groups", "int", "an integer"),
-    ("projection", "str", "'linear', 'pad' or None"),
-    ("epochs", "int", "an integer >= 1"),
-    ("batch_size", "int", "an integer >= 1"),
-    ("lr", "num", "a number > 0"),
-    ("device", "str", "'auto', 'cpu' or 'cuda'"),
-    ("seed", "int", "an integer"),
-    ("max_seconds", "num", "a number of seconds > 0 or None"),
-    ("synthetic_rows", "int", "an integer >= 1"),
+# (option, type, what is allowed, None allowed); width and groups keep their own range checks
+# (the search spaces'), controller_params its controller's
+_CHECKS: list[tuple[str, str, str, bool]] = [
+    ("data", "str", "a string ('synthetic' or a prepared directory)", False),
+    ("budgets", "list", 'a list of budgets, e.g. ["25%", "4MiB"]', False),
+    ("controller", "str", "a controller name (see `embsearch controllers`)", False),
+    ("controller_params", "dict", "a table of controller parameters", False),
+    ("backbone", "str", "a backbone name", False),
+    ("space", "str", "a search space name, or absent", True),
+    ("width", "int", "an integer", False),
+    ("candidates", "list", "a list of integers >= 0, e.g. [2, 4, 8, 16], or absent", True),
+    ("groups", "int", "an integer", False),
+    ("projection", "str", "'linear' or 'pad', or absent", True),
+    ("epochs", "int", "an integer >= 1", False),
+    ("batch_size", "int", "an integer >= 1", False),
+    ("lr", "num", "a number > 0", False),
+    ("device", "str", "'auto', 'cpu' or 'cuda'", False),
+    ("seed", "int", "an integer", False),
+    ("max_seconds", "num", "a number of seconds > 0, or absent", True),
+    ("synthetic_rows", "int", "an integer >= 1", False),
 ]
 _FLAGS = {"budgets": "--budget", "controller_params": "--param"}
 _POSITIVE = {"epochs", "batch_size", "lr", "max_seconds", "synthetic_rows"}

@@ -124,6 +124,14 @@ def test_config_file_values_of_the_wrong_kind_are_one_line(tmp_path, capsys, lin
     assert not out.exists()
 
 
+def test_a_bad_flag_beside_a_config_file_is_named_as_the_flag(tmp_path, capsys):
+    cfg = tmp_path / "search.toml"
+    cfg.write_text("epochs = 1\n")
+    out = tmp_path / "run"
+    assert main(["search", "--config", str(cfg), "--lr", "-1", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == "embsearch: error: --lr must be a number > 0, got -1.0\n"
+
+
 def test_controllers_json(capsys):
     assert main(["controllers", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
