@@ -269,7 +269,8 @@ class Search(Command):
             }
         named = set(given) | ({"controller_params"} if args.param else set())
         cfg = RunConfig.from_mapping(raw, args.config or "options", flags=named)
-        for r in run_search(cfg, args.out, progress=not args.quiet):
+        warn = lambda m: print(f"embsearch: warning: {m}", file=sys.stderr)  # noqa: E731
+        for r in run_search(cfg, args.out, progress=not args.quiet, warn=warn):
             p = r.plan
             metrics = "  ".join(f"{k} {v:.4f}" for k, v in p.metrics.items())
             used = f"{p.table_bytes / p.budget_bytes:.0%}" if p.budget_bytes else "-"

@@ -13,6 +13,8 @@ Every file is staged in a temporary directory and renamed into place at the end.
 from __future__ import annotations
 
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import torch
 
 from embsearch._atomic import read_json, staged_dir, write_json
-from embsearch.budget import parse_budget
+from embsearch.budget import format_bytes, parse_budget
 from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller
 from embsearch.controllers.registry import get_controller
@@ -91,9 +93,16 @@ def controller_params(cfg: RunConfig, controller_cls: type[Controller]) -> dict[
 
 
 def run_search(
-    cfg: RunConfig, out: str | Path, *, progress: bool = True, overwrite: bool = False
+    cfg: RunConfig,
+    out: str | Path,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> list[RunResult]:
-    """Search, train each found plan (unless its controller attached weights), write run dirs."""
+    """Search, train each found plan (unless its controller attached weights), write run dirs.
+    ``warn`` (default :func:`warnings.warn`) hears of a budget that constrains nothing."""
+    warn = warn or (lambda msg: warnings.warn(msg, UserWarning, stacklevel=3))
     out = Path(out)
     if out.exists() and not overwrite and any(out.iterdir()):
         raise RunDirError(f"{out} already holds files; choose another --out or remove it")
@@ -106,6 +115,14 @@ def run_search(
     if not specs:
         raise ConfigError("give at least one --budget")
     budgets = [space.resolve_budget(s) for s in specs]
+    full = space.full_table_bytes()
+    for spec, budget in zip(specs, budgets):
+        if budget >= full:
+            warn(
+                f"budget {spec.text} = {format_bytes(budget)} holds the whole dim-{space.width} "
+                f"table, {format_bytes(full)}, so it constrains nothing; give a smaller --budget "
+                f"(e.g. 25%) or a larger --width"
+            )
     ctx = make_context(cfg, dataset, space, budgets, progress)
     from embsearch.backbones import make_backbone
 

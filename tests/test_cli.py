@@ -132,6 +132,14 @@ def test_a_bad_flag_beside_a_config_file_is_named_as_the_flag(tmp_path, capsys):
     assert capsys.readouterr().err == "embsearch: error: --lr must be a number > 0, got -1.0\n"
 
 
+def test_a_budget_holding_the_whole_table_is_warned_of(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "--out", str(out), *FAST, "--budget", "100%", "--budget", "25%"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("embsearch: warning: budget 100% = ") == 1  # not the 25% one
+    assert "constrains nothing" in err and err.count("\n") == 1
+
+
 def test_controllers_json(capsys):
     assert main(["controllers", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
