@@ -45,6 +45,11 @@ def _int_list(text: str) -> list[int]:
         ) from None
 
 
+def _warn(message: str) -> None:
+    """A warning the user should see: one line on stderr (the run goes on)."""
+    print(f"embsearch: warning: {message}", file=sys.stderr)
+
+
 def _time_limit_note(extra: dict[str, Any]) -> str | None:
     """What ``--max-seconds`` cut short in a plan's search (shown with ``--quiet`` too)."""
     supernet = extra.get("supernet") or {}
@@ -147,7 +152,7 @@ class Prepare(Command):
             seed=args.seed,  # type: ignore[arg-type]
             drop_constant=args.drop_constant,
             rows=args.rows,
-            warn=lambda m: print(f"embsearch: warning: {m}", file=sys.stderr),
+            warn=_warn,
         )
         sizes = ", ".join(f"{s} {len(ds.split(s))}" for s in ("train", "val", "test"))
         print(f"wrote {args.out}: {ds.schema.num_fields} fields, rows: {sizes}")
@@ -269,8 +274,7 @@ class Search(Command):
             }
         named = set(given) | ({"controller_params"} if args.param else set())
         cfg = RunConfig.from_mapping(raw, args.config or "options", flags=named)
-        warn = lambda m: print(f"embsearch: warning: {m}", file=sys.stderr)  # noqa: E731
-        for r in run_search(cfg, args.out, progress=not args.quiet, warn=warn):
+        for r in run_search(cfg, args.out, progress=not args.quiet, warn=_warn):
             p = r.plan
             metrics = "  ".join(f"{k} {v:.4f}" for k, v in p.metrics.items())
             used = f"{p.table_bytes / p.budget_bytes:.0%}" if p.budget_bytes else "-"
