@@ -21,7 +21,7 @@ from embsearch.search_spaces.base import Candidate
 
 class CompactForward:
     """A backbone's logits for masked embeddings ``e * mask`` (``mask [1, fields, width]``,
-    0/1, the same for every row) computed on the kept columns only.
+    the same for every row: 0/1, or scaled kept columns) computed on the kept columns only.
 
     Supported backbones (LR, FM, DNN, DeepFM, Wide&Deep) see the embeddings only through
     linear layers over ``e.flatten(1)`` and FM's pairwise term ``0.5 * sum_k ((sum_f
@@ -128,11 +128,16 @@ class CompactForward:
     def __call__(
         self, mask: torch.Tensor, rows: slice | None = None, batch_size: int = 65536
     ) -> torch.Tensor:
-        keep = mask.reshape(-1).nonzero().squeeze(1)
+        flat_mask = mask.reshape(-1)
+        keep = flat_mask.nonzero().squeeze(1)
+        factors = flat_mask.index_select(0, keep)  # 1 but under RULE's switchable scales
+        scaled = not bool((factors == 1).all())
         flat_t = self.flat_t if rows is None else self.flat_t[:, rows]
         out = []
         for start in range(0, flat_t.shape[1], batch_size):
             xk = flat_t[:, start : start + batch_size].index_select(0, keep).t()  # [rows, kept]
+            if scaled:
+                xk = xk * factors
             logits = self.parts[0](xk, keep)
             for part in self.parts[1:]:
                 logits = logits + part(xk, keep)

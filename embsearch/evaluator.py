@@ -94,15 +94,16 @@ class InheritedWeightEvaluator:
                     self.backbone, self.cached, self._generic_logits, self._field_mask
                 )
 
+    @torch.no_grad()
     def _field_mask(self, candidate: Candidate) -> torch.Tensor:
         """``[1, fields, width]`` column mask of ``candidate`` (one slot per field only)."""
-        slot_mask = self.embedding.column_mask(self.embedding.dims_of(candidate))
+        slot_mask = self.embedding.slot_mask(self.embedding.dims_of(candidate))
         return slot_mask[self.slot_per_column]
 
     @torch.no_grad()
     def _generic_logits(self, candidate: Candidate, rows: slice | None = None) -> torch.Tensor:
         """Logits of the evaluated rows (``rows``: a slice of them) through the whole backbone."""
-        slot_mask = self.embedding.column_mask(self.embedding.dims_of(candidate))  # [n_slots, w]
+        slot_mask = self.embedding.slot_mask(self.embedding.dims_of(candidate))  # [n_slots, w]
         lo, hi = (0, len(self.x)) if rows is None else (rows.start, rows.stop)
         out = []
         for start in range(lo, hi, self.batch_size):

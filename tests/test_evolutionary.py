@@ -309,6 +309,61 @@ def test_rule_diversity_equals_the_explicit_group_form(blocks, grouped):
     torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-4 * scale)
 
 
+@pytest.mark.parametrize("space_cls", [FieldDimsSpace, FeatureDimsSpace])
+def test_rule_switchable_scales_are_served_folded_into_the_table(planted, space_cls):
+    """With switchable scales, a selection's inherited score (the evaluator's kept-columns
+    path in field_dims, the plain one in feature_dims) equals a standalone table built from
+    the served blocks, whose columns hold the selection's factors; and selections of
+    different sizes see different factors on the same shared first block."""
+    from embsearch.backbones import CTRModel, make_backbone
+
+    space = block_space(space_cls(planted.schema, 16), 4)
+    emb = RuleEmbedding(
+        16, space.candidates, space.groups, space.schema.names, seed=0, blocks=4, scales=True
+    )
+    torch.manual_seed(0)
+    model = CTRModel(emb, make_backbone("deepfm", space.num_fields, 16))
+    with torch.no_grad():
+        emb.table.normal_(std=0.3)
+        emb.log_scales.normal_(std=0.02)  # factors ~exp(+-0.4)
+    ctx = make_ctx(planted, space, [0.5])
+    val = ctx.data.split("val")
+    ev = InheritedWeightEvaluator(model, val)
+    assert (ev.compact is not None) == (space_cls is FieldDimsSpace)
+    rng = np.random.default_rng(0)
+    cands = [space.uniform(16), space.uniform(4)] + [space.sample(rng) for _ in range(3)]
+    for cand in cands:
+        plan = space.to_plan(cand, "rule", space.bytes_of(cand))
+        standalone = ctx.build_model(plan)
+        standalone.load_state_dict(plan_weights(ctx, model, plan, cand))
+        auc, logloss = evaluate(standalone, val)
+        assert ev(cand) == pytest.approx(auc, abs=1e-6)
+        assert ev.last_metrics["logloss"] == pytest.approx(logloss, abs=1e-5)
+    first = emb.block_tensors(space.uniform(4))[f"emb.{space.schema.names[0]}.0"][:, :4]
+    wide = emb.block_tensors(space.uniform(16))[f"emb.{space.schema.names[0]}.0"][:, :4]
+    assert not torch.allclose(first, wide)  # one shared block, two sizes' factors
+    plain = emb.table[: first.shape[0], :4]
+    factors = first / plain
+    assert torch.allclose(factors, factors[:1].expand_as(factors), rtol=1e-4)  # per column
+
+
+def test_rule_switchable_scales_train_and_default_on(planted):
+    """Training draws reach each selection size's own factors (gradients on them), and a
+    Rule controller builds its supernet with them unless ``scales=false``."""
+    space = block_space(FeatureDimsSpace(planted.schema, 16), 4)
+    emb = RuleEmbedding(
+        16, space.candidates, space.groups, space.schema.names, seed=0, blocks=4, scales=True
+    )
+    emb.train()
+    x = torch.as_tensor(planted.train.x[:512].astype(np.int64))
+    emb(x).pow(2).sum().backward()
+    touched = (emb.log_scales.grad.abs().sum(-1) > 0).float().mean(0)  # per block count
+    assert bool((touched > 0).all())
+    assert Rule().config["scales"] is True
+    with pytest.raises(ConfigError, match="scales must be true or false"):
+        Rule(scales="yes")
+
+
 def test_rule_diversity_trains_one_column_blocks():
     """With the default one-column blocks (16 blocks of a 16-wide table) the term has a
     gradient, and descending it makes a group's columns less alike."""

@@ -28,6 +28,12 @@ Steps, as in the paper:
 
 Choices the paper leaves open (one line each):
 
+- ``scales=True``: switchable scales (``rule_supernet.py``): each block count of each
+  (field, group) has its own learned per-column factors on the shared blocks, folded into
+  the served table, as slimmable and once-for-all networks give each width its own small
+  parameters; it narrows the serving cost step 5 describes (wide and narrow selections
+  want different values in the shared first block): BENCHMARKS.md, eleventh session.
+  ``False`` serves the paper's plain blocks.
 - ``sampling='band'``: each training example draws its own block selection (not one per
   step: far less gradient noise; frappe, served, 0.0017-0.003 better at every budget), and
   draws it around a level uniform over the block counts (each (field, group) within a
@@ -227,6 +233,7 @@ class Rule(EvolutionaryController):
         "val_rows": 2048,
         "sampling": "band",
         "supernet_val": "budgets",
+        "scales": True,
     }
     param_help: dict[str, str] = {
         **EVOLUTION_HELP,
@@ -245,6 +252,8 @@ class Rule(EvolutionaryController):
         "level ('band'), independently per example ('example') or once per batch ('step')",
         "supernet_val": "the supernet's epochs are judged by the mean val AUC of the budgets' "
         "uniform block selections ('budgets') or by its full width ('full')",
+        "scales": "switchable scales: each block count has its own learned per-column factors "
+        "on the shared blocks, folded into the served table (false: the paper's plain blocks)",
     }
 
     fixed_projection = "pad"  # served blocks are zero-padded sub-embeddings
@@ -289,6 +298,7 @@ class Rule(EvolutionaryController):
             ("retrain", isinstance(c["retrain"], bool), "true or false"),
             ("sampling", c["sampling"] in SAMPLINGS, "one of " + ", ".join(SAMPLINGS)),
             ("supernet_val", c["supernet_val"] in ("budgets", "full"), "'budgets' or 'full'"),
+            ("scales", isinstance(c["scales"], bool), "true or false"),
         ]
         for key, ok, allowed in checks:
             if not ok:
@@ -331,6 +341,7 @@ class Rule(EvolutionaryController):
                 seed=ctx.seed,
                 blocks=blocks,
                 sampling=self.config["sampling"],
+                scales=self.config["scales"],
             )
             return CTRModel(emb, ctx.make_backbone())
 

@@ -6,9 +6,10 @@ belongs to one *slot* (a (field, group) pair, numbered field-major); a candidate
 per slot. Subclasses add a candidate-independent row transform (OptEmbed's row pruning) or
 a regulariser (RULE's block diversity).
 
-Because dims only mask columns, a candidate's sub-network equals a
-:class:`~embsearch.embeddings.mixed_dim.MixedDimEmbedding` with ``projection='pad'`` whose
-blocks hold the first ``d`` columns of the supernet rows (:meth:`block_tensors`), bit for bit.
+Because dims only mask (and, with RULE's switchable scales, scale) columns, a candidate's
+sub-network equals a :class:`~embsearch.embeddings.mixed_dim.MixedDimEmbedding` with
+``projection='pad'`` whose blocks hold the first ``d`` columns of the supernet rows, times
+the candidate's scales (:meth:`block_tensors`), up to float rounding.
 """
 
 from __future__ import annotations
@@ -137,6 +138,18 @@ class MaskedSupernetEmbedding(nn.Module):
         """``[..., width]`` mask keeping the first ``dims[...]`` columns."""
         return (self._cols < dims.unsqueeze(-1)).to(self.table.dtype)
 
+    def selection_scales(self, dims: torch.Tensor) -> torch.Tensor | None:
+        """``[..., n_slots, width]`` factors on each slot's kept columns under ``dims``
+        (``[..., n_slots]``), or ``None`` (none: the base table). RULE's switchable scales."""
+        return None
+
+    def slot_mask(self, dims: torch.Tensor) -> torch.Tensor:
+        """``[..., n_slots, width]``: what multiplies each slot's rows under ``dims``
+        (``[..., n_slots]``): the column mask, times the selection's scales if any."""
+        mask = self.column_mask(dims)
+        scales = self.selection_scales(dims)
+        return mask if scales is None else mask * scales
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = self.lookup(x)
         # for regularisers (RULE's diversity): the batch's rows and the ids they belong to
@@ -145,11 +158,14 @@ class MaskedSupernetEmbedding(nn.Module):
         if drawing and self.sampling != "step":  # [batch, n_slots]: each example its own draw
             draw = self.sample_band if self.sampling == "band" else self.sample_dims
             dims = draw(x.shape[0])
-            if not self.one_slot_per_field:
-                dims = dims.gather(1, self.slots(x))  # [batch, fields]: each id's slot's dim
-            return e * self.column_mask(dims)
+            if self.one_slot_per_field:
+                return e * self.slot_mask(dims)
+            if self.selection_scales(dims[:1]) is None:  # gather dims, then one mask per id
+                return e * self.column_mask(dims.gather(1, self.slots(x)))
+            mask = self.slot_mask(dims)  # [batch, n_slots, width], then each id's slot's row
+            return e * mask.gather(1, self.slots(x).unsqueeze(-1).expand(-1, -1, self.width))
         dims = self.sample_dims() if drawing else self.slot_dims
-        mask = self.column_mask(dims)  # [n_slots, width]: per slot, then broadcast or gathered
+        mask = self.slot_mask(dims)  # [n_slots, width]: per slot, then broadcast or gathered
         return e * (mask if self.one_slot_per_field else mask[self.slots(x)])
 
     # -- export -------------------------------------------------------------------------------
@@ -163,10 +179,15 @@ class MaskedSupernetEmbedding(nn.Module):
         """The candidate's blocks in the export layout of ``MixedDimEmbedding`` (pad: no
         projections): ``emb.<field>.<group>`` = first ``d`` columns of the block's rows."""
         table = self.effective_table()
+        with torch.no_grad():  # the selection's scales, folded into its columns
+            factors = self.slot_mask(self.dims_of(cand))  # [n_slots, width]
         out: dict[str, torch.Tensor] = {}
+        slot = 0
         for f, (name, groups) in enumerate(zip(self.names, self.groups)):
             base = int(self.offsets[f])
             for g, ((a, b), d) in enumerate(zip(groups, cand[f])):
                 if d > 0:
-                    out[f"emb.{name}.{g}"] = table[base + a : base + b, : int(d)].clone()
+                    block = table[base + a : base + b, : int(d)] * factors[slot, : int(d)]
+                    out[f"emb.{name}.{g}"] = block.detach().clone()
+                slot += 1
         return out

@@ -15,6 +15,13 @@ survey's wording: "a diversity regularization to the blocks in the same group").
 distinct blocks of each group, estimated on the rows the batch looks up (low when blocks
 carry different information, which is what lets a few blocks stand in for all of them).
 
+Switchable scales (``scales=True``, RULE's controller's default; not in the paper): each
+(field, group) has, for every block count ``k``, its own learned factor per column, applied
+to the first ``k`` blocks when ``k`` are selected (the per-width parameters of slimmable and
+once-for-all networks). The blocks stay shared; a selection's factors are folded into the
+columns it serves (:meth:`block_tensors`), so a served table is a plain table of its dims.
+They cost ``G x B x width`` floats per field in training only.
+
 Choices: blocks are compared over the group's rows, not within each row, so the term also
 acts on one-column blocks (the default 16 blocks of a 16-wide table), where a within-row
 cosine is always +-1 and has no gradient; how selections are drawn (``sampling``) is set
@@ -26,10 +33,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from embsearch.embeddings.supernets_evo._masked import MaskedSupernetEmbedding
 
 _EPS = 1e-8  # floor of the product of two blocks' norms in a cosine (normalize's eps)
+# log-scales are stored divided by this, so Adam (steps ~lr in every parameter) moves a
+# factor by ~2% a step at lr 1e-3, as fast as a table entry of size ~0.01 moves relatively;
+# 5 instead of 20 halved the gain at synthetic 10% (BENCHMARKS.md, eleventh session)
+SCALE_GAIN = 20.0
 
 
 class RuleEmbedding(MaskedSupernetEmbedding):
@@ -44,15 +56,31 @@ class RuleEmbedding(MaskedSupernetEmbedding):
         seed: int = 0,
         blocks: int = 4,
         sampling: str = "band",
+        scales: bool = False,
     ) -> None:
         if blocks < 1 or width % blocks:
             raise ValueError(f"width {width} is not a multiple of blocks={blocks}")
         super().__init__(width, candidates, groups, names, seed, sampling=sampling)
         self.blocks = int(blocks)
+        # switchable scales: a log-factor per (slot, block count, column), 0 = the plain table
+        self.log_scales = (
+            nn.Parameter(torch.zeros(self.n_slots, self.blocks, self.width)) if scales else None
+        )
         sizes = [len(g) for g in self.groups]
         self.max_groups = max(sizes)
         first = torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0)
         self.register_buffer("first_slot", first, persistent=False)
+
+    def selection_scales(self, dims: torch.Tensor) -> torch.Tensor | None:
+        """Switchable scales (``scales=True``): slot ``s`` keeping ``k`` blocks multiplies its
+        columns by ``exp(SCALE_GAIN * log_scales[s, k - 1])``, so each selection size has its
+        own per-column factors on the shared blocks (dims ``[..., n_slots]``; dim 0 keeps
+        nothing, whatever its factor)."""
+        if self.log_scales is None:
+            return None
+        k = (dims // (self.width // self.blocks) - 1).clamp(0, self.blocks - 1)
+        slot = torch.arange(self.n_slots, device=dims.device).expand_as(dims)
+        return torch.exp(SCALE_GAIN * self.log_scales[slot, k])
 
     def diversity_loss(self) -> torch.Tensor:
         """Mean squared cosine similarity between the distinct blocks of each (field, group)
