@@ -6,7 +6,7 @@ every budget's *uniform* block selection this script reports the test AUC
 - ``served``: with the supernet's weights as they are (what RULE serves);
 - ``backbone tuned``: after training only the backbone on that selection (embedding frozen);
 - ``embedding tuned``: after training only the embedding table on that selection (only the
-  selection's columns get gradients; backbone frozen);
+  selection's columns get gradients; backbone and RULE's switchable scales frozen);
 - ``retrained``: the ``uniform`` controller's plan for the budget, trained from scratch;
 
 so a gap that closes when the embedding is tuned, and not when the backbone is, is the cost
@@ -66,12 +66,9 @@ def main(argv: list[str] | None = None) -> None:
                 supernet.embedding.set_candidate(selection)
                 supernet.embedding.sample_in_training = False  # train the selection itself
                 if part != "served":
-                    tune_embedding = part == "embedding tuned"
-                    params = [
-                        p
-                        for n, p in supernet.named_parameters()
-                        if n.startswith("embedding.") == tune_embedding
-                    ]
+                    # the table's rows, or the backbone (switchable scales stay as trained)
+                    prefix = "embedding.table" if part == "embedding tuned" else "backbone."
+                    params = [p for n, p in supernet.named_parameters() if n.startswith(prefix)]
                     train_model(supernet, ctx.data, ctx.train, params=params, desc=part)
                 supernet.eval()
                 row[part] = evaluate(supernet, ctx.data.split("test"))[0]
