@@ -138,16 +138,19 @@ class MaskedSupernetEmbedding(nn.Module):
         """``[..., width]`` mask keeping the first ``dims[...]`` columns."""
         return (self._cols < dims.unsqueeze(-1)).to(self.table.dtype)
 
-    def selection_scales(self, dims: torch.Tensor) -> torch.Tensor | None:
-        """``[..., n_slots, width]`` factors on each slot's kept columns under ``dims``
-        (``[..., n_slots]``), or ``None`` (none: the base table). RULE's switchable scales."""
+    def selection_scales(
+        self, dims: torch.Tensor, slots: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """``[..., width]`` factors on the kept columns of entries of ``dims`` (``[...]``),
+        each of slot ``slots[...]`` (default: the last axis runs over every slot), or
+        ``None`` (the base table has none; RULE's switchable scales)."""
         return None
 
-    def slot_mask(self, dims: torch.Tensor) -> torch.Tensor:
-        """``[..., n_slots, width]``: what multiplies each slot's rows under ``dims``
-        (``[..., n_slots]``): the column mask, times the selection's scales if any."""
+    def slot_mask(self, dims: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """``[..., width]``: what multiplies rows of slot ``slots[...]`` (default: the last axis
+        runs over every slot) under ``dims[...]``: the column mask, times the scales if any."""
         mask = self.column_mask(dims)
-        scales = self.selection_scales(dims)
+        scales = self.selection_scales(dims, slots)
         return mask if scales is None else mask * scales
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,12 +161,10 @@ class MaskedSupernetEmbedding(nn.Module):
         if drawing and self.sampling != "step":  # [batch, n_slots]: each example its own draw
             draw = self.sample_band if self.sampling == "band" else self.sample_dims
             dims = draw(x.shape[0])
-            if self.one_slot_per_field:
+            if self.one_slot_per_field:  # slot = field
                 return e * self.slot_mask(dims)
-            if self.selection_scales(dims[:1]) is None:  # gather dims, then one mask per id
-                return e * self.column_mask(dims.gather(1, self.slots(x)))
-            mask = self.slot_mask(dims)  # [batch, n_slots, width], then each id's slot's row
-            return e * mask.gather(1, self.slots(x).unsqueeze(-1).expand(-1, -1, self.width))
+            slots = self.slots(x)
+            return e * self.slot_mask(dims.gather(1, slots), slots)  # each id's slot's dim
         dims = self.sample_dims() if drawing else self.slot_dims
         mask = self.slot_mask(dims)  # [n_slots, width]: per slot, then broadcast or gathered
         return e * (mask if self.one_slot_per_field else mask[self.slots(x)])

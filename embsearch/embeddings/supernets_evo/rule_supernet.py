@@ -71,16 +71,19 @@ class RuleEmbedding(MaskedSupernetEmbedding):
         first = torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0)
         self.register_buffer("first_slot", first, persistent=False)
 
-    def selection_scales(self, dims: torch.Tensor) -> torch.Tensor | None:
+    def selection_scales(
+        self, dims: torch.Tensor, slots: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
         """Switchable scales (``scales=True``): slot ``s`` keeping ``k`` blocks multiplies its
         columns by ``exp(SCALE_GAIN * log_scales[s, k - 1])``, so each selection size has its
-        own per-column factors on the shared blocks (dims ``[..., n_slots]``; dim 0 keeps
-        nothing, whatever its factor)."""
+        own per-column factors on the shared blocks (dim 0 keeps nothing, whatever its
+        factor). ``slots``: each entry's slot (default: the last axis runs over every slot)."""
         if self.log_scales is None:
             return None
         k = (dims // (self.width // self.blocks) - 1).clamp(0, self.blocks - 1)
-        slot = torch.arange(self.n_slots, device=dims.device).expand_as(dims)
-        return torch.exp(SCALE_GAIN * self.log_scales[slot, k])
+        if slots is None:
+            slots = torch.arange(self.n_slots, device=dims.device).expand_as(dims)
+        return torch.exp(SCALE_GAIN * self.log_scales[slots, k])
 
     def diversity_loss(self) -> torch.Tensor:
         """Mean squared cosine similarity between the distinct blocks of each (field, group)
