@@ -24,15 +24,15 @@ Steps, as in the paper:
    the runner retrains as usual. Serving costs most where a selection has about one block
    per group: the first block is shared by selections of every size (BENCHMARKS.md, tenth
    session: with plain blocks, RULE's plan at 10% of the synthetic table served 0.005 AUC
-   below the uniform table trained alone; with ``scales``, below, it is level).
+   below the uniform table trained alone; ``scales``, below, halve that).
 
 Choices the paper leaves open (one line each):
 
 - ``scales=True``: switchable scales (``rule_supernet.py``): each block count of each
   (field, group) has its own learned per-column factors on the shared blocks, folded into
   the served table, as slimmable and once-for-all networks give each width its own small
-  parameters; it narrows the serving cost step 5 describes (wide and narrow selections
-  want different values in the shared first block): BENCHMARKS.md, eleventh session.
+  parameters; it halves the serving cost step 5 describes at synthetic 10% and raises
+  frappe's and talkingdata's served plans (BENCHMARKS.md, eleventh session).
   ``False`` serves the paper's plain blocks.
 - ``sampling='band'``: each training example draws its own block selection (not one per
   step: far less gradient noise; frappe, served, 0.0017-0.003 better at every budget), and
