@@ -31,8 +31,8 @@ Choices the paper leaves open (one line each):
 - ``scales=True``: switchable scales (``rule_supernet.py``): each block count of each
   (field, group) has its own learned per-column factors on the shared blocks, folded into
   the served table, as slimmable and once-for-all networks give each width its own small
-  parameters; it halves the serving cost step 5 describes at synthetic 10% and raises
-  frappe's and talkingdata's served plans (BENCHMARKS.md, eleventh session).
+  parameters; it halves the serving cost step 5 describes at synthetic 10%, costing
+  0.001-0.002 at two level cells (BENCHMARKS.md, eleventh session).
   ``False`` serves the paper's plain blocks.
 - ``sampling='band'``: each training example draws its own block selection (not one per
   step: far less gradient noise; frappe, served, 0.0017-0.003 better at every budget), and
