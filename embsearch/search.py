@@ -67,9 +67,8 @@ def build_space(cfg: RunConfig, dataset: Dataset, default_space: str) -> SearchS
 def make_context(
     cfg: RunConfig, dataset: Dataset, space: SearchSpace, budgets: list[int], progress: bool
 ) -> SearchContext:
+    cfg.validate()  # a RunConfig built in code, or retrain's --epochs / --device override
     train = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, progress=progress)
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise ConfigError("--epochs and --batch-size must be at least 1")
     return SearchContext(
         dataset=dataset,
         space=space,

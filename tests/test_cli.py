@@ -297,3 +297,14 @@ def test_controllers_list_cites_each_paper_by_first_author_and_year(capsys):
     assert re.search(r"autodim .* Zhao et al\. 2021", out)  # its arXiv:2006.14827 is no year
     assert re.search(r"rule .* Chen et al\. 2021", out)
     assert "controllers NAME" in out
+
+
+def test_a_run_config_built_in_code_is_checked_like_the_command_line(tmp_path):
+    """``run_search`` (and ``retrain``'s overrides) validate the options they train with."""
+    from embsearch.errors import ConfigError
+    from embsearch.run_config import RunConfig
+    from embsearch.search import run_search
+
+    with pytest.raises(ConfigError, match="--batch-size must be an integer >= 1, got 0"):
+        run_search(RunConfig(batch_size=0), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
