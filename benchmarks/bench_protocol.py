@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from embsearch.budget import format_bytes, parse_budget
-from embsearch.cli import _parse_param as parse_param
+from embsearch.cli import parse_param
 from embsearch.context import SearchContext
 from embsearch.controllers.registry import get_controller
 from embsearch.data.dataset import Dataset

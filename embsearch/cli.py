@@ -26,7 +26,7 @@ budgets: bytes (250000), sizes (4MiB, 1.5MB) or a % of the full dim-WIDTH table 
 several --budget values give one plan each, in RUN_DIR/budget-<label>/."""
 
 
-def _parse_param(text: str) -> tuple[str, Any]:
+def parse_param(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"--param {text!r}: write key=value, e.g. --param alpha=0.3")
@@ -270,7 +270,7 @@ class Search(Command):
         if args.param and isinstance(raw.get("controller_params", {}), dict):  # (else refused)
             raw["controller_params"] = {
                 **raw.get("controller_params", {}),
-                **dict(_parse_param(t) for t in args.param),
+                **dict(parse_param(t) for t in args.param),
             }
         named = set(given) | ({"controller_params"} if args.param else set())
         cfg = RunConfig.from_mapping(raw, args.config or "options", flags=named)
