@@ -27,6 +27,7 @@ several --budget values give one plan each, in RUN_DIR/budget-<label>/."""
 
 
 def parse_param(text: str) -> tuple[str, Any]:
+    """``--param key=value``: the value as JSON (``true``, ``0.5``, ``[1, 2]``), else as text."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"--param {text!r}: write key=value, e.g. --param alpha=0.3")
