@@ -5,8 +5,9 @@ Steps, as in the paper:
 
 1. *Elastic embeddings*: each field's table is a G x B grid, G frequency groups (the
    ``feature_dims`` space; ``field_dims`` gives G = 1) by B blocks of ``width / B``
-   columns. A candidate picks how many leading blocks each (field, group) keeps, so dims
-   are multiples of ``width / B`` and sub-embeddings are zero-padded (``pad`` projection).
+   columns. A candidate picks how many leading blocks each (field, group) keeps (a choice,
+   below), so dims are multiples of ``width / B`` and sub-embeddings are zero-padded
+   (``pad`` projection).
 2. *Training once* (``embeddings/supernets_evo/rule_supernet.py``), for every budget: each
    example samples a block count per (field, group), plus the block-diversity regulariser
    between the blocks of each group (weight ``diversity``).
@@ -28,6 +29,10 @@ Steps, as in the paper:
 
 Choices the paper leaves open (one line each):
 
+- Leading blocks: the paper composes an elastic embedding from "a set of embedding blocks"
+  chosen by the search; a (field, group) here keeps its first ``k`` blocks, so a served
+  selection is a plain zero-padded table whose columns sit where the shared backbone reads
+  them (an arbitrary set would need a per-group column map in every exported table).
 - ``scales=True``: switchable scales (``rule_supernet.py``): each block count of each
   (field, group) has its own learned per-column factors on the shared blocks, folded into
   the served table, as slimmable and once-for-all networks give each width its own small
