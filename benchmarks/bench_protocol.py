@@ -99,7 +99,13 @@ def context(
 ) -> SearchContext:
     space = SPACES[space_name](ds.schema, width=args.width)
     resolved = sorted({space.resolve_budget(parse_budget(b)) for b in budgets})
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, progress=False)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        eval_every=args.eval_every,
+        progress=False,
+    )
     return SearchContext(
         ds,
         space,
@@ -267,6 +273,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of every training")
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="also validate every this many steps in every training (0: once an epoch)",
+    )
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--backbone", default="deepfm")
     p.add_argument(

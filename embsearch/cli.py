@@ -230,6 +230,14 @@ class Search(Command):
         )
         p.add_argument("--batch-size", type=int, help="default 4096")
         p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+        p.add_argument(
+            "--eval-every",
+            type=int,
+            metavar="STEPS",
+            help="also validate every STEPS training steps, not only at each epoch's end; early "
+            "stopping then counts validations (default 0: once an epoch; for data whose "
+            "models peak within an epoch)",
+        )
         p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto")
         p.add_argument("--seed", type=int, help="default 0")
         p.add_argument(
@@ -262,6 +270,7 @@ class Search(Command):
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "lr": args.lr,
+            "eval_every": args.eval_every,
             "device": args.device,
             "seed": args.seed,
             "max_seconds": args.max_seconds,

@@ -29,8 +29,7 @@ def _train_and_test(ctx: SearchContext, plan: Plan, desc: str) -> dict[str, Any]
         "val_auc": result.val_auc,
         "table_bytes": plan.table_bytes,
         "train_seconds": result.seconds,
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
+        "stopping": result.stopping_record(),
         "hint": result.epochs_hint(),
     }
 
@@ -64,8 +63,7 @@ def run_retrain(
         "val_auc": res["val_auc"],
         "train_seconds": res["train_seconds"],
         "epochs": cfg.epochs,
-        "epochs_run": res["epochs_run"],
-        "best_epoch": res["best_epoch"],
+        **res["stopping"],
         "controller": plan.controller,
     }
     if with_baseline:

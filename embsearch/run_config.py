@@ -29,6 +29,7 @@ class RunConfig:
     epochs: int = 5
     batch_size: int = 4096
     lr: float = 1e-3
+    eval_every: int = 0  # also validate every this many steps (0: once an epoch)
     device: str = "auto"
     seed: int = 0
     max_seconds: float | None = None
@@ -71,6 +72,8 @@ class RunConfig:
                 ok = all(isinstance(b, (str, int)) and not isinstance(b, bool) for b in value)
             if ok and name == "candidates":
                 ok = all(_is_type(c, "int") and c >= 0 for c in value)
+            if ok and name == "eval_every":
+                ok = value >= 0
             if ok and name in _POSITIVE:
                 ok = math.isfinite(value) and value > 0
             if not ok:
@@ -95,6 +98,7 @@ _CHECKS: list[tuple[str, str, str, bool]] = [
     ("epochs", "int", "an integer >= 1", False),
     ("batch_size", "int", "an integer >= 1", False),
     ("lr", "num", "a number > 0", False),
+    ("eval_every", "int", "an integer >= 0 (steps between validations; 0: once an epoch)", False),
     ("device", "str", "'auto', 'cpu' or 'cuda'", False),
     ("seed", "int", "an integer", False),
     ("max_seconds", "num", "a number of seconds > 0, or absent", True),

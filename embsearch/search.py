@@ -68,7 +68,13 @@ def make_context(
     cfg: RunConfig, dataset: Dataset, space: SearchSpace, budgets: list[int], progress: bool
 ) -> SearchContext:
     cfg.validate()  # a RunConfig built in code, or retrain's --epochs / --device override
-    train = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, progress=progress)
+    train = TrainConfig(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        eval_every=cfg.eval_every,
+        progress=progress,
+    )
     return SearchContext(
         dataset=dataset,
         space=space,
@@ -188,7 +194,7 @@ def _trained_state(ctx: SearchContext, plan: Plan) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in plan.weights.items()}
     model, result = ctx.train_plan(plan, desc=f"train {plan.controller} plan")
     plan.metrics = {"val_auc": result.val_auc, "val_logloss": result.val_logloss, **plan.metrics}
-    plan.extra["training"] = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch}
+    plan.extra["training"] = result.stopping_record()
     hint = result.epochs_hint()
     if hint:
         ctx.log(hint)

@@ -191,6 +191,7 @@ def test_every_builtin_parameter_has_a_line_of_help(name):
         (["--controller", "optembed", "--space", "feature_dims"], "drop --space to use its"),
         (["--lr", "-1"], "--lr must be a number > 0"),
         (["--max-seconds", "0"], "--max-seconds must be a number of seconds > 0"),
+        (["--eval-every", "-1"], "--eval-every must be an integer >= 0"),
     ],
 )
 def test_bad_input_one_line_no_output(tmp_path, capsys, args, needle):
@@ -308,3 +309,19 @@ def test_a_run_config_built_in_code_is_checked_like_the_command_line(tmp_path):
     with pytest.raises(ConfigError, match="--batch-size must be an integer >= 1, got 0"):
         run_search(RunConfig(batch_size=0), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_eval_every_reaches_the_search_and_the_retrain(tmp_path):
+    """``--eval-every`` is saved with the run, and the search's and the retrain's trainings
+    validate within epochs: their records give the steps (synthetic: 48,000 training rows,
+    47 steps an epoch at batch 1024)."""
+    run = tmp_path / "run"
+    args = ["search", "--data", "synthetic", "--budget", "25%", "--controller", "uniform"]
+    assert main([*args, "--out", str(run), *FAST, "--eval-every", "10"]) == 0
+    assert json.loads((run / "config.json").read_text())["eval_every"] == 10
+    training = json.loads((run / "plan.json").read_text())["extra"]["training"]
+    validated = (10, 20, 30, 40, 47)  # every 10th step and the epoch's end
+    assert training["steps_run"] in validated and training["best_step"] in validated
+    assert main(["retrain", str(run), "--quiet"]) == 0
+    r = json.loads((run / "retrain.json").read_text())
+    assert r["steps_run"] in validated and r["best_step"] in validated

@@ -407,6 +407,21 @@ def test_supernet_architecture_comes_from_its_best_validation_epoch(monkeypatch,
         torch.testing.assert_close(p.detach(), v)
 
 
+def test_darts_without_early_stop_trains_every_epoch_when_validating_within_epochs():
+    """``early_stop=False`` runs all ``--epochs`` however many validations ``eval_every``
+    adds (the data overfits fast: several worse validations in a row come early)."""
+    ds = make_synthetic(rows=6000, cardinalities=(300, 800, 50, 500), informative=(1, 2), seed=3)
+    ctrl = AutoDim(early_stop=False)
+    ctx = make_ctx(ds, AutoDim, epochs=6, batch_size=256)
+    ctx.train = TrainConfig(epochs=6, batch_size=256, patience=2, eval_every=3, progress=False)
+    ctrl.search(ctx)
+    done = [e for e in ctx.history if e["event"] == "supernet_epoch"]
+    steps = (len(ds.split("train")) + 255) // 256
+    assert done[-1]["epoch"] == 6 and done[-1]["step"] == 6 * steps
+    best = max(range(len(done)), key=lambda i: done[i]["val_auc"])
+    assert len(done) - 1 - best > 6  # more worse validations in a row than epochs + 1
+
+
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("path", ["per_id", "per_row"])
 def test_per_id_mixing_equals_the_branch_sum(training, path):

@@ -54,6 +54,7 @@ budget and raises :class:`BudgetError` when its plan does not fit.
 from __future__ import annotations
 
 import copy
+import sys
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -280,7 +281,7 @@ def train_supernet(
     else:
         # DARTS's fixed number of epochs, and the last architecture (the trainer still
         # restores the weights of the best validation AUC).
-        cfg = replace(ctx.train, epochs=epochs, patience=epochs + 1)
+        cfg = replace(ctx.train, epochs=epochs, patience=sys.maxsize)  # (counts validations)
     final: list[torch.Tensor] = []
 
     def snapshot(epoch: int) -> None:  # the last architecture, kept only without early_stop

@@ -32,7 +32,8 @@ class TrainConfig:
     batch_size: int = 4096
     lr: float = 1e-3
     weight_decay: float = 0.0
-    patience: int = 2
+    patience: int = 2  # validations without a better val AUC before training stops
+    eval_every: int = 0  # also validate every this many steps (0: once an epoch, at its end)
     eval_batch_size: int = 65536
     amp: bool = True
     progress: bool = True
@@ -46,12 +47,24 @@ class TrainResult:
     epochs_run: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    best_step: int = 0  # optimiser steps taken when the best validation ran
+    steps_run: int = 0  # 0: not recorded (then epochs decide :attr:`still_improving`)
 
     @property
     def still_improving(self) -> bool:
-        """The last epoch run had the best validation AUC: training ended on the epoch budget,
-        not on a plateau, so more epochs would likely raise it."""
+        """The last validation had the best AUC: training ended on the epoch budget, not on a
+        plateau, so more epochs would likely raise it."""
+        if self.steps_run:
+            return self.epochs_run > 0 and self.best_step == self.steps_run
         return self.epochs_run > 0 and self.best_epoch == self.epochs_run
+
+    def stopping_record(self) -> dict[str, int]:
+        """Epochs run and the best one (for ``plan.json`` and ``retrain.json``); with
+        validations inside epochs (``eval_every``), the steps too."""
+        out = {"epochs_run": self.epochs_run, "best_epoch": self.best_epoch}
+        if any("step" in h for h in self.history):
+            out.update(best_step=self.best_step, steps_run=self.steps_run)
+        return out
 
     def epochs_hint(self) -> str | None:
         """One line for the user when :attr:`still_improving`, else ``None``."""
@@ -118,21 +131,45 @@ def train_model(
     validate: Callable[[nn.Module], tuple[float, float]] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; restore the weights of the best validation AUC (``validate``,
-    if given, returns the (AUC, log loss) to judge each epoch by)."""
+    if given, returns the (AUC, log loss) to judge each validation by).
+
+    Validation runs at the end of every epoch and, with ``cfg.eval_every = k``, also after
+    every ``k``-th step (for data where one epoch is long or overfits: CTR models often
+    peak within their first epoch). Training stops after ``cfg.patience`` validations in a
+    row without a better AUC."""
     device = data.device
     model.to(device)
     train, val = data.split("train"), data.split("val")
     opt = make_adam(params if params is not None else model.parameters(), cfg.lr, cfg.weight_decay)
     use_amp = cfg.amp and device.type == "cuda"
     loss_fn = nn.BCEWithLogitsLoss()
-    best_auc, best_ll, best_epoch, best_state = -1.0, float("inf"), 0, None
+    best_auc, best_ll, best_epoch, best_step, best_state = -1.0, float("inf"), 0, 0, None
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     steps_per_epoch = (len(train) + cfg.batch_size - 1) // cfg.batch_size
-    step = 0
+    step, since_best, validated_at = 0, 0, -1
+
+    def check(epoch: int, running: float) -> bool:
+        """Validate after ``step``; keep the best weights; True when patience has run out."""
+        nonlocal best_auc, best_ll, best_epoch, best_step, best_state, since_best, validated_at
+        auc, ll = evaluate(model, val, cfg.eval_batch_size) if validate is None else validate(model)
+        model.train()  # a validation hook may leave the model in eval mode
+        validated_at = step
+        entry = {"epoch": epoch, "train_loss": running, "val_auc": auc, "val_logloss": ll}
+        if cfg.eval_every:
+            entry["step"] = step
+        history.append(entry)
+        prog.update(task, info=f"epoch {epoch} loss {running:.4f} val AUC {auc:.4f}")
+        if auc > best_auc:
+            best_auc, best_ll, best_epoch, best_step, since_best = auc, ll, epoch, step, 0
+            best_state = copy.deepcopy(model.state_dict())
+            return False
+        since_best += 1
+        return since_best >= cfg.patience
+
     with progress_bar(cfg.progress) as prog:
         task = prog.add_task(desc, total=cfg.epochs * steps_per_epoch, info="")
-        epoch = 0
+        epoch, stop = 0, False
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             running = 0.0
@@ -153,21 +190,26 @@ def train_model(
                 if i % 20 == 0:
                     prog.update(task, info=f"epoch {epoch} loss {running:.4f}")
                 prog.advance(task)
+                last = i == steps_per_epoch - 1  # the epoch's end validates below
+                if cfg.eval_every and step % cfg.eval_every == 0 and not last:
+                    stop = check(epoch, running)
+                    if stop:
+                        break
+            if stop:
+                break
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
-            if validate is None:
-                auc, ll = evaluate(model, val, cfg.eval_batch_size)
-            else:
-                auc, ll = validate(model)
-            history.append(
-                {"epoch": epoch, "train_loss": running, "val_auc": auc, "val_logloss": ll}
-            )
-            prog.update(task, info=f"epoch {epoch} loss {running:.4f} val AUC {auc:.4f}")
-            if auc > best_auc:
-                best_auc, best_ll, best_epoch = auc, ll, epoch
-                best_state = copy.deepcopy(model.state_dict())
-            elif epoch - best_epoch >= cfg.patience:
+            if validated_at != step and check(epoch, running):
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    return TrainResult(best_auc, best_ll, best_epoch, epoch, time.perf_counter() - t0, history)
+    return TrainResult(
+        best_auc,
+        best_ll,
+        best_epoch,
+        epoch,
+        time.perf_counter() - t0,
+        history,
+        best_step=best_step,
+        steps_run=step,
+    )
