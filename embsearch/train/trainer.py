@@ -147,14 +147,13 @@ def train_model(
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     steps_per_epoch = (len(train) + cfg.batch_size - 1) // cfg.batch_size
-    step, since_best, validated_at = 0, 0, -1
+    step, since_best = 0, 0
 
     def check(epoch: int, running: float) -> bool:
         """Validate after ``step``; keep the best weights; True when patience has run out."""
-        nonlocal best_auc, best_ll, best_epoch, best_step, best_state, since_best, validated_at
+        nonlocal best_auc, best_ll, best_epoch, best_step, best_state, since_best
         auc, ll = evaluate(model, val, cfg.eval_batch_size) if validate is None else validate(model)
         model.train()  # a validation hook may leave the model in eval mode
-        validated_at = step
         entry = {"epoch": epoch, "train_loss": running, "val_auc": auc, "val_logloss": ll}
         if cfg.eval_every:
             entry["step"] = step
@@ -199,7 +198,7 @@ def train_model(
                 break
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
-            if validated_at != step and check(epoch, running):
+            if check(epoch, running):
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
