@@ -20,7 +20,7 @@ from embsearch.errors import ConfigError, EmbsearchError
 EPILOG_SEARCH = """examples:
   embsearch search --data synthetic --budget 25% --controller mde --out runs/mde
   embsearch search --data prepared/criteo --budget 4MiB --budget 10% --controller uniform --out runs/u
-  embsearch search --config search.toml --out runs/x      (keys: see RunConfig in the README)
+  embsearch search --config search.toml --out runs/x      (keys: the README's search.toml)
   embsearch search --controller mypkg.mymod:MyController --param alpha=0.5 ...
 budgets: bytes (250000), sizes (4MiB, 1.5MB) or a % of the full dim-WIDTH table (10%).
 several --budget values give one plan each, in RUN_DIR/budget-<label>/."""

@@ -325,3 +325,18 @@ def test_eval_every_reaches_the_search_and_the_retrain(tmp_path):
     assert main(["retrain", str(run), "--quiet"]) == 0
     r = json.loads((run / "retrain.json").read_text())
     assert r["steps_run"] in validated and r["best_step"] in validated
+
+
+def test_the_readme_config_example_is_a_valid_config():
+    """The README's search.toml parses into a RunConfig with the values it shows."""
+    import tomllib
+    from pathlib import Path
+
+    from embsearch.run_config import RunConfig
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", readme, re.S)
+    assert block is not None
+    cfg = RunConfig.from_mapping(tomllib.loads(block.group(1)))
+    assert cfg.budgets == ["10%", "4MiB"] and cfg.controller_params == {"arch_lr": 0.1}
+    assert cfg.eval_every == 500
