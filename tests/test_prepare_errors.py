@@ -122,7 +122,7 @@ def test_failure_while_saving_leaves_nothing(
 
 
 def test_constant_field_warns_or_drops(tmp_path: Path) -> None:
-    text = "k,a,y\n" + "".join(f"same,{i % 4},{i % 2}\n" for i in range(40))
+    text = "k,a,y\n" + "".join(f"same,{i % 4},{(i // 4) % 2}\n" for i in range(40))
     path = write(tmp_path, "a.csv", text)
     msgs: list[str] = []
     ds = prepare("csv", [path], str(tmp_path / "o1"), label="y", warn=msgs.append)

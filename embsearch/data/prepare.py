@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from embsearch.data.dataset import SPLITS, Dataset, Split
 from embsearch.data.encode import apply_ranking, frequency_ranking
+from embsearch.data.leakage import leaking_fields
 from embsearch.data.readers import FORMATS, Columns, read_columns
 from embsearch.data.schema import FieldSpec, Schema
 from embsearch.data.synthetic import make_synthetic
@@ -128,6 +129,14 @@ def prepare(
     schema = Schema(specs, label=cols[0].label_name, source=fmt, meta=meta)
     ds = Dataset(schema, *(Split(x, y) for x, y in zip(xs, ys)))
     ds.validate()
+    leaks = leaking_fields(ds)
+    schema.meta["suspected_leaks"] = {name: round(auc, 4) for name, auc in leaks}
+    for name, auc in leaks:
+        warn(
+            f"field {name!r} alone ranks the validation labels with AUC {auc:.3f}: it likely "
+            f"leaks the label (derived from it, or set for one class only); pass --drop {name} "
+            "unless it is known at prediction time"
+        )
     numeric = [s.name for s in specs if s.name in cols[0].numeric]
     types = {s.name: str(cols[0].fields[s.name].type) for s in specs}
     ds.save(
