@@ -110,7 +110,7 @@ class Prepare(Command):
         p.add_argument(
             "--drop",
             type=lambda s: s.split(","),
-            help="comma-separated columns to drop (e.g. leaky ones)",
+            help="comma-separated columns to drop (e.g. leaky ones: prepare warns of a field that alone ranks the labels almost perfectly)",
         )
         p.add_argument(
             "--min-count",
