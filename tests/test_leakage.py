@@ -36,23 +36,22 @@ def _csv(path: Path, rows: int, leak: bool) -> str:
     return str(path)
 
 
-def test_a_field_set_for_positives_only_is_reported(tmp_path: Path):
+def _prepare(tmp_path: Path, leak: bool):
     msgs: list[str] = []
-    ds = prepare(
-        "csv", [_csv(tmp_path / "l.csv", 4000, True)], str(tmp_path / "o"), label="y",
-        warn=msgs.append,
-    )  # fmt: skip
+    path = _csv(tmp_path / "data.csv", 4000, leak)
+    ds = prepare("csv", [path], str(tmp_path / "out"), label="y", warn=msgs.append)
+    return ds, msgs
+
+
+def test_a_field_set_for_positives_only_is_reported(tmp_path: Path):
+    ds, msgs = _prepare(tmp_path, leak=True)
     assert len(msgs) == 1 and "'leak'" in msgs[0] and "--drop leak" in msgs[0]
     assert list(ds.schema.meta["suspected_leaks"]) == ["leak"]
     assert ds.schema.meta["suspected_leaks"]["leak"] >= 0.99
 
 
 def test_fields_without_a_leak_are_not_reported(tmp_path: Path):
-    msgs: list[str] = []
-    ds = prepare(
-        "csv", [_csv(tmp_path / "c.csv", 4000, False)], str(tmp_path / "o"), label="y",
-        warn=msgs.append,
-    )  # fmt: skip
+    ds, msgs = _prepare(tmp_path, leak=False)
     assert msgs == [] and ds.schema.meta["suspected_leaks"] == {}
 
 
