@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embsearch.data.dataset import Dataset
+from embsearch.data.dataset import Dataset, Split
 
 LEAK_AUC = 0.99  # a field at or above this validation AUC on its own is reported
 PRIOR_ROWS = 10.0  # each id's rate is smoothed as if it had this many rows at the overall rate
@@ -29,35 +29,32 @@ def leaking_fields(ds: Dataset, threshold: float = LEAK_AUC) -> list[tuple[str, 
     """``(field, AUC)`` for every field whose train-fitted id rates rank the validation labels
     with AUC at least ``threshold``; empty when the validation rows hold fewer than
     ``MIN_CLASS_ROWS`` of either class. Reads at most ``MAX_FIT_ROWS`` train rows and
-    ``MAX_CHECK_ROWS`` validation rows (their prefixes)."""
-    train, check = ds.split("train"), ds.split("val")
-    sizes = [f.cardinality for f in ds.schema.fields]
-    rows_t, pos_t = _counts(train.x, train.y, MAX_FIT_ROWS, sizes)
-    rows_v, pos_v = _counts(check.x, check.y, MAX_CHECK_ROWS, sizes)
-    total_t, positives_v = rows_t[0].sum(), pos_v[0].sum()
-    if total_t == 0 or min(positives_v, rows_v[0].sum() - positives_v) < MIN_CLASS_ROWS:
+    ``MAX_CHECK_ROWS`` validation rows (their prefixes); one field's counts at a time."""
+    xt, yt = _columns(ds.split("train"), MAX_FIT_ROWS)
+    xv, yv = _columns(ds.split("val"), MAX_CHECK_ROWS)
+    if len(yt) == 0 or min(yv.sum(), len(yv) - yv.sum()) < MIN_CLASS_ROWS:
         return []  # too few of a class for any AUC to mean much
-    prior = pos_t[0].sum() / total_t
+    prior = float(yt.mean())
     found = []
-    for j, name in enumerate(ds.schema.names):
-        rate = (pos_t[j] + prior * PRIOR_ROWS) / (rows_t[j] + PRIOR_ROWS)
-        seen = rows_v[j] > 0  # only ids the validation rows use can rank them
-        auc = grouped_auc(rate[seen], pos_v[j][seen], (rows_v[j] - pos_v[j])[seen])
+    for j, spec in enumerate(ds.schema.fields):
+        n = spec.cardinality
+        rate = (np.bincount(xt[j], weights=yt, minlength=n) + prior * PRIOR_ROWS) / (
+            np.bincount(xt[j], minlength=n) + PRIOR_ROWS
+        )
+        pos = np.bincount(xv[j], weights=yv, minlength=n)
+        neg = np.bincount(xv[j], minlength=n) - pos
+        seen = (pos + neg) > 0  # only ids the validation rows use can rank them
+        auc = grouped_auc(rate[seen], pos[seen], neg[seen])
         if auc >= threshold:
-            found.append((name, auc))
+            found.append((spec.name, auc))
     return found
 
 
-def _counts(
-    x: np.ndarray, y: np.ndarray, limit: int, sizes: list[int]
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per field, rows and positive labels per id over the first ``limit`` rows (read once,
-    transposed, so each field's ids are contiguous)."""
-    cols = np.ascontiguousarray(np.asarray(x[:limit]).T)  # [fields, rows]
-    w = np.asarray(y[:limit], dtype=np.float64)
-    rows = [np.bincount(c, minlength=n) for c, n in zip(cols, sizes)]
-    pos = [np.bincount(c, weights=w, minlength=n) for c, n in zip(cols, sizes)]
-    return rows, pos
+def _columns(split: Split, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``limit`` rows as ``[fields, rows]`` ids (read once and transposed, so each
+    field's ids are contiguous) and their labels as float64."""
+    x = np.ascontiguousarray(np.asarray(split.x[:limit]).T)
+    return x, np.asarray(split.y[:limit], dtype=np.float64)
 
 
 def grouped_auc(score: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> float:
