@@ -325,6 +325,12 @@ class Retrain(Command):
             help="also train the full-size table for comparison",
         )
         p.add_argument("--epochs", type=int, help="override the search's epochs")
+        p.add_argument(
+            "--eval-every",
+            type=int,
+            metavar="STEPS",
+            help="override the search's --eval-every (0: validate once an epoch)",
+        )
         p.add_argument("--device", choices=["auto", "cpu", "cuda"])
         p.add_argument("--quiet", action="store_true")
 
@@ -336,6 +342,7 @@ class Retrain(Command):
             with_baseline=args.with_baseline,
             epochs=args.epochs,
             device=args.device,
+            eval_every=args.eval_every,
             progress=not args.quiet,
         )
         line = f"test AUC {r['test_auc']:.4f}  logloss {r['test_logloss']:.4f}  table {r['table_bytes']} B"

@@ -40,13 +40,17 @@ def run_retrain(
     with_baseline: bool = False,
     epochs: int | None = None,
     device: str | None = None,
+    eval_every: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Retrain, evaluate on test, write ``RUN_DIR/retrain.json``; returns its content."""
+    """Retrain, evaluate on test, write ``RUN_DIR/retrain.json``; returns its content.
+    ``epochs``, ``device`` and ``eval_every`` override the search's options."""
     run_dir = Path(run_dir)
     cfg, plan, _ = load_run(run_dir, weights=False)
     if epochs is not None:
         cfg.epochs = epochs
+    if eval_every is not None:
+        cfg.eval_every = eval_every
     if device is not None:
         cfg.device = device
     dataset = load_dataset(cfg)

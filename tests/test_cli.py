@@ -325,6 +325,8 @@ def test_eval_every_reaches_the_search_and_the_retrain(tmp_path):
     assert main(["retrain", str(run), "--quiet"]) == 0
     r = json.loads((run / "retrain.json").read_text())
     assert r["steps_run"] in validated and r["best_step"] in validated
+    assert main(["retrain", str(run), "--quiet", "--eval-every", "0"]) == 0  # override: per epoch
+    assert "steps_run" not in json.loads((run / "retrain.json").read_text())
 
 
 def test_the_readme_config_example_is_a_valid_config():
