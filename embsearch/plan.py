@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embsearch._atomic import read_json, write_json
+from embsearch._atomic import read_json, strict_json, write_json
 from embsearch.budget import field_bytes
 from embsearch.errors import RunDirError
 
@@ -59,7 +59,7 @@ class Plan:
     budget_bytes: int
     projection: str = "linear"
     precision: str = "fp32"
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # floats; null_reasons if any is null
     data_fingerprint: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     format: str = PLAN_FORMAT
@@ -102,7 +102,9 @@ class Plan:
             "projection": self.projection,
             "precision": self.precision,
             "data_fingerprint": self.data_fingerprint,
-            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "metrics": strict_json(  # NaN/inf: null, with its reason under null_reasons
+                {k: float(v) if _is_number(v) else v for k, v in self.metrics.items()}
+            ),
             "fields": [
                 {
                     "name": f.name,
@@ -174,6 +176,10 @@ class Plan:
         return cls.from_json(read_json(path), str(path))
 
 
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _check_layout(plan: Plan) -> None:
     """Refuse (``ValueError``) a plan no table can be built from: a field's groups must tile
     its ids ``0..rows-1`` in order, with dims in ``[0, width]``."""
@@ -189,3 +195,9 @@ def _check_layout(plan: Plan) -> None:
             edge = g.stop
         if edge != f.rows or not f.groups:
             raise ValueError(f"field {f.name!r}: groups must tile ids 0..{f.rows - 1} in order")
+    if plan.fields and all(d == 0 for f in plan.fields for d in f.dims):
+        raise ValueError(NO_EMBEDDING)
+
+
+#: why a plan whose every dim is 0 is refused (it embeds nothing: the model sees no input)
+NO_EMBEDDING = "every field has dim 0, so the plan keeps no embedding at all"

@@ -36,7 +36,12 @@ class RunConfig:
     synthetic_rows: int = 60_000
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The options as saved in ``config.json``: a data directory as an absolute path, so
+        ``retrain`` and ``export`` find it from any working directory."""
+        raw = asdict(self)
+        if self.data != "synthetic":
+            raw["data"] = str(Path(self.data).expanduser().resolve())
+        return raw
 
     @classmethod
     def from_mapping(
@@ -71,7 +76,9 @@ class RunConfig:
             if ok and name == "budgets":
                 ok = all(isinstance(b, (str, int)) and not isinstance(b, bool) for b in value)
             if ok and name == "candidates":
-                ok = all(_is_type(c, "int") and c >= 0 for c in value)
+                ok = all(_is_type(c, "int") and c >= 0 for c in value) and any(
+                    c > 0 for c in value
+                )
             if ok and name == "eval_every":
                 ok = value >= 0
             if ok and name in _POSITIVE:
@@ -92,7 +99,13 @@ _CHECKS: list[tuple[str, str, str, bool]] = [
     ("backbone", "str", "a backbone name", False),
     ("space", "str", "a search space name, or absent", True),
     ("width", "int", "an integer", False),
-    ("candidates", "list", "a list of integers >= 0, e.g. [2, 4, 8, 16], or absent", True),
+    (
+        "candidates",
+        "list",
+        "a list of integers >= 0 with one > 0 (dim 0 alone keeps no embedding at all), "
+        "e.g. [2, 4, 8, 16], or absent",
+        True,
+    ),
     ("groups", "int", "an integer", False),
     ("projection", "str", "'linear' or 'pad', or absent", True),
     ("epochs", "int", "an integer >= 1", False),
