@@ -30,6 +30,7 @@ from embsearch.data.dataset import Dataset
 from embsearch.data.synthetic import make_synthetic
 from embsearch.errors import ConfigError, RunDirError
 from embsearch.plan import Plan
+from embsearch.run_checks import check_run_data, check_run_dir
 from embsearch.run_config import RunConfig
 from embsearch.search_spaces import SPACES, SearchSpace
 from embsearch.train.device import resolve_device
@@ -216,23 +217,12 @@ def _jsonable(obj: Any) -> Any:
 def load_run(
     run_dir: str | Path, *, weights: bool = True
 ) -> tuple[RunConfig, Plan, dict[str, torch.Tensor]]:
-    """Read a single-plan run directory (``weights=False``: its trained weights are not needed)."""
+    """Read a single-plan run directory (``weights=False``: its trained weights are not needed).
+
+    The run's dataset must be the one the plan was searched on: its fingerprint is checked
+    against the plan's ``data_fingerprint`` (a mismatch names both)."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"run directory {run_dir} does not exist")
-    if not (run_dir / "plan.json").is_file():
-        subs = sorted(p.name for p in run_dir.glob("budget-*") if (p / "plan.json").is_file())
-        if subs:
-            raise RunDirError(
-                f"{run_dir} holds one run per budget; pick one, e.g. {run_dir / subs[0]}"
-            )
-        raise RunDirError(
-            f"{run_dir} holds no plan.json; is it a run directory from `embsearch search`?"
-        )
-    if not (run_dir / "config.json").is_file():
-        raise RunDirError(
-            f"{run_dir} lacks config.json; the run did not finish, run the search again"
-        )
+    check_run_dir(run_dir)
     if weights and not (run_dir / "model.pt").is_file():
         raise RunDirError(
             f"{run_dir} has a plan but no trained weights (the search was interrupted); "
@@ -240,6 +230,7 @@ def load_run(
         )
     cfg = RunConfig.from_mapping(read_json(run_dir / "config.json"), str(run_dir / "config.json"))
     plan = Plan.load(run_dir / "plan.json")
+    check_run_data(cfg, plan, run_dir)
     try:
         state = (
             torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
