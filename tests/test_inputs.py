@@ -4,6 +4,7 @@ any working directory and refuse another dataset, strict JSON, one-line errors."
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,101 @@ def test_a_budget_folder_named_by_its_budget_is_pointed_to(tmp_path, capsys):
     assert str(run / "budget-25pct") in line
     line = _error(capsys, ["retrain", str(run / "budget-7%")])
     assert "budget-10pct, budget-25pct" in line
+
+
+def _strict_load(path: Path) -> object:
+    """Parse ``path`` as strict JSON: NaN, Infinity and -Infinity are refused."""
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"{path} holds {name}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_a_ten_row_csv_is_refused_at_prepare_with_the_counts(tmp_path, capsys):
+    src = tmp_path / "ten.csv"
+    src.write_text("a,b,label\n" + "".join(f"x{i % 3},y{i % 2},{i % 2}\n" for i in range(10)))
+    args = ["data", "prepare", "--format", "csv", "--input", str(src), "--label", "label"]
+    line = _error(capsys, [*args, "--out", str(tmp_path / "d")])
+    assert "val split has 1 row: 0 positive, 1 negative" in line
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_one_class_validation_file_is_refused_naming_it(tmp_path, capsys):
+    train, test = _csv(tmp_path / "train.csv", 200), _csv(tmp_path / "test.csv", 50, seed=2)
+    val = tmp_path / "val.csv"
+    val.write_text("user,item,hour,label\n" + "u1,i1,3,0\n" * 30)
+    files = [str(train), str(val), str(test)]
+    args = ["data", "prepare", "--format", "csv", "--input", *files, "--label", "label"]
+    line = _error(capsys, [*args, "--out", str(tmp_path / "d")])
+    assert str(val) in line and "30 rows: 0 positive, 30 negative" in line
+    assert not (tmp_path / "d").exists()
+
+
+def test_every_json_file_is_strict_when_a_metric_cannot_be_computed(tmp_path):
+    """A dataset saved without ``prepare``'s check (one-class validation labels): the AUC is
+    undefined, and plan.json, search.json and retrain.json say so with ``null`` + reason."""
+    from embsearch.testing import small_dataset
+
+    ds = small_dataset(rows=3000)
+    ds.val.y[:] = 0.0
+    ds.save(tmp_path / "d")
+    args = ["search", "--data", str(tmp_path / "d"), "--controller", "uniform", *FAST]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0
+    assert main(["retrain", str(tmp_path / "run"), "--epochs", "1", "--quiet"]) == 0
+    files = sorted((tmp_path / "run").glob("*.json"))
+    assert {p.name for p in files} >= {"plan.json", "search.json", "retrain.json", "config.json"}
+    for p in files:
+        _strict_load(p)
+    metrics = _strict_load(tmp_path / "run" / "plan.json")["metrics"]
+    assert metrics["val_auc"] is None and metrics["val_logloss"] is None
+    assert set(metrics["null_reasons"]) == {"val_auc", "val_logloss"}
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "exp")]) == 0
+
+
+def test_write_json_turns_non_finite_numbers_into_null_with_a_reason(tmp_path):
+    from embsearch._atomic import write_json
+
+    write_json(tmp_path / "a.json", {"auc": math.nan, "ll": math.inf, "ok": 0.5, "h": [-math.inf]})
+    got = _strict_load(tmp_path / "a.json")
+    assert got["auc"] is None and got["ll"] is None and got["ok"] == 0.5 and got["h"] == [None]
+    assert set(got["null_reasons"]) == {"auc", "ll"}
+
+
+def test_a_plan_keeping_no_embedding_is_refused(tmp_path, capsys):
+    line = _error(capsys, ["search", "--candidates", "0", "--out", str(tmp_path / "r")])
+    assert "--candidates" in line and "no embedding" in line
+    assert not (tmp_path / "r").exists()
+    from embsearch.plan import FieldPlan, GroupPlan, Plan
+
+    plan = Plan("x", "field_dims", 16, [FieldPlan("a", 5, [GroupPlan(0, 5, 0)])], 100)
+    plan.save(tmp_path / "plan.json")
+    with pytest.raises(Exception, match="keeps no embedding"):
+        Plan.load(tmp_path / "plan.json")
+
+
+def test_an_id_like_column_is_warned_of(tmp_path, capsys):
+    src = _csv(tmp_path / "a.csv", 400)
+    lines = src.read_text().splitlines()
+    src.write_text(
+        "\n".join([lines[0] + ",ts", *(f"{r},t{k}" for k, r in enumerate(lines[1:]))]) + "\n"
+    )
+    args = ["data", "prepare", "--format", "csv", "--input", str(src), "--label", "label"]
+    assert main([*args, "--out", str(tmp_path / "d")]) == 0
+    err = capsys.readouterr().err
+    assert "'ts' looks like an id" in err and "--drop ts" in err
+    assert "'user'" not in err and "'item'" not in err
+    meta = json.loads((tmp_path / "d" / "schema.json").read_text())["meta"]
+    assert list(meta["id_like_fields"]) == ["ts"]
+
+
+def test_training_without_a_computable_auc_reports_nan_not_a_sentinel():
+    from embsearch.controllers.uniform import Uniform
+    from embsearch.testing import make_test_context, small_dataset
+
+    ds = small_dataset(rows=3000)
+    ds.val.y[:] = 1.0
+    ctx = make_test_context(Uniform, dataset=ds)
+    plan = Uniform().search_budgets(ctx)[0]
+    _, result = ctx.train_plan(plan)
+    assert math.isnan(result.val_auc) and math.isnan(result.val_logloss)

@@ -15,7 +15,9 @@ from embsearch.errors import ConfigError, DataError
 CRITEO_ROW = (
     "1\t" + "\t".join(str(i) for i in range(13)) + "\t" + "\t".join(f"{i:08x}" for i in range(26))
 )
-GOOD_CSV = "a,b,y\n" + "".join(f"{i % 3},{i % 5},{i % 2}\n" for i in range(50))
+GOOD_CSV = "a,b,y\n" + "".join(
+    f"{i % 3},{i % 5},{i % 2}\n" for i in range(60)
+)  # both classes in each split
 GOOD_LIBFM = "".join(f"{1 if i % 3 == 0 else -1} {i % 7}:1 {10 + i % 4}:1\n" for i in range(50))
 
 
@@ -93,8 +95,10 @@ def test_good_inputs_of_the_error_tests_work(tmp_path: Path) -> None:
     gz.write_bytes(gzip.compress(GOOD_LIBFM.encode()))
     ds = prepare("libfm", [str(gz)], str(tmp_path / "o2"))
     assert ds.schema.names == ["f0", "f1"] and set(ds.train.y.tolist()) == {0.0, 1.0}
-    c = write(tmp_path, "c.txt", (CRITEO_ROW + "\n") * 20)
-    ds = prepare("criteo", [c], str(tmp_path / "o3"), warn=lambda m: None)
+    rows = "".join(f"{i % 2}{CRITEO_ROW[1:]}\n" for i in range(60))  # both classes in each split
+    ds = prepare(
+        "criteo", [write(tmp_path, "c.txt", rows)], str(tmp_path / "o3"), warn=lambda m: None
+    )
     assert ds.schema.num_fields == 39
 
 
@@ -122,7 +126,7 @@ def test_failure_while_saving_leaves_nothing(
 
 
 def test_constant_field_warns_or_drops(tmp_path: Path) -> None:
-    text = "k,a,y\n" + "".join(f"same,{i % 4},{(i // 4) % 2}\n" for i in range(40))
+    text = "k,a,y\n" + "".join(f"same,{i % 4},{(i // 4) % 2}\n" for i in range(80))
     path = write(tmp_path, "a.csv", text)
     msgs: list[str] = []
     ds = prepare("csv", [path], str(tmp_path / "o1"), label="y", warn=msgs.append)
@@ -134,7 +138,7 @@ def test_constant_field_warns_or_drops(tmp_path: Path) -> None:
     assert ds.schema.names == ["a"] and len(msgs) == 1
     with pytest.warns(UserWarning, match="'k'"):
         prepare("csv", [path], str(tmp_path / "o3"), label="y")
-    only = write(tmp_path, "b.csv", "k,y\n" + "same,0\n" * 20 + "same,1\n" * 20)
+    only = write(tmp_path, "b.csv", "k,y\n" + "same,0\n" * 40 + "same,1\n" * 40)
     with pytest.raises(DataError, match="every field is constant"):
         prepare("csv", [only], str(tmp_path / "o4"), label="y", drop_constant=True)
     assert not (tmp_path / "o4").exists()
@@ -144,7 +148,7 @@ def test_parquet_nested_column_is_named(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    n = 40
+    n = 60
     table = pa.table(
         {
             "a": [i % 3 for i in range(n)],

@@ -124,7 +124,7 @@ def test_parquet_awkward_values_round_trip(tmp_path: Path) -> None:
     raw = {
         "train": {"s": text, "i": ints, "b": blob},
         "val": {"s": ["tab\there", None, "new", ""], "i": [3, 7, 99, 3], "b": [b"ok"] * 4},
-        "test": {"s": ["line\nbreak"], "i": [5], "b": [b"\xff\x00"]},
+        "test": {"s": ["line\nbreak", "new"], "i": [5, 7], "b": [b"\xff\x00", b"ok"]},
     }
     files = []
     for s in SPLITS:

@@ -82,6 +82,7 @@ def prepare(
     else:
         parts = None
         ys = [c.label for c in cols]
+    check_classes(ys, None if parts is not None else inputs)
 
     specs, xs, vocab = _encode_fields(cols, parts, min_count)
 
@@ -110,6 +111,15 @@ def prepare(
         xs = [np.ascontiguousarray(x[:, keep]) for x in xs]
         vocab = [vocab[j] for j in keep]
 
+    id_like = id_like_fields(specs, len(ys[0]), min_count)
+    for name, share in id_like.items():
+        warn(
+            f"field {name!r} looks like an id or a timestamp: its train split holds "
+            f"{share:.0%} as many distinct values as rows, so most of its rows are trained on "
+            "one example and few of its values recur at prediction time; pass --drop "
+            f"{name} (or bucketise it: --numeric for a number)"
+        )
+
     meta = {
         "format": fmt,
         "inputs": [str(p) for p in inputs],
@@ -125,6 +135,7 @@ def prepare(
         "constant_fields": constant,
         "dropped_constant": constant if drop_constant else [],
         "label_rate": {s: float(y.mean()) for s, y in zip(SPLITS, ys)},
+        "id_like_fields": id_like,
     }
     schema = Schema(specs, label=cols[0].label_name, source=fmt, meta=meta)
     ds = Dataset(schema, *(Split(x, y) for x, y in zip(xs, ys)))
@@ -328,6 +339,49 @@ def _random_split(n: int, fractions: tuple[float, float, float], seed: int) -> l
     return [np.sort(ix) for ix in np.split(perm, bounds)]
 
 
+def check_classes(ys: Sequence[np.ndarray], files: Sequence[str] | None = None) -> None:
+    """Refuse, with the counts, a split that lacks a class: its AUC cannot be computed (and
+    a 1-row split's log loss means nothing), so a search on it would validate on nothing.
+    ``files``: the train, val and test files, when the splits were given as files."""
+    for i, (name, y) in enumerate(zip(SPLITS, ys)):
+        pos = int(np.count_nonzero(y))
+        neg = len(y) - pos
+        if pos and neg:
+            continue
+        where = f"the {name} split" + (f" ({files[i]})" if files else "")
+        fix = (
+            "give a file holding both classes"
+            if files
+            else f"use more rows or a larger {name} share in --split"
+        )
+        raise DataError(
+            f"{where} has {len(y)} row{'s' if len(y) != 1 else ''}: {pos} positive, {neg} "
+            f"negative; AUC needs both classes in every split, so {fix}"
+        )
+
+
+#: a field is id-like when its distinct train values are at least this share of train rows
+#: (talkingdata's click_time: 0.84 on the shared 100k-row sample; the largest share of a
+#: legitimate field in the shared samples is avazu's device_ip, 0.76 of 8k train rows)
+ID_LIKE_SHARE = 0.8
+#: ... and the train split has at least this many rows (below, uniqueness is no evidence)
+ID_LIKE_MIN_ROWS = 200
+
+
+def id_like_fields(specs: Sequence[FieldSpec], train_rows: int, min_count: int) -> dict[str, float]:
+    """Fields whose values are almost all distinct in train (a timestamp, a row id, like
+    talkingdata's ``click_time``): name -> distinct train values / train rows. Only with
+    ``min_count == 1`` (above it, values seen once are already folded into OOV)."""
+    if min_count != 1 or train_rows < ID_LIKE_MIN_ROWS:
+        return {}
+    out = {}
+    for spec in specs:
+        share = (spec.cardinality - 1) / train_rows  # id 0 (OOV) holds no train value
+        if share >= ID_LIKE_SHARE:
+            out[spec.name] = round(share, 4)
+    return out
+
+
 def _check_same_fields(cols: list[Columns]) -> None:
     first = list(cols[0].fields)
     for c in cols[1:]:
@@ -354,6 +408,7 @@ def _prepare_synthetic(
             "format synthetic has fixed fields; --label/--categorical/--numeric/--drop/--min-count do not apply"
         )
     ds = make_synthetic(rows=rows or 60_000, split=fractions, seed=seed)
+    check_classes([ds.split(s).y for s in SPLITS])
     ds.schema.meta.update(
         {"format": "synthetic", "inputs": [], "split": list(fractions), "min_count": 1}
     )

@@ -202,6 +202,8 @@ def train_model(
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
+    else:  # no validation gave an AUC (one class in the split): not -1.0 / inf, but NaN
+        best_auc = best_ll = float("nan")  # (written to JSON as null with its reason)
     return TrainResult(
         best_auc,
         best_ll,
