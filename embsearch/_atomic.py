@@ -94,6 +94,25 @@ def write_file(path: str | Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def follow_umask(path: str | Path) -> None:
+    """Give a file a writer created private (safetensors writes 0600) the mode the process
+    umask gives any new file (0644 under umask 022)."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    try:  # Linux: read without changing it (os.umask sets it, racing other threads)
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 _STALE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}$")
 
 

@@ -344,6 +344,7 @@ class Retrain(Command):
             device=args.device,
             eval_every=args.eval_every,
             progress=not args.quiet,
+            warn=_warn,
         )
         line = f"test AUC {r['test_auc']:.4f}  logloss {r['test_logloss']:.4f}  table {r['table_bytes']} B"
         if "baseline_test_auc" in r:
@@ -351,6 +352,11 @@ class Retrain(Command):
                 f"  | full table: AUC {r['baseline_test_auc']:.4f}  {r['baseline_table_bytes']} B"
             )
         print(line)
+        if r.get("saved_weights"):
+            print(
+                f"the run had no trained weights: saved these in {args.run_dir}; "
+                f"`embsearch export {args.run_dir} --out DIR` exports them"
+            )
         return 0
 
 
@@ -371,7 +377,7 @@ class Export(Command):
     def run(self, args: argparse.Namespace) -> int:
         from embsearch.export import export_run
 
-        print(f"exported to {export_run(args.run_dir, args.out, args.format)}")
+        print(f"exported to {export_run(args.run_dir, args.out, args.format, warn=_warn)}")
         return 0
 
 

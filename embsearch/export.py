@@ -14,33 +14,46 @@ Loading with plain torch + safetensors (no embsearch): for field ``f`` and id ``
 the group ``g`` whose ``start <= i < stop``, take row ``i - start`` of ``emb.f.g``; if its
 dim ``d`` is below ``width``, multiply by ``proj.f.d`` (or zero-pad when the plan's
 ``projection`` is ``"pad"``).
+
+``out`` is checked before anything is read (a symbolic link, a file, a directory holding
+files or an unwritable location is refused in one line); the files are staged in a hidden
+sibling directory and renamed into place only where nothing was put meanwhile, so an
+export never overwrites anything and two exports to one ``out`` cannot both succeed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from embsearch._atomic import read_json, staged_dir, write_json
+from embsearch._atomic import follow_umask, read_json, staged_dir, write_json
 from embsearch.backbones import CTRModel, make_backbone
 from embsearch.budget import bytes_per_weight
 from embsearch.embeddings.mixed_dim import MixedDimEmbedding
 from embsearch.errors import RunDirError
+from embsearch.out_dir import check_out_dir
 from embsearch.plan import Plan
+from embsearch.run_config import RunConfig
 from embsearch.search import load_run
 
 FORMATS = ("safetensors", "torchrec")
 
 
-def export_run(run_dir: str | Path, out: str | Path, fmt: str = "safetensors") -> Path:
-    """Write the export directory for ``run_dir``; returns ``out``."""
+def export_run(
+    run_dir: str | Path,
+    out: str | Path,
+    fmt: str = "safetensors",
+    *,
+    warn: Callable[[str], None] | None = None,
+) -> Path:
+    """Write the export directory for ``run_dir``; returns ``out``. ``warn`` hears of
+    staging that killed processes left beside ``out`` (removed)."""
     if fmt not in FORMATS:
         raise RunDirError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise RunDirError(f"{out} already holds files; choose another --out or remove it")
+    out = check_out_dir(out)
     cfg, plan, state = load_run(run_dir)
     model = CTRModel(
         MixedDimEmbedding(plan), make_backbone(cfg.backbone, len(plan.fields), plan.width)
@@ -56,13 +69,34 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "safetensors") -
     nbytes = sum(t.numel() * bytes_per_weight(plan.precision) for t in tensors.values())
     if nbytes != plan.table_bytes:
         raise RuntimeError(f"export holds {nbytes} B but the plan counts {plan.table_bytes} B")
-    with staged_dir(out, overwrite=True) as tmp:
+    try:
+        _write_export(out, cfg, plan, model, tensors, fmt, warn)
+    except FileExistsError:
+        raise RunDirError(
+            f"{out} was created or filled by another process during the export; nothing of "
+            "it was touched, choose another --out"
+        ) from None
+    return out
+
+
+def _write_export(
+    out: Path,
+    cfg: RunConfig,
+    plan: Plan,
+    model: CTRModel,
+    tensors: dict[str, Any],
+    fmt: str,
+    warn: Callable[[str], None] | None,
+) -> None:
+    with staged_dir(out, warn=warn) as tmp:
         plan.save(tmp / "plan.json")
         save_file(tensors, str(tmp / "weights.safetensors"), metadata={"format": plan.format})
         save_file(
             {k: v.contiguous() for k, v in model.backbone.state_dict().items()},
             str(tmp / "backbone.safetensors"),
         )
+        for name in ("weights.safetensors", "backbone.safetensors"):
+            follow_umask(tmp / name)  # safetensors writes 0600: readable by a serving user
         write_json(
             tmp / "model.json",
             {"backbone": cfg.backbone, "width": plan.width, "num_fields": len(plan.fields)},
@@ -73,7 +107,6 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "safetensors") -
             from embsearch.data.vocab import copy_vocab
 
             copy_vocab(cfg.data, tmp, [(f.name, f.rows) for f in plan.fields])
-    return out
 
 
 def torchrec_tables(plan: Plan) -> dict[str, Any]:

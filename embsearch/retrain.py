@@ -1,15 +1,24 @@
 """``embsearch retrain``: train a found plan from scratch and report test metrics, optionally
-beside the full-size table (every field at the width, one group, no projection)."""
+beside the full-size table (every field at the width, one group, no projection).
+
+A run whose plan was never trained (Ctrl-C during the search, or a kill during its final
+training) gets the retrained weights as its own: ``model.pt``, with the validation metrics
+written into ``plan.json``, so ``embsearch export`` takes it afterwards."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from embsearch._atomic import write_json
+import torch
+
+from embsearch._atomic import write_file, write_json
 from embsearch.context import SearchContext
+from embsearch.out_dir import lock_dir
 from embsearch.plan import Plan
-from embsearch.search import build_space, load_dataset, load_run, make_context
+from embsearch.run_config import RunConfig
+from embsearch.search import build_space, load_dataset, load_run, make_context, record_training
 from embsearch.train.trainer import evaluate
 
 
@@ -24,6 +33,8 @@ def _train_and_test(ctx: SearchContext, plan: Plan, desc: str) -> dict[str, Any]
     model, result = ctx.train_plan(plan, desc=desc)
     auc, ll = evaluate(model, ctx.data.split("test"))
     return {
+        "model": model,
+        "result": result,
         "test_auc": auc,
         "test_logloss": ll,
         "val_auc": result.val_auc,
@@ -42,11 +53,30 @@ def run_retrain(
     device: str | None = None,
     eval_every: int | None = None,
     progress: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Retrain, evaluate on test, write ``RUN_DIR/retrain.json``; returns its content.
-    ``epochs``, ``device`` and ``eval_every`` override the search's options."""
+    ``epochs``, ``device`` and ``eval_every`` override the search's options. A run without
+    trained weights keeps the retrained ones (``model.pt``, metrics in ``plan.json``; the
+    report's ``saved_weights``). The run directory is locked meanwhile (``warn`` hears of
+    temporary files a killed process left in it, which are removed)."""
     run_dir = Path(run_dir)
     cfg, plan, _ = load_run(run_dir, weights=False)
+    with lock_dir(run_dir, flag="RUN_DIR", warn=warn):
+        return _retrain(run_dir, cfg, plan, with_baseline, epochs, device, eval_every, progress)
+
+
+def _retrain(
+    run_dir: Path,
+    cfg: RunConfig,
+    plan: Plan,
+    with_baseline: bool,
+    epochs: int | None,
+    device: str | None,
+    eval_every: int | None,
+    progress: bool,
+) -> dict[str, Any]:
+    untrained = not (run_dir / "model.pt").is_file()
     if epochs is not None:
         cfg.epochs = epochs
     if eval_every is not None:
@@ -70,6 +100,12 @@ def run_retrain(
         **res["stopping"],
         "controller": plan.controller,
     }
+    if untrained:  # the run's own weights, so that export takes it
+        state = {k: v.detach().cpu() for k, v in res["model"].state_dict().items()}
+        write_file(run_dir / "model.pt", lambda tmp: torch.save(state, tmp))
+        record_training(plan, res["result"])
+        plan.save(run_dir / "plan.json")
+        report["saved_weights"] = "model.pt"
     if with_baseline:
         base = _train_and_test(ctx, full_table_plan(ctx), "retrain full table")
         report.update(

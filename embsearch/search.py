@@ -2,12 +2,17 @@
 
 Run directory (``RUN_DIR``; with several budgets, ``RUN_DIR/budget-<label>/`` each)::
 
-    plan.json     the Plan
+    plan.json     the Plan; ``extra.trained`` is false until model.pt holds its weights
     search.json   history (every evaluation/epoch the controller recorded) and timings
     model.pt      trained weights of the plan's model (table + backbone)
     config.json   the RunConfig, so retrain/export rebuild the same setup
 
-Every file is staged in a temporary directory and renamed into place at the end.
+``--out`` is checked before any compute and claimed (created, and locked by
+``.embsearch.lock`` while this process writes it; :mod:`embsearch.out_dir`), so two searches
+never write one directory and nothing already there is overwritten. As soon as the search
+has chosen its plans, config.json, search.json and plan.json (untrained) are written; the
+final training then adds model.pt and rewrites plan.json with its metrics. Every file is
+written under a temporary name and renamed, so none is ever half-written.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 
 import torch
 
-from embsearch._atomic import read_json, staged_dir, write_json
+from embsearch._atomic import read_json, write_file, write_json
 from embsearch.budget import format_bytes, parse_budget
 from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller
@@ -29,6 +34,7 @@ from embsearch.controllers.registry import get_controller
 from embsearch.data.dataset import Dataset
 from embsearch.data.synthetic import make_synthetic
 from embsearch.errors import ConfigError, RunDirError
+from embsearch.out_dir import check_out_dir, claim_dir, held_by
 from embsearch.plan import Plan
 from embsearch.run_checks import check_run_data, check_run_dir
 from embsearch.run_config import RunConfig
@@ -103,15 +109,16 @@ def run_search(
     out: str | Path,
     *,
     progress: bool = True,
-    overwrite: bool = False,
     warn: Callable[[str], None] | None = None,
 ) -> list[RunResult]:
-    """Search, train each found plan (unless its controller attached weights), write run dirs.
-    ``warn`` (default :func:`warnings.warn`) hears of a budget that constrains nothing."""
+    """Search, write each plan as soon as it is chosen, then train it (unless its controller
+    attached weights, or Ctrl-C cut the search short) and add its weights.
+    ``warn`` (default :func:`warnings.warn`) hears of a budget that constrains nothing.
+
+    ``out`` is refused before any compute if it is a symbolic link, a file, a directory
+    holding files, not writable, or being written by another process."""
     warn = warn or (lambda msg: warnings.warn(msg, UserWarning, stacklevel=3))
-    out = Path(out)
-    if out.exists() and not overwrite and any(out.iterdir()):
-        raise RunDirError(f"{out} already holds files; choose another --out or remove it")
+    out = check_out_dir(out)
     controller_cls = get_controller(cfg.controller)
     controller = controller_cls(**controller_params(cfg, controller_cls))
     controller.check_options(width=cfg.width, candidates=cfg.candidates, projection=cfg.projection)
@@ -135,71 +142,92 @@ def run_search(
     make_backbone(cfg.backbone, space.num_fields, space.width)  # fail fast on a bad backbone name
     controller.check_space(ctx)
 
-    t0 = time.perf_counter()
-    plans = controller.search_budgets(ctx)
-    search_seconds = time.perf_counter() - t0
-    if len(plans) != len(budgets):
-        raise RuntimeError(
-            f"controller {cfg.controller} returned {len(plans)} plans for {len(budgets)} budgets"
-        )
-
-    results: list[RunResult] = []
-    with staged_dir(out, overwrite=True) as tmp:
-        for spec, budget, plan in zip(specs, budgets, plans):
+    with claim_dir(out):
+        t0 = time.perf_counter()
+        plans = controller.search_budgets(ctx)
+        search_seconds = time.perf_counter() - t0
+        if len(plans) != len(budgets):
+            raise RuntimeError(
+                f"controller {cfg.controller} returned {len(plans)} plans for {len(budgets)} budgets"
+            )
+        for budget, plan in zip(budgets, plans):
             if plan.table_bytes > budget:
                 raise RuntimeError(
                     f"controller {cfg.controller} broke the budget: {plan.table_bytes} > {budget} B"
                 )
-            t1 = time.perf_counter()
-            interrupted = bool(plan.extra.get("interrupted"))
-            state = None if interrupted else _trained_state(ctx, plan)  # Ctrl-C: no retraining
-            sub = tmp if len(plans) == 1 else tmp / f"budget-{spec.label}"
-            sub.mkdir(parents=True, exist_ok=True)
-            plan.save(sub / "plan.json")
-            if state is not None:
-                torch.save(state, sub / "model.pt")
-            write_json(sub / "config.json", cfg.to_json())
-            write_json(
-                sub / "search.json",
-                {
-                    "controller": cfg.controller,
-                    "budget": spec.text,
-                    "budget_bytes": budget,
-                    "search_seconds": search_seconds,
-                    "train_seconds": time.perf_counter() - t1,
-                    "history": _jsonable(ctx.history),
-                },
-            )
-            results.append(
-                RunResult(plan, out if len(plans) == 1 else out / sub.name, search_seconds)
-            )
-        if len(plans) > 1:
-            write_json(
-                tmp / "search.json",
-                {
-                    "controller": cfg.controller,
-                    "search_seconds": search_seconds,
-                    "runs": [
-                        {"budget": s.text, "budget_bytes": b, "dir": f"budget-{s.label}"}
-                        for s, b in zip(specs, budgets)
-                    ],
-                    "history": _jsonable(ctx.history),
-                },
-            )
-    return results
+        return _write_runs(cfg, ctx, out, specs, budgets, plans, search_seconds)
 
 
-def _trained_state(ctx: SearchContext, plan: Plan) -> dict[str, torch.Tensor]:
-    """The plan's model weights: those its controller attached, or a retrain from scratch."""
-    if plan.weights is not None:
-        return {k: v.detach().cpu() for k, v in plan.weights.items()}
-    model, result = ctx.train_plan(plan, desc=f"train {plan.controller} plan")
+def _write_runs(
+    cfg: RunConfig,
+    ctx: SearchContext,
+    out: Path,
+    specs: list[Any],
+    budgets: list[int],
+    plans: list[Plan],
+    search_seconds: float,
+) -> list[RunResult]:
+    """Write every chosen plan (untrained) with its config and history first, so a kill
+    during the final training loses no search; then train each plan and add its weights."""
+    subs = [out if len(plans) == 1 else out / f"budget-{s.label}" for s in specs]
+    records = []
+    for spec, budget, plan, sub in zip(specs, budgets, plans, subs):
+        sub.mkdir(exist_ok=True)
+        write_json(sub / "config.json", cfg.to_json())
+        record = {
+            "controller": cfg.controller,
+            "budget": spec.text,
+            "budget_bytes": budget,
+            "search_seconds": search_seconds,
+            "train_seconds": None,
+            "history": _jsonable(ctx.history),
+        }
+        write_json(sub / "search.json", record)
+        records.append(record)
+        plan.extra["trained"] = False
+        if plan.weights is not None:  # served by its controller (e.g. RULE): no training
+            _save_weights(sub, {k: v.detach().cpu() for k, v in plan.weights.items()})
+            plan.extra["trained"] = True
+        plan.save(sub / "plan.json")
+    if len(plans) > 1:
+        write_json(
+            out / "search.json",
+            {
+                "controller": cfg.controller,
+                "search_seconds": search_seconds,
+                "runs": [
+                    {"budget": s.text, "budget_bytes": b, "dir": f"budget-{s.label}"}
+                    for s, b in zip(specs, budgets)
+                ],
+                "history": _jsonable(ctx.history),
+            },
+        )
+    for plan, sub, record in zip(plans, subs, records):
+        if plan.extra["trained"] or plan.extra.get("interrupted"):  # Ctrl-C: no retraining
+            continue
+        t1 = time.perf_counter()
+        model, result = ctx.train_plan(plan, desc=f"train {plan.controller} plan")
+        record_training(plan, result)
+        hint = result.epochs_hint()
+        if hint:
+            ctx.log(hint)
+        _save_weights(sub, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+        plan.save(sub / "plan.json")
+        record["train_seconds"] = time.perf_counter() - t1
+        write_json(sub / "search.json", record)
+    return [RunResult(plan, sub, search_seconds) for plan, sub in zip(plans, subs)]
+
+
+def record_training(plan: Plan, result: Any) -> None:
+    """Put a final training's validation metrics and stopping record into ``plan`` and mark
+    it trained (its weights are saved beside it)."""
     plan.metrics = {"val_auc": result.val_auc, "val_logloss": result.val_logloss, **plan.metrics}
     plan.extra["training"] = result.stopping_record()
-    hint = result.epochs_hint()
-    if hint:
-        ctx.log(hint)
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    plan.extra["trained"] = True
+
+
+def _save_weights(run_dir: Path, state: dict[str, torch.Tensor]) -> None:
+    write_file(run_dir / "model.pt", lambda tmp: torch.save(state, tmp))
 
 
 def _jsonable(obj: Any) -> Any:
@@ -223,10 +251,16 @@ def load_run(
     against the plan's ``data_fingerprint`` (a mismatch names both)."""
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
+    pid = held_by(run_dir)
+    if pid is not None:
+        raise RunDirError(
+            f"{run_dir} is still being written by embsearch process {pid}; wait for it to finish"
+        )
     if weights and not (run_dir / "model.pt").is_file():
         raise RunDirError(
-            f"{run_dir} has a plan but no trained weights (the search was interrupted); "
-            f"`embsearch retrain {run_dir}` trains it, or run the search again"
+            f"{run_dir} has a plan but no trained weights (the search was interrupted, or stopped "
+            f"during its final training); `embsearch retrain {run_dir}` trains it and saves the "
+            "weights, or run the search again"
         )
     cfg = RunConfig.from_mapping(read_json(run_dir / "config.json"), str(run_dir / "config.json"))
     plan = Plan.load(run_dir / "plan.json")
@@ -243,3 +277,4 @@ def load_run(
             f"embsearch; `embsearch retrain {run_dir}` trains the plan again"
         ) from None
     return cfg, plan, state
+

@@ -71,14 +71,16 @@ class Dataset:
         self,
         directory: str | Path,
         *,
-        overwrite: bool = False,
         extra_writer: Callable[[Path], None] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
-        """Write the dataset atomically: staged in a temporary directory, then renamed.
+        """Write the dataset atomically: staged in a hidden sibling directory, then renamed to
+        ``directory``, which must not hold anything by then (it is never overwritten).
 
-        ``extra_writer(tmp)`` may add files (e.g. vocabularies) to the staged directory."""
+        ``extra_writer(tmp)`` may add files (e.g. vocabularies) to the staged directory.
+        ``warn`` hears of staging that killed processes left beside it (removed)."""
         try:
-            with staged_dir(directory, overwrite=overwrite) as tmp:
+            with staged_dir(directory, warn=warn) as tmp:
                 self.schema.save(tmp)
                 for name in SPLITS:
                     s = self.split(name)

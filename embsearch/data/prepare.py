@@ -17,7 +17,6 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +30,7 @@ from embsearch.data.schema import FieldSpec, Schema
 from embsearch.data.synthetic import make_synthetic
 from embsearch.data.vocab import bucket_labels, save_vocab
 from embsearch.errors import ConfigError, DataError
+from embsearch.out_dir import check_out_dir
 
 ALL_FORMATS = (*FORMATS, "synthetic")
 
@@ -62,8 +62,7 @@ def prepare(
     """
     warn = warn or (lambda msg: warnings.warn(msg, UserWarning, stacklevel=3))
     fractions = _check_options(fmt, inputs, min_count, split, rows)
-    if Path(out).exists():
-        raise DataError(f"{out} already exists; choose another --out or remove it")
+    check_out_dir(out, error=DataError, must_not_exist=True)  # before reading anything
     if fmt == "synthetic":
         return _prepare_synthetic(
             inputs, out, fractions, seed, rows, min_count, label, categorical, numeric, drop
@@ -153,6 +152,7 @@ def prepare(
     ds.save(
         out,
         extra_writer=lambda tmp: save_vocab(tmp, schema.names, vocab, numeric=numeric, types=types),
+        warn=warn,
     )
     return ds
 
