@@ -54,7 +54,7 @@ def check_out_dir(
         pid = held_by(out)
         if pid is not None:
             raise error(
-                f"{out} is being written by another embsearch process (pid {pid}); "
+                f"{out} is being written by another embsearch process ({_who(pid)}); "
                 f"wait for it to finish or choose another {flag}"
             )
         if any(name != LOCK_NAME for name in os.listdir(out)):
@@ -73,7 +73,8 @@ def check_out_dir(
 
 
 def held_by(directory: str | Path) -> int | None:
-    """The pid of a live process holding ``directory``'s lock, or ``None``."""
+    """The pid of a live process holding ``directory``'s lock (0 if it could not be read),
+    or ``None`` when no process holds it."""
     lock = Path(directory) / LOCK_NAME
     if fcntl is None:
         return None
@@ -85,7 +86,7 @@ def held_by(directory: str | Path) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _read_pid(fd) or -1
+            return _read_pid(fd) or 0
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
@@ -161,9 +162,8 @@ def _acquire(directory: Path, flag: str, error: type[EmbsearchError]) -> int:
         except BlockingIOError:
             pid = _read_pid(fd)
             os.close(fd)
-            who = f"pid {pid}" if pid else "pid unknown"
             raise error(
-                f"{directory} is being written by another embsearch process ({who}); "
+                f"{directory} is being written by another embsearch process ({_who(pid)}); "
                 f"wait for it to finish or choose another {flag}"
             ) from None
         # The holder unlinks the file before it lets go: lock the file that is there now.
@@ -184,6 +184,10 @@ def _release(directory: Path, fd: int) -> None:
     with contextlib.suppress(OSError):
         os.unlink(directory / LOCK_NAME)  # while still locked (see _acquire)
     os.close(fd)
+
+
+def _who(pid: int | None) -> str:
+    return f"pid {pid}" if pid else "pid unknown"
 
 
 def _read_pid(fd: int) -> int | None:

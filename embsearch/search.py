@@ -250,12 +250,13 @@ def load_run(
     The run's dataset must be the one the plan was searched on: its fingerprint is checked
     against the plan's ``data_fingerprint`` (a mismatch names both)."""
     run_dir = Path(run_dir)
-    check_run_dir(run_dir)
     pid = held_by(run_dir)
     if pid is not None:
         raise RunDirError(
-            f"{run_dir} is still being written by embsearch process {pid}; wait for it to finish"
+            f"{run_dir} is still being written by another embsearch process "
+            f"({'pid ' + str(pid) if pid else 'pid unknown'}); wait for it to finish"
         )
+    check_run_dir(run_dir)
     if weights and not (run_dir / "model.pt").is_file():
         raise RunDirError(
             f"{run_dir} has a plan but no trained weights (the search was interrupted, or stopped "
@@ -277,4 +278,3 @@ def load_run(
             f"embsearch; `embsearch retrain {run_dir}` trains the plan again"
         ) from None
     return cfg, plan, state
-

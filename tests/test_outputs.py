@@ -112,6 +112,11 @@ def test_concurrent_search_is_refused_and_a_dropped_file_survives(tmp_path, caps
         assert main(["search", "--out", str(out), *FAST]) == 2
         err = one_line_error(capsys)
         assert f"pid {first.pid}" in err and "being written" in err
+        for cmd in (["export", str(out), "--out", str(tmp_path / "exp")], ["retrain", str(out)]):
+            assert main(cmd) == 2  # a reader is told the run is still being written
+            assert f"being written by another embsearch process (pid {first.pid})" in (
+                one_line_error(capsys)
+            )
         (out / "notes.txt").write_text("mine")
         go.touch()
         stdout, stderr = first.communicate(timeout=300)
