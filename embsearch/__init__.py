@@ -3,6 +3,8 @@
 Public names are re-exported here; the layout underneath may change.
 """
 
+from typing import Any
+
 from embsearch.budget import parse_budget
 from embsearch.context import SearchContext
 from embsearch.controllers.base import AskTellController, Controller
@@ -19,6 +21,17 @@ __all__ = [
     "MixedDimEmbedding",
     "Plan",
     "SearchContext",
+    "Vocabulary",
     "parse_budget",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``Vocabulary`` (:mod:`embsearch.data.vocab`), imported on first use: it needs pyarrow,
+    which the rest of ``import embsearch`` does not load."""
+    if name == "Vocabulary":
+        from embsearch.data.vocab import Vocabulary
+
+        return Vocabulary
+    raise AttributeError(f"module 'embsearch' has no attribute {name!r}")

@@ -95,9 +95,10 @@ def write_file(path: str | Path, write: Callable[[Path], None]) -> None:
 
 
 def follow_umask(path: str | Path) -> None:
-    """Give a file a writer created private (safetensors writes 0600) the mode the process
-    umask gives any new file (0644 under umask 022)."""
-    os.chmod(path, 0o666 & ~_umask())
+    """Give a file or directory that a writer made private (safetensors writes 0600) or
+    copied with its source's mode the mode the process umask gives any new one (0644 and
+    0755 under umask 022)."""
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
 
 
 def _umask() -> int:

@@ -8,6 +8,7 @@ exported table holds: the embedding rows of every (field, frequency group) block
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ _UNITS = {
     "m": 10**6,
     "g": 10**9,
 }
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*([a-zA-Z]*)\s*$")  # 1e9, 1.5e6B
 _PCT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -54,7 +55,7 @@ class BudgetSpec:
 
 
 def parse_budget(text: str) -> BudgetSpec:
-    """Parse ``'4MiB'``, ``'250000'``, ``'1.5 MB'`` or ``'10%'``."""
+    """Parse ``'4MiB'``, ``'250000'``, ``'1e9'``, ``'1.5 MB'`` or ``'10%'``."""
     m = _PCT.match(str(text))
     if m:
         frac = float(m.group(1)) / 100.0
@@ -66,7 +67,10 @@ def parse_budget(text: str) -> BudgetSpec:
         raise BudgetError(
             f"cannot read budget {text!r}; write bytes (250000), a size (4MiB, 1.5MB, 500KiB) or a percentage (10%)"
         )
-    nbytes = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not math.isfinite(value):
+        raise BudgetError(f"budget {text!r} is too large to be a number of bytes")
+    nbytes = int(value)
     if nbytes <= 0:
         raise BudgetError(f"budget {text!r} must be positive")
     return BudgetSpec(str(text), nbytes=nbytes)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+from embsearch._text import printable
 from embsearch.errors import ConfigError, EmbsearchError
 
 EPILOG_SEARCH = """examples:
@@ -67,6 +69,28 @@ def _time_limit_note(extra: dict[str, Any]) -> str | None:
         f"--max-seconds cut short {' and '.join(cut)}: this is the best plan found in time; "
         "raise --max-seconds for a fuller search"
     )
+
+
+def _metric(name: str, value: Any) -> str:
+    """``val_auc 0.7123``; a metric that could not be computed (NaN, inf, null) is ``n/a``."""
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    return f"{name} {value:.4f}" if ok else f"{name} n/a"
+
+
+def _low_auc_note(metrics: dict[str, Any]) -> str | None:
+    """A remark on a validation AUC below 0.5 (worse than chance), or on none at all."""
+    auc = metrics.get("val_auc")
+    if not isinstance(auc, (int, float)) or not math.isfinite(auc):
+        return (
+            "no validation AUC: the validation split lacks a class (or training diverged); "
+            "prepare the data again, `embsearch data prepare` checks the splits"
+        )
+    if auc < 0.5:
+        return (
+            f"val_auc {auc:.4f} is below 0.5, worse than chance: the model learnt nothing "
+            "that holds on validation; try more --epochs, a lower --lr, or more data"
+        )
+    return None
 
 
 class Command(ABC):
@@ -286,7 +310,7 @@ class Search(Command):
         cfg = RunConfig.from_mapping(raw, args.config or "options", flags=named)
         for r in run_search(cfg, args.out, progress=not args.quiet, warn=_warn):
             p = r.plan
-            metrics = "  ".join(f"{k} {v:.4f}" for k, v in p.metrics.items())
+            metrics = "  ".join(_metric(k, v) for k, v in p.metrics.items() if k != "null_reasons")
             used = f"{p.table_bytes / p.budget_bytes:.0%}" if p.budget_bytes else "-"
             print(
                 f"{r.run_dir}: {p.controller} plan {format_bytes(p.table_bytes)} of budget "
@@ -303,6 +327,9 @@ class Search(Command):
                     f"not more than {margin['margin_se']:g} standard errors "
                     f"({margin['difference_se']:.4f} each); --param uniform_margin=0 returns the pick"
                 )
+            low = _low_auc_note(p.metrics)
+            if low:
+                print("  " + low)
             timed = _time_limit_note(p.extra)
             if timed:
                 print("  " + timed)
@@ -471,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler.run(args)
     except EmbsearchError as exc:
-        print(f"embsearch: error: {exc}", file=sys.stderr)
+        print(f"embsearch: error: {printable(exc, None)}", file=sys.stderr)  # one line, escaped
         return 2
     except KeyboardInterrupt:
         print("embsearch: interrupted", file=sys.stderr)

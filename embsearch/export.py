@@ -106,7 +106,9 @@ def _write_export(
         if cfg.data != "synthetic":  # the dataset's vocabularies, when it has them
             from embsearch.data.vocab import copy_vocab
 
-            copy_vocab(cfg.data, tmp, [(f.name, f.rows) for f in plan.fields])
+            vocab = copy_vocab(cfg.data, tmp, [(f.name, f.rows) for f in plan.fields])
+            for path in [vocab, *vocab.rglob("*")] if vocab else []:
+                follow_umask(path)  # copytree keeps the source's modes (older data: 0600)
 
 
 def torchrec_tables(plan: Plan) -> dict[str, Any]:
@@ -128,10 +130,30 @@ def torchrec_tables(plan: Plan) -> dict[str, Any]:
                     "id_range": [grp.start, grp.stop],
                 }
             )
+    projections = [
+        {
+            "name": f"proj.{f.name}.{d}",
+            "field": f.name,
+            "tables": [f"emb.{f.name}.{g}" for g, grp in enumerate(f.groups) if grp.dim == d],
+            "shape": [d, plan.width],
+        }
+        for f in plan.fields
+        for d in sorted({g.dim for g in f.groups if 0 < g.dim < plan.width})
+    ]
+    reach = (
+        "multiply it by the [dim, width] tensor named under 'projections' (in weights.safetensors)"
+        if plan.projection == "linear"
+        else "zero-pad it on the right (projection 'pad': no weights)"
+    )
     return {
         "tables": tables,
+        "width": plan.width,
+        "projection": plan.projection,
+        "projections": projections if plan.projection == "linear" else [],
         "note": "Build with torchrec.EmbeddingBagCollection(tables=[EmbeddingBagConfig(**{k: v for k, v in t.items() "
-        "if k != 'id_range'}) ...]); ids of a grouped field go to feature '<field>.<group>' as id - id_range[0].",
+        "if k != 'id_range'}) ...]); ids of a grouped field go to feature '<field>.<group>' as id - id_range[0]. "
+        f"The backbone takes every field at width {plan.width}: where a table's embedding_dim is "
+        f"smaller, {reach}.",
     }
 
 

@@ -224,3 +224,111 @@ def test_training_without_a_computable_auc_reports_nan_not_a_sentinel():
     plan = Uniform().search_budgets(ctx)[0]
     _, result = ctx.train_plan(plan)
     assert math.isnan(result.val_auc) and math.isnan(result.val_logloss)
+
+
+@pytest.mark.parametrize(
+    "name, needle",
+    [
+        (":Foo", "package.module:Class"),
+        ("..x:Y", "package.module:Class"),
+        ("embsearch.controllers.mde:", "package.module:Class"),
+        ("embsearch.controllers.base:Controller", "abstract (it does not implement search)"),
+        ("embsearch.controllers.base:AskTellController", "abstract"),
+    ],
+)
+def test_a_bad_controller_path_is_one_line(tmp_path, capsys, name, needle):
+    line = _error(capsys, ["search", "--controller", name, "--out", str(tmp_path / "r")])
+    assert needle in line
+    assert "abstract" in _error(capsys, ["controllers", "embsearch.controllers.base:Controller"])
+    assert not (tmp_path / "r").exists()
+
+
+def test_duplicate_column_names_are_one_line(tmp_path, capsys):
+    src = tmp_path / "d.csv"
+    src.write_text("user,user,label\n" + "a,b,1\nc,d,0\n" * 40)
+    args = ["data", "prepare", "--format", "csv", "--input", str(src), "--label", "label"]
+    line = _error(capsys, [*args, "--out", str(tmp_path / "o")])
+    assert "2 columns named 'user'" in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "criteo"])
+def test_a_binary_input_is_echoed_escaped_and_cut(tmp_path, capsys, fmt):
+    rng = np.random.default_rng(0)
+    src = tmp_path / "blob"
+    src.write_bytes(
+        b"\x7fELF\x02\x01\x01\x00" + rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    )
+    args = ["data", "prepare", "--format", fmt, "--input", str(src), "--out", str(tmp_path / "o")]
+    line = _error(capsys, [*args, *(["--label", "x"] if fmt == "csv" else [])])
+    assert line.isprintable() and "\ufffd" not in line and len(line) < 700, line
+
+
+def test_printable_escapes_and_cuts():
+    from embsearch._text import printable
+
+    assert printable("a\x00b\nc\ufffdé") == "a\\x00b\\nc\\ufffdé"
+    assert printable("x" * 300, 10) == "x" * 10 + "... (290 more characters)"
+
+
+@pytest.mark.parametrize("text, nbytes", [("1e9", 10**9), ("2.5e3KiB", 2_560_000), ("1E6", 10**6)])
+def test_a_budget_in_e_notation_is_read(text, nbytes):
+    from embsearch.budget import parse_budget
+
+    assert parse_budget(text).nbytes == nbytes
+
+
+def test_a_budget_too_large_for_a_float_is_one_line():
+    from embsearch.budget import parse_budget
+    from embsearch.errors import BudgetError
+
+    with pytest.raises(BudgetError, match="too large"):
+        parse_budget("1e999")
+
+
+def test_vocabulary_is_importable_from_the_package():
+    import embsearch
+    from embsearch import Vocabulary
+    from embsearch.data.vocab import Vocabulary as Direct
+
+    assert Vocabulary is Direct and "Vocabulary" in embsearch.__all__
+
+
+def test_torchrec_json_names_the_projections_to_the_width():
+    from embsearch.export import torchrec_tables
+    from embsearch.plan import FieldPlan, GroupPlan, Plan
+
+    fields = [
+        FieldPlan("a", 10, [GroupPlan(0, 4, 8), GroupPlan(4, 10, 2)]),
+        FieldPlan("b", 5, [GroupPlan(0, 5, 16)]),
+    ]
+    linear = torchrec_tables(Plan("x", "feature_dims", 16, fields, 10**6))
+    assert linear["width"] == 16 and linear["projection"] == "linear"
+    assert [(p["name"], p["shape"], p["tables"]) for p in linear["projections"]] == [
+        ("proj.a.2", [2, 16], ["emb.a.1"]),
+        ("proj.a.8", [8, 16], ["emb.a.0"]),
+    ]
+    assert "width 16" in linear["note"]
+    pad = torchrec_tables(Plan("x", "feature_dims", 16, fields, 10**6, projection="pad"))
+    assert pad["projections"] == [] and "zero-pad" in pad["note"]
+
+
+def test_piped_output_starts_with_no_blank_lines(tmp_path, capfd, monkeypatch):
+    from embsearch.run_config import RunConfig
+
+    monkeypatch.setattr(RunConfig, "synthetic_rows", 6000)
+    args = ["search", "--controller", "uniform", "--epochs", "1", "--out", str(tmp_path / "r")]
+    assert main(args) == 0  # progress on (no --quiet), stderr not a terminal
+    out, err = capfd.readouterr()
+    assert out.splitlines()[0].strip() and not any(not ln.strip() for ln in err.splitlines())
+
+
+def test_a_validation_auc_below_chance_is_pointed_out(tmp_path, capsys):
+    from embsearch.testing import small_dataset
+
+    ds = small_dataset(rows=3000)
+    ds.val.y[:] = 1.0 - ds.val.y  # validation labels inverted: the model ranks them backwards
+    ds.save(tmp_path / "d")
+    args = ["search", "--data", str(tmp_path / "d"), "--controller", "uniform", *FAST]
+    assert main([*args, "--out", str(tmp_path / "r")]) == 0
+    assert "below 0.5, worse than chance" in capsys.readouterr().out

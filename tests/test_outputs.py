@@ -263,7 +263,17 @@ def test_stale_staging_of_a_dead_process_is_removed_with_a_warning(tmp_path, cap
 # ---- item 9: files and directories follow the umask ------------------------------------
 
 
+def modes_follow_umask_022(*tops: Path) -> None:
+    for top in tops:
+        for path in [top, *top.rglob("*")]:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
+
+
 def test_outputs_follow_the_umask(tmp_path):
+    """Under umask 022 every file is 0644 and every directory 0755: a dataset, a run with
+    two budgets, and an export (its vocabularies too, even copied from a dataset that an
+    older version wrote 0600/0700)."""
     old = os.umask(0o022)
     try:
         rng = np.random.default_rng(0)
@@ -276,11 +286,12 @@ def test_outputs_follow_the_umask(tmp_path):
         assert main([*prep, "--label", "y", "--out", str(data)]) == 0
         search = ["search", "--data", str(data), "--budget", "30%", "--budget", "60%"]
         assert main([*search, "--out", str(run), *FAST]) == 0
+        modes_follow_umask_022(data, run)
+        for path in (data / "vocab").rglob("*"):
+            path.chmod(0o600)
+        (data / "vocab").chmod(0o700)
         assert main(["export", str(run / "budget-30pct"), "--out", str(exp)]) == 0
     finally:
         os.umask(old)
-    assert (exp / "vocab").is_dir()
-    for top in (data, run, exp):
-        for path in [top, *top.rglob("*")]:
-            mode = stat.S_IMODE(path.stat().st_mode)
-            assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
+    assert (exp / "vocab" / "index.json").is_file()
+    modes_follow_umask_022(exp)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import re
 import sys
 from importlib.metadata import entry_points
 from typing import Any
@@ -28,17 +29,32 @@ BUILTIN: dict[str, str] = {
 }
 
 
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
 def _load(target: str, name: str) -> type[Controller]:
     module_name, _, attr = target.partition(":")
+    if not _DOTTED.match(module_name) or not _DOTTED.match(attr):
+        raise ControllerNotFoundError(
+            f"controller {name!r}: write package.module:Class (absolute dotted names, e.g. "
+            "mypkg.mymod:MyController), or a registered name (see `embsearch controllers`)"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ControllerNotFoundError(
             f"cannot import controller module {module_name!r} for {name!r}: {exc}"
         ) from None
-    cls = getattr(module, attr, None)
+    cls = module
+    for part in attr.split("."):  # Outer.Inner
+        cls = getattr(cls, part, None)
     if not (isinstance(cls, type) and issubclass(cls, Controller)):
         raise ControllerNotFoundError(f"{target!r} is not a subclass of embsearch.Controller")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        raise ControllerNotFoundError(
+            f"{target!r} is abstract (it does not implement {missing}); name a subclass that does"
+        )
     return cls
 
 

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from embsearch._text import printable
 from embsearch.errors import ConfigError, DataError
 
 FORMATS = ("criteo", "avazu", "csv", "libfm", "parquet")
@@ -119,7 +120,8 @@ def decode_label(
         except (KeyError, TypeError, ValueError):
             ok = "-1/0/1" if minus_one else "0/1"
             raise DataError(
-                f"label column {name!r} in {path} holds the value {str(value)!r}; labels must be {ok} ({hint})"
+                f"label column {name!r} in {path} holds the value {printable(repr(str(value)), 80)}; "
+                f"labels must be {ok} ({hint})"
             ) from None
     codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks])
     return lut[codes]
@@ -134,7 +136,8 @@ def _no_options(fmt: str, **opts: object) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """An exception's message on one line, escaped and cut (it may echo a binary file)."""
+    return printable(" ".join(str(exc).split()) or type(exc).__name__)
 
 
 @contextlib.contextmanager
@@ -274,13 +277,13 @@ def _resolve(
     """Check the named columns exist; return (categorical, numeric, dropped) in file order."""
     numeric = list(numeric or [])
     named = [label, *(categorical or []), *numeric, *drop]
+    cols = printable(", ".join(names))  # a binary file's "header" is garbage: escaped, cut
     if label not in names:
         raise DataError(
-            f"label column {label!r} not found in {path}; its columns are: {', '.join(names)} (use --label)"
+            f"label column {label!r} not found in {path}; its columns are: {cols} (use --label)"
         )
     missing = [n for n in dict.fromkeys(named) if n not in names]
     if missing:
-        cols = ", ".join(names)
         raise DataError(
             f"column {', '.join(map(repr, missing))} not found in {path}; its columns are: {cols}"
         )
@@ -303,7 +306,13 @@ def _resolve(
         raise DataError(
             f"no feature columns left in {path} after choosing label and --drop; name some with --categorical"
         )
-    order = [n for n in names if n in used]
+    twice = sorted({n for n in [label, *used] if names.count(n) > 1})
+    if twice:
+        raise DataError(
+            f"{path} has {names.count(twice[0])} columns named {twice[0]!r}; column names must be "
+            "unique: rename one in the header"
+        )
+    order = list(dict.fromkeys(n for n in names if n in used))
     return order, numeric, [n for n in names if n not in used and n != label]
 
 

@@ -34,8 +34,10 @@ class _Silent:
 
 @contextlib.contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[Progress | _Silent]:
-    """A progress display with a ``{task.fields[info]}`` column for live loss/AUC."""
-    if not enabled:
+    """A progress display with a ``{task.fields[info]}`` column for live loss/AUC; silent
+    when stderr is not a terminal (a pipe or a file would get only the blank lines a
+    transient display leaves behind)."""
+    if not enabled or not _console.is_terminal:
         yield _Silent()
         return
     prog = Progress(
