@@ -155,7 +155,7 @@ def run_search(
                 raise RuntimeError(
                     f"controller {cfg.controller} broke the budget: {plan.table_bytes} > {budget} B"
                 )
-        return _write_runs(cfg, ctx, out, specs, budgets, plans, search_seconds)
+        return _write_runs(cfg, ctx, out, specs, budgets, plans, search_seconds, warn)
 
 
 def _write_runs(
@@ -166,9 +166,11 @@ def _write_runs(
     budgets: list[int],
     plans: list[Plan],
     search_seconds: float,
+    warn: Callable[[str], None],
 ) -> list[RunResult]:
     """Write every chosen plan (untrained) with its config and history first, so a kill
-    during the final training loses no search; then train each plan and add its weights."""
+    during the final training loses no search; then train each plan and add its weights.
+    Ctrl-C during a training says (``warn``) where the untrained plans are kept."""
     subs = [out if len(plans) == 1 else out / f"budget-{s.label}" for s in specs]
     records = []
     for spec, budget, plan, sub in zip(specs, budgets, plans, subs):
@@ -206,7 +208,15 @@ def _write_runs(
         if plan.extra["trained"] or plan.extra.get("interrupted"):  # Ctrl-C: no retraining
             continue
         t1 = time.perf_counter()
-        model, result = ctx.train_plan(plan, desc=f"train {plan.controller} plan")
+        try:
+            model, result = ctx.train_plan(plan, desc=f"train {plan.controller} plan")
+        except KeyboardInterrupt:
+            left = [str(d) for p, d in zip(plans, subs) if not p.extra["trained"]]
+            warn(
+                f"interrupted during the final training: the search's plan is saved untrained "
+                f"in {', '.join(left)}; `embsearch retrain RUN_DIR` trains it, then export takes it"
+            )
+            raise
         record_training(plan, result)
         hint = result.epochs_hint()
         if hint:

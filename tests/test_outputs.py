@@ -239,6 +239,21 @@ def test_plan_survives_a_kill_during_the_final_training(tmp_path, capsys):
     assert not (out / LOCK_NAME).exists()
 
 
+def test_ctrl_c_during_the_final_training_says_where_the_plan_is(tmp_path, monkeypatch, capsys):
+    from embsearch.context import SearchContext
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SearchContext, "train_plan", interrupt)
+    out = tmp_path / "run"
+    assert main(["search", "--out", str(out), *FAST]) == 130
+    err = capsys.readouterr().err
+    assert f"saved untrained in {out}; `embsearch retrain RUN_DIR` trains it" in err
+    assert json.loads((out / "plan.json").read_text())["extra"]["trained"] is False
+    assert not (out / LOCK_NAME).exists()
+
+
 # ---- item 6: staging left by killed processes is removed, with one warning -------------
 
 
