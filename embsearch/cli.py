@@ -277,6 +277,7 @@ class Search(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         from embsearch.budget import format_bytes
+        from embsearch.controllers._signal import summary_lines as signal_summary
         from embsearch.run_config import RunConfig, read_config_file
         from embsearch.search import run_search
 
@@ -333,6 +334,8 @@ class Search(Command):
             timed = _time_limit_note(p.extra)
             if timed:
                 print("  " + timed)
+            for line in signal_summary(p.extra):  # issue 18: did the learned signal decide?
+                print("  " + line)
             if p.extra.get("interrupted"):
                 print(
                     f"  search interrupted: best plan so far, not trained; `embsearch retrain {r.run_dir}` trains it"

@@ -6,7 +6,12 @@ their own controllers (like scikit-learn's ``check_estimator``)::
 
 Checks: the plan is valid for the space, never exceeds the budget, uses a tight budget
 (at least half of it), one plan per budget comes back from ``search_budgets``, and the
-search is deterministic under a fixed seed.
+search is deterministic under a fixed seed. For a controller that learns a signal
+(:class:`~embsearch.controllers._signal.LearnsSignal`: ``null_signal`` and
+``null_candidate``), the plan from the null signal is computed through the controller's
+own discretisation, and the share of (field, group) cells it shares with each plan must be
+what ``plan.extra["signal"]`` records; ``check_controller`` returns those shares (and any
+``plan.extra["provenance"]``) as its report.
 """
 
 from __future__ import annotations
@@ -15,6 +20,12 @@ from typing import Any
 
 from embsearch.budget import parse_budget
 from embsearch.context import SearchContext
+from embsearch.controllers._signal import (
+    PROVENANCE_KEY,
+    SIGNAL_KEY,
+    LearnsSignal,
+    null_agreement,
+)
 from embsearch.controllers.base import Controller
 from embsearch.data.dataset import Dataset
 from embsearch.data.synthetic import make_synthetic
@@ -78,15 +89,53 @@ def check_plan(plan: Plan, ctx: SearchContext, budget: int) -> None:
     )
 
 
+def check_signal(controller: Controller, ctx: SearchContext, plans: list[Plan]) -> dict[str, Any]:
+    """The null-signal check (issue 18): for a :class:`LearnsSignal` controller after its
+    search, each plan's ``extra["signal"]`` must record the share of (field, group) cells
+    that the controller's plan from the null signal shares with it. Returns
+    ``{"null_signal": ..., "null_agreement": [share per budget]}`` (empty for a controller
+    that learns no signal), with ``"provenance"`` per budget where plans record it."""
+    report: dict[str, Any] = {}
+    provenance = [p.extra.get(PROVENANCE_KEY) for p in plans]
+    if any(provenance):
+        assert all(isinstance(p, str) and p for p in provenance), (
+            f"plan.extra[{PROVENANCE_KEY!r}] must be a non-empty string in every plan"
+        )
+        report["provenance"] = provenance
+    if not (isinstance(controller, LearnsSignal) and controller.null_signal):
+        return report
+    shares = []
+    for plan, budget in zip(plans, ctx.budgets):
+        record = plan.extra.get(SIGNAL_KEY)
+        assert isinstance(record, dict), f"plan.extra[{SIGNAL_KEY!r}] is missing"
+        assert record.get("null_signal") == controller.null_signal, (
+            f"plan.extra[{SIGNAL_KEY!r}]['null_signal'] is {record.get('null_signal')!r}, "
+            f"not the controller's {controller.null_signal!r}"
+        )
+        null = controller.null_candidate(ctx, budget)
+        share = None if null is None else null_agreement([f.dims for f in plan.fields], null)
+        recorded = record.get("null_agreement")
+        assert (share is None) == (recorded is None) and (
+            share is None or abs(recorded - share) < 1e-3
+        ), f"recorded null agreement {recorded} != {share} recomputed from the null signal"
+        shares.append(share)
+    report.update(null_signal=controller.null_signal, null_agreement=shares)
+    return report
+
+
 def check_controller(
     controller_cls: type[Controller], params: dict[str, Any] | None = None
-) -> None:
-    """Run every conformance check on ``controller_cls`` (raises AssertionError on failure)."""
+) -> dict[str, Any]:
+    """Run every conformance check on ``controller_cls`` (raises AssertionError on failure).
+
+    Returns the report of :func:`check_signal` (null agreement per budget for a controller
+    that learns a signal; empty otherwise)."""
     params = params or {}
     assert controller_cls.name, "controller needs a name"
     assert controller_cls.family, "controller needs a family"
     ctx = make_test_context(controller_cls, budgets=("15%", "40%"))
-    plans = controller_cls(**params).search_budgets(ctx)
+    controller = controller_cls(**params)
+    plans = controller.search_budgets(ctx)
     assert len(plans) == len(ctx.budgets), "search_budgets must return one plan per budget"
     for plan, budget in zip(plans, ctx.budgets):
         check_plan(plan, ctx, budget)
@@ -100,3 +149,4 @@ def check_controller(
     assert [p.field_dims for p in again] == [p.field_dims for p in plans], (
         "search is not deterministic under a seed"
     )
+    return check_signal(controller, ctx, plans)

@@ -13,6 +13,7 @@ from embsearch.backbones import CTRModel, make_backbone
 from embsearch.budget import parse_budget
 from embsearch.context import SearchContext
 from embsearch.controllers._darts import distance, drop_only_where_favoured
+from embsearch.controllers._signal import candidate_of, null_agreement
 from embsearch.controllers.autodim import AutoDim
 from embsearch.controllers.autoemb import AutoEmb
 from embsearch.controllers.dnis import DNIS
@@ -66,21 +67,23 @@ def assert_budget_spent(plan, ctx):
 
 
 def assert_no_single_move_gains(plan, ctx):
-    """AutoDim's default value (``distance``), one group per field: no field's dim can be
-    swapped, alone, for another that fits the budget and is closer to the field's learned
+    """The default value of AutoDim and AutoEmb (``distance``): no (field, group)'s dim can
+    be swapped, alone, for another that fits the budget and is closer to the group's learned
     distribution (the exact knapsack's plan cannot be beaten by one move). The plan may
     leave bytes idle."""
     cands = plan.extra["candidates"]
-    space = ctx.space.with_candidates(cands)
+    space = ctx.space.with_candidates(cands).with_projection(plan.projection)
     cand = [tuple(f.dims) for f in plan.fields]
     for f, name in enumerate(plan.extra["weights"]):
         w = np.asarray(plan.extra["weights"][name])
-        value = drop_only_where_favoured(distance(w, cands), w, cands)[0]
-        here = value[cands.index(cand[f][0])]
-        for k, c in enumerate(cands):
-            moved = [*cand[:f], (c,), *cand[f + 1 :]]
-            if space.bytes_of(tuple(moved)) <= plan.budget_bytes:
-                assert value[k] <= here + 1e-9, (name, cand[f][0], c)
+        value = drop_only_where_favoured(distance(w, cands), w, cands)
+        for g, d in enumerate(cand[f]):
+            here = value[g, cands.index(d)]
+            for k, c in enumerate(cands):
+                dims = tuple(c if i == g else x for i, x in enumerate(cand[f]))
+                moved = (*cand[:f], dims, *cand[f + 1 :])
+                if space.bytes_of(moved) <= plan.budget_bytes:
+                    assert value[g, k] <= here + 1e-9, (name, g, d, c)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -147,20 +150,33 @@ def test_autodim_shortfall_value_spends_the_budget(planted):
     assert_budget_spent(plan, ctx)
 
 
-def test_autoemb_gives_informative_fields_more_dims(planted):
-    ctx = make_ctx(planted, AutoEmb)
-    plan = AutoEmb().search(ctx)
+def test_autoemb_gives_informative_fields_more_dims_and_its_weights_decide_the_plan(planted):
+    """Issue 18: with the old ``value='shortfall'`` default the knapsack filled each budget
+    by bytes, and the plan from uniform weights shared 67-90% of the (field, group) cells
+    (seeds 0/1/2 at 10/25/50%); with ``distance`` at most 33% here, and the plans differ
+    from CpRec's (at most 40% of cells shared)."""
+    budgets = ("10%", "25%", "50%")
+    ctx = make_ctx(planted, AutoEmb, budgets=budgets)
+    plans = AutoEmb().search_budgets(ctx)
     inf, noise = informative_and_noise(planted)
-    assert plan.space == "feature_dims"
-    # group weights (seeds 0/1/2: 11.4/4.1, 8.4/4.5, 13.9/5.7); dims per id (4.8/2.7,
-    # 4.4/3.2, 5.6/1.4). At 40k rows seed 0 gave 3.9/4.0 per id.
-    w = plan.extra["weights"]
+    assert all(p.space == "feature_dims" for p in plans)
+    # group weights (seeds 0/1/2: 11.4/4.1, 8.4/4.5, 13.9/5.7)
+    w = plans[0].extra["weights"]
     assert (
-        expected_dim(w, plan.extra["candidates"], inf)
-        > expected_dim(w, plan.extra["candidates"], noise) + 2.0
+        expected_dim(w, plans[0].extra["candidates"], inf)
+        > expected_dim(w, plans[0].extra["candidates"], noise) + 2.0
     )
-    assert dims_per_id(plan, inf) > 1.2 * dims_per_id(plan, noise)
-    assert_budget_spent(plan, ctx)
+    # dims per id at 25% (seeds 0/1/2: 6.2/0.7, 5.6/1.5, 6.1/0.8: ratios 8.9, 3.7, 7.6)
+    assert dims_per_id(plans[1], inf) > 2 * dims_per_id(plans[1], noise)
+    # null agreement (seeds 0/1/2: 0.31/0.29/0.33, 0.06/0.04/0.04, 0.10/0.00/0.00);
+    # CpRec's plans share 0.33/0.27/0.25, 0.15/0.12/0.15, 0.40/0.38/0.40 of the cells
+    cprec = get_controller("cprec")().search_budgets(make_ctx(planted, AutoEmb, budgets))
+    for plan, other in zip(plans, cprec):
+        assert plan.extra["signal"]["null_signal"] == "uniform architecture weights"
+        assert plan.extra["signal"]["null_agreement"] < 0.5
+        assert null_agreement(candidate_of(plan), candidate_of(other)) < 0.5
+        assert plan.table_bytes <= plan.budget_bytes
+        assert_no_single_move_gains(plan, ctx)
 
 
 def test_dnis_gives_informative_fields_more_dims(planted_40k):

@@ -19,21 +19,21 @@
 Preferences, ``preference[f]`` of shape ``[groups of f, len(candidates)]``, are additive:
 the knapsack maximises their sum over (field, group) subject to ``bytes <= budget``
 (exact multiple-choice knapsack, ``space.best_under_budget``). AutoDim and AutoEmb learn
-weights ``w[g, k]`` over the candidates (a distribution of each group's dim ``D``). By
-default in AutoEmb (``value='shortfall'``, :func:`shortfall`) the knapsack's value of dim
+weights ``w[g, k]`` over the candidates (a distribution of each group's dim ``D``). With
+``value='shortfall'`` (:func:`shortfall`, the shared default) the knapsack's value of dim
 ``d`` is minus the expected number of doublings ``d`` falls short of ``D``,
 ``-E[max(0, log2(D + 1) - log2(d + 1))]``: the knapsack returns the plan closest to the
 learned architecture from below within the budget. The value never falls as ``d`` grows
 (more bytes never hurt, so budgets get used), a group sure of 16 dims loses one unit per
-halving, and one indifferent between dims little. By default in AutoDim
+halving, and one indifferent between dims little. By default in AutoDim and AutoEmb
 (``value='distance'``, :func:`distance`) the value is minus the expected doublings ``d``
 is away from ``D`` either way, ``-E|log2(D + 1) - log2(d + 1)|``: under a loose budget
 each group gets the (log-scale) median of its weights, which is the paper's argmax for a
 confident group, and width the weights do not ask for is not bought, so a plan may use
 less than its budget (synthetic-wide at 50%: 4% of it, +0.11 AUC over uniform, where
-``shortfall`` filled the budget and gained +0.002; BENCHMARKS.md). AutoEmb keeps
-``shortfall``: its groups put weight on dim 0 to shrink an embedding rather than to drop
-it, and with ``distance`` it dropped all fields but one there. ``value='coverage'`` (the
+``shortfall`` filled the budget and gained +0.002; BENCHMARKS.md). AutoEmb took
+``distance`` too (issue 18): under ``shortfall`` bytes, not its weights, decided most of
+its plan (see :mod:`.autoemb`). ``value='coverage'`` (the
 first default, :func:`coverage`) takes ``log P(D <= d)``, the plan most likely to cover
 the learned architecture; it is flat below a group's likely dims, so a group sure of 16
 values 1 and 8 alike, and the knapsack spent budgets on cheap groups (synthetic, 10%:
@@ -67,6 +67,7 @@ from torch import nn
 from embsearch.backbones import CTRModel
 from embsearch.budget import format_bytes
 from embsearch.context import SearchContext
+from embsearch.controllers._signal import signal_record
 from embsearch.controllers.base import Controller
 from embsearch.data.batches import DeviceSplit
 from embsearch.data.dataset import Split
@@ -363,6 +364,8 @@ class DartsController(Controller):
     family = "differentiable"
     params: ClassVar[dict[str, Any]] = COMMON_PARAMS
     param_help: ClassVar[dict[str, str]] = COMMON_HELP
+    # the uninformative signal :meth:`null_preference` stands for ("": none; see _signal.py)
+    null_signal: ClassVar[str] = ""
 
     # -- parameters ----------------------------------------------------------------------
     def _bad(self, name: str, allowed: str) -> ConfigError:
@@ -433,6 +436,24 @@ class DartsController(Controller):
         """What goes into ``plan.extra`` besides the common facts."""
         return {}
 
+    def null_preference(self, space: SearchSpace) -> list[np.ndarray] | None:
+        """:meth:`preference` computed from :attr:`null_signal` instead of the trained
+        supernet (None: the controller has no null signal)."""
+        return None
+
+    def null_candidate(self, ctx: SearchContext, budget: int) -> Candidate | None:
+        """Step 3 run on the null signal: the plan the discretisation gives for ``budget``
+        when nothing was learned (None if the controller has no null signal, or the argmax
+        of the null signal does not fit the budget). See :mod:`._signal`."""
+        space = self.space_ if getattr(self, "ctx_", None) is ctx else self.search_space(ctx)
+        pref = self.null_preference(space)
+        if pref is None:
+            return None
+        try:
+            return discretise(space, pref, budget, self.config["discretise"])
+        except BudgetError:
+            return None
+
     def penalty(self, supernet: nn.Module) -> Callable[[], torch.Tensor] | None:
         return None
 
@@ -455,6 +476,7 @@ class DartsController(Controller):
         for b in ctx.budgets:  # fail before training, not after
             _check_budget(self.floor_space(ctx, space), b)
         supernet, result = self.train(ctx, space)
+        self.ctx_, self.space_ = ctx, space  # null_candidate reuses the space's byte memos
         pref = self.preference(supernet, space)
         extra = {
             "discretise": self.config["discretise"],
@@ -467,16 +489,16 @@ class DartsController(Controller):
             },
         }  # fmt: skip
         mode, fingerprint = self.config["discretise"], ctx.dataset.fingerprint()
-        return [
-            space.to_plan(
-                discretise(space, pref, b, mode),
-                self.name,
-                b,
-                data_fingerprint=fingerprint,
-                extra=copy.deepcopy(extra),
+        plans = []
+        for b in ctx.budgets:
+            cand, plan_extra = discretise(space, pref, b, mode), copy.deepcopy(extra)
+            if self.null_signal:  # how much of the plan the learned signal decided
+                null = self.null_candidate(ctx, b)
+                plan_extra["signal"] = signal_record(cand, null, self.null_signal)
+            plans.append(
+                space.to_plan(cand, self.name, b, data_fingerprint=fingerprint, extra=plan_extra)
             )
-            for b in ctx.budgets
-        ]
+        return plans
 
     def train(self, ctx: SearchContext, space: SearchSpace) -> tuple[nn.Module, TrainResult]:
         """Check the validation split, build the supernet in front of the backbone, train it."""
@@ -538,13 +560,25 @@ class WeightsController(DartsController):
     def weights(self, supernet: nn.Module) -> list[np.ndarray]:
         """Learned weights over the candidates, per field ``[groups, candidates]``."""
 
+    null_signal: ClassVar[str] = "uniform architecture weights"
+
     def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
         """The knapsack's value (``value``: :func:`shortfall`, :func:`distance` or
         :func:`coverage`), ``log w`` for the argmax; dim 0 only where the weights favour it
         (see the module docstring)."""
+        return self.preference_of(self.weights(supernet), space)
+
+    def null_preference(self, space: SearchSpace) -> list[np.ndarray]:
+        """:meth:`preference_of` uniform weights over the candidates in every group."""
+        k = len(space.candidates)
+        return self.preference_of([np.full((len(g), k), 1.0 / k) for g in space.groups], space)
+
+    def preference_of(self, weights: Sequence[np.ndarray], space: SearchSpace) -> list[np.ndarray]:
+        """Step 3's preference from weights per field ``[groups, candidates]``: the one code
+        path for the learned weights and the null signal."""
         value_of = VALUE_KINDS[self.config["value"]][0]
         out = []
-        for w in self.weights(supernet):
+        for w in weights:
             if self.config["discretise"] == "argmax":
                 v = np.log(np.clip(w, 1e-12, None))
             else:

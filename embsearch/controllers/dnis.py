@@ -103,6 +103,20 @@ class DNIS(DartsController):
             return value
         return fill_by_frequency(value, space)
 
+    null_signal: ClassVar[str] = "zero learned value (every masked magnitude 0)"
+
+    def null_preference(self, space: SearchSpace) -> list[np.ndarray]:
+        """Step 4's value with every mean ``|m * e|`` zero (:attr:`null_signal`): ids of g
+        times ``-threshold * d_k``, then the same frequency fill under a budget."""
+        t, dims = float(self.config["threshold"]), np.asarray(space.candidates, dtype=np.float64)
+        value = [
+            np.array([(b - a) * -t * dims for a, b in groups]).reshape(len(groups), len(dims))
+            for groups in space.groups
+        ]
+        if self.config["discretise"] == "argmax":
+            return value
+        return fill_by_frequency(value, space)
+
     def describe(self, supernet: nn.Module, space: SearchSpace) -> dict[str, Any]:
         return {
             "mask": {
