@@ -30,7 +30,10 @@ class Controller(ABC):
     (rule-based, differentiable, evolutionary, rl, pruning, black-box, custom), ``paper``
     and ``default_space`` (the search space it works in when ``--space`` is not given).
     ``params`` declares tunable keyword parameters with their defaults, ``param_help`` a
-    line on each (what it does, its values; optional for plug-ins). A controller whose
+    line on each (what it does, its values; optional for plug-ins) and ``extensions`` one
+    line on each parameter, or value, that is not the paper's (an ablation or embsearch's
+    own addition: why it is there), which ``embsearch controllers NAME`` shows beside its
+    help (:meth:`param_line`). A controller whose
     plans choose their own projection declares a ``projection`` parameter (it takes
     ``--projection`` when that is given), or ``fixed_projection`` when its structure allows
     only one (``--projection`` naming another is refused).
@@ -43,6 +46,7 @@ class Controller(ABC):
     supported_spaces: ClassVar[tuple[str, ...]] = ("field_dims", "feature_dims")
     params: ClassVar[dict[str, Any]] = {}
     param_help: ClassVar[dict[str, str]] = {}
+    extensions: ClassVar[dict[str, str]] = {}
     fixed_projection: ClassVar[str | None] = None
 
     def __init__(self, **params: Any) -> None:
@@ -54,6 +58,14 @@ class Controller(ABC):
             )
         self.config: dict[str, Any] = {**self.params, **params}
         self.validate()
+
+    @classmethod
+    def param_line(cls, key: str) -> str:
+        """``key``'s help line, labelled ``[extension: why]`` where :attr:`extensions` names
+        it (the line ``embsearch controllers NAME`` prints)."""
+        text = cls.param_help.get(key, "")
+        why = cls.extensions.get(key)
+        return f"{text} [extension: {why}]".strip() if why else text
 
     def validate(self) -> None:
         """Check ``self.config``; raise :class:`ConfigError` naming the parameter and range.

@@ -1,27 +1,48 @@
 """OptEmbed: Lyu et al., "OptEmbed: Learning Optimal Embedding Table for Click-through Rate
-Prediction" (CIKM 2022).
+Prediction" (CIKM 2022), checked against its official code (github.com/fuyuanlyu/OptEmbed).
 
 Steps, as in the paper:
 
 1. *Supernet training* (``embeddings/supernets_evo/optembed_supernet.py``): one max-width
-   table learns per-field pruning thresholds (rows with ``||e||_1 <= t_f`` are zeroed,
-   straight-through estimator, regulariser ``alpha * sum_f exp(-t_f)``) while every step
-   samples a dim per field uniformly from the candidates and keeps the first ``d`` columns.
+   table learns per-field pruning thresholds (rows with ``||e||_1 <= t_f`` are zeroed; the
+   official long-tailed straight-through estimator; regulariser ``alpha * sum_f
+   exp(-t_f)``; the thresholds' own plain SGD at ``threshold_lr``; an L2 penalty
+   ``table_l2`` on the table, the official ``wd``) while every example draws a dim per field
+   uniformly from the candidates and keeps the first ``d`` columns (``sampling='example'``,
+   as the official code).
 2. *Evolutionary search* over per-field dims (``_evolution.py``): a random population,
    top-k selection, crossover between fields, mutation; each candidate is scored with the
-   supernet's inherited weights on the validation split (``evaluator.py``). Unlike the
-   paper (and its public code) every child is projected onto the byte budget with
-   ``space.repair``, so no candidate over the budget is ever kept.
+   supernet's inherited weights (rows pruned) on the validation split (``evaluator.py``).
+   Unlike the paper (and its public code) every child is projected onto the byte budget
+   with ``space.repair``, so no candidate over the budget is ever kept.
 3. *Retraining*: the runner retrains the returned plan from scratch. (The paper retrains
    under both the dimension masks and the row masks; here all rows are retrained, see
    the storage note below.)
 
-One supernet serves every budget of a search. Projection: the supernet plays candidates
-with first-``d``-columns masks, and the paper retrains under the same masks, so plans are
-zero-padded (``projection='pad'``, the structure every candidate was scored in; bytes are
-counted in it). ``projection='linear'`` (or ``--projection linear``) retrains them behind
-learned projections instead (converged: better on frappe, worse on the planted synthetic
-data; BENCHMARKS.md).
+Row pruning, scaled to a search's length: the paper's own settings (``alpha`` 1e-6..1e-4,
+threshold learning rate 1e-4..1e-2) move a threshold by at most ``alpha * lr`` per step
+(1e-8 at 1e-4 each), about 0.007 over 30 Criteo epochs (~660k steps of 2048); a search
+here takes ~100-1,000 steps, where they prune nothing (0% of the rows in every field of
+the synthetic data and of frappe; Adam on the thresholds, the first version, even drove
+every threshold negative). The defaults (``alpha=0.1``, ``threshold_lr=1e-2``, from the
+paper's grid, ``table_l2=1e-4``, from its l2 grid) allow 1e-3 per step: with 5 epochs they
+prune 28-30% of the rows of the synthetic table (seeds 0-2; 2% of its training ids, mostly
+rare noise ids) and 8.6% of the frappe split's, at an unchanged supernet val AUC
+(synthetic 0.7225 vs 0.7227 unpruned). Without ``table_l2`` nothing is pruned: Adam's L2
+is what shrinks the rows the loss does not defend (BENCHMARKS.md).
+``plan.extra`` records each field's pruned share (``pruned_row_fraction``), the table's
+(``pruned_rows_total``) and, as ``provenance``, which step chose the plan: ``evolution``
+(its pick), ``uniform gate`` (``uniform_margin`` below returned the uniform table),
+``evolution, cut short`` (time limit or Ctrl-C) or ``fallback`` (nothing evaluated).
+
+Candidates: the paper searches every dim ``1..D``; ``all_dims=true`` offers that set, but
+the default keeps the space's (powers of two unless ``--candidates`` names others). On the
+planted synthetic data at 10/25/50% (seed 0, 5 epochs) every dim ``1..16`` made the
+evolution's picks beat the uniform plan by only +0.71/+2.07/+1.85 standard errors, so the
+uniform gate returned two of the three plans; with powers of two the picks cleared it by
++5.59/+2.72/+2.83 and the evolution chose all three (seeds 1 and 2: two and three of
+three). Sixteen dims per field widen the space the evolution must cover in the same
+number of evaluations, and a uniform draw over 1..16 trains dim 1 or 2 one step in eight.
 
 Choices the paper leaves open (one line each):
 
@@ -50,6 +71,7 @@ field's pruned share (a row-pruned table layout comes in a later issue).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -64,11 +86,11 @@ from embsearch.controllers._evolution import (
     validate_evolution,
 )
 from embsearch.controllers.uniform import Uniform
-from embsearch.embeddings.supernets_evo import OptEmbedEmbedding
+from embsearch.embeddings.supernets_evo import SAMPLINGS, OptEmbedEmbedding
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
-from embsearch.search_loop import LoopResult
+from embsearch.search_loop import LoopResult, as_json
 from embsearch.search_spaces.base import Candidate, SearchSpace
 from embsearch.train.metrics import paired_auc_difference
 
@@ -86,8 +108,12 @@ class OptEmbed(EvolutionaryController):
     params: dict[str, Any] = {
         **EVOLUTION_PARAMS,
         "supernet_epochs": None,
-        "alpha": 1e-4,
+        "alpha": 0.1,
+        "threshold_lr": 1e-2,
+        "table_l2": 1e-4,
         "threshold_init": 0.0,
+        "sampling": "example",
+        "all_dims": False,
         "val_rows": 2048,
         "final_checks": 5,
         "patience": 2,
@@ -98,7 +124,14 @@ class OptEmbed(EvolutionaryController):
         **EVOLUTION_HELP,
         "supernet_epochs": "supernet epochs (None: --epochs)",
         "alpha": "weight of the threshold regulariser alpha * sum_f exp(-t_f) (row pruning)",
+        "threshold_lr": "learning rate of the thresholds' own plain SGD (the official t_lr)",
+        "table_l2": "L2 penalty on the supernet's table (the official wd): lets Adam shrink "
+        "the rows the loss does not defend, which the thresholds then prune",
         "threshold_init": "initial per-field pruning threshold t_f",
+        "sampling": "how supernet training draws dims: 'example' (a dim per example and "
+        "field, the official code's), 'step' or 'band'",
+        "all_dims": "true: candidates are every dim 1..width, the paper's set (false: the "
+        "space's --candidates, powers of two by default; given --candidates always win)",
         "val_rows": "rows of the fixed validation subsample candidates are scored on "
         "(None: the whole split)",
         "final_checks": "best candidates re-scored on the whole validation split",
@@ -107,11 +140,30 @@ class OptEmbed(EvolutionaryController):
         "than this many standard errors (paired, DeLong; 0: always the pick)",
     }
 
+    extensions = {
+        "sampling": "'step' and 'band' are ablations; the official code draws per example",
+        "all_dims": "false (the default) searches the powers of two, not the paper's 1..width",
+        "projection": "'linear' retrains behind projections; the paper retrains the masks",
+        "val_rows": "scoring on a validation subsample: embsearch's, for speed",
+        "final_checks": "re-scoring the best candidates on the whole split: embsearch's",
+        "uniform_margin": "the uniform gate: embsearch's (0 returns the evolution's pick)",
+    }
+
     def validate(self) -> None:
         validate_evolution(self.name, self.config)
-        alpha = self.config["alpha"]
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise ConfigError(f"optembed: alpha must be a number in [0, 1], got {alpha!r}")
+        for key, hi in (("alpha", 1.0), ("threshold_lr", 10.0), ("table_l2", 1.0)):
+            v = self.config[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi:
+                raise ConfigError(f"optembed: {key} must be a number in [0, {hi:g}], got {v!r}")
+        if self.config["sampling"] not in SAMPLINGS:
+            raise ConfigError(
+                f"optembed: sampling must be one of {', '.join(SAMPLINGS)}, "
+                f"got {self.config['sampling']!r}"
+            )
+        if not isinstance(self.config["all_dims"], bool):
+            raise ConfigError(
+                f"optembed: all_dims must be true or false, got {self.config['all_dims']!r}"
+            )
         checks = self.config["final_checks"]
         if isinstance(checks, bool) or not isinstance(checks, int) or checks < 1:
             raise ConfigError(f"optembed: final_checks must be an integer >= 1, got {checks!r}")
@@ -128,12 +180,24 @@ class OptEmbed(EvolutionaryController):
             )
 
     # -- step 1 -----------------------------------------------------------------------------
+    def check_options(
+        self, *, width: int, candidates: Sequence[int] | None, projection: str | None = None
+    ) -> None:
+        """Also note whether the user named ``--candidates`` (they then replace ``all_dims``)."""
+        super().check_options(width=width, candidates=candidates, projection=projection)
+        self.user_candidates_ = candidates is not None
+
     def search_space(self, ctx: SearchContext) -> SearchSpace:
-        """The context's space with the plans' projection set to ``projection`` (one copy
-        per context space, so its byte memos serve the whole search)."""
+        """The context's space with the plans' projection set to ``projection`` and, with
+        ``all_dims`` (unless the user named ``--candidates``), every dim ``1..width`` as a
+        candidate, the paper's set (one copy per context space, so its byte memos serve the
+        whole search)."""
         made = getattr(self, "space_", None)
         if made is None or made[0] is not ctx.space:
             space = ctx.space.with_projection(str(self.config["projection"]))
+            if self.config["all_dims"] and not getattr(self, "user_candidates_", False):
+                keep_zero = [0] if 0 in space.candidates else []
+                space = space.with_candidates(keep_zero + list(range(1, space.width + 1)))
             self.space_ = made = (ctx.space, space)
         return made[1]
 
@@ -153,6 +217,10 @@ class OptEmbed(EvolutionaryController):
                 space.schema.names,
                 seed=ctx.seed,
                 threshold_init=float(self.config["threshold_init"]),
+                sampling=str(self.config["sampling"]),
+            )
+            emb.own_threshold_optimiser(
+                float(self.config["threshold_lr"]), float(self.config["table_l2"])
             )
             return CTRModel(emb, ctx.make_backbone())
 
@@ -166,7 +234,10 @@ class OptEmbed(EvolutionaryController):
             desc="optembed supernet",
         )
         emb = self.supernet_.embedding
-        self.pruned_ = dict(zip(space.schema.names, (round(p, 6) for p in emb.pruned_fraction())))
+        fractions = emb.pruned_fraction()
+        self.pruned_ = dict(zip(space.schema.names, (round(p, 6) for p in fractions)))
+        rows = [f.cardinality for f in space.schema.fields]
+        self.pruned_total_ = round(sum(p * n for p, n in zip(fractions, rows)) / sum(rows), 6)
         self.thresholds_ = dict(
             zip(space.schema.names, (round(t, 6) for t in emb.threshold.detach().tolist()))
         )
@@ -204,9 +275,19 @@ class OptEmbed(EvolutionaryController):
                 plan = replace(
                     uniform_plan, controller=self.name, extra=plan.extra, projection=plan.projection
                 )
+        if result.best is None:
+            provenance = "fallback (nothing evaluated)"
+        elif margin is not None and margin["returned"] == "uniform":
+            provenance = "uniform gate"
+        else:
+            provenance = "evolution" if result.stop_reason == "done" else "evolution, cut short"
+            if len({d for dims in picked.best for d in dims}) == 1:  # one dim everywhere
+                provenance += " (its pick is the uniform plan)"
         plan.extra.update(
             {
+                "provenance": provenance,
                 "pruned_row_fraction": self.pruned_,
+                "pruned_rows_total": self.pruned_total_,
                 "pruned_rows_stored": True,  # MixedDimEmbedding keeps every row (see docstring)
                 "thresholds": self.thresholds_,
                 "supernet": self.supernet_summary_,
@@ -260,5 +341,6 @@ class OptEmbed(EvolutionaryController):
             "difference_se": se,
             "margin_se": k,
             "returned": "pick" if keep else "uniform",
+            "pick": as_json(best),  # the evolution's pick, whichever is returned
         }
         return (picked if keep else replace(picked, best_score=uniform_auc)), figures, uniform_plan

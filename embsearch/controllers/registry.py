@@ -90,7 +90,7 @@ def _summary(name: str, cls: type[Controller]) -> dict[str, Any]:
         "paper": cls.paper,
         "space": cls.default_space,
         "params": dict(cls.params),
-        "param_help": {k: cls.param_help.get(k, "") for k in cls.params},
+        "param_help": {k: cls.param_line(k) for k in cls.params},
     }
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 Candidate = tuple[tuple[int, ...], ...]
-SAMPLINGS = ("step", "example", "band")  # how training draws candidates (class docstring)
+SAMPLINGS = ("example", "step", "band")  # how training draws candidates (class docstring)
 
 
 class MaskedSupernetEmbedding(nn.Module):
@@ -29,10 +29,12 @@ class MaskedSupernetEmbedding(nn.Module):
 
     In training mode every forward call samples fresh dims (``sampling``):
 
-    - ``"step"``: one dim per slot, uniform over the space's candidates, for the whole batch
-      (OptEmbed's uniform sampling);
-    - ``"example"``: the same, drawn for each example (the same expected loss over
-      candidates, averaged over many candidates per step instead of one);
+    - ``"example"``: one dim per slot, uniform over the space's candidates, drawn for each
+      example (OptEmbed's uniform sampling: its official code draws a dim per example and
+      per field);
+    - ``"step"``: the same, one draw for the whole batch (the same expected loss over
+      candidates, averaged over one candidate per step instead of many; not a paper's, kept
+      for ablations);
     - ``"band"``: for each example a level uniform over the candidates, then each slot's
       candidate within ``+-max(1, C // 4)`` places of it (clipped). Independent draws put a
       candidate's total bytes near the middle of the range (on the built-in synthetic data
@@ -49,7 +51,7 @@ class MaskedSupernetEmbedding(nn.Module):
         groups: Sequence[Sequence[tuple[int, int]]],
         names: Sequence[str],
         seed: int = 0,
-        sampling: str = "step",
+        sampling: str = "example",
     ) -> None:
         super().__init__()
         if sampling not in SAMPLINGS:
