@@ -6,8 +6,10 @@ Steps, as in the paper's power-law rule (Sec. 3):
 2. its dim is ``d_i = lam * (p_i / max_j p_j) ** alpha`` (the smallest field gets ``lam``);
 3. ``lam`` is solved by bisection so the plan fills the byte budget, dims rounded *down* to
    the space's candidates (so bytes grow monotonically with ``lam``);
-4. leftover bytes are spent greedily, each time upgrading the field furthest below its
-   power-law target to its next candidate while the plan still fits.
+4. (embsearch's, not the paper's) leftover bytes are spent greedily: each round upgrades
+   to its next candidate the field furthest below its power-law target *among those whose
+   upgrade still fits* (a field whose upgrade does not fit is passed over, so a cheaper
+   field further up may grow instead), until no upgrade fits.
 ``alpha`` defaults to 0.3, inside the paper's recommended range (0.1-0.4).
 """
 
@@ -63,7 +65,7 @@ class MDE(Controller):
         target = self.target_dims(rows, lo)
         dims = [d[0] for d in snap(target)]
 
-        # Step 4: greedy upgrades of the most under-served field while the plan fits.
+        # Step 4: upgrade the most under-served field whose upgrade fits, until none does.
         while True:
             ratio = np.asarray(dims) / np.maximum(target, 1e-9)
             upgraded = False
