@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from embsearch._text import printable
 from embsearch.data.dataset import SPLITS, Dataset, Split
 from embsearch.data.encode import apply_ranking, frequency_ranking
 from embsearch.data.leakage import leaking_fields
@@ -387,7 +388,8 @@ def _check_same_fields(cols: list[Columns]) -> None:
     for c in cols[1:]:
         if list(c.fields) != first:
             raise DataError(
-                f"{c.path} has fields {', '.join(c.fields)} but {cols[0].path} has {', '.join(first)}; "
+                f"{c.path} has fields {printable(', '.join(c.fields))} but {cols[0].path} has "
+                f"{printable(', '.join(first))}; "
                 "the train, val and test files need the same columns"
             )
 

@@ -101,7 +101,8 @@ class Schema:
     def save(self, directory: str | Path) -> None:
         """Write ``schema.json`` and ``counts.npz`` into ``directory`` (caller stages atomically)."""
         directory = Path(directory)
-        (directory / SCHEMA_FILE).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        text = json.dumps(self.to_json(), indent=2, allow_nan=False)  # strict JSON
+        (directory / SCHEMA_FILE).write_text(text + "\n")
         np.savez(
             directory / COUNTS_FILE,
             **{f"f{i}": f.frequencies() for i, f in enumerate(self.fields)},
