@@ -199,6 +199,8 @@ def run_controller(
         }
         row |= {"search_s": round(search_s, 2), "shared_by": len(plans), "bytes": plan.table_bytes}
         row |= {"budget_bytes": plan.budget_bytes, "planted": planted_stat(plan, ds)}
+        row |= {"provenance": plan.extra.get("provenance")}
+        row |= {"null_agreement": (plan.extra.get("signal") or {}).get("null_agreement")}
         row |= {"dims": plan.field_dims, **retrain_and_test(ctx, plan)}
         rows.append(row)
         print(

@@ -50,7 +50,9 @@ class InheritedWeightEvaluator:
     pruning) when they take at most ``cache_bytes``; otherwise looks them up per batch.
     ``max_rows`` evaluates on a fixed subsample of at most that many rows (faster, noisier;
     see :func:`stratified_rows`): the AUC stays an unbiased estimate of the whole split's,
-    and the log loss is reweighted to the split's class ratio.
+    and the log loss is reweighted to the split's class ratio. ``rows`` (indices into the
+    split) names the evaluated rows instead, e.g. the complement of another evaluator's
+    (:func:`disjoint_rows`).
     """
 
     name = "inherited"
@@ -62,12 +64,18 @@ class InheritedWeightEvaluator:
         batch_size: int = 65536,
         max_rows: int | None = None,
         cache_bytes: int = 512 * 2**20,
+        rows: np.ndarray | None = None,
     ) -> None:
         self.model = model
         self.embedding = model.embedding
         self.backbone = model.backbone
         y = split.y.cpu().numpy()
-        if max_rows is None or int(max_rows) >= len(split):
+        if rows is not None:  # the caller's fixed rows (e.g. disjoint from another evaluator's)
+            idx = np.sort(np.asarray(rows, dtype=np.int64))
+            self.x = split.x[torch.as_tensor(idx, device=split.x.device)]
+            self.y = y[idx]
+            self.weights = _class_weights(y, self.y)
+        elif max_rows is None or int(max_rows) >= len(split):
             self.x, self.y, self.weights = split.x, y, None
         else:
             idx = stratified_rows(y, int(max_rows))
@@ -154,6 +162,16 @@ def stratified_rows(y: np.ndarray, n: int) -> np.ndarray:
     k = min(len(few), n // 2)
     picked = [rng.permutation(few)[:k], rng.permutation(many)[: max(n - k, 0)]]
     return np.sort(np.concatenate(picked))
+
+
+def disjoint_rows(y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint row sets of labels ``y``: :func:`stratified_rows` of ``min(n, len(y) // 2)``
+    rows, and every other row. Candidates *selected* by their scores on the first set are
+    re-scored on the second without the winner's curse (the best of many noisy scores on
+    the same rows is biased upwards by that noise)."""
+    first = stratified_rows(y, min(int(n), len(y) // 2))
+    rest = np.setdiff1d(np.arange(len(y)), first, assume_unique=True)
+    return first, rest
 
 
 def _class_weights(y_all: np.ndarray, y_sub: np.ndarray) -> np.ndarray:

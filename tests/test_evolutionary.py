@@ -44,6 +44,10 @@ from embsearch.train import TrainConfig, evaluate
 SMALL = {"population": 12, "generations": 6, "top_k": 6}
 
 
+# searches on planted data: CI runs this module again under AVX2 kernels (.ci/run)
+pytestmark = pytest.mark.planted
+
+
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     threads = torch.get_num_threads()
@@ -208,7 +212,7 @@ def test_rule_final_checks_include_uniform_and_measured_samples(rule_run):
     assert measured == sorted(measured, reverse=True)
     for cand in extra:  # every one of them was scored in step 5, none beat the served plan
         assert cand in ctrl.final_memo_
-        assert ctrl.final_memo_[cand] <= plan.metrics["val_auc"] + 1e-9
+        assert ctrl.final_memo_[cand] <= plan.extra["heldout_val_auc"] + 1e-9
     assert uniform_selection(space, space.min_bytes() - 1) is None
 
 
@@ -218,7 +222,7 @@ def test_rule_never_serves_a_larger_budget_worse_than_a_smaller_one(planted):
     ctx = make_ctx(planted, FeatureDimsSpace(planted.schema, 16), [0.3, 0.4, 0.6])
     ctrl = Rule(**SMALL, estimator_samples=24, blocks=4)
     plans = ctrl.search_budgets(ctx)
-    aucs = [p.metrics["val_auc"] for p in plans]
+    aucs = [p.extra["heldout_val_auc"] for p in plans]  # step 5's scores
     assert aucs == sorted(aucs)
     final = [e for e in ctx.history if e["event"] == "evaluation" and e["phase"] == "final"]
     for small, large in zip(plans, plans[1:]):
@@ -387,15 +391,43 @@ def test_rule_diversity_trains_one_column_blocks():
 
 
 # -- what the searches find -----------------------------------------------------------------------
-@pytest.mark.parametrize("run", ["rule_run"])  # OptEmbed's: the test after this one
-def test_informative_fields_get_more_dims(run, request):
-    ctx, _, plans = request.getfixturevalue(run)
-    plan = plans[0] if isinstance(plans, list) else plans
-    dims = per_field_dim(plan)
-    meta = ctx.dataset.schema.meta
-    informative = np.mean([dims[n] for n in meta["informative"]])
-    noise = np.mean([dims[n] for n in meta["noise"]])
-    assert informative > noise, (informative, noise, plan.field_dims)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rule_estimator_values_informative_fields_more(planted, seed):
+    """RULE's learned signal is its performance estimator (step 3): the summed value of a
+    field's blocks is clearly higher for the informative fields than for the noise fields.
+    Margin: at least 0.005 AUC between the two means (seeds 0-4 gave 0.0096-0.0221, the
+    noise fields' own spread 0.002-0.006).
+
+    Its served plan is not asserted to give them more dims per id: on this dataset a
+    field's rarest frequency group holds 442 of its 500 ids (88% of its bytes), and moving
+    those groups' dims between informative and noise fields moves the inherited AUC by at
+    most 0.004, under the noise of step 5's held-out scores (BENCHMARKS.md)."""
+    ctx = make_ctx(planted, FeatureDimsSpace(planted.schema, 16), [0.4])
+    ctx.seed = seed
+    ctrl = Rule()
+    ctrl.prepare(ctx, None)
+    names, meta = planted.schema.names, planted.schema.meta
+    value = dict(zip(names, ctrl.estimator_.w.reshape(len(names), -1).sum(1)))
+    informative = np.mean([value[n] for n in meta["informative"]])
+    noise = np.mean([value[n] for n in meta["noise"]])
+    assert informative > noise + 0.005, (informative, noise)
+
+
+def test_rule_records_which_step_chose_each_plan(rule_run):
+    """``provenance`` names the step whose candidate step 5 served, and the served plan's
+    held-out score is the best of step 5's, on rows step 3 never scored."""
+    ctx, ctrl, plan = rule_run
+    steps = {
+        "evolution",
+        "estimator sample",
+        "uniform selection",
+        "carried over from a smaller budget",
+    }
+    assert plan.extra["provenance"] in steps
+    best = ctrl.space_.from_plan(plan)
+    assert ctrl.final_memo_[best] == plan.extra["heldout_val_auc"] == max(ctrl.final_memo_.values())
+    assert len(ctrl.inherited_.y) + len(ctrl.heldout_.y) == len(ctx.data.split("val"))
+    assert abs(len(ctrl.inherited_.y) - len(ctrl.heldout_.y)) <= 1  # val_rows >= half the split
 
 
 def test_optembed_evolution_gives_informative_fields_more_dims(optembed_run):

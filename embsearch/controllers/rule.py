@@ -18,7 +18,11 @@ Steps, as in the paper:
 4. *Evolutionary search* per budget with the estimator as the evaluator (``_evolution.py``:
    top-k, crossover between fields, mutation, children repaired onto the budget).
 5. *Serving without retraining*: the ``final_checks`` best candidates by the estimator are
-   re-scored with inherited weights; the best one's plan carries ``plan.weights`` (the
+   re-scored with inherited weights on the validation rows step 3 did not score (so a
+   sample picked for its step-3 score does not win on the same noise again: the winner's
+   curse); ``plan.extra["provenance"]`` names the step whose candidate won ("evolution",
+   "estimator sample", "uniform selection", "carried over from a smaller budget") and
+   ``heldout_val_auc`` its score there. The best one's plan carries ``plan.weights`` (the
    ``state_dict`` of ``ctx.build_model(plan)`` filled from the supernet) and
    ``plan.metrics`` (its validation AUC / log loss), so the runner skips retraining. With
    ``retrain=True`` neither is attached (the inherited metrics go to ``plan.extra``) and
@@ -50,7 +54,8 @@ Choices the paper leaves open (one line each):
   (what it will serve), not by its full width: small selections peak epochs later than the
   full table (synthetic: epoch 13 vs 5); ``'full'`` judges the full width.
 - ``val_rows=2048``: step 3 scores its samples on one fixed class-stratified subsample of the
-  validation split (the estimator averages their noise out); step 5 uses the whole split.
+  validation split (at most half of it; the estimator averages their noise out); step 5
+  chooses on the other rows, and the served plan's metrics are the whole split's.
 - ``patience=3``: the evolution stops after 3 generations without a better estimate.
 - Step 5 also re-scores the smaller budgets' served selections (so a larger budget never
   serves a worse one), the uniform block selection and the best *measured* estimator samples
@@ -74,6 +79,7 @@ from embsearch.controllers._evolution import (
     EVOLUTION_HELP,
     EVOLUTION_PARAMS,
     EvolutionaryController,
+    FixedAsker,
     fit_budget,
     plan_weights,
     train_supernet,
@@ -82,7 +88,7 @@ from embsearch.controllers._evolution import (
 )
 from embsearch.embeddings.supernets_evo import SAMPLINGS, RuleEmbedding
 from embsearch.errors import BudgetError, ConfigError
-from embsearch.evaluator import InheritedWeightEvaluator
+from embsearch.evaluator import InheritedWeightEvaluator, disjoint_rows
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, run_loop
 from embsearch.search_spaces.base import Candidate, SearchSpace
@@ -366,15 +372,14 @@ class Rule(EvolutionaryController):
         ctx.record(event="supernet", controller=self.name, **summary)
         val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
         self.memo_: dict[Candidate, float] = {}  # estimator-phase scores (val_rows rows)
-        self.inherited_ = InheritedWeightEvaluator(
-            self.supernet_, val, batch, max_rows=self.config["val_rows"]
-        )
-        # step 5 picks and reports on the whole split, whatever val_rows is
+        # step 3 scores its samples on at most half the split, step 5 chooses on the other
+        # rows (no winner's curse), and the served plan reports the whole split
+        val_y = val.y.cpu().numpy()
+        first, rest = disjoint_rows(val_y, self.config["val_rows"] or len(val_y))
+        self.inherited_ = InheritedWeightEvaluator(self.supernet_, val, batch, rows=first)
+        self.heldout_ = InheritedWeightEvaluator(self.supernet_, val, batch, rows=rest)
         self.final_memo_: dict[Candidate, float] = {}
-        subsampled = len(self.inherited_.y) < len(val)
-        self.full_ = (
-            InheritedWeightEvaluator(self.supernet_, val, batch) if subsampled else self.inherited_
-        )
+        self.full_ = InheritedWeightEvaluator(self.supernet_, val, batch)
         sampler = _Sampler(
             self.name, space, ctx.budgets, int(self.config["estimator_samples"]), ctx.rng(1)
         )
@@ -414,16 +419,37 @@ class Rule(EvolutionaryController):
         fits.sort(key=lambda sc: -sc[0])
         return out + [c for _, c in fits[:n]]
 
+    def run_final_checks(
+        self, ctx: SearchContext, budget: int, space: SearchSpace, cands: Sequence[Candidate]
+    ) -> LoopResult:
+        """Step 5's scores: the validation rows step 3 did not use (``self.heldout_``)."""
+        return run_loop(
+            FixedAsker(self.name, cands),
+            self.heldout_,
+            ctx,
+            budget,
+            space=space,
+            phase="final",
+            cache=self.final_memo_,
+        )
+
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         space = self.space_
         if result.stop_reason == "done":
             ranked = self.ranked_within(space, budget)
         else:  # out of time or interrupted: check no more than the best so far
             ranked = [result.best] if result.best is not None else []
-        checks = ranked[: int(self.config["final_checks"])] or [self.fallback(ctx, budget)]
-        if result.stop_reason == "done":
-            checks = _dedupe(checks + self.measured_checks(budget))
-        checks = _dedupe(checks + self.carried(space, budget))
+        evolved = ranked[: int(self.config["final_checks"])]
+        sources: dict[Candidate, str] = dict.fromkeys(evolved, "evolution")
+        if not evolved:
+            sources[self.fallback(ctx, budget)] = "fallback (no evolution result)"
+        measured = self.measured_checks(budget) if result.stop_reason == "done" else []
+        uni = uniform_selection(space, budget)
+        for cand in measured:
+            sources.setdefault(cand, "uniform selection" if cand == uni else "estimator sample")
+        for cand in self.carried(space, budget):
+            sources.setdefault(cand, "carried over from a smaller budget")
+        checks = list(sources)
         final = self.run_final_checks(ctx, budget, space, checks)
         best = final.best if final.best is not None else checks[0]
         self.remember_pick(best)
@@ -438,6 +464,8 @@ class Rule(EvolutionaryController):
                 "interrupted": result.interrupted,
                 "supernet": self.supernet_summary_,
                 "blocks": int(self.config["blocks"]),
+                "provenance": sources[best],
+                "heldout_val_auc": self.final_memo_.get(best),
                 "inherited_val_auc": m["auc"],
                 "inherited_val_logloss": m["logloss"],
                 "evolution": self.evolution_summary(ctx, budget),
