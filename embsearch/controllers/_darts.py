@@ -5,7 +5,8 @@
    Differentiable Architecture Search", ICLR 2019, Sec. 2.3 with ``xi = 0``): the trainer's
    loop takes a weight step on a training batch, then (its ``after_step`` hook)
    :class:`ArchStep` takes an architecture step on a validation batch with a separate Adam
-   over the architecture parameters only. Architecture batches default to half a training
+   over the architecture parameters only (DNIS: its official normalised SGD, after a warm
+   start). Architecture batches default to half a training
    batch (DARTS leaves their size open): the few architecture parameters need no more rows,
    and it cuts the search from ~2.1x to ~1.7x a plain training with no loss in the plans
    found (BENCHMARKS.md). DARTS trains for a fixed number of epochs and keeps the last
@@ -39,12 +40,13 @@ the learned architecture; it is flat below a group's likely dims, so a group sur
 values 1 and 8 alike, and the knapsack spent budgets on cheap groups (synthetic, 10%:
 informative fields of thousands of ids at dim 1, 40-id noise fields at 16; BENCHMARKS.md).
 
-Dropping (dim 0, among AutoDim's and AutoEmb's candidates by default, ``drop=True``):
-a group may take dim 0 only where its own weights favour it (``argmax w = 0``, the papers'
-rule, with a tie counting as not favoured); elsewhere dim 0 is valued ``-inf`` and never
-chosen, whatever the bytes it would free. Without that rule the knapsack dropped frappe's
-item field (4,083 ids, weights sure of 16) at 10% to buy 16 dims for eight small fields:
-test AUC 0.49 (BENCHMARKS.md).
+Dropping (dim 0, among AutoDim's and AutoEmb's candidates by default, ``drop=True``) is
+embsearch's extension: neither paper has dim 0 among its candidates. A group may take it
+only where its own weights favour it (``argmax w = 0``: the per-group argmax the papers
+discretise with, applied to that extra candidate, a tie counting as not favoured);
+elsewhere dim 0 is valued ``-inf`` and never chosen, whatever the bytes it would free.
+Without that rule the knapsack dropped frappe's item field (4,083 ids, weights sure of 16)
+at 10% to buy 16 dims for eight small fields: test AUC 0.49 (BENCHMARKS.md).
 
 DNIS's value is the kept mask mass (a budgeted magnitude pruning). Mode ``argmax`` is the
 papers' own per-group argmax of ``w`` (or of DNIS's thresholded mass), which ignores the
@@ -172,8 +174,9 @@ class ArchStep:
     """Step 2, the architecture half of first-order DARTS, run as the trainer's ``after_step``.
 
     Every ``every`` weight steps: one full validation batch (shuffled, cycled), loss
-    ``BCE + penalty()``, gradients for the architecture parameters only, one Adam step,
-    then ``after()`` (e.g. clipping a mask). Batch-norm running statistics are not updated
+    ``BCE + penalty()``, gradients for the architecture parameters only, one Adam step
+    (or one of the controller's ``optimizer``; none in the first ``warm_steps`` weight
+    steps), then ``after()`` (e.g. clipping a mask). Batch-norm running statistics are not updated
     by these steps (they see training batches only).
     """
 
@@ -191,9 +194,14 @@ class ArchStep:
         after: Callable[[], None] | None = None,
         on_step: Callable[[int], None] | None = None,
         amp: bool = False,
+        optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
+        warm_steps: int = 0,
     ) -> None:
         self.model, self.val, self.params = model, val, params
-        self.opt = torch.optim.Adam(params, lr=lr)
+        # Adam at ``lr`` unless a controller builds its own (DNIS: normalised SGD); no
+        # architecture step during the first ``warm_steps`` weight steps (a warm start)
+        self.opt = torch.optim.Adam(params, lr=lr) if optimizer is None else optimizer(params)
+        self.warm_steps = int(warm_steps)
         self.batch_size, self.every, self.generator = batch_size, every, generator
         self.penalty, self.after, self.on_step, self.amp = penalty, after, on_step, amp
         self.loss_fn = nn.BCEWithLogitsLoss()
@@ -214,7 +222,7 @@ class ArchStep:
     def __call__(self, step: int) -> None:
         if self.on_step is not None:
             self.on_step(step)
-        if step % self.every:
+        if step % self.every or step <= self.warm_steps:
             return
         x, y = next(self._batches)
         self._set_stats(False)
@@ -258,6 +266,8 @@ def train_supernet(
     on_step: Callable[[int], None] | None = None,
     early_stop: bool = True,
     desc: str = "supernet",
+    arch_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
+    warm_steps: int = 0,
 ) -> TrainResult:
     """Step 2: alternate weight steps (train batches, the trainer's Adam over
     ``weight_params``) and architecture steps (validation batches, a separate Adam over
@@ -273,6 +283,7 @@ def train_supernet(
     step = ArchStep(
         model, ctx.data.split("val"), arch_params, lr=arch_lr, batch_size=arch_batch_size, every=arch_every,
         generator=val_gen, penalty=penalty, after=after_arch, on_step=on_step, amp=ctx.train.amp,
+        optimizer=arch_optimizer, warm_steps=warm_steps,
     )  # fmt: skip
     if early_stop:
         # The supernet stops like a retrain (the trainer's patience); its weights and its
@@ -463,6 +474,14 @@ class DartsController(Controller):
     def on_step(self, supernet: nn.Module) -> Callable[[int], None] | None:
         return None
 
+    def arch_optimizer(self) -> Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None:
+        """The architecture parameters' optimiser (``None``: Adam at ``arch_lr``)."""
+        return None
+
+    def warm_steps(self, ctx: SearchContext) -> int:
+        """Weight steps before the first architecture step (a warm start; default none)."""
+        return 0
+
     # -- the search ----------------------------------------------------------------------
     def search(self, ctx: SearchContext) -> Plan:
         return self.search_budgets(ctx)[0]
@@ -516,6 +535,7 @@ class DartsController(Controller):
             arch_batch_size=arch_batch, arch_every=int(self.config["arch_every"]), generator=generator,
             penalty=self.penalty(supernet), after_arch=self.after_arch(supernet), on_step=self.on_step(supernet),
             early_stop=bool(self.config["early_stop"]), desc=f"{self.name} supernet",
+            arch_optimizer=self.arch_optimizer(), warm_steps=self.warm_steps(ctx),
         )  # fmt: skip
         model.eval()
         self.supernet_, self.model_ = supernet, model

@@ -7,8 +7,17 @@ Steps:
 2. the soft selection layer: a mask in [0, 1]^width per (field, group) scales the
    embeddings (:class:`~embsearch.embeddings.supernets.DNISSupernet`);
 3. DARTS-style training: weight steps on training batches alternate with mask steps on
-   validation batches (separate Adam), the mask's loss adding ``l1 * mean |m|``; the
-   mask is clipped into [0, 1] after each step;
+   validation batches, the mask's loss adding ``l1 * mean |m|``; the mask is clipped into
+   [0, 1] after each step. As in the official code, the mask's optimiser is plain SGD on
+   its gradient divided, per (field, group), by its mean absolute value
+   (:class:`NormalisedSGD`, ``optimizer='sgd'``), after a warm start (``warm_start=1``
+   epoch of weight steps only). The first version used Adam from the first step
+   (``optimizer='adam', warm_start=0``): there the L1 term closed 51-56% of the mask
+   entries exactly (clipped at 0) within the search, against 29-33% with the official
+   optimiser; the retrained plans' test AUC over uniform on the synthetic data (seeds
+   0/1/2, 10/25/50%, 5 epochs) averages +0.0121/+0.0122/+0.0076 with it and
+   +0.0105/+0.0132/+0.0078 with Adam (the 10% gap is one Adam seed at +0.0033), and the
+   planted test's informative/noise mask ratio is 5.04/3.68/2.56 against 6.20/2.39/1.61;
 4. magnitude pruning of the masked weights ``m * e`` (not exactly zero after the search,
    so DNIS prunes them by magnitude): a group keeping ``d`` dims keeps the ``d`` columns of
    largest mean ``|m * e|`` over its ids, and the value of dim ``d`` is the group's ids
@@ -63,6 +72,8 @@ class DNIS(DartsController):
         "mask_init": 0.5,
         "threshold": 0.0,
         "projection": "pad",
+        "optimizer": "sgd",
+        "warm_start": 1,
     }
     param_help: ClassVar[dict[str, str]] = {
         **COMMON_HELP,
@@ -70,6 +81,14 @@ class DNIS(DartsController):
         "mask_init": "initial value of every mask entry",
         "threshold": "columns of mean |m * e| at or below this are pruned whatever the budget",
         "projection": "plans' projection: 'pad' (DNIS's structure) or 'linear'",
+        "optimizer": "the mask's optimiser: 'sgd' (the official code's: plain SGD at arch_lr on "
+        "the gradient divided, per (field, group), by its mean absolute value) or 'adam'",
+        "warm_start": "epochs of weight steps before the first mask step",
+    }
+    extensions: ClassVar[dict[str, str]] = {
+        "optimizer": "'adam' is embsearch's first optimiser, kept for comparison",
+        "projection": "'linear' retrains behind projections; DNIS pads",
+        "early_stop": "stopping the supernet like a retrain: embsearch's (DARTS runs all epochs)",
     }
 
     def validate(self) -> None:
@@ -78,6 +97,8 @@ class DNIS(DartsController):
         self._check_number("mask_init", 0.0, 1.0, open_lo=True)
         self._check_number("threshold", 0.0, 1.0)
         self._check_choice("projection", ("pad", "linear"))
+        self._check_choice("optimizer", ("sgd", "adam"))
+        self._check_number("warm_start", 0, 1_000, integer=True)
 
     def search_space(self, ctx: SearchContext) -> SearchSpace:
         """Step 1: the context's space with the plan projection set to ``projection``."""
@@ -94,6 +115,18 @@ class DNIS(DartsController):
 
     def after_arch(self, supernet: nn.Module) -> Callable[[], None]:
         return supernet.clip_
+
+    def arch_optimizer(self) -> Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None:
+        """Step 3's optimiser: :class:`NormalisedSGD` at ``arch_lr`` (``optimizer='sgd'``)."""
+        if self.config["optimizer"] == "adam":
+            return None
+        lr = float(self.config["arch_lr"])
+        return lambda params: NormalisedSGD(params, lr=lr)
+
+    def warm_steps(self, ctx: SearchContext) -> int:
+        """Step 3's warm start: ``warm_start`` epochs of weight steps before any mask step."""
+        rows = len(ctx.dataset.split("train"))
+        return int(self.config["warm_start"]) * -(-rows // int(ctx.train.batch_size))
 
     def preference(self, supernet: nn.Module, space: SearchSpace) -> list[np.ndarray]:
         """Step 4: ``value[g, k]`` = ids of g times the sum of its ``d_k`` largest
@@ -148,3 +181,25 @@ def fill_by_frequency(value: list[np.ndarray], space: SearchSpace) -> list[np.nd
         share = occurrences / max(occurrences.sum(), 1.0)  # sums to 1 over the field
         out.append(v + unit / total * share[:, None] * dims[None, :])
     return out
+
+
+class NormalisedSGD(torch.optim.Optimizer):
+    """DNIS's mask optimiser, as its official code trains the mask: plain SGD on the gradient
+    divided, row by row (the last axis: one (field, group)'s mask over the width), by its
+    mean absolute value, so every row moves by about ``lr`` per step whatever the frequency
+    of its ids (rows whose gradient is all zero stay put)."""
+
+    def __init__(self, params: Any, lr: float) -> None:
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                scale = g.abs().mean(dim=-1, keepdim=True).add_(1e-8)
+                p.sub_(g / scale, alpha=group["lr"])
+        return loss
