@@ -493,6 +493,21 @@ def test_optembed_long_tailed_estimator_and_own_threshold_optimiser():
     assert emb.threshold.detach().tolist() == pytest.approx((before + 0.5).tolist())
 
 
+def test_optembed_all_dims_offers_every_dim_unless_the_user_names_candidates(planted):
+    """``all_dims=true`` searches the paper's candidates 1..width; ``--candidates`` given on
+    the command line (seen by ``check_options``) win; the default keeps the space's."""
+    ctx = make_ctx(planted, FieldDimsSpace(planted.schema, 16), [0.5])
+    assert OptEmbed().search_space(ctx).candidates == ctx.space.candidates
+    assert OptEmbed(all_dims=True).search_space(ctx).candidates == tuple(range(1, 17))
+    named = OptEmbed(all_dims=True)
+    named.check_options(width=16, candidates=(1, 2, 4, 8, 16))
+    assert named.search_space(ctx).candidates == ctx.space.candidates
+    with pytest.raises(ConfigError, match="all_dims"):
+        OptEmbed(all_dims="yes")
+    with pytest.raises(ConfigError, match="sampling"):
+        OptEmbed(sampling="batch")
+
+
 def test_optembed_labels_its_extensions_where_its_parameters_are_shown():
     """``embsearch controllers optembed`` marks what is not the paper's (the uniform gate,
     per-batch draws, ...) and leaves the paper's own parameters unmarked."""

@@ -85,6 +85,7 @@ from embsearch.controllers._evolution import (
     train_supernet,
     validate_evolution,
 )
+from embsearch.controllers._signal import PROVENANCE_KEY
 from embsearch.controllers.uniform import Uniform
 from embsearch.embeddings.supernets_evo import SAMPLINGS, OptEmbedEmbedding
 from embsearch.errors import BudgetError, ConfigError
@@ -285,7 +286,7 @@ class OptEmbed(EvolutionaryController):
                 provenance += " (its pick is the uniform plan)"
         plan.extra.update(
             {
-                "provenance": provenance,
+                PROVENANCE_KEY: provenance,
                 "pruned_row_fraction": self.pruned_,
                 "pruned_rows_total": self.pruned_total_,
                 "pruned_rows_stored": True,  # MixedDimEmbedding keeps every row (see docstring)
