@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,6 +32,7 @@ from embsearch.context import SearchContext
 from embsearch.evaluator import Evaluator
 from embsearch.plan import Plan
 from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.train.progress import progress_bar
 
 if TYPE_CHECKING:
     from embsearch.controllers.base import AskTellController
@@ -134,9 +136,46 @@ def run_loop(
         "evaluator": getattr(evaluator, "name", type(evaluator).__name__),  # plain callables too
     }
     t0 = time.perf_counter()
+    cache = {} if cache is None else cache
+    with progress_bar(ctx.train.progress) as bar:
+        task = bar.add_task(f"{asker.name} {phase}", total=getattr(asker, "total", None), info="")
+
+        def shown(done: int, best_so_far: float) -> None:  # evaluations, best, time left
+            info = f"best {best_so_far:.4f}" if math.isfinite(best_so_far) else ""
+            if deadline is not None:
+                info += f"  {max(deadline - time.perf_counter(), 0.0):.0f} s left"
+            bar.update(task, completed=done, info=info)
+
+        best, best_score, n, hits, reason = _drive(
+            asker, evaluator, ctx, budget, space, deadline, max_evals, cache, tag, shown
+        )
+    result = LoopResult(best, best_score, n, time.perf_counter() - t0, reason, hits)
+    best_bytes = None if best is None else space.bytes_of(best)
+    ctx.record(event="loop_end", **tag, **result.summary(), best_bytes=best_bytes)
+    if reason in ("time", "interrupted"):
+        why = "time limit (max_seconds) reached" if reason == "time" else "interrupted (Ctrl-C)"
+        ctx.log(
+            f"{asker.name} [{phase}, budget {budget} B]: {why} after {n} evaluations; keeping the best so far"
+        )
+    return result
+
+
+def _drive(
+    asker: AskTell,
+    evaluator: Evaluator,
+    ctx: SearchContext,
+    budget: int,
+    space: SearchSpace,
+    deadline: float | None,
+    max_evals: int | None,
+    cache: dict[Candidate, float],
+    tag: dict[str, Any],
+    shown: Callable[[int, float], None],
+) -> tuple[Candidate | None, float, int, int, str]:
+    """``run_loop``'s ask/score/tell repetition; returns (best, its score, evaluations,
+    cache hits, stop reason)."""
     best: Candidate | None = None
     best_score, n, asked, hits, reason = -math.inf, 0, 0, 0, "done"
-    cache = {} if cache is None else cache
     try:
         while not asker.done():
             if max_evals is not None and n >= max_evals:
@@ -161,17 +200,10 @@ def run_loop(
             asker.tell(cand, score)
             if score > best_score:  # NaN never wins
                 best, best_score = cand, score
+            shown(n, best_score)
     except KeyboardInterrupt:
         reason = "interrupted"
-    result = LoopResult(best, best_score, n, time.perf_counter() - t0, reason, hits)
-    best_bytes = None if best is None else space.bytes_of(best)
-    ctx.record(event="loop_end", **tag, **result.summary(), best_bytes=best_bytes)
-    if reason in ("time", "interrupted"):
-        why = "time limit (max_seconds) reached" if reason == "time" else "interrupted (Ctrl-C)"
-        ctx.log(
-            f"{asker.name} [{phase}, budget {budget} B]: {why} after {n} evaluations; keeping the best so far"
-        )
-    return result
+    return best, best_score, n, hits, reason
 
 
 def search_budgets(controller: AskTellController, ctx: SearchContext) -> list[Plan]:

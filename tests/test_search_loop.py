@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from embsearch.context import SearchContext
+from embsearch.controllers._evolution import FixedAsker
 from embsearch.controllers.base import AskTellController
 from embsearch.data.synthetic import make_synthetic
 from embsearch.search_loop import run_loop
@@ -200,3 +201,32 @@ def test_memo_shared_across_budgets_evaluates_a_candidate_once(ctx, shared):
     assert [p.extra["search"]["cache_hits"] for p in plans] == [0, int(shared)]
     assert plans[0].extra["search"]["best_score"] == plans[1].extra["search"]["best_score"]
     json.dumps(ctx.history, allow_nan=False)
+
+
+def test_the_loop_shows_evaluations_best_so_far_and_time_left(ctx, monkeypatch):
+    """The progress display (a terminal's) follows every evaluation: how many are done out
+    of the asker's ``total``, the best score so far and, under ``--max-seconds``, the time
+    left."""
+    import contextlib
+
+    import embsearch.search_loop as loop
+
+    shown: list[dict] = []
+
+    class Bar:
+        def add_task(self, description, total=None, info=""):
+            shown.append({"description": description, "total": total})
+            return 0
+
+        def update(self, task, **kw):
+            shown.append(kw)
+
+    monkeypatch.setattr(loop, "progress_bar", lambda enabled: contextlib.nullcontext(Bar()))
+    space = ctx.space
+    cands = [space.uniform(2), space.uniform(8), space.uniform(4)]
+    asker = FixedAsker("evo", cands)
+    run_loop(asker, lambda c: c[0][0] / 100, ctx, space.full_table_bytes(), deadline=1e12)
+    assert shown[0] == {"description": "evo search", "total": 3}
+    assert [s["completed"] for s in shown[1:]] == [1, 2, 3]
+    assert [s["info"].split()[1] for s in shown[1:]] == ["0.0200", "0.0800", "0.0800"]
+    assert all(s["info"].endswith("s left") for s in shown[1:])

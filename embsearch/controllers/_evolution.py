@@ -198,6 +198,7 @@ class FixedAsker:
 
     def __init__(self, name: str, cands: Sequence[Candidate]) -> None:
         self.name, self.queue = name, list(cands)
+        self.total = len(self.queue)
 
     def done(self) -> bool:
         return not self.queue
@@ -286,6 +287,11 @@ class Evolution:
         self.best_generation = 0  # the generation of that improvement
         self.stopped_early = False
         self.exhausted = False  # breeding found no unseen feasible child
+
+    @property
+    def total(self) -> int:
+        """At most this many candidates are evaluated (the progress display's total)."""
+        return self.cfg.population * (self.cfg.generations + 1)
 
     def done(self) -> bool:
         """True once the last generation is told (or no unseen child could be bred)."""

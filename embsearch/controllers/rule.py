@@ -147,6 +147,7 @@ class _Sampler:
         )
         self.smallest = space.min_bytes()
         self.scored: dict[Candidate, float] = {}
+        self.total = n  # the progress display's
 
     def done(self) -> bool:
         return self.left <= 0
