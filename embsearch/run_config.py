@@ -76,9 +76,7 @@ class RunConfig:
             if ok and name == "budgets":
                 ok = all(isinstance(b, (str, int)) and not isinstance(b, bool) for b in value)
             if ok and name == "candidates":
-                ok = all(_is_type(c, "int") and c >= 0 for c in value) and any(
-                    c > 0 for c in value
-                )
+                ok = all(_is_type(c, "int") and c >= 0 for c in value) and any(c > 0 for c in value)
             if ok and name == "eval_every":
                 ok = value >= 0
             if ok and name in _POSITIVE:
