@@ -86,6 +86,7 @@ from embsearch.controllers._evolution import (
     uniform_selection,
     validate_evolution,
 )
+from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
 from embsearch.embeddings.supernets_evo import SAMPLINGS, RuleEmbedding
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator, disjoint_rows
@@ -270,6 +271,7 @@ class Rule(EvolutionaryController):
 
     fixed_projection = "pad"  # served blocks are zero-padded sub-embeddings
     carry_picks = True  # a served plan must not score below a smaller budget's (step 5)
+    null_signal = "a constant performance estimator (step 4 sees every selection alike)"
 
     def check_options(
         self, *, width: int, candidates: Sequence[int] | None, projection: str | None = None
@@ -434,6 +436,33 @@ class Rule(EvolutionaryController):
             cache=self.final_memo_,
         )
 
+    def null_candidate(self, ctx: SearchContext, budget: int) -> Candidate | None:
+        """The null-signal check (issue 18): steps 4-5 for ``budget`` with a constant
+        estimator in place of the fitted one (so the evolution ranks nothing), the same
+        measured checks, no smaller budget's picks (they came from the signal); step 5's
+        held-out scores choose as usual. Deterministic: the evolution draws from
+        ``ctx.rng(budget)``, as the search did."""
+        space, n = self.space_, int(self.config["final_checks"])
+        kept = self.__dict__.get("evolution_"), self.__dict__.get("evolution_budget_")
+        estimator, picked = self.estimator_, self.__dict__.get("picked_", [])
+        try:
+            self.estimator_ = RidgeEstimator(space.candidates)  # unfitted: a constant
+            self.picked_ = []  # the picks (this budget's too) came from the signal
+            self.start(ctx, budget)
+            evolution = self.evolution_
+            while not evolution.done():
+                cand = evolution.ask()
+                evolution.tell(cand, self.estimator_(cand))
+            checks = _dedupe(self.ranked_within(space, budget)[:n] + self.measured_checks(budget))
+        finally:
+            self.estimator_, self.picked_ = estimator, picked
+            self.evolution_, self.evolution_budget_ = kept
+        if not checks:
+            return None
+        scores = [self.final_memo_.get(c) for c in checks]
+        scores = [self.heldout_(c) if v is None else v for c, v in zip(checks, scores)]
+        return checks[int(np.argmax(scores))]
+
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         space = self.space_
         if result.stop_reason == "done":
@@ -465,13 +494,16 @@ class Rule(EvolutionaryController):
                 "interrupted": result.interrupted,
                 "supernet": self.supernet_summary_,
                 "blocks": int(self.config["blocks"]),
-                "provenance": sources[best],
+                PROVENANCE_KEY: sources[best],
                 "heldout_val_auc": self.final_memo_.get(best),
                 "inherited_val_auc": m["auc"],
                 "inherited_val_logloss": m["logloss"],
                 "evolution": self.evolution_summary(ctx, budget),
             },
         )
+        if result.stop_reason == "done":  # did the estimator decide the plan?
+            null = self.null_candidate(ctx, budget)
+            plan.extra[SIGNAL_KEY] = signal_record(best, null, self.null_signal)
         if not self.config["retrain"]:  # step 5: the runner uses these and skips retraining
             plan.weights = plan_weights(ctx, self.supernet_, plan, best)
             plan.metrics = {"val_auc": m["auc"], "val_logloss": m["logloss"]}
