@@ -382,6 +382,11 @@ class Retrain(Command):
                 f"  | full table: AUC {r['baseline_test_auc']:.4f}  {r['baseline_table_bytes']} B"
             )
         print(line)
+        if r.get("served_test_auc") is not None:
+            print(
+                f"served from the supernet, as searched: test AUC {r['served_test_auc']:.4f}  "
+                f"logloss {r['served_test_logloss']:.4f}"
+            )
         if r.get("saved_weights"):
             print(
                 f"the run had no trained weights: saved these in {args.run_dir}; "

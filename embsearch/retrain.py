@@ -45,6 +45,15 @@ def _train_and_test(ctx: SearchContext, plan: Plan, desc: str) -> dict[str, Any]
     }
 
 
+def _served_test(ctx: SearchContext, plan: Plan, state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Test metrics of the weights a controller served without retraining (RULE's step 5:
+    the plan's table filled from the supernet), reported beside the retrained model's."""
+    model = ctx.build_model(plan)
+    model.load_state_dict(state)
+    auc, ll = evaluate(model, ctx.data.split("test"))
+    return {"served_test_auc": auc, "served_test_logloss": ll}
+
+
 def run_retrain(
     run_dir: str | Path,
     *,
@@ -62,8 +71,13 @@ def run_retrain(
     temporary files a killed process left in it, which are removed)."""
     run_dir = Path(run_dir)
     cfg, plan, _ = load_run(run_dir, weights=False)
+    served = None  # the weights RULE served, to test them too
+    if plan.extra.get("served_from_supernet") and (run_dir / "model.pt").is_file():
+        served = load_run(run_dir)[2]
     with lock_dir(run_dir, flag="RUN_DIR", warn=warn):
-        return _retrain(run_dir, cfg, plan, with_baseline, epochs, device, eval_every, progress)
+        return _retrain(
+            run_dir, cfg, plan, with_baseline, epochs, device, eval_every, progress, served
+        )
 
 
 def _retrain(
@@ -75,6 +89,7 @@ def _retrain(
     device: str | None,
     eval_every: int | None,
     progress: bool,
+    served_state: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     untrained = not (run_dir / "model.pt").is_file()
     if epochs is not None:
@@ -86,6 +101,7 @@ def _retrain(
     dataset = load_dataset(cfg)
     space = build_space(cfg, dataset, plan.space)
     ctx = make_context(cfg, dataset, space, [plan.budget_bytes], progress)
+    served = {} if served_state is None else _served_test(ctx, plan, served_state)
     res = _train_and_test(ctx, plan, "retrain plan")
     if res["hint"]:
         ctx.log(res["hint"])
@@ -99,6 +115,7 @@ def _retrain(
         "epochs": cfg.epochs,
         **res["stopping"],
         "controller": plan.controller,
+        **served,
     }
     if untrained:  # the run's own weights, so that export takes it
         state = {k: v.detach().cpu() for k, v in res["model"].state_dict().items()}

@@ -342,3 +342,42 @@ def test_the_readme_config_example_is_a_valid_config():
     cfg = RunConfig.from_mapping(tomllib.loads(block.group(1)))
     assert cfg.budgets == ["10%", "4MiB"] and cfg.controller_params == {"arch_lr": 0.1}
     assert cfg.eval_every == 500
+
+
+def test_retrain_also_tests_the_model_rule_served(tmp_path, capsys):
+    """RULE serves its plan from the supernet (no retraining): retrain reports that model's
+    test AUC beside the retrained one's, and it is the run's own weights on the test split."""
+    import torch
+
+    from embsearch.plan import Plan
+    from embsearch.search import build_space, load_dataset, load_run, make_context
+    from embsearch.train.trainer import evaluate
+
+    run = tmp_path / "rule"
+    args = ["search", "--data", "synthetic", "--budget", "40%", "--controller", "rule"]
+    params = [
+        "--param",
+        "estimator_samples=8",
+        "--param",
+        "generations=1",
+        "--param",
+        "population=4",
+    ]
+    params += ["--param", "top_k=2"]
+    config = tmp_path / "small.toml"
+    config.write_text("synthetic_rows = 6000\n")  # a few seconds
+    assert main([*args, *params, "--config", str(config), "--out", str(run), *FAST]) == 0
+    assert json.loads((run / "plan.json").read_text())["extra"]["served_from_supernet"] is True
+    capsys.readouterr()
+    assert main(["retrain", str(run), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((run / "retrain.json").read_text())
+    cfg, plan, state = load_run(run)
+    ds = load_dataset(cfg)
+    ctx = make_context(cfg, ds, build_space(cfg, ds, plan.space), [plan.budget_bytes], False)
+    model = ctx.build_model(Plan.load(run / "plan.json"))
+    model.load_state_dict(state)
+    with torch.no_grad():
+        auc, _ = evaluate(model, ctx.data.split("test"))
+    assert report["served_test_auc"] == pytest.approx(auc, abs=1e-9)
+    assert f"served from the supernet, as searched: test AUC {auc:.4f}" in out

@@ -507,6 +507,7 @@ class Rule(EvolutionaryController):
         if not self.config["retrain"]:  # step 5: the runner uses these and skips retraining
             plan.weights = plan_weights(ctx, self.supernet_, plan, best)
             plan.metrics = {"val_auc": m["auc"], "val_logloss": m["logloss"]}
+            plan.extra["served_from_supernet"] = True  # retrain also tests these weights
         return plan
 
 
