@@ -968,3 +968,15 @@ def test_rule_accepts_only_candidates_it_would_use():
     rule.check_options(width=16, candidates=[0, 4, 8, 12, 16])  # 0: fields may be dropped
     with pytest.raises(ConfigError, match="pass 0,4,8,12,16"):
         rule.check_options(width=16, candidates=[2, 4, 8, 16])
+
+
+def test_rule_labels_its_extensions():
+    """``embsearch controllers rule`` marks what the paper does not have; its own steps'
+    parameters are plain."""
+    from embsearch.controllers.registry import describe
+
+    lines = describe("rule")["param_help"]
+    for key in ("scales", "sampling", "supernet_val", "final_checks", "val_rows", "patience"):
+        assert "[extension: " in lines[key], key
+    for key in ("blocks", "diversity", "estimator_samples", "population", "generations"):
+        assert "[extension" not in lines[key], key

@@ -269,6 +269,17 @@ class Rule(EvolutionaryController):
         "on the shared blocks, folded into the served table (false: the paper's plain blocks)",
     }
 
+    extensions = {
+        "scales": "switchable per-column factors per block count; false serves plain blocks",
+        "sampling": "'band' (default) and 'example' draw per example; 'step' is an ablation",
+        "supernet_val": "judging supernet epochs by the budgets' selections: embsearch's",
+        "estimator": "'onehot' is an ablation of the linear estimator",
+        "val_rows": "scoring estimator samples on a validation subsample: embsearch's",
+        "final_checks": "re-scoring the best candidates on held-out rows: embsearch's",
+        "patience": "stopping the evolution early: embsearch's (None runs every generation)",
+        "min_delta": "the improvement patience counts: embsearch's",
+    }
+
     fixed_projection = "pad"  # served blocks are zero-padded sub-embeddings
     carry_picks = True  # a served plan must not score below a smaller budget's (step 5)
     null_signal = "a constant performance estimator (step 4 sees every selection alike)"
