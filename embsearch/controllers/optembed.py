@@ -43,6 +43,9 @@ uniform gate returned two of the three plans; with powers of two the picks clear
 +5.59/+2.72/+2.83 and the evolution chose all three (seeds 1 and 2: two and three of
 three). Sixteen dims per field widen the space the evolution must cover in the same
 number of evaluations, and a uniform draw over 1..16 trains dim 1 or 2 one step in eight.
+Retrained (synthetic, seeds 0-2), these defaults gain +0.0002/+0.0036/+0.0030 test AUC over
+uniform at 10/25/50%, the first version (per-batch draws, no pruning) +0.0084/+0.0020/+0.0026:
+its 10% plans were better, for a reason not found yet (BENCHMARKS.md).
 
 Choices the paper leaves open (one line each):
 
