@@ -35,7 +35,7 @@ from embsearch.data.dataset import Dataset
 from embsearch.data.synthetic import make_synthetic
 from embsearch.errors import ConfigError, RunDirError
 from embsearch.out_dir import check_out_dir, claim_dir, held_by
-from embsearch.plan import Plan
+from embsearch.plan import NO_EMBEDDING, Plan
 from embsearch.run_checks import check_run_data, check_run_dir
 from embsearch.run_config import RunConfig
 from embsearch.search_spaces import SPACES, SearchSpace
@@ -154,6 +154,12 @@ def run_search(
             if plan.table_bytes > budget:
                 raise RuntimeError(
                     f"controller {cfg.controller} broke the budget: {plan.table_bytes} > {budget} B"
+                )
+            if plan.fields and all(d == 0 for f in plan.fields for d in f.dims):
+                raise ConfigError(
+                    f"controller {cfg.controller} returned a plan for {format_bytes(budget)} in "
+                    f"which {NO_EMBEDDING}; nothing was written: give a larger --budget, or "
+                    f"candidates with a dim > 0"
                 )
         return _write_runs(cfg, ctx, out, specs, budgets, plans, search_seconds, warn)
 

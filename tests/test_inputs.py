@@ -332,3 +332,23 @@ def test_a_validation_auc_below_chance_is_pointed_out(tmp_path, capsys):
     args = ["search", "--data", str(tmp_path / "d"), "--controller", "uniform", *FAST]
     assert main([*args, "--out", str(tmp_path / "r")]) == 0
     assert "below 0.5, worse than chance" in capsys.readouterr().out
+
+
+def test_a_controller_returning_a_plan_without_embeddings_is_refused(tmp_path, monkeypatch, capsys):
+    """A plan whose every dim is 0 (here a plug-in's) is refused before anything is
+    written, in one line."""
+    (tmp_path / "zero_controller.py").write_text(
+        "from embsearch import Controller\n"
+        "class Zero(Controller):\n"
+        "    name, family, paper = 'zero', 'custom', 'none'\n"
+        "    def search(self, ctx):\n"
+        "        cand = tuple((0,) * len(g) for g in ctx.space.groups)\n"
+        "        return self.make_plan(ctx, cand)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    args = ["search", "--data", "synthetic", "--budget", "25%", "--candidates", "0,4,16"]
+    assert main([*args, "--controller", "zero_controller:Zero", "--out", str(out), *FAST]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "keeps no embedding at all" in err[0], err
+    assert not (out / "plan.json").exists()
