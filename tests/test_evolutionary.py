@@ -419,6 +419,7 @@ def test_rule_records_which_step_chose_each_plan(rule_run):
     ctx, ctrl, plan = rule_run
     steps = {
         "evolution",
+        "evolution (its pick is the uniform selection)",
         "estimator sample",
         "uniform selection",
         "carried over from a smaller budget",

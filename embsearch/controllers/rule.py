@@ -493,6 +493,8 @@ class Rule(EvolutionaryController):
         checks = list(sources)
         final = self.run_final_checks(ctx, budget, space, checks)
         best = final.best if final.best is not None else checks[0]
+        if best == uni and sources[best] == "evolution":  # a seed the evolution kept on top
+            sources[best] = "evolution (its pick is the uniform selection)"
         self.remember_pick(best)
         m = self.full_.metrics(best)
         plan = space.to_plan(
