@@ -28,11 +28,12 @@ budgets: bytes (250000), sizes (4MiB, 1.5MB) or a % of the full dim-WIDTH table 
 several --budget values give one plan each, in RUN_DIR/budget-<label>/."""
 
 
-def parse_param(text: str) -> tuple[str, Any]:
+def parse_param(text: str, flag: str = "--param") -> tuple[str, Any]:
     """``--param key=value``: the value as JSON (``true``, ``0.5``, ``[1, 2]``), else as text."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise ConfigError(f"--param {text!r}: write key=value, e.g. --param alpha=0.3")
+        example = "dropout=0.2" if flag == "--backbone-param" else "alpha=0.3"
+        raise ConfigError(f"{flag} {text!r}: write key=value, e.g. {flag} {example}")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
@@ -227,7 +228,20 @@ class Search(Command):
             default=[],
             help="controller parameter key=value (repeatable)",
         )
-        p.add_argument("--backbone", help="lr, fm, dnn, deepfm, dcnv2, widedeep (default deepfm)")
+        p.add_argument(
+            "--backbone",
+            help="lr, fm, dnn, deepfm, dcnv2, widedeep (default deepfm), a registered "
+            "embsearch.backbones entry point, or package.module:Class",
+        )
+        p.add_argument(
+            "--backbone-param",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="backbone parameter (repeatable; JSON values), e.g. hidden_units=[400,400,400], "
+            "activation=relu, batch_norm=true, dropout=0.2, cross_layers=3 (dcnv2), "
+            "weight_decay=1e-5, embedding_regularizer=0.05",
+        )
         p.add_argument("--space", help="field_dims or feature_dims (default: the controller's)")
         p.add_argument(
             "--width",
@@ -307,7 +321,16 @@ class Search(Command):
                 **raw.get("controller_params", {}),
                 **dict(parse_param(t) for t in args.param),
             }
-        named = set(given) | ({"controller_params"} if args.param else set())
+        if args.backbone_param and isinstance(raw.get("backbone_params", {}), dict):
+            raw["backbone_params"] = {
+                **raw.get("backbone_params", {}),
+                **dict(parse_param(t, "--backbone-param") for t in args.backbone_param),
+            }
+        named = (
+            set(given)
+            | ({"controller_params"} if args.param else set())
+            | ({"backbone_params"} if args.backbone_param else set())
+        )
         cfg = RunConfig.from_mapping(raw, args.config or "options", flags=named)
         for r in run_search(cfg, args.out, progress=not args.quiet, warn=_warn):
             p = r.plan
@@ -320,6 +343,12 @@ class Search(Command):
             print(
                 "  dims: " + ", ".join(f"{f.name}={'/'.join(map(str, f.dims))}" for f in p.fields)
             )
+            if isinstance(p.extra.get("backbone_bytes"), int):
+                dense = p.extra["backbone_bytes"]
+                print(
+                    f"  model: table {format_bytes(p.table_bytes)} + backbone (dense) "
+                    f"{format_bytes(dense)} = {format_bytes(p.table_bytes + dense)}"
+                )
             margin = p.extra.get("uniform_margin")
             if margin and margin["returned"] == "uniform":
                 gain = margin["pick_val_auc"] - margin["uniform_val_auc"]

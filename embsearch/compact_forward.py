@@ -150,15 +150,29 @@ def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.T
     return x @ w if b is None else torch.addmm(b.detach(), x, w)
 
 
+_ELEMENTWISE = (nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid)
+
+
 def _eval_layer(layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """A layer of an MLP in evaluation mode as a function that may overwrite its input (the
     scorer's activations are its own): ReLU in place, Linear as one ``addmm`` with its weight
-    laid out ``[in, out]`` (~25% faster than the transposed view on CPU), Dropout a no-op;
-    any other layer raises ``TypeError`` (no compact path)."""
+    laid out ``[in, out]`` (~25% faster than the transposed view on CPU), Dropout a no-op,
+    BatchNorm1d with its running statistics (evaluation mode), the other element-wise
+    activations a backbone may be configured with as they are; any other layer raises
+    ``TypeError`` (no compact path). The evaluator scores in evaluation mode, and
+    :meth:`CompactForward.build` checks the result against the plain forward, so a model
+    left in training mode (dropout, batch statistics) takes the plain path."""
     if isinstance(layer, nn.ReLU):
         return torch.relu_
     if isinstance(layer, nn.Dropout):
         return lambda h: h
+    if isinstance(layer, _ELEMENTWISE):
+        return layer
+    if isinstance(layer, nn.BatchNorm1d) and layer.track_running_stats:
+        mean, var = layer.running_mean, layer.running_var
+        weight = None if layer.weight is None else layer.weight.detach()
+        bias, eps = (None if layer.bias is None else layer.bias.detach()), layer.eps
+        return lambda h: nn.functional.batch_norm(h, mean, var, weight, bias, False, 0.0, eps)
     if isinstance(layer, nn.Linear):
         w = layer.weight.detach().t().contiguous()
         return lambda h: _affine(h, w, layer.bias)

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from embsearch.backbones import CTRModel, make_backbone
+from embsearch.backbones.params import split_params
+from embsearch.backbones.regularize import penalty
 from embsearch.data.dataset import Dataset
 from embsearch.embeddings.mixed_dim import MixedDimEmbedding
 from embsearch.plan import Plan
@@ -31,6 +33,7 @@ class SearchContext:
     space: SearchSpace
     budgets: list[int]
     backbone: str = "deepfm"
+    backbone_params: dict = field(default_factory=dict)  # checked: backbones.backbone_params
     train: TrainConfig = field(default_factory=TrainConfig)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
@@ -63,18 +66,33 @@ class SearchContext:
         return np.random.default_rng([self.seed, salt])
 
     def make_backbone(self, width: int | None = None) -> torch.nn.Module:
-        return make_backbone(self.backbone, self.space.num_fields, width or self.space.width)
+        return make_backbone(
+            self.backbone,
+            self.space.num_fields,
+            width or self.space.width,
+            params=self.backbone_params,
+        )
 
     def build_model(self, plan: Plan) -> CTRModel:
         """The plan's mixed-dimension table in front of a fresh backbone, on ``device``."""
         return CTRModel(
             MixedDimEmbedding(plan),
-            make_backbone(self.backbone, len(plan.fields), plan.width, plan.live_inputs),
+            make_backbone(
+                self.backbone, len(plan.fields), plan.width, plan.live_inputs, self.backbone_params
+            ),
         ).to(self.device)
 
     def train_plan(self, plan: Plan, desc: str = "retrain") -> tuple[CTRModel, TrainResult]:
-        """Train the plan's model from scratch (seeded) with early stopping on validation AUC."""
+        """Train the plan's model from scratch (seeded) with early stopping on validation AUC,
+        adding the backbone's training penalties (weight decay, embedding regularizer) if set."""
         generator = seed_everything(self.seed)
         model = self.build_model(plan)
-        result = train_model(model, self.data, self.train, generator=generator, desc=desc)
+        result = train_model(
+            model,
+            self.data,
+            self.train,
+            generator=generator,
+            desc=desc,
+            extra_loss=penalty(split_params(self.backbone_params)[1]),
+        )
         return model, result

@@ -6,7 +6,8 @@ Export directory::
     weights.safetensors   one tensor per block ``emb.<field>.<group>`` [rows, dim] and one per
                           projection ``proj.<field>.<dim>`` [dim, width]; their bytes add up to
                           exactly ``plan.table_bytes``
-    backbone.safetensors  the trained backbone (``model.json`` names its class and width)
+    backbone.safetensors  the trained backbone (``model.json`` names it, its parameters
+                          ``backbone_params``, its bytes, the width and the field count)
     torchrec.json         with ``--format torchrec``: TorchRec ``EmbeddingBagConfig`` fields
     vocab/                the dataset's vocabularies (raw value of every id), when it has them
 
@@ -30,7 +31,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 
 from embsearch._atomic import follow_umask, read_json, staged_dir, write_json
-from embsearch.backbones import CTRModel, make_backbone
+from embsearch.backbones import CTRModel, dense_bytes, make_backbone
 from embsearch.budget import bytes_per_weight
 from embsearch.embeddings.mixed_dim import MixedDimEmbedding
 from embsearch.errors import RunDirError
@@ -56,7 +57,8 @@ def export_run(
     out = check_out_dir(out)
     cfg, plan, state = load_run(run_dir)
     model = CTRModel(
-        MixedDimEmbedding(plan), make_backbone(cfg.backbone, len(plan.fields), plan.width)
+        MixedDimEmbedding(plan),
+        make_backbone(cfg.backbone, len(plan.fields), plan.width, params=cfg.backbone_params),
     )
     try:
         model.load_state_dict(state)
@@ -99,7 +101,13 @@ def _write_export(
             follow_umask(tmp / name)  # safetensors writes 0600: readable by a serving user
         write_json(
             tmp / "model.json",
-            {"backbone": cfg.backbone, "width": plan.width, "num_fields": len(plan.fields)},
+            {
+                "backbone": cfg.backbone,
+                "backbone_params": cfg.backbone_params,
+                "backbone_bytes": dense_bytes(model.backbone),
+                "width": plan.width,
+                "num_fields": len(plan.fields),
+            },
         )
         if fmt == "torchrec":
             write_json(tmp / "torchrec.json", torchrec_tables(plan))
@@ -175,6 +183,11 @@ def load_model(directory: str | Path) -> CTRModel:
     directory = Path(directory)
     emb = load_embedding(directory)
     meta = read_json(directory / "model.json")
-    backbone = make_backbone(meta["backbone"], meta["num_fields"], meta["width"])
+    backbone = make_backbone(
+        meta["backbone"],
+        meta["num_fields"],
+        meta["width"],
+        params=meta.get("backbone_params", {}),  # absent from exports before issue 19
+    )
     backbone.load_state_dict(load_file(str(directory / "backbone.safetensors")))
     return CTRModel(emb, backbone)

@@ -21,6 +21,7 @@ class RunConfig:
     controller: str = "mde"
     controller_params: dict[str, Any] = field(default_factory=dict)
     backbone: str = "deepfm"
+    backbone_params: dict[str, Any] = field(default_factory=dict)  # backbones.backbone_params
     space: str | None = None
     width: int = 16
     candidates: list[int] | None = None
@@ -57,6 +58,7 @@ class RunConfig:
             raise ConfigError(
                 f"{source}: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}"
             )
+        raw = _backbone_table(raw, source)
         if isinstance(raw.get("budgets"), (str, int)):
             raw = {**raw, "budgets": [str(raw["budgets"])]}
         cfg = cls(**raw)
@@ -95,6 +97,7 @@ _CHECKS: list[tuple[str, str, str, bool]] = [
     ("controller", "str", "a controller name (see `embsearch controllers`)", False),
     ("controller_params", "dict", "a table of controller parameters", False),
     ("backbone", "str", "a backbone name", False),
+    ("backbone_params", "dict", "a table of backbone parameters", False),
     ("space", "str", "a search space name, or absent", True),
     ("width", "int", "an integer", False),
     (
@@ -115,7 +118,11 @@ _CHECKS: list[tuple[str, str, str, bool]] = [
     ("max_seconds", "num", "a number of seconds > 0, or absent", True),
     ("synthetic_rows", "int", "an integer >= 1", False),
 ]
-_FLAGS = {"budgets": "--budget", "controller_params": "--param"}
+_FLAGS = {
+    "budgets": "--budget",
+    "controller_params": "--param",
+    "backbone_params": "--backbone-param",
+}
 _POSITIVE = {"epochs", "batch_size", "lr", "max_seconds", "synthetic_rows"}
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
@@ -130,14 +137,40 @@ def _is_type(value: object, kind: str) -> bool:
     return isinstance(value, _TYPES[kind]) and not isinstance(value, bool)
 
 
+def _backbone_table(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """A ``[backbone]`` table (``name`` = the backbone, the other keys its parameters) as the
+    options ``backbone`` and ``backbone_params``; the parameters may be given in only one of
+    the two places."""
+    table = raw.get("backbone")
+    if not isinstance(table, dict):
+        return raw
+    raw = dict(raw)
+    params = {k: v for k, v in table.items() if k != "name"}
+    if params and raw.get("backbone_params"):
+        raise ConfigError(
+            f"{source}: give backbone parameters either in the [backbone] table or as "
+            "backbone_params, not both"
+        )
+    if "name" in table:
+        raw["backbone"] = table["name"]
+    else:
+        raw.pop("backbone")
+    if params:
+        raw["backbone_params"] = params
+    return raw
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a ``--config`` file (JSON or TOML, by extension) into a mapping."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        if path.suffix.lower() == ".toml":
-            return tomllib.loads(path.read_text())
-        return json.loads(path.read_text())
+        raw = (
+            tomllib.loads(path.read_text())
+            if path.suffix.lower() == ".toml"
+            else json.loads(path.read_text())
+        )
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    return _backbone_table(raw, str(path)) if isinstance(raw, dict) else raw

@@ -20,13 +20,14 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from embsearch._atomic import read_json, write_file, write_json
+from embsearch.backbones import backbone_params, dense_bytes
 from embsearch.budget import format_bytes, parse_budget
 from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller
@@ -87,6 +88,7 @@ def make_context(
         space=space,
         budgets=budgets,
         backbone=cfg.backbone,
+        backbone_params=backbone_params(cfg.backbone, cfg.backbone_params),
         train=train,
         device=resolve_device(cfg.device),
         seed=cfg.seed,
@@ -119,6 +121,9 @@ def run_search(
     holding files, not writable, or being written by another process."""
     warn = warn or (lambda msg: warnings.warn(msg, UserWarning, stacklevel=3))
     out = check_out_dir(out)
+    cfg.validate()
+    # complete and checked (unknown key, wrong type or range: one line), recorded in config.json
+    cfg = replace(cfg, backbone_params=backbone_params(cfg.backbone, cfg.backbone_params))
     controller_cls = get_controller(cfg.controller)
     controller = controller_cls(**controller_params(cfg, controller_cls))
     controller.check_options(width=cfg.width, candidates=cfg.candidates, projection=cfg.projection)
@@ -138,8 +143,11 @@ def run_search(
             )
     ctx = make_context(cfg, dataset, space, budgets, progress)
     from embsearch.backbones import make_backbone
+    from embsearch.testing import check_backbone
 
-    make_backbone(cfg.backbone, space.num_fields, space.width)  # fail fast on a bad backbone name
+    make_backbone(cfg.backbone, space.num_fields, space.width, params=cfg.backbone_params)
+    with torch.random.fork_rng(devices=[]):  # conformance before any training; RNG untouched
+        check_backbone(cfg.backbone, space.num_fields, space.width, cfg.backbone_params)
     controller.check_space(ctx)
 
     with claim_dir(out):
@@ -193,6 +201,8 @@ def _write_runs(
         write_json(sub / "search.json", record)
         records.append(record)
         plan.extra["trained"] = False
+        with torch.random.fork_rng(devices=[]):  # the global generator stays as it was
+            plan.extra["backbone_bytes"] = dense_bytes(ctx.make_backbone(plan.width))
         if plan.weights is not None:  # served by its controller (e.g. RULE): no training
             _save_weights(sub, {k: v.detach().cpu() for k, v in plan.weights.items()})
             plan.extra["trained"] = True

@@ -3,6 +3,7 @@ their own controllers (like scikit-learn's ``check_estimator``)::
 
     from embsearch.testing import check_controller
     check_controller(MyController)
+    check_backbone("mypkg.mymod:MyBackbone", params={"depth": 2})
 
 Checks: the plan is valid for the space, never exceeds the budget, uses a tight budget
 (at least half of it), one plan per budget comes back from ``search_budgets``, and the
@@ -17,6 +18,8 @@ what ``plan.extra["signal"]`` records; ``check_controller`` returns those shares
 from __future__ import annotations
 
 from typing import Any
+
+import torch
 
 from embsearch.budget import parse_budget
 from embsearch.context import SearchContext
@@ -150,3 +153,89 @@ def check_controller(
         "search is not deterministic under a seed"
     )
     return check_signal(controller, ctx, plans)
+
+
+def check_backbone(
+    backbone: str | type[torch.nn.Module],
+    num_fields: int = 3,
+    width: int = 4,
+    params: dict[str, Any] | None = None,
+    batch: int = 16,
+) -> None:
+    """Conformance of a backbone (a name as ``--backbone`` takes it, or the class): built as
+    ``Class(num_fields=..., width=..., **params)``, it maps embeddings ``[batch, fields,
+    width]`` to finite logits ``[batch]``, the gradient of its logits reaches every field of
+    its input, and a second instance built from the same recorded parameters, given the first
+    one's ``state_dict``, gives the same logits in evaluation mode (what ``retrain``,
+    ``export`` and ``load_model`` rely on). Raises :class:`ConfigError` in one line naming
+    the class and what failed. Seeds torch's global generator (fork it to keep yours)."""
+    from embsearch.backbones import make_backbone
+    from embsearch.backbones.params import split_params
+    from embsearch.errors import ConfigError
+
+    params = dict(params or {})
+    if isinstance(backbone, type):
+        network = split_params(params)[0]
+
+        def build() -> torch.nn.Module:
+            return backbone(num_fields=num_fields, width=width, **network)
+
+        name = backbone.__qualname__
+    else:
+
+        def build() -> torch.nn.Module:
+            return make_backbone(backbone, num_fields, width, params=params)
+
+        name = backbone
+    torch.manual_seed(0)
+    model = build()
+    cls = type(model).__qualname__
+    where = f"backbone {name}" + (f" ({cls})" if cls != name else "")
+    e = torch.randn(batch, num_fields, width, requires_grad=True)
+    model.train()
+    try:
+        out = model(e)
+    except Exception as exc:  # noqa: BLE001 - any failure of user code is reported in one line
+        raise ConfigError(
+            f"{where}: forward on [{batch}, {num_fields}, {width}] failed: {exc}"
+        ) from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch,):
+        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(
+            f"{where}: forward on [{batch}, {num_fields}, {width}] embeddings must return "
+            f"logits of shape [{batch}], got {shape}"
+        )
+    if not bool(torch.isfinite(out).all()):
+        raise ConfigError(f"{where}: forward returned non-finite logits")
+    if not out.requires_grad:
+        raise ConfigError(f"{where}: its logits carry no gradient to the embeddings")
+    out.float().sum().backward()
+    grad = e.grad
+    reached = (
+        torch.zeros(num_fields, dtype=torch.bool)
+        if grad is None
+        else grad.abs().sum(dim=(0, 2)) > 0
+    )
+    if not bool(reached.all()):
+        missing = [int(f) for f in (~reached).nonzero().flatten()]
+        raise ConfigError(
+            f"{where}: no gradient reaches the embeddings of field(s) {missing[:10]} "
+            "(every field's embeddings must influence the logits)"
+        )
+    again = build()
+    try:
+        again.load_state_dict(model.state_dict())
+    except RuntimeError:
+        raise ConfigError(
+            f"{where}: a second instance built from the same parameters cannot load the "
+            "first one's state_dict (its layers must depend only on num_fields, width and params)"
+        ) from None
+    model.eval()
+    again.eval()
+    with torch.no_grad():
+        x = torch.randn(batch, num_fields, width)
+        if not torch.equal(model(x), again(x)):
+            raise ConfigError(
+                f"{where}: rebuilt from its recorded parameters and state_dict, it gives other "
+                "logits in evaluation mode"
+            )

@@ -1,16 +1,52 @@
 """Backbones (LR, FM, DNN, DeepFM, DCNv2, Wide&Deep) and the model that joins them to a table."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from torch import nn
 
+from embsearch._text import printable
 from embsearch.backbones.layers import scale_input_layers
 from embsearch.backbones.models import BACKBONES, DNN, FM, LR, DCNv2, DeepFM, WideDeep
+from embsearch.backbones.params import check_training, resolve_params, split_params
+from embsearch.backbones.registry import builtin_key, constructor_keys, resolve
 from embsearch.errors import ConfigError
 
 
+def backbone_params(name: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Backbone ``name``'s parameters, complete and checked: for a built-in, its declared
+    defaults (:mod:`embsearch.backbones.params`) with ``given`` laid over them; for a custom
+    backbone, ``given`` as it is (its training parameters checked, and a key its constructor
+    does not take refused). An unknown key or a value of the wrong type or range is one
+    :class:`ConfigError` naming the parameter."""
+    given = dict(given or {})
+    key = builtin_key(name)
+    if key is not None:
+        return resolve_params(key, given, name)
+    cls = resolve(name)
+    params = check_training(given, name)
+    network, _ = split_params(params)
+    accepted = constructor_keys(cls)
+    unknown = sorted(set(network) - accepted) if accepted is not None else []
+    if unknown:
+        raise ConfigError(
+            f"unknown backbone parameter {printable(unknown[0])!r} for {name} "
+            f"({cls.__qualname__} takes: {', '.join(sorted(accepted or ())) or 'none'})"
+        )
+    return params
+
+
 def make_backbone(
-    name: str, num_fields: int, width: int, live_inputs: int | None = None
+    name: str,
+    num_fields: int,
+    width: int,
+    live_inputs: int | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> nn.Module:
-    """Build a backbone by name (case-insensitive; ``wide&deep`` and ``wide_deep`` accepted).
+    """Build a backbone by name (a built-in, case-insensitive, ``wide&deep`` and ``wide_deep``
+    accepted; an ``embsearch.backbones`` entry point; or ``package.module:Class``) as
+    ``Class(num_fields=..., width=..., **network_params)``; ``params`` are checked by
+    :func:`backbone_params` (the training parameters among them are not passed on).
 
     ``live_inputs``: how many of the ``num_fields * width`` inputs can be non-zero (a
     zero-padded plan's ``Plan.live_inputs``). The input layers are then initialised for
@@ -18,14 +54,26 @@ def make_backbone(
     as the narrow table of the same dims would (PyTorch's default scales a linear layer's
     initial weights by ``1/sqrt(fan_in)``, which padding would shrink by
     ``sqrt(live/padded)``; the weights on padding get no gradient either way)."""
-    key = name.lower().replace("&", "").replace("_", "").replace("-", "")
-    if key not in BACKBONES:
-        raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    backbone = BACKBONES[key](num_fields, width)
+    cls = resolve(name)
+    network, _ = split_params(backbone_params(name, params))
+    try:
+        backbone = cls(num_fields=num_fields, width=width, **network)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"backbone {cls.__qualname__} cannot be built with {network}: {printable(exc)}"
+        ) from None
+    if not isinstance(backbone, nn.Module):
+        raise ConfigError(f"backbone {cls.__qualname__} did not build a torch.nn.Module")
     n_in = num_fields * width
     if live_inputs is not None and 0 < live_inputs < n_in:
         scale_input_layers(backbone, n_in, live_inputs)
     return backbone
+
+
+def dense_bytes(backbone: nn.Module) -> int:
+    """The backbone's own bytes: every parameter and persistent buffer (batch norm's running
+    statistics), as the export's ``backbone.safetensors`` holds them."""
+    return sum(t.numel() * t.element_size() for t in backbone.state_dict().values())
 
 
 class CTRModel(nn.Module):
@@ -49,5 +97,7 @@ __all__ = [
     "FM",
     "LR",
     "WideDeep",
+    "backbone_params",
+    "dense_bytes",
     "make_backbone",
 ]

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+}
+
 
 def mlp(
-    in_dim: int, hidden: Sequence[int], dropout: float = 0.0, out_dim: int | None = 1
+    in_dim: int,
+    hidden: Sequence[int],
+    dropout: float = 0.0,
+    out_dim: int | None = 1,
+    activation: str = "relu",
+    batch_norm: bool = False,
 ) -> nn.Sequential:
-    """ReLU MLP ``in_dim -> hidden... -> out_dim`` (no final activation)."""
+    """MLP ``in_dim -> hidden... -> out_dim`` (no final activation). Each hidden layer is
+    ``Linear``, then ``BatchNorm1d`` if ``batch_norm``, the activation, then ``Dropout`` if
+    ``dropout > 0`` (FuxiCTR's ``MLP_Block`` order)."""
     layers: list[nn.Module] = []
     for h in hidden:
-        layers += [nn.Linear(in_dim, h), nn.ReLU()]
+        layers.append(nn.Linear(in_dim, h))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(_ACTIVATIONS[activation]())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         in_dim = h

@@ -41,10 +41,18 @@ class DNN(nn.Module):
     """A plain MLP over the concatenated embeddings."""
 
     def __init__(
-        self, num_fields: int, width: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.0
+        self,
+        num_fields: int,
+        width: int,
+        hidden_units: Sequence[int] = (256, 128),
+        activation: str = "relu",
+        batch_norm: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.net = mlp(num_fields * width, hidden, dropout)
+        self.net = mlp(
+            num_fields * width, hidden_units, dropout, activation=activation, batch_norm=batch_norm
+        )
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         return self.net(e.flatten(1)).squeeze(-1)
@@ -54,11 +62,17 @@ class DeepFM(nn.Module):
     """DeepFM (Guo et al., 2017): FM and DNN in parallel over shared embeddings."""
 
     def __init__(
-        self, num_fields: int, width: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.0
+        self,
+        num_fields: int,
+        width: int,
+        hidden_units: Sequence[int] = (256, 128),
+        activation: str = "relu",
+        batch_norm: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.fm = FM(num_fields, width)
-        self.dnn = DNN(num_fields, width, hidden, dropout)
+        self.dnn = DNN(num_fields, width, hidden_units, activation, batch_norm, dropout)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         return self.fm(e) + self.dnn(e)
@@ -68,11 +82,17 @@ class WideDeep(nn.Module):
     """Wide & Deep (Cheng et al., 2016): a linear (wide) part plus a DNN."""
 
     def __init__(
-        self, num_fields: int, width: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.0
+        self,
+        num_fields: int,
+        width: int,
+        hidden_units: Sequence[int] = (256, 128),
+        activation: str = "relu",
+        batch_norm: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.wide = nn.Linear(num_fields * width, 1)
-        self.deep = DNN(num_fields, width, hidden, dropout)
+        self.deep = DNN(num_fields, width, hidden_units, activation, batch_norm, dropout)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         return self.wide(e.flatten(1)).squeeze(-1) + self.deep(e)
@@ -86,13 +106,15 @@ class DCNv2(nn.Module):
         num_fields: int,
         width: int,
         cross_layers: int = 3,
-        hidden: Sequence[int] = (256, 128),
+        hidden_units: Sequence[int] = (256, 128),
+        activation: str = "relu",
+        batch_norm: bool = False,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         d = num_fields * width
         self.cross = nn.ModuleList(nn.Linear(d, d) for _ in range(cross_layers))
-        self.deep = mlp(d, hidden, dropout)
+        self.deep = mlp(d, hidden_units, dropout, activation=activation, batch_norm=batch_norm)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         x0 = e.flatten(1)

@@ -1,0 +1,180 @@
+"""The backbones' parameters, declared once: default, kind (type and range), one line of help.
+
+``--backbone-param KEY=VALUE`` and a ``[backbone]`` table in ``--config`` (``backbone_params``)
+set them; ``config.json`` and the export's ``model.json`` record them, so ``retrain``,
+``export`` and :func:`embsearch.export.load_model` rebuild the same network. The defaults are
+the networks embsearch has always built (MLP 256-128, ReLU, no batch norm, no dropout, three
+DCN-V2 cross layers, no regularisation).
+
+Two kinds of parameter:
+
+- *network* parameters (``hidden_units``, ``activation``, ``batch_norm``, ``dropout``,
+  ``cross_layers``) go to the backbone's constructor, ``Class(num_fields, width, **params)``;
+- *training* parameters (``weight_decay``, ``embedding_regularizer``), the same for every
+  backbone, a custom one included, add penalties to the training loss
+  (:func:`embsearch.backbones.regularize.penalty`) and never reach the constructor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from embsearch._text import printable
+from embsearch.errors import ConfigError
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid")
+
+
+@dataclass(frozen=True)
+class BackboneParam:
+    """One declared parameter: its default, its kind (``units``: a non-empty list of integers
+    >= 1; ``activation``: one of :data:`ACTIVATIONS`; ``bool``; ``prob``: a number in [0, 1);
+    ``count``: an integer >= 0; ``nonneg``: a number >= 0) and one line of help."""
+
+    default: Any
+    kind: str
+    help: str
+
+
+_ALLOWED = {
+    "units": "a non-empty list of integers >= 1, e.g. [400, 400, 400]",
+    "activation": "one of " + ", ".join(ACTIVATIONS),
+    "bool": "true or false",
+    "prob": "a number >= 0 and < 1",
+    "count": "an integer >= 0",
+    "nonneg": "a finite number >= 0",
+}
+
+MLP_PARAMS: dict[str, BackboneParam] = {
+    "hidden_units": BackboneParam([256, 128], "units", "widths of the MLP's hidden layers"),
+    "activation": BackboneParam("relu", "activation", "the MLP's activation after each layer"),
+    "batch_norm": BackboneParam(
+        False, "bool", "batch norm after each hidden layer's linear map (before the activation)"
+    ),
+    "dropout": BackboneParam(
+        0.0, "prob", "dropout after each hidden layer's activation (training only)"
+    ),
+}
+
+TRAINING_PARAMS: dict[str, BackboneParam] = {
+    "weight_decay": BackboneParam(
+        0.0, "nonneg", "L2 on the backbone's weights: (wd/2)*||W||^2 added to the loss"
+    ),
+    "embedding_regularizer": BackboneParam(
+        0.0,
+        "nonneg",
+        "FuxiCTR's embedding_regularizer: (lambda/2)*||E||^2 over every table block (dense), "
+        "added to the loss at every step",
+    ),
+}
+
+NETWORK_PARAMS: dict[str, dict[str, BackboneParam]] = {
+    "lr": {},
+    "fm": {},
+    "dnn": dict(MLP_PARAMS),
+    "deepfm": dict(MLP_PARAMS),
+    "widedeep": dict(MLP_PARAMS),
+    "dcnv2": {
+        "cross_layers": BackboneParam(3, "count", "DCN-V2's full-rank cross layers"),
+        **MLP_PARAMS,
+    },
+}
+
+
+def declared(key: str) -> dict[str, BackboneParam]:
+    """Every parameter of built-in backbone ``key`` (network parameters, then training ones)."""
+    return {**NETWORK_PARAMS[key], **TRAINING_PARAMS}
+
+
+def defaults(key: str) -> dict[str, Any]:
+    """The defaults of built-in backbone ``key``'s parameters."""
+    return {k: _copy(p.default) for k, p in declared(key).items()}
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def check_value(name: str, param: BackboneParam, value: Any, backbone: str) -> Any:
+    """``value`` if it is of ``param``'s kind (lists normalised to lists of int), else a
+    :class:`ConfigError` naming the parameter and the backbone."""
+    ok = _ok(param.kind, value)
+    if not ok:
+        raise ConfigError(
+            f"backbone parameter {name} of {backbone} must be {_ALLOWED[param.kind]}, "
+            f"got {printable(json_text(value))}"
+        )
+    if param.kind == "units":
+        return [int(v) for v in value]
+    if param.kind in ("prob", "nonneg"):
+        return float(value)
+    return value
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _ok(kind: str, v: Any) -> bool:
+    if kind == "units":
+        return isinstance(v, (list, tuple)) and len(v) > 0 and all(_is_int(u) and u >= 1 for u in v)
+    if kind == "activation":
+        return isinstance(v, str) and v in ACTIVATIONS
+    if kind == "bool":
+        return isinstance(v, bool)
+    if kind == "prob":
+        return _is_num(v) and 0 <= v < 1
+    if kind == "count":
+        return _is_int(v) and v >= 0
+    if kind == "nonneg":
+        return _is_num(v) and v >= 0
+    raise ValueError(kind)
+
+
+def resolve_params(key: str, given: Mapping[str, Any], backbone: str) -> dict[str, Any]:
+    """Built-in backbone ``key``'s parameters: its defaults with ``given`` checked and laid
+    over them. An unknown key is refused in one line that lists the known ones."""
+    table = declared(key)
+    unknown = sorted(set(given) - set(table))
+    if unknown:
+        known = ", ".join(table) or "none"
+        raise ConfigError(
+            f"unknown backbone parameter {printable(unknown[0])!r} for {backbone}; known: {known}"
+        )
+    out = defaults(key)
+    for name, value in given.items():
+        out[name] = check_value(name, table[name], value, backbone)
+    return out
+
+
+def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """``(network, training)``: the constructor's keyword arguments and the training penalties
+    (each training parameter present, 0 where absent)."""
+    network = {k: v for k, v in params.items() if k not in TRAINING_PARAMS}
+    training = {k: float(params.get(k, 0.0)) for k in TRAINING_PARAMS}
+    return network, training
+
+
+def check_training(given: Mapping[str, Any], backbone: str) -> dict[str, Any]:
+    """A custom backbone's training parameters checked (its network ones are its own)."""
+    out = dict(given)
+    for name, param in TRAINING_PARAMS.items():
+        if name in given:
+            out[name] = check_value(name, param, given[name], backbone)
+    return out

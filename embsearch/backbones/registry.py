@@ -1,0 +1,93 @@
+"""Find backbones: the built-ins, the ``embsearch.backbones`` entry-point group, and
+``package.module:Class`` names (as controllers are found, :mod:`embsearch.controllers.registry`).
+
+A backbone is any ``nn.Module`` class built as ``Class(num_fields=..., width=..., **params)``
+that maps embeddings ``[batch, fields, width]`` to logits ``[batch]``
+(:func:`embsearch.testing.check_backbone` checks one)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import sys
+from importlib.metadata import entry_points
+
+from torch import nn
+
+from embsearch._text import printable
+from embsearch.backbones.models import BACKBONES
+from embsearch.errors import ConfigError
+
+ENTRY_POINT_GROUP = "embsearch.backbones"
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def builtin_key(name: str) -> str | None:
+    """The built-in backbone ``name`` stands for (case-insensitive; ``wide&deep``,
+    ``wide_deep`` accepted), or ``None``."""
+    key = name.lower().replace("&", "").replace("_", "").replace("-", "")
+    return key if key in BACKBONES else None
+
+
+def _entry_points() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def resolve(name: str) -> type[nn.Module]:
+    """The backbone class ``name`` names: a built-in, a registered entry point, or
+    ``package.module:Class``; else one line saying what is known."""
+    key = builtin_key(name)
+    if key is not None:
+        return BACKBONES[key]
+    if ":" in name:
+        if os.getcwd() not in sys.path:  # like `python -m`, let users name modules beside them
+            sys.path.insert(0, os.getcwd())
+        return _load(name, name)
+    registered = _entry_points()
+    if name in registered:
+        return _load(registered[name], name)
+    known = ", ".join([*BACKBONES, *sorted(registered)])
+    raise ConfigError(
+        f"unknown backbone {printable(name)!r}; choose one of {known} "
+        "(or name your own as package.module:Class)"
+    )
+
+
+def _load(target: str, name: str) -> type[nn.Module]:
+    module_name, _, attr = target.partition(":")
+    if not _DOTTED.match(module_name) or not _DOTTED.match(attr):
+        raise ConfigError(
+            f"backbone {printable(name)!r}: write package.module:Class (absolute dotted names, "
+            "e.g. mypkg.mymod:MyBackbone), or a built-in name"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"cannot import backbone module {module_name!r} for {printable(name)!r}: "
+            f"{printable(exc)}"
+        ) from None
+    cls = module
+    for part in attr.split("."):
+        cls = getattr(cls, part, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError(f"backbone {target!r} is not a torch.nn.Module subclass")
+    return cls
+
+
+def constructor_keys(cls: type[nn.Module]) -> set[str] | None:
+    """The keyword parameters ``cls`` accepts beside ``num_fields`` and ``width`` (``None``:
+    any, it takes ``**kwargs``)."""
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    return {
+        n
+        for n, p in sig.parameters.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    } - {"num_fields", "width"}
