@@ -6,8 +6,8 @@ from embsearch.controllers.registry import available, get_controller
 from embsearch.testing import check_controller
 
 # controllers whose plans come from a learned signal through a discretisation they can
-# rerun on a null one (issue 18); OptEmbed joins when it records it
-LEARNING = {"autodim", "autoemb", "dnis", "rule"}
+# rerun on a null one (issue 18)
+LEARNING = {"autodim", "autoemb", "dnis", "optembed", "rule"}
 
 
 @pytest.mark.parametrize("name", sorted(available()))

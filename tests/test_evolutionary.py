@@ -981,3 +981,20 @@ def test_rule_labels_its_extensions():
         assert "[extension: " in lines[key], key
     for key in ("blocks", "diversity", "estimator_samples", "population", "generations"):
         assert "[extension" not in lines[key], key
+
+
+def test_optembed_records_its_null_agreement(optembed_run):
+    """OptEmbed's null plan (its evolution told one constant score, then the same final
+    checks and uniform gate) is recorded per budget; conformance recomputes it."""
+    ctx, ctrl, plans = optembed_run
+    for plan in plans:
+        signal = plan.extra["signal"]
+        assert signal["null_signal"] == ctrl.null_signal
+        null = ctrl.null_candidate(ctx, plan.budget_bytes)
+        assert null is not None and ctx.space.bytes_of(null) <= plan.budget_bytes
+        cells = [
+            (a, b) for fa, fb in zip((f.dims for f in plan.fields), null) for a, b in zip(fa, fb)
+        ]
+        assert signal["null_agreement"] == pytest.approx(
+            sum(a == b for a, b in cells) / len(cells), abs=1e-4
+        )

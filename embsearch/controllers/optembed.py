@@ -88,7 +88,7 @@ from embsearch.controllers._evolution import (
     train_supernet,
     validate_evolution,
 )
-from embsearch.controllers._signal import PROVENANCE_KEY
+from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
 from embsearch.controllers.uniform import Uniform
 from embsearch.embeddings.supernets_evo import SAMPLINGS, OptEmbedEmbedding
 from embsearch.errors import BudgetError, ConfigError
@@ -263,6 +263,34 @@ class OptEmbed(EvolutionaryController):
     # -- step 2: evolution over per-field dims (EvolutionaryController's ask/tell) --------
 
     # -- step 3 (the runner retrains) ---------------------------------------------------------
+    null_signal = "constant inherited scores (the evolution ranks every candidate alike)"
+
+    def null_candidate(self, ctx: SearchContext, budget: int) -> Candidate | None:
+        """The null-signal check (issue 18): the evolution for ``budget`` told one constant
+        score for every candidate (so its ranking is the order it met them in), then the
+        same final checks on the whole split and the same uniform gate. Deterministic: the
+        evolution draws from ``ctx.rng(budget)``, as the search did."""
+        space = self.search_space(ctx)
+        kept = self.__dict__.get("evolution_"), self.__dict__.get("evolution_budget_")
+        try:
+            self.start(ctx, budget)
+            evolution = self.evolution_
+            while not evolution.done():
+                evolution.tell(evolution.ask(), 0.0)
+            ranked = self.ranked_within(space, budget)[: int(self.config["final_checks"])]
+        finally:
+            self.evolution_, self.evolution_budget_ = kept
+        if not ranked:
+            return None
+        whole = self.full_ if self.full_ is not None else self.evaluator_
+        scores = [whole(c) for c in ranked]
+        best = max(range(len(ranked)), key=scores.__getitem__)
+        picked = LoopResult(ranked[best], scores[best], len(ranked), 0.0, "done")
+        _, margin, uniform_plan = self._uniform_margin(ctx, budget, picked)
+        if margin is not None and margin["returned"] == "uniform" and uniform_plan is not None:
+            return candidate_of(uniform_plan)
+        return ranked[best]
+
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         final = self._final_checks(ctx, budget, result)
         picked = result if final is None or final.best is None else final
@@ -287,6 +315,9 @@ class OptEmbed(EvolutionaryController):
             provenance = "evolution" if result.stop_reason == "done" else "evolution, cut short"
             if len({d for dims in picked.best for d in dims}) == 1:  # one dim everywhere
                 provenance += " (its pick is the uniform plan)"
+        if result.stop_reason == "done" and result.best is not None:  # did the scores decide?
+            null = self.null_candidate(ctx, budget)
+            plan.extra[SIGNAL_KEY] = signal_record(candidate_of(plan), null, self.null_signal)
         plan.extra.update(
             {
                 PROVENANCE_KEY: provenance,
