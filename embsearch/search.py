@@ -28,6 +28,7 @@ import torch
 
 from embsearch._atomic import read_json, write_file, write_json
 from embsearch.backbones import backbone_params, dense_bytes
+from embsearch.backbones.params import split_params
 from embsearch.budget import format_bytes, parse_budget
 from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller
@@ -76,19 +77,21 @@ def make_context(
     cfg: RunConfig, dataset: Dataset, space: SearchSpace, budgets: list[int], progress: bool
 ) -> SearchContext:
     cfg.validate()  # a RunConfig built in code, or retrain's --epochs / --device override
+    params = backbone_params(cfg.backbone, cfg.backbone_params)
     train = TrainConfig(
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         eval_every=cfg.eval_every,
         progress=progress,
+        lr_plateau_factor=split_params(params)[1]["lr_plateau_factor"],
     )
     return SearchContext(
         dataset=dataset,
         space=space,
         budgets=budgets,
         backbone=cfg.backbone,
-        backbone_params=backbone_params(cfg.backbone, cfg.backbone_params),
+        backbone_params=params,
         train=train,
         device=resolve_device(cfg.device),
         seed=cfg.seed,

@@ -71,9 +71,14 @@ def test_defaults_build_the_networks_of_before_bit_for_bit():
         "dropout": 0.0,
         "weight_decay": 0.0,
         "embedding_regularizer": 0.0,
+        "lr_plateau_factor": 1.0,
     }
     assert backbone_params("dcnv2")["cross_layers"] == 3
-    assert backbone_params("lr") == {"weight_decay": 0.0, "embedding_regularizer": 0.0}
+    assert backbone_params("lr") == {
+        "weight_decay": 0.0,
+        "embedding_regularizer": 0.0,
+        "lr_plateau_factor": 1.0,
+    }
 
 
 @pytest.mark.parametrize("name", MLP_BACKBONES)
@@ -174,6 +179,42 @@ def test_training_penalties_reach_the_final_training(tmp_path):
     assert wd_table > 0.5 * table and reg_net > 0.5 * net
 
 
+@pytest.mark.parametrize("factor", [1.0, 0.1])
+def test_lr_decays_on_plateau(monkeypatch, factor):
+    """lr_plateau_factor reaches TrainConfig; the learning rate is multiplied by it at each
+    validation without a better AUC (a constant model: every one after the first)."""
+    from embsearch.run_config import RunConfig
+    from embsearch.search import build_space, make_context
+    from embsearch.testing import small_dataset
+    from embsearch.train import trainer
+
+    opts = []
+    make_adam = trainer.make_adam
+    monkeypatch.setattr(
+        trainer, "make_adam", lambda *a, **k: opts.append(make_adam(*a, **k)) or opts[-1]
+    )
+
+    class Constant(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.b = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b.expand(len(x))
+
+    cfg = RunConfig(epochs=5, lr=1e-2, backbone_params={"lr_plateau_factor": factor})
+    ds = small_dataset(rows=2000)
+    ctx = make_context(cfg, ds, build_space(cfg, ds, "field_dims"), [10**6], progress=False)
+    assert ctx.train.lr_plateau_factor == factor
+    ctx.train.patience = 3
+    result = trainer.train_model(Constant(), ctx.data, ctx.train, desc="t")
+    assert result.epochs_run == 4 and result.best_epoch == 1
+    assert opts[-1].param_groups[0]["lr"] == pytest.approx(1e-2 * factor**3)
+    ctx.train.lr, ctx.train.lr_plateau_factor = 1e-5, 0.1
+    trainer.train_model(Constant(), ctx.data, ctx.train, desc="t")
+    assert opts[-1].param_groups[0]["lr"] == pytest.approx(1e-6)  # FuxiCTR's floor
+
+
 def _blocks_sq(emb) -> float:
     return sum(float((t * t).sum()) for k, t in emb.block_tensors().items() if k.startswith("emb."))
 
@@ -184,7 +225,8 @@ def _blocks_sq(emb) -> float:
         (
             ["--backbone-param", "hiden_units=[8]"],
             "unknown backbone parameter 'hiden_units' for deepfm; known: hidden_units, "
-            "activation, batch_norm, dropout, weight_decay, embedding_regularizer",
+            "activation, batch_norm, dropout, weight_decay, embedding_regularizer, "
+            "lr_plateau_factor",
         ),
         (
             ["--backbone-param", "dropout=1.5"],
@@ -207,7 +249,11 @@ def _blocks_sq(emb) -> float:
         (
             ["--backbone", "lr", "--backbone-param", "dropout=0.1"],
             "unknown backbone parameter 'dropout' for lr; known: weight_decay, "
-            "embedding_regularizer",
+            "embedding_regularizer, lr_plateau_factor",
+        ),
+        (
+            ["--backbone-param", "lr_plateau_factor=0"],
+            "backbone parameter lr_plateau_factor of deepfm must be a number > 0 and <= 1, got 0",
         ),
         (["--backbone-param", "dropout"], "--backbone-param 'dropout': write key=value"),
         (["--backbone", "nope"], "unknown backbone 'nope'; choose one of lr, fm, dnn"),
@@ -391,6 +437,7 @@ def test_batch_norm_statistics_survive_export_and_load(tmp_path):
         "dropout": 0.1,
         "weight_decay": 1e-5,
         "embedding_regularizer": 0.0,
+        "lr_plateau_factor": 1.0,
     }
     state = torch.load(run / "model.pt", weights_only=True)
     mean = state["backbone.deep.1.running_mean"]

@@ -10,9 +10,12 @@ Two kinds of parameter:
 
 - *network* parameters (``hidden_units``, ``activation``, ``batch_norm``, ``dropout``,
   ``cross_layers``) go to the backbone's constructor, ``Class(num_fields, width, **params)``;
-- *training* parameters (``weight_decay``, ``embedding_regularizer``), the same for every
-  backbone, a custom one included, add penalties to the training loss
-  (:func:`embsearch.backbones.regularize.penalty`) and never reach the constructor.
+- *training* parameters (``weight_decay``, ``embedding_regularizer``, ``lr_plateau_factor``),
+  the same for every backbone, a custom one included, never reach the constructor: the
+  first two add penalties to the loss of the plan's training
+  (:func:`embsearch.backbones.regularize.penalty`); the third decays the learning rate on a
+  validation without a better AUC (``TrainConfig.lr_plateau_factor``, every training of
+  the run, supernets included).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ _ALLOWED = {
     "prob": "a number >= 0 and < 1",
     "count": "an integer >= 0",
     "nonneg": "a finite number >= 0",
+    "factor": "a number > 0 and <= 1",
 }
 
 MLP_PARAMS: dict[str, BackboneParam] = {
@@ -68,6 +72,12 @@ TRAINING_PARAMS: dict[str, BackboneParam] = {
         "nonneg",
         "FuxiCTR's embedding_regularizer: (lambda/2)*||E||^2 over every table block (dense), "
         "added to the loss at every step",
+    ),
+    "lr_plateau_factor": BackboneParam(
+        1.0,
+        "factor",
+        "FuxiCTR's reduce_lr_on_plateau: the learning rate times this at each validation "
+        "without a better AUC, down to 1e-6 (1: off; FuxiCTR uses 0.1)",
     ),
 }
 
@@ -109,7 +119,7 @@ def check_value(name: str, param: BackboneParam, value: Any, backbone: str) -> A
         )
     if param.kind == "units":
         return [int(v) for v in value]
-    if param.kind in ("prob", "nonneg"):
+    if param.kind in ("prob", "nonneg", "factor"):
         return float(value)
     return value
 
@@ -144,6 +154,8 @@ def _ok(kind: str, v: Any) -> bool:
         return _is_int(v) and v >= 0
     if kind == "nonneg":
         return _is_num(v) and v >= 0
+    if kind == "factor":
+        return _is_num(v) and 0 < v <= 1
     raise ValueError(kind)
 
 
@@ -164,10 +176,10 @@ def resolve_params(key: str, given: Mapping[str, Any], backbone: str) -> dict[st
 
 
 def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
-    """``(network, training)``: the constructor's keyword arguments and the training penalties
-    (each training parameter present, 0 where absent)."""
+    """``(network, training)``: the constructor's keyword arguments and the training
+    parameters (each one present, its default where absent)."""
     network = {k: v for k, v in params.items() if k not in TRAINING_PARAMS}
-    training = {k: float(params.get(k, 0.0)) for k in TRAINING_PARAMS}
+    training = {k: float(params.get(k, p.default)) for k, p in TRAINING_PARAMS.items()}
     return network, training
 
 

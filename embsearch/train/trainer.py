@@ -23,6 +23,8 @@ from embsearch.data.dataset import Dataset
 from embsearch.train.metrics import log_loss, roc_auc
 from embsearch.train.progress import progress_bar
 
+MIN_LR = 1e-6  # the floor of the learning rate's decay on plateau (FuxiCTR's min_lr)
+
 
 @dataclass
 class TrainConfig:
@@ -33,6 +35,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 2  # validations without a better val AUC before training stops
+    lr_plateau_factor: float = 1.0  # lr *= this at each validation without a better AUC
     eval_every: int = 0  # also validate every this many steps (0: once an epoch, at its end)
     eval_batch_size: int = 65536
     amp: bool = True
@@ -164,6 +167,9 @@ def train_model(
             best_state = copy.deepcopy(model.state_dict())
             return False
         since_best += 1
+        if cfg.lr_plateau_factor != 1.0:  # FuxiCTR's reduce_lr_on_plateau (min lr 1e-6)
+            for group in opt.param_groups:
+                group["lr"] = max(group["lr"] * cfg.lr_plateau_factor, MIN_LR)
         return since_best >= cfg.patience
 
     with progress_bar(cfg.progress) as prog:
