@@ -497,6 +497,31 @@ class Controllers(Command):
         return 0
 
 
+class Backbones(Command):
+    name = "backbones"
+    help = "list the built-in backbones and their parameters (--backbone-param key=value)"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("name", nargs="?", help="one backbone: its parameters only")
+        p.add_argument("--json", action="store_true")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from embsearch.backbones.params import describe_params
+
+        rows = describe_params(args.name)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        for row in rows:
+            print(f"{row['name']}: {row['doc']}")
+            pairs = [f"{k}={json.dumps(p['default'])}" for k, p in row["params"].items()]
+            pad = max((len(p) for p in pairs), default=0)
+            for pair, p in zip(pairs, row["params"].values()):
+                print(f"  {pair:<{pad}}  {p['help']}")
+        print("your own: --backbone package.module:Class (see examples/custom_backbone.py)")
+        return 0
+
+
 def short_citation(paper: str) -> str:
     """``Zhao et al. 2021`` from a full reference (first author's surname, last year named);
     a text with no year (a baseline's description) is kept, cut to 60 characters."""
@@ -509,7 +534,7 @@ def short_citation(paper: str) -> str:
 
 
 COMMANDS: dict[str, Command] = {
-    c.name: c for c in (Data(), Search(), Retrain(), Export(), Controllers())
+    c.name: c for c in (Data(), Search(), Retrain(), Export(), Controllers(), Backbones())
 }
 
 

@@ -534,3 +534,14 @@ def test_check_backbone_passes_every_builtin_with_every_option():
             name,
             params={"hidden_units": [6], "batch_norm": True, "dropout": 0.2, "activation": "elu"},
         )
+
+
+def test_backbones_command_lists_the_declared_parameters(capsys):
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    assert "dcnv2: DCN-V2" in out and "cross_layers=3" in out and "dropout=0.0" in out
+    assert main(["backbones", "wide&deep", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["name"] == "widedeep" and row["params"]["hidden_units"]["default"] == [256, 128]
+    assert main(["backbones", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("embsearch: error: unknown backbone 'nope'")

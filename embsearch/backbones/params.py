@@ -68,16 +68,10 @@ TRAINING_PARAMS: dict[str, BackboneParam] = {
         0.0, "nonneg", "L2 on the backbone's weights: (wd/2)*||W||^2 added to the loss"
     ),
     "embedding_regularizer": BackboneParam(
-        0.0,
-        "nonneg",
-        "FuxiCTR's embedding_regularizer: (lambda/2)*||E||^2 over every table block (dense), "
-        "added to the loss at every step",
+        0.0, "nonneg", "(lambda/2)*||E||^2 over the table's blocks each step (FuxiCTR's, dense)"
     ),
     "lr_plateau_factor": BackboneParam(
-        1.0,
-        "factor",
-        "FuxiCTR's reduce_lr_on_plateau: the learning rate times this at each validation "
-        "without a better AUC, down to 1e-6 (1: off; FuxiCTR uses 0.1)",
+        1.0, "factor", "lr times this at each validation without a better AUC, min 1e-6 (1: off)"
     ),
 }
 
@@ -190,3 +184,35 @@ def check_training(given: Mapping[str, Any], backbone: str) -> dict[str, Any]:
         if name in given:
             out[name] = check_value(name, param, given[name], backbone)
     return out
+
+
+def describe_params(name: str | None = None) -> list[dict[str, Any]]:
+    """Each built-in backbone (or only ``name``) with its first docstring line and its
+    declared parameters (default, kind, help), for ``embsearch backbones``."""
+    from embsearch.backbones.models import BACKBONES
+    from embsearch.backbones.registry import builtin_key
+
+    keys = list(BACKBONES)
+    if name is not None:
+        key = builtin_key(name)
+        if key is None:
+            raise ConfigError(
+                f"unknown backbone {printable(name)!r}; choose one of {', '.join(BACKBONES)}"
+            )
+        keys = [key]
+    return [
+        {
+            "name": key,
+            "doc": (BACKBONES[key].__doc__ or "").strip().splitlines()[0],
+            "params": {
+                k: {
+                    "default": p.default,
+                    "kind": p.kind,
+                    "allowed": _ALLOWED[p.kind],
+                    "help": p.help,
+                }
+                for k, p in declared(key).items()
+            },
+        }
+        for key in keys
+    ]
