@@ -545,3 +545,16 @@ def test_backbones_command_lists_the_declared_parameters(capsys):
     assert row["name"] == "widedeep" and row["params"]["hidden_units"]["default"] == [256, 128]
     assert main(["backbones", "nope"]) == 2
     assert capsys.readouterr().err.startswith("embsearch: error: unknown backbone 'nope'")
+
+
+def test_an_entry_point_names_a_backbone(monkeypatch):
+    from embsearch.backbones import registry
+
+    monkeypatch.setattr(
+        registry, "_entry_points", lambda: {"gated-mlp": "examples.custom_backbone:GatedMLP"}
+    )
+    b = make_backbone("gated-mlp", 3, 4, params={"hidden": 5, "weight_decay": 0.1})
+    assert type(b).__name__ == "GatedMLP" and b.net[0].out_features == 5
+    check_backbone("gated-mlp", params={"depth": 1})
+    with pytest.raises(ConfigError, match="choose one of lr, fm, dnn, deepfm, dcnv2, widedeep, "):
+        make_backbone("gated", 3, 4)
