@@ -351,7 +351,10 @@ def test_unknown_parameter_of_a_custom_backbone(tmp_path, capsys):
     args = ["--backbone", "examples.custom_backbone:GatedMLP", "--backbone-param", "depth=0"]
     assert main(["search", "--budget", "25%", *args, "--out", str(out), *FAST]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("embsearch: error: backbone GatedMLP cannot be built with {'depth': 0}")
+    assert err == (
+        "embsearch: error: backbone GatedMLP cannot be built with {'hidden': 128, 'depth': 0}: "
+        "hidden and depth must be >= 1, got hidden=128, depth=0\n"
+    )
     assert not out.exists()
 
 
@@ -367,7 +370,13 @@ def test_custom_backbone_trains_exports_and_reloads_with_identical_logits(tmp_pa
     assert main(["search", "--budget", "25%", *args, "--out", str(run), *FAST]) == 0
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["backbone"] == "examples.custom_backbone:GatedMLP"
-    assert cfg["backbone_params"] == {"hidden": 16, "embedding_regularizer": 0.001}
+    assert cfg["backbone_params"] == {  # complete: the class's defaults recorded too
+        "hidden": 16,
+        "depth": 2,
+        "weight_decay": 0.0,
+        "embedding_regularizer": 0.001,
+        "lr_plateau_factor": 1.0,
+    }
     plan = json.loads((run / "plan.json").read_text())
     backbone = GatedMLP(12, 16, hidden=16)
     assert (

@@ -8,17 +8,28 @@ from torch import nn
 from embsearch._text import printable
 from embsearch.backbones.layers import scale_input_layers
 from embsearch.backbones.models import BACKBONES, DNN, FM, LR, DCNv2, DeepFM, WideDeep
-from embsearch.backbones.params import check_training, resolve_params, split_params
-from embsearch.backbones.registry import builtin_key, constructor_keys, resolve
+from embsearch.backbones.params import (
+    TRAINING_PARAMS,
+    check_training,
+    resolve_params,
+    split_params,
+)
+from embsearch.backbones.registry import (
+    builtin_key,
+    constructor_defaults,
+    constructor_keys,
+    resolve,
+)
 from embsearch.errors import ConfigError
 
 
 def backbone_params(name: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Backbone ``name``'s parameters, complete and checked: for a built-in, its declared
     defaults (:mod:`embsearch.backbones.params`) with ``given`` laid over them; for a custom
-    backbone, ``given`` as it is (its training parameters checked, and a key its constructor
-    does not take refused). An unknown key or a value of the wrong type or range is one
-    :class:`ConfigError` naming the parameter."""
+    backbone, its constructor's scalar defaults and the training parameters' defaults with
+    ``given`` laid over them (the training parameters checked, a key its constructor does
+    not take refused; its own values are its constructor's to check). An unknown key or a
+    value of the wrong type or range is one :class:`ConfigError` naming the parameter."""
     given = dict(given or {})
     key = builtin_key(name)
     if key is not None:
@@ -33,7 +44,8 @@ def backbone_params(name: str, given: Mapping[str, Any] | None = None) -> dict[s
             f"unknown backbone parameter {printable(unknown[0])!r} for {name} "
             f"({cls.__qualname__} takes: {', '.join(sorted(accepted or ())) or 'none'})"
         )
-    return params
+    training = {k: p.default for k, p in TRAINING_PARAMS.items()}
+    return {**constructor_defaults(cls), **training, **params}
 
 
 def make_backbone(

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from importlib.metadata import entry_points
+from typing import Any
 
 from torch import nn
 
@@ -91,3 +92,20 @@ def constructor_keys(cls: type[nn.Module]) -> set[str] | None:
         for n, p in sig.parameters.items()
         if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     } - {"num_fields", "width"}
+
+
+def constructor_defaults(cls: type[nn.Module]) -> dict[str, Any]:
+    """The defaults of ``cls``'s keyword parameters that JSON records exactly (numbers,
+    strings, booleans, None), so a run records its custom backbone completely and rebuilds
+    the same network should the class's defaults change later."""
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return {}
+    return {
+        n: p.default
+        for n, p in sig.parameters.items()
+        if n not in ("num_fields", "width")
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and (p.default is None or type(p.default) in (int, float, str, bool))
+    }
