@@ -527,3 +527,16 @@ def test_distinct_rows_are_torch_unique(n):
         want[1].reshape(-1).tolist(),
         want[2].tolist(),
     ]
+
+
+@pytest.mark.parametrize("name", ["autodim", "autoemb"])
+def test_weights_controllers_label_their_extensions(name):
+    """``embsearch controllers NAME`` marks what the papers do not have (the budget-fitting
+    knapsack and its value, dim 0, early stopping); the papers' own parameters stay plain."""
+    from embsearch.controllers.registry import describe
+
+    lines = describe(name)["param_help"]
+    for key in ("discretise", "early_stop", "value", "drop"):
+        assert "[extension: " in lines[key], key
+    for key in ("arch_lr", "epochs"):
+        assert "[extension" not in lines[key], key

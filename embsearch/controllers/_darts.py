@@ -558,6 +558,12 @@ class WeightsController(DartsController):
 
     params: ClassVar[dict[str, Any]] = WEIGHTS_PARAMS
     param_help: ClassVar[dict[str, str]] = WEIGHTS_HELP
+    extensions: ClassVar[dict[str, str]] = {
+        "discretise": "'knapsack' fits each budget exactly: embsearch's ('argmax' is the paper's)",
+        "early_stop": "stopping the supernet like a retrain: embsearch's (DARTS runs all epochs)",
+        "value": "a knapsack value from the weights: embsearch's ('coverage' is an ablation)",
+        "drop": "dim 0 as a candidate (dropping a field or group): embsearch's",
+    }
 
     def validate(self) -> None:
         super().validate()
