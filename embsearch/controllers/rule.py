@@ -20,7 +20,10 @@ Steps, as in the paper:
 5. *Serving without retraining*: the ``final_checks`` best candidates by the estimator are
    re-scored with inherited weights on the validation rows step 3 did not score (so a
    sample picked for its step-3 score does not win on the same noise again: the winner's
-   curse); ``plan.extra["provenance"]`` names the step whose candidate won ("evolution",
+   curse); a safety check (below) is served over the evolution's best only when it
+   validates better by more than ``final_margin`` standard errors of the paired AUC
+   difference, so the estimator-guided evolution decides unless it is measurably wrong;
+   ``plan.extra["provenance"]`` names the step whose candidate won ("evolution",
    "estimator sample", "uniform selection", "carried over from a smaller budget") and
    ``heldout_val_auc`` its score there. The best one's plan carries ``plan.weights`` (the
    ``state_dict`` of ``ctx.build_model(plan)`` filled from the supernet) and
@@ -93,6 +96,7 @@ from embsearch.evaluator import InheritedWeightEvaluator, disjoint_rows
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, run_loop
 from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.train.metrics import paired_auc_difference
 
 
 def block_space(space: SearchSpace, blocks: int) -> SearchSpace:
@@ -247,6 +251,7 @@ class Rule(EvolutionaryController):
         "sampling": "band",
         "supernet_val": "budgets",
         "scales": True,
+        "final_margin": 2.0,
     }
     param_help: dict[str, str] = {
         **EVOLUTION_HELP,
@@ -267,6 +272,9 @@ class Rule(EvolutionaryController):
         "uniform block selections ('budgets') or by its full width ('full')",
         "scales": "switchable scales: each block count has its own learned per-column factors "
         "on the shared blocks, folded into the served table (false: the paper's plain blocks)",
+        "final_margin": "step 5 serves the uniform selection or a measured estimator sample "
+        "over the evolution's best only when it validates better by more than this many "
+        "standard errors (paired, DeLong; 0: the best held-out score)",
     }
 
     extensions = {
@@ -278,6 +286,7 @@ class Rule(EvolutionaryController):
         "final_checks": "re-scoring the best candidates on held-out rows: embsearch's",
         "patience": "stopping the evolution early: embsearch's (None runs every generation)",
         "min_delta": "the improvement patience counts: embsearch's",
+        "final_margin": "the safety checks' margin over the evolution: embsearch's",
     }
 
     fixed_projection = "pad"  # served blocks are zero-padded sub-embeddings
@@ -324,6 +333,11 @@ class Rule(EvolutionaryController):
             ("sampling", c["sampling"] in SAMPLINGS, "one of " + ", ".join(SAMPLINGS)),
             ("supernet_val", c["supernet_val"] in ("budgets", "full"), "'budgets' or 'full'"),
             ("scales", isinstance(c["scales"], bool), "true or false"),
+            (
+                "final_margin",
+                _is_num(c["final_margin"]) and c["final_margin"] >= 0,
+                "a number >= 0",
+            ),
         ]
         for key, ok, allowed in checks:
             if not ok:
@@ -464,15 +478,37 @@ class Rule(EvolutionaryController):
             while not evolution.done():
                 cand = evolution.ask()
                 evolution.tell(cand, self.estimator_(cand))
-            checks = _dedupe(self.ranked_within(space, budget)[:n] + self.measured_checks(budget))
+            evolved = self.ranked_within(space, budget)[:n]
+            measured = self.measured_checks(budget)
         finally:
             self.estimator_, self.picked_ = estimator, picked
             self.evolution_, self.evolution_budget_ = kept
-        if not checks:
-            return None
+        sources: dict[Candidate, str] = dict.fromkeys(evolved, "evolution")
+        uni = uniform_selection(space, budget)
+        for cand in measured:
+            sources.setdefault(cand, "uniform selection" if cand == uni else "estimator sample")
+        return self.choose(list(sources), sources) if sources else None
+
+    def choose(self, checks: Sequence[Candidate], sources: dict[Candidate, str]) -> Candidate:
+        """Step 5's choice among ``checks`` (scored on the held-out rows): the best of the
+        evolution's finalists and the smaller budgets' picks, unless a safety check (the
+        uniform selection, a measured estimator sample) validates better by more than
+        ``final_margin`` standard errors of the paired AUC difference."""
         scores = [self.final_memo_.get(c) for c in checks]
         scores = [self.heldout_(c) if v is None else v for c, v in zip(checks, scores)]
-        return checks[int(np.argmax(scores))]
+        scores = [v if math.isfinite(v) else -math.inf for v in scores]
+        best = checks[int(np.argmax(scores))]
+        safety = ("uniform selection", "estimator sample")
+        preferred = [(v, c) for v, c in zip(scores, checks) if sources[c] not in safety]
+        margin = float(self.config["final_margin"])
+        if sources[best] not in safety or not preferred or margin <= 0:
+            return best
+        pick = max(preferred, key=lambda vc: vc[0])[1]
+        y = self.heldout_.y
+        a, b, se = paired_auc_difference(
+            y, self.heldout_.predict(best), self.heldout_.predict(pick)
+        )
+        return best if math.isfinite(se) and a - b > margin * se else pick
 
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         space = self.space_
@@ -491,8 +527,8 @@ class Rule(EvolutionaryController):
         for cand in self.carried(space, budget):
             sources.setdefault(cand, "carried over from a smaller budget")
         checks = list(sources)
-        final = self.run_final_checks(ctx, budget, space, checks)
-        best = final.best if final.best is not None else checks[0]
+        self.run_final_checks(ctx, budget, space, checks)
+        best = self.choose(checks, sources)
         if best == uni and sources[best] == "evolution":  # a seed the evolution kept on top
             sources[best] = "evolution (its pick is the uniform selection)"
         self.remember_pick(best)
