@@ -7,22 +7,18 @@ that maps embeddings ``[batch, fields, width]`` to logits ``[batch]``
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import os
-import re
-import sys
 from importlib.metadata import entry_points
 from typing import Any
 
 from torch import nn
 
+from embsearch._plugins import allow_cwd_modules, import_target
 from embsearch._text import printable
 from embsearch.backbones.models import BACKBONES
 from embsearch.errors import ConfigError
 
 ENTRY_POINT_GROUP = "embsearch.backbones"
-_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 def builtin_key(name: str) -> str | None:
@@ -43,8 +39,7 @@ def resolve(name: str) -> type[nn.Module]:
     if key is not None:
         return BACKBONES[key]
     if ":" in name:
-        if os.getcwd() not in sys.path:  # like `python -m`, let users name modules beside them
-            sys.path.insert(0, os.getcwd())
+        allow_cwd_modules()
         return _load(name, name)
     registered = _entry_points()
     if name in registered:
@@ -57,22 +52,8 @@ def resolve(name: str) -> type[nn.Module]:
 
 
 def _load(target: str, name: str) -> type[nn.Module]:
-    module_name, _, attr = target.partition(":")
-    if not _DOTTED.match(module_name) or not _DOTTED.match(attr):
-        raise ConfigError(
-            f"backbone {printable(name)!r}: write package.module:Class (absolute dotted names, "
-            "e.g. mypkg.mymod:MyBackbone), or a built-in name"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"cannot import backbone module {module_name!r} for {printable(name)!r}: "
-            f"{printable(exc)}"
-        ) from None
-    cls = module
-    for part in attr.split("."):
-        cls = getattr(cls, part, None)
+    usage = "mypkg.mymod:MyBackbone), or a built-in name"
+    cls = import_target(target, name, "backbone", usage, ConfigError)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ConfigError(f"backbone {target!r} is not a torch.nn.Module subclass")
     return cls

@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import os
-import re
-import sys
 from importlib.metadata import entry_points
 from typing import Any
 
+from embsearch._plugins import allow_cwd_modules, import_target
 from embsearch.controllers.base import Controller
 from embsearch.errors import ControllerNotFoundError
 
@@ -29,25 +26,9 @@ BUILTIN: dict[str, str] = {
 }
 
 
-_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-
-
 def _load(target: str, name: str) -> type[Controller]:
-    module_name, _, attr = target.partition(":")
-    if not _DOTTED.match(module_name) or not _DOTTED.match(attr):
-        raise ControllerNotFoundError(
-            f"controller {name!r}: write package.module:Class (absolute dotted names, e.g. "
-            "mypkg.mymod:MyController), or a registered name (see `embsearch controllers`)"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ControllerNotFoundError(
-            f"cannot import controller module {module_name!r} for {name!r}: {exc}"
-        ) from None
-    cls = module
-    for part in attr.split("."):  # Outer.Inner
-        cls = getattr(cls, part, None)
+    usage = "mypkg.mymod:MyController), or a registered name (see `embsearch controllers`)"
+    cls = import_target(target, name, "controller", usage, ControllerNotFoundError)
     if not (isinstance(cls, type) and issubclass(cls, Controller)):
         raise ControllerNotFoundError(f"{target!r} is not a subclass of embsearch.Controller")
     if inspect.isabstract(cls):
@@ -70,8 +51,7 @@ def available() -> dict[str, str]:
 def get_controller(name: str) -> type[Controller]:
     """Resolve a registered name or a ``package.module:Class`` path."""
     if ":" in name:
-        if os.getcwd() not in sys.path:  # like `python -m`, let users name modules beside them
-            sys.path.insert(0, os.getcwd())
+        allow_cwd_modules()
         return _load(name, name)
     registered = available()
     if name not in registered:
