@@ -46,6 +46,7 @@ from embsearch.budget import field_bytes
 from embsearch.context import SearchContext
 from embsearch.controllers.base import AskTellController
 from embsearch.errors import BudgetError, ConfigError
+from embsearch.evaluator import Evaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, run_loop
 from embsearch.search_spaces.base import Candidate, SearchSpace, log2_distance
@@ -455,17 +456,40 @@ class EvolutionaryController(AskTellController):
     def run_final_checks(
         self, ctx: SearchContext, budget: int, space: SearchSpace, cands: Sequence[Candidate]
     ) -> LoopResult:
-        """Score ``cands`` with ``self.full_`` (the whole validation split) through the shared
-        loop: recorded as phase ``final``, memoised in ``self.final_memo_``."""
+        """Score ``cands`` with :meth:`final_evaluator` through the shared loop: recorded as
+        phase ``final``, memoised in ``self.final_memo_``."""
         return run_loop(
             FixedAsker(self.name, cands),
-            self.full_,
+            self.final_evaluator(),
             ctx,
             budget,
             space=space,
             phase="final",
             cache=self.final_memo_,
         )
+
+    def final_evaluator(self) -> Evaluator:
+        """What the final checks score with: ``self.full_`` (the whole validation split)."""
+        return self.full_
+
+    def constant_score_finalists(self, ctx: SearchContext, budget: int, n: int) -> list[Candidate]:
+        """For the null-signal check (issue 18): the evolution for ``budget`` told one constant
+        score for every candidate, so it ranks them in the order it met them, without the
+        smaller budgets' picks (they came from the signal); its first ``n`` within the
+        budget. It draws from ``ctx.rng(budget)``, as the search did, and leaves the search's
+        own evolution state as it was."""
+        kept = self.__dict__.get("evolution_"), self.__dict__.get("evolution_budget_")
+        picked = self.__dict__.get("picked_", [])
+        try:
+            self.picked_ = []
+            self.start(ctx, budget)
+            evolution = self.evolution_
+            while not evolution.done():
+                evolution.tell(evolution.ask(), 0.0)
+            return self.ranked_within(self.evolution_space(ctx), budget)[:n]
+        finally:
+            self.picked_ = picked
+            self.evolution_, self.evolution_budget_ = kept
 
     def evolution_space(self, ctx: SearchContext) -> SearchSpace:
         """The space evolved in; default :meth:`search_space`."""

@@ -270,16 +270,7 @@ class OptEmbed(EvolutionaryController):
         score for every candidate (so its ranking is the order it met them in), then the
         same final checks on the whole split and the same uniform gate. Deterministic: the
         evolution draws from ``ctx.rng(budget)``, as the search did."""
-        space = self.search_space(ctx)
-        kept = self.__dict__.get("evolution_"), self.__dict__.get("evolution_budget_")
-        try:
-            self.start(ctx, budget)
-            evolution = self.evolution_
-            while not evolution.done():
-                evolution.tell(evolution.ask(), 0.0)
-            ranked = self.ranked_within(space, budget)[: int(self.config["final_checks"])]
-        finally:
-            self.evolution_, self.evolution_budget_ = kept
+        ranked = self.constant_score_finalists(ctx, budget, int(self.config["final_checks"]))
         if not ranked:
             return None
         whole = self.full_ if self.full_ is not None else self.evaluator_

@@ -82,7 +82,6 @@ from embsearch.controllers._evolution import (
     EVOLUTION_HELP,
     EVOLUTION_PARAMS,
     EvolutionaryController,
-    FixedAsker,
     fit_budget,
     plan_weights,
     train_supernet,
@@ -447,19 +446,9 @@ class Rule(EvolutionaryController):
         fits.sort(key=lambda sc: -sc[0])
         return out + [c for _, c in fits[:n]]
 
-    def run_final_checks(
-        self, ctx: SearchContext, budget: int, space: SearchSpace, cands: Sequence[Candidate]
-    ) -> LoopResult:
+    def final_evaluator(self) -> InheritedWeightEvaluator:
         """Step 5's scores: the validation rows step 3 did not use (``self.heldout_``)."""
-        return run_loop(
-            FixedAsker(self.name, cands),
-            self.heldout_,
-            ctx,
-            budget,
-            space=space,
-            phase="final",
-            cache=self.final_memo_,
-        )
+        return self.heldout_
 
     def null_candidate(self, ctx: SearchContext, budget: int) -> Candidate | None:
         """The null-signal check (issue 18): steps 4-5 for ``budget`` with a constant
@@ -467,25 +456,10 @@ class Rule(EvolutionaryController):
         measured checks, no smaller budget's picks (they came from the signal); step 5's
         held-out scores choose as usual. Deterministic: the evolution draws from
         ``ctx.rng(budget)``, as the search did."""
-        space, n = self.space_, int(self.config["final_checks"])
-        kept = self.__dict__.get("evolution_"), self.__dict__.get("evolution_budget_")
-        estimator, picked = self.estimator_, self.__dict__.get("picked_", [])
-        try:
-            self.estimator_ = RidgeEstimator(space.candidates)  # unfitted: a constant
-            self.picked_ = []  # the picks (this budget's too) came from the signal
-            self.start(ctx, budget)
-            evolution = self.evolution_
-            while not evolution.done():
-                cand = evolution.ask()
-                evolution.tell(cand, self.estimator_(cand))
-            evolved = self.ranked_within(space, budget)[:n]
-            measured = self.measured_checks(budget)
-        finally:
-            self.estimator_, self.picked_ = estimator, picked
-            self.evolution_, self.evolution_budget_ = kept
+        evolved = self.constant_score_finalists(ctx, budget, int(self.config["final_checks"]))
         sources: dict[Candidate, str] = dict.fromkeys(evolved, "evolution")
-        uni = uniform_selection(space, budget)
-        for cand in measured:
+        uni = uniform_selection(self.space_, budget)
+        for cand in self.measured_checks(budget):
             sources.setdefault(cand, "uniform selection" if cand == uni else "estimator sample")
         return self.choose(list(sources), sources) if sources else None
 
