@@ -18,7 +18,14 @@ from embsearch.context import SearchContext
 from embsearch.out_dir import lock_dir
 from embsearch.plan import Plan
 from embsearch.run_config import RunConfig
-from embsearch.search import build_space, load_dataset, load_run, make_context, record_training
+from embsearch.search import (
+    build_space,
+    load_dataset,
+    load_run,
+    load_weights,
+    make_context,
+    record_training,
+)
 from embsearch.train.trainer import evaluate
 
 
@@ -73,7 +80,7 @@ def run_retrain(
     cfg, plan, _ = load_run(run_dir, weights=False)
     served = None  # the weights RULE served, to test them too
     if plan.extra.get("served_from_supernet") and (run_dir / "model.pt").is_file():
-        served = load_run(run_dir)[2]
+        served = load_weights(run_dir)
     with lock_dir(run_dir, flag="RUN_DIR", warn=warn):
         return _retrain(
             run_dir, cfg, plan, with_baseline, epochs, device, eval_every, progress, served

@@ -295,15 +295,16 @@ def load_run(
     cfg = RunConfig.from_mapping(read_json(run_dir / "config.json"), str(run_dir / "config.json"))
     plan = Plan.load(run_dir / "plan.json")
     check_run_data(cfg, plan, run_dir)
+    return cfg, plan, load_weights(run_dir) if weights else {}
+
+
+def load_weights(run_dir: str | Path) -> dict[str, torch.Tensor]:
+    """The trained weights ``RUN_DIR/model.pt`` (one line for a damaged file)."""
+    run_dir = Path(run_dir)
     try:
-        state = (
-            torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-            if weights
-            else {}
-        )
+        return torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
     except Exception:  # torch raises several types (and long advice) for a damaged file
         raise RunDirError(
             f"{run_dir / 'model.pt'} cannot be read: it is damaged or was not written by "
             f"embsearch; `embsearch retrain {run_dir}` trains the plan again"
         ) from None
-    return cfg, plan, state
