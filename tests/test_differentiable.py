@@ -87,16 +87,7 @@ def assert_no_single_move_gains(plan, ctx):
 
 
 # searches on planted data: CI runs this module again under AVX2 kernels (.ci/run)
-pytestmark = pytest.mark.planted
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: the machine's cores are shared, and these models are small."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.planted, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

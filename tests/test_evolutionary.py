@@ -46,15 +46,7 @@ SMALL = {"population": 12, "generations": 6, "top_k": 6}
 
 
 # searches on planted data: CI runs this module again under AVX2 kernels (.ci/run)
-pytestmark = pytest.mark.planted
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; small models gain nothing from more
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.planted, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

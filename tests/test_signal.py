@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from embsearch.cli import main
 from embsearch.controllers._signal import (
@@ -23,13 +22,7 @@ from embsearch.controllers.dnis import DNIS
 from embsearch.controllers.mde import MDE
 from embsearch.testing import check_signal, make_test_context
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_null_agreement_is_the_share_of_equal_cells():
