@@ -9,8 +9,8 @@ For every dim ``d`` and seed, a plan with every field at ``d`` is trained from s
   the live inputs, ``Plan.live_inputs``).
 
 A searched plan mixes dims, so it can only be stored the second or third way; the gap
-between the rows is what the layout costs before any dim is chosen (BENCHMARKS.md, fifth
-and sixth sessions). Usage::
+between the rows is what the layout costs before any dim is chosen (fifth and sixth
+sessions, `git show efc005f:BENCHMARKS.md`). Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_layout.py --dataset synthetic --dims 1,4,8 \\
         --seeds 0,1,2 --epochs 20
