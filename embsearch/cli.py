@@ -264,7 +264,9 @@ class Search(Command):
         p.add_argument(
             "--epochs",
             type=int,
-            help="training epochs for supernets and the final plan (default 5)",
+            help="most training epochs for supernets and the final plan; early stopping on "
+            "validation AUC (patience 2) ends most runs sooner (default 30; 5 is a quick look "
+            "that costs about 0.01 AUC on frappe)",
         )
         p.add_argument("--batch-size", type=int, help="default 4096")
         p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
@@ -473,7 +475,10 @@ class Controllers(Command):
                 print(f"projection: {info['fixed_projection']} only")
             params = info["params"]
             print("parameters (--param key=value):" if params else "parameters: none")
-            pairs = [f"{k}={v}" for k, v in params.items()]
+            pairs = [  # objects and lists as --param takes them: JSON
+                f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}"
+                for k, v in params.items()
+            ]
             pad = max((len(p) for p in pairs), default=0)
             for pair, k in zip(pairs, params):
                 text = info["param_help"].get(k, "")

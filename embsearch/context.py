@@ -7,16 +7,17 @@ step of every method.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from embsearch.backbones import CTRModel, make_backbone
-from embsearch.backbones.params import split_params
-from embsearch.backbones.regularize import penalty
+from embsearch.backbones import CTRModel, backbone_params, make_backbone
+from embsearch.backbones.params import BUILTIN_KEYS, split_params
+from embsearch.backbones.regularize import combine, penalty
 from embsearch.data.dataset import Dataset
 from embsearch.embeddings.mixed_dim import MixedDimEmbedding
 from embsearch.plan import Plan
@@ -55,6 +56,23 @@ class SearchContext:
     def with_budget(self, budget: int) -> SearchContext:
         return replace(self, budgets=[budget])
 
+    def with_backbone(self, overrides: Mapping[str, Any]) -> SearchContext:
+        """This context with backbone parameters ``overrides`` laid over the run's (a
+        controller's ``search_backbone``: the settings its supernet trains with). Keys the
+        run's backbone does not take (a custom backbone without ``batch_norm``, say) are
+        left out, an unknown one is refused; the data on the device, the budgets and the
+        history are shared."""
+        if not overrides:
+            return self
+        complete = backbone_params(self.backbone, self.backbone_params)
+        given = {k: v for k, v in overrides.items() if k in complete or k not in BUILTIN_KEYS}
+        params = backbone_params(self.backbone, {**self.backbone_params, **given})
+        plateau = split_params(params)[1]["lr_plateau_factor"]
+        _ = self.data  # moved to the device once, shared by both contexts
+        return replace(
+            self, backbone_params=params, train=replace(self.train, lr_plateau_factor=plateau)
+        )
+
     @property
     def data(self) -> DeviceData:
         """Splits resident on ``device``, moved once and shared by every training run."""
@@ -82,6 +100,14 @@ class SearchContext:
             ),
         ).to(self.device)
 
+    def penalty(
+        self, own: Callable[[torch.nn.Module], torch.Tensor] | None = None
+    ) -> Callable[[torch.nn.Module], torch.Tensor] | None:
+        """The backbone's training penalties (weight decay, embedding regularizer), plus a
+        controller's ``own`` regulariser: the ``extra_loss`` of every training of the run,
+        supernets included, so searches train with the recipe their plans are retrained with."""
+        return combine(own, penalty(split_params(self.backbone_params)[1]))
+
     def train_plan(self, plan: Plan, desc: str = "retrain") -> tuple[CTRModel, TrainResult]:
         """Train the plan's model from scratch (seeded) with early stopping on validation AUC,
         adding the backbone's training penalties (weight decay, embedding regularizer) if set."""
@@ -93,6 +119,6 @@ class SearchContext:
             self.train,
             generator=generator,
             desc=desc,
-            extra_loss=penalty(split_params(self.backbone_params)[1]),
+            extra_loss=self.penalty(),
         )
         return model, result

@@ -27,7 +27,7 @@ class RunConfig:
     candidates: list[int] | None = None
     groups: int = 4
     projection: str | None = None  # None: the controller's own (linear, or its projection param)
-    epochs: int = 5
+    epochs: int = 30
     batch_size: int = 4096
     lr: float = 1e-3
     eval_every: int = 0  # also validate every this many steps (0: once an epoch)

@@ -35,11 +35,27 @@ def _old_mlp(d: int) -> nn.Sequential:
     )
 
 
-def test_defaults_build_the_networks_of_before_bit_for_bit():
-    """With no parameter given, each backbone draws the same weights in the same order as
-    the fixed networks before issue 19 (so searches and the protocol do not move)."""
+def _recipe_mlp(d: int) -> nn.Sequential:
+    """The default MLP since the recipe (issue 19): 256-128, each hidden layer Linear, batch
+    norm, ReLU, dropout 0.2 (FuxiCTR's MLP_Block order)."""
+    return nn.Sequential(
+        nn.Linear(d, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.2),
+        nn.Linear(256, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.2),
+        nn.Linear(128, 1),
+    )  # fmt: skip
+
+
+OLD_PARAMS = {"batch_norm": False, "dropout": 0.0}
+
+
+@pytest.mark.parametrize("mlp, params", [(_recipe_mlp, {}), (_old_mlp, OLD_PARAMS)])
+def test_defaults_build_the_recipe_and_old_parameters_the_networks_of_before(mlp, params):
+    """With no parameter given, each backbone is the recipe's network; with batch norm and
+    dropout off, it draws the same weights in the same order as the fixed networks before
+    issue 19 (so runs recorded before the recipe rebuild bit for bit)."""
     f, w = 5, 4
     d = f * w
+    _old_mlp = mlp  # noqa: N806 - the MLP under test, in the table below
     old = {
         "lr": lambda: nn.ModuleDict({"linear": nn.Linear(d, 1)}),
         "fm": lambda: nn.ModuleDict({"linear": nn.Linear(d, 1)}),
@@ -61,29 +77,38 @@ def test_defaults_build_the_networks_of_before_bit_for_bit():
         torch.manual_seed(7)
         want = build().state_dict()
         torch.manual_seed(7)
-        got = make_backbone(name, f, w).state_dict()
+        net_params = params if name not in ("lr", "fm") else {}
+        got = make_backbone(name, f, w, params=net_params).state_dict()
         assert list(got) == list(want), name
         assert all(torch.equal(got[k], want[k]) for k in want), name
     assert backbone_params("deepfm") == {
         "hidden_units": [256, 128],
         "activation": "relu",
-        "batch_norm": False,
-        "dropout": 0.0,
+        "batch_norm": True,
+        "dropout": 0.2,
         "weight_decay": 0.0,
-        "embedding_regularizer": 0.0,
-        "lr_plateau_factor": 1.0,
+        "embedding_regularizer": 0.05,
+        "lr_plateau_factor": 0.1,
     }
     assert backbone_params("dcnv2")["cross_layers"] == 3
     assert backbone_params("lr") == {
         "weight_decay": 0.0,
-        "embedding_regularizer": 0.0,
-        "lr_plateau_factor": 1.0,
+        "embedding_regularizer": 0.05,
+        "lr_plateau_factor": 0.1,
     }
+
+
+def test_the_trainer_default_schedule_is_the_recipe():
+    """TrainConfig's lr_plateau_factor default is the backbone parameter's (one recipe)."""
+    from embsearch.backbones.params import TRAINING_PARAMS
+    from embsearch.train import TrainConfig
+
+    assert TrainConfig().lr_plateau_factor == TRAINING_PARAMS["lr_plateau_factor"].default
 
 
 @pytest.mark.parametrize("name", MLP_BACKBONES)
 def test_network_parameters_shape_the_mlp(name):
-    params = {"hidden_units": [7, 5, 3], "activation": "tanh", "batch_norm": True}
+    params = {"hidden_units": [7, 5, 3], "activation": "tanh", "batch_norm": True, "dropout": 0.0}
     b = make_backbone(name, 4, 2, params=params)
     mods = list(b.modules())
     linears = [m for m in mods if isinstance(m, nn.Linear) and m.out_features in (7, 5, 3)]
@@ -105,10 +130,10 @@ def test_cross_layers_count():
 @pytest.mark.parametrize("name", MLP_BACKBONES)
 def test_dropout_is_active_in_training_and_off_in_evaluation(name):
     torch.manual_seed(0)
-    b = make_backbone(name, 4, 3, params={"dropout": 0.5})
+    b = make_backbone(name, 4, 3, params={"dropout": 0.5, "batch_norm": False})
     assert sum(isinstance(m, nn.Dropout) and m.p == 0.5 for m in b.modules()) == 2
     torch.manual_seed(0)
-    plain = make_backbone(name, 4, 3)  # the same weights (dropout has none)
+    plain = make_backbone(name, 4, 3, params=OLD_PARAMS)  # the same weights (dropout has none)
     x = torch.randn(32, 4, 3)
     b.train()
     assert not torch.equal(b(x), b(x))  # a fresh mask each call
@@ -161,15 +186,20 @@ def test_embedding_regularizer_gradient_equals_finite_differences():
 
 def test_training_penalties_reach_the_final_training(tmp_path):
     """weight_decay shrinks the backbone's weights, embedding_regularizer the table's, in the
-    plan's training (the same seed otherwise)."""
+    plan's training (the same seed otherwise; each alone, on the network without batch norm)."""
 
     def norms(*params: str) -> tuple[float, float]:
         run = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        params = ("embedding_regularizer=0", "batch_norm=false", *params)  # later values win
         flags = [a for p in params for a in ("--backbone-param", p)]
         assert main(["search", "--budget", "25%", *flags, "--out", str(run), *FAST]) == 0
         state = torch.load(run / "model.pt", weights_only=True)
         table = sum(float(v.pow(2).sum()) for k, v in state.items() if "tables" in k)
-        net = sum(float(v.pow(2).sum()) for k, v in state.items() if k.startswith("backbone."))
+        net = sum(  # the backbone's weights, not batch norm's running statistics
+            float(v.pow(2).sum())
+            for k, v in state.items()
+            if k.startswith("backbone.") and "running_" not in k and "num_batches" not in k
+        )
         return table, net
 
     table, net = norms()
@@ -375,7 +405,7 @@ def test_custom_backbone_trains_exports_and_reloads_with_identical_logits(tmp_pa
         "depth": 2,
         "weight_decay": 0.0,
         "embedding_regularizer": 0.001,
-        "lr_plateau_factor": 1.0,
+        "lr_plateau_factor": 0.1,
     }
     plan = json.loads((run / "plan.json").read_text())
     backbone = GatedMLP(12, 16, hidden=16)
@@ -445,8 +475,8 @@ def test_batch_norm_statistics_survive_export_and_load(tmp_path):
         "batch_norm": True,
         "dropout": 0.1,
         "weight_decay": 1e-5,
-        "embedding_regularizer": 0.0,
-        "lr_plateau_factor": 1.0,
+        "embedding_regularizer": 0.05,
+        "lr_plateau_factor": 0.1,
     }
     state = torch.load(run / "model.pt", weights_only=True)
     mean = state["backbone.deep.1.running_mean"]
@@ -548,7 +578,7 @@ def test_check_backbone_passes_every_builtin_with_every_option():
 def test_backbones_command_lists_the_declared_parameters(capsys):
     assert main(["backbones"]) == 0
     out = capsys.readouterr().out
-    assert "dcnv2: DCN-V2" in out and "cross_layers=3" in out and "dropout=0.0" in out
+    assert "dcnv2: DCN-V2" in out and "cross_layers=3" in out and "dropout=0.2" in out
     assert main(["backbones", "wide&deep", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["name"] == "widedeep" and row["params"]["hidden_units"]["default"] == [256, 128]

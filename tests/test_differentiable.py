@@ -429,11 +429,15 @@ def test_supernet_architecture_comes_from_its_best_validation_epoch(monkeypatch,
 
 def test_darts_without_early_stop_trains_every_epoch_when_validating_within_epochs():
     """``early_stop=False`` runs all ``--epochs`` however many validations ``eval_every``
-    adds (the data overfits fast: several worse validations in a row come early)."""
+    adds (the data overfits fast without the recipe's regularisation: several worse
+    validations in a row come early)."""
     ds = make_synthetic(rows=6000, cardinalities=(300, 800, 50, 500), informative=(1, 2), seed=3)
     ctrl = AutoDim(early_stop=False)
     ctx = make_ctx(ds, AutoDim, epochs=6, batch_size=256)
-    ctx.train = TrainConfig(epochs=6, batch_size=256, patience=2, eval_every=3, progress=False)
+    ctx.backbone_params = {"batch_norm": False, "dropout": 0.0, "lr_plateau_factor": 1.0}
+    ctx.train = TrainConfig(
+        epochs=6, batch_size=256, patience=2, eval_every=3, lr_plateau_factor=1.0, progress=False
+    )
     ctrl.search(ctx)
     done = [e for e in ctx.history if e["event"] == "supernet_epoch"]
     steps = (len(ds.split("train")) + 255) // 256

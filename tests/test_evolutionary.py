@@ -97,8 +97,9 @@ def test_inherited_score_equals_standalone_table(optembed_run):
         cands += [space.sample(rng) for _ in range(3)]
         for cand in cands:
             plan = space.to_plan(cand, "optembed", space.bytes_of(cand))
-            model = ctx.build_model(plan)
-            model.load_state_dict(plan_weights(ctx, ctrl.supernet_, plan, cand))
+            sctx = ctrl.supernet_context(ctx)  # the supernet's backbone (search_backbone)
+            model = sctx.build_model(plan)
+            model.load_state_dict(plan_weights(sctx, ctrl.supernet_, plan, cand))
             auc, logloss = evaluate(model, val)
             assert ev(cand) == pytest.approx(auc, abs=1e-6)
             assert ev.last_metrics["logloss"] == pytest.approx(logloss, abs=1e-6)

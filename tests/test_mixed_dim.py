@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+from torch import nn
 
 from embsearch.budget import bytes_per_weight
 from embsearch.embeddings import MixedDimEmbedding
@@ -138,5 +139,6 @@ def test_padded_plan_backbone_starts_as_the_narrow_tables_would(small_ds):
             bound = fan_in**-0.5
             assert float(layer.weight.detach().abs().max()) <= bound + 1e-6
             assert float(layer.weight.detach().abs().max()) > 0.95 * bound
-    deep = make_backbone("deepfm", 8, 16, 60).dnn.net[2]  # the second layer is unchanged
+    linears = [m for m in make_backbone("deepfm", 8, 16, 60).dnn.net if isinstance(m, nn.Linear)]
+    deep = linears[1]  # the second layer is unchanged
     assert float(deep.weight.detach().abs().max()) <= 256**-0.5 + 1e-6

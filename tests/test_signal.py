@@ -99,7 +99,7 @@ def test_check_signal_recomputes_the_record_and_catches_a_wrong_one():
         for p, b in zip(plans, ctx.budgets)
     ]
     assert report["null_agreement"] == shares
-    plans[0].extra["signal"]["null_agreement"] = 1.0 - shares[0]
+    plans[0].extra["signal"]["null_agreement"] = shares[0] + (0.25 if shares[0] < 0.5 else -0.25)
     with pytest.raises(AssertionError, match="recorded null agreement"):
         check_signal(ctrl, ctx, plans)
     del plans[0].extra["signal"]

@@ -46,8 +46,8 @@ class DNN(nn.Module):
         width: int,
         hidden_units: Sequence[int] = (256, 128),
         activation: str = "relu",
-        batch_norm: bool = False,
-        dropout: float = 0.0,
+        batch_norm: bool = True,
+        dropout: float = 0.2,
     ) -> None:
         super().__init__()
         self.net = mlp(
@@ -67,8 +67,8 @@ class DeepFM(nn.Module):
         width: int,
         hidden_units: Sequence[int] = (256, 128),
         activation: str = "relu",
-        batch_norm: bool = False,
-        dropout: float = 0.0,
+        batch_norm: bool = True,
+        dropout: float = 0.2,
     ) -> None:
         super().__init__()
         self.fm = FM(num_fields, width)
@@ -87,8 +87,8 @@ class WideDeep(nn.Module):
         width: int,
         hidden_units: Sequence[int] = (256, 128),
         activation: str = "relu",
-        batch_norm: bool = False,
-        dropout: float = 0.0,
+        batch_norm: bool = True,
+        dropout: float = 0.2,
     ) -> None:
         super().__init__()
         self.wide = nn.Linear(num_fields * width, 1)
@@ -108,8 +108,8 @@ class DCNv2(nn.Module):
         cross_layers: int = 3,
         hidden_units: Sequence[int] = (256, 128),
         activation: str = "relu",
-        batch_norm: bool = False,
-        dropout: float = 0.0,
+        batch_norm: bool = True,
+        dropout: float = 0.2,
     ) -> None:
         super().__init__()
         d = num_fields * width

@@ -19,12 +19,12 @@ from torch import nn
 
 
 def embedding_weights(embedding: nn.Module) -> list[nn.Parameter]:
-    """The table's weights: a :class:`MixedDimEmbedding`'s ``tables`` (its blocks, fused per
-    dim), else every parameter of the embedding module whose name is not a projection's."""
-    tables = getattr(embedding, "tables", None)
-    if isinstance(tables, nn.ParameterList):
-        return list(tables)
-    return [p for n, p in embedding.named_parameters() if "proj" not in n]
+    """The table's id-indexed weights: the embedding module's ``table_weights()`` (every
+    embedding embsearch builds has one: a :class:`MixedDimEmbedding`'s blocks fused per dim,
+    a supernet's shared table). A module without it (a plug-in's own) has none to penalise:
+    projections, transforms and architecture weights are never guessed to be the table."""
+    get = getattr(embedding, "table_weights", None)
+    return list(get()) if callable(get) else []
 
 
 def penalty(training: Mapping[str, float]) -> Callable[[nn.Module], torch.Tensor] | None:
@@ -47,3 +47,16 @@ def penalty(training: Mapping[str, float]) -> Callable[[nn.Module], torch.Tensor
         return total
 
     return loss
+
+
+def combine(
+    *losses: Callable[[nn.Module], torch.Tensor] | None,
+) -> Callable[[nn.Module], torch.Tensor] | None:
+    """The sum of the given loss terms (``None`` ones left out), or ``None`` if none is given:
+    a controller's own regulariser plus the backbone's penalty, in one ``extra_loss``."""
+    given = [f for f in losses if f is not None]
+    if not given:
+        return None
+    if len(given) == 1:
+        return given[0]
+    return lambda model: sum((f(model) for f in given[1:]), given[0](model))

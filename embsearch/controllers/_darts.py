@@ -70,7 +70,7 @@ from embsearch.backbones import CTRModel
 from embsearch.budget import format_bytes
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import signal_record
-from embsearch.controllers.base import Controller
+from embsearch.controllers.base import SEARCH_BACKBONE_HELP, Controller
 from embsearch.data.batches import DeviceSplit
 from embsearch.data.dataset import Split
 from embsearch.embeddings.supernets import CandidateBranches
@@ -176,8 +176,9 @@ class ArchStep:
     Every ``every`` weight steps: one full validation batch (shuffled, cycled), loss
     ``BCE + penalty()``, gradients for the architecture parameters only, one Adam step
     (or one of the controller's ``optimizer``; none in the first ``warm_steps`` weight
-    steps), then ``after()`` (e.g. clipping a mask). Batch-norm running statistics are not updated
-    by these steps (they see training batches only).
+    steps), then ``after()`` (e.g. clipping a mask). Batch-norm running statistics, the
+    candidate branches' and the backbone's, are not updated by these steps (they see training
+    batches only); dropout stays on, as in every training-mode forward of DARTS.
     """
 
     def __init__(
@@ -207,6 +208,7 @@ class ArchStep:
         self.loss_fn = nn.BCEWithLogitsLoss()
         self.steps = 0
         self._batches = self._cycle()
+        self._momentum: dict[nn.Module, float | None] = {}
 
     def _cycle(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
@@ -218,6 +220,14 @@ class ArchStep:
         for m in self.model.modules():
             if isinstance(m, CandidateBranches):
                 m.update_stats = on
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                # momentum 0 keeps the running statistics as they are (the batch's own
+                # statistics still normalise it, as in any training-mode step)
+                if on:
+                    m.momentum = self._momentum.pop(m, m.momentum)
+                else:
+                    self._momentum[m] = m.momentum
+                    m.momentum = 0.0
 
     def __call__(self, step: int) -> None:
         if self.on_step is not None:
@@ -305,7 +315,8 @@ def train_supernet(
         p.requires_grad_(False)
     try:
         result = train_model(
-            model, ctx.data, cfg, generator=generator, after_step=step, on_epoch_end=None if early_stop else snapshot, params=weight_params, desc=desc
+            model, ctx.data, cfg, generator=generator, after_step=step, on_epoch_end=None if early_stop else snapshot, params=weight_params, desc=desc,
+            extra_loss=ctx.penalty(),  # the recipe's penalties on the weight steps
         )  # fmt: skip
     finally:
         for p in arch_params:
@@ -338,6 +349,7 @@ COMMON_PARAMS: dict[str, Any] = {
     "arch_every": 1,
     "discretise": "knapsack",
     "early_stop": True,
+    "search_backbone": {},
 }
 COMMON_HELP: dict[str, str] = {
     "epochs": "supernet epochs (None: --epochs)",
@@ -349,6 +361,7 @@ COMMON_HELP: dict[str, str] = {
     "per-field rule, which ignores the budget",
     "early_stop": "stop the supernet like a retrain and keep its best epoch's architecture "
     "(false: DARTS's fixed epochs and last architecture)",
+    "search_backbone": SEARCH_BACKBONE_HELP,
 }
 
 WEIGHTS_PARAMS: dict[str, Any] = {**COMMON_PARAMS, "value": "shortfall", "drop": True}
@@ -419,6 +432,7 @@ class DartsController(Controller):
             raise self._bad(name, "true or false")
 
     def validate(self) -> None:
+        self.check_search_backbone()
         self._check_number("epochs", 1, 10_000, integer=True, optional=True)
         self._check_number("arch_lr", 0.0, 10.0, open_lo=True)
         self._check_number("arch_batch_size", 2, 2**24, integer=True, optional=True)
@@ -506,6 +520,7 @@ class DartsController(Controller):
                 "val_auc": float(result.val_auc), "best_epoch": result.best_epoch,
                 "epochs_run": result.epochs_run, "seconds": round(result.seconds, 3),
             },
+            **self.search_backbone_record(),
         }  # fmt: skip
         mode, fingerprint = self.config["discretise"], ctx.dataset.fingerprint()
         plans = []
@@ -528,9 +543,10 @@ class DartsController(Controller):
         check_val_split(val, arch_batch)
         generator = seed_everything(ctx.seed)
         supernet = self.build_supernet(ctx, space)
-        model = CTRModel(supernet, ctx.make_backbone()).to(ctx.device)
+        sctx = self.supernet_context(ctx)  # the run's recipe, with search_backbone laid over it
+        model = CTRModel(supernet, sctx.make_backbone()).to(ctx.device)
         result = train_supernet(
-            ctx, model, [*model.backbone.parameters(), *supernet.weight_parameters()], supernet.arch_parameters(),
+            sctx, model, [*model.backbone.parameters(), *supernet.weight_parameters()], supernet.arch_parameters(),
             epochs=int(self.config["epochs"] or ctx.train.epochs), arch_lr=float(self.config["arch_lr"]),
             arch_batch_size=arch_batch, arch_every=int(self.config["arch_every"]), generator=generator,
             penalty=self.penalty(supernet), after_arch=self.after_arch(supernet), on_step=self.on_step(supernet),

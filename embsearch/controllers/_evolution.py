@@ -399,7 +399,7 @@ def train_supernet(
             ctx.data,
             cfg,
             generator=generator,
-            extra_loss=extra_loss,
+            extra_loss=ctx.penalty(extra_loss),
             after_step=after_step,
             desc=desc,
             validate=validate,
@@ -539,6 +539,7 @@ class EvolutionaryController(AskTellController):
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         plan = super().finish(ctx, budget, result)
         plan.extra["evolution"] = self.evolution_summary(ctx, budget)
+        plan.extra.update(self.search_backbone_record())
         return plan
 
     def ask(self) -> Candidate:

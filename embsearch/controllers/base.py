@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from embsearch.search_loop import LoopResult
 
 
+SEARCH_BACKBONE_HELP = (
+    "backbone parameters the supernet trains with instead of the run's recipe, a JSON object "
+    'such as {"batch_norm": false} ({}: the recipe); the plans are trained with the recipe'
+)
+
+
 class Controller(ABC):
     """Base class of every controller.
 
@@ -101,6 +107,32 @@ class Controller(ABC):
     def search_budgets(self, ctx: SearchContext) -> list[Plan]:
         """One plan per budget of ``ctx.budgets``. Default: an independent search for each."""
         return [self.search(ctx.with_budget(b)) for b in ctx.budgets]
+
+    # -- the supernet's backbone (controllers that train one) ---------------------------
+    def supernet_context(self, ctx: SearchContext) -> SearchContext:
+        """``ctx`` with this controller's ``search_backbone`` parameter (backbone parameters
+        its supernet trains with instead of the run's recipe; ``{}``: the recipe) applied.
+        The plans are trained with the run's recipe whatever this is."""
+        return ctx.with_backbone(self.config.get("search_backbone") or {})
+
+    def search_backbone_record(self) -> dict[str, Any]:
+        """``plan.extra`` entries saying how the supernet's backbone differed from the run's
+        (nothing when it did not)."""
+        overrides = self.config.get("search_backbone") or {}
+        if not overrides:
+            return {}
+        why = self.extensions.get("search_backbone", "")
+        return {"search_backbone": {"overrides": dict(overrides), "why": why}}
+
+    def check_search_backbone(self) -> None:
+        """``search_backbone`` must be a JSON object of backbone parameters (checked against
+        the backbone when the search starts)."""
+        v = self.config.get("search_backbone")
+        if v is not None and not (isinstance(v, dict) and all(isinstance(k, str) for k in v)):
+            raise ConfigError(
+                f"{self.name}: search_backbone must be a JSON object of backbone parameters, "
+                f"e.g. '{{\"batch_norm\": false}}' ({{}}: the run's recipe), got {v!r}"
+            )
 
     def make_plan(
         self, ctx: SearchContext, cand: Candidate, budget: int | None = None, **kwargs: Any

@@ -74,6 +74,7 @@ class DNIS(DartsController):
         "projection": "pad",
         "optimizer": "sgd",
         "warm_start": 1,
+        "search_backbone": {"batch_norm": False},
     }
     param_help: ClassVar[dict[str, str]] = {
         **COMMON_HELP,
@@ -89,6 +90,9 @@ class DNIS(DartsController):
         "optimizer": "'adam' is embsearch's first optimiser, kept for comparison",
         "projection": "'linear' retrains behind projections; DNIS pads",
         "early_stop": "stopping the supernet like a retrain: embsearch's (DARTS runs all epochs)",
+        "search_backbone": "the supernet's MLP trains without batch norm: the mask's magnitudes "
+        "are DNIS's signal, and batch norm undoes any scaling of the MLP's inputs, so every "
+        "field's mask shrank alike under the L1 (planted data: 0.48 vs 0.41); plans keep it",
     }
 
     def validate(self) -> None:

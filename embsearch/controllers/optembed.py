@@ -89,6 +89,7 @@ from embsearch.controllers._evolution import (
     validate_evolution,
 )
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
+from embsearch.controllers.base import SEARCH_BACKBONE_HELP
 from embsearch.controllers.uniform import Uniform
 from embsearch.embeddings.supernets_evo import SAMPLINGS, OptEmbedEmbedding
 from embsearch.errors import BudgetError, ConfigError
@@ -123,6 +124,7 @@ class OptEmbed(EvolutionaryController):
         "patience": 2,
         "projection": "pad",
         "uniform_margin": 2.0,
+        "search_backbone": {"batch_norm": False, "dropout": 0.0, "embedding_regularizer": 0.0},
     }
     param_help: dict[str, str] = {
         **EVOLUTION_HELP,
@@ -142,6 +144,7 @@ class OptEmbed(EvolutionaryController):
         "projection": "plans' projection: 'pad' (the paper's masks) or 'linear'",
         "uniform_margin": "return the uniform plan unless the pick's val AUC beats it by more "
         "than this many standard errors (paired, DeLong; 0: always the pick)",
+        "search_backbone": SEARCH_BACKBONE_HELP,
     }
 
     extensions = {
@@ -151,9 +154,14 @@ class OptEmbed(EvolutionaryController):
         "val_rows": "scoring on a validation subsample: embsearch's, for speed",
         "final_checks": "re-scoring the best candidates on the whole split: embsearch's",
         "uniform_margin": "the uniform gate: embsearch's (0 returns the evolution's pick)",
+        "search_backbone": "the supernet trains without the recipe's batch norm, dropout and "
+        "embedding regularizer: pruning compares row norms with learned thresholds, which batch "
+        "norm (blind to the inputs' scale) and the dense L2 (500x table_l2) undo, and on planted "
+        "data the evolution's pick lost its margin with dropout; the plans train with all three",
     }
 
     def validate(self) -> None:
+        self.check_search_backbone()
         validate_evolution(self.name, self.config)
         for key, hi in (("alpha", 1.0), ("threshold_lr", 10.0), ("table_l2", 1.0)):
             v = self.config[key]
@@ -211,6 +219,7 @@ class OptEmbed(EvolutionaryController):
         space = self.search_space(ctx)
         for budget in ctx.budgets:  # fail before training
             check_budget(space, budget)
+        sctx = self.supernet_context(ctx)  # the run's recipe with search_backbone laid over it
         epochs = self.config["supernet_epochs"] or ctx.train.epochs
 
         def build() -> CTRModel:
@@ -226,11 +235,11 @@ class OptEmbed(EvolutionaryController):
             emb.own_threshold_optimiser(
                 float(self.config["threshold_lr"]), float(self.config["table_l2"])
             )
-            return CTRModel(emb, ctx.make_backbone())
+            return CTRModel(emb, sctx.make_backbone())
 
         alpha = float(self.config["alpha"])
         self.supernet_, summary = train_supernet(
-            ctx,
+            sctx,
             build,
             epochs,
             deadline,

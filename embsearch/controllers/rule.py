@@ -89,6 +89,7 @@ from embsearch.controllers._evolution import (
     validate_evolution,
 )
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
+from embsearch.controllers.base import SEARCH_BACKBONE_HELP
 from embsearch.embeddings.supernets_evo import SAMPLINGS, RuleEmbedding
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator, disjoint_rows
@@ -251,6 +252,7 @@ class Rule(EvolutionaryController):
         "supernet_val": "budgets",
         "scales": True,
         "final_margin": 2.0,
+        "search_backbone": {},
     }
     param_help: dict[str, str] = {
         **EVOLUTION_HELP,
@@ -274,6 +276,7 @@ class Rule(EvolutionaryController):
         "final_margin": "step 5 serves the uniform selection or a measured estimator sample "
         "over the evolution's best only when it validates better by more than this many "
         "standard errors (paired, DeLong; 0: the best held-out score)",
+        "search_backbone": SEARCH_BACKBONE_HELP,
     }
 
     extensions = {
@@ -311,6 +314,12 @@ class Rule(EvolutionaryController):
             )
 
     def validate(self) -> None:
+        self.check_search_backbone()
+        if self.config.get("search_backbone") and not self.config.get("retrain"):
+            raise ConfigError(
+                "rule: search_backbone needs --param retrain=true: a served plan keeps the "
+                "supernet's backbone, which must then be the run's"
+            )
         validate_evolution(self.name, self.config)
         c = self.config
         checks: list[tuple[str, bool, str]] = [
@@ -368,6 +377,7 @@ class Rule(EvolutionaryController):
         self.check_space(ctx)
         self.space_ = space = self.search_space(ctx)
         self._check_budgets(ctx, space)
+        sctx = self.supernet_context(ctx)  # the run's recipe with search_backbone laid over it
         blocks, lam = int(self.config["blocks"]), float(self.config["diversity"])
 
         def build() -> CTRModel:
@@ -381,12 +391,12 @@ class Rule(EvolutionaryController):
                 sampling=self.config["sampling"],
                 scales=self.config["scales"],
             )
-            return CTRModel(emb, ctx.make_backbone())
+            return CTRModel(emb, sctx.make_backbone())
 
         epochs = self.config["supernet_epochs"] or ctx.train.epochs
         judge = served_validation(ctx, space) if self.config["supernet_val"] == "budgets" else None
         self.supernet_, summary = train_supernet(
-            ctx,
+            sctx,
             build,
             epochs,
             deadline,

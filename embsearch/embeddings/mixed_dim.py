@@ -84,6 +84,11 @@ class MixedDimEmbedding(nn.Module):
             self.projections.append(nn.Parameter(torch.empty(shape), requires_grad=projected))
         self.reset_parameters()
 
+    def table_weights(self) -> list[nn.Parameter]:
+        """The id-indexed weights (one fused table per dim; the projections are not), which
+        the backbone's ``embedding_regularizer`` penalises."""
+        return list(self.tables)
+
     def reset_parameters(self) -> None:
         for t in self.tables:
             nn.init.normal_(t, std=0.01)

@@ -256,6 +256,11 @@ class MixedSupernet(nn.Module, ABC):
         for name, cols in (("col_k", col_k), ("col_j", col_j), ("col_p", col_p)):
             self.register_buffer(name, torch.tensor(cols, dtype=torch.long), persistent=False)
 
+    def table_weights(self) -> list[nn.Parameter]:
+        """The shared id-indexed table (the backbone's ``embedding_regularizer`` penalises it;
+        the branches' transforms and the architecture weights are not penalised)."""
+        return [self.table.weight]
+
     def field_weights(self) -> torch.Tensor | None:
         """Weights over candidates shared by every id of a field, ``[fields, K]``, or None
         when they are per id (:meth:`row_weights`)."""

@@ -56,6 +56,10 @@ class DNISSupernet(nn.Module):
     def weight_parameters(self) -> list[nn.Parameter]:
         return [self.table.weight]
 
+    def table_weights(self) -> list[nn.Parameter]:
+        """The id-indexed table (the backbone's ``embedding_regularizer`` penalises it, not the mask)."""
+        return [self.table.weight]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.hard if self.hard.numel() else self.mask
         return self.table(x) * self.table.per_group(m, x).to(self.table.weight.dtype)

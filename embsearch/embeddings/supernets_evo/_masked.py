@@ -90,6 +90,10 @@ class MaskedSupernetEmbedding(nn.Module):
         self.generator = torch.Generator().manual_seed(int(seed))
 
     # -- candidates -------------------------------------------------------------------------
+    def table_weights(self) -> list[nn.Parameter]:
+        """The id-indexed table (the backbone's ``embedding_regularizer`` penalises it)."""
+        return [self.table]
+
     def dims_of(self, cand: Candidate) -> torch.Tensor:
         """The candidate as one dim per slot, ``int64 [n_slots]`` on the table's device."""
         flat = [int(d) for dims in cand for d in dims]
