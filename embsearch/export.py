@@ -14,7 +14,9 @@ Export directory::
 Loading with plain torch + safetensors (no embsearch): for field ``f`` and id ``i``, find
 the group ``g`` whose ``start <= i < stop``, take row ``i - start`` of ``emb.f.g``; if its
 dim ``d`` is below ``width``, multiply by ``proj.f.d`` (or zero-pad when the plan's
-``projection`` is ``"pad"``).
+``projection`` is ``"pad"``). With embsearch, :func:`embsearch.load_export.load_model`
+(table + backbone) and ``MixedDimEmbedding.load`` (the table) read it back without
+importing the runner or any controller; both names stay importable from here.
 
 ``out`` is checked before anything is read (a symbolic link, a file, a directory holding
 files or an unwritable location is refused in one line); the files are staged in a hidden
@@ -28,17 +30,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from embsearch._atomic import follow_umask, read_json, staged_dir, write_json
+from embsearch._atomic import follow_umask, staged_dir, write_json
 from embsearch.backbones import CTRModel, dense_bytes, make_backbone
 from embsearch.budget import bytes_per_weight
 from embsearch.embeddings.mixed_dim import MixedDimEmbedding
+from embsearch.embeddings.mixed_dim import load_embedding as load_embedding  # re-exported
 from embsearch.errors import RunDirError
+from embsearch.load_export import load_model as load_model  # re-exported
 from embsearch.out_dir import check_out_dir
 from embsearch.plan import Plan
 from embsearch.run_config import RunConfig
-from embsearch.search import load_run
+from embsearch.run_dir import load_run
 
 FORMATS = ("safetensors", "torchrec")
 
@@ -163,31 +167,3 @@ def torchrec_tables(plan: Plan) -> dict[str, Any]:
         f"The backbone takes every field at width {plan.width}: where a table's embedding_dim is "
         f"smaller, {reach}.",
     }
-
-
-def load_embedding(directory: str | Path) -> MixedDimEmbedding:
-    """``MixedDimEmbedding`` rebuilt from an export directory."""
-    directory = Path(directory)
-    if not (directory / "weights.safetensors").is_file():
-        raise RunDirError(
-            f"{directory} holds no weights.safetensors; create it with `embsearch export`"
-        )
-    plan = Plan.load(directory / "plan.json")
-    emb = MixedDimEmbedding(plan)
-    emb.load_block_tensors(load_file(str(directory / "weights.safetensors")))
-    return emb
-
-
-def load_model(directory: str | Path) -> CTRModel:
-    """The whole exported model (table + backbone)."""
-    directory = Path(directory)
-    emb = load_embedding(directory)
-    meta = read_json(directory / "model.json")
-    backbone = make_backbone(
-        meta["backbone"],
-        meta["num_fields"],
-        meta["width"],
-        params=meta.get("backbone_params", {}),  # absent from exports before issue 19
-    )
-    backbone.load_state_dict(load_file(str(directory / "backbone.safetensors")))
-    return CTRModel(emb, backbone)

@@ -20,13 +20,13 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from embsearch._atomic import read_json, write_file, write_json
+from embsearch._atomic import write_file, write_json
 from embsearch.backbones import backbone_params, dense_bytes
 from embsearch.backbones.params import split_params
 from embsearch.budget import format_bytes, parse_budget
@@ -35,21 +35,18 @@ from embsearch.controllers.base import Controller
 from embsearch.controllers.registry import get_controller
 from embsearch.data.dataset import Dataset
 from embsearch.data.synthetic import make_synthetic
-from embsearch.errors import ConfigError, RunDirError
-from embsearch.out_dir import check_out_dir, claim_dir, held_by
+from embsearch.errors import ConfigError
+from embsearch.out_dir import check_out_dir, claim_dir
 from embsearch.plan import NO_EMBEDDING, Plan
-from embsearch.run_checks import check_run_data, check_run_dir
 from embsearch.run_config import RunConfig
+from embsearch.run_dir import (  # load_run, load_weights: re-exported, their home is run_dir
+    RunResult,
+    load_run,  # noqa: F401
+    load_weights,  # noqa: F401
+)
 from embsearch.search_spaces import SPACES, SearchSpace
 from embsearch.train.device import resolve_device
 from embsearch.train.trainer import TrainConfig
-
-
-@dataclass
-class RunResult:
-    plan: Plan
-    run_dir: Path
-    seconds: float
 
 
 def load_dataset(cfg: RunConfig) -> Dataset:
@@ -269,42 +266,3 @@ def _jsonable(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     return str(obj)
-
-
-def load_run(
-    run_dir: str | Path, *, weights: bool = True
-) -> tuple[RunConfig, Plan, dict[str, torch.Tensor]]:
-    """Read a single-plan run directory (``weights=False``: its trained weights are not needed).
-
-    The run's dataset must be the one the plan was searched on: its fingerprint is checked
-    against the plan's ``data_fingerprint`` (a mismatch names both)."""
-    run_dir = Path(run_dir)
-    pid = held_by(run_dir)
-    if pid is not None:
-        raise RunDirError(
-            f"{run_dir} is still being written by another embsearch process "
-            f"({'pid ' + str(pid) if pid else 'pid unknown'}); wait for it to finish"
-        )
-    check_run_dir(run_dir)
-    if weights and not (run_dir / "model.pt").is_file():
-        raise RunDirError(
-            f"{run_dir} has a plan but no trained weights (the search was interrupted, or stopped "
-            f"during its final training); `embsearch retrain {run_dir}` trains it and saves the "
-            "weights, or run the search again"
-        )
-    cfg = RunConfig.from_mapping(read_json(run_dir / "config.json"), str(run_dir / "config.json"))
-    plan = Plan.load(run_dir / "plan.json")
-    check_run_data(cfg, plan, run_dir)
-    return cfg, plan, load_weights(run_dir) if weights else {}
-
-
-def load_weights(run_dir: str | Path) -> dict[str, torch.Tensor]:
-    """The trained weights ``RUN_DIR/model.pt`` (one line for a damaged file)."""
-    run_dir = Path(run_dir)
-    try:
-        return torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    except Exception:  # torch raises several types (and long advice) for a damaged file
-        raise RunDirError(
-            f"{run_dir / 'model.pt'} cannot be read: it is damaged or was not written by "
-            f"embsearch; `embsearch retrain {run_dir}` trains the plan again"
-        ) from None

@@ -9,12 +9,11 @@ and told ``-inf``), stops when the controller is done, when ``ctx.max_seconds`` 
 so far in a :class:`LoopResult` whose ``stop_reason`` says why it stopped. (Ctrl-C during a
 controller's ``prepare``, e.g. supernet training, is not caught: there is no candidate yet.)
 
-``search_budgets`` is the default multi-budget driver of
-:class:`~embsearch.controllers.base.AskTellController`: ``prepare`` once (one supernet for
-every budget), then ``start`` / loop / ``finish`` per budget. A controller whose scores do
-not depend on the budget (``budget_free_scores = True``, e.g. inherited-weight scores of
-one supernet) gets one score memo per evaluator shared by every budget: a candidate
-scored under one budget is not evaluated again under another.
+The multi-budget driver above it, ``AskTellController.search_budgets``
+(:mod:`embsearch.controllers.base`), runs ``prepare`` once, then ``start`` / this loop /
+``finish`` per budget; a ``cache`` it passes shares scores across budgets. This module is
+the engine below the controllers and imports none of them: ``AskTell`` is the protocol it
+drives.
 
 Memoised scores are recorded like any evaluation, marked ``"cached": true`` (with no
 metrics and ~0 ``seconds``); ``LoopResult.cache_hits`` counts them.
@@ -26,16 +25,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from embsearch.context import SearchContext
 from embsearch.evaluator import Evaluator
-from embsearch.plan import Plan
 from embsearch.search_spaces.base import Candidate, SearchSpace
 from embsearch.train.progress import progress_bar
-
-if TYPE_CHECKING:
-    from embsearch.controllers.base import AskTellController
 
 STOP_REASONS = ("done", "time", "interrupted", "max_evals")
 
@@ -204,42 +199,3 @@ def _drive(
     except KeyboardInterrupt:
         reason = "interrupted"
     return best, best_score, n, hits, reason
-
-
-def search_budgets(controller: AskTellController, ctx: SearchContext) -> list[Plan]:
-    """One plan per budget of ``ctx.budgets`` from one ``prepare`` (e.g. one supernet).
-
-    After Ctrl-C the remaining budgets are not searched: each gets the interrupted search's
-    best candidate when it fits (budgets ascend), else the controller's fallback, with
-    ``interrupted`` set, so the runner can still write ``search.json`` and plans.
-    """
-    deadline = deadline_of(ctx)
-    controller.prepare(ctx, deadline)
-    space = controller.search_space(ctx)
-    plans: list[Plan] = []
-    stopped: LoopResult | None = None
-    memos: dict[int, tuple[Evaluator, dict[Candidate, float]]] = {}  # id -> (evaluator, memo)
-    for budget in ctx.budgets:
-        if stopped is None:
-            controller.start(ctx, budget)
-            evaluator = controller.evaluator(ctx, budget)
-            memo = (
-                memos.setdefault(id(evaluator), (evaluator, {}))[1]
-                if getattr(controller, "budget_free_scores", False)
-                else None
-            )
-            result = run_loop(
-                controller, evaluator, ctx, budget, space=space, deadline=deadline, cache=memo
-            )
-            stopped = result if result.interrupted else None
-        else:
-            keep = (
-                stopped.best
-                if stopped.best is not None and space.bytes_of(stopped.best) <= budget
-                else None
-            )
-            result = LoopResult(
-                keep, stopped.best_score if keep else -math.inf, 0, 0.0, "interrupted"
-            )
-        plans.append(controller.finish(ctx, budget, result))
-    return plans

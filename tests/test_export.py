@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -81,6 +83,28 @@ def test_plain_torch_loading_as_documented(run_dir, tmp_path):
     for b in range(x.shape[0]):
         for j, field in enumerate(plan["fields"]):
             torch.testing.assert_close(lookup(field, int(x[b, j])), expected[b, j])
+
+
+def test_loading_an_export_imports_no_controller_runner_or_engine(run_dir, tmp_path):
+    """Loading an exported table or model (in a fresh interpreter) loads neither the search
+    runner, nor a controller, nor the engine they run on: the import-linter contract in
+    pyproject.toml, checked here at run time (the package's ``__init__`` included)."""
+    out = export_run(run_dir, tmp_path / "export")
+    code = (
+        "import sys\n"
+        "import embsearch\n"
+        "from embsearch.load_export import load_model\n"
+        f"load_model({str(out)!r})\n"
+        f"embsearch.MixedDimEmbedding.load({str(out)!r})\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('embsearch'))))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "embsearch.embeddings.mixed_dim" in loaded
+    heavy = {"search", "search_loop", "retrain", "context", "evaluator", "controllers", "data"}
+    below = {m.split(".")[1] for m in loaded if "." in m}  # embsearch.<this>...
+    assert not below & heavy, sorted(below)
 
 
 def test_torchrec_config(run_dir, tmp_path):

@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import embsearch.data.prepare as prepare_mod
+from embsearch.data.buckets import bucket_codes
 from embsearch.data.dataset import SPLITS, Dataset
-from embsearch.data.prepare import bucket_codes, fixed8_keys, prepare
+from embsearch.data.prepare import fixed8_keys, prepare
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

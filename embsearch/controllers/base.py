@@ -9,19 +9,17 @@ Sample-based controllers (evolution, RL, black-box) subclass :class:`AskTellCont
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from embsearch.context import SearchContext
 from embsearch.errors import ConfigError
+from embsearch.evaluator import Evaluator
 from embsearch.plan import Plan
+from embsearch.search_loop import LoopResult, deadline_of, run_loop
 from embsearch.search_spaces.base import Candidate, SearchSpace
-
-if TYPE_CHECKING:
-    from embsearch.evaluator import Evaluator
-    from embsearch.search_loop import LoopResult
-
 
 SEARCH_BACKBONE_HELP = (
     "backbone parameters the supernet trains with instead of the run's recipe, a JSON object "
@@ -161,7 +159,14 @@ class AskTellController(Controller):
     ``ask()`` should return candidates of ``search_space(ctx)`` within the budget; the loop
     rejects (records, tells ``-inf``, never keeps) any that is not. Scores: higher is better.
     ``search(ctx)`` is ``search_budgets`` on the first budget alone.
+
+    A controller whose scores do not depend on the budget (``budget_free_scores = True``,
+    e.g. inherited-weight scores of one supernet) gets one score memo per evaluator shared
+    by every budget: a candidate scored under one budget is not evaluated again under
+    another.
     """
+
+    budget_free_scores: bool = False
 
     def prepare(self, ctx: SearchContext, deadline: float | None) -> None:  # noqa: B027 - optional hook
         """Once per search, before any budget (``deadline`` is a ``time.perf_counter()`` value)."""
@@ -211,6 +216,39 @@ class AskTellController(Controller):
         return self.search_budgets(ctx.with_budget(ctx.budget))[0]
 
     def search_budgets(self, ctx: SearchContext) -> list[Plan]:
-        from embsearch.search_loop import search_budgets  # the loop imports this module
+        """One plan per budget of ``ctx.budgets`` from one ``prepare`` (e.g. one supernet).
 
-        return search_budgets(self, ctx)
+        After Ctrl-C the remaining budgets are not searched: each gets the interrupted
+        search's best candidate when it fits (budgets ascend), else :meth:`fallback`, with
+        ``interrupted`` set, so the runner can still write ``search.json`` and plans.
+        """
+        deadline = deadline_of(ctx)
+        self.prepare(ctx, deadline)
+        space = self.search_space(ctx)
+        plans: list[Plan] = []
+        stopped: LoopResult | None = None
+        memos: dict[int, tuple[Evaluator, dict[Candidate, float]]] = {}  # id -> (evaluator, memo)
+        for budget in ctx.budgets:
+            if stopped is None:
+                self.start(ctx, budget)
+                evaluator = self.evaluator(ctx, budget)
+                memo = (
+                    memos.setdefault(id(evaluator), (evaluator, {}))[1]
+                    if self.budget_free_scores
+                    else None
+                )
+                result = run_loop(
+                    self, evaluator, ctx, budget, space=space, deadline=deadline, cache=memo
+                )
+                stopped = result if result.interrupted else None
+            else:
+                keep = (
+                    stopped.best
+                    if stopped.best is not None and space.bytes_of(stopped.best) <= budget
+                    else None
+                )
+                result = LoopResult(
+                    keep, stopped.best_score if keep else -math.inf, 0, 0.0, "interrupted"
+                )
+            plans.append(self.finish(ctx, budget, result))
+        return plans

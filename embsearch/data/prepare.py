@@ -2,7 +2,7 @@
 
 ``prepare`` reads the input file(s) with :mod:`embsearch.data.readers`, splits rows (one
 file: a seeded random split; three files: given train/val/test), bucketises numeric
-columns (:func:`bucket_codes`), turns every column into dense codes with Arrow's
+columns (:func:`~embsearch.data.buckets.bucket_codes`), turns every column into dense codes with Arrow's
 ``dictionary_encode`` and then into ids with
 :func:`~embsearch.data.encode.frequency_ranking` on the **train rows only** (id 0 = OOV,
 ids 1..n by descending train frequency; values below ``min_count`` or unseen in train
@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from embsearch._text import printable
+from embsearch.data.buckets import bucket_codes
 from embsearch.data.dataset import SPLITS, Dataset, Split
 from embsearch.data.encode import apply_ranking, frequency_ranking
 from embsearch.data.leakage import leaking_fields
@@ -191,31 +192,6 @@ def _encode_fields(
     return specs, [np.ascontiguousarray(x.T) for x in xt], vocab
 
 
-def bucket_codes(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Bucketise a numeric column into small non-negative int64 codes (one code per bucket).
-
-    ``v = floor(x)``; ``|v| <= 2`` keeps ``v`` as is; ``v > 2`` goes to bucket
-    ``floor(log(v)^2)`` and ``v < -2`` to the mirrored negative bucket; missing or NaN is a
-    bucket of its own. On Criteo's integers this is the usual ``log(x)^2`` rule (its
-    negatives are -1..-3, each still its own bucket), except that the small values 0, 1, 2
-    never share a bucket with a log bucket (``floor(log(3)^2) = 1`` would otherwise collide
-    with ``1``). Floats are floored first so the same rule serves integers and floats.
-    Codes depend only on the value, so they agree across files; code 0 is "missing".
-    """
-    x = pc.fill_null(pc.cast(col, pa.float64()), math.nan)
-    x = np.asarray(
-        x.to_numpy() if isinstance(x, pa.ChunkedArray) else x.to_numpy(zero_copy_only=False)
-    )
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        v = np.floor(x)
-        a = np.abs(v)
-        big = a > 2
-        b = np.floor(np.log(np.where(big, np.minimum(a, np.finfo(np.float64).max), 3.0)) ** 2)
-        codes = np.where(big, 6.0 + 2.0 * b + (v < 0), v + 3.0)
-        codes[np.isnan(x)] = 0.0
-    return codes.astype(np.int64)
-
-
 def fixed8_keys(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
     """int64 keys of a string column whose values all have 8 bytes or are empty, else ``None``.
 
@@ -248,7 +224,7 @@ def dense_codes(parts: Sequence[pa.ChunkedArray], numeric: bool) -> tuple[list[n
     """Codes ``0..n-1`` of one column across parts, and ``n``: part 0 (the train file) defines
     the values; values of later parts missing from it get code ``-1`` (or ``>= n``), which
     :func:`apply_ranking` maps to OOV. Nulls of a categorical column are a value of their
-    own; a numeric column is bucketised by :func:`bucket_codes` (no hashing needed), and a
+    own; a numeric column is bucketised by :func:`~embsearch.data.buckets.bucket_codes` (no hashing needed), and a
     column of 8-byte strings is hashed as int64 (:func:`fixed8_keys`, about twice as fast)."""
     codes, n, _ = _dense_codes(parts, numeric)
     return codes, n

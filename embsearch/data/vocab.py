@@ -18,7 +18,7 @@ name the column's Arrow ``type``; ``value_encoding`` is ``"text"``, or ``"hex"``
 that are not UTF-8.
 
 Numeric (bucketised) fields store bucket labels, not values: ``"missing"`` (empty/NaN) or
-``"b:<code>"`` with the code of :func:`embsearch.data.prepare.bucket_codes`: ``v = floor(x)``;
+``"b:<code>"`` with the code of :func:`embsearch.data.buckets.bucket_codes`: ``v = floor(x)``;
 ``|v| <= 2`` gives code ``v + 3``; ``v > 2`` gives ``6 + 2 * floor(log(v) ** 2)`` and
 ``v < -2`` gives ``7 + 2 * floor(log(-v) ** 2)``. :meth:`Vocabulary.encode` applies that rule
 to raw numbers itself.
@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from embsearch._atomic import read_json, staged_dir, write_json
+from embsearch.data.buckets import bucket_codes
 from embsearch.errors import DataError
 
 VOCAB_DIR = "vocab"
@@ -387,8 +388,6 @@ def _like_field(arr: pa.Array, fv: FieldVocab) -> pa.Array:
 
 
 def _encode_numeric(fv: FieldVocab, arr: pa.Array) -> np.ndarray:
-    from embsearch.data.prepare import bucket_codes  # prepare imports this module
-
     if pa.types.is_string(arr.type):
         arr = pc.if_else(pc.is_in(arr, value_set=_CSV_NULLS), pa.scalar(None, pa.string()), arr)
     try:

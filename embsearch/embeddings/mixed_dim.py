@@ -6,14 +6,20 @@ A field's blocks of dim ``d < width`` share one ``d x width`` projection (AutoEm
 MDE's structure); with ``projection='pad'`` vectors are zero-padded instead (DNIS, RULE).
 
 Exported layout (``export.py``) names one tensor per block, ``emb.<field>.<group>``, and one
-per projection, ``proj.<field>.<dim>``, which plain torch can use without embsearch.
+per projection, ``proj.<field>.<dim>``, which plain torch can use without embsearch;
+:func:`load_embedding` reads it back (it needs torch, safetensors and the plan, nothing of
+the search).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
+from embsearch.errors import RunDirError
 from embsearch.plan import Plan
 
 
@@ -197,8 +203,19 @@ class MixedDimEmbedding(nn.Module):
                         self.projections[c][k].copy_(tensors[f"proj.{fp.name}.{d}"])
 
     @classmethod
-    def load(cls, directory: str) -> MixedDimEmbedding:
+    def load(cls, directory: str | Path) -> MixedDimEmbedding:
         """Rebuild the module from an export directory (``plan.json`` + ``weights.safetensors``)."""
-        from embsearch.export import load_embedding
-
         return load_embedding(directory)
+
+
+def load_embedding(directory: str | Path) -> MixedDimEmbedding:
+    """``MixedDimEmbedding`` rebuilt from an export directory (``plan.json`` +
+    ``weights.safetensors``, as ``embsearch export`` writes them)."""
+    directory = Path(directory)
+    if not (directory / "weights.safetensors").is_file():
+        raise RunDirError(
+            f"{directory} holds no weights.safetensors; create it with `embsearch export`"
+        )
+    emb = MixedDimEmbedding(Plan.load(directory / "plan.json"))
+    emb.load_block_tensors(load_file(str(directory / "weights.safetensors")))
+    return emb
