@@ -105,12 +105,14 @@ def context(
         lr=args.lr,
         eval_every=args.eval_every,
         progress=False,
+        lr_plateau_factor=float(args.backbone_params_.get("lr_plateau_factor", 0.1)),
     )
     return SearchContext(
         ds,
         space,
         resolved,
         backbone=args.backbone,
+        backbone_params=args.backbone_params_,
         train=cfg,
         device=args.device_,
         seed=args.seed,
@@ -284,6 +286,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--backbone", default="deepfm")
     p.add_argument(
+        "--backbone-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a backbone parameter (JSON value) for every training; repeatable (default: the "
+        "backbone's declared recipe)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
         "--space", default=None, help="search space for every controller (default: its own)"
     )
     p.add_argument(
@@ -307,6 +318,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.datasets = [d for d in args.datasets.split(",") if d]
     args.controllers = [c for c in args.controllers.split(",") if c]
     args.budgets = [b for b in args.budgets.split(",") if b]
+    args.backbone_params_ = dict(parse_param(t, "--backbone-param") for t in args.backbone_param)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.params_ = {}
     for text in args.param:
         try:

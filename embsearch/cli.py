@@ -240,7 +240,8 @@ class Search(Command):
             metavar="KEY=VALUE",
             help="backbone parameter (repeatable; JSON values), e.g. hidden_units=[400,400,400], "
             "activation=relu, batch_norm=true, dropout=0.2, cross_layers=3 (dcnv2), "
-            "weight_decay=1e-5, embedding_regularizer=0.05",
+            "weight_decay=1e-5, embedding_regularizer=0.05; the defaults are the field's recipe "
+            "(`embsearch backbones` lists them)",
         )
         p.add_argument("--space", help="field_dims or feature_dims (default: the controller's)")
         p.add_argument(
@@ -266,7 +267,7 @@ class Search(Command):
             type=int,
             help="most training epochs for supernets and the final plan; early stopping on "
             "validation AUC (patience 2) ends most runs sooner (default 30; 5 is a quick look "
-            "that costs about 0.01 AUC on frappe)",
+            "that costs about 0.02 test AUC on frappe: 0.935 against 0.957)",
         )
         p.add_argument("--batch-size", type=int, help="default 4096")
         p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
@@ -284,6 +285,11 @@ class Search(Command):
             "--max-seconds",
             type=float,
             help="stop sample-based searches after this long, keeping the best so far",
+        )
+        p.add_argument(
+            "--threads",
+            type=int,
+            help="CPU threads for training (default: half the cores, 1 to 8; torch's own default, every core, stalls when another process takes one)",
         )
         p.add_argument(
             "--config", help="JSON or TOML file with any of these options; flags override it"
@@ -315,6 +321,7 @@ class Search(Command):
             "device": args.device,
             "seed": args.seed,
             "max_seconds": args.max_seconds,
+            "threads": args.threads,
         }
         given = {k: v for k, v in flags.items() if v is not None}
         raw.update(given)
@@ -393,6 +400,7 @@ class Retrain(Command):
             help="override the search's --eval-every (0: validate once an epoch)",
         )
         p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+        p.add_argument("--threads", type=int, help="override the search's --threads")
         p.add_argument("--quiet", action="store_true")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -404,6 +412,7 @@ class Retrain(Command):
             epochs=args.epochs,
             device=args.device,
             eval_every=args.eval_every,
+            threads=args.threads,
             progress=not args.quiet,
             warn=_warn,
         )

@@ -14,18 +14,19 @@ from typing import Any
 import torch
 
 from embsearch._atomic import write_file, write_json
+from embsearch.baseline import (
+    baseline_key,
+    baseline_record,
+    is_full_table,
+    load_baseline,
+    save_baseline,
+)
 from embsearch.context import SearchContext
 from embsearch.out_dir import lock_dir
 from embsearch.plan import Plan
 from embsearch.run_config import RunConfig
-from embsearch.search import (
-    build_space,
-    load_dataset,
-    load_run,
-    load_weights,
-    make_context,
-    record_training,
-)
+from embsearch.run_dir import load_run, load_weights
+from embsearch.search import build_space, load_dataset, make_context, record_training
 from embsearch.train.trainer import evaluate
 
 
@@ -48,8 +49,18 @@ def _train_and_test(ctx: SearchContext, plan: Plan, desc: str) -> dict[str, Any]
         "table_bytes": plan.table_bytes,
         "train_seconds": result.seconds,
         "stopping": result.stopping_record(),
+        "timing": result.timing_record(),
         "hint": result.epochs_hint(),
     }
+
+
+def _stopping(record: dict[str, Any]) -> dict[str, Any]:
+    keys = ("epochs_run", "best_epoch", "best_step", "steps_run")
+    return {k: record[k] for k in keys if k in record}
+
+
+def _timing(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record[k] for k in ("epoch_times", "samples_per_s") if k in record}
 
 
 def _served_test(ctx: SearchContext, plan: Plan, state: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -68,16 +79,19 @@ def run_retrain(
     epochs: int | None = None,
     device: str | None = None,
     eval_every: int | None = None,
+    threads: int | None = None,
     progress: bool = True,
     warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Retrain, evaluate on test, write ``RUN_DIR/retrain.json``; returns its content.
-    ``epochs``, ``device`` and ``eval_every`` override the search's options. A run without
+    ``epochs``, ``device``, ``eval_every`` and ``threads`` override the search's options. A run without
     trained weights keeps the retrained ones (``model.pt``, metrics in ``plan.json``; the
     report's ``saved_weights``). The run directory is locked meanwhile (``warn`` hears of
     temporary files a killed process left in it, which are removed)."""
     run_dir = Path(run_dir)
     cfg, plan, _ = load_run(run_dir, weights=False)
+    if threads is not None:
+        cfg.threads = threads
     served = None  # the weights RULE served, to test them too
     if plan.extra.get("served_from_supernet") and (run_dir / "model.pt").is_file():
         served = load_weights(run_dir)
@@ -109,7 +123,17 @@ def _retrain(
     space = build_space(cfg, dataset, plan.space)
     ctx = make_context(cfg, dataset, space, [plan.budget_bytes], progress)
     served = {} if served_state is None else _served_test(ctx, plan, served_state)
-    res = _train_and_test(ctx, plan, "retrain plan")
+    key = baseline_key(cfg, ctx)
+    cached = load_baseline(key) if with_baseline or is_full_table(plan, cfg.width) else None
+    if is_full_table(plan, cfg.width) and cached is not None and not untrained:
+        # the plan is the full-size model this recipe has trained and tested already
+        res = {**cached, "stopping": _stopping(cached), "timing": _timing(cached), "hint": None}
+        ctx.log(f"the plan is the full-size baseline: reusing its tested record ({key})")
+    else:
+        res = _train_and_test(ctx, plan, "retrain plan")
+        if is_full_table(plan, cfg.width):
+            cached = baseline_record(res)
+            save_baseline(key, cached)
     if res["hint"]:
         ctx.log(res["hint"])
     report: dict[str, Any] = {
@@ -121,6 +145,7 @@ def _retrain(
         "train_seconds": res["train_seconds"],
         "epochs": cfg.epochs,
         **res["stopping"],
+        **res["timing"],
         "controller": plan.controller,
         **served,
     }
@@ -130,14 +155,22 @@ def _retrain(
         record_training(plan, res["result"])
         plan.save(run_dir / "plan.json")
         report["saved_weights"] = "model.pt"
+    if is_full_table(plan, cfg.width):
+        report["baseline_key"] = key
     if with_baseline:
-        base = _train_and_test(ctx, full_table_plan(ctx), "retrain full table")
+        reused = cached is not None
+        if cached is None:  # trained once per dataset and recipe, then reused
+            cached = baseline_record(_train_and_test(ctx, full_table_plan(ctx), "full table"))
+            save_baseline(key, cached)
         report.update(
             {
-                "baseline_test_auc": base["test_auc"],
-                "baseline_test_logloss": base["test_logloss"],
-                "baseline_table_bytes": base["table_bytes"],
-                "baseline_train_seconds": base["train_seconds"],
+                "baseline_test_auc": cached["test_auc"],
+                "baseline_test_logloss": cached["test_logloss"],
+                "baseline_table_bytes": cached["table_bytes"],
+                "baseline_train_seconds": cached["train_seconds"],
+                "baseline_training": {**_stopping(cached), **_timing(cached)},
+                "baseline_reused": reused,
+                "baseline_key": key,
             }
         )
     write_json(run_dir / "retrain.json", report)

@@ -35,6 +35,7 @@ class RunConfig:
     seed: int = 0
     max_seconds: float | None = None
     synthetic_rows: int = 60_000
+    threads: int | None = None  # CPU threads for torch (None: train.device.default_threads)
 
     def to_json(self) -> dict[str, Any]:
         """The options as saved in ``config.json``: a data directory as an absolute path, so
@@ -117,13 +118,14 @@ _CHECKS: list[tuple[str, str, str, bool]] = [
     ("seed", "int", "an integer", False),
     ("max_seconds", "num", "a number of seconds > 0, or absent", True),
     ("synthetic_rows", "int", "an integer >= 1", False),
+    ("threads", "int", "an integer >= 1 (CPU threads), or absent", True),
 ]
 _FLAGS = {
     "budgets": "--budget",
     "controller_params": "--param",
     "backbone_params": "--backbone-param",
 }
-_POSITIVE = {"epochs", "batch_size", "lr", "max_seconds", "synthetic_rows"}
+_POSITIVE = {"epochs", "batch_size", "lr", "max_seconds", "synthetic_rows", "threads"}
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
     "int": (int,),

@@ -29,6 +29,7 @@ import torch
 from embsearch._atomic import write_file, write_json
 from embsearch.backbones import backbone_params, dense_bytes
 from embsearch.backbones.params import split_params
+from embsearch.baseline import is_full_table, test_and_store
 from embsearch.budget import format_bytes, parse_budget
 from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller
@@ -45,7 +46,7 @@ from embsearch.run_dir import (  # load_run, load_weights: re-exported, their ho
     load_weights,  # noqa: F401
 )
 from embsearch.search_spaces import SPACES, SearchSpace
-from embsearch.train.device import resolve_device
+from embsearch.train.device import resolve_device, set_threads
 from embsearch.train.trainer import TrainConfig
 
 
@@ -74,6 +75,7 @@ def make_context(
     cfg: RunConfig, dataset: Dataset, space: SearchSpace, budgets: list[int], progress: bool
 ) -> SearchContext:
     cfg.validate()  # a RunConfig built in code, or retrain's --epochs / --device override
+    set_threads(cfg.threads)
     params = backbone_params(cfg.backbone, cfg.backbone_params)
     train = TrainConfig(
         epochs=cfg.epochs,
@@ -138,8 +140,9 @@ def run_search(
         if budget >= full:
             warn(
                 f"budget {spec.text} = {format_bytes(budget)} holds the whole dim-{space.width} "
-                f"table, {format_bytes(full)}, so it constrains nothing; give a smaller --budget "
-                f"(e.g. 25%) or a larger --width"
+                f"table, {format_bytes(full)}, so it constrains nothing: this run trains and tests "
+                f"the full-size baseline (reused by `retrain --with-baseline`); for a search give "
+                f"a smaller --budget (e.g. 25%) or a larger --width"
             )
     ctx = make_context(cfg, dataset, space, budgets, progress)
     from embsearch.backbones import make_backbone
@@ -240,6 +243,10 @@ def _write_runs(
         _save_weights(sub, {k: v.detach().cpu() for k, v in model.state_dict().items()})
         plan.save(sub / "plan.json")
         record["train_seconds"] = time.perf_counter() - t1
+        record["training"] = {**result.stopping_record(), **result.timing_record()}
+        if is_full_table(plan, cfg.width):  # the full-size baseline: tested once, reused by retrain
+            record["baseline"] = test_and_store(cfg, ctx, model, plan, result)
+            ctx.log(f"full-size baseline: test AUC {record['baseline']['test_auc']:.4f}")
         write_json(sub / "search.json", record)
     return [RunResult(plan, sub, search_seconds) for plan, sub in zip(plans, subs)]
 

@@ -17,3 +17,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _baseline_cache(tmp_path_factory, monkeypatch):
+    """Each test's full-size baselines go to a fresh cache directory, never ~/.cache."""
+    monkeypatch.setenv("EMBSEARCH_CACHE", str(tmp_path_factory.mktemp("cache")))

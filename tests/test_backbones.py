@@ -88,14 +88,17 @@ def test_defaults_build_the_recipe_and_old_parameters_the_networks_of_before(mlp
         "dropout": 0.2,
         "weight_decay": 0.0,
         "embedding_regularizer": 0.05,
+        "base_rate_bias": False,
         "lr_plateau_factor": 0.1,
     }
     assert backbone_params("dcnv2")["cross_layers"] == 3
-    assert backbone_params("lr") == {
+    assert backbone_params("lr") == {  # no MLP: FuxiCTR's FM regularizer (params.py)
         "weight_decay": 0.0,
-        "embedding_regularizer": 0.05,
+        "embedding_regularizer": 5e-6,
+        "base_rate_bias": False,
         "lr_plateau_factor": 0.1,
     }
+    assert backbone_params("fm")["embedding_regularizer"] == 5e-6
 
 
 def test_the_trainer_default_schedule_is_the_recipe():
@@ -256,7 +259,7 @@ def _blocks_sq(emb) -> float:
             ["--backbone-param", "hiden_units=[8]"],
             "unknown backbone parameter 'hiden_units' for deepfm; known: hidden_units, "
             "activation, batch_norm, dropout, weight_decay, embedding_regularizer, "
-            "lr_plateau_factor",
+            "base_rate_bias, lr_plateau_factor",
         ),
         (
             ["--backbone-param", "dropout=1.5"],
@@ -279,7 +282,7 @@ def _blocks_sq(emb) -> float:
         (
             ["--backbone", "lr", "--backbone-param", "dropout=0.1"],
             "unknown backbone parameter 'dropout' for lr; known: weight_decay, "
-            "embedding_regularizer, lr_plateau_factor",
+            "embedding_regularizer, base_rate_bias, lr_plateau_factor",
         ),
         (
             ["--backbone-param", "lr_plateau_factor=0"],
@@ -405,6 +408,7 @@ def test_custom_backbone_trains_exports_and_reloads_with_identical_logits(tmp_pa
         "depth": 2,
         "weight_decay": 0.0,
         "embedding_regularizer": 0.001,
+        "base_rate_bias": False,
         "lr_plateau_factor": 0.1,
     }
     plan = json.loads((run / "plan.json").read_text())
@@ -476,6 +480,7 @@ def test_batch_norm_statistics_survive_export_and_load(tmp_path):
         "dropout": 0.1,
         "weight_decay": 1e-5,
         "embedding_regularizer": 0.05,
+        "base_rate_bias": False,
         "lr_plateau_factor": 0.1,
     }
     state = torch.load(run / "model.pt", weights_only=True)
@@ -597,3 +602,23 @@ def test_an_entry_point_names_a_backbone(monkeypatch):
     check_backbone("gated-mlp", params={"depth": 1})
     with pytest.raises(ConfigError, match="choose one of lr, fm, dnn, deepfm, dcnv2, widedeep, "):
         make_backbone("gated", 3, 4)
+
+
+def test_threads_option_sets_torch_threads_and_is_recorded(tmp_path, capsys):
+    """--threads N is what training uses and config.json records; absent, half the cores
+    (1 to 8); 0 is refused in one line before anything runs."""
+    from embsearch.train.device import default_threads
+
+    run = tmp_path / "run"
+    torch.set_num_threads(2)
+    assert main(["search", "--budget", "25%", "--threads", "1", "--out", str(run), *FAST]) == 0
+    assert torch.get_num_threads() == 1
+    assert json.loads((run / "config.json").read_text())["threads"] == 1
+    assert 1 <= default_threads() <= 8
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert main(["search", "--threads", "0", "--out", str(bad), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("embsearch: error: --threads must be an integer >= 1") and not bad.exists()
+    )

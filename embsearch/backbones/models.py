@@ -25,6 +25,10 @@ class LR(nn.Module):
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         return self.linear(e.flatten(1)).squeeze(-1)
 
+    def output_bias(self) -> nn.Parameter:
+        """The bias added to every logit (set to the base rate's log-odds before training)."""
+        return self.linear.bias
+
 
 class FM(nn.Module):
     """Factorization machine (Rendle, 2010)."""
@@ -35,6 +39,10 @@ class FM(nn.Module):
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         return self.linear(e.flatten(1)).squeeze(-1) + fm_interaction(e)
+
+    def output_bias(self) -> nn.Parameter:
+        """The bias added to every logit (set to the base rate's log-odds before training)."""
+        return self.linear.bias
 
 
 class DNN(nn.Module):
@@ -57,6 +65,10 @@ class DNN(nn.Module):
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         return self.net(e.flatten(1)).squeeze(-1)
 
+    def output_bias(self) -> nn.Parameter:
+        """The bias added to every logit (set to the base rate's log-odds before training)."""
+        return self.net[-1].bias
+
 
 class DeepFM(nn.Module):
     """DeepFM (Guo et al., 2017): FM and DNN in parallel over shared embeddings."""
@@ -77,6 +89,10 @@ class DeepFM(nn.Module):
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         return self.fm(e) + self.dnn(e)
 
+    def output_bias(self) -> nn.Parameter:
+        """The bias added to every logit (set to the base rate's log-odds before training)."""
+        return self.fm.output_bias()
+
 
 class WideDeep(nn.Module):
     """Wide & Deep (Cheng et al., 2016): a linear (wide) part plus a DNN."""
@@ -96,6 +112,10 @@ class WideDeep(nn.Module):
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         return self.wide(e.flatten(1)).squeeze(-1) + self.deep(e)
+
+    def output_bias(self) -> nn.Parameter:
+        """The bias added to every logit (set to the base rate's log-odds before training)."""
+        return self.wide.bias
 
 
 class DCNv2(nn.Module):
@@ -122,6 +142,10 @@ class DCNv2(nn.Module):
         for layer in self.cross:
             x = x0 * layer(x) + x
         return self.deep(x).squeeze(-1)
+
+    def output_bias(self) -> nn.Parameter:
+        """The bias added to every logit (set to the base rate's log-odds before training)."""
+        return self.deep[-1].bias
 
 
 BACKBONES: dict[str, type[nn.Module]] = {

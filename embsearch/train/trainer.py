@@ -13,6 +13,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,6 +55,22 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_step: int = 0  # optimiser steps taken when the best validation ran
     steps_run: int = 0  # 0: not recorded (then epochs decide :attr:`still_improving`)
+    # one entry per epoch run: wall seconds with and without its validations, training
+    # samples per second (validations left out)
+    epoch_times: list[dict[str, float]] = field(default_factory=list)
+
+    def timing_record(self) -> dict[str, Any]:
+        """Per-epoch times and the whole run's training throughput (``search.json``,
+        ``retrain.json``)."""
+        train_s = sum(e["train_seconds"] for e in self.epoch_times)
+        samples = sum(e["samples"] for e in self.epoch_times)
+        return {
+            "epoch_times": [
+                {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()}
+                for e in self.epoch_times
+            ],
+            "samples_per_s": round(samples / train_s) if train_s > 0 else None,
+        }
 
     @property
     def still_improving(self) -> bool:
@@ -153,11 +170,15 @@ def train_model(
     t0 = time.perf_counter()
     steps_per_epoch = (len(train) + cfg.batch_size - 1) // cfg.batch_size
     step, since_best = 0, 0
+    epoch_times: list[dict[str, Any]] = []
+    validating = 0.0  # seconds spent validating in the current epoch
 
     def check(epoch: int, running: float) -> bool:
         """Validate after ``step``; keep the best weights; True when patience has run out."""
-        nonlocal best_auc, best_ll, best_epoch, best_step, best_state, since_best
+        nonlocal best_auc, best_ll, best_epoch, best_step, best_state, since_best, validating
+        v0 = time.perf_counter()
         auc, ll = evaluate(model, val, cfg.eval_batch_size) if validate is None else validate(model)
+        validating += time.perf_counter() - v0
         model.train()  # a validation hook may leave the model in eval mode
         entry = {"epoch": epoch, "train_loss": running, "val_auc": auc, "val_logloss": ll}
         if cfg.eval_every:
@@ -179,7 +200,7 @@ def train_model(
         epoch, stop = 0, False
         for epoch in range(1, cfg.epochs + 1):
             model.train()
-            running = 0.0
+            running, validating, e0, seen = 0.0, 0.0, time.perf_counter(), 0
             for i, (x, y) in enumerate(
                 train.batches(cfg.batch_size, shuffle=True, generator=generator)
             ):
@@ -191,6 +212,7 @@ def train_model(
                 loss.backward()
                 opt.step()
                 step += 1
+                seen += len(y)
                 if after_step is not None:
                     after_step(step)
                 running = 0.9 * running + 0.1 * float(loss.detach()) if i else float(loss.detach())
@@ -202,11 +224,21 @@ def train_model(
                     stop = check(epoch, running)
                     if stop:
                         break
+            if not stop:
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch)
+                stop = check(epoch, running)
+            wall = time.perf_counter() - e0
+            epoch_times.append(
+                {
+                    "epoch": epoch,
+                    "seconds": wall,
+                    "train_seconds": wall - validating,
+                    "samples": seen,
+                    "samples_per_s": round(seen / max(wall - validating, 1e-9)),
+                }
+            )
             if stop:
-                break
-            if on_epoch_end is not None:
-                on_epoch_end(epoch)
-            if check(epoch, running):
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -221,4 +253,5 @@ def train_model(
         history,
         best_step=best_step,
         steps_run=step,
+        epoch_times=epoch_times,
     )
