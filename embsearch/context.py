@@ -94,22 +94,25 @@ class SearchContext:
             )
         )
 
-    def base_rate_logit(self) -> float:
-        """The log-odds of the training split's positive rate (clipped to 1e-6 .. 1 - 1e-6)."""
-        p = float(self.dataset.split("train").y.mean())
-        p = min(max(p, 1e-6), 1 - 1e-6)
-        return math.log(p / (1 - p))
+    def positive_rate(self) -> float:
+        """The training split's share of positive labels."""
+        return float(self.dataset.split("train").y.mean())
 
     def start_bias(self, backbone: torch.nn.Module) -> torch.nn.Module:
-        """The recipe's ``base_rate_bias``: a backbone with an ``output_bias()`` (every
-        built-in; a custom one may add it) starts its bias at :meth:`base_rate_logit`, so
-        that its first steps learn the ranking, not the base rate (an extension; a zero start
-        made early stopping end at epoch 3 on talkingdata's 0.2% positives, test AUC 0.33)."""
-        params = backbone_params(self.backbone, self.backbone_params)
+        """The recipe's ``base_rate_bias`` (an extension): where the rarer class is below
+        that share of the training labels, a backbone with an ``output_bias()`` (every
+        built-in; a custom one may add it) starts its bias at the labels' log-odds, so that its
+        first steps learn the ranking, not the base rate. From a zero start on talkingdata's
+        0.2% positives, the validation AUC of batch-normed networks sat below 0.5 for the
+        first epochs and early stopping ended at epoch 3 (test AUC 0.33; 0.970 with it)."""
+        share = float(backbone_params(self.backbone, self.backbone_params)["base_rate_bias"])
         get = getattr(backbone, "output_bias", None)
-        if params.get("base_rate_bias") and callable(get):
-            with torch.no_grad():
-                get().fill_(self.base_rate_logit())
+        if share > 0 and callable(get):
+            p = self.positive_rate()
+            if min(p, 1 - p) < share:
+                p = min(max(p, 1e-6), 1 - 1e-6)
+                with torch.no_grad():
+                    get().fill_(math.log(p / (1 - p)))
         return backbone
 
     def build_model(self, plan: Plan) -> CTRModel:

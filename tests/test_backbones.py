@@ -88,14 +88,14 @@ def test_defaults_build_the_recipe_and_old_parameters_the_networks_of_before(mlp
         "dropout": 0.2,
         "weight_decay": 0.0,
         "embedding_regularizer": 0.05,
-        "base_rate_bias": False,
+        "base_rate_bias": 0.1,
         "lr_plateau_factor": 0.1,
     }
     assert backbone_params("dcnv2")["cross_layers"] == 3
     assert backbone_params("lr") == {  # no MLP: FuxiCTR's FM regularizer (params.py)
         "weight_decay": 0.0,
         "embedding_regularizer": 5e-6,
-        "base_rate_bias": False,
+        "base_rate_bias": 0.1,
         "lr_plateau_factor": 0.1,
     }
     assert backbone_params("fm")["embedding_regularizer"] == 5e-6
@@ -408,7 +408,7 @@ def test_custom_backbone_trains_exports_and_reloads_with_identical_logits(tmp_pa
         "depth": 2,
         "weight_decay": 0.0,
         "embedding_regularizer": 0.001,
-        "base_rate_bias": False,
+        "base_rate_bias": 0.1,
         "lr_plateau_factor": 0.1,
     }
     plan = json.loads((run / "plan.json").read_text())
@@ -480,7 +480,7 @@ def test_batch_norm_statistics_survive_export_and_load(tmp_path):
         "dropout": 0.1,
         "weight_decay": 1e-5,
         "embedding_regularizer": 0.05,
-        "base_rate_bias": False,
+        "base_rate_bias": 0.1,
         "lr_plateau_factor": 0.1,
     }
     state = torch.load(run / "model.pt", weights_only=True)

@@ -129,3 +129,41 @@ def test_supernet_training_pays_the_embedding_regularizer():
 
     assert table_norm(1.0) < 0.5 * table_norm(0.0)
     assert penalty({"embedding_regularizer": 0.0, "weight_decay": 0.0}) is None
+
+
+@pytest.mark.parametrize(
+    "share, positives, starts",
+    [(0.1, 0.02, True), (0.1, 0.3, False), (0.0, 0.02, False), (0.5, 0.3, True)],
+)
+def test_base_rate_bias_starts_rare_positives_at_their_log_odds(share, positives, starts):
+    """Every built-in backbone's output bias starts at log(p / (1 - p)) where the rarer class
+    is below ``base_rate_bias``; elsewhere it keeps its initialisation."""
+    import math
+
+    import numpy as np
+
+    from embsearch.backbones.models import BACKBONES
+
+    ctx = make_test_context(AutoDim)
+    y = ctx.dataset.split("train").y
+    rng = np.random.default_rng(0)
+    y[:] = (rng.random(len(y)) < positives).astype(y.dtype)
+    p = float(y.mean())
+    for name in BACKBONES:
+        c = type(ctx)(ctx.dataset, ctx.space, ctx.budgets, backbone=name,
+                      backbone_params={"base_rate_bias": share}, log=lambda m: None)  # fmt: skip
+        torch.manual_seed(0)
+        bias = float(c.make_backbone().output_bias().detach())
+        if starts:
+            assert bias == pytest.approx(math.log(p / (1 - p)), abs=1e-6), name
+        else:
+            assert abs(bias) < 1.0, name  # PyTorch's init, |b| <= 1/sqrt(fan_in)
+
+
+def test_base_rate_bias_out_of_range_is_one_line():
+    from embsearch.backbones import backbone_params
+
+    with pytest.raises(
+        ConfigError, match=r"base_rate_bias of deepfm must be a number >= 0 and <= 0.5"
+    ):
+        backbone_params("deepfm", {"base_rate_bias": 0.7})

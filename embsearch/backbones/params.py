@@ -56,6 +56,7 @@ _ALLOWED = {
     "count": "an integer >= 0",
     "nonneg": "a finite number >= 0",
     "factor": "a number > 0 and <= 1",
+    "share": "a number >= 0 and <= 0.5",
 }
 
 MLP_PARAMS: dict[str, BackboneParam] = {
@@ -77,10 +78,11 @@ TRAINING_PARAMS: dict[str, BackboneParam] = {
         0.05, "nonneg", "(lambda/2)*||E||^2 over the table's blocks each step (FuxiCTR's, dense)"
     ),
     "base_rate_bias": BackboneParam(
-        False,
-        "bool",
-        "start the output bias at the training split's log-odds (extension: on rare positives "
-        "a zero start spends the first epochs on the bias and early stopping ends there)",
+        0.1,
+        "share",
+        "start the output bias at the training split's log-odds when the rarer class is below "
+        "this share (0: never, 0.5: always; extension: from a zero start on rare positives, "
+        "early stopping ended at epoch 3 before the ranking was learned)",
     ),
     "lr_plateau_factor": BackboneParam(
         0.1, "factor", "lr times this at each validation without a better AUC, min 1e-6 (1: off)"
@@ -142,7 +144,7 @@ def check_value(name: str, param: BackboneParam, value: Any, backbone: str) -> A
         )
     if param.kind == "units":
         return [int(v) for v in value]
-    if param.kind in ("prob", "nonneg", "factor"):
+    if param.kind in ("prob", "nonneg", "factor", "share"):
         return float(value)
     return value
 
@@ -179,6 +181,8 @@ def _ok(kind: str, v: Any) -> bool:
         return _is_num(v) and v >= 0
     if kind == "factor":
         return _is_num(v) and 0 < v <= 1
+    if kind == "share":
+        return _is_num(v) and 0 <= v <= 0.5
     raise ValueError(kind)
 
 
