@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from embsearch.budget import field_bytes
 from embsearch.context import SearchContext
-from embsearch.controllers._evolution import (
+from embsearch.controllers.evolutionary import (
     Evolution,
     EvolutionConfig,
     crossover,

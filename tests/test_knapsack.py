@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embsearch.budget import parse_budget
-from embsearch.controllers._darts import (
+from embsearch.controllers.differentiable import (
     coverage,
     discretise,
     distance,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from embsearch.context import SearchContext
-from embsearch.controllers._evolution import FixedAsker
 from embsearch.controllers.base import AskTellController
+from embsearch.controllers.evolutionary import FixedAsker
 from embsearch.data.synthetic import make_synthetic
 from embsearch.search_loop import run_loop
 from embsearch.search_spaces import FieldDimsSpace

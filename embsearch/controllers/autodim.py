@@ -16,7 +16,7 @@ Steps, as in the paper:
    buys no width the weights do not ask for, so a plan may use less than its budget;
    ``value='shortfall'`` counts only doublings short and fills the budget), and a field
    may be dropped (dim 0, a candidate unless ``drop=false``) only where ``argmax alpha``
-   is 0 (see :mod:`embsearch.controllers._darts`);
+   is 0 (see :mod:`embsearch.controllers.differentiable`);
 5. the chosen plan is retrained from scratch by the search runner (no weights returned).
 
 ``plan.extra['weights']`` holds each field's learned ``alpha`` (per group, per candidate).
@@ -37,7 +37,7 @@ import numpy as np
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers._darts import WEIGHTS_HELP, WEIGHTS_PARAMS, WeightsController
+from embsearch.controllers.differentiable import WEIGHTS_HELP, WEIGHTS_PARAMS, WeightsController
 from embsearch.embeddings.supernets import AutoDimSupernet
 from embsearch.search_spaces.base import SearchSpace
 

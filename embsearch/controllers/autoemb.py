@@ -19,7 +19,7 @@ Steps:
    group's training occurrences, and the knapsack's value of dim ``d`` is minus the
    expected doublings ``d`` lies away from ``D`` under them, short or over
    (``value='distance'``, as AutoDim's; the argmax mode takes their argmax; a group may
-   take dim 0 only where its weights favour it: see :mod:`embsearch.controllers._darts`);
+   take dim 0 only where its weights favour it: see :mod:`embsearch.controllers.differentiable`);
 5. selection: the exact knapsack under each budget (or the per-group argmax); the plan is
    retrained from scratch by the search runner.
 
@@ -45,7 +45,7 @@ import numpy as np
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers._darts import WEIGHTS_HELP, WEIGHTS_PARAMS, WeightsController
+from embsearch.controllers.differentiable import WEIGHTS_HELP, WEIGHTS_PARAMS, WeightsController
 from embsearch.embeddings.supernets import AutoEmbSupernet
 from embsearch.search_spaces.base import SearchSpace
 

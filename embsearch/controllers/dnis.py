@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers._darts import COMMON_HELP, COMMON_PARAMS, DartsController
+from embsearch.controllers.differentiable import COMMON_HELP, COMMON_PARAMS, DartsController
 from embsearch.embeddings.supernets import DNISSupernet
 from embsearch.search_spaces.base import SearchSpace
 

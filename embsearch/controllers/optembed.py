@@ -10,7 +10,7 @@ Steps, as in the paper:
    ``table_l2`` on the table, the official ``wd``) while every example draws a dim per field
    uniformly from the candidates and keeps the first ``d`` columns (``sampling='example'``,
    as the official code).
-2. *Evolutionary search* over per-field dims (``_evolution.py``): a random population,
+2. *Evolutionary search* over per-field dims (:mod:`.evolutionary`): a random population,
    top-k selection, crossover between fields, mutation; each candidate is scored with the
    supernet's inherited weights (rows pruned) on the validation split (``evaluator.py``).
    Unlike the paper (and its public code) every child is projected onto the byte budget
@@ -80,7 +80,9 @@ from typing import Any
 
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
-from embsearch.controllers._evolution import (
+from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
+from embsearch.controllers.base import SEARCH_BACKBONE_HELP
+from embsearch.controllers.evolutionary import (
     EVOLUTION_HELP,
     EVOLUTION_PARAMS,
     EvolutionaryController,
@@ -88,8 +90,6 @@ from embsearch.controllers._evolution import (
     train_supernet,
     validate_evolution,
 )
-from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
-from embsearch.controllers.base import SEARCH_BACKBONE_HELP
 from embsearch.controllers.uniform import Uniform
 from embsearch.embeddings.supernets_evo import SAMPLINGS, OptEmbedEmbedding
 from embsearch.errors import BudgetError, ConfigError

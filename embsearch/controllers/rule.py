@@ -15,7 +15,7 @@ Steps, as in the paper:
    scored with inherited weights on the validation split (recorded like every evaluation),
    and a ridge regression on the block counts is fitted to them (its held-out rank
    correlation is recorded).
-4. *Evolutionary search* per budget with the estimator as the evaluator (``_evolution.py``:
+4. *Evolutionary search* per budget with the estimator as the evaluator (:mod:`.evolutionary`:
    top-k, crossover between fields, mutation, children repaired onto the budget).
 5. *Serving without retraining*: the ``final_checks`` best candidates by the estimator are
    re-scored with inherited weights on the validation rows step 3 did not score (so a
@@ -78,7 +78,9 @@ from torch import nn
 
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
-from embsearch.controllers._evolution import (
+from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
+from embsearch.controllers.base import SEARCH_BACKBONE_HELP
+from embsearch.controllers.evolutionary import (
     EVOLUTION_HELP,
     EVOLUTION_PARAMS,
     EvolutionaryController,
@@ -88,8 +90,6 @@ from embsearch.controllers._evolution import (
     uniform_selection,
     validate_evolution,
 )
-from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
-from embsearch.controllers.base import SEARCH_BACKBONE_HELP
 from embsearch.embeddings.supernets_evo import SAMPLINGS, RuleEmbedding
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator, disjoint_rows

@@ -1,7 +1,9 @@
-"""Population operators and the evolutionary search shared by OptEmbed and RULE.
+"""The evolutionary family's public base: subclass :class:`EvolutionaryController` to write
+an evolutionary controller; :class:`Evolution` is the algorithm it drives.
 
 OptEmbed (Lyu et al., CIKM 2022), Sec. "Evolutionary search", and RULE (Chen et al., KDD
-2021), Sec. "Evolutionary search", evolve candidates the same way:
+2021), Sec. "Evolutionary search", evolve candidates the same way (:class:`Evolution`,
+configured by :class:`EvolutionConfig`):
 
 1. an initial population of random candidates, each projected onto the budget;
 2. every generation keeps the ``top_k`` best candidates seen so far (elitist top-k
@@ -9,7 +11,7 @@ OptEmbed (Lyu et al., CIKM 2022), Sec. "Evolutionary search", and RULE (Chen et 
 3. children are made by *crossover between fields* (each field's dims come whole from one
    parent: crossover points range over fields, never over dims inside a field or over
    rows) and by *mutation* (each (field, group) dim is redrawn with a probability);
-4. a child over the budget is repaired onto it with ``space.repair`` (exact knapsack over
+4. a child over the budget is repaired onto it (:func:`fit_budget`: exact knapsack over
    dims no larger than the child's); a candidate over the budget is never kept.
 
 Beyond the papers (each a choice a careful practitioner would make, said once here):
@@ -26,8 +28,33 @@ Beyond the papers (each a choice a careful practitioner would make, said once he
   on the budget), so a candidate is evaluated at most once per search.
 
 Every operator is pure: candidates are tuples of tuples and operators return new ones, so
-parents are never edited in place (a bug of the public OptEmbed code, which also had no
-budget control at all).
+parents are never edited in place.
+
+Hooks of :class:`EvolutionaryController` (an :class:`~embsearch.controllers.base.
+AskTellController` whose ``start``, ``ask``, ``tell`` and ``done`` run one
+:class:`Evolution` per budget), in the order the shared loop calls them:
+
+- ``validate() -> None``: in ``__init__``; call :func:`validate_evolution` with
+  ``self.config`` (whose parameters include ``EVOLUTION_PARAMS``) and check the rest;
+- ``prepare(ctx, deadline) -> None``: once per search, before any budget; train the
+  supernet (:func:`train_supernet`, which stops at ``deadline``) and build the
+  evaluators; a controller that runs final checks sets ``full_`` (an evaluator) and
+  ``final_memo_`` (a dict) here;
+- ``search_space(ctx) -> SearchSpace``: the space plans are made and bytes counted in;
+  ``evolution_space(ctx) -> SearchSpace``: the space evolved in (default the same);
+- ``evaluator(ctx, budget) -> Evaluator`` (required): per budget; what the loop scores
+  candidates with (scores do not depend on the budget: ``budget_free_scores``);
+- ``final_evaluator() -> Evaluator``: what :meth:`~EvolutionaryController.run_final_checks`
+  scores finalists with (default ``full_``);
+- ``finish(ctx, budget, result) -> Plan``: per budget, after the loop; the plan from the
+  loop's best candidate (call ``super()``, which records the evolution's summary), or a
+  choice among finalists re-checked with ``run_final_checks`` and ``ranked_within``;
+  a controller with ``carry_picks = True`` calls ``remember_pick(cand)`` with its pick, so
+  the larger budgets' populations are seeded with it (``carried``).
+
+Helpers for ``prepare`` and the null-signal check: :func:`train_supernet`,
+:func:`plan_weights` (a plan's weights from a zero-padded supernet),
+``constant_score_finalists`` (what the evolution picks when every score is equal).
 """
 
 from __future__ import annotations

@@ -1,52 +1,79 @@
-"""Shared machinery of the differentiable controllers (AutoDim, AutoEmb, DNIS).
+"""The differentiable family's public base: subclass :class:`DartsController` (or
+:class:`WeightsController`) to write a DARTS-style controller.
+
+A search trains one supernet by first-order DARTS and discretises it for every budget:
 
 1. :func:`check_val_split`: the validation split must feed architecture steps;
 2. :func:`train_supernet`: first-order DARTS (Liu, Simonyan and Yang, "DARTS:
    Differentiable Architecture Search", ICLR 2019, Sec. 2.3 with ``xi = 0``): the trainer's
    loop takes a weight step on a training batch, then (its ``after_step`` hook)
-   :class:`ArchStep` takes an architecture step on a validation batch with a separate Adam
-   over the architecture parameters only (DNIS: its official normalised SGD, after a warm
-   start). Architecture batches default to half a training
-   batch (DARTS leaves their size open): the few architecture parameters need no more rows,
-   and it cuts the search from ~2.1x to ~1.7x a plain training with no loss in the plans
-   found (BENCHMARKS.md). DARTS trains for a fixed number of epochs and keeps the last
-   architecture; CTR supernets overfit after a few epochs (synthetic: validation AUC best at
-   epoch 3, down from 0.73 to 0.66 by epoch 20), and an architecture stepped on the
-   validation loss of an overfit supernet drops informative fields. So by default
-   (``early_stop=True``) the supernet stops like a retrain, and the architecture kept is
-   that of its best validation epoch, the epoch whose weights are kept too;
-3. :func:`discretise`: learned preferences become a candidate under a byte budget.
+   :class:`ArchStep` takes an architecture step on a validation batch with a separate
+   optimiser over the architecture parameters only (Adam unless the controller builds its
+   own). Architecture batches default to half a training batch (DARTS leaves their size
+   open; the few architecture parameters need no more rows). With ``early_stop=True`` (the
+   default) the supernet stops like a retrain, on the trainer's patience, and the
+   architecture kept is that of its best validation epoch, the epoch whose weights are kept
+   too: an architecture stepped on the validation loss of an overfit supernet drops
+   informative fields. ``early_stop=False`` is DARTS's fixed epochs and last architecture;
+3. :func:`discretise`: learned preferences become a candidate under each byte budget.
+
+Hooks of :class:`DartsController` (called by :meth:`DartsController.search_budgets`, in
+this order):
+
+- ``validate() -> None``: in ``__init__``; check ``self.config`` (call ``super()``);
+- ``search_space(ctx) -> SearchSpace``: once, first; the space plans are made in
+  (default ``ctx.space``; DNIS switches to zero padding, :class:`WeightsController` adds
+  dim 0);
+- ``floor_space(ctx, space) -> SearchSpace``: before training; the space whose smallest
+  plan every budget must hold (default ``space``);
+- ``build_supernet(ctx, space) -> nn.Module`` (required): once, after the seed is set; a
+  fresh supernet with ``arch_parameters()`` and ``weight_parameters()``, put in front of
+  the run's backbone;
+- ``penalty(supernet)``, ``after_arch(supernet)``, ``on_step(supernet)``: once, before
+  training; each returns a callable or ``None``: ``penalty() -> Tensor`` is added to every
+  architecture step's loss, ``after_arch() -> None`` runs after every architecture step
+  (e.g. clipping a mask), ``on_step(step) -> None`` before every one (e.g. annealing a
+  temperature);
+- ``arch_optimizer() -> factory | None`` and ``warm_steps(ctx) -> int``: before training;
+  the architecture optimiser (``None``: Adam at ``arch_lr``) and the weight steps taken
+  before the first architecture step (default 0);
+- ``preference(supernet, space) -> list[np.ndarray]`` (required): once, after training;
+  per field ``[groups, candidates]`` values the discretisation maximises
+  (:class:`WeightsController` implements it from ``weights(supernet)``, its one required
+  hook);
+- ``describe(supernet, space) -> dict``: once, after training; what goes into
+  ``plan.extra`` besides the common facts (default nothing);
+- ``null_preference(space) -> list[np.ndarray] | None`` with the class attribute
+  ``null_signal``: per budget, after the plan; the preference of the uninformative signal,
+  so the plan records how much of it the learned signal decided (``None``: no check).
+
+The trained supernet and model are kept as ``supernet_`` and ``model_``. Plans carry no
+weights: the search runner retrains each from scratch.
 
 Preferences, ``preference[f]`` of shape ``[groups of f, len(candidates)]``, are additive:
 the knapsack maximises their sum over (field, group) subject to ``bytes <= budget``
 (exact multiple-choice knapsack, ``space.best_under_budget``). AutoDim and AutoEmb learn
-weights ``w[g, k]`` over the candidates (a distribution of each group's dim ``D``). With
-``value='shortfall'`` (:func:`shortfall`, the shared default) the knapsack's value of dim
-``d`` is minus the expected number of doublings ``d`` falls short of ``D``,
-``-E[max(0, log2(D + 1) - log2(d + 1))]``: the knapsack returns the plan closest to the
-learned architecture from below within the budget. The value never falls as ``d`` grows
-(more bytes never hurt, so budgets get used), a group sure of 16 dims loses one unit per
-halving, and one indifferent between dims little. By default in AutoDim and AutoEmb
-(``value='distance'``, :func:`distance`) the value is minus the expected doublings ``d``
-is away from ``D`` either way, ``-E|log2(D + 1) - log2(d + 1)|``: under a loose budget
-each group gets the (log-scale) median of its weights, which is the paper's argmax for a
-confident group, and width the weights do not ask for is not bought, so a plan may use
-less than its budget (synthetic-wide at 50%: 4% of it, +0.11 AUC over uniform, where
-``shortfall`` filled the budget and gained +0.002; BENCHMARKS.md). AutoEmb took
-``distance`` too (issue 18): under ``shortfall`` bytes, not its weights, decided most of
-its plan (see :mod:`.autoemb`). ``value='coverage'`` (the
-first default, :func:`coverage`) takes ``log P(D <= d)``, the plan most likely to cover
-the learned architecture; it is flat below a group's likely dims, so a group sure of 16
-values 1 and 8 alike, and the knapsack spent budgets on cheap groups (synthetic, 10%:
-informative fields of thousands of ids at dim 1, 40-id noise fields at 16; BENCHMARKS.md).
+weights ``w[g, k]`` over the candidates (a distribution of each group's dim ``D``);
+:class:`WeightsController` turns them into a value of dim ``d`` (``VALUE_KINDS``):
+
+- ``'shortfall'`` (:func:`shortfall`, the shared default): minus the expected number of
+  doublings ``d`` falls short of ``D``, ``-E[max(0, log2(D + 1) - log2(d + 1))]``: the plan
+  closest to the learned architecture from below; the value never falls as ``d`` grows, so
+  budgets get used;
+- ``'distance'`` (:func:`distance`, AutoDim's and AutoEmb's default): minus the expected
+  doublings ``d`` is away from ``D`` either way, ``-E|log2(D + 1) - log2(d + 1)|``: under a
+  loose budget each group gets the (log-scale) median of its weights, the paper's argmax
+  for a confident group, and width the weights do not ask for is not bought, so a plan may
+  use less than its budget;
+- ``'coverage'`` (:func:`coverage`, an ablation): ``log P(D <= d)``, the plan most likely to
+  cover the learned architecture; flat below a group's likely dims, so it spends budgets
+  on cheap groups.
 
 Dropping (dim 0, among AutoDim's and AutoEmb's candidates by default, ``drop=True``) is
-embsearch's extension: neither paper has dim 0 among its candidates. A group may take it
-only where its own weights favour it (``argmax w = 0``: the per-group argmax the papers
-discretise with, applied to that extra candidate, a tie counting as not favoured);
-elsewhere dim 0 is valued ``-inf`` and never chosen, whatever the bytes it would free.
-Without that rule the knapsack dropped frappe's item field (4,083 ids, weights sure of 16)
-at 10% to buy 16 dims for eight small fields: test AUC 0.49 (BENCHMARKS.md).
+embsearch's extension: a group may take it only where its own weights favour it
+(``argmax w = 0``, a tie counting as not favoured, :func:`drop_only_where_favoured`);
+elsewhere dim 0 is valued ``-inf`` and never chosen, whatever the bytes it would free, so
+the knapsack cannot drop a field the weights are sure of to buy width for small ones.
 
 DNIS's value is the kept mask mass (a budgeted magnitude pruning). Mode ``argmax`` is the
 papers' own per-group argmax of ``w`` (or of DNIS's thresholded mass), which ignores the
