@@ -208,3 +208,26 @@ def test_space_rejects_candidate_above_width_and_budget_below_smallest():
     space = FieldDimsSpace(schema, width=4, candidates=(1, 2, 4))
     with pytest.raises(BudgetError, match="below the smallest plan"):
         space.resolve_budget(parse_budget(str(space.min_bytes() - 1)))
+
+
+def test_every_budget_floor_reads_the_same():
+    """The space, the knapsack, DARTS's discretisation and the evolution refuse a budget
+    below their smallest plan through one check, with one wording."""
+    from embsearch.controllers.evolutionary import Evolution, EvolutionConfig
+    from embsearch.search_spaces.floor import check_fits
+
+    check_fits(8, 8)  # exactly the smallest plan fits
+    with pytest.raises(BudgetError, match=r"^rule: budget 7 B is below the smallest x, 8 B; "
+                       r"raise --budget to at least 8 or else$"):  # fmt: skip
+        check_fits(7, 8, what="x", prefix="rule: ", remedy=" or else")
+    space = FieldDimsSpace(tiny_schema(), width=4, candidates=(1, 2, 4))
+    low = space.min_bytes() - 1
+    want = f"budget {low} B is below the smallest plan of the field_dims space"
+    with pytest.raises(BudgetError, match=want):
+        space.check_budget(low)
+    with pytest.raises(BudgetError, match=want):
+        Evolution(space, low, EvolutionConfig(), np.random.default_rng(0))
+    with pytest.raises(
+        BudgetError, match="below the smallest plan the values allow, 8 B; .* at least 8"
+    ):
+        solve_mckp([[5, 9], [3]], [[1.0, 2.0], [0.0]], 7)

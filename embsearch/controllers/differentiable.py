@@ -4,7 +4,7 @@
 A search trains one supernet by first-order DARTS and discretises it for every budget:
 
 1. :func:`check_val_split`: the validation split must feed architecture steps;
-2. :func:`train_supernet`: first-order DARTS (Liu, Simonyan and Yang, "DARTS:
+2. :func:`train_darts_supernet`: first-order DARTS (Liu, Simonyan and Yang, "DARTS:
    Differentiable Architecture Search", ICLR 2019, Sec. 2.3 with ``xi = 0``): the trainer's
    loop takes a weight step on a training batch, then (its ``after_step`` hook)
    :class:`ArchStep` takes an architecture step on a validation batch with a separate
@@ -127,7 +127,7 @@ def discretise(
             raise ConfigError(
                 f"preference of field {space.schema.fields[f].name!r} has shape {np.shape(p)}, expected {want}"
             )
-    _check_budget(space, budget)
+    space.check_budget(budget)
     if mode == "knapsack":
         return space.best_under_budget(preference, budget)
     cand = space.argmax(preference)
@@ -263,7 +263,7 @@ class ArchStep:
             return
         x, y = next(self._batches)
         self._set_stats(False)
-        frozen = [p for p in self.params if not p.requires_grad]  # see train_supernet
+        frozen = [p for p in self.params if not p.requires_grad]  # see train_darts_supernet
         for p in frozen:
             p.requires_grad_(True)
         try:
@@ -287,7 +287,7 @@ class ArchStep:
             self.after()
 
 
-def train_supernet(
+def train_darts_supernet(
     ctx: SearchContext,
     model: nn.Module,
     weight_params: list[nn.Parameter],
@@ -534,7 +534,7 @@ class DartsController(Controller):
         if not ctx.budgets:
             raise BudgetError("no budget given; pass at least one --budget")
         for b in ctx.budgets:  # fail before training, not after
-            _check_budget(self.floor_space(ctx, space), b)
+            self.floor_space(ctx, space).check_budget(b)
         supernet, result = self.train(ctx, space)
         self.ctx_, self.space_ = ctx, space  # null_candidate reuses the space's byte memos
         pref = self.preference(supernet, space)
@@ -572,7 +572,7 @@ class DartsController(Controller):
         supernet = self.build_supernet(ctx, space)
         sctx = self.supernet_context(ctx)  # the run's recipe, with search_backbone laid over it
         model = CTRModel(supernet, sctx.make_backbone()).to(ctx.device)
-        result = train_supernet(
+        result = train_darts_supernet(
             sctx, model, [*model.backbone.parameters(), *supernet.weight_parameters()], supernet.arch_parameters(),
             epochs=int(self.config["epochs"] or ctx.train.epochs), arch_lr=float(self.config["arch_lr"]),
             arch_batch_size=arch_batch, arch_every=int(self.config["arch_every"]), generator=generator,
@@ -583,15 +583,6 @@ class DartsController(Controller):
         model.eval()
         self.supernet_, self.model_ = supernet, model
         return supernet, result
-
-
-def _check_budget(space: SearchSpace, budget: int) -> None:
-    smallest = space.min_bytes()
-    if budget < smallest:
-        raise BudgetError(
-            f"budget {budget} B is below the smallest plan of the {space.name} space, "
-            f"{format_bytes(smallest)}; raise --budget to at least {smallest}"
-        )
 
 
 class WeightsController(DartsController):

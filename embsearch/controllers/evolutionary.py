@@ -37,7 +37,7 @@ AskTellController` whose ``start``, ``ask``, ``tell`` and ``done`` run one
 - ``validate() -> None``: in ``__init__``; call :func:`validate_evolution` with
   ``self.config`` (whose parameters include ``EVOLUTION_PARAMS``) and check the rest;
 - ``prepare(ctx, deadline) -> None``: once per search, before any budget; train the
-  supernet (:func:`train_supernet`, which stops at ``deadline``) and build the
+  supernet (:func:`train_weight_sharing_supernet`, which stops at ``deadline``) and build the
   evaluators; a controller that runs final checks sets ``full_`` (an evaluator) and
   ``final_memo_`` (a dict) here;
 - ``search_space(ctx) -> SearchSpace``: the space plans are made and bytes counted in;
@@ -52,7 +52,7 @@ AskTellController` whose ``start``, ``ask``, ``tell`` and ``done`` run one
   a controller with ``carry_picks = True`` calls ``remember_pick(cand)`` with its pick, so
   the larger budgets' populations are seeded with it (``carried``).
 
-Helpers for ``prepare`` and the null-signal check: :func:`train_supernet`,
+Helpers for ``prepare`` and the null-signal check: :func:`train_weight_sharing_supernet`,
 :func:`plan_weights` (a plan's weights from a zero-padded supernet),
 ``constant_score_finalists`` (what the evolution picks when every score is equal).
 """
@@ -122,15 +122,6 @@ def mutate(cand: Candidate, space: SearchSpace, rng: np.random.Generator, prob: 
             new.append(int(rng.choice(others)) if others and rng.random() < prob else int(d))
         out.append(tuple(new))
     return tuple(out)
-
-
-def check_budget(space: SearchSpace, budget: int) -> None:
-    """Raise BudgetError when no candidate of ``space`` fits ``budget`` at all."""
-    smallest = space.min_bytes()
-    if budget < smallest:
-        raise BudgetError(
-            f"budget {budget} B is below the smallest plan of the {space.name} space ({smallest} B); raise --budget"
-        )
 
 
 def fit_budget(cand: Candidate, space: SearchSpace, budget: int) -> Candidate:
@@ -304,7 +295,7 @@ class Evolution:
         rng: np.random.Generator,
         seeds: Sequence[Candidate] = (),
     ) -> None:
-        check_budget(space, budget)
+        space.check_budget(budget)
         self.space, self.budget, self.cfg, self.rng = space, budget, cfg, rng
         self.scores: dict[Candidate, float] = {}
         self.generation = 0
@@ -399,7 +390,7 @@ class OutOfTime(Exception):
     """Raised from a training hook when the search's deadline has passed."""
 
 
-def train_supernet(
+def train_weight_sharing_supernet(
     ctx: SearchContext,
     build: Callable[[], nn.Module],
     epochs: int,
@@ -408,9 +399,14 @@ def train_supernet(
     desc: str = "supernet",
     validate: Callable[[nn.Module], tuple[float, float]] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Build (seeded) and train a supernet with the shared trainer; stop early, keeping the
-    weights as they are, when ``deadline`` (a ``time.perf_counter()`` value) passes.
-    ``validate`` (the trainer's hook) judges the epochs; default: the full width."""
+    """Build (seeded) and train a weight-sharing supernet, whose sub-networks are scored
+    later with inherited weights, as one plain model with the shared trainer (no
+    architecture parameters; every weight step on training batches). Stop early, keeping
+    the weights as they are, when ``deadline`` (a ``time.perf_counter()`` value) passes.
+    ``validate`` (the trainer's hook) judges the epochs; default: the full width. Returns
+    the model (in eval mode) and a summary (``val_auc``, ``epochs_run``, ``timed_out``,
+    ``seconds``). DARTS-style supernets train with
+    :func:`~embsearch.controllers.differentiable.train_darts_supernet` instead."""
 
     def after_step(step: int) -> None:
         if deadline is not None and time.perf_counter() > deadline:

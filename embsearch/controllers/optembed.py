@@ -86,8 +86,7 @@ from embsearch.controllers.evolutionary import (
     EVOLUTION_HELP,
     EVOLUTION_PARAMS,
     EvolutionaryController,
-    check_budget,
-    train_supernet,
+    train_weight_sharing_supernet,
     validate_evolution,
 )
 from embsearch.controllers.uniform import Uniform
@@ -218,7 +217,7 @@ class OptEmbed(EvolutionaryController):
         self.check_space(ctx)
         space = self.search_space(ctx)
         for budget in ctx.budgets:  # fail before training
-            check_budget(space, budget)
+            space.check_budget(budget)
         sctx = self.supernet_context(ctx)  # the run's recipe with search_backbone laid over it
         epochs = self.config["supernet_epochs"] or ctx.train.epochs
 
@@ -238,7 +237,7 @@ class OptEmbed(EvolutionaryController):
             return CTRModel(emb, sctx.make_backbone())
 
         alpha = float(self.config["alpha"])
-        self.supernet_, summary = train_supernet(
+        self.supernet_, summary = train_weight_sharing_supernet(
             sctx,
             build,
             epochs,

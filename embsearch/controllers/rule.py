@@ -86,16 +86,17 @@ from embsearch.controllers.evolutionary import (
     EvolutionaryController,
     fit_budget,
     plan_weights,
-    train_supernet,
+    train_weight_sharing_supernet,
     uniform_selection,
     validate_evolution,
 )
 from embsearch.embeddings.supernets_evo import SAMPLINGS, RuleEmbedding
-from embsearch.errors import BudgetError, ConfigError
+from embsearch.errors import ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator, disjoint_rows
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, run_loop
 from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.search_spaces.floor import check_fits
 from embsearch.train.metrics import paired_auc_difference
 
 
@@ -365,10 +366,13 @@ class Rule(EvolutionaryController):
             if space.width % b == 0 and block_space(ctx.space, b).min_bytes() <= low
         ]
         hint = f"blocks={finer[0]}" if finer else "a larger budget"
-        raise BudgetError(
-            f"rule: budget {low} B is below the smallest block selection ({smallest} B: one block "
-            f"of {space.width // int(self.config['blocks'])} columns per group); raise --budget or "
-            f"use finer blocks ({hint})"
+        block = space.width // int(self.config["blocks"])
+        check_fits(
+            low,
+            smallest,
+            what=f"block selection (one block of {block} columns per group)",
+            prefix="rule: ",
+            remedy=f" or use finer blocks ({hint})",
         )
 
     # -- steps 1-3 ----------------------------------------------------------------------------
@@ -395,7 +399,7 @@ class Rule(EvolutionaryController):
 
         epochs = self.config["supernet_epochs"] or ctx.train.epochs
         judge = served_validation(ctx, space) if self.config["supernet_val"] == "budgets" else None
-        self.supernet_, summary = train_supernet(
+        self.supernet_, summary = train_weight_sharing_supernet(
             sctx,
             build,
             epochs,

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from embsearch.budget import BudgetSpec, field_bytes, format_bytes
+from embsearch.budget import BudgetSpec, field_bytes
 from embsearch.data.schema import Schema
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.plan import FieldPlan, GroupPlan, Plan
+from embsearch.search_spaces.floor import check_fits
 from embsearch.search_spaces.knapsack import solve_mckp
 
 Candidate = tuple[tuple[int, ...], ...]
@@ -159,13 +160,13 @@ class SearchSpace:
     def resolve_budget(self, spec: BudgetSpec) -> int:
         """Bytes of ``spec``, checked feasible; raises one line naming the smallest size."""
         budget = spec.resolve(self.full_table_bytes())
-        smallest = self.min_bytes()
-        if budget < smallest:
-            raise BudgetError(
-                f"budget {spec.text} ({budget} B) is below the smallest plan of the {self.name} space, "
-                f"{format_bytes(smallest)}; raise --budget to at least {smallest}"
-            )
+        self.check_budget(budget, shown=f"{spec.text} ({budget} B)")
         return budget
+
+    def check_budget(self, budget: int, *, shown: str | None = None) -> None:
+        """Raise :class:`BudgetError` when ``budget`` bytes are below :meth:`min_bytes`
+        (:func:`~embsearch.search_spaces.floor.check_fits`; ``shown`` names the budget)."""
+        check_fits(budget, self.min_bytes(), what=f"plan of the {self.name} space", shown=shown)
 
     # -- candidates ----------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Candidate:

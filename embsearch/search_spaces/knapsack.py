@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from embsearch.errors import BudgetError
+from embsearch.search_spaces.floor import check_fits
 
 
 def solve_mckp(
@@ -31,11 +32,7 @@ def solve_mckp(
         raise BudgetError("every option of a unit is disallowed (valued -inf); allow at least one")
     min_cost = [int(np.asarray(c, dtype=np.int64)[a].min()) for c, a in zip(costs, allowed)]
     min_total = sum(min_cost)
-    if min_total > budget:
-        raise BudgetError(
-            f"budget {budget} B is below the smallest plan ({min_total} B); "
-            f"raise --budget to at least {min_total}"
-        )
+    check_fits(budget, min_total, what="plan the values allow")
     # Suffix minimum cost: a state is useless if even the cheapest rest cannot fit.
     suffix_min = np.zeros(n_units + 1, dtype=np.int64)
     for i in range(n_units - 1, -1, -1):
