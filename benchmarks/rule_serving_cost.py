@@ -26,7 +26,7 @@ from typing import Any
 
 from bench_protocol import budget_labels, context, load_dataset, parse_args, retrain_and_test
 
-from embsearch.controllers.evolutionary import uniform_selection
+from embsearch.controllers.evolution import uniform_selection
 from embsearch.controllers.registry import get_controller
 from embsearch.train import evaluate, seed_everything
 from embsearch.train.trainer import train_model

@@ -15,7 +15,7 @@ from embsearch.context import SearchContext
 from embsearch.controllers._signal import candidate_of, null_agreement
 from embsearch.controllers.autodim import AutoDim
 from embsearch.controllers.autoemb import AutoEmb
-from embsearch.controllers.differentiable import distance, drop_only_where_favoured
+from embsearch.controllers.discretise import distance, drop_only_where_favoured
 from embsearch.controllers.dnis import DNIS
 from embsearch.controllers.registry import get_controller
 from embsearch.data.dataset import Dataset, Split
@@ -397,7 +397,7 @@ def test_supernet_architecture_comes_from_its_best_validation_epoch(monkeypatch,
     """Early stopping (the default) keeps the architecture of the epoch whose supernet
     validated best, the epoch whose weights the trainer restores; ``early_stop=False``
     keeps DARTS's last architecture. The data overfits fast, so the best epoch is early."""
-    import embsearch.controllers.differentiable as darts
+    import embsearch.controllers.darts_training as darts
 
     ds = make_synthetic(rows=6000, cardinalities=(300, 800, 50, 500), informative=(1, 2), seed=3)
     seen: dict[int, list[torch.Tensor]] = {}

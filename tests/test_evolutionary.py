@@ -19,13 +19,12 @@ from hypothesis import strategies as st
 
 from embsearch.budget import field_bytes
 from embsearch.context import SearchContext
-from embsearch.controllers.evolutionary import (
+from embsearch.controllers.evolution import (
     Evolution,
     EvolutionConfig,
     crossover,
     fit_budget,
     mutate,
-    plan_weights,
     repair_per_block,
     repair_value,
     uniform_selection,
@@ -33,6 +32,7 @@ from embsearch.controllers.evolutionary import (
 from embsearch.controllers.optembed import OptEmbed
 from embsearch.controllers.registry import get_controller
 from embsearch.controllers.rule import Rule, block_space, served_validation
+from embsearch.controllers.weight_sharing import plan_weights
 from embsearch.data.synthetic import make_synthetic
 from embsearch.embeddings.supernets_evo import OptEmbedEmbedding, RuleEmbedding
 from embsearch.errors import BudgetError, ConfigError

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embsearch.budget import parse_budget
-from embsearch.controllers.differentiable import (
+from embsearch.controllers.discretise import (
     coverage,
     discretise,
     distance,
@@ -213,7 +213,7 @@ def test_space_rejects_candidate_above_width_and_budget_below_smallest():
 def test_every_budget_floor_reads_the_same():
     """The space, the knapsack, DARTS's discretisation and the evolution refuse a budget
     below their smallest plan through one check, with one wording."""
-    from embsearch.controllers.evolutionary import Evolution, EvolutionConfig
+    from embsearch.controllers.evolution import Evolution, EvolutionConfig
     from embsearch.search_spaces.floor import check_fits
 
     check_fits(8, 8)  # exactly the smallest plan fits

@@ -95,7 +95,7 @@ def test_an_unknown_search_backbone_key_fails_before_training():
 def test_architecture_steps_leave_batch_norm_statistics_alone():
     """DARTS's architecture steps run the model on validation batches in training mode; the
     backbone's batch-norm running statistics must come from training batches only."""
-    from embsearch.controllers.differentiable import ArchStep
+    from embsearch.controllers.darts_training import ArchStep
 
     ctx = make_test_context(AutoDim)
     ctrl = AutoDim()

@@ -1,45 +1,23 @@
 """The evolutionary family's public base: subclass :class:`EvolutionaryController` to write
-an evolutionary controller; :class:`Evolution` is the algorithm it drives.
+an evolutionary controller. It runs one :class:`~embsearch.controllers.evolution.Evolution`
+per budget (top-k selection, crossover between fields, mutation, children repaired onto
+the budget; :mod:`.evolution`) through the shared ask/tell loop, seeded with the uniform
+plan that fits the budget and the widest candidate projected onto it. The supernet whose
+inherited weights score the candidates is trained by
+:func:`~embsearch.controllers.weight_sharing.train_weight_sharing_supernet`
+(:mod:`.weight_sharing`).
 
-OptEmbed (Lyu et al., CIKM 2022), Sec. "Evolutionary search", and RULE (Chen et al., KDD
-2021), Sec. "Evolutionary search", evolve candidates the same way (:class:`Evolution`,
-configured by :class:`EvolutionConfig`):
+Hooks of :class:`EvolutionaryController` (an
+:class:`~embsearch.controllers.base.AskTellController` whose ``start``, ``ask``, ``tell``
+and ``done`` run the budget's evolution), in the order the shared loop calls them:
 
-1. an initial population of random candidates, each projected onto the budget;
-2. every generation keeps the ``top_k`` best candidates seen so far (elitist top-k
-   selection, or tournaments among them);
-3. children are made by *crossover between fields* (each field's dims come whole from one
-   parent: crossover points range over fields, never over dims inside a field or over
-   rows) and by *mutation* (each (field, group) dim is redrawn with a probability);
-4. a child over the budget is repaired onto it (:func:`fit_budget`: exact knapsack over
-   dims no larger than the child's); a candidate over the budget is never kept.
-
-Beyond the papers (each a choice a careful practitioner would make, said once here):
-
-- ``patience`` (default 3): the evolution stops once the best score has not improved by
-  more than ``min_delta`` for that many generations (the papers run a fixed number; late
-  generations of a converged population re-score near-copies of the elite, and gains below
-  the noise of a validation subsample are not progress). ``None`` runs every generation.
-- the initial population also holds the uniform plan that fits the budget (the baseline a
-  mixed plan must beat; random candidates rarely come near it) and the all-largest plan
-  repaired onto the budget, and, for a controller that serves its plans
-  (``carry_picks``: RULE), the plans picked for the smaller budgets of the same search;
-- one score memo shared by every budget of a search (inherited-weight scores do not depend
-  on the budget), so a candidate is evaluated at most once per search.
-
-Every operator is pure: candidates are tuples of tuples and operators return new ones, so
-parents are never edited in place.
-
-Hooks of :class:`EvolutionaryController` (an :class:`~embsearch.controllers.base.
-AskTellController` whose ``start``, ``ask``, ``tell`` and ``done`` run one
-:class:`Evolution` per budget), in the order the shared loop calls them:
-
-- ``validate() -> None``: in ``__init__``; call :func:`validate_evolution` with
-  ``self.config`` (whose parameters include ``EVOLUTION_PARAMS``) and check the rest;
+- ``validate() -> None``: in ``__init__``; call
+  :func:`~embsearch.controllers.evolution.validate_evolution` with ``self.config`` (whose
+  parameters include ``EVOLUTION_PARAMS``) and check the rest;
 - ``prepare(ctx, deadline) -> None``: once per search, before any budget; train the
-  supernet (:func:`train_weight_sharing_supernet`, which stops at ``deadline``) and build the
-  evaluators; a controller that runs final checks sets ``full_`` (an evaluator) and
-  ``final_memo_`` (a dict) here;
+  supernet (:func:`~embsearch.controllers.weight_sharing.train_weight_sharing_supernet`,
+  which stops at ``deadline``) and build the evaluators; a controller that runs final
+  checks sets ``full_`` (an evaluator) and ``final_memo_`` (a dict) here;
 - ``search_space(ctx) -> SearchSpace``: the space plans are made and bytes counted in;
   ``evolution_space(ctx) -> SearchSpace``: the space evolved in (default the same);
 - ``evaluator(ctx, budget) -> Evaluator`` (required): per budget; what the loop scores
@@ -52,164 +30,24 @@ AskTellController` whose ``start``, ``ask``, ``tell`` and ``done`` run one
   a controller with ``carry_picks = True`` calls ``remember_pick(cand)`` with its pick, so
   the larger budgets' populations are seeded with it (``carried``).
 
-Helpers for ``prepare`` and the null-signal check: :func:`train_weight_sharing_supernet`,
-:func:`plan_weights` (a plan's weights from a zero-padded supernet),
-``constant_score_finalists`` (what the evolution picks when every score is equal).
+Helpers: :func:`~embsearch.controllers.weight_sharing.plan_weights` (a plan's weights from
+a zero-padded supernet, for a controller that serves its plans) and, for the null-signal
+check, ``constant_score_finalists`` (what the evolution picks when every score is equal).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
-import torch
-from torch import nn
-
-from embsearch.budget import field_bytes
 from embsearch.context import SearchContext
 from embsearch.controllers.base import AskTellController
-from embsearch.errors import BudgetError, ConfigError
+from embsearch.controllers.evolution import Evolution, EvolutionConfig, uniform_selection
 from embsearch.evaluator import Evaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, run_loop
-from embsearch.search_spaces.base import Candidate, SearchSpace, log2_distance
-from embsearch.search_spaces.knapsack import solve_mckp
-from embsearch.train.device import seed_everything
-from embsearch.train.trainer import train_model
-
-EVOLUTION_PARAMS: dict[str, Any] = {
-    "population": 20,
-    "generations": 10,
-    "top_k": 10,
-    "mutation_prob": 0.1,
-    "crossover_prob": 0.5,
-    "selection": "topk",
-    "patience": 3,
-    "min_delta": 0.0,
-}
-EVOLUTION_HELP: dict[str, str] = {
-    "population": "candidates per generation (at least 2)",
-    "generations": "generations bred after the random first one",
-    "top_k": "best candidates so far that parent the next generation",
-    "mutation_prob": "chance that each (field, group) dim of a child is redrawn",
-    "crossover_prob": "chance that a child mixes two parents, whole fields from each",
-    "selection": "parents: 'topk' (uniform among the top-k) or 'tournament'",
-    "patience": "stop after this many generations without a better best (None: never)",
-    "min_delta": "a better best must beat the last one by more than this to count",
-}
-
-
-# -- pure operators -------------------------------------------------------------------------
-def crossover(a: Candidate, b: Candidate, rng: np.random.Generator) -> Candidate:
-    """Uniform crossover *between fields*: field ``f`` comes whole from ``a`` or from ``b``."""
-    if len(a) != len(b):
-        raise ValueError(f"parents have {len(a)} and {len(b)} fields")
-    take_a = rng.random(len(a)) < 0.5
-    return tuple(tuple(da) if t else tuple(db) for da, db, t in zip(a, b, take_a))
-
-
-def mutate(cand: Candidate, space: SearchSpace, rng: np.random.Generator, prob: float) -> Candidate:
-    """Redraw each (field, group) dim with probability ``prob`` among the *other* candidates."""
-    out = []
-    for dims in cand:
-        new = []
-        for d in dims:
-            others = [c for c in space.candidates if c != d]
-            new.append(int(rng.choice(others)) if others and rng.random() < prob else int(d))
-        out.append(tuple(new))
-    return tuple(out)
-
-
-def fit_budget(cand: Candidate, space: SearchSpace, budget: int) -> Candidate:
-    """Step 4: ``cand`` projected onto the budget (unchanged when it fits).
-
-    ``space.repair`` enumerates every dims tuple of a field (``C ** G`` options); when the
-    space pads (no projection), bytes are a sum over (field, group) blocks, so the same
-    knapsack (same objective: keep each dim as close to the child's as possible, never
-    larger) is solved exactly per block instead, which stays fast for many groups.
-    """
-    if space.bytes_of(cand) <= budget:
-        return cand
-    grouped = any(len(g) > 1 for g in space.groups)
-    fixed = (
-        repair_per_block(cand, space, budget)
-        if space.projection == "pad" and grouped
-        else space.repair(cand, budget)
-    )
-    if space.bytes_of(fixed) > budget:  # both repairs are exact; this guards the invariant
-        raise BudgetError(
-            f"internal: repaired candidate of {space.bytes_of(fixed)} B exceeds {budget} B"
-        )
-    return fixed
-
-
-def repair_value(dims: Sequence[int], original: Sequence[int]) -> float:
-    """``space.repair``'s objective for one field: minus the log2 distance of each dim."""
-    return -sum(log2_distance(o, d) for d, o in zip(dims, original))
-
-
-def repair_per_block(cand: Candidate, space: SearchSpace, budget: int) -> Candidate:
-    """``space.repair`` for a ``pad`` space, one knapsack unit per (field, group) block."""
-    costs, values, opts = [], [], []
-    for f, dims in enumerate(cand):
-        for (a, b), d in zip(space.groups[f], dims):
-            ok = [c for c in space.candidates if c <= d] or [space.candidates[0]]
-            opts.append(ok)
-            costs.append(
-                [field_bytes([b - a], [c], space.width, "pad", space.precision) for c in ok]
-            )
-            values.append([repair_value([c], [d]) for c in ok])
-    picks = iter(o[i] for o, i in zip(opts, solve_mckp(costs, values, budget)))
-    return tuple(tuple(int(next(picks)) for _ in dims) for dims in cand)
-
-
-def uniform_selection(space: SearchSpace, budget: int) -> Candidate | None:
-    """The same (largest) dim in every (field, group) that fits ``budget``; None if none does."""
-    for d in sorted((c for c in space.candidates if c > 0), reverse=True):
-        cand = space.uniform(d)
-        if space.bytes_of(cand) <= budget:
-            return cand
-    return None
-
-
-def random_population(
-    space: SearchSpace,
-    budget: int,
-    n: int,
-    rng: np.random.Generator,
-    seeds: Sequence[Candidate] = (),
-) -> list[Candidate]:
-    """Step 1: ``n`` distinct feasible candidates (seeds first, then random ones, repaired)."""
-    out: list[Candidate] = []
-    seen: set[Candidate] = set()
-    pool = [*seeds]
-    for _ in range(20 * n):
-        if len(out) >= n:
-            break
-        cand = fit_budget(pool.pop(0) if pool else space.sample(rng), space, budget)
-        if cand not in seen:
-            seen.add(cand)
-            out.append(cand)
-    return out
-
-
-def top_k(scored: Sequence[tuple[Candidate, float]], k: int) -> list[tuple[Candidate, float]]:
-    """The ``k`` best (candidate, score) pairs, best first (NaN scores rank last)."""
-    key = [(-s if np.isfinite(s) else np.inf) for _, s in scored]
-    order = np.argsort(key, kind="stable")[:k]
-    return [scored[i] for i in order]
-
-
-def tournament(
-    scored: Sequence[tuple[Candidate, float]], rng: np.random.Generator, size: int = 2
-) -> Candidate:
-    """The best of ``size`` candidates drawn at random (with replacement)."""
-    picks = [scored[int(i)] for i in rng.integers(0, len(scored), size=max(size, 1))]
-    return top_k(picks, 1)[0][0]
+from embsearch.search_spaces.base import Candidate, SearchSpace
 
 
 class FixedAsker:
@@ -230,240 +68,12 @@ class FixedAsker:
         return None
 
 
-# -- the evolution as ask/tell ----------------------------------------------------------------
-@dataclass
-class EvolutionConfig:
-    population: int = 20
-    generations: int = 10
-    top_k: int = 10
-    mutation_prob: float = 0.1
-    crossover_prob: float = 0.5
-    selection: str = "topk"
-    patience: int | None = None
-    min_delta: float = 0.0
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> EvolutionConfig:
-        return cls(**{k: params[k] for k in EVOLUTION_PARAMS})
-
-
-def validate_evolution(name: str, params: dict[str, Any]) -> None:
-    """Check the shared evolution parameters; the message names the parameter and its range."""
-
-    def integer(key: str, low: int, high: float = float("inf")) -> int:
-        v = params[key]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not low <= v <= high:
-            rng = f">= {low}" if high == float("inf") else f"in [{low}, {int(high)}]"
-            raise ConfigError(f"{name}: {key} must be an integer {rng}, got {v!r}")
-        return int(v)
-
-    pop = integer("population", 2)
-    integer("generations", 0)
-    integer("top_k", 1, pop)
-    for key in ("mutation_prob", "crossover_prob"):
-        v = params[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-            raise ConfigError(f"{name}: {key} must be a number in [0, 1], got {v!r}")
-    if params["selection"] not in ("topk", "tournament"):
-        raise ConfigError(
-            f"{name}: selection must be 'topk' or 'tournament', got {params['selection']!r}"
-        )
-    for key in ("supernet_epochs", "val_rows", "patience"):  # None: epochs / all rows / never
-        if key in params and params[key] is not None:
-            integer(key, 1)
-    delta = params["min_delta"]
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0.0 <= delta <= 1.0:
-        raise ConfigError(f"{name}: min_delta must be a number in [0, 1], got {delta!r}")
-
-
-class Evolution:
-    """Steps 1-4 as ask/tell: ``ask()`` hands out the current generation one candidate at a
-    time; once all of it is told, the next generation is bred from the top-k. Generation 0
-    is the random population; ``generations`` more follow, so at most
-    ``population * (generations + 1)`` candidates are evaluated. With ``cfg.patience`` the
-    evolution stops after the first ``patience`` consecutive generations whose candidates
-    did not beat the best score so far by more than ``cfg.min_delta`` (``stopped_early``;
-    see :meth:`summary`)."""
-
-    name = "evolution"
-
-    def __init__(
-        self,
-        space: SearchSpace,
-        budget: int,
-        cfg: EvolutionConfig,
-        rng: np.random.Generator,
-        seeds: Sequence[Candidate] = (),
-    ) -> None:
-        space.check_budget(budget)
-        self.space, self.budget, self.cfg, self.rng = space, budget, cfg, rng
-        self.scores: dict[Candidate, float] = {}
-        self.generation = 0
-        self._queue = random_population(space, budget, cfg.population, rng, seeds)
-        self._pending: set[Candidate] = set()
-        self.best = -np.inf  # best finite score so far
-        self.mark = -np.inf  # the score of the last improvement by more than min_delta
-        self.best_generation = 0  # the generation of that improvement
-        self.stopped_early = False
-        self.exhausted = False  # breeding found no unseen feasible child
-
-    @property
-    def total(self) -> int:
-        """At most this many candidates are evaluated (the progress display's total)."""
-        return self.cfg.population * (self.cfg.generations + 1)
-
-    def done(self) -> bool:
-        """True once the last generation is told (or no unseen child could be bred)."""
-        return not self._queue and not self._pending
-
-    def ask(self) -> Candidate:
-        if not self._queue:
-            raise RuntimeError("ask() after the search is done, or before the generation was told")
-        cand = self._queue.pop(0)
-        self._pending.add(cand)
-        return cand
-
-    def tell(self, cand: Candidate, score: float) -> None:
-        self._pending.discard(cand)
-        self.scores[cand] = float(score)
-        if np.isfinite(score) and score > self.best:
-            self.best = float(score)
-        if np.isfinite(score) and score > self.mark + self.cfg.min_delta:
-            self.mark, self.best_generation = float(score), self.generation
-        if self._queue or self._pending or self.generation >= self.cfg.generations:
-            return
-        patience = self.cfg.patience
-        if patience is not None and self.generation - self.best_generation >= patience:
-            self.stopped_early = True  # the generation is complete: no more breeding
-            return
-        self._breed()
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready facts: generations bred and told, and whether patience stopped it."""
-        return {
-            "generations_run": self.generation,
-            "generations_max": self.cfg.generations,
-            "best_generation": self.best_generation,
-            "patience": self.cfg.patience,
-            "min_delta": self.cfg.min_delta,
-            "stopped_early": self.stopped_early,
-            "exhausted": self.exhausted,
-            "candidates": len(self.scores),
-        }
-
-    def ranked(self) -> list[tuple[Candidate, float]]:
-        """Every told candidate with its score, best first."""
-        return top_k(list(self.scores.items()), len(self.scores))
-
-    def _parent(self, elite: list[tuple[Candidate, float]]) -> Candidate:
-        if self.cfg.selection == "tournament":
-            return tournament(elite, self.rng)
-        return elite[int(self.rng.integers(len(elite)))][0]
-
-    def _breed(self) -> None:
-        """Steps 2-4: top-k survivors breed ``population`` new, feasible, unseen children."""
-        elite = top_k(list(self.scores.items()), self.cfg.top_k)
-        if not elite:
-            self.exhausted = True
-            return
-        children: list[Candidate] = []
-        for _ in range(20 * self.cfg.population):
-            if len(children) >= self.cfg.population:
-                break
-            child = self._parent(elite)
-            if self.rng.random() < self.cfg.crossover_prob:
-                child = crossover(child, self._parent(elite), self.rng)
-            child = fit_budget(
-                mutate(child, self.space, self.rng, self.cfg.mutation_prob), self.space, self.budget
-            )
-            if child not in self.scores and child not in children:
-                children.append(child)
-        if children:  # a generation counts once it has candidates to evaluate
-            self.generation += 1
-        else:
-            self.exhausted = True  # no unseen feasible child: the search is done
-        self._queue = children
-
-
-# -- supernet helpers shared by OptEmbed and RULE ------------------------------------------------
-class OutOfTime(Exception):
-    """Raised from a training hook when the search's deadline has passed."""
-
-
-def train_weight_sharing_supernet(
-    ctx: SearchContext,
-    build: Callable[[], nn.Module],
-    epochs: int,
-    deadline: float | None,
-    extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
-    desc: str = "supernet",
-    validate: Callable[[nn.Module], tuple[float, float]] | None = None,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Build (seeded) and train a weight-sharing supernet, whose sub-networks are scored
-    later with inherited weights, as one plain model with the shared trainer (no
-    architecture parameters; every weight step on training batches). Stop early, keeping
-    the weights as they are, when ``deadline`` (a ``time.perf_counter()`` value) passes.
-    ``validate`` (the trainer's hook) judges the epochs; default: the full width. Returns
-    the model (in eval mode) and a summary (``val_auc``, ``epochs_run``, ``timed_out``,
-    ``seconds``). DARTS-style supernets train with
-    :func:`~embsearch.controllers.differentiable.train_darts_supernet` instead."""
-
-    def after_step(step: int) -> None:
-        if deadline is not None and time.perf_counter() > deadline:
-            raise OutOfTime
-
-    generator = seed_everything(ctx.seed)
-    model = build().to(ctx.device)
-    t0 = time.perf_counter()
-    cfg = replace(ctx.train, epochs=int(epochs))
-    try:
-        res = train_model(
-            model,
-            ctx.data,
-            cfg,
-            generator=generator,
-            extra_loss=ctx.penalty(extra_loss),
-            after_step=after_step,
-            desc=desc,
-            validate=validate,
-        )
-        summary = {
-            "val_auc": res.val_auc,
-            "val_logloss": res.val_logloss,
-            "epochs_run": res.epochs_run,
-            "timed_out": False,
-        }
-    except OutOfTime:
-        ctx.log(
-            f"{desc}: time limit reached during supernet training; searching with the weights so far"
-        )
-        summary = {
-            "val_auc": None,
-            "val_logloss": None,
-            "epochs_run": -1,
-            "timed_out": True,
-        }
-    model.eval()
-    summary["seconds"] = time.perf_counter() - t0
-    return model, summary
-
-
-def plan_weights(
-    ctx: SearchContext, supernet: nn.Module, plan: Plan, cand: Candidate
-) -> dict[str, torch.Tensor]:
-    """``state_dict`` of ``ctx.build_model(plan)`` holding the supernet's weights for ``cand``
-    (the plan must use ``projection='pad'``): the contract of ``plan.weights``."""
-    model = ctx.build_model(plan)
-    model.embedding.load_block_tensors(supernet.embedding.block_tensors(cand))  # type: ignore[union-attr, operator]
-    model.backbone.load_state_dict(supernet.backbone.state_dict())  # type: ignore[union-attr]
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
 class EvolutionaryController(AskTellController):
     """The ask/tell half every evolutionary controller shares (OptEmbed's and RULE's search
-    step): one :class:`Evolution` per budget over :meth:`evolution_space`, seeded with the
-    uniform plan that fits the budget and the widest candidate projected onto it. Scores do not depend on the
-    budget, so the shared loop memoises them across budgets (``budget_free_scores``)."""
+    step): one :class:`~embsearch.controllers.evolution.Evolution` per budget over
+    :meth:`evolution_space`, seeded with the uniform plan that fits the budget and the widest candidate projected onto it. Scores do
+    not depend on the budget, so the shared loop memoises them across budgets
+    (``budget_free_scores``). The hooks a subclass gives are listed in the module docstring."""
 
     budget_free_scores = True
     carry_picks: ClassVar[bool] = False  # see :meth:`carried`

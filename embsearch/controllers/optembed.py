@@ -82,14 +82,10 @@ from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
 from embsearch.controllers.base import SEARCH_BACKBONE_HELP
-from embsearch.controllers.evolutionary import (
-    EVOLUTION_HELP,
-    EVOLUTION_PARAMS,
-    EvolutionaryController,
-    train_weight_sharing_supernet,
-    validate_evolution,
-)
+from embsearch.controllers.evolution import EVOLUTION_HELP, EVOLUTION_PARAMS, validate_evolution
+from embsearch.controllers.evolutionary import EvolutionaryController
 from embsearch.controllers.uniform import Uniform
+from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
 from embsearch.embeddings.supernets_evo import SAMPLINGS, OptEmbedEmbedding
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator

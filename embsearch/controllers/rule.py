@@ -80,16 +80,15 @@ from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
 from embsearch.controllers.base import SEARCH_BACKBONE_HELP
-from embsearch.controllers.evolutionary import (
+from embsearch.controllers.evolution import (
     EVOLUTION_HELP,
     EVOLUTION_PARAMS,
-    EvolutionaryController,
     fit_budget,
-    plan_weights,
-    train_weight_sharing_supernet,
     uniform_selection,
     validate_evolution,
 )
+from embsearch.controllers.evolutionary import EvolutionaryController
+from embsearch.controllers.weight_sharing import plan_weights, train_weight_sharing_supernet
 from embsearch.embeddings.supernets_evo import SAMPLINGS, RuleEmbedding
 from embsearch.errors import ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator, disjoint_rows
