@@ -23,6 +23,7 @@ def merge(out: Path, passes: list[Path]) -> list[Path]:
     for seed in seeds:
         rows: list[dict] = []
         meta: dict | None = None
+        known_full: dict[str, float] = {}  # a --no-full pass uses an earlier pass's time
         for run in passes:
             f = run / seed / "results.json"
             if not f.exists():
@@ -31,8 +32,10 @@ def merge(out: Path, passes: list[Path]) -> list[Path]:
             meta = meta or data
             new = data["rows"]
             full = {r["dataset"]: r["retrain_s"] for r in new if r["controller"].startswith("full")}
+            known_full.update(full)
             for r in new:
-                r.setdefault("full_s", full.get(r["dataset"]))
+                if r.get("full_s") is None:
+                    r["full_s"] = full.get(r["dataset"], known_full.get(r["dataset"]))
             pairs = {(r["dataset"], r["controller"]) for r in new}
             rows = [r for r in rows if (r["dataset"], r["controller"]) not in pairs] + new
         if meta is None:
