@@ -38,7 +38,7 @@ Steps:
 
 Plans retrain zero-padded, the paper's structure; ``projection='linear'`` retrains them behind
 learned projections instead (converged: better on frappe, worse on the planted synthetic
-data, whose dim-1 fields lose under a projection; BENCHMARKS.md).
+data, whose dim-1 fields lose under a projection; `git show 964ade3:BENCHMARKS.md`, before the recipe).
 
 ``plan.extra['mask']`` holds each group's learned mask.
 """

@@ -45,7 +45,7 @@ three). Sixteen dims per field widen the space the evolution must cover in the s
 number of evaluations, and a uniform draw over 1..16 trains dim 1 or 2 one step in eight.
 Retrained (synthetic, seeds 0-2), these defaults gain +0.0002/+0.0036/+0.0030 test AUC over
 uniform at 10/25/50%, the first version (per-batch draws, no pruning) +0.0084/+0.0020/+0.0026:
-its 10% plans were better, for a reason not found yet (BENCHMARKS.md).
+its 10% plans were better, for a reason not found yet (`git show 964ade3:BENCHMARKS.md`).
 
 Choices the paper leaves open (one line each):
 
@@ -56,7 +56,7 @@ Choices the paper leaves open (one line each):
 - each budget of a search keeps its own evolution: seeding a larger budget with a smaller
   one's pick (as RULE does) made its inherited scores monotone, but the plans retrained
   worse where the smaller pick won by a hair (synthetic 50%: +0.0057 -> +0.0028 over
-  uniform; BENCHMARKS.md).
+  uniform; `git show 964ade3:BENCHMARKS.md`).
 - ``patience=2``: the evolution stops after 2 generations without a better candidate
   (``min_delta=5e-4`` made it ~30% cheaper but found worse plans on synthetic and frappe).
 - scores are memoised across the budgets of one search (inherited scores ignore budgets).
@@ -65,7 +65,7 @@ Choices the paper leaves open (one line each):
   more than two standard errors of their paired AUC difference (DeLong; a one-sided test at
   about 2.5%): inherited scores are a proxy, and where they cannot tell plans apart a mixed
   plan is a coin toss that retrained slightly worse (frappe 50%, where the full table is
-  only +0.0005 over uniform; BENCHMARKS.md). ``0`` returns the pick whatever its margin.
+  only +0.0005 over uniform; `git show 964ade3:BENCHMARKS.md`). ``0`` returns the pick whatever its margin.
 
 Row pruning is *recorded, not stored*:
 ``MixedDimEmbedding`` keeps every row, and ``plan.extra["pruned_row_fraction"]`` gives each

@@ -23,7 +23,7 @@ DEFAULT_INFORMATIVE = (1, 2, 4, 6, 9)
 # keeps 800), flatter frequencies, stronger rank-8 interactions and a weaker first-order
 # part. With the defaults the informative fields have 60-3,000 ids, too many to learn
 # their interactions from 48k training rows, so a dim-1 table converges as high as the
-# dim-16 one (BENCHMARKS.md). Used by the benchmarks (``bench_protocol.py --datasets
+# dim-16 one (`git show 964ade3:BENCHMARKS.md`). Used by the benchmarks (``bench_protocol.py --datasets
 # synthetic-wide``).
 WIDE_PRESET: dict = {
     "cardinalities": (40, 30, 50, 120, 40, 60, 800, 5000, 25, 60, 30, 1000),
