@@ -1,7 +1,7 @@
 """Merge per-seed ``bench_protocol.py`` passes into one directory per seed.
 
 Each pass is a directory holding ``seed<N>/results.json``; for every seed, the rows of a
-later pass replace the rows of the same (dataset, controller) from earlier passes (rerun a
+later pass replace the rows of the same (dataset, controller, budget) from earlier passes (rerun a
 few controllers on a few datasets after a change without rerunning all). Every row keeps its own pass's
 full-table training time as ``full_s``, which ``summarize_protocol.py`` uses for its ratios.
 
@@ -36,8 +36,16 @@ def merge(out: Path, passes: list[Path]) -> list[Path]:
             for r in new:
                 if r.get("full_s") is None:
                     r["full_s"] = full.get(r["dataset"], known_full.get(r["dataset"]))
-            pairs = {(r["dataset"], r["controller"]) for r in new}
-            rows = [r for r in rows if (r["dataset"], r["controller"]) not in pairs] + new
+            keys = {(r["dataset"], r["controller"], r.get("budget")) for r in new}
+            rerun = {(r["dataset"], r["controller"]) for r in new}
+            rows = [
+                r
+                for r in rows
+                if (r["dataset"], r["controller"], r.get("budget")) not in keys
+                # a failed controller's row lists every budget: any rerun replaces it
+                and not ("," in str(r.get("budget")) and (r["dataset"], r["controller"]) in rerun)
+            ]
+            rows += new
         if meta is None:
             continue
         d = out / seed
