@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 from abc import ABC, abstractmethod
@@ -52,46 +51,6 @@ def _int_list(text: str) -> list[int]:
 def _warn(message: str) -> None:
     """A warning the user should see: one line on stderr (the run goes on)."""
     print(f"embsearch: warning: {message}", file=sys.stderr)
-
-
-def _time_limit_note(extra: dict[str, Any]) -> str | None:
-    """What ``--max-seconds`` cut short in a plan's search (shown with ``--quiet`` too)."""
-    supernet = extra.get("supernet") or {}
-    search = extra.get("search") or {}
-    cut = []
-    if supernet.get("timed_out"):
-        cut.append("supernet training")
-    if search.get("stop_reason") == "time":
-        n = search.get("evaluations", 0)
-        cut.append(f"the search after {n} evaluation{'s' if n != 1 else ''}")
-    if not cut:
-        return None
-    return (
-        f"--max-seconds cut short {' and '.join(cut)}: this is the best plan found in time; "
-        "raise --max-seconds for a fuller search"
-    )
-
-
-def _metric(name: str, value: Any) -> str:
-    """``val_auc 0.7123``; a metric that could not be computed (NaN, inf, null) is ``n/a``."""
-    ok = isinstance(value, (int, float)) and math.isfinite(value)
-    return f"{name} {value:.4f}" if ok else f"{name} n/a"
-
-
-def _low_auc_note(metrics: dict[str, Any]) -> str | None:
-    """A remark on a validation AUC below 0.5 (worse than chance), or on none at all."""
-    auc = metrics.get("val_auc")
-    if not isinstance(auc, (int, float)) or not math.isfinite(auc):
-        return (
-            "no validation AUC: the validation split lacks a class (or training diverged); "
-            "prepare the data again, `embsearch data prepare` checks the splits"
-        )
-    if auc < 0.5:
-        return (
-            f"val_auc {auc:.4f} is below 0.5, worse than chance: the model learnt nothing "
-            "that holds on validation; try more --epochs, a lower --lr, or more data"
-        )
-    return None
 
 
 class Command(ABC):
@@ -206,91 +165,23 @@ class Search(Command):
     help = "search a plan (dims per field or group) under one or more byte budgets"
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        from embsearch.run_config import OPTIONS
+
         p.epilog = EPILOG_SEARCH
         p.formatter_class = argparse.RawDescriptionHelpFormatter
-        p.add_argument(
-            "--data",
-            help="'synthetic' or a directory from `embsearch data prepare` (default synthetic)",
-        )
-        p.add_argument(
-            "--budget",
-            action="append",
-            dest="budgets",
-            help="byte budget; repeat for several plans (default 25%%)",
-        )
-        p.add_argument(
-            "--controller",
-            help="registered name (see `embsearch controllers`) or package.module:Class (default mde)",
-        )
-        p.add_argument(
-            "--param",
-            action="append",
-            default=[],
-            help="controller parameter key=value (repeatable)",
-        )
-        p.add_argument(
-            "--backbone",
-            help="lr, fm, dnn, deepfm, dcnv2, widedeep (default deepfm), a registered "
-            "embsearch.backbones entry point, or package.module:Class",
-        )
-        p.add_argument(
-            "--backbone-param",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="backbone parameter (repeatable; JSON values), e.g. hidden_units=[400,400,400], "
-            "activation=relu, batch_norm=true, dropout=0.2, cross_layers=3 (dcnv2), "
-            "weight_decay=1e-5, embedding_regularizer=0.05; the defaults are the field's recipe "
-            "(`embsearch backbones` lists them)",
-        )
-        p.add_argument("--space", help="field_dims or feature_dims (default: the controller's)")
-        p.add_argument(
-            "--width",
-            type=int,
-            help="base dimension: width of the full-size table and the backbone (default 16)",
-        )
-        p.add_argument(
-            "--candidates",
-            help="candidate dims, e.g. 2,4,8,16 (default powers of two up to width)",
-        )
-        p.add_argument(
-            "--groups", type=int, help="frequency groups per field in feature_dims (default 4)"
-        )
-        p.add_argument(
-            "--projection",
-            choices=["linear", "pad"],
-            help="how small dims reach the width: linear (a learned projection) or pad (zeros); "
-            "default: the controller's own (linear; pad for dnis, optembed and rule)",
-        )
-        p.add_argument(
-            "--epochs",
-            type=int,
-            help="most training epochs for supernets and the final plan; early stopping on "
-            "validation AUC (patience 2) ends most runs sooner (default 30; 5 is a quick look "
-            "that costs about 0.02 test AUC on frappe: 0.935 against 0.957)",
-        )
-        p.add_argument("--batch-size", type=int, help="default 4096")
-        p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
-        p.add_argument(
-            "--eval-every",
-            type=int,
-            metavar="STEPS",
-            help="also validate every STEPS training steps, not only at each epoch's end; early "
-            "stopping then counts validations (default 0: once an epoch; for data whose "
-            "models peak within an epoch)",
-        )
-        p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto")
-        p.add_argument("--seed", type=int, help="default 0")
-        p.add_argument(
-            "--max-seconds",
-            type=float,
-            help="stop sample-based searches after this long, keeping the best so far",
-        )
-        p.add_argument(
-            "--threads",
-            type=int,
-            help="CPU threads for training (default: half the cores, 1 to 8; torch's own default, every core, stalls when another process takes one)",
-        )
+        for opt in OPTIONS:  # declared once, with RunConfig's checks (run_config.OPTIONS)
+            if not opt.help:
+                continue
+            kwargs: dict[str, Any] = {"help": opt.help, "dest": opt.name}
+            if opt.kind in ("list", "dict") and opt.name != "candidates":
+                kwargs.update(action="append", default=[] if opt.kind == "dict" else None)
+            elif opt.kind in ("int", "num"):
+                kwargs["type"] = int if opt.kind == "int" else float
+            if opt.choices:
+                kwargs["choices"] = list(opt.choices)
+            if opt.metavar:
+                kwargs["metavar"] = opt.metavar
+            p.add_argument(opt.flag, **kwargs)
         p.add_argument(
             "--config", help="JSON or TOML file with any of these options; flags override it"
         )
@@ -298,86 +189,32 @@ class Search(Command):
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def run(self, args: argparse.Namespace) -> int:
-        from embsearch.budget import format_bytes
-        from embsearch.controllers._signal import summary_lines as signal_summary
-        from embsearch.run_config import RunConfig, read_config_file
+        from embsearch.report import plan_lines
+        from embsearch.run_config import OPTIONS, RunConfig, read_config_file
         from embsearch.search import run_search
 
         raw: dict[str, Any] = read_config_file(args.config) if args.config else {}
-        flags = {
-            "data": args.data,
-            "budgets": args.budgets,
-            "controller": args.controller,
-            "backbone": args.backbone,
-            "space": args.space,
-            "width": args.width,
-            "candidates": None if args.candidates is None else _int_list(args.candidates),
-            "groups": args.groups,
-            "projection": args.projection,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "eval_every": args.eval_every,
-            "device": args.device,
-            "seed": args.seed,
-            "max_seconds": args.max_seconds,
-            "threads": args.threads,
+        tables = {"controller_params", "backbone_params"}  # KEY=VALUE flags, merged below
+        given = {
+            o.name: getattr(args, o.name)
+            for o in OPTIONS
+            if o.help and o.name not in tables and getattr(args, o.name) is not None
         }
-        given = {k: v for k, v in flags.items() if v is not None}
+        if "candidates" in given:
+            given["candidates"] = _int_list(given["candidates"])
         raw.update(given)
-        if args.param and isinstance(raw.get("controller_params", {}), dict):  # (else refused)
-            raw["controller_params"] = {
-                **raw.get("controller_params", {}),
-                **dict(parse_param(t) for t in args.param),
-            }
-        if args.backbone_param and isinstance(raw.get("backbone_params", {}), dict):
-            raw["backbone_params"] = {
-                **raw.get("backbone_params", {}),
-                **dict(parse_param(t, "--backbone-param") for t in args.backbone_param),
-            }
-        named = (
-            set(given)
-            | ({"controller_params"} if args.param else set())
-            | ({"backbone_params"} if args.backbone_param else set())
-        )
+        named = set(given)
+        for name in tables:
+            pairs = getattr(args, name)
+            if pairs and isinstance(raw.get(name, {}), dict):  # (a non-table one is refused)
+                flag = next(o.flag for o in OPTIONS if o.name == name)
+                raw[name] = {**raw.get(name, {}), **dict(parse_param(t, flag) for t in pairs)}
+            if pairs:
+                named.add(name)
         cfg = RunConfig.from_mapping(raw, args.config or "options", flags=named)
         for r in run_search(cfg, args.out, progress=not args.quiet, warn=_warn):
-            p = r.plan
-            metrics = "  ".join(_metric(k, v) for k, v in p.metrics.items() if k != "null_reasons")
-            used = f"{p.table_bytes / p.budget_bytes:.0%}" if p.budget_bytes else "-"
-            print(
-                f"{r.run_dir}: {p.controller} plan {format_bytes(p.table_bytes)} of budget "
-                f"{format_bytes(p.budget_bytes)} ({used} used)  {metrics}"
-            )
-            print(
-                "  dims: " + ", ".join(f"{f.name}={'/'.join(map(str, f.dims))}" for f in p.fields)
-            )
-            if isinstance(p.extra.get("backbone_bytes"), int):
-                dense = p.extra["backbone_bytes"]
-                print(
-                    f"  model: table {format_bytes(p.table_bytes)} + backbone (dense) "
-                    f"{format_bytes(dense)} = {format_bytes(p.table_bytes + dense)}"
-                )
-            margin = p.extra.get("uniform_margin")
-            if margin and margin["returned"] == "uniform":
-                gain = margin["pick_val_auc"] - margin["uniform_val_auc"]
-                print(
-                    f"  kept the uniform plan: the search's pick beat it by {gain:+.4f} val AUC, "
-                    f"not more than {margin['margin_se']:g} standard errors "
-                    f"({margin['difference_se']:.4f} each); --param uniform_margin=0 returns the pick"
-                )
-            low = _low_auc_note(p.metrics)
-            if low:
-                print("  " + low)
-            timed = _time_limit_note(p.extra)
-            if timed:
-                print("  " + timed)
-            for line in signal_summary(p.extra):  # issue 18: did the learned signal decide?
-                print("  " + line)
-            if p.extra.get("interrupted"):
-                print(
-                    f"  search interrupted: best plan so far, not trained; `embsearch retrain {r.run_dir}` trains it"
-                )
+            for line in plan_lines(r.plan, r.run_dir):
+                print(line)
         return 0
 
 

@@ -381,3 +381,26 @@ def test_retrain_also_tests_the_model_rule_served(tmp_path, capsys):
         auc, _ = evaluate(model, ctx.data.split("test"))
     assert report["served_test_auc"] == pytest.approx(auc, abs=1e-9)
     assert f"served from the supernet, as searched: test AUC {auc:.4f}" in out
+
+
+def test_search_options_are_declared_once():
+    """Every RunConfig field is one Option; every Option with help is a `search` flag whose
+    value lands in that field, and a bad value is refused with the same words from the flag
+    and from a --config file."""
+    from dataclasses import fields
+
+    from embsearch.cli import build_parser
+    from embsearch.errors import ConfigError
+    from embsearch.run_config import OPTIONS, RunConfig
+
+    assert [o.name for o in OPTIONS] == [f.name for f in fields(RunConfig)]
+    search = build_parser()._subparsers._group_actions[0].choices["search"]
+    dests = {a.dest for a in search._actions}
+    assert {o.name for o in OPTIONS if o.help} <= dests
+    assert "synthetic_rows" not in dests  # a --config key only
+    for o in OPTIONS:
+        if o.kind == "int" and o.positive:
+            with pytest.raises(ConfigError, match=rf"^{o.flag} must be {re.escape(o.allowed)}"):
+                RunConfig(**{o.name: 0}).validate()
+            with pytest.raises(ConfigError, match=rf"^cfg.toml: {o.name} must be"):
+                RunConfig(**{o.name: 0}).validate("cfg.toml")

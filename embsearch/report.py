@@ -1,0 +1,91 @@
+"""What ``embsearch search`` prints of each plan: its bytes and metrics, its dims, the whole
+model's size, and the notes a user should see (a uniform plan kept by a gate, a validation
+AUC below chance, what ``--max-seconds`` cut short, how much the learned signal decided, an
+interrupted search). One reporter, so that every controller's plan reads the same."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from embsearch.budget import format_bytes
+from embsearch.controllers._signal import summary_lines as signal_summary
+from embsearch.plan import Plan
+
+
+def plan_lines(plan: Plan, run_dir: Path) -> Iterator[str]:
+    """The lines printed for one plan written to ``run_dir``."""
+    p = plan
+    metrics = "  ".join(metric(k, v) for k, v in p.metrics.items() if k != "null_reasons")
+    used = f"{p.table_bytes / p.budget_bytes:.0%}" if p.budget_bytes else "-"
+    yield (
+        f"{run_dir}: {p.controller} plan {format_bytes(p.table_bytes)} of budget "
+        f"{format_bytes(p.budget_bytes)} ({used} used)  {metrics}"
+    )
+    yield "  dims: " + ", ".join(f"{f.name}={'/'.join(map(str, f.dims))}" for f in p.fields)
+    if isinstance(p.extra.get("backbone_bytes"), int):
+        dense = p.extra["backbone_bytes"]
+        yield (
+            f"  model: table {format_bytes(p.table_bytes)} + backbone (dense) "
+            f"{format_bytes(dense)} = {format_bytes(p.table_bytes + dense)}"
+        )
+    margin = p.extra.get("uniform_margin")
+    if margin and margin["returned"] == "uniform":
+        gain = margin["pick_val_auc"] - margin["uniform_val_auc"]
+        yield (
+            f"  kept the uniform plan: the search's pick beat it by {gain:+.4f} val AUC, "
+            f"not more than {margin['margin_se']:g} standard errors "
+            f"({margin['difference_se']:.4f} each); --param uniform_margin=0 returns the pick"
+        )
+    for note in (low_auc_note(p.metrics), time_limit_note(p.extra)):
+        if note:
+            yield "  " + note
+    for line in signal_summary(p.extra):  # did the learned signal decide the plan?
+        yield "  " + line
+    if p.extra.get("interrupted"):
+        yield (
+            f"  search interrupted: best plan so far, not trained; "
+            f"`embsearch retrain {run_dir}` trains it"
+        )
+
+
+def time_limit_note(extra: dict[str, Any]) -> str | None:
+    """What ``--max-seconds`` cut short in a plan's search (shown with ``--quiet`` too)."""
+    supernet = extra.get("supernet") or {}
+    search = extra.get("search") or {}
+    cut = []
+    if supernet.get("timed_out"):
+        cut.append("supernet training")
+    if search.get("stop_reason") == "time":
+        n = search.get("evaluations", 0)
+        cut.append(f"the search after {n} evaluation{'s' if n != 1 else ''}")
+    if not cut:
+        return None
+    return (
+        f"--max-seconds cut short {' and '.join(cut)}: this is the best plan found in time; "
+        "raise --max-seconds for a fuller search"
+    )
+
+
+def metric(name: str, value: Any) -> str:
+    """``val_auc 0.7123``; a metric that could not be computed (NaN, inf, null) is ``n/a``."""
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    return f"{name} {value:.4f}" if ok else f"{name} n/a"
+
+
+def low_auc_note(metrics: dict[str, Any]) -> str | None:
+    """A remark on a validation AUC below 0.5 (worse than chance), or on none at all."""
+    auc = metrics.get("val_auc")
+    if not isinstance(auc, (int, float)) or not math.isfinite(auc):
+        return (
+            "no validation AUC: the validation split lacks a class (or training diverged); "
+            "prepare the data again, `embsearch data prepare` checks the splits"
+        )
+    if auc < 0.5:
+        return (
+            f"val_auc {auc:.4f} is below 0.5, worse than chance: the model learnt nothing "
+            "that holds on validation; try more --epochs, a lower --lr, or more data"
+        )
+    return None
