@@ -139,6 +139,56 @@ def evaluate(model: nn.Module, split: DeviceSplit, batch_size: int = 65536) -> t
     return roc_auc(y, p), log_loss(y, p)
 
 
+@dataclass
+class EarlyStopping:
+    """The trainer's judge of validations: keeps the weights of the best validation AUC,
+    counts validations in a row without a better one (``patience`` of them stop training)
+    and, at each, multiplies the learning rate by ``plateau_factor`` (FuxiCTR's
+    ``reduce_lr_on_plateau``, down to :data:`MIN_LR`)."""
+
+    patience: int
+    plateau_factor: float = 1.0
+    best_auc: float = -1.0
+    best_ll: float = float("inf")
+    best_epoch: int = 0
+    best_step: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    since_best: int = 0
+
+    def update(
+        self,
+        model: nn.Module,
+        opt: torch.optim.Optimizer,
+        auc: float,
+        ll: float,
+        epoch: int,
+        step: int,
+    ) -> bool:
+        """Judge one validation; True when patience has run out."""
+        if auc > self.best_auc:
+            self.best_auc, self.best_ll, self.best_epoch, self.best_step = auc, ll, epoch, step
+            self.since_best = 0
+            self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.since_best += 1
+        if self.plateau_factor != 1.0:
+            for group in opt.param_groups:
+                group["lr"] = max(group["lr"] * self.plateau_factor, MIN_LR)
+        return self.since_best >= self.patience
+
+
+def _epoch_time(epoch: int, wall: float, validating: float, seen: int) -> dict[str, Any]:
+    """One ``TrainResult.epoch_times`` entry: wall seconds, without validations, samples/s."""
+    train_s = wall - validating
+    return {
+        "epoch": epoch,
+        "seconds": wall,
+        "train_seconds": train_s,
+        "samples": seen,
+        "samples_per_s": round(seen / max(train_s, 1e-9)),
+    }
+
+
 def train_model(
     model: nn.Module,
     data: DeviceData,
@@ -165,17 +215,17 @@ def train_model(
     opt = make_adam(params if params is not None else model.parameters(), cfg.lr, cfg.weight_decay)
     use_amp = cfg.amp and device.type == "cuda"
     loss_fn = nn.BCEWithLogitsLoss()
-    best_auc, best_ll, best_epoch, best_step, best_state = -1.0, float("inf"), 0, 0, None
+    judge = EarlyStopping(cfg.patience, cfg.lr_plateau_factor)
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     steps_per_epoch = (len(train) + cfg.batch_size - 1) // cfg.batch_size
-    step, since_best = 0, 0
+    step = 0
     epoch_times: list[dict[str, Any]] = []
     validating = 0.0  # seconds spent validating in the current epoch
 
     def check(epoch: int, running: float) -> bool:
-        """Validate after ``step``; keep the best weights; True when patience has run out."""
-        nonlocal best_auc, best_ll, best_epoch, best_step, best_state, since_best, validating
+        """Validate after ``step``, record it, let ``judge`` decide; True: stop."""
+        nonlocal validating
         v0 = time.perf_counter()
         auc, ll = evaluate(model, val, cfg.eval_batch_size) if validate is None else validate(model)
         validating += time.perf_counter() - v0
@@ -185,15 +235,7 @@ def train_model(
             entry["step"] = step
         history.append(entry)
         prog.update(task, info=f"epoch {epoch} loss {running:.4f} val AUC {auc:.4f}")
-        if auc > best_auc:
-            best_auc, best_ll, best_epoch, best_step, since_best = auc, ll, epoch, step, 0
-            best_state = copy.deepcopy(model.state_dict())
-            return False
-        since_best += 1
-        if cfg.lr_plateau_factor != 1.0:  # FuxiCTR's reduce_lr_on_plateau (min lr 1e-6)
-            for group in opt.param_groups:
-                group["lr"] = max(group["lr"] * cfg.lr_plateau_factor, MIN_LR)
-        return since_best >= cfg.patience
+        return judge.update(model, opt, auc, ll, epoch, step)
 
     with progress_bar(cfg.progress) as prog:
         task = prog.add_task(desc, total=cfg.epochs * steps_per_epoch, info="")
@@ -228,30 +270,22 @@ def train_model(
                 if on_epoch_end is not None:
                     on_epoch_end(epoch)
                 stop = check(epoch, running)
-            wall = time.perf_counter() - e0
-            epoch_times.append(
-                {
-                    "epoch": epoch,
-                    "seconds": wall,
-                    "train_seconds": wall - validating,
-                    "samples": seen,
-                    "samples_per_s": round(seen / max(wall - validating, 1e-9)),
-                }
-            )
+            epoch_times.append(_epoch_time(epoch, time.perf_counter() - e0, validating, seen))
             if stop:
                 break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    best_auc, best_ll = judge.best_auc, judge.best_ll
+    if judge.best_state is not None:
+        model.load_state_dict(judge.best_state)
     else:  # no validation gave an AUC (one class in the split): not -1.0 / inf, but NaN
         best_auc = best_ll = float("nan")  # (written to JSON as null with its reason)
     return TrainResult(
         best_auc,
         best_ll,
-        best_epoch,
+        judge.best_epoch,
         epoch,
         time.perf_counter() - t0,
         history,
-        best_step=best_step,
+        best_step=judge.best_step,
         steps_run=step,
         epoch_times=epoch_times,
     )
