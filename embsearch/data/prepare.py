@@ -87,39 +87,9 @@ def prepare(
 
     specs, xs, vocab = _encode_fields(cols, parts, min_count)
 
-    constant: list[str] = []
-    for spec in specs:
-        counts = spec.counts
-        if (counts[0] > 0) + len(counts) - 1 <= 1:
-            constant.append(spec.name)
-            if not drop_constant:
-                why = (
-                    "every value is rarer than --min-count"
-                    if len(counts) == 1
-                    else "it has one value"
-                )
-                warn(
-                    f"field {spec.name!r} is constant in the train split ({why}) and carries no signal; "
-                    f"pass --drop-constant (or --drop {spec.name}) to remove it"
-                )
-    if drop_constant and constant:
-        keep = [j for j, s in enumerate(specs) if s.name not in constant]
-        if not keep:
-            raise DataError(
-                "every field is constant in the train split; nothing is left to learn from"
-            )
-        specs = [specs[j] for j in keep]
-        xs = [np.ascontiguousarray(x[:, keep]) for x in xs]
-        vocab = [vocab[j] for j in keep]
-
+    specs, xs, vocab, constant = _constant_fields(specs, xs, vocab, drop_constant, warn)
     id_like = id_like_fields(specs, len(ys[0]), min_count)
-    for name, share in id_like.items():
-        warn(
-            f"field {name!r} looks like an id or a timestamp: its train split holds "
-            f"{share:.0%} as many distinct values as rows, so most of its rows are trained on "
-            "one example and few of its values recur at prediction time; pass --drop "
-            f"{name} (or bucketise it: --numeric for a number)"
-        )
+    _warn_id_like(id_like, warn)
 
     meta = {
         "format": fmt,
@@ -157,6 +127,54 @@ def prepare(
         warn=warn,
     )
     return ds
+
+
+def _constant_fields(
+    specs: list[FieldSpec],
+    xs: list[np.ndarray],
+    vocab: list[pa.Array],
+    drop_constant: bool,
+    warn: Callable[[str], None],
+) -> tuple[list[FieldSpec], list[np.ndarray], list[pa.Array], list[str]]:
+    """The fields with one id in the train split (every value rarer than ``--min-count``, or
+    one value): each reported through ``warn``, or all removed with ``drop_constant``.
+    Returns the fields, id arrays and vocabularies kept, and the constant fields' names."""
+    constant: list[str] = []
+    for spec in specs:
+        counts = spec.counts
+        if (counts[0] > 0) + len(counts) - 1 <= 1:
+            constant.append(spec.name)
+            if not drop_constant:
+                why = (
+                    "every value is rarer than --min-count"
+                    if len(counts) == 1
+                    else "it has one value"
+                )
+                warn(
+                    f"field {spec.name!r} is constant in the train split ({why}) and carries no signal; "
+                    f"pass --drop-constant (or --drop {spec.name}) to remove it"
+                )
+    if drop_constant and constant:
+        keep = [j for j, s in enumerate(specs) if s.name not in constant]
+        if not keep:
+            raise DataError(
+                "every field is constant in the train split; nothing is left to learn from"
+            )
+        specs = [specs[j] for j in keep]
+        xs = [np.ascontiguousarray(x[:, keep]) for x in xs]
+        vocab = [vocab[j] for j in keep]
+    return specs, xs, vocab, constant
+
+
+def _warn_id_like(id_like: dict[str, float], warn: Callable[[str], None]) -> None:
+    """One warning per field whose train split is mostly distinct values (an id, a time)."""
+    for name, share in id_like.items():
+        warn(
+            f"field {name!r} looks like an id or a timestamp: its train split holds "
+            f"{share:.0%} as many distinct values as rows, so most of its rows are trained on "
+            "one example and few of its values recur at prediction time; pass --drop "
+            f"{name} (or bucketise it: --numeric for a number)"
+        )
 
 
 def _encode_fields(
