@@ -32,10 +32,19 @@ from embsearch.search import build_space, load_dataset, make_context
 from embsearch.train.trainer import evaluate
 
 
-def run_one(data: str, backbone: str, seed: int, epochs: int | None, params: dict) -> dict:
+def run_one(
+    data: str,
+    backbone: str,
+    seed: int,
+    epochs: int | None,
+    params: dict,
+    batch_size: int | None = None,
+) -> dict:
     cfg = RunConfig(data=data, backbone=backbone, seed=seed, backbone_params=dict(params))
     if epochs is not None:
         cfg.epochs = epochs
+    if batch_size is not None:
+        cfg.batch_size = batch_size
     dataset = load_dataset(cfg)
     space = build_space(cfg, dataset, "field_dims")
     ctx = make_context(cfg, dataset, space, [space.full_table_bytes()], progress=False)
@@ -50,6 +59,7 @@ def run_one(data: str, backbone: str, seed: int, epochs: int | None, params: dic
         "seed": seed,
         "backbone_params": ctx.backbone_params,
         "max_epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
         "test_auc": auc,
         "test_logloss": ll,
         "val_auc": result.val_auc,
@@ -67,6 +77,7 @@ def main() -> None:
     ap.add_argument("--backbone", nargs="+", default=["deepfm"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, help="most epochs (default: the run default, 30)")
+    ap.add_argument("--batch-size", type=int, help="default: the run default, 4096")
     ap.add_argument("--backbone-param", action="append", default=[], metavar="KEY=JSON")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     ap.add_argument("--label", default="defaults", help="a name for this configuration")
@@ -82,7 +93,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     for backbone in args.backbone:
         for seed in args.seeds:
-            row = run_one(args.data, backbone, seed, args.epochs, params)
+            row = run_one(args.data, backbone, seed, args.epochs, params, args.batch_size)
             row.update(
                 label=args.label,
                 data=os.path.basename(os.path.normpath(args.data)),
