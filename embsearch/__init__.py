@@ -16,6 +16,7 @@ _HOMES = {
     "FieldPlan": "embsearch.plan",
     "GroupPlan": "embsearch.plan",
     "MixedDimEmbedding": "embsearch.embeddings.mixed_dim",
+    "Param": "embsearch.controllers.param_spec",
     "Plan": "embsearch.plan",
     "SearchContext": "embsearch.context",
     "Vocabulary": "embsearch.data.vocab",  # needs pyarrow, which the table does not

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embsearch import Controller, Plan, SearchContext
-from embsearch.errors import ConfigError
+from embsearch import Controller, Param, Plan, SearchContext
 
 
 class MutualInfo(Controller):
@@ -27,12 +26,14 @@ class MutualInfo(Controller):
     family = "custom"
     paper = "example: mutual information between field and label"
     supported_spaces = ("field_dims",)
-    params = {"smoothing": 10.0}
-    param_help = {"smoothing": "pseudo-count that shrinks each id's click rate towards the prior"}
-
-    def validate(self) -> None:
-        if float(self.config["smoothing"]) < 0:
-            raise ConfigError("mutual-info: smoothing must be >= 0")
+    # one spec per parameter: default, kind, range (here >= 0) and a line of help; __init__
+    # checks every value against it and `embsearch controllers` prints it (the older plain
+    # dicts, params = {...} and param_help = {...}, still work)
+    param_specs = {
+        "smoothing": Param(
+            10.0, "float", "pseudo-count that shrinks each id's click rate towards the prior", 0.0
+        )
+    }
 
     def field_information(self, ctx: SearchContext) -> np.ndarray:
         """Mutual information (nats) between each field's id and the label, on train."""

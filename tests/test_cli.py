@@ -182,7 +182,7 @@ def test_every_builtin_parameter_has_a_line_of_help(name):
         (["--data", "/does/not/exist"], "does not exist"),
         (["--backbone", "transformer"], "unknown backbone"),
         (["--candidates", "2,4,64"], "must lie in"),
-        (["--param", "alpha=5"], "alpha must lie in"),
+        (["--param", "alpha=5"], "mde: alpha must be a number in [0, 1], got 5"),
         (["--param", "bogus=1"], "has no parameter"),
         (["--config", "/no/such.toml"], "does not exist"),
         (["--controller", "rule", "--projection", "linear"], "only builds --projection pad"),

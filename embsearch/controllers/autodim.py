@@ -31,13 +31,16 @@ fields win (`git show 964ade3:BENCHMARKS.md`, measured before the recipe).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers.differentiable import WEIGHTS_HELP, WEIGHTS_PARAMS, WeightsController
+from embsearch.controllers.base import SEARCH_BACKBONE
+from embsearch.controllers.differentiable import WEIGHTS_SPECS, WeightsController
+from embsearch.controllers.param_spec import Param
 from embsearch.embeddings.supernets import AutoDimSupernet
 from embsearch.search_spaces.base import SearchSpace
 
@@ -51,32 +54,37 @@ class AutoDim(WeightsController):
     )
     default_space = "field_dims"
     supported_spaces = ("field_dims", "feature_dims")
-    params: ClassVar[dict[str, Any]] = {
-        **WEIGHTS_PARAMS,
-        "value": "distance",
-        "arch_lr": 0.1,
-        "temperature": 1.0,
-        "temperature_min": 0.01,
-        "anneal_rate": 5e-5,
-        "search_backbone": {"embedding_regularizer": 0.0},
-    }
-    extensions: ClassVar[dict[str, str]] = {
-        **WeightsController.extensions,
-        "search_backbone": "the supernet's shared table trains without the recipe's dense embedding regularizer: with it the planted-data margins were lost (informative fields' weight on dim 0 0.063, above 0.05); the plans train with it",
-    }
-    param_help: ClassVar[dict[str, str]] = {
-        **WEIGHTS_HELP,
-        "arch_lr": "Adam learning rate of alpha (see below for why 0.1)",
-        "temperature": "initial Gumbel-softmax temperature tau_0",
-        "temperature_min": "floor of the annealed temperature",
-        "anneal_rate": "tau falls by this much per weight step (the paper's schedule)",
-    }
+    param_specs: ClassVar[dict[str, Param]] = {
+        **WEIGHTS_SPECS,
+        "value": replace(WEIGHTS_SPECS["value"], default="distance"),
+        "arch_lr": replace(
+            WEIGHTS_SPECS["arch_lr"],
+            default=0.1,
+            help="Adam learning rate of alpha (see below for why 0.1)",
+        ),
+        "temperature": Param(
+            1.0, "float", "initial Gumbel-softmax temperature tau_0", 0.0, 100.0, open_low=True
+        ),
+        "temperature_min": Param(
+            0.01, "float", "floor of the annealed temperature (at most temperature)", 0.0, 100.0,
+            open_low=True,
+        ),
+        "anneal_rate": Param(
+            5e-5, "float", "tau falls by this much per weight step (the paper's schedule)", 0.0, 1.0
+        ),
+        "search_backbone": replace(
+            SEARCH_BACKBONE,
+            default={"embedding_regularizer": 0.0},
+            extension="the supernet's shared table trains without the recipe's dense embedding "
+            "regularizer: with it the planted-data margins were lost (informative fields' weight "
+            "on dim 0 0.063, above 0.05); the plans train with it",
+        ),
+    }  # fmt: skip
 
     def validate(self) -> None:
         super().validate()
-        self._check_number("temperature", 0.0, 100.0, open_lo=True)
-        self._check_number("temperature_min", 0.0, float(self.config["temperature"]), open_lo=True)
-        self._check_number("anneal_rate", 0.0, 1.0)
+        key, t0 = "temperature_min", self.config["temperature"]
+        replace(self.param_specs[key], high=t0).check(self.name, key, self.config[key])
 
     def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> nn.Module:
         """Steps 1-2."""

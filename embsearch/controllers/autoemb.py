@@ -39,13 +39,16 @@ too: 0.58/0.42/0.31 on seed 0, where the 10% budget leaves cells only dims 1-2.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers.differentiable import WEIGHTS_HELP, WEIGHTS_PARAMS, WeightsController
+from embsearch.controllers.base import SEARCH_BACKBONE
+from embsearch.controllers.differentiable import WEIGHTS_SPECS, WeightsController
+from embsearch.controllers.param_spec import Param
 from embsearch.embeddings.supernets import AutoEmbSupernet
 from embsearch.search_spaces.base import SearchSpace
 
@@ -59,28 +62,20 @@ class AutoEmb(WeightsController):
     )
     default_space = "feature_dims"
     supported_spaces = ("feature_dims", "field_dims")
-    params: ClassVar[dict[str, Any]] = {
-        **WEIGHTS_PARAMS,
-        "value": "distance",
-        "hidden": 32,
-        "search_backbone": {"embedding_regularizer": 0.0, "batch_norm": False},
+    param_specs: ClassVar[dict[str, Param]] = {
+        **WEIGHTS_SPECS,
+        "value": replace(WEIGHTS_SPECS["value"], default="distance"),
+        "hidden": Param(32, "int", "hidden units of each field's controller MLP", 1, 4096),
+        "search_backbone": replace(
+            SEARCH_BACKBONE,
+            default={"embedding_regularizer": 0.0, "batch_norm": False},
+            extension="the supernet trains without the recipe's batch norm and dense "
+            "embedding regularizer: batch norm undoes any scaling of the MLP's inputs, so the "
+            "weights drifted to dim 0 at no cost (frappe, 2 of 3 seeds: a 400 B plan, test AUC "
+            "0.50), and with the regularizer the planted-data margin was lost (1.9x, under 2x); "
+            "the plans train with both",
+        ),
     }
-    extensions: ClassVar[dict[str, str]] = {
-        **WeightsController.extensions,
-        "search_backbone": "the supernet trains without the recipe's batch norm and dense "
-        "embedding regularizer: batch norm undoes any scaling of the MLP's inputs, so the "
-        "weights drifted to dim 0 at no cost (frappe, 2 of 3 seeds: a 400 B plan, test AUC "
-        "0.50), and with the regularizer the planted-data margin was lost (1.9x, under 2x); "
-        "the plans train with both",
-    }
-    param_help: ClassVar[dict[str, str]] = {
-        **WEIGHTS_HELP,
-        "hidden": "hidden units of each field's controller MLP",
-    }
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_number("hidden", 1, 4096, integer=True)
 
     def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> nn.Module:
         """Steps 1-2."""

@@ -1,8 +1,9 @@
 """The controller plug-in contract.
 
 A controller is a search strategy with one required method, ``search(ctx) -> Plan``. Like
-scikit-learn estimators, ``__init__`` only stores keyword parameters (validated in one
-place, :meth:`Controller.validate`) and the work happens in ``search``. Controllers that
+scikit-learn estimators, ``__init__`` only stores keyword parameters (each checked against
+its declaration in ``param_specs``, then :meth:`Controller.validate` for checks between
+them) and the work happens in ``search``. Controllers that
 train one supernet and can serve several budgets from it override ``search_budgets``.
 Sample-based controllers (evolution, RL, black-box) subclass :class:`AskTellController`.
 """
@@ -11,20 +12,36 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from copy import deepcopy
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from embsearch.context import SearchContext
+from embsearch.controllers.param_spec import (
+    Param,
+    check_params,
+    defaults_of,
+    extensions_of,
+    help_of,
+    specs_from_dicts,
+)
 from embsearch.errors import ConfigError
 from embsearch.evaluator import Evaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, deadline_of, run_loop
 from embsearch.search_spaces.base import Candidate, SearchSpace
 
-SEARCH_BACKBONE_HELP = (
-    "backbone parameters the supernet trains with instead of the run's recipe, a JSON object "
-    'such as {"batch_norm": false} ({}: the recipe); the plans are trained with the recipe'
+SEARCH_BACKBONE = Param(
+    {},
+    "object",
+    "backbone parameters the supernet trains with instead of the run's recipe; the plans are "
+    "trained with the recipe",
+    optional=True,
+    allowed="a JSON object of backbone parameters, e.g. '{\"batch_norm\": false}' "
+    "({} or None: the run's recipe)",
 )
+SEARCH_BACKBONE_HELP = SEARCH_BACKBONE.line()  # (help and values, for plain-dict plug-ins)
 
 
 class Controller(ABC):
@@ -33,11 +50,14 @@ class Controller(ABC):
     Class attributes describe it in ``embsearch controllers``: ``name``, ``family``
     (rule-based, differentiable, evolutionary, rl, pruning, black-box, custom), ``paper``
     and ``default_space`` (the search space it works in when ``--space`` is not given).
-    ``params`` declares tunable keyword parameters with their defaults, ``param_help`` a
-    line on each (what it does, its values; optional for plug-ins) and ``extensions`` one
-    line on each parameter, or value, that is not the paper's (an ablation or embsearch's
-    own addition: why it is there), which ``embsearch controllers NAME`` shows beside its
-    help (:meth:`param_line`). A controller whose
+    ``param_specs`` declares each tunable keyword parameter once, as a
+    :class:`~embsearch.controllers.param_spec.Param` (default, kind, range or choices, a
+    line of help, whether ``None`` is allowed, and ``extension``: why it is not the
+    paper's, if it is not); ``__init__`` checks every value against it and
+    ``embsearch controllers NAME`` prints it (:meth:`param_line`). ``params`` (the
+    defaults), ``param_help`` and ``extensions`` are derived from it, read-only. A plug-in
+    may still declare those three as plain dicts instead (see
+    :func:`~embsearch.controllers.param_spec.specs_from_dicts`). A controller whose
     plans choose their own projection declares a ``projection`` parameter (it takes
     ``--projection`` when that is given), or ``fixed_projection`` when its structure allows
     only one (``--projection`` naming another is refused).
@@ -48,33 +68,56 @@ class Controller(ABC):
     paper: ClassVar[str] = ""
     default_space: ClassVar[str] = "field_dims"
     supported_spaces: ClassVar[tuple[str, ...]] = ("field_dims", "feature_dims")
-    params: ClassVar[dict[str, Any]] = {}
-    param_help: ClassVar[dict[str, str]] = {}
-    extensions: ClassVar[dict[str, str]] = {}
+    param_specs: ClassVar[dict[str, Param]] = {}
+    # derived from param_specs (by __init_subclass__), read-only:
+    params: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+    param_help: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    extensions: ClassVar[Mapping[str, str]] = MappingProxyType({})
     fixed_projection: ClassVar[str | None] = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Derive ``params``, ``param_help`` and ``extensions`` from ``param_specs``, or the
+        specs from those plain dicts where the class declares them instead."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        legacy = [k for k in ("params", "param_help", "extensions") if k in own]
+        if "param_specs" in own and legacy:
+            raise TypeError(
+                f"{cls.__qualname__} declares param_specs and {', '.join(legacy)}: "
+                "declare param_specs alone (the others are derived from it)"
+            )
+        if legacy:
+            specs = specs_from_dicts(
+                cls.param_specs, own.get("params"), own.get("param_help"), own.get("extensions")
+            )
+        else:
+            specs = dict(cls.param_specs)
+        cls.param_specs = specs
+        cls.params = MappingProxyType(defaults_of(specs))
+        cls.param_help = MappingProxyType(help_of(specs))
+        cls.extensions = MappingProxyType(extensions_of(specs))
+
     def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(self.params)
+        unknown = set(params) - set(self.param_specs)
         if unknown:
-            allowed = ", ".join(sorted(self.params)) or "none"
+            allowed = ", ".join(sorted(self.param_specs)) or "none"
             raise ConfigError(
                 f"controller {self.name!r} has no parameter(s) {', '.join(sorted(unknown))}; allowed: {allowed}"
             )
-        self.config: dict[str, Any] = {**self.params, **params}
+        self.config: dict[str, Any] = {**deepcopy(dict(self.params)), **params}
+        check_params(self.name, self.param_specs, self.config)
         self.validate()
 
     @classmethod
     def param_line(cls, key: str) -> str:
-        """``key``'s help line, labelled ``[extension: why]`` where :attr:`extensions` names
-        it (the line ``embsearch controllers NAME`` prints)."""
-        text = cls.param_help.get(key, "")
-        why = cls.extensions.get(key)
-        return f"{text} [extension: {why}]".strip() if why else text
+        """The line ``embsearch controllers NAME`` prints for ``key``: its help, what is
+        allowed, and ``[extension: why]`` where it is not the paper's."""
+        spec = cls.param_specs.get(key)
+        return spec.line() if spec is not None else ""
 
     def validate(self) -> None:
-        """Check ``self.config``; raise :class:`ConfigError` naming the parameter and range.
-
-        The default accepts every value; controllers with parameters override it."""
+        """Checks between parameters (each value alone is checked against its spec first);
+        raise :class:`ConfigError` naming the parameter and what is allowed. Default: none."""
         return None
 
     def check_options(
@@ -124,13 +167,10 @@ class Controller(ABC):
 
     def check_search_backbone(self) -> None:
         """``search_backbone`` must be a JSON object of backbone parameters (checked against
-        the backbone when the search starts)."""
-        v = self.config.get("search_backbone")
-        if v is not None and not (isinstance(v, dict) and all(isinstance(k, str) for k in v)):
-            raise ConfigError(
-                f"{self.name}: search_backbone must be a JSON object of backbone parameters, "
-                f"e.g. '{{\"batch_norm\": false}}' ({{}}: the run's recipe), got {v!r}"
-            )
+        the backbone when the search starts). ``__init__`` checks it where ``param_specs``
+        declares it; this is for a plain-dict plug-in's ``validate``."""
+        if "search_backbone" in self.config:
+            SEARCH_BACKBONE.check(self.name, "search_backbone", self.config["search_backbone"])
 
     def make_plan(
         self, ctx: SearchContext, cand: Candidate, budget: int | None = None, **kwargs: Any

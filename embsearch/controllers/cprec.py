@@ -17,7 +17,8 @@ import numpy as np
 
 from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller
-from embsearch.errors import BudgetError, ConfigError
+from embsearch.controllers.param_spec import Param
+from embsearch.errors import BudgetError
 from embsearch.plan import Plan
 from embsearch.search_spaces.base import Candidate
 
@@ -27,12 +28,11 @@ class CpRec(Controller):
     family = "rule-based"
     paper = "Sun et al., A Generic Network Compression Framework for Sequential Recommender Systems, SIGIR 2020"
     default_space = "feature_dims"
-    params = {"ratio": 2.0}
-    param_help = {"ratio": "each rarer frequency group gets this many times fewer dims (>= 1)"}
-
-    def validate(self) -> None:
-        if float(self.config["ratio"]) < 1.0:
-            raise ConfigError(f"cprec: ratio must be >= 1, got {self.config['ratio']}")
+    param_specs = {
+        "ratio": Param(
+            2.0, "float", "each rarer frequency group gets this many times fewer dims", 1.0
+        )
+    }
 
     def rule(self, ctx: SearchContext, top: float) -> Candidate:
         """Step 2: dims by group rank, rounded down to candidates (never below the smallest)."""

@@ -15,7 +15,9 @@ A search trains one supernet and discretises it for every budget:
 Hooks of :class:`DartsController` (called by :meth:`DartsController.search_budgets`, in
 this order):
 
-- ``validate() -> None``: in ``__init__``; check ``self.config`` (call ``super()``);
+- ``param_specs``: the parameters (``COMMON_SPECS``, or ``WEIGHTS_SPECS`` for a
+  :class:`WeightsController`, and the controller's own), checked in ``__init__``;
+  ``validate() -> None`` after them: checks between parameters (call ``super()``);
 - ``search_space(ctx) -> SearchSpace``: once, first; the space plans are made in
   (default ``ctx.space``; DNIS switches to zero padding, :class:`WeightsController` adds
   dim 0);
@@ -56,6 +58,7 @@ from __future__ import annotations
 import copy
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -65,7 +68,7 @@ from torch import nn
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import signal_record
-from embsearch.controllers.base import SEARCH_BACKBONE_HELP, Controller
+from embsearch.controllers.base import SEARCH_BACKBONE, Controller
 from embsearch.controllers.darts_training import check_val_split, train_darts_supernet
 from embsearch.controllers.discretise import (
     DISCRETISE_MODES,
@@ -74,43 +77,72 @@ from embsearch.controllers.discretise import (
     discretise,
     drop_only_where_favoured,
 )
-from embsearch.errors import BudgetError, ConfigError
+from embsearch.controllers.param_spec import Param, defaults_of, help_of
+from embsearch.errors import BudgetError
 from embsearch.plan import Plan
 from embsearch.search_spaces.base import Candidate, SearchSpace
 from embsearch.train.device import seed_everything
 from embsearch.train.trainer import TrainResult
 
-COMMON_PARAMS: dict[str, Any] = {
-    "epochs": None,
-    "arch_lr": 3e-2,
-    "arch_batch_size": None,
-    "arch_every": 1,
-    "discretise": "knapsack",
-    "early_stop": True,
-    "search_backbone": {},
-}
-COMMON_HELP: dict[str, str] = {
-    "epochs": "supernet epochs (None: --epochs)",
-    "arch_lr": "Adam learning rate of the architecture parameters",
-    "arch_batch_size": "validation rows per architecture step (None: half a training batch, "
-    "at most the validation split)",
-    "arch_every": "one architecture step per this many weight steps",
-    "discretise": "'knapsack': the best plan within each budget; 'argmax': the paper's "
-    "per-field rule, which ignores the budget",
-    "early_stop": "stop the supernet like a retrain and keep its best epoch's architecture "
-    "(false: DARTS's fixed epochs and last architecture)",
-    "search_backbone": SEARCH_BACKBONE_HELP,
+COMMON_SPECS: dict[str, Param] = {
+    "epochs": Param(None, "int", "supernet epochs (None: --epochs)", 1, 10_000, optional=True),
+    "arch_lr": Param(
+        3e-2, "float", "Adam learning rate of the architecture parameters", 0.0, 10.0, True
+    ),
+    "arch_batch_size": Param(
+        None,
+        "int",
+        "validation rows per architecture step (None: half a training batch, at most the "
+        "validation split)",
+        2,
+        2**24,
+        optional=True,
+    ),
+    "arch_every": Param(1, "int", "one architecture step per this many weight steps", 1, 10_000),
+    "discretise": Param(
+        "knapsack",
+        "choice",
+        "'knapsack': the best plan within each budget; 'argmax': the paper's per-field rule, "
+        "which ignores the budget",
+        choices=DISCRETISE_MODES,
+    ),
+    "early_stop": Param(
+        True,
+        "bool",
+        "stop the supernet like a retrain and keep its best epoch's architecture (false: "
+        "DARTS's fixed epochs and last architecture)",
+        extension="stopping the supernet like a retrain: embsearch's (DARTS runs all epochs)",
+    ),
+    "search_backbone": SEARCH_BACKBONE,
 }
 
-WEIGHTS_PARAMS: dict[str, Any] = {**COMMON_PARAMS, "value": "shortfall", "drop": True}
-WEIGHTS_HELP: dict[str, str] = {
-    **COMMON_HELP,
-    "value": "the knapsack's value of a dim: 'shortfall' (minus the expected doublings it "
-    "falls short of the learned dim; fills the budget), 'distance' (minus the expected "
-    "doublings away from it, short or over) or 'coverage' (log P(D <= d))",
-    "drop": "add dim 0 to the candidates; a field or group is dropped only where its "
-    "weights favour dim 0 (false: no dim 0 unless --candidates names it)",
+WEIGHTS_SPECS: dict[str, Param] = {
+    **COMMON_SPECS,
+    "discretise": replace(
+        COMMON_SPECS["discretise"],
+        extension="'knapsack' fits each budget exactly: embsearch's ('argmax' is the paper's)",
+    ),
+    "value": Param(
+        "shortfall",
+        "choice",
+        "the knapsack's value of a dim: 'shortfall' (minus the expected doublings it falls "
+        "short of the learned dim; fills the budget), 'distance' (minus the expected doublings "
+        "away from it, short or over) or 'coverage' (log P(D <= d))",
+        choices=VALUES,
+        extension="a knapsack value from the weights: embsearch's ('coverage' is an ablation)",
+    ),
+    "drop": Param(
+        True,
+        "bool",
+        "add dim 0 to the candidates; a field or group is dropped only where its weights favour "
+        "dim 0 (false: no dim 0 unless --candidates names it)",
+        extension="dim 0 as a candidate (dropping a field or group): embsearch's",
+    ),
 }
+
+# the defaults and help alone, for plug-ins that declare plain dicts
+COMMON_PARAMS, COMMON_HELP = defaults_of(COMMON_SPECS), help_of(COMMON_SPECS)
+WEIGHTS_PARAMS, WEIGHTS_HELP = defaults_of(WEIGHTS_SPECS), help_of(WEIGHTS_SPECS)
 
 
 class DartsController(Controller):
@@ -124,59 +156,9 @@ class DartsController(Controller):
     """
 
     family = "differentiable"
-    params: ClassVar[dict[str, Any]] = COMMON_PARAMS
-    param_help: ClassVar[dict[str, str]] = COMMON_HELP
+    param_specs: ClassVar[dict[str, Param]] = COMMON_SPECS
     # the uninformative signal :meth:`null_preference` stands for ("": none; see _signal.py)
     null_signal: ClassVar[str] = ""
-
-    # -- parameters ----------------------------------------------------------------------
-    def _bad(self, name: str, allowed: str) -> ConfigError:
-        return ConfigError(f"{self.name}: {name} must be {allowed}, got {self.config[name]!r}")
-
-    def _check_number(
-        self,
-        name: str,
-        lo: float,
-        hi: float,
-        *,
-        integer: bool = False,
-        optional: bool = False,
-        open_lo: bool = False,
-    ) -> None:
-        """Raise :class:`ConfigError` unless ``config[name]`` is a number in the range."""
-        v = self.config[name]
-        if v is None and optional:
-            return
-        kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-        ok = (
-            isinstance(v, kinds)
-            and not isinstance(v, bool)
-            and (lo < v if open_lo else lo <= v)
-            and v <= hi
-        )
-        if not ok:
-            kind = "an integer" if integer else "a number"
-            none = " or None" if optional else ""
-            raise self._bad(name, f"{kind} in {'(' if open_lo else '['}{lo:g}, {hi:g}]{none}")
-
-    def _check_choice(self, name: str, choices: Sequence[str]) -> None:
-        """Raise :class:`ConfigError` unless ``config[name]`` is one of ``choices``."""
-        if self.config[name] not in choices:
-            raise self._bad(name, " or ".join(repr(c) for c in choices))
-
-    def _check_bool(self, name: str) -> None:
-        """Raise :class:`ConfigError` unless ``config[name]`` is true or false."""
-        if not isinstance(self.config[name], bool):
-            raise self._bad(name, "true or false")
-
-    def validate(self) -> None:
-        self.check_search_backbone()
-        self._check_number("epochs", 1, 10_000, integer=True, optional=True)
-        self._check_number("arch_lr", 0.0, 10.0, open_lo=True)
-        self._check_number("arch_batch_size", 2, 2**24, integer=True, optional=True)
-        self._check_number("arch_every", 1, 10_000, integer=True)
-        self._check_choice("discretise", DISCRETISE_MODES)
-        self._check_bool("early_stop")
 
     # -- hooks ---------------------------------------------------------------------------
     def search_space(self, ctx: SearchContext) -> SearchSpace:
@@ -301,19 +283,7 @@ class WeightsController(DartsController):
     AutoEmb); their preference is derived from those weights in one way (see the module
     docstring for ``value`` and ``drop``)."""
 
-    params: ClassVar[dict[str, Any]] = WEIGHTS_PARAMS
-    param_help: ClassVar[dict[str, str]] = WEIGHTS_HELP
-    extensions: ClassVar[dict[str, str]] = {
-        "discretise": "'knapsack' fits each budget exactly: embsearch's ('argmax' is the paper's)",
-        "early_stop": "stopping the supernet like a retrain: embsearch's (DARTS runs all epochs)",
-        "value": "a knapsack value from the weights: embsearch's ('coverage' is an ablation)",
-        "drop": "dim 0 as a candidate (dropping a field or group): embsearch's",
-    }
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_choice("value", VALUES)
-        self._check_bool("drop")
+    param_specs: ClassVar[dict[str, Param]] = WEIGHTS_SPECS
 
     def search_space(self, ctx: SearchContext) -> SearchSpace:
         """``ctx.space``, with dim 0 among the candidates when ``drop`` is on."""

@@ -46,6 +46,7 @@ data, whose dim-1 fields lose under a projection; `git show 964ade3:BENCHMARKS.m
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -53,7 +54,9 @@ import torch
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers.differentiable import COMMON_HELP, COMMON_PARAMS, DartsController
+from embsearch.controllers.base import SEARCH_BACKBONE
+from embsearch.controllers.differentiable import COMMON_SPECS, DartsController
+from embsearch.controllers.param_spec import Param
 from embsearch.embeddings.supernets import DNISSupernet
 from embsearch.search_spaces.base import SearchSpace
 
@@ -66,43 +69,45 @@ class DNIS(DartsController):
     )
     default_space = "feature_dims"
     supported_spaces = ("feature_dims", "field_dims")
-    params: ClassVar[dict[str, Any]] = {
-        **COMMON_PARAMS,
-        "l1": 0.01,
-        "mask_init": 0.5,
-        "threshold": 0.0,
-        "projection": "pad",
-        "optimizer": "sgd",
-        "warm_start": 1,
-        "search_backbone": {"batch_norm": False},
+    param_specs: ClassVar[dict[str, Param]] = {
+        **COMMON_SPECS,
+        "l1": Param(0.01, "float", "weight of the mask's L1 sparsity penalty (mean |m|)", 0, 100),
+        "mask_init": Param(
+            0.5, "float", "initial value of every mask entry", 0.0, 1.0, open_low=True
+        ),
+        "threshold": Param(
+            0.0,
+            "float",
+            "columns of mean |m * e| at or below this are pruned whatever the budget",
+            0.0,
+            1.0,
+        ),
+        "projection": Param(
+            "pad",
+            "choice",
+            "plans' projection: 'pad' (DNIS's structure) or 'linear'",
+            choices=("pad", "linear"),
+            extension="'linear' retrains behind projections; DNIS pads",
+        ),
+        "optimizer": Param(
+            "sgd",
+            "choice",
+            "the mask's optimiser: 'sgd' (the official code's: plain SGD at arch_lr on the "
+            "gradient divided, per (field, group), by its mean absolute value) or 'adam'",
+            choices=("sgd", "adam"),
+            extension="'adam' is embsearch's first optimiser, kept for comparison",
+        ),
+        "warm_start": Param(
+            1, "int", "epochs of weight steps before the first mask step", 0, 1_000
+        ),
+        "search_backbone": replace(
+            SEARCH_BACKBONE,
+            default={"batch_norm": False},
+            extension="the supernet's MLP trains without batch norm: the mask's magnitudes are "
+            "DNIS's signal, and batch norm undoes any scaling of the MLP's inputs, so every "
+            "field's mask shrank alike under the L1 (planted data: 0.48 vs 0.41); plans keep it",
+        ),
     }
-    param_help: ClassVar[dict[str, str]] = {
-        **COMMON_HELP,
-        "l1": "weight of the mask's L1 sparsity penalty (mean |m|)",
-        "mask_init": "initial value of every mask entry",
-        "threshold": "columns of mean |m * e| at or below this are pruned whatever the budget",
-        "projection": "plans' projection: 'pad' (DNIS's structure) or 'linear'",
-        "optimizer": "the mask's optimiser: 'sgd' (the official code's: plain SGD at arch_lr on "
-        "the gradient divided, per (field, group), by its mean absolute value) or 'adam'",
-        "warm_start": "epochs of weight steps before the first mask step",
-    }
-    extensions: ClassVar[dict[str, str]] = {
-        "optimizer": "'adam' is embsearch's first optimiser, kept for comparison",
-        "projection": "'linear' retrains behind projections; DNIS pads",
-        "early_stop": "stopping the supernet like a retrain: embsearch's (DARTS runs all epochs)",
-        "search_backbone": "the supernet's MLP trains without batch norm: the mask's magnitudes "
-        "are DNIS's signal, and batch norm undoes any scaling of the MLP's inputs, so every "
-        "field's mask shrank alike under the L1 (planted data: 0.48 vs 0.41); plans keep it",
-    }
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_number("l1", 0.0, 100.0)
-        self._check_number("mask_init", 0.0, 1.0, open_lo=True)
-        self._check_number("threshold", 0.0, 1.0)
-        self._check_choice("projection", ("pad", "linear"))
-        self._check_choice("optimizer", ("sgd", "adam"))
-        self._check_number("warm_start", 0, 1_000, integer=True)
 
     def search_space(self, ctx: SearchContext) -> SearchSpace:
         """Step 1: the context's space with the plan projection set to ``projection``."""

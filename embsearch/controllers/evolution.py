@@ -15,10 +15,11 @@ OptEmbed (Lyu et al., CIKM 2022), Sec. "Evolutionary search", and RULE (Chen et 
 
 Beyond the papers (each a choice a careful practitioner would make, said once here):
 
-- ``patience`` (default 3): the evolution stops once the best score has not improved by
-  more than ``min_delta`` for that many generations (the papers run a fixed number; late
-  generations of a converged population re-score near-copies of the elite, and gains below
-  the noise of a validation subsample are not progress). ``None`` runs every generation.
+- ``patience`` (default 3; OptEmbed's 2): the evolution stops once the best score has not
+  improved by more than ``min_delta`` for that many generations (the papers run a fixed
+  number; late generations of a converged population re-score near-copies of the elite,
+  and gains below the noise of a validation subsample are not progress). ``None`` runs
+  every generation.
 - the initial population also holds the uniform plan that fits the budget (the baseline a
   mixed plan must beat; random candidates rarely come near it) and the all-largest plan
   repaired onto the budget, and, for a controller that serves its plans
@@ -33,36 +34,54 @@ parents are never edited in place.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from embsearch.budget import field_bytes
-from embsearch.errors import BudgetError, ConfigError
+from embsearch.controllers.param_spec import Param, check_params, defaults_of, help_of
+from embsearch.errors import BudgetError
 from embsearch.search_spaces.base import Candidate, SearchSpace, log2_distance
 from embsearch.search_spaces.knapsack import solve_mckp
 
-EVOLUTION_PARAMS: dict[str, Any] = {
-    "population": 20,
-    "generations": 10,
-    "top_k": 10,
-    "mutation_prob": 0.1,
-    "crossover_prob": 0.5,
-    "selection": "topk",
-    "patience": 3,
-    "min_delta": 0.0,
+EVOLUTION_SPECS: dict[str, Param] = {
+    "population": Param(20, "int", "candidates per generation", 2),
+    "generations": Param(10, "int", "generations bred after the random first one", 0),
+    "top_k": Param(
+        10, "int", "best candidates so far that parent the next generation (at most population)", 1
+    ),
+    "mutation_prob": Param(
+        0.1, "float", "chance that each (field, group) dim of a child is redrawn", 0.0, 1.0
+    ),
+    "crossover_prob": Param(
+        0.5, "float", "chance that a child mixes two parents, whole fields from each", 0.0, 1.0
+    ),
+    "selection": Param(
+        "topk",
+        "choice",
+        "parents: 'topk' (uniform among the top-k) or 'tournament'",
+        choices=("topk", "tournament"),
+    ),
+    "patience": Param(
+        3,
+        "int",
+        "stop after this many generations without a better best (None: never)",
+        1,
+        optional=True,
+        extension="stopping the evolution early: embsearch's (None runs every generation)",
+    ),
+    "min_delta": Param(
+        0.0,
+        "float",
+        "a better best must beat the last one by more than this to count",
+        0.0,
+        1.0,
+        extension="the improvement patience counts: embsearch's",
+    ),
 }
-EVOLUTION_HELP: dict[str, str] = {
-    "population": "candidates per generation (at least 2)",
-    "generations": "generations bred after the random first one",
-    "top_k": "best candidates so far that parent the next generation",
-    "mutation_prob": "chance that each (field, group) dim of a child is redrawn",
-    "crossover_prob": "chance that a child mixes two parents, whole fields from each",
-    "selection": "parents: 'topk' (uniform among the top-k) or 'tournament'",
-    "patience": "stop after this many generations without a better best (None: never)",
-    "min_delta": "a better best must beat the last one by more than this to count",
-}
+# the defaults and help alone, for plug-ins that declare plain dicts
+EVOLUTION_PARAMS, EVOLUTION_HELP = defaults_of(EVOLUTION_SPECS), help_of(EVOLUTION_SPECS)
 
 
 # -- pure operators -------------------------------------------------------------------------
@@ -175,49 +194,41 @@ def tournament(
 
 
 # -- the evolution as ask/tell ----------------------------------------------------------------
+def _default(key: str) -> Any:
+    return EVOLUTION_SPECS[key].default
+
+
 @dataclass
 class EvolutionConfig:
-    population: int = 20
-    generations: int = 10
-    top_k: int = 10
-    mutation_prob: float = 0.1
-    crossover_prob: float = 0.5
-    selection: str = "topk"
-    patience: int | None = None
-    min_delta: float = 0.0
+    """The evolution's parameters; the defaults are :data:`EVOLUTION_SPECS`'s."""
+
+    population: int = _default("population")
+    generations: int = _default("generations")
+    top_k: int = _default("top_k")
+    mutation_prob: float = _default("mutation_prob")
+    crossover_prob: float = _default("crossover_prob")
+    selection: str = _default("selection")
+    patience: int | None = _default("patience")
+    min_delta: float = _default("min_delta")
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> EvolutionConfig:
-        return cls(**{k: params[k] for k in EVOLUTION_PARAMS})
+        return cls(**{k: params[k] for k in EVOLUTION_SPECS})
+
+
+def check_top_k(name: str, params: dict[str, Any]) -> None:
+    """The one check between the evolution's parameters: ``top_k <= population``."""
+    spec = replace(EVOLUTION_SPECS["top_k"], high=params["population"])
+    spec.check(name, "top_k", params["top_k"])
 
 
 def validate_evolution(name: str, params: dict[str, Any]) -> None:
-    """Check the shared evolution parameters; the message names the parameter and its range."""
-
-    def integer(key: str, low: int, high: float = float("inf")) -> int:
-        v = params[key]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not low <= v <= high:
-            rng = f">= {low}" if high == float("inf") else f"in [{low}, {int(high)}]"
-            raise ConfigError(f"{name}: {key} must be an integer {rng}, got {v!r}")
-        return int(v)
-
-    pop = integer("population", 2)
-    integer("generations", 0)
-    integer("top_k", 1, pop)
-    for key in ("mutation_prob", "crossover_prob"):
-        v = params[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-            raise ConfigError(f"{name}: {key} must be a number in [0, 1], got {v!r}")
-    if params["selection"] not in ("topk", "tournament"):
-        raise ConfigError(
-            f"{name}: selection must be 'topk' or 'tournament', got {params['selection']!r}"
-        )
-    for key in ("supernet_epochs", "val_rows", "patience"):  # None: epochs / all rows / never
-        if key in params and params[key] is not None:
-            integer(key, 1)
-    delta = params["min_delta"]
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0.0 <= delta <= 1.0:
-        raise ConfigError(f"{name}: min_delta must be a number in [0, 1], got {delta!r}")
+    """Check the evolution's parameters in ``params`` against :data:`EVOLUTION_SPECS`, then
+    :func:`check_top_k`. A controller declaring ``param_specs`` has the first done by
+    ``__init__`` and the second by :class:`EvolutionaryController`'s ``validate``; this is
+    for a plug-in that declares plain dicts."""
+    check_params(name, EVOLUTION_SPECS, params)
+    check_top_k(name, params)
 
 
 class Evolution:

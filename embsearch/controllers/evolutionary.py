@@ -11,9 +11,9 @@ Hooks of :class:`EvolutionaryController` (an
 :class:`~embsearch.controllers.base.AskTellController` whose ``start``, ``ask``, ``tell``
 and ``done`` run the budget's evolution), in the order the shared loop calls them:
 
-- ``validate() -> None``: in ``__init__``; call
-  :func:`~embsearch.controllers.evolution.validate_evolution` with ``self.config`` (whose
-  parameters include ``EVOLUTION_PARAMS``) and check the rest;
+- ``param_specs``: the parameters, ``EVOLUTION_SPECS`` (the base's) and the controller's
+  own, checked in ``__init__``; ``validate() -> None`` after them: checks between
+  parameters (call ``super()``, which checks ``top_k <= population``);
 - ``prepare(ctx, deadline) -> None``: once per search, before any budget; train the
   supernet (:func:`~embsearch.controllers.weight_sharing.train_weight_sharing_supernet`,
   which stops at ``deadline``) and build the evaluators; a controller that runs final
@@ -43,7 +43,14 @@ from typing import Any, ClassVar
 
 from embsearch.context import SearchContext
 from embsearch.controllers.base import AskTellController
-from embsearch.controllers.evolution import Evolution, EvolutionConfig, uniform_selection
+from embsearch.controllers.evolution import (
+    EVOLUTION_SPECS,
+    Evolution,
+    EvolutionConfig,
+    check_top_k,
+    uniform_selection,
+)
+from embsearch.controllers.param_spec import Param
 from embsearch.evaluator import Evaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, run_loop
@@ -77,6 +84,12 @@ class EvolutionaryController(AskTellController):
 
     budget_free_scores = True
     carry_picks: ClassVar[bool] = False  # see :meth:`carried`
+    param_specs: ClassVar[dict[str, Param]] = EVOLUTION_SPECS
+
+    def validate(self) -> None:
+        super().validate()
+        if "top_k" in self.config and "population" in self.config:
+            check_top_k(self.name, self.config)
 
     def ranked_within(self, space: SearchSpace, budget: int) -> list[Candidate]:
         """This budget's told candidates, best first: finite scores within ``budget`` only."""

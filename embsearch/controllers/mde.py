@@ -19,7 +19,7 @@ import numpy as np
 
 from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller
-from embsearch.errors import ConfigError
+from embsearch.controllers.param_spec import Param
 from embsearch.plan import Plan
 
 
@@ -28,12 +28,11 @@ class MDE(Controller):
     family = "rule-based"
     paper = "Ginart et al., Mixed Dimension Embeddings with Application to Memory-Efficient Recommendation Systems, ISIT 2021"
     supported_spaces = ("field_dims",)
-    params = {"alpha": 0.3}
-    param_help = {"alpha": "power-law temperature in [0, 1]: 0 gives every field the same dim"}
-
-    def validate(self) -> None:
-        if not 0.0 <= float(self.config["alpha"]) <= 1.0:
-            raise ConfigError(f"mde: alpha must lie in [0, 1], got {self.config['alpha']}")
+    param_specs = {
+        "alpha": Param(
+            0.3, "float", "power-law temperature: 0 gives every field the same dim", 0.0, 1.0
+        )
+    }
 
     def target_dims(self, rows: np.ndarray, lam: float) -> np.ndarray:
         """Step 2: the continuous power-law dims."""

@@ -76,18 +76,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
-from embsearch.controllers.base import SEARCH_BACKBONE_HELP
-from embsearch.controllers.evolution import EVOLUTION_HELP, EVOLUTION_PARAMS, validate_evolution
+from embsearch.controllers.base import SEARCH_BACKBONE
+from embsearch.controllers.evolution import EVOLUTION_SPECS
 from embsearch.controllers.evolutionary import EvolutionaryController
+from embsearch.controllers.param_spec import Param
 from embsearch.controllers.uniform import Uniform
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
 from embsearch.embeddings.supernets_evo import SAMPLINGS, OptEmbedEmbedding
-from embsearch.errors import BudgetError, ConfigError
+from embsearch.errors import BudgetError
 from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, as_json
@@ -105,86 +106,89 @@ class OptEmbed(EvolutionaryController):
         "Management (CIKM) 2022 (arXiv:2208.04482)"
     )
     supported_spaces = ("field_dims",)
-    params: dict[str, Any] = {
-        **EVOLUTION_PARAMS,
-        "supernet_epochs": None,
-        "alpha": 0.1,
-        "threshold_lr": 1e-2,
-        "table_l2": 1e-4,
-        "threshold_init": 0.0,
-        "sampling": "example",
-        "all_dims": False,
-        "val_rows": 2048,
-        "final_checks": 5,
-        "patience": 2,
-        "projection": "pad",
-        "uniform_margin": 2.0,
-        "search_backbone": {"batch_norm": False, "dropout": 0.0, "embedding_regularizer": 0.0},
+    param_specs: ClassVar[dict[str, Param]] = {
+        **EVOLUTION_SPECS,
+        "supernet_epochs": Param(None, "int", "supernet epochs (None: --epochs)", 1, optional=True),
+        "alpha": Param(
+            0.1,
+            "float",
+            "weight of the threshold regulariser alpha * sum_f exp(-t_f) (row pruning)",
+            0.0,
+            1.0,
+        ),
+        "threshold_lr": Param(
+            1e-2,
+            "float",
+            "learning rate of the thresholds' own plain SGD (the official t_lr)",
+            0.0,
+            10.0,
+        ),
+        "table_l2": Param(
+            1e-4,
+            "float",
+            "L2 penalty on the supernet's table (the official wd): lets Adam shrink the rows the "
+            "loss does not defend, which the thresholds then prune",
+            0.0,
+            1.0,
+        ),
+        "threshold_init": Param(0.0, "float", "initial per-field pruning threshold t_f"),
+        "sampling": Param(
+            "example",
+            "choice",
+            "how supernet training draws dims: 'example' (a dim per example and field, the "
+            "official code's), 'step' or 'band'",
+            choices=SAMPLINGS,
+            extension="'step' and 'band' are ablations; the official code draws per example",
+        ),
+        "all_dims": Param(
+            False,
+            "bool",
+            "true: candidates are every dim 1..width, the paper's set (false: the space's "
+            "--candidates, powers of two by default; given --candidates always win)",
+            extension="false (the default) searches the powers of two, not the paper's 1..width",
+        ),
+        "val_rows": Param(
+            2048,
+            "int",
+            "rows of the fixed validation subsample candidates are scored on (None: the whole "
+            "split)",
+            1,
+            optional=True,
+            extension="scoring on a validation subsample: embsearch's, for speed",
+        ),
+        "final_checks": Param(
+            5,
+            "int",
+            "best candidates re-scored on the whole validation split",
+            1,
+            extension="re-scoring the best candidates on the whole split: embsearch's",
+        ),
+        "patience": replace(EVOLUTION_SPECS["patience"], default=2),
+        "projection": Param(
+            "pad",
+            "choice",
+            "plans' projection: 'pad' (the paper's masks) or 'linear'",
+            choices=("pad", "linear"),
+            extension="'linear' retrains behind projections; the paper retrains the masks",
+        ),
+        "uniform_margin": Param(
+            2.0,
+            "float",
+            "return the uniform plan unless the pick's val AUC beats it by more than this many "
+            "standard errors (paired, DeLong; 0: always the pick)",
+            0.0,
+            extension="the uniform gate: embsearch's (0 returns the evolution's pick)",
+        ),
+        "search_backbone": replace(
+            SEARCH_BACKBONE,
+            default={"batch_norm": False, "dropout": 0.0, "embedding_regularizer": 0.0},
+            extension="the supernet trains without the recipe's batch norm, dropout and "
+            "embedding regularizer: pruning compares row norms with learned thresholds, which "
+            "batch norm (blind to the inputs' scale) and the dense L2 (500x table_l2) undo, and "
+            "on planted data the evolution's pick lost its margin with dropout; the plans train "
+            "with all three",
+        ),
     }
-    param_help: dict[str, str] = {
-        **EVOLUTION_HELP,
-        "supernet_epochs": "supernet epochs (None: --epochs)",
-        "alpha": "weight of the threshold regulariser alpha * sum_f exp(-t_f) (row pruning)",
-        "threshold_lr": "learning rate of the thresholds' own plain SGD (the official t_lr)",
-        "table_l2": "L2 penalty on the supernet's table (the official wd): lets Adam shrink "
-        "the rows the loss does not defend, which the thresholds then prune",
-        "threshold_init": "initial per-field pruning threshold t_f",
-        "sampling": "how supernet training draws dims: 'example' (a dim per example and "
-        "field, the official code's), 'step' or 'band'",
-        "all_dims": "true: candidates are every dim 1..width, the paper's set (false: the "
-        "space's --candidates, powers of two by default; given --candidates always win)",
-        "val_rows": "rows of the fixed validation subsample candidates are scored on "
-        "(None: the whole split)",
-        "final_checks": "best candidates re-scored on the whole validation split",
-        "projection": "plans' projection: 'pad' (the paper's masks) or 'linear'",
-        "uniform_margin": "return the uniform plan unless the pick's val AUC beats it by more "
-        "than this many standard errors (paired, DeLong; 0: always the pick)",
-        "search_backbone": SEARCH_BACKBONE_HELP,
-    }
-
-    extensions = {
-        "sampling": "'step' and 'band' are ablations; the official code draws per example",
-        "all_dims": "false (the default) searches the powers of two, not the paper's 1..width",
-        "projection": "'linear' retrains behind projections; the paper retrains the masks",
-        "val_rows": "scoring on a validation subsample: embsearch's, for speed",
-        "final_checks": "re-scoring the best candidates on the whole split: embsearch's",
-        "uniform_margin": "the uniform gate: embsearch's (0 returns the evolution's pick)",
-        "search_backbone": "the supernet trains without the recipe's batch norm, dropout and "
-        "embedding regularizer: pruning compares row norms with learned thresholds, which batch "
-        "norm (blind to the inputs' scale) and the dense L2 (500x table_l2) undo, and on planted "
-        "data the evolution's pick lost its margin with dropout; the plans train with all three",
-    }
-
-    def validate(self) -> None:
-        self.check_search_backbone()
-        validate_evolution(self.name, self.config)
-        for key, hi in (("alpha", 1.0), ("threshold_lr", 10.0), ("table_l2", 1.0)):
-            v = self.config[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi:
-                raise ConfigError(f"optembed: {key} must be a number in [0, {hi:g}], got {v!r}")
-        if self.config["sampling"] not in SAMPLINGS:
-            raise ConfigError(
-                f"optembed: sampling must be one of {', '.join(SAMPLINGS)}, "
-                f"got {self.config['sampling']!r}"
-            )
-        if not isinstance(self.config["all_dims"], bool):
-            raise ConfigError(
-                f"optembed: all_dims must be true or false, got {self.config['all_dims']!r}"
-            )
-        checks = self.config["final_checks"]
-        if isinstance(checks, bool) or not isinstance(checks, int) or checks < 1:
-            raise ConfigError(f"optembed: final_checks must be an integer >= 1, got {checks!r}")
-        if self.config["projection"] not in ("pad", "linear"):
-            raise ConfigError(
-                f"optembed: projection must be 'pad' or 'linear', got {self.config['projection']!r}"
-            )
-        margin = self.config["uniform_margin"]
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
-            raise ConfigError(f"optembed: uniform_margin must be a number >= 0, got {margin!r}")
-        if not isinstance(self.config["threshold_init"], (int, float)):
-            raise ConfigError(
-                f"optembed: threshold_init must be a number, got {self.config['threshold_init']!r}"
-            )
 
     # -- step 1 -----------------------------------------------------------------------------
     def check_options(

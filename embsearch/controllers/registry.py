@@ -71,6 +71,7 @@ def _summary(name: str, cls: type[Controller]) -> dict[str, Any]:
         "space": cls.default_space,
         "params": dict(cls.params),
         "param_help": {k: cls.param_line(k) for k in cls.params},
+        "allowed": {k: p.describe() for k, p in cls.param_specs.items()},
     }
 
 

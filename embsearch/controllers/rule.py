@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 from torch import nn
@@ -79,17 +79,13 @@ from torch import nn
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
-from embsearch.controllers.base import SEARCH_BACKBONE_HELP
-from embsearch.controllers.evolution import (
-    EVOLUTION_HELP,
-    EVOLUTION_PARAMS,
-    fit_budget,
-    uniform_selection,
-    validate_evolution,
-)
+from embsearch.controllers.evolution import uniform_selection
 from embsearch.controllers.evolutionary import EvolutionaryController
+from embsearch.controllers.param_spec import Param
+from embsearch.controllers.rule_estimator import EstimatorSampler, RidgeEstimator
+from embsearch.controllers.rule_params import RULE_SPECS
 from embsearch.controllers.weight_sharing import plan_weights, train_weight_sharing_supernet
-from embsearch.embeddings.supernets_evo import SAMPLINGS, RuleEmbedding
+from embsearch.embeddings.supernets_evo import RuleEmbedding
 from embsearch.errors import ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator, disjoint_rows
 from embsearch.plan import Plan
@@ -130,104 +126,6 @@ def served_validation(
     return validate
 
 
-class _Sampler:
-    """Step 3's sampler: random selections repaired onto a target between the space's
-    smallest plan and a budget drawn from the search's budgets (the upper half of that
-    range, where the search will look), so the estimator learns where it is used."""
-
-    def __init__(
-        self,
-        name: str,
-        space: SearchSpace,
-        budgets: Sequence[int],
-        n: int,
-        rng: np.random.Generator,
-    ):
-        self.name, self.space, self.budgets, self.left, self.rng = (
-            name,
-            space,
-            list(budgets),
-            n,
-            rng,
-        )
-        self.smallest = space.min_bytes()
-        self.scored: dict[Candidate, float] = {}
-        self.total = n  # the progress display's
-
-    def done(self) -> bool:
-        return self.left <= 0
-
-    def ask(self) -> Candidate:
-        self.left -= 1
-        budget = self.budgets[int(self.rng.integers(len(self.budgets)))]
-        target = self.smallest + int((budget - self.smallest) * self.rng.uniform(0.5, 1.0))
-        return fit_budget(self.space.sample(self.rng), self.space, target)
-
-    def tell(self, candidate: Candidate, score: float) -> None:
-        self.scored[candidate] = score
-
-
-class RidgeEstimator:
-    """Step 3: ridge regression from a block selection to its inherited-weight score.
-
-    Features per (field, group): its dim as a share of the width (``"linear"``, the default:
-    few coefficients, good from a few dozen samples) or a one-hot of its block count
-    (``"onehot"``: captures diminishing returns, needs more samples).
-    """
-
-    name = "estimator"
-
-    def __init__(self, levels: Sequence[int], ridge: float = 1.0, features: str = "linear") -> None:
-        self.index = {int(d): i for i, d in enumerate(levels)}
-        self.top = max(max(self.index), 1)
-        self.ridge = float(ridge)
-        self.kind = features
-        self.constant = True
-        self.last_metrics: dict[str, float] = {}
-
-    def features(self, cands: Sequence[Candidate]) -> np.ndarray:
-        dims = np.asarray([[int(d) for ds in c for d in ds] for c in cands], dtype=np.int64)
-        if self.kind == "linear":
-            return dims / self.top
-        idx = np.vectorize(self.index.__getitem__, otypes=[np.int64])(dims)
-        return np.eye(len(self.index))[idx].reshape(len(dims), -1)
-
-    def _solve(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        mx, my = x.mean(0), float(y.mean())
-        xc = x - mx
-        w = np.linalg.solve(xc.T @ xc + self.ridge * np.eye(x.shape[1]), xc.T @ (y - my))
-        return w, mx, my
-
-    def fit(self, cands: Sequence[Candidate], scores: Sequence[float]) -> dict[str, float | None]:
-        """Fit on every finite pair; returns the held-out Spearman correlation of a 3:1 split.
-        With no pair (out of time at once) the estimator is a constant."""
-        keep = [i for i, s in enumerate(scores) if math.isfinite(s)]
-        if not keep:
-            return {"samples": 0, "heldout_spearman": None}
-        self.constant = False
-        x, y = self.features([cands[i] for i in keep]), np.asarray([scores[i] for i in keep])
-        cut = (3 * len(y)) // 4
-        held_out = None
-        if len(y) - cut >= 4:
-            w, mx, my = self._solve(x[:cut], y[:cut])
-            pred = my + (x[cut:] - mx) @ w
-            held_out = float(np.corrcoef(_ranks(pred), _ranks(y[cut:]))[0, 1])
-        self.w, self.mx, self.my = self._solve(x, y)
-        return {
-            "samples": len(y),
-            "heldout_spearman": None if held_out is None or math.isnan(held_out) else held_out,
-        }
-
-    def __call__(self, candidate: Candidate) -> float:
-        if self.constant:
-            return 0.0
-        return float(self.my + (self.features([candidate])[0] - self.mx) @ self.w)
-
-
-def _ranks(v: np.ndarray) -> np.ndarray:
-    return np.argsort(np.argsort(v, kind="stable"), kind="stable").astype(float)
-
-
 class Rule(EvolutionaryController):
     name = "rule"
     family = "evolutionary"
@@ -237,59 +135,7 @@ class Rule(EvolutionaryController):
         "Conference on Knowledge Discovery and Data Mining (KDD) 2021 (arXiv:2106.02223)"
     )
     default_space = "feature_dims"
-    params: dict[str, Any] = {
-        **EVOLUTION_PARAMS,
-        "supernet_epochs": None,
-        "blocks": 16,
-        "diversity": 0.01,
-        "estimator_samples": 128,
-        "ridge": 1.0,
-        "estimator": "linear",
-        "final_checks": 5,
-        "retrain": False,
-        "val_rows": 2048,
-        "sampling": "band",
-        "supernet_val": "budgets",
-        "scales": True,
-        "final_margin": 2.0,
-        "search_backbone": {},
-    }
-    param_help: dict[str, str] = {
-        **EVOLUTION_HELP,
-        "supernet_epochs": "supernet epochs (None: --epochs)",
-        "blocks": "dimension blocks B per embedding (must divide --width)",
-        "diversity": "weight of the block-diversity regulariser",
-        "estimator_samples": "block selections scored to fit the performance estimator",
-        "ridge": "ridge penalty of the estimator's regression",
-        "estimator": "estimator features: 'linear' (block counts) or 'onehot' "
-        "(one per (field, group, count))",
-        "final_checks": "best candidates by the estimator re-scored with inherited weights",
-        "retrain": "retrain the chosen plan from scratch instead of serving its blocks",
-        "val_rows": "rows of the fixed validation subsample the estimator's samples are "
-        "scored on (None: the whole split)",
-        "sampling": "supernet training draws each example's block counts around a random "
-        "level ('band'), independently per example ('example') or once per batch ('step')",
-        "supernet_val": "the supernet's epochs are judged by the mean val AUC of the budgets' "
-        "uniform block selections ('budgets') or by its full width ('full')",
-        "scales": "switchable scales: each block count has its own learned per-column factors "
-        "on the shared blocks, folded into the served table (false: the paper's plain blocks)",
-        "final_margin": "step 5 serves the uniform selection or a measured estimator sample "
-        "over the evolution's best only when it validates better by more than this many "
-        "standard errors (paired, DeLong; 0: the best held-out score)",
-        "search_backbone": SEARCH_BACKBONE_HELP,
-    }
-
-    extensions = {
-        "scales": "switchable per-column factors per block count; false serves plain blocks",
-        "sampling": "'band' (default) and 'example' draw per example; 'step' is an ablation",
-        "supernet_val": "judging supernet epochs by the budgets' selections: embsearch's",
-        "estimator": "'onehot' is an ablation of the linear estimator",
-        "val_rows": "scoring estimator samples on a validation subsample: embsearch's",
-        "final_checks": "re-scoring the best candidates on held-out rows: embsearch's",
-        "patience": "stopping the evolution early: embsearch's (None runs every generation)",
-        "min_delta": "the improvement patience counts: embsearch's",
-        "final_margin": "the safety checks' margin over the evolution: embsearch's",
-    }
+    param_specs: ClassVar[dict[str, Param]] = RULE_SPECS
 
     fixed_projection = "pad"  # served blocks are zero-padded sub-embeddings
     carry_picks = True  # a served plan must not score below a smaller budget's (step 5)
@@ -314,42 +160,12 @@ class Rule(EvolutionaryController):
             )
 
     def validate(self) -> None:
-        self.check_search_backbone()
+        super().validate()
         if self.config.get("search_backbone") and not self.config.get("retrain"):
             raise ConfigError(
                 "rule: search_backbone needs --param retrain=true: a served plan keeps the "
                 "supernet's backbone, which must then be the run's"
             )
-        validate_evolution(self.name, self.config)
-        c = self.config
-        checks: list[tuple[str, bool, str]] = [
-            ("blocks", _is_int(c["blocks"]) and 1 <= c["blocks"] <= 64, "an integer in [1, 64]"),
-            ("diversity", _is_num(c["diversity"]) and c["diversity"] >= 0, "a number >= 0"),
-            (
-                "estimator_samples",
-                _is_int(c["estimator_samples"]) and c["estimator_samples"] >= 4,
-                "an integer >= 4",
-            ),
-            ("ridge", _is_num(c["ridge"]) and c["ridge"] > 0, "a number > 0"),
-            ("estimator", c["estimator"] in ("linear", "onehot"), "'linear' or 'onehot'"),
-            (
-                "final_checks",
-                _is_int(c["final_checks"]) and c["final_checks"] >= 1,
-                "an integer >= 1",
-            ),
-            ("retrain", isinstance(c["retrain"], bool), "true or false"),
-            ("sampling", c["sampling"] in SAMPLINGS, "one of " + ", ".join(SAMPLINGS)),
-            ("supernet_val", c["supernet_val"] in ("budgets", "full"), "'budgets' or 'full'"),
-            ("scales", isinstance(c["scales"], bool), "true or false"),
-            (
-                "final_margin",
-                _is_num(c["final_margin"]) and c["final_margin"] >= 0,
-                "a number >= 0",
-            ),
-        ]
-        for key, ok, allowed in checks:
-            if not ok:
-                raise ConfigError(f"rule: {key} must be {allowed}, got {c[key]!r}")
 
     def search_space(self, ctx: SearchContext) -> SearchSpace:
         return block_space(ctx.space, int(self.config["blocks"]))
@@ -420,7 +236,7 @@ class Rule(EvolutionaryController):
         self.heldout_ = InheritedWeightEvaluator(self.supernet_, val, batch, rows=rest)
         self.final_memo_: dict[Candidate, float] = {}
         self.full_ = InheritedWeightEvaluator(self.supernet_, val, batch)
-        sampler = _Sampler(
+        sampler = EstimatorSampler(
             self.name, space, ctx.budgets, int(self.config["estimator_samples"]), ctx.rng(1)
         )
         top = space.bytes_of(space.max_candidate())
@@ -549,11 +365,3 @@ class Rule(EvolutionaryController):
 
 def _dedupe(cands: Sequence[Candidate]) -> list[Candidate]:
     return list(dict.fromkeys(cands))
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_num(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
