@@ -23,6 +23,8 @@ BUILTIN: dict[str, str] = {
     "autodim": "embsearch.controllers.autodim:AutoDim",
     "autoemb": "embsearch.controllers.autoemb:AutoEmb",
     "dnis": "embsearch.controllers.dnis:DNIS",
+    "tpe": "embsearch.controllers.black_box:TPE",
+    "random": "embsearch.controllers.black_box:RandomSearch",
 }
 
 
