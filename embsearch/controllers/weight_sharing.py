@@ -35,19 +35,23 @@ def train_weight_sharing_supernet(
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
     desc: str = "supernet",
     validate: Callable[[nn.Module], tuple[float, float]] | None = None,
+    after_step: Callable[[nn.Module, int], None] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Build (seeded) and train a weight-sharing supernet, whose sub-networks are scored
     later with inherited weights, as one plain model with the shared trainer (no
     architecture parameters; every weight step on training batches). Stop early, keeping
     the weights as they are, when ``deadline`` (a ``time.perf_counter()`` value) passes.
-    ``validate`` (the trainer's hook) judges the epochs; default: the full width. Returns
+    ``validate`` (the trainer's hook) judges the epochs; default: the full width.
+    ``after_step(model, step)`` runs after every weight step (NIS's policy updates). Returns
     the model (in eval mode) and a summary (``val_auc``, ``epochs_run``, ``timed_out``,
     ``seconds``). DARTS-style supernets train with
     :func:`~embsearch.controllers.differentiable.train_darts_supernet` instead."""
 
-    def after_step(step: int) -> None:
+    def each_step(step: int) -> None:
         if deadline is not None and time.perf_counter() > deadline:
             raise OutOfTime
+        if after_step is not None:
+            after_step(model, step)
 
     generator = seed_everything(ctx.seed)
     model = build().to(ctx.device)
@@ -60,7 +64,7 @@ def train_weight_sharing_supernet(
             cfg,
             generator=generator,
             extra_loss=ctx.penalty(extra_loss),
-            after_step=after_step,
+            after_step=each_step,
             desc=desc,
             validate=validate,
         )

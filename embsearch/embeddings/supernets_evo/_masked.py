@@ -14,7 +14,7 @@ the candidate's scales (:meth:`block_tensors`), up to float rounding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -85,6 +85,9 @@ class MaskedSupernetEmbedding(nn.Module):
         self.table = nn.Parameter(torch.empty(int(sum(rows)), self.width))
         nn.init.normal_(self.table, std=0.01)  # as MixedDimEmbedding
         self.sample_in_training = True
+        # an outside sampler (NIS's policy): ``examples -> [examples, n_slots]`` dims drawn in
+        # training in place of ``sampling``'s own draws (None: ``sampling`` draws)
+        self.outside_sampler: Callable[[int], torch.Tensor] | None = None
         self.last_lookup: torch.Tensor | None = None
         self.last_ids: torch.Tensor | None = None
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -164,9 +167,11 @@ class MaskedSupernetEmbedding(nn.Module):
         # for regularisers (RULE's diversity): the batch's rows and the ids they belong to
         self.last_lookup, self.last_ids = (e, x) if self.training else (None, None)
         drawing = self.training and self.sample_in_training
-        if drawing and self.sampling != "step":  # [batch, n_slots]: each example its own draw
+        outside = self.outside_sampler if drawing else None
+        if outside is not None or (drawing and self.sampling != "step"):
+            # [batch, n_slots]: each example its own draw
             draw = self.sample_band if self.sampling == "band" else self.sample_dims
-            dims = draw(x.shape[0])
+            dims = (outside or draw)(x.shape[0]).to(e.device)
             if self.one_slot_per_field:  # slot = field
                 return e * self.slot_mask(dims)
             slots = self.slots(x)

@@ -1,0 +1,380 @@
+"""NIS: Joglekar et al., "Neural Input Search for Large Scale Recommendation Models"
+(KDD 2020, arXiv:1907.04471).
+
+Steps, as in the paper:
+
+1. *Multi-size embedding* search space: each field's ids, sorted by frequency, fall into G
+   groups (the ``feature_dims`` space's groups; ``--groups``), and the base dimension is cut
+   into B blocks of ``width / B`` columns (``blocks``; RULE's ``block_space``). A (field,
+   group) keeps its first ``k`` blocks (``pad`` projection), as the paper's Multi-size
+   Embedding gives frequent ids more blocks than rare ones.
+2. *Controller*: a policy that picks, for every (field, group), how many blocks to keep
+   (:class:`~embsearch.controllers.nis_policy.BlockPolicy`).
+3. *One-shot model trained on the controller's samples*: the masked block supernet of RULE
+   (``RuleEmbedding``, plain blocks, no diversity term) takes each training example's
+   selection from the policy (its ``outside_sampler`` hook), so sub-architectures inherit
+   its weights; every ``policy_every`` weight steps the policy is updated (alternation).
+4. *Reward*: the validation AUC of a sampled architecture with the supernet's current
+   weights on a fixed class-stratified validation subsample (``val_rows``), minus the
+   paper's memory cost, which is zero within the budget and grows linearly above it:
+   ``R = AUC - cost_weight * max(0, bytes / budget - 1)``.
+5. *Policy update*: REINFORCE with a moving-average baseline (``baseline_decay``) over
+   ``policy_batch`` samples per step. The paper trains its controller with A3C (many
+   asynchronous workers, a learned value baseline); with one process and a one-step
+   episode (a whole architecture is one action) a learned critic reduces to a running
+   estimate of the mean reward, which the moving average is.
+6. After the supernet is trained, each budget's policy keeps learning for
+   ``search_updates`` updates on the trained supernet through the shared ask/tell loop
+   (every sample recorded as an evaluation).
+7. *Final plan*: the policy's most likely architecture within the budget (the exact
+   knapsack over its log-probabilities), retrained from scratch by the runner.
+
+Choices the paper leaves open (one line each):
+
+- Budget: samples are masked at sampling time (``nis_policy``), so every sample fits; the
+  paper's cost term then only matters for a sample told ``-inf`` by the loop (over budget),
+  whose reward is ``0.5`` (a random ranking's AUC) minus the cost: finite, no NaN.
+- Policy: independent per-(field, group) logits (no LSTM over the decisions), one policy
+  per budget on one shared supernet; each training batch is split among the budgets'
+  policies.
+- Supernet: each training example draws its own selection (RULE's measured reason: far
+  less gradient noise than one per step).
+- Defaults (``policy_batch=32``, ``search_updates=40``, ``policy_lr=0.2``, no ``warmup``):
+  the best of the settings measured on the planted synthetic data (tests/test_nis.py); a
+  warm-up of a quarter of the supernet's steps on uniform samples did worse there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from embsearch.backbones import CTRModel
+from embsearch.budget import field_bytes
+from embsearch.context import SearchContext
+from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
+from embsearch.controllers.base import SEARCH_BACKBONE, AskTellController
+from embsearch.controllers.nis_policy import BlockPolicy
+from embsearch.controllers.param_spec import Param
+from embsearch.controllers.rule import block_space
+from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
+from embsearch.embeddings.supernets_evo import RuleEmbedding
+from embsearch.errors import ConfigError
+from embsearch.evaluator import InheritedWeightEvaluator, stratified_rows
+from embsearch.plan import Plan
+from embsearch.search_loop import LoopResult
+from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.search_spaces.floor import check_fits
+
+UNSCORED_AUC = 0.5  # the quality part of the reward of a sample the loop did not score
+
+NIS_SPECS: dict[str, Param] = {
+    "blocks": Param(
+        4,
+        "int",
+        "dimension blocks B per embedding (must divide --width)",
+        1,
+        64,
+        extension="the paper sizes B per problem; 4 keeps the action space small",
+    ),
+    "supernet_epochs": Param(None, "int", "supernet epochs (None: --epochs)", 1, optional=True),
+    "policy_every": Param(
+        1,
+        "int",
+        "supernet weight steps between two policy updates",
+        1,
+        extension="the paper's alternation rate is not given",
+    ),
+    "warmup": Param(
+        0.0,
+        "float",
+        "share of the supernet's weight steps trained on uniform samples before the policy "
+        "starts learning",
+        0.0,
+        1.0,
+        extension="a warm-up before the controller learns: embsearch's choice of share",
+    ),
+    "policy_batch": Param(
+        32, "int", "architectures sampled per policy update", 1, extension="not given"
+    ),
+    "policy_lr": Param(
+        0.2,
+        "float",
+        "Adam learning rate of the policy's logits",
+        0.0,
+        open_low=True,
+        extension="not given",
+    ),
+    "baseline_decay": Param(
+        0.9,
+        "float",
+        "decay of the moving-average reward baseline",
+        0.0,
+        1.0,
+        extension="REINFORCE with a moving-average baseline replaces the paper's A3C",
+    ),
+    "entropy": Param(0.0, "float", "weight of an entropy bonus on the policy", 0.0),
+    "cost_weight": Param(
+        1.0, "float", "lambda of the memory cost lambda * max(0, bytes/budget - 1)", 0.0
+    ),
+    "search_updates": Param(
+        40,
+        "int",
+        "policy updates per budget on the trained supernet (the ask/tell loop)",
+        0,
+        extension="policy updates after the supernet is trained: embsearch's",
+    ),
+    "val_rows": Param(
+        2048,
+        "int",
+        "rows of the fixed validation subsample rewards are measured on (None: whole split)",
+        1,
+        optional=True,
+        extension="a validation subsample: embsearch's",
+    ),
+    "search_backbone": SEARCH_BACKBONE,
+}
+
+
+class NIS(AskTellController):
+    name = "nis"
+    family = "rl"
+    paper = (
+        "Manas R. Joglekar, Cong Li, Mei Chen, Taibai Xu, Xiaoming Wang, Jay K. Adams, Pranav "
+        "Khaitan, Jiahui Liu, Quoc V. Le. Neural Input Search for Large Scale Recommendation "
+        "Models. KDD 2020 (arXiv:1907.04471)"
+    )
+    default_space = "feature_dims"
+    param_specs: ClassVar[dict[str, Param]] = NIS_SPECS
+    fixed_projection = "pad"
+    null_signal = "an untrained policy (uniform over the block counts)"
+
+    def check_options(
+        self, *, width: int, candidates: Sequence[int] | None, projection: str | None = None
+    ) -> None:
+        """The dims are the multiples of ``width / blocks``; ``--candidates`` may only add 0."""
+        super().check_options(width=width, candidates=candidates, projection=projection)
+        self._check_blocks(width)
+        if candidates is None:
+            return
+        step = width // int(self.config["blocks"])
+        dims = {k * step for k in range(1, int(self.config["blocks"]) + 1)}
+        if set(candidates) - {0} != dims:
+            raise ConfigError(
+                f"nis's dims are the multiples of width/blocks ({width}/{self.config['blocks']}); "
+                f"--candidates can only add 0 to them: drop --candidates or pass "
+                f"0,{','.join(str(d) for d in sorted(dims))}"
+            )
+
+    def _check_blocks(self, width: int) -> None:
+        blocks = int(self.config["blocks"])
+        if blocks > width or width % blocks:
+            raise ConfigError(
+                f"nis: blocks={blocks} must divide the width {width} (B blocks of width/B "
+                f"columns); pick a divisor of {width}"
+            )
+
+    def _check_groups(self, ctx: SearchContext) -> None:
+        groups = int(getattr(ctx.space, "n_groups", 1))
+        small = min(ctx.space.schema.fields, key=lambda f: f.cardinality)
+        if groups > small.cardinality:
+            raise ConfigError(
+                f"nis: --groups {groups} is more than the {small.cardinality} ids of field "
+                f"{small.name!r}; use at most {small.cardinality} groups"
+            )
+
+    def search_space(self, ctx: SearchContext) -> SearchSpace:
+        return block_space(ctx.space, int(self.config["blocks"]))
+
+    # -- steps 1-5 ------------------------------------------------------------------------------
+    def _costs(self, space: SearchSpace) -> np.ndarray:
+        """``[slots, options]`` bytes of each (field, group) keeping each candidate dim."""
+        return np.array(
+            [
+                [
+                    field_bytes([b - a], [c], space.width, "pad", space.precision)
+                    for c in space.candidates
+                ]
+                for groups in space.groups
+                for a, b in groups
+            ],
+            dtype=np.float64,
+        )
+
+    def to_candidate(self, choices: torch.Tensor) -> Candidate:
+        """Option indices ``[slots]`` as dims per field and group."""
+        dims = [self.space_.candidates[int(i)] for i in choices]
+        out, at = [], 0
+        for groups in self.space_.groups:
+            out.append(tuple(dims[at : at + len(groups)]))
+            at += len(groups)
+        return tuple(out)
+
+    def reward(self, cand: Candidate, auc: float, budget: int) -> float:
+        """Step 4: ``auc - cost_weight * max(0, bytes / budget - 1)``, finite always."""
+        over = max(0.0, self.space_.bytes_of(cand) / max(budget, 1) - 1.0)
+        quality = auc if math.isfinite(auc) else UNSCORED_AUC
+        return float(quality - float(self.config["cost_weight"]) * min(over, 1e6))
+
+    def prepare(self, ctx: SearchContext, deadline: float | None) -> None:
+        """Train the supernet on the policies' samples, alternating with policy updates."""
+        self.check_space(ctx)
+        self._check_blocks(ctx.space.width)
+        self._check_groups(ctx)
+        self.space_ = space = self.search_space(ctx)
+        step = space.width // int(self.config["blocks"])
+        check_fits(
+            min(ctx.budgets),
+            space.min_bytes(),
+            what=f"block selection (one block of {step} columns per group)",
+            prefix="nis: ",
+            remedy=" or use finer blocks (a larger --param blocks)",
+        )
+        costs = self._costs(space)
+        cfg = self.config
+        self.policies_ = {
+            b: BlockPolicy(
+                costs,
+                b,
+                lr=cfg["policy_lr"],
+                baseline_decay=cfg["baseline_decay"],
+                entropy=cfg["entropy"],
+                seed=ctx.seed * 1009 + i,
+            )
+            for i, b in enumerate(ctx.budgets)
+        }
+        values = torch.tensor(space.candidates, dtype=torch.long)
+        val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
+        y = val.y.cpu().numpy()
+        self.rows_ = stratified_rows(y, min(int(cfg["val_rows"] or len(y)), len(y)))
+        self.history_: dict[int, list[float]] = {b: [] for b in ctx.budgets}
+
+        def outside(n: int) -> torch.Tensor:  # step 3: each example's selection from a policy
+            share = -(-n // len(self.policies_))
+            dims = [values[p.sample(share)[0]] for p in self.policies_.values()]
+            return torch.cat(dims)[:n]
+
+        epochs = cfg["supernet_epochs"] or ctx.train.epochs
+        per_epoch = -(-len(ctx.data.split("train")) // ctx.train.batch_size)
+        warm = int(float(cfg["warmup"]) * per_epoch * epochs)
+
+        def alternate(model: nn.Module, step_: int) -> None:  # steps 4-5 during training
+            if step_ <= warm or step_ % int(cfg["policy_every"]):
+                return
+            scorer = InheritedWeightEvaluator(model, val, batch, rows=self.rows_)
+            for b, policy in self.policies_.items():
+                drawn = policy.sample(int(cfg["policy_batch"]))
+                cands = [self.to_candidate(c) for c in drawn[0]]
+                rewards = [self.reward(c, scorer(c), b) for c in cands]
+                self.history_[b].append(policy.update([drawn], rewards)["reward"])
+            model.train()
+
+        sctx = self.supernet_context(ctx)
+
+        def build() -> CTRModel:
+            emb = RuleEmbedding(
+                space.width,
+                space.candidates,
+                space.groups,
+                space.schema.names,
+                seed=ctx.seed,
+                blocks=int(cfg["blocks"]),
+                sampling="example",
+            )
+            emb.outside_sampler = outside
+            return CTRModel(emb, sctx.make_backbone())
+
+        self.supernet_, summary = train_weight_sharing_supernet(
+            sctx, build, epochs, deadline, desc="nis supernet", after_step=alternate
+        )
+        self.supernet_.embedding.outside_sampler = None
+        self.supernet_summary_ = summary
+        ctx.record(event="supernet", controller=self.name, **summary)
+        self.scorer_ = InheritedWeightEvaluator(self.supernet_, val, batch, rows=self.rows_)
+
+    def evaluator(self, ctx: SearchContext, budget: int) -> InheritedWeightEvaluator:
+        return self.scorer_
+
+    # -- step 6: the ask/tell loop --------------------------------------------------------------
+    def start(self, ctx: SearchContext, budget: int) -> None:
+        self.budget_ = budget
+        self.policy_ = self.policies_[budget]
+        self.left_ = int(self.config["search_updates"])
+        self.total = self.left_ * int(self.config["policy_batch"])
+        self.asked_: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.told_: list[float] = []
+
+    def ask(self) -> Candidate:
+        choices, order = self.policy_.sample(1)
+        self.asked_.append((choices, order))
+        return self.to_candidate(choices[0])
+
+    def tell(self, candidate: Candidate, score: float) -> None:
+        self.told_.append(self.reward(candidate, score, self.budget_))
+        if len(self.told_) >= int(self.config["policy_batch"]):
+            n = len(self.told_)
+            stats = self.policy_.update(self.asked_[:n], self.told_)
+            self.history_[self.budget_].append(stats["reward"])
+            self.asked_, self.told_ = self.asked_[n:], []
+            self.left_ -= 1
+
+    def done(self) -> bool:
+        return self.left_ <= 0
+
+    # -- step 7 ---------------------------------------------------------------------------------
+    def discretise(self, log_probs: np.ndarray, budget: int) -> Candidate:
+        """The most likely architecture within ``budget``: the exact knapsack over the
+        per-(field, group) log-probabilities (a factorised policy's likelihood is their sum)."""
+        pref, at = [], 0
+        for groups in self.space_.groups:
+            pref.append(log_probs[at : at + len(groups)])
+            at += len(groups)
+        return self.space_.best_under_budget(pref, budget)
+
+    def null_candidate(self, ctx: SearchContext, budget: int) -> Candidate | None:
+        """Step 7 on an untrained policy (uniform logits)."""
+        policy = self.policies_[budget]
+        return self.discretise(np.full((policy.n_slots, policy.n_options), 0.0), budget)
+
+    def preferences(self, policy: BlockPolicy) -> dict[str, Any]:
+        """``plan.extra['policy']``: per field, per group, the probability of each dim."""
+        probs, at, out = policy.probabilities(), 0, {}
+        for name, groups in zip(self.space_.schema.names, self.space_.groups):
+            out[name] = [[round(float(p), 4) for p in probs[at + g]] for g in range(len(groups))]
+            at += len(groups)
+        return {"dims": list(self.space_.candidates), "probabilities": out}
+
+    def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
+        policy = self.policies_[budget]
+        best = self.discretise(policy.log_probabilities(), budget)
+        m = self.scorer_.metrics(best)
+        history = self.history_[budget]
+        plan = self.space_.to_plan(
+            best,
+            self.name,
+            budget,
+            data_fingerprint=ctx.dataset.fingerprint(),
+            extra={
+                "search": result.summary(),
+                "interrupted": result.interrupted,
+                "supernet": self.supernet_summary_,
+                "blocks": int(self.config["blocks"]),
+                "policy": self.preferences(policy),
+                "policy_updates": policy.updates,
+                "mean_reward_first_last": [history[0], history[-1]] if history else None,
+                PROVENANCE_KEY: "policy (most likely architecture within the budget)",
+                "inherited_val_auc": m["auc"],
+                "inherited_val_logloss": m["logloss"],
+                **self.search_backbone_record(),
+            },
+        )
+        if result.stop_reason == "done":
+            plan.extra[SIGNAL_KEY] = signal_record(
+                best, self.null_candidate(ctx, budget), self.null_signal
+            )
+        return plan

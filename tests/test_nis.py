@@ -1,0 +1,139 @@
+"""NIS (issue 23, item 1): its policy, its budget handling, its bad input and what it finds
+on planted data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from embsearch.context import SearchContext
+from embsearch.controllers.nis import NIS
+from embsearch.controllers.nis_policy import BlockPolicy
+from embsearch.data.synthetic import make_synthetic
+from embsearch.errors import BudgetError, ConfigError
+from embsearch.search_spaces import FeatureDimsSpace
+from embsearch.train import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+QUICK = {"policy_batch": 4, "search_updates": 3}
+
+
+def make_ctx(ds, space, fractions, seed=0) -> SearchContext:
+    budgets = [int(space.full_table_bytes() * f) for f in fractions]
+    cfg = TrainConfig(epochs=1, batch_size=512, progress=False)
+    return SearchContext(ds, space, budgets, train=cfg, seed=seed, log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return make_synthetic(rows=3000, seed=1, cardinalities=(40, 60, 30, 50), informative=(1, 2))
+
+
+def test_reinforce_finds_the_best_action():
+    """Policy-gradient sanity: on a toy reward where option 2 is best, its probability
+    passes 0.9 within 60 updates of 8 samples (18 on this seed)."""
+    pol = BlockPolicy(np.zeros((1, 4)), 10, lr=0.1, seed=0)
+    value = [0.1, 0.2, 0.9, 0.3]
+    for _ in range(60):
+        choices, order = pol.sample(8)
+        pol.update([(choices, order)], [value[int(c)] for c in choices[:, 0]])
+        if pol.probabilities()[0, 2] > 0.9:
+            break
+    assert pol.probabilities()[0, 2] > 0.9
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    costs=st.lists(st.lists(st.integers(0, 50), min_size=3, max_size=3), min_size=1, max_size=6),
+    extra=st.integers(0, 100),
+    seed=st.integers(0, 5),
+)
+def test_masked_samples_fit_the_budget(costs, extra, seed):
+    """Every sample fits the budget (masked at sampling time) and has a finite log-prob."""
+    c = np.array(costs, dtype=np.float64)
+    budget = int(c.min(1).sum()) + extra
+    pol = BlockPolicy(c, budget, seed=seed)
+    choices, order = pol.sample(64)
+    spent = c[np.arange(len(c)), choices.numpy()].sum(1)
+    assert (spent <= budget).all()
+    assert bool(torch.isfinite(pol.log_prob(choices, order)).all())
+
+
+def test_no_nan_with_an_over_budget_sample(small):
+    """A sample the loop rejects (told -inf) gets a finite reward: AUC 0.5 minus the memory
+    cost; the update stays finite."""
+    ctx = make_ctx(small, FeatureDimsSpace(small.schema, 8, n_groups=2), [0.3])
+    ctrl = NIS(**QUICK, blocks=4)
+    ctrl.prepare(ctx, None)
+    ctrl.start(ctx, ctx.budget)
+    over = ctrl.space_.max_candidate()
+    for _ in range(4):
+        ctrl.ask()
+        ctrl.tell(over, -math.inf)
+    assert ctrl.policy_.updates >= 1
+    assert math.isfinite(ctrl.policy_.baseline)
+    assert bool(torch.isfinite(ctrl.policy_.logits).all())
+    assert ctrl.reward(over, -math.inf, ctx.budget) < 0.5
+
+
+@pytest.mark.parametrize("fraction", [0.26, 0.4, 0.8])
+def test_no_plan_over_budget(small, fraction):
+    ctx = make_ctx(small, FeatureDimsSpace(small.schema, 8, n_groups=2), [fraction])
+    plan = NIS(**QUICK, blocks=4).search(ctx)
+    assert plan.table_bytes <= ctx.budget
+    assert plan.extra["policy"]["dims"] == [2, 4, 6, 8]
+    assert 0.0 <= plan.extra["signal"]["null_agreement"] <= 1.0
+
+
+def test_bad_blocks_groups_and_budget_one_line(small):
+    """B that does not divide the width, G above a field's ids, a budget below one block
+    per group: one clear line each."""
+    with pytest.raises(ConfigError, match=r"^nis: blocks=3 must divide the width 8[^\n]*$"):
+        NIS(blocks=3).check_options(width=8, candidates=None)
+    with pytest.raises(ConfigError, match=r"^nis: blocks=16 must divide the width 8[^\n]*$"):
+        NIS(blocks=16).check_options(width=8, candidates=None)
+    ctx = make_ctx(small, FeatureDimsSpace(small.schema, 8, n_groups=2), [0.12])
+    with pytest.raises(BudgetError, match=r"^nis: budget \d+ B is below the smallest [^\n]*$"):
+        NIS(**QUICK, blocks=4).search(ctx)
+    ctx = make_ctx(small, FeatureDimsSpace(small.schema, 8, n_groups=64), [0.3])
+    with pytest.raises(ConfigError, match=r"^nis: --groups 64 is more than the \d+ ids[^\n]*$"):
+        NIS(**QUICK, blocks=4).search(ctx)
+
+
+def test_conforms_with_quick_settings():
+    """The conformance suite's checks (plans within budget, the tight budget used, the same
+    plans under a seed, the null-signal record). NIS is not registered yet (see below), so
+    tests/test_conformance.py does not cover it."""
+    from embsearch.testing import check_controller
+
+    report = check_controller(NIS, {"policy_batch": 8, "search_updates": 4, "blocks": 8})
+    assert report["null_signal"] and len(report["null_agreement"]) == 2
+
+
+@pytest.mark.planted
+@pytest.mark.skip(
+    reason="does not hold yet, so nis stays unregistered: mean dims per id informative / "
+    "noise on this fixture (feature_dims, 40%, 2 epochs) measured 1.35, 1.35, 1.69 on seeds "
+    "0-2 with the defaults (40-60 s each), 1.61, 1.18, 1.43 with 8 x 30 updates and 1.04, "
+    "1.03, 1.14 with 16 x 40 on 1,024 rows; moving the rarest groups' dims (88% of the "
+    "bytes) between informative and noise fields moves the inherited AUC by 0.0025"
+)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nis_gives_informative_fields_more_dims(seed):
+    ds = make_synthetic(rows=20_000, seed=0, cardinalities=(500,) * 12)
+    space = FeatureDimsSpace(ds.schema, 16)
+    cfg = TrainConfig(epochs=2, batch_size=1024, progress=False)
+    budget = int(space.full_table_bytes() * 0.4)
+    ctx = SearchContext(ds, space, [budget], train=cfg, seed=seed, log=lambda m: None)
+    plan = NIS().search(ctx)
+    dims = {f.name: sum(g.rows * g.dim for g in f.groups) / f.rows for f in plan.fields}
+    meta = ds.schema.meta
+    informative = np.mean([dims[n] for n in meta["informative"]])
+    noise = np.mean([dims[n] for n in meta["noise"]])
+    assert informative > 1.2 * noise, (informative, noise)
