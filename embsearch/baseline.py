@@ -88,16 +88,19 @@ def save_baseline(key: str, record: dict[str, Any]) -> Path | None:
     return path
 
 
-def baseline_record(test: dict[str, Any]) -> dict[str, Any]:
-    """The stored fields of a tested full-size training (``retrain._train_and_test``'s)."""
+def baseline_record(
+    result: TrainResult, table_bytes: int, test_auc: float, test_logloss: float
+) -> dict[str, Any]:
+    """The stored fields of a tested full-size training: test and validation metrics, bytes,
+    time, stopping and per-epoch times."""
     return {
-        "test_auc": test["test_auc"],
-        "test_logloss": test["test_logloss"],
-        "val_auc": test["val_auc"],
-        "table_bytes": test["table_bytes"],
-        "train_seconds": test["train_seconds"],
-        **test["stopping"],
-        **test["timing"],
+        "test_auc": test_auc,
+        "test_logloss": test_logloss,
+        "val_auc": result.val_auc,
+        "table_bytes": table_bytes,
+        "train_seconds": result.seconds,
+        **result.stopping_record(),
+        **result.timing_record(),
     }
 
 
@@ -107,15 +110,7 @@ def test_and_store(
     """A search whose plan is the full-size model (``--budget 100%``): test it, store it as
     this recipe's baseline and return what ``search.json`` records of it."""
     auc, ll = evaluate(model, ctx.data.split("test"))
-    record = {
-        "test_auc": auc,
-        "test_logloss": ll,
-        "val_auc": result.val_auc,
-        "table_bytes": plan.table_bytes,
-        "train_seconds": result.seconds,
-        **result.stopping_record(),
-        **result.timing_record(),
-    }
+    record = baseline_record(result, plan.table_bytes, auc, ll)
     key = baseline_key(cfg, ctx)
     stored = save_baseline(key, record)
     return {"key": key, "stored": None if stored is None else str(stored), **record}

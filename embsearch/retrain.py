@@ -54,6 +54,13 @@ def _train_and_test(ctx: SearchContext, plan: Plan, desc: str) -> dict[str, Any]
     }
 
 
+def _record(test: dict[str, Any]) -> dict[str, Any]:
+    """The baseline record of a :func:`_train_and_test` result."""
+    return baseline_record(
+        test["result"], test["table_bytes"], test["test_auc"], test["test_logloss"]
+    )
+
+
 def _stopping(record: dict[str, Any]) -> dict[str, Any]:
     keys = ("epochs_run", "best_epoch", "best_step", "steps_run")
     return {k: record[k] for k in keys if k in record}
@@ -124,15 +131,16 @@ def _retrain(
     ctx = make_context(cfg, dataset, space, [plan.budget_bytes], progress)
     served = {} if served_state is None else _served_test(ctx, plan, served_state)
     key = baseline_key(cfg, ctx)
-    cached = load_baseline(key) if with_baseline or is_full_table(plan, cfg.width) else None
-    if is_full_table(plan, cfg.width) and cached is not None and not untrained:
+    full = is_full_table(plan, cfg.width)  # the plan is the full-size model itself
+    cached = load_baseline(key) if with_baseline or full else None
+    if full and cached is not None and not untrained:
         # the plan is the full-size model this recipe has trained and tested already
         res = {**cached, "stopping": _stopping(cached), "timing": _timing(cached), "hint": None}
         ctx.log(f"the plan is the full-size baseline: reusing its tested record ({key})")
     else:
         res = _train_and_test(ctx, plan, "retrain plan")
-        if is_full_table(plan, cfg.width):
-            cached = baseline_record(res)
+        if full:
+            cached = _record(res)
             save_baseline(key, cached)
     if res["hint"]:
         ctx.log(res["hint"])
@@ -155,12 +163,12 @@ def _retrain(
         record_training(plan, res["result"])
         plan.save(run_dir / "plan.json")
         report["saved_weights"] = "model.pt"
-    if is_full_table(plan, cfg.width):
+    if full:
         report["baseline_key"] = key
     if with_baseline:
         reused = cached is not None
         if cached is None:  # trained once per dataset and recipe, then reused
-            cached = baseline_record(_train_and_test(ctx, full_table_plan(ctx), "full table"))
+            cached = _record(_train_and_test(ctx, full_table_plan(ctx), "full table"))
             save_baseline(key, cached)
         report.update(
             {

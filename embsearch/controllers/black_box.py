@@ -43,6 +43,7 @@ CmaEsSampler) needs the ``cmaes`` package, not a dependency yet, so it is not of
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 import optuna
@@ -121,8 +122,9 @@ class BlackBoxController(AskTellController):
     param_specs: ClassVar[dict[str, Param]] = BLACK_BOX_SPECS
     null_signal = "constant scores (the loop keeps the sampler's first candidate)"
 
+    @abstractmethod
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        raise NotImplementedError
+        """The Optuna sampler of a study seeded with ``seed``."""
 
     @property
     def total(self) -> int:
