@@ -3,19 +3,19 @@ evaluator (``evaluator.py``).
 
 A candidate of a one-slot-per-field supernet zeroes whole columns of every row's
 embeddings. For backbones whose embeddings enter only through linear layers over
-``e.flatten(1)`` and FM's pairwise term (LR, FM, DNN, DeepFM, Wide&Deep), those columns
+``e.flatten(1)`` and FM's pairwise term (they declare it: ``additive_terms()``), those columns
 can be dropped before the layers rather than multiplied through them: the same logits up
 to float summation order, for 30-40% less time per candidate on CPU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from embsearch.backbones import DNN, FM, LR, DeepFM, WideDeep
+from embsearch.backbones.layers import AdditiveTerm
 from embsearch.search_spaces.base import Candidate
 
 
@@ -23,36 +23,31 @@ class CompactForward:
     """A backbone's logits for masked embeddings ``e * mask`` (``mask [1, fields, width]``,
     the same for every row: 0/1, or scaled kept columns) computed on the kept columns only.
 
-    Supported backbones (LR, FM, DNN, DeepFM, Wide&Deep) see the embeddings only through
-    linear layers over ``e.flatten(1)`` and FM's pairwise term ``0.5 * sum_k ((sum_f
-    e_fk)^2 - sum_f e_fk^2)``. A zeroed column adds nothing to either, so with ``xk`` the
+    A backbone takes part by declaring ``additive_terms()`` (``backbones/models.py``): its
+    logit is a sum of linear layers and MLPs over ``e.flatten(1)`` and FM's pairwise term
+    ``0.5 * sum_k ((sum_f e_fk)^2 - sum_f e_fk^2)``. A zeroed column adds nothing to
+    either, so with ``xk`` the
     kept columns of the flattened rows, a linear layer is ``xk @ W[:, keep]^T + b`` and the
     FM term is ``0.5 * (||xk @ P||^2 - ||xk||^2)`` per row, ``P [kept, width]`` mapping each
     kept column to its column within its field. Layers after a DNN's first one run as they
     are. Weights are read once, at construction (as the evaluator caches the embeddings).
     :meth:`build` checks the result against the plain forward on a few rows (and gives
-    ``None``, i.e. the plain forward, for any other backbone or layer, or on a mismatch).
+    ``None``, i.e. the plain forward, for a backbone that declares no terms, a term or layer
+    it does not know, or a mismatch).
     """
 
-    def __init__(self, backbone: nn.Module, cached: torch.Tensor) -> None:
+    def __init__(self, terms: Sequence[AdditiveTerm], cached: torch.Tensor) -> None:
         # column-major: a candidate's kept columns are contiguous rows (a ~3x cheaper gather)
         self.flat_t = cached.reshape(len(cached), -1).t().contiguous()
         self.width = cached.shape[-1]
         self.parts: list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = []
-        if isinstance(backbone, DeepFM):
-            self._fm(backbone.fm)
-            self._dnn(backbone.dnn)
-        elif isinstance(backbone, WideDeep):
-            self._linear(backbone.wide)
-            self._dnn(backbone.deep)
-        elif isinstance(backbone, FM):
-            self._fm(backbone)
-        elif isinstance(backbone, LR):
-            self._linear(backbone.linear)
-        elif isinstance(backbone, DNN):
-            self._dnn(backbone)
-        else:
-            raise TypeError(type(backbone).__name__)
+        builders = {"linear": self._linear, "fm": self._fm, "mlp": self._mlp}
+        for kind, module in terms:
+            if kind not in builders:
+                raise TypeError(f"additive term {kind!r}")
+            builders[kind](module)
+        if not self.parts:
+            raise TypeError("no additive terms")
 
     @classmethod
     def build(
@@ -62,12 +57,13 @@ class CompactForward:
         generic: Callable[[Candidate, slice], torch.Tensor],
         field_mask: Callable[[Candidate], torch.Tensor],
     ) -> CompactForward | None:
-        if type(backbone) not in (DeepFM, WideDeep, FM, LR, DNN) or not len(cached):
+        declared = getattr(backbone, "additive_terms", None)
+        if not callable(declared) or not len(cached):
             return None
         fields, width = cached.shape[1], cached.shape[2]
         try:
-            compact = cls(backbone, cached)
-        except TypeError:  # a layer it does not know
+            compact = cls(declared(), cached)
+        except (TypeError, ValueError):  # a term or layer it does not know
             return None
         rows = slice(0, min(len(cached), 64))
         # the full width, and a mixed candidate with a zeroed field when there are several
@@ -87,7 +83,7 @@ class CompactForward:
     def _weight_rows(self, layer: nn.Linear) -> torch.Tensor:
         return layer.weight.detach().t().contiguous()  # [in, out]: a candidate picks rows
 
-    def _linear(self, layer: nn.Module) -> None:
+    def _linear(self, layer: nn.Module | None) -> None:
         if not isinstance(layer, nn.Linear) or layer.out_features != 1:
             raise TypeError("linear term")
         w, b = self._weight_rows(layer), layer.bias
@@ -97,8 +93,7 @@ class CompactForward:
 
         self.parts.append(linear)
 
-    def _fm(self, fm: FM) -> None:
-        self._linear(fm.linear)
+    def _fm(self, _: nn.Module | None) -> None:
         flat_columns = torch.arange(self.flat_t.shape[0], device=self.flat_t.device)
         column = nn.functional.one_hot(flat_columns % self.width, self.width)
         column = column.to(self.flat_t.dtype)  # [fields * width, width]: column within field
@@ -109,8 +104,9 @@ class CompactForward:
 
         self.parts.append(pairwise)
 
-    def _dnn(self, dnn: DNN) -> None:
-        net = dnn.net
+    def _mlp(self, net: nn.Module | None) -> None:
+        if not isinstance(net, nn.Sequential) or not len(net):
+            raise TypeError("MLP term")
         first = net[0]
         if not isinstance(first, nn.Linear):
             raise TypeError("DNN's first layer")

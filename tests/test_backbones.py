@@ -570,6 +570,54 @@ def test_compact_forward_stays_exact_with_batch_norm_and_other_activations():
     assert CompactForward.build(b, cached, generic, field_mask) is None
 
 
+def test_compact_forward_follows_what_a_plugin_backbone_declares():
+    """The kept-columns path reads a backbone's declared ``additive_terms()``, not its
+    class: a plug-in that declares its terms gets it (and stays exact), one whose declared
+    terms do not match its forward falls back to the plain path, one that declares none too."""
+    from embsearch.compact_forward import CompactForward
+
+    fields, width = 4, 3
+
+    class LinearPlusFM(nn.Module):
+        def __init__(self, honest: bool = True) -> None:
+            super().__init__()
+            self.head = nn.Linear(fields * width, 1)
+            self.honest = honest
+
+        def forward(self, e):
+            fm = 0.5 * (e.sum(1).pow(2) - e.pow(2).sum(1)).sum(1)
+            return self.head(e.flatten(1)).squeeze(-1) + (fm if self.honest else 0.0)
+
+        def additive_terms(self):
+            return [("linear", self.head), ("fm", None)]
+
+    torch.manual_seed(0)
+    cached = torch.randn(50, fields, width)
+
+    def field_mask(cand):
+        mask = torch.zeros(1, fields, width)
+        for f, (d,) in enumerate(cand):
+            mask[0, f, :d] = 1
+        return mask
+
+    for honest in (True, False):
+        b = LinearPlusFM(honest).eval()
+
+        def generic(cand, rows, b=b):
+            return b(cached[rows] * field_mask(cand))
+
+        compact = CompactForward.build(b, cached, generic, field_mask)
+        assert (compact is not None) == honest
+        if honest:
+            cand = ((3,), (0,), (1,), (2,))
+            with torch.no_grad():
+                torch.testing.assert_close(
+                    compact(field_mask(cand)), generic(cand, slice(None)), rtol=1e-5, atol=1e-5
+                )
+    bare = nn.Sequential(nn.Flatten(), nn.Linear(fields * width, 1))
+    assert CompactForward.build(bare, cached, lambda c, r: bare(cached[r]), field_mask) is None
+
+
 def test_check_backbone_passes_every_builtin_with_every_option():
     for name in ["lr", "fm", *MLP_BACKBONES]:
         check_backbone(name)

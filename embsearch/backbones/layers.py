@@ -7,6 +7,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+AdditiveTerm = tuple[str, nn.Module | None]
+"""One term of a logit that is a sum over the flattened embeddings ``x = e.flatten(1)``:
+``("linear", nn.Linear(in, 1))`` is ``linear(x)``, ``("fm", None)`` is FM's pairwise term of
+``e``, ``("mlp", nn.Sequential)`` is ``mlp(x)`` whose first layer is an ``nn.Linear``."""
+
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,

@@ -3,6 +3,11 @@
 Backbones know nothing of the table's layout. The first-order ("linear") terms of LR, FM,
 DeepFM and Wide&Deep are a linear layer over the embeddings rather than a second per-id
 table, so that every id-indexed byte lives in the searched, budgeted table.
+
+Backbones whose logit is a sum of terms over ``e.flatten(1)`` (a linear layer, FM's pairwise
+term, an MLP) say so through ``additive_terms()``; the inherited-weight scorer
+(``compact_forward.py``) uses that to drop zeroed embedding columns before the layers. A
+plug-in backbone may declare the same; one that does not is scored with its plain forward.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from embsearch.backbones.layers import fm_interaction, mlp
+from embsearch.backbones.layers import AdditiveTerm, fm_interaction, mlp
 
 
 class LR(nn.Module):
@@ -29,6 +34,10 @@ class LR(nn.Module):
         """The bias added to every logit (set to the base rate's log-odds before training)."""
         return self.linear.bias
 
+    def additive_terms(self) -> list[AdditiveTerm]:
+        """The logit as a sum of terms over ``e.flatten(1)`` (see the module docstring)."""
+        return [("linear", self.linear)]
+
 
 class FM(nn.Module):
     """Factorization machine (Rendle, 2010)."""
@@ -43,6 +52,10 @@ class FM(nn.Module):
     def output_bias(self) -> nn.Parameter:
         """The bias added to every logit (set to the base rate's log-odds before training)."""
         return self.linear.bias
+
+    def additive_terms(self) -> list[AdditiveTerm]:
+        """The logit as a sum of terms over ``e.flatten(1)`` (see the module docstring)."""
+        return [("linear", self.linear), ("fm", None)]
 
 
 class DNN(nn.Module):
@@ -69,6 +82,10 @@ class DNN(nn.Module):
         """The bias added to every logit (set to the base rate's log-odds before training)."""
         return self.net[-1].bias
 
+    def additive_terms(self) -> list[AdditiveTerm]:
+        """The logit as a sum of terms over ``e.flatten(1)`` (see the module docstring)."""
+        return [("mlp", self.net)]
+
 
 class DeepFM(nn.Module):
     """DeepFM (Guo et al., 2017): FM and DNN in parallel over shared embeddings."""
@@ -93,6 +110,10 @@ class DeepFM(nn.Module):
         """The bias added to every logit (set to the base rate's log-odds before training)."""
         return self.fm.output_bias()
 
+    def additive_terms(self) -> list[AdditiveTerm]:
+        """The logit as a sum of terms over ``e.flatten(1)`` (see the module docstring)."""
+        return self.fm.additive_terms() + self.dnn.additive_terms()
+
 
 class WideDeep(nn.Module):
     """Wide & Deep (Cheng et al., 2016): a linear (wide) part plus a DNN."""
@@ -116,6 +137,10 @@ class WideDeep(nn.Module):
     def output_bias(self) -> nn.Parameter:
         """The bias added to every logit (set to the base rate's log-odds before training)."""
         return self.wide.bias
+
+    def additive_terms(self) -> list[AdditiveTerm]:
+        """The logit as a sum of terms over ``e.flatten(1)`` (see the module docstring)."""
+        return [("linear", self.wide), *self.deep.additive_terms()]
 
 
 class DCNv2(nn.Module):
