@@ -15,13 +15,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from embsearch.budget import BudgetSpec, field_bytes
+from embsearch.candidate import Candidate
 from embsearch.data.schema import Schema
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.plan import FieldPlan, GroupPlan, Plan
 from embsearch.search_spaces.floor import check_fits
 from embsearch.search_spaces.knapsack import solve_mckp
 
-Candidate = tuple[tuple[int, ...], ...]
+__all__ = ["Candidate", "SearchSpace", "default_candidates", "log2_distance"]
 
 
 def _check_projection(projection: str) -> None:

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-Candidate = tuple[tuple[int, ...], ...]
+from embsearch.candidate import Candidate
+
 SAMPLINGS = ("example", "step", "band")  # how training draws candidates (class docstring)
 
 
