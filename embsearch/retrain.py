@@ -32,8 +32,7 @@ from embsearch.train.trainer import evaluate
 
 def full_table_plan(ctx: SearchContext) -> Plan:
     """The full-size table as a plan: uniform at the width."""
-    space = ctx.space.with_width(ctx.space.width)
-    space.groups = [[(0, f.cardinality)] for f in ctx.dataset.schema.fields]
+    space = ctx.space.with_one_group_per_field()
     return space.to_plan(space.uniform(space.width), "full", space.full_table_bytes())
 
 

@@ -110,6 +110,13 @@ class SearchSpace:
         clone.projection = projection
         return clone
 
+    def with_one_group_per_field(self) -> SearchSpace:
+        """A copy in which every field is one group of all its ids (the full table's layout,
+        which ``retrain`` trains beside a plan)."""
+        clone = copy.copy(self)
+        clone.groups = [[(0, f.cardinality)] for f in self.schema.fields]
+        return clone
+
     def __copy__(self) -> SearchSpace:
         """A shallow copy without the byte memos (:meth:`field_cost`, :meth:`_priced_options`):
         callers change a copy's width, candidates, projection or groups, never the original's."""
