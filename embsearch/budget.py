@@ -1,7 +1,7 @@
 """Byte budgets and the exact byte accounting of an embedding table.
 
 A budget is a byte count (``250000``, ``4MiB``, ``1.5MB``) or a fraction of the full-size
-table at the base dimension (``10%``). Bytes are counted exactly over every tensor the
+table at the base dimension in fp32 (``10%``, whatever precision the plan stores). Bytes are counted exactly over every tensor the
 exported table holds: the embedding rows of every (field, frequency group) block, and one
 ``dim x width`` projection per (field, distinct dim) when that dim differs from the width.
 """
@@ -13,9 +13,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from embsearch.blocks import BlockSpec, projection_bytes
 from embsearch.errors import BudgetError
 
-BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+#: bytes of one weight (int8 rows also store an fp32 scale and offset: see ``blocks.py``)
+BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8": 1}
 _UNITS = {
     "": 1,
     "b": 1,
@@ -102,10 +104,26 @@ def field_bytes(
     projection: str = "linear",
     precision: str = "fp32",
 ) -> int:
-    """Exact bytes of one field's blocks: rows x dim per group, plus one ``dim x width``
-    projection per distinct dim ``0 < dim != width`` when ``projection == 'linear'``."""
-    bpw = bytes_per_weight(precision)
-    n = sum(int(r) * int(d) for r, d in zip(group_rows, group_dims))
+    """Exact bytes of one field's ``full`` blocks at ``precision``
+    (:meth:`~embsearch.blocks.BlockSpec.bytes`: rows x dim weights, plus an fp32 scale and
+    offset per row for int8), plus one ``dim x width`` projection per distinct dim
+    ``0 < dim != width`` when ``projection == 'linear'``
+    (:func:`~embsearch.blocks.projection_bytes`)."""
+    bytes_per_weight(precision)  # an unknown precision: one line
+    return specs_bytes(
+        [BlockSpec("full", int(r), int(d), precision) for r, d in zip(group_rows, group_dims)],
+        width,
+        projection,
+        precision,
+    )
+
+
+def specs_bytes(
+    specs: Sequence[BlockSpec], width: int, projection: str = "linear", precision: str = "fp32"
+) -> int:
+    """Exact bytes of one field's blocks of any kind: each block's own bytes, plus its
+    projections (one per distinct dim below the width, in a ``linear`` plan of ``precision``)."""
+    n = sum(s.bytes() for s in specs)
     if projection == "linear":
-        n += sum(int(d) * int(width) for d in {int(d) for d in group_dims} if 0 < d != width)
-    return n * bpw
+        n += projection_bytes({s.dim for s in specs}, width, precision)
+    return n

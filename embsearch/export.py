@@ -34,7 +34,6 @@ from safetensors.torch import save_file
 
 from embsearch._atomic import follow_umask, staged_dir, write_json
 from embsearch.backbones import CTRModel, dense_bytes, make_backbone
-from embsearch.budget import bytes_per_weight
 from embsearch.embeddings.mixed_dim import MixedDimEmbedding
 from embsearch.embeddings.mixed_dim import load_embedding as load_embedding  # re-exported
 from embsearch.errors import RunDirError
@@ -72,7 +71,7 @@ def export_run(
             f"`embsearch retrain {run_dir}` trains the plan again"
         ) from None
     tensors = {k: v.contiguous() for k, v in model.embedding.block_tensors().items()}
-    nbytes = sum(t.numel() * bytes_per_weight(plan.precision) for t in tensors.values())
+    nbytes = sum(t.numel() * t.element_size() for t in tensors.values())  # real dtypes
     if nbytes != plan.table_bytes:
         raise RuntimeError(f"export holds {nbytes} B but the plan counts {plan.table_bytes} B")
     try:

@@ -3,6 +3,11 @@
 A plan gives every field its rows, its frequency groups (contiguous id ranges, see
 ``data/schema.py``) with one dim each, and the exact bytes of that field's share of the
 table. ``table_bytes`` is their sum and never exceeds ``budget_bytes``.
+
+Formats: ``embsearch.plan/1`` holds dims only (every block ``full``, fp32);
+``embsearch.plan/2`` adds each block's kind, sizes and precision (``blocks.BlockSpec``).
+A plan that needs nothing of format 2 is written as format 1 (older readers take it, and a
+dims-only export stays byte-identical); both load.
 """
 
 from __future__ import annotations
@@ -12,19 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from embsearch._atomic import read_json, strict_json, write_json
-from embsearch.budget import field_bytes
-from embsearch.errors import RunDirError
+from embsearch.blocks import BlockSpec, check_precision, spec_from_json
+from embsearch.budget import specs_bytes
+from embsearch.errors import ConfigError, RunDirError
 
-PLAN_FORMAT = "embsearch.plan/1"
+PLAN_FORMAT_1 = "embsearch.plan/1"
+PLAN_FORMAT = "embsearch.plan/2"
+FORMATS = (PLAN_FORMAT_1, PLAN_FORMAT)
 
 
 @dataclass
 class GroupPlan:
-    """Ids ``start..stop-1`` of a field share one embedding ``dim`` (0 means dropped)."""
+    """Ids ``start..stop-1`` of a field share one embedding ``dim`` (0 means dropped);
+    ``block`` is the block's kind, sizes and precision as ``BlockSpec.to_json`` writes them
+    (``None``: a ``full`` block at the plan's precision)."""
 
     start: int
     stop: int
     dim: int
+    block: dict[str, Any] | None = None
 
     @property
     def rows(self) -> int:
@@ -62,16 +73,42 @@ class Plan:
     metrics: dict[str, Any] = field(default_factory=dict)  # floats; null_reasons if any is null
     data_fingerprint: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-    format: str = PLAN_FORMAT
     #: Optional trained weights (a ``CTRModel`` state dict) a controller attaches when its
     #: supernet already serves the plan (RULE); the runner then skips retraining. Not JSON.
     weights: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
         for f in self.fields:
-            f.bytes = field_bytes(
-                [g.rows for g in f.groups], f.dims, self.width, self.projection, self.precision
+            for g, grp in enumerate(f.groups):
+                if grp.block is not None:
+                    where = f"field {f.name!r} ids {grp.start}..{grp.stop - 1}"
+                    self.block_spec(f, g).check(where)
+            f.bytes = specs_bytes(
+                [self.block_spec(f, g) for g in range(len(f.groups))],
+                self.width,
+                self.projection,
+                self.precision,
             )
+
+    def block_spec(self, f: FieldPlan, g: int) -> BlockSpec:
+        """Group ``g`` of field ``f`` as a :class:`~embsearch.blocks.BlockSpec`."""
+        grp = f.groups[g]
+        return spec_from_json(grp.block or {}, grp.rows, grp.dim, self.precision)
+
+    @property
+    def dims_only(self) -> bool:
+        """Every block ``full`` at the plan's precision (the layout format 1 describes)."""
+        return all(
+            self.block_spec(f, g) == BlockSpec("full", grp.rows, grp.dim, self.precision)
+            for f in self.fields
+            for g, grp in enumerate(f.groups)
+        )
+
+    @property
+    def format(self) -> str:
+        """``embsearch.plan/1`` for a dims-only fp32 plan, else ``embsearch.plan/2``."""
+        return PLAN_FORMAT_1 if self.precision == "fp32" and self.dims_only else PLAN_FORMAT
 
     @property
     def live_inputs(self) -> int:
@@ -110,13 +147,20 @@ class Plan:
                     "name": f.name,
                     "rows": f.rows,
                     "dim": f.dim,
-                    "groups": [{"start": g.start, "stop": g.stop, "dim": g.dim} for g in f.groups],
+                    "groups": [self._group_json(f, g) for g in range(len(f.groups))],
                     "bytes": f.bytes,
                 }
                 for f in self.fields
             ],
             "extra": self.extra,
         }
+
+    def _group_json(self, f: FieldPlan, g: int) -> dict[str, Any]:
+        grp = f.groups[g]
+        out: dict[str, Any] = {"start": grp.start, "stop": grp.stop, "dim": grp.dim}
+        if self.format != PLAN_FORMAT_1:
+            out.update(self.block_spec(f, g).to_json())
+        return out
 
     @classmethod
     def from_json(cls, raw: dict[str, Any], source: str | None = None) -> Plan:
@@ -126,14 +170,20 @@ class Plan:
         try:
             if not isinstance(raw, dict):
                 raise ValueError(f"a JSON object was expected, not {type(raw).__name__}")
-            if raw.get("format") != PLAN_FORMAT:
-                raise ValueError(f"format is {raw.get('format')!r}, expected {PLAN_FORMAT!r}")
+            if raw.get("format") not in FORMATS:
+                raise ValueError(f"format is {raw.get('format')!r}, expected one of {FORMATS}")
+            v2 = raw["format"] == PLAN_FORMAT
             fields = [
                 FieldPlan(
                     f["name"],
                     int(f["rows"]),
                     [
-                        GroupPlan(int(g["start"]), int(g["stop"]), int(g["dim"]))
+                        GroupPlan(
+                            int(g["start"]),
+                            int(g["stop"]),
+                            int(g["dim"]),
+                            _block_json(g) if v2 else None,
+                        )
                         for g in f["groups"]
                     ],
                 )
@@ -153,7 +203,7 @@ class Plan:
             )
             _check_layout(plan)
             claimed = int(raw.get("table_bytes", plan.table_bytes))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise RunDirError(
                 f"{where}not a valid plan ({exc}); was it written by embsearch?"
             ) from None
@@ -174,6 +224,11 @@ class Plan:
         if not path.is_file():
             raise RunDirError(f"{path} does not exist; point at a run directory holding plan.json")
         return cls.from_json(read_json(path), str(path))
+
+
+def _block_json(group: dict[str, Any]) -> dict[str, Any]:
+    """A format-2 group's block fields (kind, precision and the kind's sizes)."""
+    return {k: v for k, v in group.items() if k not in ("start", "stop", "dim")}
 
 
 def _is_number(v: object) -> bool:

@@ -5,8 +5,11 @@ per *distinct* dim (one fused gather for a uniform table, the full-size table in
 A field's blocks of dim ``d < width`` share one ``d x width`` projection (AutoEmb's and
 MDE's structure); with ``projection='pad'`` vectors are zero-padded instead (DNIS, RULE).
 
-Exported layout (``export.py``) names one tensor per block, ``emb.<field>.<group>``, and one
-per projection, ``proj.<field>.<dim>``, which plain torch can use without embsearch;
+Plans with block kinds or a precision other than fp32 (format 2) are served block by block
+by :class:`~embsearch.embeddings.block_embedding.BlockEmbedding`, which this module wraps.
+
+Exported layout (``export.py``) names one tensor per block, ``emb.<field>.<group>`` (format
+2: ``emb.<field>.<group>.<part>``), and one per projection, ``proj.<field>.<dim>``, which plain torch can use without embsearch;
 :func:`load_embedding` reads it back (it needs torch, safetensors and the plan, nothing of
 the search).
 """
@@ -19,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from embsearch.embeddings.block_embedding import BlockEmbedding
 from embsearch.errors import RunDirError
 from embsearch.plan import Plan
 
@@ -31,6 +35,12 @@ class MixedDimEmbedding(nn.Module):
         self.plan = plan
         self.width = plan.width
         self.projection = plan.projection
+        # A plan with kinds or another precision than fp32 goes block by block (format 2).
+        self.block_path = None
+        if plan.precision != "fp32" or not plan.dims_only:
+            self.block_path = BlockEmbedding(plan)
+            self.dims: list[int] = []
+            return
         n_fields = len(plan.fields)
         max_groups = max(len(f.groups) for f in plan.fields)
         self.grouped = max_groups > 1
@@ -93,6 +103,8 @@ class MixedDimEmbedding(nn.Module):
     def table_weights(self) -> list[nn.Parameter]:
         """The id-indexed weights (one fused table per dim; the projections are not), which
         the backbone's ``embedding_regularizer`` penalises."""
+        if self.block_path is not None:
+            return self.block_path.table_weights()
         return list(self.tables)
 
     def reset_parameters(self) -> None:
@@ -103,6 +115,8 @@ class MixedDimEmbedding(nn.Module):
                 nn.init.normal_(p, std=(1.0 / self.dims[c]) ** 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.block_path is not None:
+            return self.block_path(x)
         batch, n_fields = x.shape
         if not self.dims:
             return x.new_zeros((batch, n_fields, self.width), dtype=torch.float32)
@@ -169,6 +183,8 @@ class MixedDimEmbedding(nn.Module):
     # -- export layout ---------------------------------------------------------------------
     def block_tensors(self) -> dict[str, torch.Tensor]:
         """One tensor per block and per projection, named as in the export format."""
+        if self.block_path is not None:
+            return self.block_path.block_tensors()
         out: dict[str, torch.Tensor] = {}
         cls_of = {d: i for i, d in enumerate(self.dims)}
         for f, fp in enumerate(self.plan.fields):
@@ -186,6 +202,8 @@ class MixedDimEmbedding(nn.Module):
 
     def load_block_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         """Inverse of :meth:`block_tensors`."""
+        if self.block_path is not None:
+            return self.block_path.load_block_tensors(tensors)
         cls_of = {d: i for i, d in enumerate(self.dims)}
         with torch.no_grad():
             for f, fp in enumerate(self.plan.fields):

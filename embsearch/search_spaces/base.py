@@ -159,9 +159,10 @@ class SearchSpace:
         return self.uniform(self.candidates[-1])
 
     def full_table_bytes(self) -> int:
-        """The full-size table: every field at the width, one group, no projection."""
+        """The full-size table: every field at the width, one group, no projection, fp32
+        (the reference of a ``%`` budget whatever precision the space counts in)."""
         return sum(
-            field_bytes([f.cardinality], [self.width], self.width, self.projection, self.precision)
+            field_bytes([f.cardinality], [self.width], self.width, self.projection, "fp32")
             for f in self.schema.fields
         )
 

@@ -1,0 +1,44 @@
+"""Precision is counted and stored as the plan says (issue 21, "what is wrong today")."""
+
+import torch
+
+from embsearch.budget import field_bytes
+from embsearch.embeddings import MixedDimEmbedding
+from embsearch.search_spaces import FieldDimsSpace
+
+
+def test_percent_reference_is_the_fp32_table_whatever_the_precision(small_ds):
+    fp32 = FieldDimsSpace(small_ds.schema, width=16)
+    full = sum(small_ds.schema.cardinalities) * 16 * 4
+    for precision in ("fp32", "fp16", "int8"):
+        space = FieldDimsSpace(small_ds.schema, width=16, precision=precision)
+        assert space.full_table_bytes() == fp32.full_table_bytes() == full
+
+
+def test_hand_counted_field_bytes_per_precision():
+    # 100 ids at dim 4 + 20 at dim 16, width 16: one 4x16 projection
+    assert field_bytes([100, 20], [4, 16], 16, "linear", "fp32") == (400 + 320 + 64) * 4
+    assert field_bytes([100, 20], [4, 16], 16, "linear", "fp16") == (400 + 320 + 64) * 2
+    # int8: one byte a weight, an fp32 scale and offset a row, the projection in fp16
+    assert field_bytes([100, 20], [4, 16], 16, "linear", "int8") == 720 + 120 * 8 + 64 * 2
+    # a dropped block (dim 0) stores nothing, not even a scale
+    assert field_bytes([100, 20], [0, 16], 16, "pad", "int8") == 320 + 20 * 8
+
+
+def test_fp16_and_int8_plans_export_their_own_dtypes_and_bytes(small_ds):
+    x = torch.stack([torch.randint(0, c, (32,)) for c in small_ds.schema.cardinalities], 1)
+    for precision, dtype in (("fp16", torch.float16), ("int8", torch.uint8)):
+        space = FieldDimsSpace(small_ds.schema, width=8, candidates=[2, 8], precision=precision)
+        cand = tuple((2 if f % 2 else 8,) for f in range(space.num_fields))
+        plan = space.to_plan(cand, "t", 10**9)
+        emb = MixedDimEmbedding(plan)
+        tensors = emb.block_tensors()
+        rows = {k: v for k, v in tensors.items() if k.startswith("emb.") and k.endswith(".weight")}
+        assert rows and all(v.dtype == dtype for v in rows.values())
+        assert sum(t.numel() * t.element_size() for t in tensors.values()) == plan.table_bytes
+        loaded = MixedDimEmbedding(plan)
+        loaded.load_block_tensors(tensors)
+        held = [p for p in loaded.state_dict().values() if p.dim() == 2 and p.shape[0] > 8]
+        assert held and all(p.dtype == dtype for p in held)  # it holds the plan's dtype
+        emb.eval(), loaded.eval()
+        assert torch.equal(emb(x), loaded(x))
