@@ -13,6 +13,7 @@ from torch import nn
 
 from embsearch.blocks import FLOAT_DTYPE, HASH_PRIME, BlockSpec, map_dtype
 from embsearch.embeddings.rows import Rows, round_rows
+from embsearch.errors import ConfigError
 
 
 def hash_rows(ids: torch.Tensor, a: int, b: int, m: int) -> torch.Tensor:
@@ -70,6 +71,14 @@ class HashTable(BlockTable):
     def __init__(self, spec: BlockSpec) -> None:
         super().__init__(spec)
         self.weight = Rows(spec.m, spec.dim, spec.precision)
+        if (
+            spec.rows > 1
+            and hash_rows(torch.arange(spec.rows), spec.a, spec.b, spec.m).unique().numel() == 1
+        ):
+            raise ConfigError(
+                f"the hash (a={spec.a}, b={spec.b}) sends all {spec.rows} ids to one of "
+                f"{spec.m} rows; use another seed or a larger m"
+            )
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.weight(hash_rows(ids, self.spec.a, self.spec.b, self.spec.m))
