@@ -59,10 +59,13 @@ def baseline_key(cfg: RunConfig, ctx: SearchContext) -> str:
 
 
 def is_full_table(plan: Plan, width: int) -> bool:
-    """Every field at the run's ``width`` in one group, the backbone that wide too (the
-    full-size model, whatever controller chose it)."""
-    return plan.width == width and all(
-        len(f.groups) == 1 and f.groups[0].dim == width for f in plan.fields
+    """Every field at the run's ``width`` in one group of ``full`` fp32 rows, the backbone
+    that wide too (the full-size model, whatever controller chose it)."""
+    return (
+        plan.width == width
+        and plan.precision == "fp32"
+        and plan.dims_only
+        and all(len(f.groups) == 1 and f.groups[0].dim == width for f in plan.fields)
     )
 
 

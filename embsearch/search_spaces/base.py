@@ -111,10 +111,11 @@ class SearchSpace:
         return clone
 
     def with_one_group_per_field(self) -> SearchSpace:
-        """A copy in which every field is one group of all its ids (the full table's layout,
-        which ``retrain`` trains beside a plan)."""
+        """A copy in which every field is one group of all its ids, in fp32 (the full table's
+        layout, which ``retrain`` trains beside a plan)."""
         clone = copy.copy(self)
         clone.groups = [[(0, f.cardinality)] for f in self.schema.fields]
+        clone.precision = "fp32"
         return clone
 
     def __copy__(self) -> SearchSpace:
