@@ -3,12 +3,14 @@
 Export directory::
 
     plan.json             the Plan (groups: contiguous id ranges per field, with dims)
-    weights.safetensors   one tensor per block ``emb.<field>.<group>`` [rows, dim] and one per
-                          projection ``proj.<field>.<dim>`` [dim, width]; their bytes add up to
-                          exactly ``plan.table_bytes``
+    weights.safetensors   one tensor per block ``emb.<field>.<group>`` [rows, dim] (plan/2:
+                          ``emb.<field>.<group>.<part>``, see the README's table kinds) and one
+                          per projection ``proj.<field>.<dim>`` [dim, width]; their bytes, in
+                          their real dtypes, add up to exactly ``plan.table_bytes``
     backbone.safetensors  the trained backbone (``model.json`` names it, its parameters
                           ``backbone_params``, its bytes, the width and the field count)
-    torchrec.json         with ``--format torchrec``: TorchRec ``EmbeddingBagConfig`` fields
+    torchrec.json         with ``--format torchrec``: TorchRec ``EmbeddingBagConfig`` fields (row
+                          count and dtype per table; QR and MEmCom blocks listed as unsupported)
     vocab/                the dataset's vocabularies (raw value of every id), when it has them
 
 Loading with plain torch + safetensors (no embsearch): for field ``f`` and id ``i``, find
@@ -113,7 +115,10 @@ def _write_export(
             },
         )
         if fmt == "torchrec":
-            write_json(tmp / "torchrec.json", torchrec_tables(plan))
+            tables = torchrec_tables(plan)
+            write_json(tmp / "torchrec.json", tables)
+            if "unsupported_note" in tables and warn is not None:
+                warn(tables["unsupported_note"])
         if cfg.data != "synthetic":  # the dataset's vocabularies, when it has them
             from embsearch.data.vocab import copy_vocab
 
@@ -123,24 +128,35 @@ def _write_export(
 
 
 def torchrec_tables(plan: Plan) -> dict[str, Any]:
-    """One TorchRec ``EmbeddingBagConfig`` per (field, group) block, as plain JSON fields."""
-    dtype = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}.get(plan.precision, "FP32")
-    tables = []
+    """One TorchRec ``EmbeddingBagConfig`` per (field, group) block TorchRec can express
+    (``full``; ``hash`` and ``pruned`` with their id transform applied before the lookup),
+    as plain JSON fields; ``unsupported`` names the blocks it cannot (QR, MEmCom: a lookup
+    combines two tables) and ``unsupported_note`` says so in one line."""
+    tables, unsupported = [], []
     for f in plan.fields:
         for g, grp in enumerate(f.groups):
+            spec = plan.block_spec(f, g)
             if grp.dim == 0:
                 continue
-            tables.append(
-                {
-                    "name": f"emb.{f.name}.{g}",
-                    "num_embeddings": grp.rows,
-                    "embedding_dim": grp.dim,
-                    "feature_names": [f"{f.name}.{g}" if len(f.groups) > 1 else f.name],
-                    "pooling": "SUM",
-                    "data_type": dtype,
-                    "id_range": [grp.start, grp.stop],
-                }
-            )
+            if spec.kind in ("qr", "memcom"):
+                unsupported.append(f"emb.{f.name}.{g} ({spec.kind})")
+                continue
+            table = {
+                "name": f"emb.{f.name}.{g}",
+                "num_embeddings": {"hash": spec.m, "pruned": spec.kept}.get(spec.kind, grp.rows),
+                "embedding_dim": grp.dim,
+                "feature_names": [f"{f.name}.{g}" if len(f.groups) > 1 else f.name],
+                "pooling": "SUM",
+                "data_type": {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}[spec.precision],
+                "id_range": [grp.start, grp.stop],
+            }
+            if spec.kind == "hash":
+                table["id_transform"] = f"((({spec.a} * id + {spec.b}) % 2147483647) % {spec.m})"
+            if spec.kind == "pruned":
+                table["id_transform"] = (
+                    f"map[id] from weights.safetensors emb.{f.name}.{g}.map; -1: zero"
+                )
+            tables.append(table)
     projections = [
         {
             "name": f"proj.{f.name}.{d}",
@@ -156,7 +172,7 @@ def torchrec_tables(plan: Plan) -> dict[str, Any]:
         if plan.projection == "linear"
         else "zero-pad it on the right (projection 'pad': no weights)"
     )
-    return {
+    out: dict[str, Any] = {
         "tables": tables,
         "width": plan.width,
         "projection": plan.projection,
@@ -166,3 +182,10 @@ def torchrec_tables(plan: Plan) -> dict[str, Any]:
         f"The backbone takes every field at width {plan.width}: where a table's embedding_dim is "
         f"smaller, {reach}.",
     }
+    if unsupported:
+        out["unsupported"] = unsupported
+        out["unsupported_note"] = (
+            f"TorchRec cannot express {len(unsupported)} block(s) of this plan: "
+            f"{', '.join(unsupported)}; weights.safetensors holds them (README: table kinds)"
+        )
+    return out

@@ -109,6 +109,40 @@ def base_run(tmp_path_factory):
     return out
 
 
+def _readme_lookup(w: dict, plan: dict, field: dict, i: int) -> torch.Tensor:
+    """The README's plain-torch recipe for plan/2 exports (kept in step with it)."""
+
+    def table(prefix, name, j):
+        t = w[f"{prefix}.{name}"][j]
+        if t.dtype != torch.uint8:
+            return t.float()
+        pre = "" if name == "weight" else f"{name}_"
+        return t.float() * w[f"{prefix}.{pre}scale"][j] + w[f"{prefix}.{pre}offset"][j]
+
+    def block(prefix, grp, j):
+        kind = grp["kind"]
+        if kind == "full":
+            return table(prefix, "weight", j)
+        if kind == "hash":
+            a, b = grp["hash"]
+            return table(prefix, "weight", ((a * j + b) % 2147483647) % grp["m"])
+        if kind == "qr":
+            q, r = table(prefix, "q", j // grp["c"]), table(prefix, "r", j % grp["c"])
+            return {"concat": torch.cat([q, r]), "add": q + r, "mult": q * r}[grp["op"]]
+        if kind == "memcom":
+            return table(prefix, "weight", j % grp["m"]) * w[f"{prefix}.scalar"][j].float()
+        k = int(w[f"{prefix}.map"][j])
+        return table(prefix, "weight", k) if k >= 0 else torch.zeros(grp["dim"])
+
+    g, grp = next(
+        (g, grp) for g, grp in enumerate(field["groups"]) if grp["start"] <= i < grp["stop"]
+    )
+    v = block(f"emb.{field['name']}.{g}", grp, i - grp["start"])
+    if grp["dim"] < plan["width"]:
+        v = v @ w[f"proj.{field['name']}.{grp['dim']}"].float()
+    return v
+
+
 @pytest.mark.parametrize("variant", ["fp16", "int8", "hash", "qr", "memcom", "pruned", "hybrid"])
 def test_export_round_trip_every_kind(base_run, tmp_path, variant):
     run = tmp_path / "run"
@@ -122,7 +156,10 @@ def test_export_round_trip_every_kind(base_run, tmp_path, variant):
     cfg, plan, state = load_run(run)
     model = CTRModel(MixedDimEmbedding(plan), make_backbone(cfg.backbone, len(plan.fields), 16))
     model.load_state_dict(state)
-    out = export_run(run, tmp_path / "export")
+    warned: list[str] = []
+    out = export_run(run, tmp_path / "export", "torchrec", warn=warned.append)
+    assert bool(warned) == (variant in ("qr", "memcom", "hybrid"))  # TorchRec cannot say these
+    assert all("TorchRec cannot express" in w and "\n" not in w for w in warned)
     tensors = load_file(str(out / "weights.safetensors"))
     assert sum(t.numel() * t.element_size() for t in tensors.values()) == plan.table_bytes
     loaded = load_model(out)
@@ -130,6 +167,12 @@ def test_export_round_trip_every_kind(base_run, tmp_path, variant):
     x = torch.stack([torch.randint(0, f.rows, (512,), generator=g) for f in plan.fields], 1)
     model.eval(), loaded.eval()
     assert torch.equal(model(x), loaded(x))
+    raw = json.loads((out / "plan.json").read_text())
+    emb = loaded.embedding(x[:16])
+    for b in range(16):
+        for f, field in enumerate(raw["fields"]):
+            v = _readme_lookup(tensors, raw, field, int(x[b, f]))
+            torch.testing.assert_close(v, emb[b, f], rtol=1e-5, atol=1e-6)
     if variant == "int8":  # the stored table is within half a step of the trained weights
         master = state["embedding.block_path.blocks.0_0.weight.weight"]
         name = f"emb.{plan.fields[0].name}.0"
