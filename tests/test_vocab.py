@@ -199,7 +199,8 @@ def test_avazu_sample_random_split(tmp_path: Path) -> None:
             column_types=dict.fromkeys(names, pa.string()), include_columns=names
         ),
     ).slice(0, rows)
-    parts = prepare_mod._random_split(rows, (0.8, 0.1, 0.1), 3)
+    which = prepare_mod.split_rows(rows, (0.8, 0.1, 0.1), 3)
+    parts = [np.flatnonzero(which == s) for s in range(3)]
     v = Vocabulary.load(out)
     for j, name in enumerate(names):
         ids = v.encode(name, table.column(name))

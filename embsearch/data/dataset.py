@@ -94,7 +94,9 @@ class Dataset:
             ) from None
 
     @classmethod
-    def load(cls, directory: str | Path, *, mmap: bool = True) -> Dataset:
+    def load(cls, directory: str | Path, *, mmap: bool = True, validate: bool = True) -> Dataset:
+        """The dataset at ``directory``, its arrays memory-mapped (``mmap``), checked by
+        :meth:`validate` unless ``validate`` is false (``prepare`` wrote it just now)."""
         directory = Path(directory)
         if not directory.is_dir():
             raise DataError(
@@ -111,5 +113,6 @@ class Dataset:
                 )
             splits[name] = Split(np.load(xp, mmap_mode=mode), np.load(yp, mmap_mode=mode))
         ds = cls(schema, **splits)
-        ds.validate()
+        if validate:
+            ds.validate()
         return ds

@@ -21,6 +21,14 @@ def frequency_ranking(
     result is deterministic.
     """
     freq = np.bincount(np.asarray(train_codes, dtype=np.int64), minlength=n_values)
+    return rank_counts(freq, min_count)
+
+
+def rank_counts(freq: np.ndarray, min_count: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`frequency_ranking` from the training count of each code (``freq[code]``), as
+    ``data prepare`` accumulates them batch by batch."""
+    freq = np.asarray(freq, dtype=np.int64)
+    n_values = len(freq)
     kept = np.flatnonzero(freq >= max(min_count, 1))
     order = kept[np.lexsort((kept, -freq[kept]))]
     remap = np.zeros(n_values, dtype=np.int32)

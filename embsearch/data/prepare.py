@@ -1,38 +1,41 @@
 """Turn raw columns into a saved :class:`~embsearch.data.dataset.Dataset` (one job).
 
-``prepare`` reads the input file(s) with :mod:`embsearch.data.readers`, splits rows (one
-file: a seeded random split; three files: given train/val/test), bucketises numeric
-columns (:func:`~embsearch.data.buckets.bucket_codes`), turns every column into dense codes with Arrow's
-``dictionary_encode`` and then into ids with
-:func:`~embsearch.data.encode.frequency_ranking` on the **train rows only** (id 0 = OOV,
-ids 1..n by descending train frequency; values below ``min_count`` or unseen in train
-map to 0). The dataset is saved atomically at ``out`` and returned, with the vocabularies
+``prepare`` reads the input file(s) in record batches with :mod:`embsearch.data.readers`,
+splits rows (one file: a seeded random split; three files: given train/val/test),
+bucketises numeric columns (:func:`~embsearch.data.buckets.bucket_codes`), turns every
+column into dense codes (:mod:`embsearch.data.codes`, Arrow's ``dictionary_encode`` batch by
+batch) and then into ids with :func:`~embsearch.data.encode.frequency_ranking` on the
+**train rows only** (id 0 = OOV, ids 1..n by descending train frequency; values below
+``min_count`` or unseen in train map to 0). The passes over the batches are those of
+:mod:`embsearch.data.streaming`: memory holds the vocabularies and one batch, not the file. The dataset is saved atomically at ``out`` and returned, with the vocabularies
 (``out/vocab``: the raw value of every id, see :mod:`embsearch.data.vocab`) staged with it.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from embsearch._atomic import staged_dir
 from embsearch._text import printable
-from embsearch.data.buckets import bucket_codes
+from embsearch.data.codes import fixed8_keys, fixed8_strings
 from embsearch.data.dataset import SPLITS, Dataset, Split
-from embsearch.data.encode import apply_ranking, frequency_ranking
+from embsearch.data.encode import rank_counts
 from embsearch.data.leakage import leaking_fields
 from embsearch.data.readers import FORMATS, Columns, read_columns
 from embsearch.data.schema import FieldSpec, Schema
+from embsearch.data.streaming import BATCH_ROWS, count_train, read_codes, write_splits
 from embsearch.data.synthetic import make_synthetic
-from embsearch.data.vocab import bucket_labels, save_vocab
+from embsearch.data.vocab import save_vocab
 from embsearch.errors import ConfigError, DataError
 from embsearch.out_dir import check_out_dir
+
+__all__ = ["ALL_FORMATS", "fixed8_keys", "fixed8_strings", "prepare"]
 
 ALL_FORMATS = (*FORMATS, "synthetic")
 
@@ -52,6 +55,7 @@ def prepare(
     drop_constant: bool = False,
     rows: int | None = None,
     warn: Callable[[str], None] | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> Dataset:
     """Read ``inputs`` of format ``fmt``, encode them, save the dataset at ``out`` and return it.
 
@@ -60,85 +64,127 @@ def prepare(
     ``rows`` reads only the first ``rows`` rows of each file (for ``synthetic``: the row
     count, default 60,000). A field with one distinct id in the train rows is reported
     through ``warn`` (default: :func:`warnings.warn`), or dropped if ``drop_constant``.
-    Raises :class:`DataError` for bad input and :class:`ConfigError` for bad options.
+    Files are read and encoded ``batch_rows`` rows at a time (:mod:`embsearch.data.streaming`);
+    the output does not depend on it. Raises :class:`DataError` for bad input and :class:`ConfigError` for bad options.
     """
     warn = warn or (lambda msg: warnings.warn(msg, UserWarning, stacklevel=3))
-    fractions = _check_options(fmt, inputs, min_count, split, rows)
+    fractions = _check_options(fmt, inputs, min_count, split, rows, batch_rows)
     check_out_dir(out, error=DataError, must_not_exist=True)  # before reading anything
     if fmt == "synthetic":
         return _prepare_synthetic(
             inputs, out, fractions, seed, rows, min_count, label, categorical, numeric, drop
         )
 
-    cols = [
-        read_columns(
-            fmt, p, label=label, categorical=categorical, numeric=numeric, drop=drop, rows=rows
-        )
-        for p in inputs
-    ]
-    _check_same_fields(cols)
-    if len(cols) == 1:
-        parts: list[np.ndarray] | None = _random_split(cols[0].rows, fractions, seed)
-        ys = [cols[0].label[ix] for ix in parts]
-    else:
-        parts = None
-        ys = [c.label for c in cols]
-    check_classes(ys, None if parts is not None else inputs)
+    options = {"label": label, "categorical": categorical, "numeric": numeric, "drop": drop}
+    # every file's options and columns are checked before any is read through
+    heads = [read_columns(fmt, p, **options, rows=1) for p in inputs]
+    _check_same_fields(heads)
+    try:
+        with staged_dir(out, warn=warn) as tmp:
+            specs, leaks, meta_rows = _encode(
+                fmt, inputs, tmp, heads[0], options, rows, batch_rows, fractions, seed,
+                min_count, drop_constant, warn,
+            )  # fmt: skip
+            meta = {
+                "format": fmt,
+                "inputs": [str(p) for p in inputs],
+                "given_split": len(inputs) == 3,
+                "split": None if len(inputs) == 3 else list(fractions),
+                "seed": int(seed),
+                "rows_limit": None if rows is None else int(rows),
+                **meta_rows,
+            }
+            schema = Schema(specs, label=heads[0].label_name, source=fmt, meta=meta)
+            schema.meta["suspected_leaks"] = {name: round(auc, 4) for name, auc in leaks}
+            schema.save(tmp)
+    except FileExistsError:
+        raise DataError(f"{out} already exists; choose another --out or remove it") from None
+    return Dataset.load(out, validate=False)
 
-    specs, xs, vocab = _encode_fields(cols, parts, min_count)
 
-    specs, xs, vocab, constant = _constant_fields(specs, xs, vocab, drop_constant, warn)
-    id_like = id_like_fields(specs, len(ys[0]), min_count)
+def _encode(
+    fmt: str,
+    inputs: list[str],
+    tmp: Path,
+    head: Columns,
+    options: dict[str, Any],
+    rows: int | None,
+    batch_rows: int,
+    fractions: tuple[float, float, float],
+    seed: int,
+    min_count: int,
+    drop_constant: bool,
+    warn: Callable[[str], None],
+) -> tuple[list[FieldSpec], list[tuple[str, float]], dict[str, Any]]:
+    """The passes of :mod:`~embsearch.data.streaming` into the staged directory ``tmp``:
+    codes, split, frequency ranking on the train rows, the checks, the ``.npy`` files and
+    the vocabularies. Returns the kept fields, the suspected leaks and the row figures of
+    ``schema.meta``."""
+    coded = read_codes(fmt, inputs, tmp, options, rows, batch_rows)
+    which = split_rows(coded.rows[0], fractions, seed) if len(inputs) == 1 else None
+    freq, labels = count_train(coded, which, batch_rows)
+    check_class_counts(labels, None if which is not None else inputs)
+    specs, remaps, vocab = [], [], []
+    for name, coder, f in zip(coded.names, coded.coders, freq):
+        remap, counts = rank_counts(f, min_count)
+        kept = np.flatnonzero(remap)
+        order = np.empty(len(kept), dtype=np.int64)  # order[id - 1] = code of id
+        order[remap[kept] - 1] = kept
+        specs.append(FieldSpec(name, len(counts), counts))
+        remaps.append(remap)
+        vocab.append(coder.values_of(order))
+    keep, constant = _constant_fields(specs, drop_constant, warn)
+    specs = [specs[j] for j in keep]
+    id_like = id_like_fields(specs, labels[0][1], min_count)
     _warn_id_like(id_like, warn)
-
-    meta = {
-        "format": fmt,
-        "inputs": [str(p) for p in inputs],
-        "given_split": parts is None,
-        "split": None if parts is None else list(fractions),
-        "seed": int(seed),
-        "rows_limit": None if rows is None else int(rows),
-        "rows_read": int(sum(c.rows for c in cols)),
-        "rows_per_input": [c.rows for c in cols],
-        "min_count": int(min_count),
-        "numeric": [n for n in cols[0].fields if n in cols[0].numeric],
-        "dropped_columns": cols[0].dropped,
-        "constant_fields": constant,
-        "dropped_constant": constant if drop_constant else [],
-        "label_rate": {s: float(y.mean()) for s, y in zip(SPLITS, ys)},
-        "id_like_fields": id_like,
-    }
-    schema = Schema(specs, label=cols[0].label_name, source=fmt, meta=meta)
-    ds = Dataset(schema, *(Split(x, y) for x, y in zip(xs, ys)))
-    ds.validate()
+    write_splits(coded, which, remaps, keep, [n for _, n in labels], tmp, batch_rows)
+    coded.remove()
+    ds = Dataset(
+        Schema(specs),
+        *(Split(np.load(tmp / f"{s}_x.npy", "r"), np.load(tmp / f"{s}_y.npy", "r")) for s in SPLITS),
+    )  # fmt: skip
     leaks = leaking_fields(ds)
-    schema.meta["suspected_leaks"] = {name: round(auc, 4) for name, auc in leaks}
     for name, auc in leaks:
         warn(
             f"field {name!r} alone ranks the validation labels with AUC {auc:.3f}: it likely "
             f"leaks the label (derived from it, or set for one class only); pass --drop {name} "
             "unless it is known at prediction time"
         )
-    numeric = [s.name for s in specs if s.name in cols[0].numeric]
-    types = {s.name: str(cols[0].fields[s.name].type) for s in specs}
-    ds.save(
-        out,
-        extra_writer=lambda tmp: save_vocab(tmp, schema.names, vocab, numeric=numeric, types=types),
-        warn=warn,
+    numeric = [s.name for s in specs if s.name in head.numeric]
+    types = {s.name: str(head.fields[s.name].type) for s in specs}
+    save_vocab(tmp, [s.name for s in specs], [vocab[j] for j in keep], numeric=numeric, types=types)
+    return (
+        specs,
+        leaks,
+        {
+            "rows_read": int(sum(coded.rows)),
+            "rows_per_input": list(coded.rows),
+            "min_count": int(min_count),
+            "numeric": [n for n in head.fields if n in head.numeric],
+            "dropped_columns": head.dropped,
+            "constant_fields": constant,
+            "dropped_constant": constant if drop_constant else [],
+            "label_rate": {s: label_rate(p, n) for s, (p, n) in zip(SPLITS, labels)},
+            "id_like_fields": id_like,
+        },
     )
-    return ds
+
+
+def label_rate(positives: int, rows: int) -> float:
+    """The share of positive labels, as ``float(y.mean())`` of ``float32`` 0/1 labels gives
+    it (a float32 quotient, exact counts below 2**24 rows; float64 above, where a float32
+    sum would no longer count exactly), so prepared schemas stay byte-identical."""
+    if rows < 2**24:
+        return float(np.float32(positives) / np.float32(rows))
+    return positives / rows
 
 
 def _constant_fields(
-    specs: list[FieldSpec],
-    xs: list[np.ndarray],
-    vocab: list[pa.Array],
-    drop_constant: bool,
-    warn: Callable[[str], None],
-) -> tuple[list[FieldSpec], list[np.ndarray], list[pa.Array], list[str]]:
+    specs: list[FieldSpec], drop_constant: bool, warn: Callable[[str], None]
+) -> tuple[list[int], list[str]]:
     """The fields with one id in the train split (every value rarer than ``--min-count``, or
     one value): each reported through ``warn``, or all removed with ``drop_constant``.
-    Returns the fields, id arrays and vocabularies kept, and the constant fields' names."""
+    Returns the indices of the fields kept and the constant fields' names."""
     constant: list[str] = []
     for spec in specs:
         counts = spec.counts
@@ -154,16 +200,14 @@ def _constant_fields(
                     f"field {spec.name!r} is constant in the train split ({why}) and carries no signal; "
                     f"pass --drop-constant (or --drop {spec.name}) to remove it"
                 )
+    keep = list(range(len(specs)))
     if drop_constant and constant:
         keep = [j for j, s in enumerate(specs) if s.name not in constant]
         if not keep:
             raise DataError(
                 "every field is constant in the train split; nothing is left to learn from"
             )
-        specs = [specs[j] for j in keep]
-        xs = [np.ascontiguousarray(x[:, keep]) for x in xs]
-        vocab = [vocab[j] for j in keep]
-    return specs, xs, vocab, constant
+    return keep, constant
 
 
 def _warn_id_like(id_like: dict[str, float], warn: Callable[[str], None]) -> None:
@@ -177,122 +221,13 @@ def _warn_id_like(id_like: dict[str, float], warn: Callable[[str], None]) -> Non
         )
 
 
-def _encode_fields(
-    cols: list[Columns], parts: list[np.ndarray] | None, min_count: int
-) -> tuple[list[FieldSpec], list[np.ndarray], list[pa.Array]]:
-    """Encode every field, one worker thread per field (Arrow and numpy release the GIL).
-
-    Ids are written field-major (contiguous writes), then gathered into row-major
-    ``[rows, fields]`` arrays: by the split's row indices ``parts`` (one file) or one
-    array per file (three files). Also returns each field's vocabulary: the raw values (or
-    bucket labels) of ids ``1..n``, in id order.
-    """
-    names = list(cols[0].fields)
-    xt = [np.empty((len(names), c.rows), dtype=np.int32) for c in cols]
-
-    def encode(j: int) -> tuple[FieldSpec, pa.Array]:
-        codes, n_values, values_of = _dense_codes(
-            [c.fields[names[j]] for c in cols], names[j] in cols[0].numeric
-        )
-        train = codes[0][parts[0]] if parts is not None else codes[0]
-        remap, counts = frequency_ranking(train, n_values, min_count)
-        for x, c in zip(xt, codes):
-            x[j] = apply_ranking(c, remap)
-        kept = np.flatnonzero(remap)
-        order = np.empty(len(kept), dtype=np.int64)  # order[id - 1] = code of id
-        order[remap[kept] - 1] = kept
-        return FieldSpec(names[j], len(counts), counts), values_of(order)
-
-    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
-        specs, vocab = map(list, zip(*pool.map(encode, range(len(names)))))
-    if parts is not None:
-        return specs, [np.ascontiguousarray(xt[0].T[ix]) for ix in parts], vocab
-    return specs, [np.ascontiguousarray(x.T) for x in xt], vocab
-
-
-def fixed8_keys(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
-    """int64 keys of a string column whose values all have 8 bytes or are empty, else ``None``.
-
-    Such columns (Criteo's and Avazu's hex ids) are common and large; read as one int64,
-    8 bytes map to values one-to-one, and hashing int64 is about twice as fast as hashing
-    strings. An empty string gets key -1 (eight 0xFF bytes), which valid UTF-8 never holds.
-    """
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if not pa.types.is_string(arr.type) or arr.null_count or len(arr) == 0:
-        return None
-    n = len(arr)
-    off = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
-    lens = np.diff(off)
-    full = lens == 8
-    n_full = int(np.count_nonzero(full))
-    if n_full + int(np.count_nonzero(lens == 0)) != n:
-        return None
-    if n_full == 0:
-        return np.full(n, -1, dtype=np.int64)
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[off[0] : off[-1]]
-    vals = np.frombuffer(data.tobytes() if data.ctypes.data % 8 else data, dtype=np.int64)
-    if n_full == n:
-        return vals
-    out = np.full(n, -1, dtype=np.int64)
-    out[full] = vals
-    return out
-
-
-def dense_codes(parts: Sequence[pa.ChunkedArray], numeric: bool) -> tuple[list[np.ndarray], int]:
-    """Codes ``0..n-1`` of one column across parts, and ``n``: part 0 (the train file) defines
-    the values; values of later parts missing from it get code ``-1`` (or ``>= n``), which
-    :func:`apply_ranking` maps to OOV. Nulls of a categorical column are a value of their
-    own; a numeric column is bucketised by :func:`~embsearch.data.buckets.bucket_codes` (no hashing needed), and a
-    column of 8-byte strings is hashed as int64 (:func:`fixed8_keys`, about twice as fast)."""
-    codes, n, _ = _dense_codes(parts, numeric)
-    return codes, n
-
-
-def _dense_codes(
-    parts: Sequence[pa.ChunkedArray], numeric: bool
-) -> tuple[list[np.ndarray], int, Callable[[np.ndarray], pa.Array]]:
-    """:func:`dense_codes` plus ``values_of(codes)``: the raw values (for a numeric column,
-    the bucket labels of :func:`~embsearch.data.vocab.bucket_labels`) of those codes."""
-    if numeric:
-        codes = [bucket_codes(p) for p in parts]
-        return codes, int(codes[0].max()) + 1, bucket_labels
-    fixed = [fixed8_keys(p) for p in parts]
-    keys = [pa.array(k) for k in fixed] if all(k is not None for k in fixed) else parts
-    enc = pc.dictionary_encode(keys[0], null_encoding="encode")
-    chunks = enc.chunks if isinstance(enc, pa.ChunkedArray) else [enc]
-    dictionary = chunks[-1].dictionary
-    first = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks])
-    if keys is parts:
-
-        def values_of(codes: np.ndarray) -> pa.Array:
-            return dictionary.take(pa.array(codes, pa.int64()))
-    else:
-
-        def values_of(codes: np.ndarray) -> pa.Array:
-            return fixed8_strings(dictionary.to_numpy()[codes])
-
-    out = [first]
-    for k in keys[1:]:
-        found = pc.fill_null(pc.index_in(k, value_set=dictionary, skip_nulls=False), -1)
-        out.append(
-            np.asarray(
-                found.to_numpy() if isinstance(found, pa.ChunkedArray) else found.to_numpy(),
-                np.int64,
-            )
-        )
-    return out, len(dictionary), values_of
-
-
-def fixed8_strings(keys: np.ndarray) -> pa.Array:
-    """The strings behind :func:`fixed8_keys` keys (its inverse; key -1 is ``""``)."""
-    keys = np.ascontiguousarray(keys, dtype=np.int64)
-    raw = pa.Array.from_buffers(pa.binary(8), len(keys), [None, pa.py_buffer(keys)])
-    raw = pc.if_else(pa.array(keys == -1), pa.scalar(b"", pa.binary()), raw.cast(pa.binary()))
-    return raw.cast(pa.string())
-
-
 def _check_options(
-    fmt: str, inputs: list[str], min_count: int, split: Sequence[float], rows: int | None
+    fmt: str,
+    inputs: list[str],
+    min_count: int,
+    split: Sequence[float],
+    rows: int | None,
+    batch_rows: int,
 ) -> tuple[float, float, float]:
     if fmt not in ALL_FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(ALL_FORMATS)}")
@@ -306,6 +241,12 @@ def _check_options(
         isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1
     ):
         raise ConfigError(f"--rows must be a positive integer; got {rows!r}")
+    if (
+        isinstance(batch_rows, bool)
+        or not isinstance(batch_rows, (int, np.integer))
+        or batch_rows < 1
+    ):
+        raise ConfigError(f"--batch-rows must be a positive integer; got {batch_rows!r}")
     try:
         fractions = tuple(float(f) for f in split)
     except (TypeError, ValueError):
@@ -319,8 +260,10 @@ def _check_options(
     return fractions  # type: ignore[return-value]
 
 
-def _random_split(n: int, fractions: tuple[float, float, float], seed: int) -> list[np.ndarray]:
-    """Row indices of train/val/test (each sorted, for locality); raise if one is empty."""
+def split_rows(n: int, fractions: tuple[float, float, float], seed: int) -> np.ndarray:
+    """The split (0 train, 1 val, 2 test) of each of ``n`` rows, one byte each: the first
+    ``fractions[0]`` of a seeded permutation are train, the next ``fractions[1]`` val;
+    raise if a split is empty. A split's rows keep their file order."""
     n_tr = min(n, round(fractions[0] * n))
     n_va = min(n - n_tr, round(fractions[1] * n))
     sizes = (n_tr, n_va, n - n_tr - n_va)
@@ -330,17 +273,26 @@ def _random_split(n: int, fractions: tuple[float, float, float], seed: int) -> l
                 f"the {name} split is empty ({n} rows x {frac:g}); use more rows or a larger {name} share in --split"
             )
     perm = np.random.default_rng(seed).permutation(n)
-    bounds = np.cumsum(sizes)[:-1]
-    return [np.sort(ix) for ix in np.split(perm, bounds)]
+    which = np.full(n, 2, dtype=np.uint8)
+    which[perm[:n_tr]] = 0
+    which[perm[n_tr : n_tr + n_va]] = 1
+    return which
 
 
 def check_classes(ys: Sequence[np.ndarray], files: Sequence[str] | None = None) -> None:
+    """:func:`check_class_counts` of label arrays."""
+    check_class_counts([(int(np.count_nonzero(y)), len(y)) for y in ys], files)
+
+
+def check_class_counts(
+    labels: Sequence[tuple[int, int]], files: Sequence[str] | None = None
+) -> None:
     """Refuse, with the counts, a split that lacks a class: its AUC cannot be computed (and
     a 1-row split's log loss means nothing), so a search on it would validate on nothing.
-    ``files``: the train, val and test files, when the splits were given as files."""
-    for i, (name, y) in enumerate(zip(SPLITS, ys)):
-        pos = int(np.count_nonzero(y))
-        neg = len(y) - pos
+    ``labels``: each split's ``(positives, rows)``; ``files``: the train, val and test files,
+    when the splits were given as files."""
+    for i, (name, (pos, rows)) in enumerate(zip(SPLITS, labels)):
+        neg = rows - pos
         if pos and neg:
             continue
         where = f"the {name} split" + (f" ({files[i]})" if files else "")
@@ -350,7 +302,7 @@ def check_classes(ys: Sequence[np.ndarray], files: Sequence[str] | None = None) 
             else f"use more rows or a larger {name} share in --split"
         )
         raise DataError(
-            f"{where} has {len(y)} row{'s' if len(y) != 1 else ''}: {pos} positive, {neg} "
+            f"{where} has {rows} row{'s' if rows != 1 else ''}: {pos} positive, {neg} "
             f"negative; AUC needs both classes in every split, so {fix}"
         )
 

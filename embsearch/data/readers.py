@@ -22,7 +22,6 @@ rows in Python. Labels must be 0/1 (``decode_label``); anything else is a ``Data
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from embsearch._text import printable
+from embsearch.data.tables import arrow_errors, csv_tables, guarded, open_stream, parquet_tables
 from embsearch.errors import ConfigError, DataError
 
 FORMATS = ("criteo", "avazu", "csv", "libfm", "parquet")
@@ -72,23 +72,43 @@ def read_columns(
     rows: int | None = None,
 ) -> Columns:
     """Read one file of format ``fmt`` (see module docstring); raise ``DataError`` on bad input."""
+    opts = {"label": label, "categorical": categorical, "numeric": numeric, "drop": drop}
+    return next(iter_columns(fmt, path, **opts, rows=rows))
+
+
+def iter_columns(
+    fmt: str,
+    path: str,
+    *,
+    label: str | None = None,
+    categorical: list[str] | None = None,
+    numeric: list[str] | None = None,
+    drop: list[str] | None = None,
+    rows: int | None = None,
+    batch_rows: int | None = None,
+) -> Iterator[Columns]:
+    """One file of format ``fmt`` as :class:`Columns` of about ``batch_rows`` rows each, in
+    file order (``None``: one of the whole file). Options are checked, and ``DataError`` or
+    ``ConfigError`` raised, at the first ``next``; bad data at the batch that holds it."""
     drop = list(drop or [])
     p = Path(path)
     if not p.is_file():
         raise DataError(f"input file {path} does not exist or is not a file; check the path")
     if fmt == "criteo":
         _no_options(fmt, label=label, categorical=categorical, numeric=numeric)
-        return _read_criteo(path, drop, rows)
+        return _read_criteo(path, drop, rows, batch_rows)
     if fmt == "libfm":
         _no_options(fmt, label=label, categorical=categorical, numeric=numeric)
-        return _read_libfm(path, drop, rows)
+        return _read_libfm(path, drop, rows, batch_rows)
     if fmt == "avazu":
         optional = [] if "id" in (categorical or []) + (numeric or []) else ["id"]
-        return _read_table(fmt, path, label or "click", categorical, numeric, drop, optional, rows)
+        return _read_table(
+            fmt, path, label or "click", categorical, numeric, drop, optional, rows, batch_rows
+        )
     if fmt in ("csv", "parquet"):
         if not label:
             raise ConfigError(f"format {fmt} needs the label column; pass --label NAME")
-        return _read_table(fmt, path, label, categorical, numeric, drop, [], rows)
+        return _read_table(fmt, path, label, categorical, numeric, drop, [], rows, batch_rows)
     raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
@@ -99,13 +119,15 @@ def decode_label(
     *,
     minus_one: bool = False,
     hint: str = "is --label the right column?",
+    offset: int = 0,
 ) -> np.ndarray:
     """Map a label column to ``float32`` 0/1. Only 0 and 1 (and -1 = 0 if ``minus_one``) are
-    accepted, written as numbers, strings (``"1"``, ``"1.0"``) or booleans."""
+    accepted, written as numbers, strings (``"1"``, ``"1.0"``) or booleans. ``offset``: the
+    file's rows before ``col`` (a record batch), for the row number in a message."""
     if col.null_count:
         first = int(pc.index(pc.is_null(col), True).as_py())
         raise DataError(
-            f"label column {name!r} in {path} is empty on data row {first + 1}; every row needs a 0/1 label"
+            f"label column {name!r} in {path} is empty on data row {offset + first + 1}; every row needs a 0/1 label"
         )
     enc = pc.dictionary_encode(col)
     chunks = enc.chunks if isinstance(enc, pa.ChunkedArray) else [enc]
@@ -135,55 +157,8 @@ def _no_options(fmt: str, **opts: object) -> None:
             )
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception's message on one line, escaped and cut (it may echo a binary file)."""
-    return printable(" ".join(str(exc).split()) or type(exc).__name__)
-
-
-@contextlib.contextmanager
-def _arrow_errors(path: str, fmt: str, hint: str = "") -> Iterator[None]:
-    """Turn Arrow/IO failures into a one-line ``DataError`` naming the file."""
-    try:
-        yield
-    except (pa.ArrowException, OSError, UnicodeDecodeError, EOFError) as exc:
-        extra = f"; {hint}" if hint else f"; is it really {fmt} (check --format)?"
-        raise DataError(f"cannot read {path} as {fmt}: {_one_line(exc)}{extra}") from None
-
-
-def _stream(path: str) -> pa.NativeFile:
-    """Open ``path`` for reading, decompressing gzip when the file starts with its magic bytes."""
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    return pa.input_stream(path, compression="gzip" if gz else None)
-
-
-def _read_csv(
-    path: str,
-    rows: int | None,
-    parse: pacsv.ParseOptions,
-    read: pacsv.ReadOptions,
-    convert: pacsv.ConvertOptions,
-) -> pa.Table:
-    """Read a delimited file, the whole of it or its first ``rows`` rows."""
-    with _stream(path) as stream:
-        if rows is None:
-            return pacsv.read_csv(
-                stream, read_options=read, parse_options=parse, convert_options=convert
-            )
-        reader = pacsv.open_csv(
-            stream, read_options=read, parse_options=parse, convert_options=convert
-        )
-        batches, have = [], 0
-        for batch in reader:
-            batches.append(batch)
-            have += batch.num_rows
-            if have >= rows:
-                break
-        return pa.Table.from_batches(batches, schema=reader.schema).slice(0, rows)
-
-
 def _first_line(path: str, fmt: str) -> str:
-    with _arrow_errors(path, fmt), _stream(path) as s:
+    with arrow_errors(path, fmt), open_stream(path) as s:
         head = s.read(1 << 20)
     line = head.split(b"\n", 1)[0].rstrip(b"\r")
     if not line.strip():
@@ -191,12 +166,14 @@ def _first_line(path: str, fmt: str) -> str:
     return line.decode("utf-8", errors="replace")
 
 
-def _check_rows(table: pa.Table, path: str, fmt: str) -> None:
-    if table.num_rows == 0:
+def _check_rows(table: pa.Table, path: str, fmt: str, offset: int = 0) -> None:
+    if table.num_rows == 0 and offset == 0:
         raise DataError(f"{path} holds no data rows; give a non-empty {fmt} file")
 
 
-def _read_criteo(path: str, drop: list[str], rows: int | None) -> Columns:
+def _read_criteo(
+    path: str, drop: list[str], rows: int | None, batch_rows: int | None
+) -> Iterator[Columns]:
     names = ["label", *CRITEO_INT, *CRITEO_CAT]
     unknown = [d for d in drop if d not in names[1:]]
     if unknown:
@@ -209,23 +186,34 @@ def _read_criteo(path: str, drop: list[str], rows: int | None) -> Columns:
         **dict.fromkeys(CRITEO_INT, pa.int64()),
         **dict.fromkeys(CRITEO_CAT, pa.string()),
     }
-    with _arrow_errors(path, "criteo", _CRITEO_HINT):
-        table = _read_csv(
+    tables = csv_tables(
+        path,
+        rows,
+        pacsv.ParseOptions(delimiter="\t", quote_char=False),
+        pacsv.ReadOptions(column_names=names),
+        pacsv.ConvertOptions(
+            column_types=types, include_columns=keep, quoted_strings_can_be_null=False
+        ),
+        batch_rows,
+    )
+    offset = 0
+    for table in guarded(tables, path, "criteo", _CRITEO_HINT):
+        _check_rows(table, path, "criteo", offset)
+        label = decode_label(
+            table.column("label"),
+            "label",
             path,
-            rows,
-            pacsv.ParseOptions(delimiter="\t", quote_char=False),
-            pacsv.ReadOptions(column_names=names),
-            pacsv.ConvertOptions(
-                column_types=types, include_columns=keep, quoted_strings_can_be_null=False
-            ),
+            hint="is this really a criteo file?",
+            offset=offset,
         )
-    _check_rows(table, path, "criteo")
-    label = decode_label(table.column("label"), "label", path, hint="is this really a criteo file?")
-    fields = {n: table.column(n) for n in keep[1:]}
-    return Columns(path, "label", label, fields, frozenset(CRITEO_INT) - set(drop), list(drop))
+        offset += table.num_rows
+        fields = {n: table.column(n) for n in keep[1:]}
+        yield Columns(path, "label", label, fields, frozenset(CRITEO_INT) - set(drop), list(drop))
 
 
-def _read_libfm(path: str, drop: list[str], rows: int | None) -> Columns:
+def _read_libfm(
+    path: str, drop: list[str], rows: int | None, batch_rows: int | None
+) -> Iterator[Columns]:
     tokens = _first_line(path, "libfm").split(" ")
     while tokens and tokens[-1] == "":  # trailing spaces
         tokens.pop()
@@ -240,29 +228,35 @@ def _read_libfm(path: str, drop: list[str], rows: int | None) -> Columns:
             f"--drop names {', '.join(unknown)}, which this libfm file lacks; its fields are f0..f{len(names) - 2}"
         )
     keep = [n for n in names if n not in drop]
-    with _arrow_errors(path, "libfm", _LIBFM_HINT):
-        table = _read_csv(
-            path,
-            rows,
-            pacsv.ParseOptions(delimiter=" ", quote_char=False),
-            pacsv.ReadOptions(column_names=names),
-            pacsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()), include_columns=keep
-            ),
-        )
-    _check_rows(table, path, "libfm")
-    label = decode_label(
-        table.column("label"), "label", path, minus_one=True, hint="is this really a libfm file?"
+    tables = csv_tables(
+        path,
+        rows,
+        pacsv.ParseOptions(delimiter=" ", quote_char=False),
+        pacsv.ReadOptions(column_names=names),
+        pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), include_columns=keep),
+        batch_rows,
     )
-    fields = {}
-    for n in keep[1:]:
-        col = table.column(n)
-        if not pc.all(pc.match_substring(col, ":")).as_py():
-            raise DataError(
-                f"cannot read {path} as libfm: field {n} has a token without ':'; {_LIBFM_HINT}"
-            )
-        fields[n] = pc.replace_substring_regex(col, pattern=":[^:]*$", replacement="")
-    return Columns(path, "label", label, fields, frozenset(), list(drop))
+    offset = 0
+    for table in guarded(tables, path, "libfm", _LIBFM_HINT):
+        _check_rows(table, path, "libfm", offset)
+        label = decode_label(
+            table.column("label"),
+            "label",
+            path,
+            minus_one=True,
+            hint="is this really a libfm file?",
+            offset=offset,
+        )
+        offset += table.num_rows
+        fields = {}
+        for n in keep[1:]:
+            col = table.column(n)
+            if not pc.all(pc.match_substring(col, ":")).as_py():
+                raise DataError(
+                    f"cannot read {path} as libfm: field {n} has a token without ':'; {_LIBFM_HINT}"
+                )
+            fields[n] = pc.replace_substring_regex(col, pattern=":[^:]*$", replacement="")
+        yield Columns(path, "label", label, fields, frozenset(), list(drop))
 
 
 def _resolve(
@@ -325,39 +319,53 @@ def _read_table(
     drop: list[str],
     optional_drop: list[str],
     rows: int | None,
-) -> Columns:
+    batch_rows: int | None,
+) -> Iterator[Columns]:
     """CSV with a header (``csv``, ``avazu``) or Parquet: pick label, categorical and numeric columns."""
     if fmt == "parquet":
-        with _arrow_errors(path, fmt):
+        with arrow_errors(path, fmt):
             pf = pq.ParquetFile(path)
             names = pf.schema_arrow.names
     else:
-        with _arrow_errors(path, fmt), _stream(path) as stream:
+        with arrow_errors(path, fmt), open_stream(path) as stream:
             names = pacsv.open_csv(stream).schema.names
     order, numeric, dropped = _resolve(
         names, path, label, categorical, numeric, drop, optional_drop
     )
     keep = [label, *order]
+    hint = ""
     if fmt == "parquet":
-        with _arrow_errors(path, fmt):
-            table = _read_parquet(pf, keep, rows)
+        tables = parquet_tables(pf, keep, rows, batch_rows)
     else:
         types = {n: pa.float64() if n in numeric else pa.string() for n in order}
-        hint = (
-            f"--numeric columns ({', '.join(map(repr, numeric))}) must hold numbers only; "
-            "list text columns under --categorical"
-        )
-        with _arrow_errors(path, fmt, hint if numeric else ""):
-            table = _read_csv(
-                path,
-                rows,
-                pacsv.ParseOptions(),
-                pacsv.ReadOptions(),
-                pacsv.ConvertOptions(
-                    column_types=types, include_columns=keep, quoted_strings_can_be_null=False
-                ),
+        if numeric:
+            hint = (
+                f"--numeric columns ({', '.join(map(repr, numeric))}) must hold numbers only; "
+                "list text columns under --categorical"
             )
-    _check_rows(table, path, fmt)
+        tables = csv_tables(
+            path,
+            rows,
+            pacsv.ParseOptions(),
+            pacsv.ReadOptions(),
+            pacsv.ConvertOptions(
+                column_types=types, include_columns=keep, quoted_strings_can_be_null=False
+            ),
+            batch_rows,
+        )
+    offset = 0
+    for table in guarded(tables, path, fmt, hint):
+        _check_rows(table, path, fmt, offset)
+        table = _plain_columns(table, keep, numeric, path)
+        y = decode_label(table.column(label), label, path, offset=offset)
+        offset += table.num_rows
+        fields = {n: table.column(n) for n in order}
+        yield Columns(path, label, y, fields, frozenset(numeric), dropped)
+
+
+def _plain_columns(table: pa.Table, keep: list[str], numeric: list[str], path: str) -> pa.Table:
+    """Dictionary columns decoded to plain values; nested columns, and numeric ones that
+    hold no numbers, refused."""
     for n in keep:
         t = table.column(n).type
         if pa.types.is_dictionary(t):  # per-chunk dictionaries: decode to plain values
@@ -366,34 +374,11 @@ def _read_table(
             )
         elif pa.types.is_nested(t):
             raise DataError(f"column {n!r} in {path} has nested type {t}; drop it with --drop {n}")
+    number = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_null)
     for n in numeric:
         t = table.column(n).type
-        if not any(
-            f(t)
-            for f in (
-                pa.types.is_integer,
-                pa.types.is_floating,
-                pa.types.is_boolean,
-                pa.types.is_null,
-            )
-        ):
+        if not any(f(t) for f in number):
             raise DataError(
                 f"numeric column {n!r} in {path} holds non-numbers ({t}); list it under --categorical instead"
             )
-    y = decode_label(table.column(label), label, path)
-    fields = {n: table.column(n) for n in order}
-    return Columns(path, label, y, fields, frozenset(numeric), dropped)
-
-
-def _read_parquet(pf: pq.ParquetFile, columns: list[str], rows: int | None) -> pa.Table:
-    """Read ``columns`` of a Parquet file, the whole of it or its first ``rows`` rows."""
-    if rows is None:
-        return pf.read(columns=columns)
-    batches, have = [], 0
-    for batch in pf.iter_batches(batch_size=min(rows, 1 << 16), columns=columns):
-        batches.append(batch)
-        have += batch.num_rows
-        if have >= rows:
-            break
-    schema = pa.schema([pf.schema_arrow.field(n) for n in columns])
-    return pa.Table.from_batches(batches, schema=schema).slice(0, rows)
+    return table
