@@ -27,6 +27,7 @@ class RunConfig:
     candidates: list[int] | None = None
     groups: int = 4
     projection: str | None = None  # None: the controller's own (linear, or its projection param)
+    precision: str = "fp32"  # of the table's rows (blocks.PRECISIONS); the % budget stays fp32
     epochs: int = 30
     batch_size: int = 4096
     lr: float = 1e-3
@@ -169,6 +170,13 @@ OPTIONS: tuple[Option, ...] = (
         "how small dims reach the width: linear (a learned projection) or pad (zeros); "
         "default: the controller's own (linear; pad for dnis, optembed and rule)",
         optional=True, choices=("linear", "pad"),
+    ),
+    Option(
+        "precision", "str", "'fp32', 'fp16' or 'int8'",
+        "the table's weights: fp32, fp16, or int8 rows (row-wise, with an fp32 scale and "
+        "offset a row); counted in every plan's bytes, so a budget buys more dims at lower "
+        "precision (a %% budget is still a share of the fp32 table; default fp32)",
+        choices=("fp32", "fp16", "int8"),
     ),
     Option(
         "epochs", "int", "an integer >= 1",

@@ -6,6 +6,9 @@ Run directory (``RUN_DIR``; with several budgets, ``RUN_DIR/budget-<label>/`` ea
     search.json   history (every evaluation/epoch the controller recorded) and timings
     model.pt      trained weights of the plan's model (table + backbone)
     config.json   the RunConfig, so retrain/export rebuild the same setup
+    run.json      the run's id, storage and fingerprints (written first: --resume reads it)
+    trials.journal  every finished trial, as it finishes (Optuna's journal; or --storage URL)
+    front/, front.json  a multi-objective controller's Pareto front (nsga2): one plan each
 
 ``--out`` is checked before any compute and claimed (created, and locked by
 ``.embsearch.lock`` while this process writes it; :mod:`embsearch.out_dir`), so two searches
@@ -13,6 +16,10 @@ never write one directory and nothing already there is overwritten. As soon as t
 has chosen its plans, config.json, search.json and plan.json (untrained) are written; the
 final training then adds model.pt and rewrites plan.json with its metrics. Every file is
 written under a temporary name and renamed, so none is ever half-written.
+
+config.json and run.json are written when the directory is claimed, before any training,
+and trials go into the storage as they finish (:mod:`embsearch.run_state`); ``resume=True``
+(``--resume RUN_DIR``) takes such a directory up again instead of claiming a new one.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from embsearch.controllers.registry import get_controller
 from embsearch.data.dataset import Dataset
 from embsearch.data.synthetic import make_synthetic
 from embsearch.errors import ConfigError
-from embsearch.out_dir import check_out_dir, claim_dir
+from embsearch.out_dir import check_out_dir, claim_dir, lock_dir
 from embsearch.plan import NO_EMBEDDING, Plan
 from embsearch.run_config import RunConfig
 from embsearch.run_dir import (  # load_run, load_weights: re-exported, their home is run_dir
@@ -45,6 +52,7 @@ from embsearch.run_dir import (  # load_run, load_weights: re-exported, their ho
     load_run,  # noqa: F401
     load_weights,  # noqa: F401
 )
+from embsearch.run_state import check_same_run, read_run, resume_store, start_run
 from embsearch.search_spaces import SPACES, SearchSpace
 from embsearch.train.device import resolve_device, set_threads
 from embsearch.train.trainer import TrainConfig
@@ -65,6 +73,7 @@ def build_space(cfg: RunConfig, dataset: Dataset, default_space: str) -> SearchS
         "width": cfg.width,
         "candidates": cfg.candidates,
         "projection": cfg.projection or "linear",
+        "precision": cfg.precision,
     }
     if name == "feature_dims":
         kwargs["n_groups"] = cfg.groups
@@ -114,15 +123,24 @@ def run_search(
     *,
     progress: bool = True,
     warn: Callable[[str], None] | None = None,
+    storage: str | None = None,
+    resume: bool = False,
 ) -> list[RunResult]:
     """Search, write each plan as soon as it is chosen, then train it (unless its controller
     attached weights, or Ctrl-C cut the search short) and add its weights.
     ``warn`` (default :func:`warnings.warn`) hears of a budget that constrains nothing.
 
     ``out`` is refused before any compute if it is a symbolic link, a file, a directory
-    holding files, not writable, or being written by another process."""
+    holding files, not writable, or being written by another process. ``storage``: an
+    Optuna RDB URL for the trials (default the run's journal file). ``resume``: ``out`` is a
+    killed run to continue (``cfg`` must be its own; :mod:`embsearch.run_state`)."""
     warn = warn or (lambda msg: warnings.warn(msg, UserWarning, stacklevel=3))
-    out = check_out_dir(out)
+    info = read_run(out)[1] if resume else None
+    out = Path(out) if resume else check_out_dir(out)
+    if storage is not None and not resume:
+        from embsearch.trial_store import open_store
+
+        open_store(storage, out, "check")  # a URL that cannot be opened: refused before compute
     cfg.validate()
     # complete and checked (unknown key, wrong type or range: one line), recorded in config.json
     cfg = replace(cfg, backbone_params=backbone_params(cfg.backbone, cfg.backbone_params))
@@ -152,8 +170,14 @@ def run_search(
     with torch.random.fork_rng(devices=[]):  # conformance before any training; RNG untouched
         check_backbone(cfg.backbone, space.num_fields, space.width, cfg.backbone_params)
     controller.check_space(ctx)
+    if info is not None:
+        check_same_run(out, cfg, info, dataset.fingerprint(), controller_cls.family)
 
-    with claim_dir(out):
+    with lock_dir(out, flag="--resume") if info is not None else claim_dir(out):
+        if info is not None:
+            ctx.store = resume_store(out, info)
+        else:
+            ctx.store = start_run(out, cfg, dataset.fingerprint(), storage)
         t0 = time.perf_counter()
         plans = controller.search_budgets(ctx)
         search_seconds = time.perf_counter() - t0
@@ -172,7 +196,8 @@ def run_search(
                     f"which {NO_EMBEDDING}; nothing was written: give a larger --budget, or "
                     f"candidates with a dim > 0"
                 )
-        return _write_runs(cfg, ctx, out, specs, budgets, plans, search_seconds, warn)
+        fronts = [getattr(controller, "front_plans", lambda b: [])(b) for b in budgets]
+        return _write_runs(cfg, ctx, out, specs, budgets, plans, search_seconds, warn, fronts)
 
 
 def _write_runs(
@@ -184,6 +209,7 @@ def _write_runs(
     plans: list[Plan],
     search_seconds: float,
     warn: Callable[[str], None],
+    fronts: list[list[Plan]] | None = None,
 ) -> list[RunResult]:
     """Write every chosen plan (untrained) with its config and history first, so a kill
     during the final training loses no search; then train each plan and add its weights.
@@ -210,6 +236,8 @@ def _write_runs(
             _save_weights(sub, {k: v.detach().cpu() for k, v in plan.weights.items()})
             plan.extra["trained"] = True
         plan.save(sub / "plan.json")
+    for sub, front in zip(subs, fronts or []):
+        _write_front(sub, cfg, front)
     if len(plans) > 1:
         write_json(
             out / "search.json",
@@ -249,6 +277,27 @@ def _write_runs(
             ctx.log(f"full-size baseline: test AUC {record['baseline']['test_auc']:.4f}")
         write_json(sub / "search.json", record)
     return [RunResult(plan, sub, search_seconds) for plan, sub in zip(plans, subs)]
+
+
+def _write_front(sub: Path, cfg: RunConfig, front: list[Plan]) -> None:
+    """A multi-objective controller's Pareto front (nsga2), best AUC first: ``front/<k>/``
+    (plan.json untrained, config.json: ``embsearch retrain`` trains one) and front.json."""
+    points = []
+    for k, plan in enumerate(front):
+        where = sub / "front" / f"{k:02d}"
+        where.mkdir(parents=True, exist_ok=True)
+        write_json(where / "config.json", cfg.to_json())
+        plan.extra["trained"] = False
+        plan.save(where / "plan.json")
+        auc = plan.extra.get("inherited_val_auc")
+        points.append(
+            {"dir": f"front/{k:02d}", "inherited_val_auc": auc, "bytes": plan.table_bytes}
+        )
+    if points:
+        points[0]["main"] = True  # the run's own plan
+        write_json(
+            sub / "front.json", {"objectives": ["val_auc max", "bytes min"], "points": points}
+        )
 
 
 def record_training(plan: Plan, result: Any) -> None:

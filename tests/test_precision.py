@@ -1,9 +1,17 @@
 """Precision is counted and stored as the plan says (issue 21, "what is wrong today")."""
 
-import torch
+import json
 
-from embsearch.budget import field_bytes
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from embsearch.blocks import PRECISIONS
+from embsearch.budget import field_bytes, parse_budget
+from embsearch.cli import main
 from embsearch.embeddings import MixedDimEmbedding
+from embsearch.export import export_run
+from embsearch.plan import Plan
 from embsearch.search_spaces import FieldDimsSpace
 
 
@@ -42,3 +50,42 @@ def test_fp16_and_int8_plans_export_their_own_dtypes_and_bytes(small_ds):
         assert held and all(p.dtype == dtype for p in held)  # it holds the plan's dtype
         emb.eval(), loaded.eval()
         assert torch.equal(emb(x), loaded(x))
+
+
+def test_a_budget_buys_more_dims_at_lower_precision(small_ds):
+    spaces = {p: FieldDimsSpace(small_ds.schema, width=16, precision=p) for p in PRECISIONS}
+    budget = spaces["fp32"].resolve_budget(parse_budget("25%"))
+    assert {s.resolve_budget(parse_budget("25%")) for s in spaces.values()} == {budget}
+    pref = [
+        np.log2(np.array(spaces["fp32"].candidates, dtype=float))[None]
+        for _ in small_ds.schema.fields
+    ]
+    total = {}
+    for p, space in spaces.items():
+        cand = space.best_under_budget(pref, budget)
+        assert space.bytes_of(cand) <= budget
+        total[p] = sum(d for dims in cand for d in dims)
+    assert total["fp16"] > total["fp32"] and total["int8"] > total["fp32"]
+
+
+def test_search_with_precision_plans_trains_and_exports_that_precision(tmp_path):
+    code = main(
+        ["search", "--data", "synthetic", "--budget", "25%", "--controller", "mde", "--epochs",
+         "1", "--threads", "1", "--precision", "fp16", "--out", str(tmp_path / "run"), "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    plan = Plan.load(tmp_path / "run")
+    assert plan.precision == "fp16" and plan.format == "embsearch.plan/2"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "fp16"
+    out = export_run(tmp_path / "run", tmp_path / "export")
+    tensors = load_file(str(out / "weights.safetensors"))
+    assert {t.dtype for t in tensors.values()} == {torch.float16}
+    assert sum(t.numel() * t.element_size() for t in tensors.values()) == plan.table_bytes
+
+
+def test_unknown_precision_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "c.toml").write_text('precision = "int4"\n')
+    assert main(["search", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "embsearch: error: unknown precision 'int4'; use one of fp32, fp16, int8"
+    assert not (tmp_path / "r").exists()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from embsearch.blocks import check_precision
 from embsearch.budget import BudgetSpec, field_bytes
 from embsearch.candidate import Candidate
 from embsearch.data.schema import Schema
@@ -67,6 +68,7 @@ class SearchSpace:
             default_candidates(width) if candidates is None else candidates, width
         )
         _check_projection(projection)
+        check_precision(precision)
         self.schema = schema
         self.width = int(width)
         self.candidates = cands
