@@ -10,7 +10,9 @@ from embsearch.errors import RunDirError
 from embsearch.export import torchrec_tables
 from embsearch.plan import FieldPlan, GroupPlan, Plan
 
-FIXTURE = Path(__file__).parent / "fixtures" / "plan_v1.json"  # written by embsearch at bf0a378 (format 1)
+FIXTURE = (
+    Path(__file__).parent / "fixtures" / "plan_v1.json"
+)  # written by embsearch at bf0a378 (format 1)
 
 
 def test_plan_v1_file_loads_and_saves_unchanged(tmp_path):
@@ -86,3 +88,20 @@ def test_torchrec_tables_say_what_torchrec_cannot_express():
     assert out["unsupported"] == ["emb.item.0 (qr)", "emb.ad.0 (memcom)"]
     assert "TorchRec cannot express 2 block(s)" in out["unsupported_note"]
     assert "\n" not in out["unsupported_note"]
+
+
+def test_export_whose_weights_miss_a_part_is_refused_in_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from embsearch import MixedDimEmbedding
+
+    plan = _hybrid()
+    tensors = MixedDimEmbedding(plan).block_tensors()
+    del tensors["emb.os.0.map"]
+    plan.save(tmp_path / "plan.json")
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()}, str(tmp_path / "weights.safetensors")
+    )
+    with pytest.raises(RunDirError, match="does not match its plan.json") as err:
+        MixedDimEmbedding.load(tmp_path)
+    assert "\n" not in str(err.value)

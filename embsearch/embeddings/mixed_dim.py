@@ -235,5 +235,11 @@ def load_embedding(directory: str | Path) -> MixedDimEmbedding:
             f"{directory} holds no weights.safetensors; create it with `embsearch export`"
         )
     emb = MixedDimEmbedding(Plan.load(directory / "plan.json"))
-    emb.load_block_tensors(load_file(str(directory / "weights.safetensors")))
+    try:
+        emb.load_block_tensors(load_file(str(directory / "weights.safetensors")))
+    except (KeyError, ValueError, RuntimeError) as exc:  # a tensor missing or misshapen
+        raise RunDirError(
+            f"{directory / 'weights.safetensors'} does not match its plan.json ({exc}); "
+            "export the run again"
+        ) from None
     return emb
