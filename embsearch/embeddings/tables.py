@@ -156,7 +156,7 @@ class PrunedTable(BlockTable):
         row = self.map.index_select(0, ids).long()
         hit = row >= 0
         if self.spec.kept == 0:
-            return torch.zeros(*ids.shape, self.spec.dim)
+            return torch.zeros(*ids.shape, self.spec.dim, device=ids.device)
         return self.weight(row.clamp(min=0)) * hit.unsqueeze(-1)
 
     def export(self, prefix: str) -> dict[str, torch.Tensor]:
