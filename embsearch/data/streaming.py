@@ -21,12 +21,14 @@ once, takes 8 bytes per row while it is drawn).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -38,6 +40,8 @@ from embsearch.data.readers import Columns, iter_columns
 #: (an extension: ``data prepare --batch-rows``; about 100 MB of Criteo text and Arrow
 #: columns at this size)
 BATCH_ROWS = 1 << 18
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -81,7 +85,9 @@ def read_codes(
             codes_path, labels_path = scratch / f".codes-{i}.i32", scratch / f".labels-{i}.f32"
             n = 0
             with open(codes_path, "wb") as fc, open(labels_path, "wb") as fl:
-                batches = iter_columns(fmt, path, **options, rows=rows, batch_rows=batch_rows)
+                batches = prefetched(
+                    iter_columns(fmt, path, **options, rows=rows, batch_rows=batch_rows)
+                )
                 for cols in batches:
                     if coded is None:
                         names = list(cols.fields)
@@ -97,6 +103,51 @@ def read_codes(
             coded.labels.append(labels_path)
     assert coded is not None
     return coded
+
+
+def prefetched(items: Iterator[T]) -> Iterator[T]:
+    """``items``, the next one produced by a worker thread while the caller works on the
+    current one (reading a batch overlaps encoding the last: Arrow releases the GIL).
+    An exception in the worker is raised here, at the item it replaced."""
+    slot: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def put(entry: tuple) -> bool:
+        """Hand ``entry`` over unless the caller has stopped; False when it has."""
+        while not stop.is_set():
+            try:
+                slot.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # handed to the caller
+            put((done, exc))
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = slot.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _encode_batch(

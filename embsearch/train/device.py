@@ -24,6 +24,46 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+#: environment variable: the most bytes a split may take when held whole on the device
+#: (0: every split in chunks); unset: :func:`resident_budget`
+RESIDENT_ENV = "EMBSEARCH_RESIDENT_BYTES"
+#: share of the free memory (host: MemAvailable; CUDA: free device memory) one split may take
+RESIDENT_SHARE = 0.25
+
+
+def resident_budget(device: torch.device) -> int | None:
+    """The most bytes a split may take held whole on ``device``: ``$EMBSEARCH_RESIDENT_BYTES``
+    when set, else :data:`RESIDENT_SHARE` of the free memory (``None``: unknown, no limit).
+    A quarter: the train, validation and test splits, the model, its optimiser state and a
+    supernet's copies share what is free."""
+    env = os.environ.get(RESIDENT_ENV, "").strip()
+    if env:
+        try:
+            return max(0, int(float(env)))
+        except ValueError:
+            raise ConfigError(
+                f"{RESIDENT_ENV}={env!r}: give a number of bytes (0: feed every split in chunks)"
+            ) from None
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * RESIDENT_SHARE)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(int(line.split()[1]) * 1024 * RESIDENT_SHARE)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def fits_resident(nbytes: int, device: torch.device, budget: int | None = None) -> bool:
+    """Whether a split of ``nbytes`` is held whole on ``device`` (``budget``: the limit;
+    ``None``: :func:`resident_budget`)."""
+    limit = resident_budget(device) if budget is None else budget
+    return limit is None or nbytes <= limit
+
+
 def default_threads() -> int:
     """CPU threads when ``--threads`` is not given: half the cores this process may use
     (at least 1, at most 8). torch's own default, every core, collapses when any other

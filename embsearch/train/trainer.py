@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from embsearch.data.batches import DeviceSplit
-from embsearch.data.dataset import Dataset
+from embsearch.data.chunks import CHUNK_ROWS, ChunkedSplit
+from embsearch.data.dataset import Dataset, Split
+from embsearch.train.device import fits_resident
 from embsearch.train.metrics import log_loss, roc_auc
 from embsearch.train.progress import progress_bar
 
@@ -99,17 +101,45 @@ class TrainResult:
 
 
 class DeviceData:
-    """The dataset's splits as tensors on one device, moved there once."""
+    """The dataset's splits on one device: each moved there once, as a tensor, when it fits
+    (:func:`~embsearch.train.device.fits_resident`), else fed from its memory-mapped arrays
+    in chunks (:class:`~embsearch.data.chunks.ChunkedSplit`: the same batches, hence the same
+    model under a seed). ``resident_bytes``: the most bytes a split may take on the device
+    (``None``: :func:`~embsearch.train.device.resident_budget`; 0: every split in chunks);
+    ``chunk_rows``: rows per chunk."""
 
-    def __init__(self, dataset: Dataset, device: torch.device) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        device: torch.device,
+        *,
+        resident_bytes: int | None = None,
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> None:
         self.dataset = dataset
         self.device = device
-        self._splits: dict[str, DeviceSplit] = {}
+        self.resident_bytes = resident_bytes
+        self.chunk_rows = chunk_rows
+        self._splits: dict[str, DeviceSplit | ChunkedSplit] = {}
 
-    def split(self, name: str) -> DeviceSplit:
+    def split(self, name: str) -> DeviceSplit | ChunkedSplit:
         if name not in self._splits:
-            self._splits[name] = DeviceSplit(self.dataset.split(name), self.device)
+            split = self.dataset.split(name)
+            if fits_resident(split_bytes(split), self.device, self.resident_bytes):
+                self._splits[name] = DeviceSplit(split, self.device)
+            else:
+                self._splits[name] = ChunkedSplit(split, self.device, self.chunk_rows)
         return self._splits[name]
+
+    def chunked(self) -> list[str]:
+        """The splits fed in chunks so far."""
+        return [n for n, s in self._splits.items() if isinstance(s, ChunkedSplit)]
+
+
+def split_bytes(split: Split) -> int:
+    """Bytes of a split held whole on a device: int64 ids and float32 labels."""
+    rows, fields = split.x.shape
+    return int(rows) * (int(fields) * 8 + 4)
 
 
 def make_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:  # noqa: ANN001
@@ -123,7 +153,9 @@ def make_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, split: DeviceSplit, batch_size: int = 65536) -> np.ndarray:
+def predict(
+    model: nn.Module, split: DeviceSplit | ChunkedSplit, batch_size: int = 65536
+) -> np.ndarray:
     """Probabilities for every row of ``split``."""
     was_training = model.training
     model.eval()
@@ -132,7 +164,9 @@ def predict(model: nn.Module, split: DeviceSplit, batch_size: int = 65536) -> np
     return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.float32)
 
 
-def evaluate(model: nn.Module, split: DeviceSplit, batch_size: int = 65536) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, split: DeviceSplit | ChunkedSplit, batch_size: int = 65536
+) -> tuple[float, float]:
     """``(auc, logloss)`` of ``model`` on ``split``."""
     p = predict(model, split, batch_size)
     y = split.y.cpu().numpy()
