@@ -7,7 +7,10 @@ rows / 10; ``qr`` with c = ceil(sqrt(rows)) (concat, add and mult); ``pruned`` k
 ``lookup``: eval-mode forward under ``torch.no_grad`` (fp16 and int8 round the gathered rows,
 as the stored table gives them); ``packed``: the same after loading the exported tensors
 (fp16 rows, int8 codes dequantised on lookup); ``train``: forward + backward. Each figure is
-the median of ``--repeats`` timings of ``--steps`` batches, in million ids per second.
+the median of ``--repeats`` timings of ``--steps`` batches, in million ids per CPU second
+(process time, one thread: the 2-core machine is shared, so wall time measures the load); the
+repeats go round-robin over the kinds (load from other processes spreads over all of them),
+and every timing is kept under ``*_all``.
 
     nice -n 10 python benchmarks/bench_table_kinds.py --rows 1000000 \\
         --out benchmarks/results/table_kinds/rows1M.json
@@ -51,41 +54,59 @@ def zipf_ids(rows: int, n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.multinomial(weights, n, replacement=True, generator=gen)
 
 
-def _time(fn, batches: list[torch.Tensor], repeats: int) -> float:
-    """Median million ids per second of ``fn`` over ``batches`` (one warm-up pass)."""
-    for ids in batches[:2]:
+def _rate(fn, batches: list[torch.Tensor]) -> float:
+    """Million ids per CPU second of one pass of ``fn`` over ``batches`` (process time: with
+    one thread, what the pass costs, whatever other processes take of the machine)."""
+    t0 = time.process_time()
+    for ids in batches:
         fn(ids)
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for ids in batches:
-            fn(ids)
-        rates.append(sum(len(b) for b in batches) / (time.perf_counter() - t0) / 1e6)
-    return statistics.median(rates)
+    return sum(len(b) for b in batches) / (time.process_time() - t0) / 1e6
 
 
-def bench(spec: BlockSpec, batches: list[torch.Tensor], repeats: int) -> dict:
+def modes(spec: BlockSpec) -> dict:
+    """The three timed calls of one kind: train step, eval lookup, lookup after loading."""
     table = make_table(spec)
+    packed = make_table(spec)
+    packed.load("b", table.export("b"))
+    packed.eval()
 
     def train(ids: torch.Tensor) -> None:
+        table.train()
         table.zero_grad(set_to_none=True)
         table(ids).sum().backward()
 
     def lookup(ids: torch.Tensor) -> None:
+        table.eval()
         with torch.no_grad():
             table(ids)
 
-    out = {"bytes": spec.bytes()}
-    table.train()
-    out["train_Mids_s"] = round(_time(train, batches, repeats), 3)
-    table.eval()
-    out["lookup_Mids_s"] = round(_time(lookup, batches, repeats), 3)
-    packed = make_table(spec)
-    packed.load("b", table.export("b"))
-    packed.eval()
-    table = packed
-    out["packed_lookup_Mids_s"] = round(_time(lookup, batches, repeats), 3)
-    return out
+    def packed_lookup(ids: torch.Tensor) -> None:
+        with torch.no_grad():
+            packed(ids)
+
+    return {"train": train, "lookup": lookup, "packed_lookup": packed_lookup}
+
+
+def bench_all(specs: dict[str, BlockSpec], batches: list[torch.Tensor], repeats: int) -> dict:
+    """Median rates per kind and mode; repeats run round-robin over the kinds, so a burst of
+    load from other processes spreads over all of them rather than one."""
+    calls = {name: modes(spec) for name, spec in specs.items()}
+    rates: dict[str, dict[str, list[float]]] = {n: {m: [] for m in c} for n, c in calls.items()}
+    for c in calls.values():  # warm-up pass
+        for fn in c.values():
+            _rate(fn, batches[:2])
+    for _ in range(repeats):
+        for name, c in calls.items():
+            for mode, fn in c.items():
+                rates[name][mode].append(_rate(fn, batches))
+    return {
+        name: {
+            "bytes": specs[name].bytes(),
+            **{f"{m}_Mids_s": round(statistics.median(r), 3) for m, r in per.items()},
+            **{f"{m}_Mids_s_all": [round(x, 3) for x in r] for m, r in per.items()},
+        }
+        for name, per in rates.items()
+    }
 
 
 def main() -> None:
@@ -102,13 +123,10 @@ def main() -> None:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     batches = [zipf_ids(args.rows, args.batch, gen) for _ in range(args.steps)]
-    results = {}
-    specs = kinds(args.rows, args.dim)
-    bench(specs["full fp32"], batches[:4], 1)  # warm-up: allocator and kernels
     load = os.getloadavg()[0]
-    for name, spec in specs.items():
-        results[name] = bench(spec, batches, args.repeats)
-        print(name, results[name], flush=True)
+    results = bench_all(kinds(args.rows, args.dim), batches, args.repeats)
+    for name, r in results.items():
+        print(name, {k: v for k, v in r.items() if not k.endswith("_all")}, flush=True)
     full = results["full fp32"]
     for r in results.values():
         for key in ("train_Mids_s", "lookup_Mids_s", "packed_lookup_Mids_s"):
