@@ -110,6 +110,13 @@ class Prepare(Command):
             "--rows", type=int, help="read at most this many rows (synthetic: how many to make)"
         )
         p.add_argument(
+            "--batch-rows",
+            type=int,
+            default=None,
+            help="rows read and encoded at a time (memory: the vocabularies plus one batch; "
+            "the output does not depend on it; default 262144)",
+        )
+        p.add_argument(
             "--drop-constant", action="store_true", help="drop fields with a single value"
         )
 
@@ -138,6 +145,7 @@ class Prepare(Command):
             drop_constant=args.drop_constant,
             rows=args.rows,
             warn=_warn,
+            **({} if args.batch_rows is None else {"batch_rows": args.batch_rows}),
         )
         sizes = ", ".join(f"{s} {len(ds.split(s))}" for s in ("train", "val", "test"))
         print(f"wrote {args.out}: {ds.schema.num_fields} fields, rows: {sizes}")
