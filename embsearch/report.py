@@ -24,7 +24,8 @@ def plan_lines(plan: Plan, run_dir: Path) -> Iterator[str]:
         f"{run_dir}: {p.controller} plan {format_bytes(p.table_bytes)} of budget "
         f"{format_bytes(p.budget_bytes)} ({used} used)  {metrics}"
     )
-    yield "  dims: " + ", ".join(f"{f.name}={'/'.join(map(str, f.dims))}" for f in p.fields)
+    at = "" if p.precision == "fp32" else f" ({p.precision} rows)"
+    yield f"  dims{at}: " + ", ".join(f"{f.name}={'/'.join(map(str, f.dims))}" for f in p.fields)
     if isinstance(p.extra.get("backbone_bytes"), int):
         dense = p.extra["backbone_bytes"]
         yield (

@@ -89,3 +89,12 @@ def test_unknown_precision_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "embsearch: error: unknown precision 'int4'; use one of fp32, fp16, int8"
     assert not (tmp_path / "r").exists()
+
+
+def test_search_report_names_a_precision_other_than_fp32(small_ds, tmp_path):
+    from embsearch.report import plan_lines
+
+    for precision, label in (("fp32", "  dims: "), ("int8", "  dims (int8 rows): ")):
+        space = FieldDimsSpace(small_ds.schema, width=8, precision=precision)
+        lines = list(plan_lines(space.to_plan(space.uniform(8), "t", 10**9), tmp_path))
+        assert lines[1].startswith(label)
