@@ -27,6 +27,9 @@ budgets: bytes (250000), sizes (4MiB, 1.5MB) or a % of the full dim-WIDTH table 
 several --budget values give one plan each, in RUN_DIR/budget-<label>/."""
 
 
+STORAGE_HELP = "Optuna storage URL for the trials (default: RUN_DIR/trials.journal)"
+
+
 def parse_param(text: str, flag: str = "--param") -> tuple[str, Any]:
     """``--param key=value``: the value as JSON (``true``, ``0.5``, ``[1, 2]``), else as text."""
     key, sep, value = text.partition("=")
@@ -193,12 +196,15 @@ class Search(Command):
         p.add_argument(
             "--config", help="JSON or TOML file with any of these options; flags override it"
         )
-        p.add_argument("--out", required=True, help="run directory to create")
+        p.add_argument("--out", help="run directory to create")
+        p.add_argument("--storage", metavar="URL", help=STORAGE_HELP)
+        p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed black-box search")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def run(self, args: argparse.Namespace) -> int:
         from embsearch.report import plan_lines
         from embsearch.run_config import OPTIONS, RunConfig, read_config_file
+        from embsearch.run_state import resumed_config
         from embsearch.search import run_search
 
         raw: dict[str, Any] = read_config_file(args.config) if args.config else {}
@@ -219,8 +225,14 @@ class Search(Command):
                 raw[name] = {**raw.get(name, {}), **dict(parse_param(t, flag) for t in pairs)}
             if pairs:
                 named.add(name)
-        cfg = RunConfig.from_mapping(raw, args.config or "options", flags=named)
-        for r in run_search(cfg, args.out, progress=not args.quiet, warn=_warn):
+        if (args.out is None) == (args.resume is None):
+            raise ConfigError("give --out RUN_DIR for a new search, or --resume RUN_DIR")
+        if args.resume is not None:
+            cfg = resumed_config(args.resume, raw, args.storage)
+        else:
+            cfg = RunConfig.from_mapping(raw, args.config or "options", flags=named)
+        kw = {"storage": args.storage, "resume": args.resume is not None, "warn": _warn}
+        for r in run_search(cfg, args.out or args.resume, progress=not args.quiet, **kw):
             for line in plan_lines(r.plan, r.run_dir):
                 print(line)
         return 0

@@ -25,6 +25,7 @@ from embsearch.plan import Plan
 from embsearch.search_spaces.base import SearchSpace
 from embsearch.train.device import seed_everything
 from embsearch.train.trainer import DeviceData, TrainConfig, TrainResult, train_model
+from embsearch.trial_store import TrialStore
 
 
 @dataclass
@@ -41,6 +42,7 @@ class SearchContext:
     seed: int = 0
     out_dir: Path | None = None
     max_seconds: float | None = None
+    store: TrialStore | None = None  # the run's Optuna storage (embsearch.trial_store)
     log: Callable[[str], None] = print
     history: list[dict] = field(default_factory=list)
     _data: DeviceData | None = field(default=None, repr=False)

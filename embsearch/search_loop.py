@@ -1,6 +1,7 @@
 """The one shared ask/tell loop: every sample-based controller's candidates go through it.
 
-``run_loop`` repeats ``ask() -> evaluator(candidate) -> tell(candidate, score)`` and records
+``run_loop`` repeats ``ask_trial() -> evaluator(candidate) -> tell_trial(trial id, metrics)``
+and records
 every evaluation in the run's history (``ctx.record``; the runner writes it to
 ``search.json``) as ``{"event": "evaluation", "candidate", "bytes", "score", "seconds", ...}``.
 It never keeps a candidate over the budget (such a candidate is recorded as ``rejected``
@@ -14,6 +15,20 @@ The multi-budget driver above it, ``AskTellController.search_budgets``
 ``finish`` per budget; a ``cache`` it passes shares scores across budgets. This module is
 the engine below the controllers and imports none of them: ``AskTell`` is the protocol it
 drives.
+
+Trials have ids (issue 22 item 2): ``ask_trial()`` returns a :class:`Trial` (an id and a
+candidate) or ``None`` ("nothing now": e.g. an evolution whose generation is out), and
+``tell_trial(trial_id, metrics)`` reports the trial's metrics dict (``score``, higher is
+better; ``bytes``; the evaluator's ``last_metrics`` such as ``val_auc``), so several trials
+may be in flight and a multi-objective controller reads more than one number. This loop is
+the serial executor: one trial in flight, so "nothing now" with nothing in flight is an
+error. An asker with only ``ask() -> candidate`` / ``tell(candidate, score)`` is driven
+through :func:`trials_of`, which numbers its trials; with it the loop records exactly what
+it recorded before trial ids.
+
+A resumed controller (``--resume``) hands the loop the trials a killed run finished
+(``resumed_trials() -> [(candidate, score)]``): they are recorded as evaluations marked
+``"resumed": true`` and count as this loop's first, so the best is kept over both runs.
 
 Memoised scores are recorded like any evaluation, marked ``"cached": true`` (with no
 metrics and ~0 ``seconds``); ``LoopResult.cache_hits`` counts them.
@@ -40,11 +55,64 @@ class AskTell(Protocol):
 
     name: str
 
-    def ask(self) -> Candidate: ...
+    def ask(self) -> Candidate | None: ...
 
     def tell(self, candidate: Candidate, score: float) -> None: ...
 
     def done(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One asked candidate with the id its ``tell_trial`` names."""
+
+    id: int
+    candidate: Candidate
+
+
+class TrialAsker(Protocol):
+    """The protocol with trial ids the loop drives (see the module docstring)."""
+
+    name: str
+
+    def ask_trial(self) -> Trial | None: ...
+
+    def tell_trial(self, trial_id: int, metrics: dict[str, float]) -> None: ...
+
+    def done(self) -> bool: ...
+
+
+class ByCandidate:
+    """An :class:`AskTell` asker seen as a :class:`TrialAsker`: trials numbered 0, 1, ...;
+    ``tell_trial`` tells the trial's candidate its ``metrics["score"]``."""
+
+    def __init__(self, asker: AskTell) -> None:
+        self.asker, self.name = asker, asker.name
+        self.next_id = 0
+        self.out: dict[int, Candidate] = {}
+        self.total = getattr(asker, "total", None)
+
+    def ask_trial(self) -> Trial | None:
+        cand = self.asker.ask()
+        if cand is None:  # "nothing now"
+            return None
+        trial = Trial(self.next_id, cand)
+        self.next_id += 1
+        self.out[trial.id] = cand
+        return trial
+
+    def tell_trial(self, trial_id: int, metrics: dict[str, float]) -> None:
+        self.asker.tell(self.out.pop(trial_id), float(metrics["score"]))
+
+    def done(self) -> bool:
+        return self.asker.done()
+
+
+def trials_of(asker: AskTell | TrialAsker) -> TrialAsker:
+    """``asker`` itself when it asks trials with ids, else :class:`ByCandidate` around it."""
+    if hasattr(asker, "ask_trial"):
+        return asker  # type: ignore[return-value]
+    return ByCandidate(asker)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -108,7 +176,7 @@ def _score(
 
 
 def run_loop(
-    asker: AskTell,
+    asker: AskTell | TrialAsker,
     evaluator: Evaluator,
     ctx: SearchContext,
     budget: int,
@@ -124,6 +192,7 @@ def run_loop(
     (candidate -> score of this ``evaluator``) memoises scores across calls; by default
     only repeats within this loop are memoised."""
     space = space or ctx.space
+    asker = trials_of(asker)
     tag = {
         "controller": asker.name,
         "phase": phase,
@@ -156,7 +225,7 @@ def run_loop(
 
 
 def _drive(
-    asker: AskTell,
+    asker: TrialAsker,
     evaluator: Evaluator,
     ctx: SearchContext,
     budget: int,
@@ -171,6 +240,16 @@ def _drive(
     cache hits, stop reason)."""
     best: Candidate | None = None
     best_score, n, asked, hits, reason = -math.inf, 0, 0, 0, "done"
+    resumed = getattr(asker, "resumed_trials", None)
+    for cand, score in resumed() if resumed is not None else []:  # a killed run's, never rerun
+        ctx.record(
+            event="evaluation", **tag, index=n, candidate=as_json(cand),
+            bytes=space.bytes_of(cand), score=_finite(score), resumed=True,
+        )  # fmt: skip
+        cache.setdefault(cand, score)
+        n += 1
+        if score > best_score:
+            best, best_score = cand, score
     try:
         while not asker.done():
             if max_evals is not None and n >= max_evals:
@@ -179,12 +258,15 @@ def _drive(
             if deadline is not None and asked > 0 and time.perf_counter() > deadline:
                 reason = "time"
                 break
-            cand = asker.ask()
+            trial = asker.ask_trial()
+            if trial is None:  # serial: nothing is in flight, so nothing can come later
+                raise RuntimeError(f"{asker.name}: ask_trial() has nothing with no trial in flight")
+            cand = trial.candidate
             asked += 1
             nbytes = space.bytes_of(cand)
             if nbytes > budget:  # rejected: recorded, told -inf, never kept
                 ctx.record(event="rejected", **tag, candidate=as_json(cand), bytes=nbytes)
-                asker.tell(cand, -math.inf)
+                asker.tell_trial(trial.id, {"score": -math.inf, "bytes": float(nbytes)})
                 continue
             score, facts = _score(evaluator, cand, cache)
             ctx.record(
@@ -192,7 +274,8 @@ def _drive(
             )
             n += 1
             hits += bool(facts["cached"])
-            asker.tell(cand, score)
+            metrics = {k: v for k, v in facts.items() if isinstance(v, float) and k != "seconds"}
+            asker.tell_trial(trial.id, {**metrics, "score": score, "bytes": float(nbytes)})
             if score > best_score:  # NaN never wins
                 best, best_score = cand, score
             shown(n, best_score)

@@ -29,7 +29,7 @@ from embsearch.controllers.param_spec import (
 from embsearch.errors import ConfigError
 from embsearch.evaluator import Evaluator
 from embsearch.plan import Plan
-from embsearch.search_loop import LoopResult, deadline_of, run_loop
+from embsearch.search_loop import ByCandidate, LoopResult, Trial, deadline_of, run_loop
 from embsearch.search_spaces.base import Candidate, SearchSpace
 
 SEARCH_BACKBONE = Param(
@@ -191,14 +191,20 @@ class AskTellController(Controller):
     ``search_budgets(ctx)`` runs:
 
     1. ``prepare(ctx, deadline)`` once: e.g. train one supernet that serves every budget;
-    2. per budget: ``start(ctx, budget)``, then the loop repeats ``ask() -> candidate``,
-       ``evaluator(ctx, budget)(candidate) -> score``, ``tell(candidate, score)`` until
+    2. per budget: ``start(ctx, budget)``, then the loop repeats ``ask_trial() -> Trial``,
+       ``evaluator(ctx, budget)(candidate) -> score``, ``tell_trial(trial id, metrics)`` until
        ``done()``, ``ctx.max_seconds`` runs out or Ctrl-C, recording every evaluation;
     3. ``finish(ctx, budget, result) -> Plan`` from the loop's best candidate.
 
     ``ask()`` should return candidates of ``search_space(ctx)`` within the budget; the loop
     rejects (records, tells ``-inf``, never keeps) any that is not. Scores: higher is better.
     ``search(ctx)`` is ``search_budgets`` on the first budget alone.
+
+    Trial ids (issue 22 item 2): the default ``ask_trial`` / ``tell_trial`` number the
+    trials of ``ask()`` / ``tell(candidate, score)`` (a subclass writes those two); a
+    controller with several trials in flight, "nothing now" answers (``None``) or more than
+    one objective overrides ``ask_trial`` / ``tell_trial`` instead (``metrics`` holds
+    ``score``, ``bytes`` and the evaluator's metrics).
 
     A controller whose scores do not depend on the budget (``budget_free_scores = True``,
     e.g. inherited-weight scores of one supernet) gets one score memo per evaluator shared
@@ -234,6 +240,18 @@ class AskTellController(Controller):
     @abstractmethod
     def done(self) -> bool:
         """True when this budget's search has nothing more to ask."""
+
+    def ask_trial(self) -> Trial | None:
+        """The next trial (an id and a candidate), or ``None`` for "nothing now"; default:
+        :meth:`ask`'s candidate under the next id."""
+        if "by_candidate_" not in self.__dict__:
+            self.by_candidate_ = ByCandidate(self)
+        return self.by_candidate_.ask_trial()
+
+    def tell_trial(self, trial_id: int, metrics: dict[str, float]) -> None:
+        """Report trial ``trial_id``'s metrics; default: :meth:`tell` its candidate
+        ``metrics["score"]``."""
+        self.by_candidate_.tell_trial(trial_id, metrics)
 
     def fallback(self, ctx: SearchContext, budget: int) -> Candidate:
         """A feasible candidate when nothing was evaluated (interrupted or out of time at once)."""

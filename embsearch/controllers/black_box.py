@@ -4,9 +4,14 @@ Each Optuna trial is a candidate of the search space: one categorical parameter 
 group), named ``<field>/<group>``, over the space's candidate dims (``trial.suggest_categorical``).
 Optuna's ask/tell interface (``study.ask()`` / ``study.tell()``) runs inside the
 :class:`~embsearch.controllers.base.AskTellController` hooks, so the shared loop
-(``search_loop.run_loop``) scores, records and stops as for every sample-based controller.
-One in-memory study per budget (storage comes later), its sampler seeded from the run's
-seed and the budget; Optuna's own logging is silenced (warnings only).
+(``search_loop.run_loop``) scores, records and stops as for every sample-based controller;
+a trial's id is its Optuna trial number, so several may be in flight. One study per budget,
+in the run's Optuna storage when the context has one (the runner's journal file or
+``--storage URL``; in memory otherwise), its sampler seeded per ask from the run's seed,
+the budget and the ask's index, so a killed search resumes where it stopped
+(:mod:`.black_box_study`); Optuna's own logging is silenced (warnings only). A subclass
+gives the sampler and, if it cannot model categoricals (CMA-ES, :mod:`.cma_es`), its own
+encoding (``distribution``/``suggest``/``encode``/``decode``).
 
 Scoring (``scoring="supernet"``, the only one so far): issue 22 lets each trial be "trained
 from scratch, or fine-tuned from a supernet checkpoint when the controller has one"; this is
@@ -36,8 +41,8 @@ first candidate the sampler asks for (repaired onto the budget): that is the nul
 
 Citations: TPE, Bergstra, Bardenet, Bengio, Kegl, "Algorithms for Hyper-Parameter
 Optimization", NeurIPS 2011; Optuna, Akiba, Sano, Yanase, Ohta, Koyama, "Optuna: A
-Next-generation Hyperparameter Optimization Framework", KDD 2019. ``cmaes`` (Optuna's
-CmaEsSampler) needs the ``cmaes`` package, not a dependency yet, so it is not offered.
+Next-generation Hyperparameter Optimization Framework", KDD 2019. ``cmaes`` is in
+:mod:`.cma_es`, ``nsga2`` (two objectives, a Pareto front) in :mod:`.nsga2`.
 """
 
 from __future__ import annotations
@@ -47,19 +52,26 @@ from abc import abstractmethod
 from typing import Any, ClassVar
 
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
 from embsearch.controllers.base import SEARCH_BACKBONE, AskTellController
+from embsearch.controllers.black_box_study import (
+    REPAIRED_FROM,
+    ask_seed,
+    ask_study,
+    open_study,
+    recover,
+)
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
 from embsearch.embeddings.supernets_evo import SAMPLINGS, MaskedSupernetEmbedding
 from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
-from embsearch.search_loop import LoopResult, as_json
+from embsearch.search_loop import LoopResult, Trial, as_json
 from embsearch.search_spaces.base import Candidate, SearchSpace
 
 BLACK_BOX_SPECS: dict[str, Param] = {
@@ -114,17 +126,56 @@ def candidate_params(space: SearchSpace, cand: Candidate) -> dict[str, int]:
 
 class BlackBoxController(AskTellController):
     """The ask/tell half every Optuna controller shares; a subclass gives :meth:`make_sampler`
-    (the module docstring describes the encoding, the scoring and the repair)."""
+    (the module docstring describes the encoding, the scoring and the repair; the study's
+    storage, seeds and resume are :mod:`.black_box_study`'s)."""
 
     family = "black-box"
     default_space = "field_dims"
     budget_free_scores = True
     param_specs: ClassVar[dict[str, Param]] = BLACK_BOX_SPECS
     null_signal = "constant scores (the loop keeps the sampler's first candidate)"
+    directions: ClassVar[tuple[str, ...]] = ("maximize",)  # one per value of values_of
+    carried_prefixes: ClassVar[tuple[str, ...]] = ()  # see carried_attrs
 
     @abstractmethod
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         """The Optuna sampler of a study seeded with ``seed``."""
+
+    # -- the encoding (one parameter per (field, group)); CMA-ES encodes indices instead ---
+    def distribution(self, space: SearchSpace) -> BaseDistribution:
+        """Every (field, group) parameter's distribution: the candidate dims, categorical."""
+        return CategoricalDistribution(list(space.candidates))
+
+    def suggest(self, trial: optuna.trial.Trial, name: str, space: SearchSpace) -> int:
+        """One (field, group) dim from ``trial``."""
+        return int(trial.suggest_categorical(name, list(space.candidates)))
+
+    def encode(self, space: SearchSpace, dim: int) -> Any:
+        """A dim as its parameter value."""
+        return int(dim)
+
+    def decode(self, space: SearchSpace, value: Any) -> int:
+        """A parameter value as its dim."""
+        return int(value)
+
+    def params_of(self, space: SearchSpace, cand: Candidate) -> dict[str, Any]:
+        """A candidate as Optuna parameters (one per (field, group))."""
+        return {
+            param_name(space, f, g): self.encode(space, d)
+            for f, dims in enumerate(cand)
+            for g, d in enumerate(dims)
+        }
+
+    def candidate_from(self, space: SearchSpace, params: dict[str, Any]) -> Candidate:
+        """The candidate of a trial's parameters."""
+        return tuple(
+            tuple(self.decode(space, params[param_name(space, f, g)]) for g in range(len(gs)))
+            for f, gs in enumerate(space.groups)
+        )
+
+    def values_of(self, metrics: dict[str, float]) -> float | list[float]:
+        """What the study is told for a scored trial (one value per :attr:`directions`)."""
+        return float(metrics["score"])
 
     @property
     def total(self) -> int:
@@ -182,70 +233,101 @@ class BlackBoxController(AskTellController):
         return self.evaluator_
 
     # -- ask/tell over one Optuna study per budget ------------------------------------------
-    def new_study(self, ctx: SearchContext, budget: int) -> optuna.Study:
-        quiet_optuna()
-        sampler = self.make_sampler(self.sampler_seed(ctx, budget))
-        return optuna.create_study(direction="maximize", sampler=sampler)
-
     def start(self, ctx: SearchContext, budget: int) -> None:
+        """This budget's study (in the run's storage, taken up again after a kill)."""
+        quiet_optuna()
         space = self.search_space(ctx)
-        self.study_ = self.new_study(ctx, budget)
+        self.study_seed_ = self.sampler_seed(ctx, budget)
+        name = ctx.store.study_name(self.name, budget) if ctx.store is not None else ""
+        sampler = self.make_sampler(ask_seed(self.study_seed_, 0))
+        self.study_ = open_study(ctx.store, name, self.directions, sampler)
         self.study_space_, self.study_budget_ = space, budget
-        self.pending_: tuple[optuna.trial.Trial, Candidate | None] | None = None
-        self.told_, self.repaired_ = 0, 0
+        self.pending_: dict[int, tuple[optuna.trial.Trial, Candidate | None]] = {}
+        self.told_ = recover(self.study_)
+        self.repaired_ = sum(
+            1 for t in self.study_.get_trials(deepcopy=False) if REPAIRED_FROM in t.user_attrs
+        )
         self.distributions_ = {
-            param_name(space, f, g): CategoricalDistribution(list(space.candidates))
+            param_name(space, f, g): self.distribution(space)
             for f, groups in enumerate(space.groups)
             for g in range(len(groups))
         }
 
+    def resumed_trials(self) -> list[tuple[Candidate, float]]:
+        """The scored trials a killed run of this budget left (none in a fresh study), in
+        trial order: the loop starts from them and never runs them again."""
+        done = self.study_.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return [(self.candidate_from(self.study_space_, t.params), t.values[0]) for t in done]
+
     def _sample(self, trial: optuna.trial.Trial) -> Candidate:
         space = self.study_space_
         return tuple(
-            tuple(
-                int(trial.suggest_categorical(param_name(space, f, g), list(space.candidates)))
-                for g in range(len(groups))
-            )
-            for f, groups in enumerate(space.groups)
+            tuple(self.suggest(trial, param_name(space, f, g), space) for g in range(len(gs)))
+            for f, gs in enumerate(space.groups)
         )
 
-    def ask(self) -> Candidate:
-        trial = self.study_.ask()
+    def ask_trial(self) -> Trial | None:
+        """The next trial: the sampler's candidate, repaired onto the budget if over it;
+        its id is the sampled Optuna trial's number."""
+        trial, _ = ask_study(self.study_, self.make_sampler, self.study_seed_)
         cand = self._sample(trial)
         space, budget = self.study_space_, self.study_budget_
         if space.bytes_of(cand) <= budget:
-            self.pending_ = (trial, None)
-            return cand
+            self.pending_[trial.number] = (trial, None)
+            return Trial(trial.number, cand)
         repaired = space.repair(cand, budget)
         trial.set_user_attr("sampled_bytes", int(space.bytes_of(cand)))
-        self.pending_ = (trial, repaired)
-        return repaired
+        self.pending_[trial.number] = (trial, repaired)
+        return Trial(trial.number, repaired)
 
-    def tell(self, candidate: Candidate, score: float) -> None:
-        if self.pending_ is None:
-            raise RuntimeError(f"{self.name}: tell() without an ask()")
-        trial, repaired = self.pending_
-        self.pending_ = None
+    def tell_trial(self, trial_id: int, metrics: dict[str, float]) -> None:
+        """Tell the study trial ``trial_id``'s values; a repaired trial's sampled parameters
+        are told ``FAIL`` and the repaired ones added with the values."""
+        if trial_id not in self.pending_:
+            raise RuntimeError(f"{self.name}: tell_trial({trial_id}) for no trial in flight")
+        trial, repaired = self.pending_.pop(trial_id)
         self.told_ += 1
-        ok = math.isfinite(score)
+        ok = math.isfinite(float(metrics["score"]))
         if repaired is None:
             if ok:
-                self.study_.tell(trial, float(score))
+                self.study_.tell(trial, self.values_of(metrics))
             else:
                 self.study_.tell(trial, state=TrialState.FAIL)
             return
         self.repaired_ += 1
         trial.set_user_attr("repaired_to", as_json(repaired))
-        self.study_.tell(trial, state=TrialState.FAIL)
-        if ok:  # the repaired parameters, with their score, are what the sampler learns from
-            self.study_.add_trial(
+        if ok:  # the repaired parameters, with their values, are what the sampler learns from
+            values = self.values_of(metrics)
+            self.study_.add_trial(  # before the FAIL: a kill between the two loses no score
                 create_trial(
-                    params=candidate_params(self.study_space_, repaired),
+                    params=self.params_of(self.study_space_, repaired),
                     distributions=self.distributions_,
-                    value=float(score),
-                    user_attrs={"repaired_from": trial.number},
+                    values=values if isinstance(values, list) else [values],
+                    user_attrs={REPAIRED_FROM: trial.number},
+                    system_attrs=self.carried_attrs(trial),
                 )
             )
+        self.study_.tell(trial, state=TrialState.FAIL)
+
+    def carried_attrs(self, trial: optuna.trial.Trial) -> dict[str, Any]:
+        """The sampled trial's system attributes under :attr:`carried_prefixes` (a sampler's
+        generation bookkeeping), for its repaired replacement: the repaired point is what
+        the sampler's population holds (Lamarckian repair)."""
+        if not self.carried_prefixes:
+            return {}
+        attrs = self.study_._storage.get_trial(trial._trial_id).system_attrs
+        return {k: v for k, v in attrs.items() if k.startswith(self.carried_prefixes)}
+
+    def ask(self) -> Candidate:
+        trial = self.ask_trial()
+        assert trial is not None
+        return trial.candidate
+
+    def tell(self, candidate: Candidate, score: float) -> None:
+        """The last asked trial's score (callers that know only candidates)."""
+        if not self.pending_:
+            raise RuntimeError(f"{self.name}: tell() without an ask()")
+        self.tell_trial(max(self.pending_), {"score": float(score)})
 
     def done(self) -> bool:
         return self.told_ >= int(self.config["trials"])
@@ -256,7 +338,10 @@ class BlackBoxController(AskTellController):
         keeps the first candidate (a later one never beats it): the sampler's first
         candidate for ``budget``, repaired onto it. Deterministic (the budget's sampler seed)."""
         space = self.search_space(ctx)
-        study = self.new_study(ctx, budget)
+        seed = ask_seed(self.sampler_seed(ctx, budget), 0)
+        study = optuna.create_study(
+            directions=list(self.directions), sampler=self.make_sampler(seed)
+        )
         cand = self._first(study, space)
         return space.repair(cand, budget)
 

@@ -271,9 +271,13 @@ class Evolution:
         """True once the last generation is told (or no unseen child could be bred)."""
         return not self._queue and not self._pending
 
-    def ask(self) -> Candidate:
+    def ask(self) -> Candidate | None:
+        """The next candidate of the current generation; ``None`` ("nothing now") while the
+        generation is out and not all told (the next one is bred from its scores)."""
         if not self._queue:
-            raise RuntimeError("ask() after the search is done, or before the generation was told")
+            if self._pending:
+                return None
+            raise RuntimeError("ask() after the search is done")
         cand = self._queue.pop(0)
         self._pending.add(cand)
         return cand

@@ -188,7 +188,7 @@ class EvolutionaryController(AskTellController):
         plan.extra.update(self.search_backbone_record())
         return plan
 
-    def ask(self) -> Candidate:
+    def ask(self) -> Candidate | None:
         return self.evolution_.ask()
 
     def tell(self, candidate: Candidate, score: float) -> None:

@@ -25,6 +25,8 @@ BUILTIN: dict[str, str] = {
     "dnis": "embsearch.controllers.dnis:DNIS",
     "tpe": "embsearch.controllers.black_box:TPE",
     "random": "embsearch.controllers.black_box:RandomSearch",
+    "cmaes": "embsearch.controllers.cma_es:CmaEs",
+    "nsga2": "embsearch.controllers.nsga2:NSGA2",
 }
 
 

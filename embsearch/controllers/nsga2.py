@@ -1,0 +1,156 @@
+"""``nsga2``: NSGA-II (Deb et al. 2002) over per-(field, group) dims with two objectives,
+validation AUC (maximised) and table bytes (minimised), through Optuna's ``NSGAIISampler``,
+as a black-box controller (:mod:`.black_box`: supernet scoring, repair onto the budget,
+storage, resume).
+
+1. every trial is told ``(inherited validation AUC, bytes)``; a sampled candidate over the
+   budget is repaired onto it first (the repaired point joins the sampler's generation:
+   Lamarckian repair), so every scored point is feasible;
+2. NSGA-II breeds each generation from the previous one by non-dominated sorting and
+   crowding distance (Optuna's implementation: uniform crossover, per-parameter mutation);
+3. the result is the **Pareto front** of the scored trials (no point has both a higher AUC
+   and fewer bytes than another): the runner writes one plan per front point under
+   ``front/`` in the run directory (``front/<k>/plan.json`` with its ``config.json``, so
+   ``embsearch retrain RUN_DIR/front/<k>`` trains it) and ``front.json`` (the points, AUC
+   and bytes); the run's own plan is the front point with the best AUC (ties: fewer bytes).
+   Every front point is within the budget.
+
+``population_size`` defaults to 16 (an extension: Optuna's 50 would leave 64 trials barely
+one generation). The null signal: every trial told one constant AUC, the front is the
+cheapest candidates the sampler met; the null plan is the cheapest of them (simulated with
+the same seeds, no training).
+
+Citations: Kalyanmoy Deb, Amrit Pratap, Sameer Agarwal, T. Meyarivan, "A Fast and Elitist
+Multiobjective Genetic Algorithm: NSGA-II", IEEE Transactions on Evolutionary Computation
+6(2), 2002; via Optuna (Akiba et al., KDD 2019).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import ClassVar
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from embsearch.context import SearchContext
+from embsearch.controllers.black_box import BLACK_BOX_SPECS, BlackBoxController
+from embsearch.controllers.param_spec import Param
+from embsearch.plan import Plan
+from embsearch.search_loop import LoopResult
+from embsearch.search_spaces.base import Candidate
+
+
+def front_order(front: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Front trials by AUC descending, then bytes ascending, then trial number; a candidate
+    scored twice (a repeat the loop answered from its memo) is kept once."""
+    out, seen = [], set()
+    for t in sorted(front, key=lambda t: (-t.values[0], t.values[1], t.number)):
+        key = tuple(sorted(t.params.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(t)
+    return out
+
+
+class NSGA2(BlackBoxController):
+    """NSGA-II on (validation AUC, bytes); returns the Pareto front (module docstring)."""
+
+    name = "nsga2"
+    paper = (
+        "Kalyanmoy Deb, Amrit Pratap, Sameer Agarwal, T. Meyarivan. A Fast and Elitist "
+        "Multiobjective Genetic Algorithm: NSGA-II. IEEE TEVC 6(2), 2002; via Optuna "
+        "(Takuya Akiba et al. Optuna: A Next-generation Hyperparameter Optimization "
+        "Framework. KDD 2019)"
+    )
+    supported_spaces = ("field_dims", "feature_dims")
+    directions = ("maximize", "minimize")
+    carried_prefixes = ("NSGAIISampler:",)  # the sampler's generation of a trial
+    null_signal = "constant AUC (the front's cheapest candidate is kept)"
+    param_specs: ClassVar[dict[str, Param]] = {
+        **BLACK_BOX_SPECS,
+        "population_size": Param(
+            16,
+            "int",
+            "trials per NSGA-II generation",
+            2,
+            extension="16, not Optuna's 50: 64 trials make 4 generations",
+        ),
+        "crossover_prob": Param(0.9, "float", "chance a child is bred by crossover", 0.0, 1.0),
+        "swapping_prob": Param(
+            0.5, "float", "uniform crossover: chance each parameter comes from the other parent"
+        ),
+        "mutation_prob": Param(
+            None,
+            "float",
+            "chance each parameter is redrawn (None: Optuna's, 1 / parameters)",
+            0.0,
+            1.0,
+            optional=True,
+        ),
+    }
+
+    def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.NSGAIISampler(
+            population_size=int(self.config["population_size"]),
+            crossover_prob=float(self.config["crossover_prob"]),
+            swapping_prob=float(self.config["swapping_prob"]),
+            mutation_prob=self.config["mutation_prob"],
+            seed=seed,
+        )
+
+    def values_of(self, metrics: dict[str, float]) -> list[float]:
+        return [float(metrics["score"]), float(metrics["bytes"])]
+
+    def front(self) -> list[FrozenTrial]:
+        """This budget's Pareto front (scored trials only: all within the budget), best AUC
+        first."""
+        return front_order(self.study_.best_trials)
+
+    def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
+        """The plan of the front's best-AUC point, with the front in ``plan.extra["front"]``
+        and as plans in ``self.front_plans_[budget]`` (the runner writes them)."""
+        started = getattr(self, "study_budget_", None) == budget
+        front = self.front() if started else []
+        if front:
+            best = self.candidate_from(self.study_space_, front[0].params)
+            result = replace(result, best=best, best_score=front[0].values[0])
+        plan = super().finish(ctx, budget, result)
+        space = self.search_space(ctx)
+        plans = [
+            space.to_plan(
+                self.candidate_from(self.study_space_, t.params),
+                self.name,
+                budget,
+                data_fingerprint=ctx.dataset.fingerprint(),
+                extra={"front_point": k, "inherited_val_auc": t.values[0], "trial": t.number},
+            )
+            for k, t in enumerate(front)
+        ]
+        self.__dict__.setdefault("front_plans_", {})[budget] = plans
+        plan.extra["front"] = [
+            {"point": k, "inherited_val_auc": t.values[0], "bytes": int(t.values[1])}
+            for k, t in enumerate(front)
+        ]
+        return plan
+
+    def front_plans(self, budget: int) -> list[Plan]:
+        """The front's plans for ``budget`` (best AUC first; empty before its search)."""
+        return getattr(self, "front_plans_", {}).get(budget, [])
+
+    def null_candidate(self, ctx: SearchContext, budget: int) -> Candidate | None:
+        """The pick under a constant AUC: this budget's search replayed in memory with the
+        same seeds and repairs, every trial told (0, its bytes), nothing trained; the front
+        is then the cheapest candidates, the pick the cheapest (first met on ties)."""
+        keys = ("study_", "study_space_", "study_budget_", "pending_", "told_", "repaired_")
+        kept = {k: self.__dict__.get(k) for k in (*keys, "distributions_", "study_seed_")}
+        try:
+            self.start(replace(ctx, store=None), budget)
+            while not self.done():
+                trial = self.ask_trial()
+                assert trial is not None
+                nbytes = float(self.study_space_.bytes_of(trial.candidate))
+                self.tell_trial(trial.id, {"score": 0.0, "bytes": nbytes})
+            return self.candidate_from(self.study_space_, self.front()[0].params)
+        finally:
+            self.__dict__.update(kept)
