@@ -30,6 +30,9 @@ A resumed controller (``--resume``) hands the loop the trials a killed run finis
 (``resumed_trials() -> [(candidate, score)]``): they are recorded as evaluations marked
 ``"resumed": true`` and count as this loop's first, so the best is kept over both runs.
 
+With a storage in the context, :func:`trial_recorder` also writes every evaluation into
+the run's Optuna storage as it finishes (issue 22 item 3).
+
 Memoised scores are recorded like any evaluation, marked ``"cached": true`` (with no
 metrics and ~0 ``seconds``); ``LoopResult.cache_hits`` counts them.
 """
@@ -175,6 +178,49 @@ def _score(
     return score, facts
 
 
+def trial_recorder(
+    asker: TrialAsker, ctx: SearchContext, space: SearchSpace, tag: dict[str, Any]
+) -> Callable[[Candidate, float, dict[str, Any]], None] | None:
+    """With a storage in ``ctx`` (the runner's), each evaluation of an asker that keeps no
+    study of its own (``stores_trials``: the black-box controllers do) becomes a finished
+    trial of the study ``<run>/<controller>/<phase>/budget-<bytes>`` as it finishes: one
+    categorical parameter per (field, group), ``<field>/<group>``, the score as its value
+    (non-finite: ``FAIL``), the bytes and metrics as user attributes. For
+    ``optuna-dashboard``; only black-box searches resume from it."""
+    store, inner = ctx.store, getattr(asker, "asker", asker)
+    if store is None or getattr(inner, "stores_trials", False):
+        return None
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = store.study_name(tag["controller"], tag["budget"], tag["phase"])
+    study = optuna.create_study(
+        storage=store.storage, study_name=name, direction="maximize", load_if_exists=True
+    )
+    dist = CategoricalDistribution(list(space.candidates))
+    names = [
+        [f"{space.schema.fields[f].name}/{g}" for g in range(len(gs))]
+        for f, gs in enumerate(space.groups)
+    ]
+
+    def stored(cand: Candidate, score: float, facts: dict[str, Any]) -> None:
+        params = {names[f][g]: int(d) for f, dims in enumerate(cand) for g, d in enumerate(dims)}
+        ok = math.isfinite(score)
+        study.add_trial(
+            create_trial(
+                params=params,
+                distributions=dict.fromkeys(params, dist),
+                value=float(score) if ok else None,
+                state=TrialState.COMPLETE if ok else TrialState.FAIL,
+                user_attrs={k: v for k, v in facts.items() if v is not None},
+            )
+        )
+
+    return stored
+
+
 def run_loop(
     asker: AskTell | TrialAsker,
     evaluator: Evaluator,
@@ -210,8 +256,9 @@ def run_loop(
                 info += f"  {max(deadline - time.perf_counter(), 0.0):.0f} s left"
             bar.update(task, completed=done, info=info)
 
+        stored = trial_recorder(asker, ctx, space, tag)
         best, best_score, n, hits, reason = _drive(
-            asker, evaluator, ctx, budget, space, deadline, max_evals, cache, tag, shown
+            asker, evaluator, ctx, budget, space, deadline, max_evals, cache, tag, shown, stored
         )
     result = LoopResult(best, best_score, n, time.perf_counter() - t0, reason, hits)
     best_bytes = None if best is None else space.bytes_of(best)
@@ -235,6 +282,7 @@ def _drive(
     cache: dict[Candidate, float],
     tag: dict[str, Any],
     shown: Callable[[int, float], None],
+    stored: Callable[[Candidate, float, dict[str, Any]], None] | None = None,
 ) -> tuple[Candidate | None, float, int, int, str]:
     """``run_loop``'s ask/score/tell repetition; returns (best, its score, evaluations,
     cache hits, stop reason)."""
@@ -274,6 +322,8 @@ def _drive(
             )
             n += 1
             hits += bool(facts["cached"])
+            if stored is not None:
+                stored(cand, score, {**facts, "bytes": nbytes})
             metrics = {k: v for k, v in facts.items() if isinstance(v, float) and k != "seconds"}
             asker.tell_trial(trial.id, {**metrics, "score": score, "bytes": float(nbytes)})
             if score > best_score:  # NaN never wins

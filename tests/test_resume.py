@@ -150,3 +150,26 @@ def test_storage_urls(tmp_path, capsys):
     assert info["storage"] == url and not (out / "trials.journal").exists()
     (summary,) = optuna.get_all_study_summaries(url)
     assert summary.study_name.startswith(info["run"] + "/tpe/") and summary.n_trials >= 6
+
+
+def test_every_ask_tell_search_stores_its_evaluations(tmp_path):
+    """An evolutionary search keeps no study of its own: the loop writes each evaluation
+    into the run's journal as it finishes, one trial per history evaluation."""
+    out = tmp_path / "evo"
+    argv = [*FAST[:4], "--controller", "optembed", "--param", "population=4"]
+    argv += ["--param", "generations=1", "--param", "top_k=2"]
+    argv += ["--epochs", "1", "--batch-size", "1024", "--threads", "1", "--quiet"]
+    assert main(["search", *argv, "--out", str(out)]) == 0
+    storage = JournalStorage(JournalFileBackend(str(out / "trials.journal")))
+    run = json.loads((out / "run.json").read_text())["run"]
+    history = json.loads((out / "search.json").read_text())["history"]
+    for phase in ("search", "final"):
+        events = [e for e in history if e["event"] == "evaluation" and e["phase"] == phase]
+        (name,) = [
+            s.study_name
+            for s in optuna.get_all_study_summaries(storage)
+            if s.study_name.startswith(f"{run}/optembed/{phase}/")
+        ]
+        trials = optuna.load_study(study_name=name, storage=storage).trials
+        assert len(trials) == len(events) > 0
+        assert [t.value for t in trials] == [e["score"] for e in events]

@@ -136,6 +136,7 @@ class BlackBoxController(AskTellController):
     null_signal = "constant scores (the loop keeps the sampler's first candidate)"
     directions: ClassVar[tuple[str, ...]] = ("maximize",)  # one per value of values_of
     carried_prefixes: ClassVar[tuple[str, ...]] = ()  # see carried_attrs
+    stores_trials = True  # its own study holds its trials (the loop's recorder skips it)
 
     @abstractmethod
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
