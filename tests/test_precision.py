@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -68,7 +69,7 @@ def test_a_budget_buys_more_dims_at_lower_precision(small_ds):
     assert total["fp16"] > total["fp32"] and total["int8"] > total["fp32"]
 
 
-def test_search_with_precision_plans_trains_and_exports_that_precision(tmp_path):
+def test_search_with_precision_plans_trains_and_exports_that_precision(tmp_path, monkeypatch):
     code = main(
         ["search", "--data", "synthetic", "--budget", "25%", "--controller", "mde", "--epochs",
          "1", "--threads", "1", "--precision", "fp16", "--out", str(tmp_path / "run"), "--quiet"]
@@ -81,6 +82,15 @@ def test_search_with_precision_plans_trains_and_exports_that_precision(tmp_path)
     tensors = load_file(str(out / "weights.safetensors"))
     assert {t.dtype for t in tensors.values()} == {torch.float16}
     assert sum(t.numel() * t.element_size() for t in tensors.values()) == plan.table_bytes
+    # fp32 tensors under an fp16 plan have the plan's element counts: the check sees their bytes
+    real = MixedDimEmbedding.block_tensors
+    monkeypatch.setattr(
+        MixedDimEmbedding,
+        "block_tensors",
+        lambda self: {k: v.float() for k, v in real(self).items()},
+    )
+    with pytest.raises(RuntimeError, match=f"export holds {2 * plan.table_bytes} B"):
+        export_run(tmp_path / "run", tmp_path / "export2")
 
 
 def test_unknown_precision_is_one_line_and_exit_2(tmp_path, capsys):
