@@ -26,7 +26,7 @@ from typing import Any
 from embsearch._atomic import read_json, write_json
 from embsearch.errors import ConfigError, RunDirError
 from embsearch.run_config import RunConfig
-from embsearch.trial_store import TrialStore, new_run_id, open_store
+from embsearch.trial_store import JOURNAL_NAME, TrialStore, new_run_id, open_store
 
 RUN_NAME = "run.json"
 FREE = ("device", "threads", "max_seconds")  # options a resume may change
@@ -60,6 +60,15 @@ def start_run(out: Path, cfg: RunConfig, data_fingerprint: str, storage: str | N
         },
     )
     return store
+
+
+def discard_start(out: Path) -> None:
+    """Remove what :func:`start_run` wrote into ``out`` (a fresh search refused before it
+    wrote any plan: bad input leaves no output)."""
+    for name in (RUN_NAME, "config.json", JOURNAL_NAME, JOURNAL_NAME + ".lock"):
+        path = out / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
 
 
 def read_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

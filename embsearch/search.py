@@ -43,7 +43,7 @@ from embsearch.controllers.base import Controller
 from embsearch.controllers.registry import get_controller
 from embsearch.data.dataset import Dataset
 from embsearch.data.synthetic import make_synthetic
-from embsearch.errors import ConfigError
+from embsearch.errors import ConfigError, EmbsearchError
 from embsearch.out_dir import check_out_dir, claim_dir, lock_dir
 from embsearch.plan import NO_EMBEDDING, Plan
 from embsearch.run_config import RunConfig
@@ -52,7 +52,13 @@ from embsearch.run_dir import (  # load_run, load_weights: re-exported, their ho
     load_run,  # noqa: F401
     load_weights,  # noqa: F401
 )
-from embsearch.run_state import check_same_run, read_run, resume_store, start_run
+from embsearch.run_state import (
+    check_same_run,
+    discard_start,
+    read_run,
+    resume_store,
+    start_run,
+)
 from embsearch.search_spaces import SPACES, SearchSpace
 from embsearch.train.device import resolve_device, set_threads
 from embsearch.train.trainer import TrainConfig
@@ -178,24 +184,29 @@ def run_search(
             ctx.store = resume_store(out, info)
         else:
             ctx.store = start_run(out, cfg, dataset.fingerprint(), storage)
-        t0 = time.perf_counter()
-        plans = controller.search_budgets(ctx)
-        search_seconds = time.perf_counter() - t0
-        if len(plans) != len(budgets):
-            raise RuntimeError(
-                f"controller {cfg.controller} returned {len(plans)} plans for {len(budgets)} budgets"
-            )
-        for budget, plan in zip(budgets, plans):
-            if plan.table_bytes > budget:
+        try:
+            t0 = time.perf_counter()
+            plans = controller.search_budgets(ctx)
+            search_seconds = time.perf_counter() - t0
+            if len(plans) != len(budgets):
                 raise RuntimeError(
-                    f"controller {cfg.controller} broke the budget: {plan.table_bytes} > {budget} B"
+                    f"controller {cfg.controller} returned {len(plans)} plans for {len(budgets)} budgets"
                 )
-            if plan.fields and all(d == 0 for f in plan.fields for d in f.dims):
-                raise ConfigError(
-                    f"controller {cfg.controller} returned a plan for {format_bytes(budget)} in "
-                    f"which {NO_EMBEDDING}; nothing was written: give a larger --budget, or "
-                    f"candidates with a dim > 0"
-                )
+            for budget, plan in zip(budgets, plans):
+                if plan.table_bytes > budget:
+                    raise RuntimeError(
+                        f"controller {cfg.controller} broke the budget: {plan.table_bytes} > {budget} B"
+                    )
+                if plan.fields and all(d == 0 for f in plan.fields for d in f.dims):
+                    raise ConfigError(
+                        f"controller {cfg.controller} returned a plan for {format_bytes(budget)} in "
+                        f"which {NO_EMBEDDING}; nothing was written: give a larger --budget, or "
+                        f"candidates with a dim > 0"
+                    )
+        except EmbsearchError:  # refused before any plan was written: a fresh run leaves nothing
+            if info is None:
+                discard_start(out)
+            raise
         fronts = [getattr(controller, "front_plans", lambda b: [])(b) for b in budgets]
         return _write_runs(cfg, ctx, out, specs, budgets, plans, search_seconds, warn, fronts)
 

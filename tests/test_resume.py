@@ -173,3 +173,20 @@ def test_every_ask_tell_search_stores_its_evaluations(tmp_path):
         trials = optuna.load_study(study_name=name, storage=storage).trials
         assert len(trials) == len(events) > 0
         assert [t.value for t in trials] == [e["score"] for e in events]
+
+
+def test_a_search_refused_after_its_start_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """config.json, run.json and the journal are written when the search starts; a plan
+    refused at the end (it keeps no embedding) takes them away again with the directory."""
+    (tmp_path / "zero_ctrl.py").write_text(
+        "from embsearch import Controller\n"
+        "class Zero(Controller):\n"
+        "    name, family, paper = 'zero', 'custom', 'none'\n"
+        "    def search(self, ctx):\n"
+        "        return self.make_plan(ctx, tuple((0,) * len(g) for g in ctx.space.groups))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    argv = [*FAST[:4], "--candidates", "0,4,16", "--controller", "zero_ctrl:Zero", "--quiet"]
+    refused(capsys, ["search", *argv, "--out", str(out)], "no embedding")
+    assert not out.exists()

@@ -78,7 +78,11 @@ class NSGA2(BlackBoxController):
         ),
         "crossover_prob": Param(0.9, "float", "chance a child is bred by crossover", 0.0, 1.0),
         "swapping_prob": Param(
-            0.5, "float", "uniform crossover: chance each parameter comes from the other parent"
+            0.5,
+            "float",
+            "uniform crossover: chance each parameter comes from the other parent",
+            0.0,
+            1.0,
         ),
         "mutation_prob": Param(
             None,
