@@ -17,10 +17,12 @@ from embsearch.data.chunks import ChunkedSplit
 from embsearch.data.dataset import Dataset, Split
 from embsearch.data.prepare import prepare
 from embsearch.data.readers import iter_columns
+from embsearch.data.synthetic import make_synthetic
 from embsearch.embeddings import MixedDimEmbedding
+from embsearch.errors import ConfigError
 from embsearch.search_spaces import FieldDimsSpace
 from embsearch.train import TrainConfig
-from embsearch.train.device import seed_everything
+from embsearch.train.device import RESIDENT_ENV, seed_everything
 from embsearch.train.trainer import DeviceData, TrainResult, evaluate, train_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -142,3 +144,32 @@ def test_chunked_split_batches_match_device_split() -> None:
         assert len(a) == len(b)
         for (xa, ya), (xb, yb) in zip(a, b):
             assert xb.dtype == torch.int64 and torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_resident_limit_picks_the_splits_fed_in_chunks(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """``EMBSEARCH_RESIDENT_BYTES``: a split whose int64 ids and labels exceed it is chunked,
+    a smaller one is held whole; a value that is not a number is refused in one line."""
+    ds = make_synthetic(rows=3000, seed=0)
+    fields = ds.schema.num_fields
+    limit = len(ds.val) * (fields * 8 + 4)  # val and test fit, train (8x larger) does not
+    monkeypatch.setenv(RESIDENT_ENV, str(limit))
+    data = DeviceData(ds, torch.device("cpu"))
+    assert isinstance(data.split("train"), ChunkedSplit)
+    assert isinstance(data.split("val"), DeviceSplit)
+    assert data.chunked() == ["train"]
+    monkeypatch.setenv(RESIDENT_ENV, "lots")
+    with pytest.raises(ConfigError, match=RESIDENT_ENV):
+        DeviceData(ds, torch.device("cpu")).split("train")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_chunked_training_on_cuda_gives_the_in_memory_model(tmp_path: Path) -> None:
+    """On CUDA (pinned chunks, non_blocking int32 copies): the in-memory model, exactly."""
+    prepare("synthetic", [], str(tmp_path / "ds"), rows=4000, seed=0)
+    ds = Dataset.load(tmp_path / "ds")
+    cuda = torch.device("cuda")
+    sa, ra = _train(DeviceData(ds, cuda), 0)
+    sb, rb = _train(DeviceData(ds, cuda, resident_bytes=0, chunk_rows=800), 0)
+    assert ra.history == rb.history
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k

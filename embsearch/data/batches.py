@@ -1,7 +1,8 @@
 """Batches as slices of a permutation over contiguous arrays: no per-sample Python.
 
-The arrays are moved to the training device once (when they fit) and each batch is one
-``index_select`` on the device.
+The arrays are moved to the training device once (when they fit: else
+:class:`~embsearch.data.chunks.ChunkedSplit` feeds the same batches in chunks) and each
+batch is one ``index_select`` on the device.
 """
 
 from __future__ import annotations

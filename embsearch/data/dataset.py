@@ -6,7 +6,10 @@ On disk (written by ``embsearch data prepare``)::
     DIR/{train,val,test}_x.npy   int32 [rows, fields]
     DIR/{train,val,test}_y.npy   float32 [rows]
 
-Arrays are memory-mapped on load; batches are slices of a permutation (see ``batches.py``).
+Arrays are memory-mapped on load; batches are slices of a permutation (see ``batches.py``),
+cut from the whole split held in memory or, for a split that does not fit, from chunks of
+the memory-mapped arrays (``chunks.py``). ``prepare`` writes the files in record batches
+(``streaming.py``).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ class CodedInputs:
     codes: list[Path] = field(default_factory=list)  # int32 [rows, fields] per input
     labels: list[Path] = field(default_factory=list)  # float32 [rows] per input
 
-    def chunks(self, i: int, chunk_rows: int) -> Any:
+    def chunks(self, i: int, chunk_rows: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """``(start, codes, labels)`` of input ``i``, ``chunk_rows`` rows at a time (read
         with ``np.fromfile``: no mapping of the whole file stays resident)."""
         width = len(self.names)
