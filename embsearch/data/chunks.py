@@ -6,7 +6,9 @@ yields the same batches: a shuffled epoch draws the same ``torch.randperm`` from
 generator and cuts it into the same batches, so training gives the same model under a seed.
 Only the rows are fetched differently: ``chunk_rows`` of them at a time (whole batches),
 gathered from the prepared ``int32`` arrays in file order (sorted, for locality) and put
-back in the permutation's order; on CUDA the chunk goes to pinned host memory and is copied
+back in the permutation's order, the mapped pages released every :data:`GATHER_ROWS` rows
+(:func:`~embsearch.data.dataset.release_pages`: resident memory does not grow with the
+file either); on CUDA the chunk goes to pinned host memory and is copied
 with ``non_blocking``, as ``int32`` (half the bytes), and widened on the device. The next
 chunk is gathered by a worker thread while the current one trains. Resident: the chunk
 being trained and the one being gathered, the permutation (8 bytes a row) and, for a
@@ -21,10 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from embsearch.data.dataset import Split
+from embsearch.data.dataset import Split, release_pages
 
 #: rows per chunk (rounded down to whole batches): about 20 MB of Criteo ids as int32
 CHUNK_ROWS = 1 << 17
+#: rows read from the memory maps between two releases of their pages: each row read maps
+#: up to 64 KiB around it (the kernel's fault-around), so at most about 256 MiB stay mapped
+GATHER_ROWS = 1 << 12
 
 
 class ChunkedSplit:
@@ -89,13 +94,19 @@ class ChunkedSplit:
         if isinstance(idx, slice):
             x = np.array(self.split.x[idx], dtype=np.int32)
             y = np.array(self.split.y[idx], dtype=np.float32)
+            release_pages(self.split.x)
+            release_pages(self.split.y)
         else:
             order = np.argsort(idx, kind="stable")
             where = idx[order]  # file order: nearby rows share pages
             x = np.empty((len(idx), self.split.x.shape[1]), dtype=np.int32)
             y = np.empty(len(idx), dtype=np.float32)
-            x[order] = self.split.x[where]
-            y[order] = self.split.y[where]
+            for a in range(0, len(idx), GATHER_ROWS):
+                part = order[a : a + GATHER_ROWS]
+                x[part] = self.split.x[where[a : a + GATHER_ROWS]]
+                y[part] = self.split.y[where[a : a + GATHER_ROWS]]
+                release_pages(self.split.x)
+                release_pages(self.split.y)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         if self.device.type == "cuda":
             xt, yt = xt.pin_memory(), yt.pin_memory()

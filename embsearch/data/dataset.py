@@ -14,6 +14,7 @@ the memory-mapped arrays (``chunks.py``). ``prepare`` writes the files in record
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,35 @@ from embsearch.data.schema import Schema
 from embsearch.errors import DataError
 
 SPLITS = ("train", "val", "test")
+
+
+#: rows per block of the checks that read a whole split (bounded memory on mapped data)
+CHECK_ROWS = 1 << 20
+
+
+def release_pages(arr: np.ndarray) -> None:
+    """Drop the pages of a read-only memory-mapped array from this process's resident set
+    (``MADV_DONTNEED``; they stay in the page cache, and a later read maps them again), so
+    reading a large split leaves no resident memory behind. Other arrays: nothing."""
+    mm = getattr(arr, "_mmap", None)
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if mm is None or advice is None or arr.flags.writeable:
+        return
+    try:
+        mm.madvise(advice)
+    except (OSError, ValueError):
+        pass
+
+
+def _ids_in_range(x: np.ndarray, card: np.ndarray) -> bool:
+    """Every id of ``x`` in ``[0, card[field])``, read in blocks of :data:`CHECK_ROWS` rows."""
+    for start in range(0, len(x), CHECK_ROWS):
+        block = x[start : start + CHECK_ROWS]
+        ok = block.min() >= 0 and not (block.max(axis=0) >= card).any()
+        release_pages(x)
+        if not ok:
+            return False
+    return True
 
 
 @dataclass
@@ -67,7 +97,7 @@ class Dataset:
                 raise DataError(f"{name}_x has shape {s.x.shape}; expected (rows, {len(card)})")
             if s.y.shape != (s.x.shape[0],):
                 raise DataError(f"{name}_y has shape {s.y.shape}; expected ({s.x.shape[0]},)")
-            if s.x.min() < 0 or (s.x.max(axis=0) >= card).any():
+            if not _ids_in_range(s.x, card):
                 raise DataError(f"{name}_x holds ids outside [0, cardinality) for some field")
 
     def save(
