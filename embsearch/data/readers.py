@@ -16,7 +16,8 @@ columns as Arrow arrays, in file order, with the names of the columns that are n
   ``-1`` means 0.
 
 Gzip input is detected by its magic bytes (whatever the file name). ``rows`` keeps the
-first rows of a file. All parsing runs in Arrow (C++, multithreaded); nothing loops over
+first rows of a file. :func:`iter_columns` yields a file in record batches (what ``data
+prepare`` reads, :mod:`embsearch.data.tables`); :func:`read_columns` returns it whole. All parsing runs in Arrow (C++, multithreaded); nothing loops over
 rows in Python. Labels must be 0/1 (``decode_label``); anything else is a ``DataError``.
 """
 
