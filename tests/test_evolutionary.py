@@ -25,8 +25,6 @@ from embsearch.controllers.evolution import (
     crossover,
     fit_budget,
     mutate,
-    repair_per_block,
-    repair_value,
     uniform_selection,
 )
 from embsearch.controllers.optembed import OptEmbed
@@ -39,6 +37,8 @@ from embsearch.errors import BudgetError, ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator, stratified_rows
 from embsearch.search_loop import LoopResult, run_loop
 from embsearch.search_spaces import FeatureDimsSpace, FieldDimsSpace
+from embsearch.search_spaces.base import log2_distance
+from embsearch.search_spaces.knapsack import solve_mckp
 from embsearch.train import TrainConfig, evaluate
 from embsearch.train.metrics import paired_auc_difference
 
@@ -661,17 +661,31 @@ def test_nothing_over_budget_is_ever_kept(spaces, key, seed, frac):
 
 @FAST
 @given(seed=st.integers(0, 2**16), frac=st.floats(0.05, 0.9))
-def test_per_block_repair_matches_space_repair(spaces, seed, frac):
+def test_per_block_repair_matches_the_field_level_knapsack(spaces, seed, frac):
+    """A ``pad`` space repairs one knapsack unit per (field, group) block: the same optimum
+    as the knapsack over every field's dims tuples (``C ** G`` options each)."""
     space = spaces["feature_pad"]
     rng = np.random.default_rng(seed)
     cand, budget = space.sample(rng), max(int(space.full_table_bytes() * frac), space.min_bytes())
-    fast, exact = repair_per_block(cand, space, budget), space.repair(cand, budget)
-    assert (
-        space.bytes_of(fast) <= budget and space.bytes_of(fit_budget(cand, space, budget)) <= budget
+    fixed = fit_budget(cand, space, budget)
+    assert space.bytes_of(fixed) <= budget
+    if space.bytes_of(cand) <= budget:
+        assert fixed == cand
+        return
+
+    def value(dims, original):
+        return -sum(log2_distance(o, d) for d, o in zip(dims, original))
+
+    costs, values, options = [], [], []
+    for f, dims in enumerate(cand):
+        opts = [o for o in space.options(f) if all(d <= c for d, c in zip(o, dims))]
+        options.append(opts)
+        costs.append([space.field_cost(f, o) for o in opts])
+        values.append([value(o, dims) for o in opts])
+    best = solve_mckp(costs, values, budget)
+    assert value(sum(fixed, ()), sum(cand, ())) == pytest.approx(
+        sum(values[f][i] for f, i in enumerate(best))
     )
-    if space.bytes_of(cand) > budget:
-        value = sum(repair_value(d, o) for d, o in zip(fast, cand))
-        assert value == pytest.approx(sum(repair_value(d, o) for d, o in zip(exact, cand)))
 
 
 # -- cheaper search: patience, validation subsample, final checks ---------------------------------

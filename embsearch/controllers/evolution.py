@@ -39,11 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from embsearch.budget import field_bytes
 from embsearch.controllers.param_spec import Param, check_params, defaults_of, help_of
 from embsearch.errors import BudgetError
-from embsearch.search_spaces.base import Candidate, SearchSpace, log2_distance
-from embsearch.search_spaces.knapsack import solve_mckp
+from embsearch.search_spaces.base import Candidate, SearchSpace
 
 EVOLUTION_SPECS: dict[str, Param] = {
     "population": Param(20, "int", "candidates per generation", 2),
@@ -106,46 +104,17 @@ def mutate(cand: Candidate, space: SearchSpace, rng: np.random.Generator, prob: 
 
 
 def fit_budget(cand: Candidate, space: SearchSpace, budget: int) -> Candidate:
-    """Step 4: ``cand`` projected onto the budget (unchanged when it fits).
-
-    ``space.repair`` enumerates every dims tuple of a field (``C ** G`` options); when the
-    space pads (no projection), bytes are a sum over (field, group) blocks, so the same
-    knapsack (same objective: keep each dim as close to the child's as possible, never
-    larger) is solved exactly per block instead, which stays fast for many groups.
-    """
+    """Step 4: ``cand`` projected onto the budget (unchanged when it fits): the space's exact
+    repair (:meth:`~embsearch.search_spaces.base.SearchSpace.repair`: keep each dim as close
+    to the child's as possible, never larger)."""
     if space.bytes_of(cand) <= budget:
         return cand
-    grouped = any(len(g) > 1 for g in space.groups)
-    fixed = (
-        repair_per_block(cand, space, budget)
-        if space.projection == "pad" and grouped
-        else space.repair(cand, budget)
-    )
-    if space.bytes_of(fixed) > budget:  # both repairs are exact; this guards the invariant
+    fixed = space.repair(cand, budget)
+    if space.bytes_of(fixed) > budget:  # the repair is exact; this guards the invariant
         raise BudgetError(
             f"internal: repaired candidate of {space.bytes_of(fixed)} B exceeds {budget} B"
         )
     return fixed
-
-
-def repair_value(dims: Sequence[int], original: Sequence[int]) -> float:
-    """``space.repair``'s objective for one field: minus the log2 distance of each dim."""
-    return -sum(log2_distance(o, d) for d, o in zip(dims, original))
-
-
-def repair_per_block(cand: Candidate, space: SearchSpace, budget: int) -> Candidate:
-    """``space.repair`` for a ``pad`` space, one knapsack unit per (field, group) block."""
-    costs, values, opts = [], [], []
-    for f, dims in enumerate(cand):
-        for (a, b), d in zip(space.groups[f], dims):
-            ok = [c for c in space.candidates if c <= d] or [space.candidates[0]]
-            opts.append(ok)
-            costs.append(
-                [field_bytes([b - a], [c], space.width, "pad", space.precision) for c in ok]
-            )
-            values.append([repair_value([c], [d]) for c in ok])
-    picks = iter(o[i] for o, i in zip(opts, solve_mckp(costs, values, budget)))
-    return tuple(tuple(int(next(picks)) for _ in dims) for dims in cand)
 
 
 def uniform_selection(space: SearchSpace, budget: int) -> Candidate | None:
