@@ -280,7 +280,7 @@ def _explicit_diversity(emb: RuleEmbedding, x: torch.Tensor) -> torch.Tensor:
     """The diversity term as written: for each (field, group) the batch looks up, flatten
     each block of its looked-up rows, normalise, and average the squared off-diagonal cosines;
     then average over those groups."""
-    e = emb.last_lookup
+    e = emb.lookup(x)  # the rows a training forward looks up (the gradient flows to the table)
     blocks, k = emb.blocks, emb.width // emb.blocks
     off = ~torch.eye(blocks, dtype=torch.bool)
     terms = []

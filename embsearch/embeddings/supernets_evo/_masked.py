@@ -89,8 +89,6 @@ class MaskedSupernetEmbedding(nn.Module):
         # an outside sampler (NIS's policy): ``examples -> [examples, n_slots]`` dims drawn in
         # training in place of ``sampling``'s own draws (None: ``sampling`` draws)
         self.outside_sampler: Callable[[int], torch.Tensor] | None = None
-        self.last_lookup: torch.Tensor | None = None
-        self.last_ids: torch.Tensor | None = None
         self.generator = torch.Generator().manual_seed(int(seed))
 
     # -- candidates -------------------------------------------------------------------------
@@ -165,8 +163,6 @@ class MaskedSupernetEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = self.lookup(x)
-        # for regularisers (RULE's diversity): the batch's rows and the ids they belong to
-        self.last_lookup, self.last_ids = (e, x) if self.training else (None, None)
         drawing = self.training and self.sample_in_training
         outside = self.outside_sampler if drawing else None
         if outside is not None or (drawing and self.sampling != "step"):

@@ -161,12 +161,10 @@ class OptEmbedEmbedding(MaskedSupernetEmbedding):
         """The base class's forward. A training step with gradients and one draw for the batch
         (``sampling='step'``, an ablation; OptEmbed's draws per example) whose batch has at least as many ids as the table
         has rows runs it per table row (:class:`_PrunedMaskedLookup`:
-        same values, same gradients up to float summation order; ``last_lookup`` is not
-        kept, nothing of OptEmbed reads it)."""
+        same values, same gradients up to float summation order)."""
         per_row = self.training and torch.is_grad_enabled() and self.sampling == "step"
         if not per_row or x.numel() < self.table.shape[0]:  # per-example draws: per id
             return super().forward(x)
-        self.last_lookup = self.last_ids = None
         dims = self.sample_dims() if self.sample_in_training else self.slot_dims
         keep = self.column_mask(dims).index_select(0, self.slot_of_row)  # [rows, width]
         return _PrunedMaskedLookup.apply(

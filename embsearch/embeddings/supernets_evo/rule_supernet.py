@@ -70,6 +70,16 @@ class RuleEmbedding(MaskedSupernetEmbedding):
         self.max_groups = max(sizes)
         first = torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0)
         self.register_buffer("first_slot", first, persistent=False)
+        # the training batch's looked-up rows and their ids, for :meth:`diversity_loss`
+        # (the trainer adds regularisers after the forward, without the batch)
+        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def lookup(self, x: torch.Tensor) -> torch.Tensor:
+        """The base class's lookup; in training, the rows and ids are kept for the
+        diversity term of this step."""
+        e = super().lookup(x)
+        self._batch = (e, x) if self.training else None
+        return e
 
     def selection_scales(
         self, dims: torch.Tensor, slots: torch.Tensor | None = None
@@ -94,9 +104,9 @@ class RuleEmbedding(MaskedSupernetEmbedding):
         Gram matrix ``E^T E``, so one ``[width, width]`` Gram per group serves every block
         pair; ids of different groups of a field are kept apart by a one-hot of their group.
         """
-        e, x = self.last_lookup, self.last_ids
-        if e is None or x is None or self.blocks < 2:
+        if self._batch is None or self.blocks < 2:
             return self.table.new_zeros(())
+        e, x = self._batch
         b, k, w = self.blocks, self.width // self.blocks, self.width
         if self.one_slot_per_field:
             gram = torch.einsum("nfw,nfv->fwv", e, e)  # [slots = fields, w, w]
