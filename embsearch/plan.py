@@ -121,6 +121,22 @@ class Plan:
         return max(1, sum(min(f.dim, self.width) for f in self.fields))
 
     @property
+    def notes(self) -> list[str]:
+        """Lines a controller wants read under the plan (``extra["notes"]``): the search's
+        reporter prints them, whatever the controller."""
+        return [str(n) for n in self.extra.get("notes", [])]
+
+    def add_note(self, line: str) -> None:
+        """Add a line for the reporter to print under this plan (see :attr:`notes`)."""
+        self.extra.setdefault("notes", []).append(str(line))
+
+    @property
+    def interrupted(self) -> bool:
+        """The search was stopped (Ctrl-C) before it finished: the best plan so far, which
+        the runner saves untrained (``extra["interrupted"]``, set by the search loop)."""
+        return bool(self.extra.get("interrupted"))
+
+    @property
     def table_bytes(self) -> int:
         return sum(f.bytes for f in self.fields)
 

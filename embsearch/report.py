@@ -1,5 +1,5 @@
 """What ``embsearch search`` prints of each plan: its bytes and metrics, its dims, the whole
-model's size, and the notes a user should see (a uniform plan kept by a gate, a validation
+model's size, and the notes a user should see (what the controller noted, a validation
 AUC below chance, what ``--max-seconds`` cut short, how much the learned signal decided, an
 interrupted search). One reporter, so that every controller's plan reads the same."""
 
@@ -32,20 +32,12 @@ def plan_lines(plan: Plan, run_dir: Path) -> Iterator[str]:
             f"  model: table {format_bytes(p.table_bytes)} + backbone (dense) "
             f"{format_bytes(dense)} = {format_bytes(p.table_bytes + dense)}"
         )
-    margin = p.extra.get("uniform_margin")
-    if margin and margin["returned"] == "uniform":
-        gain = margin["pick_val_auc"] - margin["uniform_val_auc"]
-        yield (
-            f"  kept the uniform plan: the search's pick beat it by {gain:+.4f} val AUC, "
-            f"not more than {margin['margin_se']:g} standard errors "
-            f"({margin['difference_se']:.4f} each); --param uniform_margin=0 returns the pick"
-        )
-    for note in (low_auc_note(p.metrics), time_limit_note(p.extra)):
+    for note in (*p.notes, low_auc_note(p.metrics), time_limit_note(p.extra)):
         if note:
             yield "  " + note
     for line in signal_summary(p.extra):  # did the learned signal decide the plan?
         yield "  " + line
-    if p.extra.get("interrupted"):
+    if p.interrupted:
         yield (
             f"  search interrupted: best plan so far, not trained; "
             f"`embsearch retrain {run_dir}` trains it"

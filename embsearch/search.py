@@ -263,7 +263,7 @@ def _write_runs(
             },
         )
     for plan, sub, record in zip(plans, subs, records):
-        if plan.extra["trained"] or plan.extra.get("interrupted"):  # Ctrl-C: no retraining
+        if plan.extra["trained"] or plan.interrupted:  # Ctrl-C: no retraining
             continue
         t1 = time.perf_counter()
         try:

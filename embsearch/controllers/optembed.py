@@ -306,6 +306,13 @@ class OptEmbed(EvolutionaryController):
                 plan = replace(
                     uniform_plan, controller=self.name, extra=plan.extra, projection=plan.projection
                 )
+                gain = margin["pick_val_auc"] - margin["uniform_val_auc"]
+                plan.add_note(
+                    f"kept the uniform plan: the search's pick beat it by {gain:+.4f} val AUC, "
+                    f"not more than {margin['margin_se']:g} standard errors "
+                    f"({margin['difference_se']:.4f} each); --param uniform_margin=0 returns "
+                    "the pick"
+                )
         if result.best is None:
             provenance = "fallback (nothing evaluated)"
         elif margin is not None and margin["returned"] == "uniform":
