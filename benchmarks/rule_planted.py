@@ -37,7 +37,7 @@ def run(seed: int) -> dict:
     plan = ctrl.search(ctx)
     meta, names = ds.schema.meta, ds.schema.names
     per_id = {f.name: sum(g.rows * g.dim for g in f.groups) / f.rows for f in plan.fields}
-    value = dict(zip(names, ctrl.estimator_.w.reshape(len(names), -1).sum(1)))
+    value = dict(zip(names, ctrl.state.estimator.w.reshape(len(names), -1).sum(1)))
     noise_values = [float(value[n]) for n in meta["noise"]]
     return {
         "seed": seed,

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         seed_everything(args.seed)
         rule = get_controller("rule")(**args.params_.get("rule", {}))
         rule.prepare(ctx, None)  # steps 1-3: the supernet (and the estimator, unused here)
-        supernet = rule.supernet_
+        supernet = rule.state.supernet
         trained = {k: v.detach().clone() for k, v in supernet.state_dict().items()}
         uctx = context(ds, "field_dims", args.budgets, args)
         seed_everything(args.seed)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         labels = budget_labels(ctx, args.budgets)
         for plan in uniform:  # one per budget, paired by its bytes
             budget = plan.budget_bytes
-            selection = uniform_selection(rule.space_, budget)
+            selection = uniform_selection(rule.state.space, budget)
             label = labels.get(budget, str(budget))
             row: dict[str, Any] = {"dataset": ds_name, "budget": label, "seed": args.seed}
             for part in PARTS:

@@ -423,7 +423,7 @@ def test_supernet_architecture_comes_from_its_best_validation_epoch(monkeypatch,
     assert best < done[-1]["epoch"]  # the case that tells the two rules apart
     want = seen[best] if early_stop else seen[done[-1]["epoch"]]
     assert len(done) == (best + 2 if early_stop else 12)
-    for p, v in zip(ctrl.supernet_.arch_parameters(), want):
+    for p, v in zip(ctrl.state.supernet.arch_parameters(), want):
         torch.testing.assert_close(p.detach(), v)
 
 

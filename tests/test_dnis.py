@@ -52,7 +52,7 @@ def test_dnis_defaults_to_the_official_optimiser_after_a_one_epoch_warm_start():
     assert steps == per_epoch  # two epochs, the first one warm
     adam, adam_steps, _ = _search(optimizer="adam", warm_start=0)
     assert adam_steps == 2 * per_epoch
-    assert not torch.equal(ctrl.supernet_.mask, adam.supernet_.mask)
+    assert not torch.equal(ctrl.state.supernet.mask, adam.state.supernet.mask)
     for bad, match in (({"optimizer": "rmsprop"}, "optimizer"), ({"warm_start": -1}, "warm")):
         with pytest.raises(ConfigError, match=match):
             DNIS(**bad)

@@ -84,13 +84,13 @@ def per_field_dim(plan) -> dict[str, float]:
 def test_inherited_score_equals_standalone_table(optembed_run):
     ctx, ctrl, plans = optembed_run
     space, val = ctx.space, ctx.data.split("val")
-    emb = ctrl.supernet_.embedding
+    emb = ctrl.state.supernet.embedding
     before = emb.threshold.detach().clone()
     with torch.no_grad():  # prune half the rows of field 0, so pruning is checked too
         rows = emb.table[emb.offsets[0] : emb.offsets[1]]
         emb.threshold[0] = rows.abs().sum(-1).median()
     try:
-        ev = InheritedWeightEvaluator(ctrl.supernet_, val)
+        ev = InheritedWeightEvaluator(ctrl.state.supernet, val)
         assert 0.3 < emb.pruned_fraction()[0] < 0.7
         rng = np.random.default_rng(0)
         cands = [space.from_plan(plans[0]), space.uniform(16), space.uniform(4)]
@@ -99,7 +99,7 @@ def test_inherited_score_equals_standalone_table(optembed_run):
             plan = space.to_plan(cand, "optembed", space.bytes_of(cand))
             sctx = ctrl.supernet_context(ctx)  # the supernet's backbone (search_backbone)
             model = sctx.build_model(plan)
-            model.load_state_dict(plan_weights(sctx, ctrl.supernet_, plan, cand))
+            model.load_state_dict(plan_weights(sctx, ctrl.state.supernet, plan, cand))
             auc, logloss = evaluate(model, val)
             assert ev(cand) == pytest.approx(auc, abs=1e-6)
             assert ev.last_metrics["logloss"] == pytest.approx(logloss, abs=1e-6)
@@ -170,29 +170,29 @@ def test_rule_supernet_is_judged_by_the_selections_it_serves(rule_run, planted):
     validate best on average: the recorded supernet AUC is that mean under the kept weights.
     With ``supernet_val='full'`` the full width judges."""
     ctx, ctrl, _ = rule_run
-    summary = ctrl.supernet_summary_
+    summary = ctrl.state.supernet_summary
     assert summary["judged_by"] == "budgets' uniform selections"
-    auc, _ = served_validation(ctx, ctrl.space_)(ctrl.supernet_)
+    auc, _ = served_validation(ctx, ctrl.state.space)(ctrl.state.supernet)
     assert auc == pytest.approx(summary["val_auc"], abs=1e-9)
-    full = InheritedWeightEvaluator(ctrl.supernet_, ctx.data.split("val")).metrics(
-        ctrl.space_.uniform(16)
+    full = InheritedWeightEvaluator(ctrl.state.supernet, ctx.data.split("val")).metrics(
+        ctrl.state.space.uniform(16)
     )["auc"]
     assert full != pytest.approx(summary["val_auc"], abs=1e-6)
     ctx2 = make_ctx(planted, FeatureDimsSpace(planted.schema, 16), [0.4])
     ctrl2 = Rule(supernet_val="full", **SMALL)
     ctrl2.prepare(ctx2, None)
-    assert ctrl2.supernet_summary_["judged_by"] == "full width"
-    full2 = InheritedWeightEvaluator(ctrl2.supernet_, ctx2.data.split("val")).metrics(
-        ctrl2.space_.uniform(16)
+    assert ctrl2.state.supernet_summary["judged_by"] == "full width"
+    full2 = InheritedWeightEvaluator(ctrl2.state.supernet, ctx2.data.split("val")).metrics(
+        ctrl2.state.space.uniform(16)
     )["auc"]
-    assert full2 == pytest.approx(ctrl2.supernet_summary_["val_auc"], abs=1e-9)
+    assert full2 == pytest.approx(ctrl2.state.supernet_summary["val_auc"], abs=1e-9)
 
 
 def test_rule_final_checks_include_uniform_and_measured_samples(rule_run):
     """Step 5 also scores the uniform block selection and the best measured estimator samples
     under the budget, and serves the best of all by inherited AUC (never worse than those)."""
     ctx, ctrl, plan = rule_run
-    space, budget = ctrl.space_, ctx.budget
+    space, budget = ctrl.state.space, ctx.budget
     uni = uniform_selection(space, budget)
     assert uni is not None and space.bytes_of(uni) <= budget
     assert len({d for dims in uni for d in dims}) == 1  # one dim everywhere ...
@@ -202,25 +202,25 @@ def test_rule_final_checks_include_uniform_and_measured_samples(rule_run):
     extra = ctrl.measured_checks(budget)
     assert extra[0] == uni and all(space.bytes_of(c) <= budget for c in extra)
     assert 1 < len(extra) <= 1 + ctrl.config["final_checks"]
-    measured = [ctrl.memo_[c] for c in extra[1:]]
+    measured = [ctrl.state.memo[c] for c in extra[1:]]
     assert measured == sorted(measured, reverse=True)
-    served, y = ctrl.space_.from_plan(plan), ctrl.heldout_.y
+    served, y = ctrl.state.space.from_plan(plan), ctrl.state.heldout.y
     for cand in extra:  # every one was scored in step 5; none beat the served plan by the margin
-        assert cand in ctrl.final_memo_
-        if ctrl.final_memo_[cand] > plan.extra["heldout_val_auc"]:
+        assert cand in ctrl.state.final_memo
+        if ctrl.state.final_memo[cand] > plan.extra["heldout_val_auc"]:
             a, b, se = paired_auc_difference(
-                y, ctrl.heldout_.predict(cand), ctrl.heldout_.predict(served)
+                y, ctrl.state.heldout.predict(cand), ctrl.state.heldout.predict(served)
             )
             assert a - b <= ctrl.config["final_margin"] * se
     # with no margin the best held-out score is served, whatever step it came from
-    sources = dict.fromkeys(ctrl.final_memo_, "estimator sample")
+    sources = dict.fromkeys(ctrl.state.final_memo, "estimator sample")
     sources[served] = "evolution"
     ctrl.config["final_margin"] = 0.0
     try:
         pick = ctrl.choose(list(sources), sources)
     finally:
         ctrl.config["final_margin"] = 2.0
-    assert ctrl.final_memo_[pick] == max(ctrl.final_memo_.values())
+    assert ctrl.state.final_memo[pick] == max(ctrl.state.final_memo.values())
     assert uniform_selection(space, space.min_bytes() - 1) is None
 
 
@@ -237,7 +237,7 @@ def test_rule_never_serves_a_larger_budget_worse_than_a_smaller_one(planted):
         checked = {
             tuple(map(tuple, e["candidate"])) for e in final if e["budget"] == large.budget_bytes
         }
-        assert ctrl.space_.from_plan(small) in checked
+        assert ctrl.state.space.from_plan(small) in checked
 
 
 def test_optembed_rows_pruned_by_threshold_with_straight_through_gradient():
@@ -416,7 +416,7 @@ def test_rule_estimator_values_informative_fields_more(planted, seed):
     ctrl = Rule()
     ctrl.prepare(ctx, None)
     names, meta = planted.schema.names, planted.schema.meta
-    value = dict(zip(names, ctrl.estimator_.w.reshape(len(names), -1).sum(1)))
+    value = dict(zip(names, ctrl.state.estimator.w.reshape(len(names), -1).sum(1)))
     informative = np.mean([value[n] for n in meta["informative"]])
     noise = np.mean([value[n] for n in meta["noise"]])
     assert informative > noise + 0.005, (informative, noise)
@@ -438,10 +438,12 @@ def test_rule_records_which_step_chose_each_plan(rule_run):
     # fixture share 0.04-0.21 of cells, every plan chosen by the evolution (before step 5's
     # final_margin, seeds 0 and 4 served a measured sample, which the null served too: 1.0)
     assert 0.0 <= plan.extra["signal"]["null_agreement"] <= 1.0
-    best = ctrl.space_.from_plan(plan)
-    assert ctrl.final_memo_[best] == plan.extra["heldout_val_auc"]
-    assert len(ctrl.inherited_.y) + len(ctrl.heldout_.y) == len(ctx.data.split("val"))
-    assert abs(len(ctrl.inherited_.y) - len(ctrl.heldout_.y)) <= 1  # val_rows >= half the split
+    best = ctrl.state.space.from_plan(plan)
+    assert ctrl.state.final_memo[best] == plan.extra["heldout_val_auc"]
+    assert len(ctrl.state.inherited.y) + len(ctrl.state.heldout.y) == len(ctx.data.split("val"))
+    assert (
+        abs(len(ctrl.state.inherited.y) - len(ctrl.state.heldout.y)) <= 1
+    )  # val_rows >= half the split
 
 
 def test_optembed_evolution_gives_informative_fields_more_dims(optembed_run):
@@ -476,15 +478,17 @@ def test_optembed_prunes_rows_the_loss_does_not_defend(planted):
     ctx = make_ctx(planted, space, [0.5])
     ctrl = OptEmbed(population=4, generations=0, top_k=2)
     ctrl.prepare(ctx, None)
-    emb = ctrl.supernet_.embedding
+    emb = ctrl.state.supernet.embedding
     assert bool((emb.threshold > 0).all()), emb.threshold
-    assert ctrl.pruned_total_ > 0.01
+    assert ctrl.state.pruned_total > 0.01
     plan = ctrl.search(ctx)
-    assert plan.extra["pruned_rows_total"] == ctrl.pruned_total_
+    assert plan.extra["pruned_rows_total"] == ctrl.state.pruned_total
     assert set(plan.extra["pruned_row_fraction"]) == set(planted.schema.names)
     off = OptEmbed(**SMALL, alpha=0.0)
     off.prepare(ctx, None)
-    assert off.pruned_total_ == 0.0 and bool((off.supernet_.embedding.threshold <= 0).all())
+    assert off.state.pruned_total == 0.0 and bool(
+        (off.state.supernet.embedding.threshold <= 0).all()
+    )
 
 
 def test_optembed_long_tailed_estimator_and_own_threshold_optimiser():
@@ -749,7 +753,7 @@ def test_val_rows_default_subsamples_and_final_checks_use_the_whole_split(plante
     )
     plans = ctrl.search_budgets(ctx)
     val = ctx.data.split("val")
-    assert len(ctrl.evaluator_.y) == 500 < len(val) and len(ctrl.full_.y) == len(val)
+    assert len(ctrl.state.evaluator.y) == 500 < len(val) and len(ctrl.state.full.y) == len(val)
     final = [e for e in ctx.history if e["event"] == "evaluation" and e["phase"] == "final"]
     assert final and all(e["bytes"] <= e["budget"] for e in final)
     for plan, budget in zip(plans, ctx.budgets):
@@ -759,7 +763,7 @@ def test_val_rows_default_subsamples_and_final_checks_use_the_whole_split(plante
         cand = ctx.space.from_plan(plan)
         assert [list(d) for d in cand] == best["candidate"] and plan.table_bytes <= budget
         assert plan.extra["inherited_val_auc"] == best["score"]
-        assert ctrl.full_(cand) == pytest.approx(best["score"])  # the whole split's AUC
+        assert ctrl.state.full(cand) == pytest.approx(best["score"])  # the whole split's AUC
         assert plan.extra["final_checks"]["evaluations"] == len(mine)
         assert plan.extra["evolution"]["generations_max"] == 3
     recorded = [e for e in ctx.history if e["event"] == "evolution"]
@@ -966,7 +970,7 @@ def test_initial_population_holds_the_uniform_plan_and_the_largest_repaired(plan
     ctx = make_ctx(planted, space, [0.3])
     ctrl = OptEmbed(**SMALL)
     ctrl.start(ctx, ctx.budget)
-    first = [ctrl.evolution_.ask() for _ in range(3)]
+    first = [ctrl.state.evolution.ask() for _ in range(3)]
     space = ctrl.search_space(ctx)  # OptEmbed's plans are zero-padded: bytes counted so
     assert space.projection == "pad"
     uni = uniform_selection(space, ctx.budget)
@@ -979,10 +983,10 @@ def test_initial_population_holds_the_uniform_plan_and_the_largest_repaired(plan
     small = space.uniform(1)
     ctrl.remember_pick(small)
     ctrl.start(ctx, ctx.budget)
-    assert [ctrl.evolution_.ask() for _ in range(2)] == first[:2]
+    assert [ctrl.state.evolution.ask() for _ in range(2)] == first[:2]
     ctrl.carry_picks = True
     ctrl.start(ctx, ctx.budget)
-    assert [ctrl.evolution_.ask() for _ in range(3)] == [uni, small, first[1]]
+    assert [ctrl.state.evolution.ask() for _ in range(3)] == [uni, small, first[1]]
 
 
 def test_rule_accepts_only_candidates_it_would_use():

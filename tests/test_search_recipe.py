@@ -65,7 +65,7 @@ def test_search_backbone_is_recorded_and_plans_train_with_the_recipe():
     (plan,) = ctrl.search_budgets(ctx)
     rec = plan.extra["search_backbone"]
     assert rec["overrides"] == {"batch_norm": False} and "batch norm" in rec["why"]
-    assert not any(isinstance(m, nn.BatchNorm1d) for m in ctrl.model_.backbone.modules())
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in ctrl.state.model.backbone.modules())
     model = ctx.build_model(plan)  # the plan's own training: the recipe
     assert any(isinstance(m, nn.BatchNorm1d) for m in model.backbone.modules())
     (plan,) = AutoDim(search_backbone={}).search_budgets(make_test_context(AutoDim))
@@ -125,7 +125,7 @@ def test_supernet_training_pays_the_embedding_regularizer():
         ctx = make_test_context(AutoDim, epochs=2)
         ctrl = AutoDim(search_backbone={"embedding_regularizer": reg})
         ctrl.search_budgets(ctx)
-        return float(ctrl.supernet_.table.weight.detach().pow(2).sum())
+        return float(ctrl.state.supernet.table.weight.detach().pow(2).sum())
 
     assert table_norm(1.0) < 0.5 * table_norm(0.0)
     assert penalty({"embedding_regularizer": 0.0, "weight_decay": 0.0}) is None

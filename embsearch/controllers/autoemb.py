@@ -87,10 +87,10 @@ class AutoEmb(WeightsController):
     def weights(self, supernet: nn.Module) -> list[np.ndarray]:
         """Step 4: each group's controller weights averaged over its training occurrences
         (computed once per trained supernet; ``describe`` reuses them)."""
-        cached = getattr(self, "_weights", None)
+        cached = self.state.derived
         if cached is None or cached[0] is not supernet:
-            self._weights = (supernet, supernet.group_weights())
-        return self._weights[1]
+            self.state.derived = cached = (supernet, supernet.group_weights())
+        return cached[1]
 
     def describe(self, supernet: nn.Module, space: SearchSpace) -> dict[str, Any]:
         return {

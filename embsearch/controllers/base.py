@@ -14,6 +14,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from copy import deepcopy
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -31,6 +32,24 @@ from embsearch.evaluator import Evaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import ByCandidate, LoopResult, Trial, deadline_of, run_loop
 from embsearch.search_spaces.base import Candidate, SearchSpace
+
+
+@dataclass
+class SearchState:
+    """One search's working state, in one object rather than loose attributes: what a
+    controller's hooks hand each other within a search (its space, its supernet, the
+    evaluators built on it, the sampler of the budget being searched). ``search_budgets``
+    starts every search with a fresh one (:meth:`Controller.new_state`, of the class's
+    ``state_class``); the hooks read and write ``self.state``; it stays after the search
+    for the checks that follow it (null signal, provenance). A family or controller that
+    keeps more declares a subclass with those fields and names it in ``state_class``.
+    """
+
+    space: SearchSpace | None = None
+    supernet: Any = None  # the trained supernet (an nn.Module), when the controller has one
+    supernet_summary: dict[str, Any] = field(default_factory=dict)
+    trials: ByCandidate | None = None  # default trial ids around ask/tell (AskTellController)
+
 
 SEARCH_BACKBONE = Param(
     {},
@@ -74,6 +93,8 @@ class Controller(ABC):
     param_help: ClassVar[Mapping[str, str]] = MappingProxyType({})
     extensions: ClassVar[Mapping[str, str]] = MappingProxyType({})
     fixed_projection: ClassVar[str | None] = None
+    state_class: ClassVar[type[SearchState]] = SearchState
+    state: SearchState
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Derive ``params``, ``param_help`` and ``extensions`` from ``param_specs``, or the
@@ -107,6 +128,12 @@ class Controller(ABC):
         self.config: dict[str, Any] = {**deepcopy(dict(self.params)), **params}
         check_params(self.name, self.param_specs, self.config)
         self.validate()
+        self.state = self.state_class()
+
+    def new_state(self) -> SearchState:
+        """Start a search with a fresh :attr:`state` (``state_class()``) and return it."""
+        self.state = self.state_class()
+        return self.state
 
     @classmethod
     def param_line(cls, key: str) -> str:
@@ -147,6 +174,7 @@ class Controller(ABC):
 
     def search_budgets(self, ctx: SearchContext) -> list[Plan]:
         """One plan per budget of ``ctx.budgets``. Default: an independent search for each."""
+        self.new_state()
         return [self.search(ctx.with_budget(b)) for b in ctx.budgets]
 
     # -- the supernet's backbone (controllers that train one) ---------------------------
@@ -244,14 +272,16 @@ class AskTellController(Controller):
     def ask_trial(self) -> Trial | None:
         """The next trial (an id and a candidate), or ``None`` for "nothing now"; default:
         :meth:`ask`'s candidate under the next id."""
-        if "by_candidate_" not in self.__dict__:
-            self.by_candidate_ = ByCandidate(self)
-        return self.by_candidate_.ask_trial()
+        if self.state.trials is None:
+            self.state.trials = ByCandidate(self)
+        return self.state.trials.ask_trial()
 
     def tell_trial(self, trial_id: int, metrics: dict[str, float]) -> None:
         """Report trial ``trial_id``'s metrics; default: :meth:`tell` its candidate
         ``metrics["score"]``."""
-        self.by_candidate_.tell_trial(trial_id, metrics)
+        if self.state.trials is None:
+            raise RuntimeError(f"{self.name}: tell_trial before any ask_trial")
+        self.state.trials.tell_trial(trial_id, metrics)
 
     def fallback(self, ctx: SearchContext, budget: int) -> Candidate:
         """A feasible candidate when nothing was evaluated (interrupted or out of time at once)."""
@@ -281,6 +311,7 @@ class AskTellController(Controller):
         ``interrupted`` set, so the runner can still write ``search.json`` and plans.
         """
         deadline = deadline_of(ctx)
+        self.new_state()
         self.prepare(ctx, deadline)
         space = self.search_space(ctx)
         plans: list[Plan] = []

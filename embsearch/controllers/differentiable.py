@@ -58,7 +58,7 @@ from __future__ import annotations
 import copy
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -68,7 +68,7 @@ from torch import nn
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import signal_record
-from embsearch.controllers.base import SEARCH_BACKBONE, Controller
+from embsearch.controllers.base import SEARCH_BACKBONE, Controller, SearchState
 from embsearch.controllers.darts_training import check_val_split, train_darts_supernet
 from embsearch.controllers.discretise import (
     DISCRETISE_MODES,
@@ -145,18 +145,34 @@ COMMON_PARAMS, COMMON_HELP = defaults_of(COMMON_SPECS), help_of(COMMON_SPECS)
 WEIGHTS_PARAMS, WEIGHTS_HELP = defaults_of(WEIGHTS_SPECS), help_of(WEIGHTS_SPECS)
 
 
+@dataclass
+class DartsState(SearchState):
+    """A DARTS search's state, beyond :class:`SearchState` (its ``space`` and trained
+    ``supernet``): the context it was searched in (``ctx``, so the null-signal check reuses
+    the space's byte memos), the whole trained model (``model``: supernet and backbone),
+    and what a controller derives once from the trained supernet (``derived``: e.g.
+    AutoEmb's mean group weights)."""
+
+    ctx: SearchContext | None = None
+    model: nn.Module | None = None
+    derived: Any = None
+
+
 class DartsController(Controller):
     """A supernet trained once by first-order DARTS, then discretised for every budget.
 
     Subclasses give :meth:`build_supernet` (with ``arch_parameters()`` and
     ``weight_parameters()``), :meth:`preference` and optionally :meth:`describe` and the
     hooks :meth:`penalty`, :meth:`after_arch`, :meth:`on_step`. The trained supernet and
-    model are kept as ``supernet_`` and ``model_``. The returned plans carry no weights:
+    model are kept in ``self.state`` (:class:`DartsState`, fresh for each search). The
+    returned plans carry no weights:
     the search runner retrains each from scratch.
     """
 
     family = "differentiable"
     param_specs: ClassVar[dict[str, Param]] = COMMON_SPECS
+    state_class: ClassVar[type[SearchState]] = DartsState
+    state: DartsState
     # the uninformative signal :meth:`null_preference` stands for ("": none; see _signal.py)
     null_signal: ClassVar[str] = ""
 
@@ -190,7 +206,8 @@ class DartsController(Controller):
         """Step 3 run on the null signal: the plan the discretisation gives for ``budget``
         when nothing was learned (None if the controller has no null signal, or the argmax
         of the null signal does not fit the budget). See :mod:`._signal`."""
-        space = self.space_ if getattr(self, "ctx_", None) is ctx else self.search_space(ctx)
+        state = self.state
+        space = state.space if state.ctx is ctx and state.space else self.search_space(ctx)
         pref = self.null_preference(space)
         if pref is None:
             return None
@@ -223,13 +240,14 @@ class DartsController(Controller):
     def search_budgets(self, ctx: SearchContext) -> list[Plan]:
         """Train one supernet, then discretise it for every budget of ``ctx.budgets``."""
         self.check_space(ctx)
+        self.new_state()
         space = self.search_space(ctx)
         if not ctx.budgets:
             raise BudgetError("no budget given; pass at least one --budget")
         for b in ctx.budgets:  # fail before training, not after
             self.floor_space(ctx, space).check_budget(b)
         supernet, result = self.train(ctx, space)
-        self.ctx_, self.space_ = ctx, space  # null_candidate reuses the space's byte memos
+        self.state.ctx, self.state.space = ctx, space  # null_candidate reuses its byte memos
         pref = self.preference(supernet, space)
         extra = {
             "discretise": self.config["discretise"],
@@ -274,7 +292,7 @@ class DartsController(Controller):
             arch_optimizer=self.arch_optimizer(), warm_steps=self.warm_steps(ctx),
         )  # fmt: skip
         model.eval()
-        self.supernet_, self.model_ = supernet, model
+        self.state.supernet, self.state.model = supernet, model
         return supernet, result
 
 

@@ -16,14 +16,16 @@ and ``done`` run the budget's evolution), in the order the shared loop calls the
   parameters (call ``super()``, which checks ``top_k <= population``);
 - ``prepare(ctx, deadline) -> None``: once per search, before any budget; train the
   supernet (:func:`~embsearch.controllers.weight_sharing.train_weight_sharing_supernet`,
-  which stops at ``deadline``) and build the evaluators; a controller that runs final
-  checks sets ``full_`` (an evaluator) and ``final_memo_`` (a dict) here;
+  which stops at ``deadline``) and build the evaluators, keeping them in ``self.state``
+  (an :class:`EvolutionState`, fresh for each search; a subclass with more to keep
+  declares its own and names it in ``state_class``); a controller that runs final checks
+  sets ``state.full`` (an evaluator) here;
 - ``search_space(ctx) -> SearchSpace``: the space plans are made and bytes counted in;
   ``evolution_space(ctx) -> SearchSpace``: the space evolved in (default the same);
 - ``evaluator(ctx, budget) -> Evaluator`` (required): per budget; what the loop scores
   candidates with (scores do not depend on the budget: ``budget_free_scores``);
 - ``final_evaluator() -> Evaluator``: what :meth:`~EvolutionaryController.run_final_checks`
-  scores finalists with (default ``full_``);
+  scores finalists with (default ``state.full``);
 - ``finish(ctx, budget, result) -> Plan``: per budget, after the loop; the plan from the
   loop's best candidate (call ``super()``, which records the evolution's summary), or a
   choice among finalists re-checked with ``run_final_checks`` and ``ranked_within``;
@@ -39,10 +41,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from embsearch.context import SearchContext
-from embsearch.controllers.base import AskTellController
+from embsearch.controllers.base import AskTellController, SearchState
 from embsearch.controllers.evolution import (
     EVOLUTION_SPECS,
     Evolution,
@@ -75,6 +78,22 @@ class FixedAsker:
         return None
 
 
+@dataclass
+class EvolutionState(SearchState):
+    """An evolutionary search's state (``self.state``; :class:`SearchState` for the rest):
+    its evaluators (``evaluator`` scores the evolution, ``full`` the whole validation split
+    for the final checks, whose scores ``final_memo`` keeps), the budget's
+    :class:`~embsearch.controllers.evolution.Evolution` and the budget it runs for, and each
+    searched budget's pick (``picked``, budgets ascending; see ``carried``)."""
+
+    evaluator: Evaluator | None = None
+    full: Evaluator | None = None
+    final_memo: dict[Candidate, float] = field(default_factory=dict)
+    evolution: Evolution | None = None
+    evolution_budget: int | None = None
+    picked: list[Candidate] = field(default_factory=list)
+
+
 class EvolutionaryController(AskTellController):
     """The ask/tell half every evolutionary controller shares (OptEmbed's and RULE's search
     step): one :class:`~embsearch.controllers.evolution.Evolution` per budget over
@@ -85,6 +104,8 @@ class EvolutionaryController(AskTellController):
     budget_free_scores = True
     carry_picks: ClassVar[bool] = False  # see :meth:`carried`
     param_specs: ClassVar[dict[str, Param]] = EVOLUTION_SPECS
+    state_class: ClassVar[type[SearchState]] = EvolutionState
+    state: EvolutionState
 
     def validate(self) -> None:
         super().validate()
@@ -95,7 +116,7 @@ class EvolutionaryController(AskTellController):
         """This budget's told candidates, best first: finite scores within ``budget`` only."""
         return [
             c
-            for c, s in self.evolution_.ranked()
+            for c, s in self._evolution().ranked()
             if math.isfinite(s) and space.bytes_of(c) <= budget
         ]
 
@@ -103,7 +124,7 @@ class EvolutionaryController(AskTellController):
         self, ctx: SearchContext, budget: int, space: SearchSpace, cands: Sequence[Candidate]
     ) -> LoopResult:
         """Score ``cands`` with :meth:`final_evaluator` through the shared loop: recorded as
-        phase ``final``, memoised in ``self.final_memo_``."""
+        phase ``final``, memoised in ``state.final_memo``."""
         return run_loop(
             FixedAsker(self.name, cands),
             self.final_evaluator(),
@@ -111,12 +132,14 @@ class EvolutionaryController(AskTellController):
             budget,
             space=space,
             phase="final",
-            cache=self.final_memo_,
+            cache=self.state.final_memo,
         )
 
     def final_evaluator(self) -> Evaluator:
-        """What the final checks score with: ``self.full_`` (the whole validation split)."""
-        return self.full_
+        """What the final checks score with: ``state.full`` (the whole validation split)."""
+        if self.state.full is None:
+            raise RuntimeError(f"{self.name}: prepare() set no state.full for the final checks")
+        return self.state.full
 
     def constant_score_finalists(self, ctx: SearchContext, budget: int, n: int) -> list[Candidate]:
         """For the null-signal check (issue 18): the evolution for ``budget`` told one constant
@@ -124,26 +147,21 @@ class EvolutionaryController(AskTellController):
         smaller budgets' picks (they came from the signal); its first ``n`` within the
         budget. It draws from ``ctx.rng(budget)``, as the search did, and leaves the search's
         own evolution state as it was."""
-        kept = self.__dict__.get("evolution_"), self.__dict__.get("evolution_budget_")
-        picked = self.__dict__.get("picked_", [])
+        state = self.state
+        kept = state.evolution, state.evolution_budget, state.picked
         try:
-            self.picked_ = []
+            state.picked = []
             self.start(ctx, budget)
-            evolution = self.evolution_
+            evolution = self._evolution()
             while not evolution.done():
                 evolution.tell(evolution.ask(), 0.0)
             return self.ranked_within(self.evolution_space(ctx), budget)[:n]
         finally:
-            self.picked_ = picked
-            self.evolution_, self.evolution_budget_ = kept
+            state.evolution, state.evolution_budget, state.picked = kept
 
     def evolution_space(self, ctx: SearchContext) -> SearchSpace:
         """The space evolved in; default :meth:`search_space`."""
         return self.search_space(ctx)
-
-    def search_budgets(self, ctx: SearchContext) -> list[Plan]:
-        self.picked_: list[Candidate] = []  # each budget's pick, budgets ascending
-        return super().search_budgets(ctx)
 
     def carried(self, space: SearchSpace, budget: int) -> list[Candidate]:
         """With ``carry_picks``, the picks of the smaller budgets searched before this one
@@ -151,11 +169,11 @@ class EvolutionaryController(AskTellController):
         finalists, so that a larger budget's plan never scores below a smaller one's."""
         if not self.carry_picks:
             return []
-        return [c for c in getattr(self, "picked_", []) if space.bytes_of(c) <= budget]
+        return [c for c in self.state.picked if space.bytes_of(c) <= budget]
 
     def remember_pick(self, cand: Candidate) -> None:
         """Record this budget's pick for :meth:`carried`."""
-        self.__dict__.setdefault("picked_", []).append(cand)
+        self.state.picked.append(cand)
 
     def start(self, ctx: SearchContext, budget: int) -> None:
         """A fresh population for this budget."""
@@ -164,15 +182,15 @@ class EvolutionaryController(AskTellController):
         seeds = [u for u in [uniform_selection(space, budget)] if u is not None]
         seeds += self.carried(space, budget)
         seeds.append(space.max_candidate())
-        self.evolution_ = Evolution(space, budget, cfg, ctx.rng(budget), seeds=seeds)
-        self.evolution_budget_ = budget
+        self.state.evolution = Evolution(space, budget, cfg, ctx.rng(budget), seeds=seeds)
+        self.state.evolution_budget = budget
 
     def evolution_summary(self, ctx: SearchContext, budget: int) -> dict[str, Any] | None:
         """Record (event ``evolution``) and return this budget's :meth:`Evolution.summary`;
         ``None`` when this budget's evolution never started (after Ctrl-C)."""
-        if getattr(self, "evolution_budget_", None) != budget:
+        if self.state.evolution_budget != budget:
             return None
-        facts = self.evolution_.summary()
+        facts = self._evolution().summary()
         ctx.record(event="evolution", controller=self.name, budget=int(budget), **facts)
         if facts["stopped_early"]:
             ctx.log(
@@ -188,11 +206,17 @@ class EvolutionaryController(AskTellController):
         plan.extra.update(self.search_backbone_record())
         return plan
 
+    def _evolution(self) -> Evolution:
+        """This budget's evolution (:meth:`start` made it)."""
+        if self.state.evolution is None:
+            raise RuntimeError(f"{self.name}: ask/tell before start()")
+        return self.state.evolution
+
     def ask(self) -> Candidate | None:
-        return self.evolution_.ask()
+        return self._evolution().ask()
 
     def tell(self, candidate: Candidate, score: float) -> None:
-        self.evolution_.tell(candidate, score)
+        self._evolution().tell(candidate, score)
 
     def done(self) -> bool:
-        return self.evolution_.done()
+        return self._evolution().done()

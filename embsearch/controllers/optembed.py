@@ -75,15 +75,15 @@ field's pruned share (a row-pruned table layout comes in a later issue).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
-from embsearch.controllers.base import SEARCH_BACKBONE
+from embsearch.controllers.base import SEARCH_BACKBONE, SearchState
 from embsearch.controllers.evolution import EVOLUTION_SPECS
-from embsearch.controllers.evolutionary import EvolutionaryController
+from embsearch.controllers.evolutionary import EvolutionaryController, EvolutionState
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.uniform import Uniform
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
@@ -96,6 +96,18 @@ from embsearch.search_spaces.base import Candidate, SearchSpace
 from embsearch.train.metrics import paired_auc_difference
 
 
+@dataclass
+class OptEmbedState(EvolutionState):
+    """OptEmbed's search state, beyond :class:`EvolutionState`: the context space its own
+    space was made from (``made_from``, so one copy serves the search), and step 1's row
+    pruning (per-field and overall pruned-row shares, the thresholds)."""
+
+    made_from: SearchSpace | None = None
+    pruned: dict[str, float] = field(default_factory=dict)
+    pruned_total: float = 0.0
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
 class OptEmbed(EvolutionaryController):
     name = "optembed"
     family = "evolutionary"
@@ -106,6 +118,9 @@ class OptEmbed(EvolutionaryController):
         "Management (CIKM) 2022 (arXiv:2208.04482)"
     )
     supported_spaces = ("field_dims",)
+    state_class: ClassVar[type[SearchState]] = OptEmbedState
+    state: OptEmbedState
+    user_candidates = False  # the user named --candidates (check_options): all_dims yields
     param_specs: ClassVar[dict[str, Param]] = {
         **EVOLUTION_SPECS,
         "supernet_epochs": Param(None, "int", "supernet epochs (None: --epochs)", 1, optional=True),
@@ -196,21 +211,21 @@ class OptEmbed(EvolutionaryController):
     ) -> None:
         """Also note whether the user named ``--candidates`` (they then replace ``all_dims``)."""
         super().check_options(width=width, candidates=candidates, projection=projection)
-        self.user_candidates_ = candidates is not None
+        self.user_candidates = candidates is not None
 
     def search_space(self, ctx: SearchContext) -> SearchSpace:
         """The context's space with the plans' projection set to ``projection`` and, with
         ``all_dims`` (unless the user named ``--candidates``), every dim ``1..width`` as a
         candidate, the paper's set (one copy per context space, so its byte memos serve the
         whole search)."""
-        made = getattr(self, "space_", None)
-        if made is None or made[0] is not ctx.space:
+        state = self.state
+        if state.space is None or state.made_from is not ctx.space:
             space = ctx.space.with_projection(str(self.config["projection"]))
-            if self.config["all_dims"] and not getattr(self, "user_candidates_", False):
+            if self.config["all_dims"] and not self.user_candidates:
                 keep_zero = [0] if 0 in space.candidates else []
                 space = space.with_candidates(keep_zero + list(range(1, space.width + 1)))
-            self.space_ = made = (ctx.space, space)
-        return made[1]
+            state.space, state.made_from = space, ctx.space
+        return state.space
 
     def prepare(self, ctx: SearchContext, deadline: float | None) -> None:
         """Train the supernet once for every budget and build the inherited-weight evaluator."""
@@ -237,7 +252,8 @@ class OptEmbed(EvolutionaryController):
             return CTRModel(emb, sctx.make_backbone())
 
         alpha = float(self.config["alpha"])
-        self.supernet_, summary = train_weight_sharing_supernet(
+        state = self.state
+        state.supernet, summary = train_weight_sharing_supernet(
             sctx,
             build,
             epochs,
@@ -245,28 +261,27 @@ class OptEmbed(EvolutionaryController):
             extra_loss=lambda m: alpha * m.embedding.threshold_loss(),
             desc="optembed supernet",
         )
-        emb = self.supernet_.embedding
+        emb = state.supernet.embedding
         fractions = emb.pruned_fraction()
-        self.pruned_ = dict(zip(space.schema.names, (round(p, 6) for p in fractions)))
+        state.pruned = dict(zip(space.schema.names, (round(p, 6) for p in fractions)))
         rows = [f.cardinality for f in space.schema.fields]
-        self.pruned_total_ = round(sum(p * n for p, n in zip(fractions, rows)) / sum(rows), 6)
-        self.thresholds_ = dict(
+        state.pruned_total = round(sum(p * n for p, n in zip(fractions, rows)) / sum(rows), 6)
+        state.thresholds = dict(
             zip(space.schema.names, (round(t, 6) for t in emb.threshold.detach().tolist()))
         )
-        self.supernet_summary_ = summary
+        state.supernet_summary = summary
         ctx.record(
-            event="supernet", controller=self.name, **summary, pruned_row_fraction=self.pruned_
+            event="supernet", controller=self.name, **summary, pruned_row_fraction=state.pruned
         )
         val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
-        self.evaluator_ = InheritedWeightEvaluator(
-            self.supernet_, val, batch, max_rows=self.config["val_rows"]
+        state.evaluator = InheritedWeightEvaluator(
+            state.supernet, val, batch, max_rows=self.config["val_rows"]
         )
-        subsampled = len(self.evaluator_.y) < len(val)
-        self.full_ = InheritedWeightEvaluator(self.supernet_, val, batch) if subsampled else None
-        self.final_memo_: dict[Candidate, float] = {}
+        subsampled = len(state.evaluator.y) < len(val)
+        state.full = InheritedWeightEvaluator(state.supernet, val, batch) if subsampled else None
 
     def evaluator(self, ctx: SearchContext, budget: int) -> InheritedWeightEvaluator:
-        return self.evaluator_
+        return self.state.evaluator
 
     # -- step 2: evolution over per-field dims (EvolutionaryController's ask/tell) --------
 
@@ -281,7 +296,7 @@ class OptEmbed(EvolutionaryController):
         ranked = self.constant_score_finalists(ctx, budget, int(self.config["final_checks"]))
         if not ranked:
             return None
-        whole = self.full_ if self.full_ is not None else self.evaluator_
+        whole = self.state.full if self.state.full is not None else self.state.evaluator
         scores = [whole(c) for c in ranked]
         best = max(range(len(ranked)), key=scores.__getitem__)
         picked = LoopResult(ranked[best], scores[best], len(ranked), 0.0, "done")
@@ -327,11 +342,11 @@ class OptEmbed(EvolutionaryController):
         plan.extra.update(
             {
                 PROVENANCE_KEY: provenance,
-                "pruned_row_fraction": self.pruned_,
-                "pruned_rows_total": self.pruned_total_,
+                "pruned_row_fraction": self.state.pruned,
+                "pruned_rows_total": self.state.pruned_total,
                 "pruned_rows_stored": True,  # MixedDimEmbedding keeps every row (see docstring)
-                "thresholds": self.thresholds_,
-                "supernet": self.supernet_summary_,
+                "thresholds": self.state.thresholds,
+                "supernet": self.state.supernet_summary,
                 "inherited_val_auc": picked.best_score if picked.best is not None else None,
             }
         )
@@ -342,9 +357,9 @@ class OptEmbed(EvolutionaryController):
     ) -> LoopResult | None:
         """Re-score the evolution's ``final_checks`` best candidates on the whole validation
         split (only when scoring used a subsample and the evolution ran to its end)."""
-        if self.full_ is None or result.stop_reason != "done" or result.best is None:
+        if self.state.full is None or result.stop_reason != "done" or result.best is None:
             return None
-        if getattr(self, "evolution_budget_", None) != budget:
+        if self.state.evolution_budget != budget:
             return None
         space = self.search_space(ctx)
         ranked = self.ranked_within(space, budget)[: int(self.config["final_checks"])]
@@ -370,7 +385,7 @@ class OptEmbed(EvolutionaryController):
         uniform = self.search_space(ctx).uniform(uniform_plan.width)
         if best == uniform:
             return picked, None, None
-        whole = self.full_ if self.full_ is not None else self.evaluator_
+        whole = self.state.full if self.state.full is not None else self.state.evaluator
         best_auc, uniform_auc, se = paired_auc_difference(
             whole.y, whole.predict(best), whole.predict(uniform)
         )

@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -79,8 +80,9 @@ from torch import nn
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
+from embsearch.controllers.base import SearchState
 from embsearch.controllers.evolution import uniform_selection
-from embsearch.controllers.evolutionary import EvolutionaryController
+from embsearch.controllers.evolutionary import EvolutionaryController, EvolutionState
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.rule_estimator import EstimatorSampler, RidgeEstimator
 from embsearch.controllers.rule_params import RULE_SPECS
@@ -126,6 +128,18 @@ def served_validation(
     return validate
 
 
+@dataclass
+class RuleState(EvolutionState):
+    """RULE's search state, beyond :class:`EvolutionState`: step 3's scores of the
+    estimator samples (``memo``), the evaluators on the split's two disjoint halves
+    (``inherited`` for step 3, ``heldout`` for step 5's choice) and the fitted estimator."""
+
+    memo: dict[Candidate, float] = field(default_factory=dict)
+    inherited: InheritedWeightEvaluator | None = None
+    heldout: InheritedWeightEvaluator | None = None
+    estimator: RidgeEstimator | None = None
+
+
 class Rule(EvolutionaryController):
     name = "rule"
     family = "evolutionary"
@@ -139,6 +153,8 @@ class Rule(EvolutionaryController):
 
     fixed_projection = "pad"  # served blocks are zero-padded sub-embeddings
     carry_picks = True  # a served plan must not score below a smaller budget's (step 5)
+    state_class: ClassVar[type[SearchState]] = RuleState
+    state: RuleState
     null_signal = "a constant performance estimator (step 4 sees every selection alike)"
 
     def check_options(
@@ -194,7 +210,8 @@ class Rule(EvolutionaryController):
     def prepare(self, ctx: SearchContext, deadline: float | None) -> None:
         """Train the block supernet once, then fit the performance estimator."""
         self.check_space(ctx)
-        self.space_ = space = self.search_space(ctx)
+        state = self.state
+        state.space = space = self.search_space(ctx)
         self._check_budgets(ctx, space)
         sctx = self.supernet_context(ctx)  # the run's recipe with search_backbone laid over it
         blocks, lam = int(self.config["blocks"]), float(self.config["diversity"])
@@ -214,7 +231,7 @@ class Rule(EvolutionaryController):
 
         epochs = self.config["supernet_epochs"] or ctx.train.epochs
         judge = served_validation(ctx, space) if self.config["supernet_val"] == "budgets" else None
-        self.supernet_, summary = train_weight_sharing_supernet(
+        state.supernet, summary = train_weight_sharing_supernet(
             sctx,
             build,
             epochs,
@@ -224,60 +241,58 @@ class Rule(EvolutionaryController):
             validate=judge,
         )
         summary["judged_by"] = "budgets' uniform selections" if judge else "full width"
-        self.supernet_summary_ = summary
+        state.supernet_summary = summary
         ctx.record(event="supernet", controller=self.name, **summary)
         val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
-        self.memo_: dict[Candidate, float] = {}  # estimator-phase scores (val_rows rows)
         # step 3 scores its samples on at most half the split, step 5 chooses on the other
         # rows (no winner's curse), and the served plan reports the whole split
         val_y = val.y.cpu().numpy()
         first, rest = disjoint_rows(val_y, self.config["val_rows"] or len(val_y))
-        self.inherited_ = InheritedWeightEvaluator(self.supernet_, val, batch, rows=first)
-        self.heldout_ = InheritedWeightEvaluator(self.supernet_, val, batch, rows=rest)
-        self.final_memo_: dict[Candidate, float] = {}
-        self.full_ = InheritedWeightEvaluator(self.supernet_, val, batch)
+        state.inherited = InheritedWeightEvaluator(state.supernet, val, batch, rows=first)
+        state.heldout = InheritedWeightEvaluator(state.supernet, val, batch, rows=rest)
+        state.full = InheritedWeightEvaluator(state.supernet, val, batch)
         sampler = EstimatorSampler(
             self.name, space, ctx.budgets, int(self.config["estimator_samples"]), ctx.rng(1)
         )
         top = space.bytes_of(space.max_candidate())
         run_loop(
             sampler,
-            self.inherited_,
+            state.inherited,
             ctx,
             top,
             space=space,
             deadline=deadline,
             phase="estimator",
-            cache=self.memo_,
+            cache=state.memo,
         )
-        self.estimator_ = RidgeEstimator(
+        state.estimator = RidgeEstimator(
             space.candidates, float(self.config["ridge"]), self.config["estimator"]
         )
-        quality = self.estimator_.fit(list(sampler.scored), list(sampler.scored.values()))
+        quality = state.estimator.fit(list(sampler.scored), list(sampler.scored.values()))
         ctx.record(event="estimator", controller=self.name, **quality)
 
     def evaluator(self, ctx: SearchContext, budget: int) -> RidgeEstimator:
-        return self.estimator_
+        return self.state.estimator
 
     # -- step 4: evolution under each budget (EvolutionaryController's ask/tell) ------------
     def evolution_space(self, ctx: SearchContext) -> SearchSpace:
-        return self.space_
+        return self.state.space
 
     # -- step 5 -------------------------------------------------------------------------------
     def measured_checks(self, budget: int) -> list[Candidate]:
         """Step 5's extra candidates, scored like the estimator's picks: the uniform block
         selection that fits ``budget`` and the ``final_checks`` best-scoring estimator samples
         under it (their inherited scores are measured, where the estimator extrapolates)."""
-        space, n = self.space_, int(self.config["final_checks"])
+        space, n = self.state.space, int(self.config["final_checks"])
         out = [u for u in [uniform_selection(space, budget)] if u is not None]
-        fits = [(s, c) for c, s in self.memo_.items() if math.isfinite(s)]
+        fits = [(s, c) for c, s in self.state.memo.items() if math.isfinite(s)]
         fits = [(s, c) for s, c in fits if space.bytes_of(c) <= budget]
         fits.sort(key=lambda sc: -sc[0])
         return out + [c for _, c in fits[:n]]
 
     def final_evaluator(self) -> InheritedWeightEvaluator:
-        """Step 5's scores: the validation rows step 3 did not use (``self.heldout_``)."""
-        return self.heldout_
+        """Step 5's scores: the validation rows step 3 did not use (``self.state.heldout``)."""
+        return self.state.heldout
 
     def null_candidate(self, ctx: SearchContext, budget: int) -> Candidate | None:
         """The null-signal check (issue 18): steps 4-5 for ``budget`` with a constant
@@ -287,7 +302,7 @@ class Rule(EvolutionaryController):
         ``ctx.rng(budget)``, as the search did."""
         evolved = self.constant_score_finalists(ctx, budget, int(self.config["final_checks"]))
         sources: dict[Candidate, str] = dict.fromkeys(evolved, "evolution")
-        uni = uniform_selection(self.space_, budget)
+        uni = uniform_selection(self.state.space, budget)
         for cand in self.measured_checks(budget):
             sources.setdefault(cand, "uniform selection" if cand == uni else "estimator sample")
         return self.choose(list(sources), sources) if sources else None
@@ -297,8 +312,8 @@ class Rule(EvolutionaryController):
         evolution's finalists and the smaller budgets' picks, unless a safety check (the
         uniform selection, a measured estimator sample) validates better by more than
         ``final_margin`` standard errors of the paired AUC difference."""
-        scores = [self.final_memo_.get(c) for c in checks]
-        scores = [self.heldout_(c) if v is None else v for c, v in zip(checks, scores)]
+        scores = [self.state.final_memo.get(c) for c in checks]
+        scores = [self.state.heldout(c) if v is None else v for c, v in zip(checks, scores)]
         scores = [v if math.isfinite(v) else -math.inf for v in scores]
         best = checks[int(np.argmax(scores))]
         safety = ("uniform selection", "estimator sample")
@@ -307,14 +322,14 @@ class Rule(EvolutionaryController):
         if sources[best] not in safety or not preferred or margin <= 0:
             return best
         pick = max(preferred, key=lambda vc: vc[0])[1]
-        y = self.heldout_.y
+        y = self.state.heldout.y
         a, b, se = paired_auc_difference(
-            y, self.heldout_.predict(best), self.heldout_.predict(pick)
+            y, self.state.heldout.predict(best), self.state.heldout.predict(pick)
         )
         return best if math.isfinite(se) and a - b > margin * se else pick
 
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
-        space = self.space_
+        space = self.state.space
         if result.stop_reason == "done":
             ranked = self.ranked_within(space, budget)
         else:  # out of time or interrupted: check no more than the best so far
@@ -335,7 +350,7 @@ class Rule(EvolutionaryController):
         if best == uni and sources[best] == "evolution":  # a seed the evolution kept on top
             sources[best] = "evolution (its pick is the uniform selection)"
         self.remember_pick(best)
-        m = self.full_.metrics(best)
+        m = self.state.full.metrics(best)
         plan = space.to_plan(
             best,
             self.name,
@@ -344,10 +359,10 @@ class Rule(EvolutionaryController):
             extra={
                 "search": result.summary(),
                 "interrupted": result.interrupted,
-                "supernet": self.supernet_summary_,
+                "supernet": self.state.supernet_summary,
                 "blocks": int(self.config["blocks"]),
                 PROVENANCE_KEY: sources[best],
-                "heldout_val_auc": self.final_memo_.get(best),
+                "heldout_val_auc": self.state.final_memo.get(best),
                 "inherited_val_auc": m["auc"],
                 "inherited_val_logloss": m["logloss"],
                 "evolution": self.evolution_summary(ctx, budget),
@@ -357,7 +372,7 @@ class Rule(EvolutionaryController):
             null = self.null_candidate(ctx, budget)
             plan.extra[SIGNAL_KEY] = signal_record(best, null, self.null_signal)
         if not self.config["retrain"]:  # step 5: the runner uses these and skips retraining
-            plan.weights = plan_weights(ctx, self.supernet_, plan, best)
+            plan.weights = plan_weights(ctx, self.state.supernet, plan, best)
             plan.metrics = {"val_auc": m["auc"], "val_logloss": m["logloss"]}
             plan.extra["served_from_supernet"] = True  # retrain also tests these weights
         return plan
