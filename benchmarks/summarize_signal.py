@@ -19,6 +19,20 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+SHORT = {  # provenance, shortened for the table
+    "evolution": "evo",
+    "evolution (its pick is the uniform plan)": "evo=uniform",
+    "uniform gate": "gate",
+    "carried over from a smaller budget": "carried",
+    "estimator sample": "sample",
+}
+
+
+def _counted(picks: list[str]) -> str:
+    """``evo×2, gate`` from ``[evo, gate, evo]`` (first-seen order)."""
+    counts = {p: picks.count(p) for p in dict.fromkeys(picks)}
+    return ", ".join(p if n == 1 else f"{p}×{n}" for p, n in counts.items())
+
 
 def summarise(runs: list[list[dict]]) -> str:
     shares: dict[tuple, list[str]] = defaultdict(list)
@@ -37,18 +51,24 @@ def summarise(runs: list[list[dict]]) -> str:
             chosen[key].append(r.get("provenance") or "")
             if (r["dataset"], r["budget"]) in uni:
                 delta[key].append(r["test_auc"] - uni[(r["dataset"], r["budget"])])
+    budgets = sorted({k[2] for k in shares}, key=lambda b: float(b.rstrip("%")))
     lines = [
-        "| dataset | controller | budget | null agreement (per run) | chosen by (per run) "
-        "| test AUC − uniform (mean) |",
-        "|---|---|---|---|---|---|",
+        "| dataset | controller | " + " | ".join(budgets) + " |",
+        "|---|---|" + "---|" * len(budgets),
     ]
-    for key in sorted(shares):
-        d = delta.get(key)
-        mean = f"{statistics.fmean(d):+.4f}" if d else ""
-        picks = ", ".join(chosen[key]) if any(chosen[key]) else "—"
-        lines.append(
-            f"| {key[0]} | {key[1]} | {key[2]} | {' / '.join(shares[key])} | {picks} | {mean} |"
-        )
+    for dataset, controller in sorted({k[:2] for k in shares}):
+        cells = []
+        for b in budgets:
+            key = (dataset, controller, b)
+            if key not in shares:
+                cells.append("")
+                continue
+            d = delta.get(key)
+            mean = f" ({statistics.fmean(d):+.4f})" if d else ""
+            picks = [SHORT.get(c, c) for c in chosen[key] if c]
+            by = f" {_counted(picks)}" if picks else ""
+            cells.append(f"{'/'.join(shares[key])}{by}{mean}")
+        lines.append(f"| {dataset} | {controller} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
