@@ -7,7 +7,18 @@ from embsearch.testing import check_controller
 
 # controllers whose plans come from a learned signal through a discretisation they can
 # rerun on a null one (issue 18)
-LEARNING = {"autodim", "autoemb", "cmaes", "dnis", "nsga2", "optembed", "random", "rule", "tpe"}
+LEARNING = {
+    "autodim",
+    "autoemb",
+    "cmaes",
+    "dnis",
+    "nis",
+    "nsga2",
+    "optembed",
+    "random",
+    "rule",
+    "tpe",
+}
 
 
 @pytest.mark.parametrize("name", sorted(available()))

@@ -35,10 +35,12 @@ def small():
     return make_synthetic(rows=3000, seed=1, cardinalities=(40, 60, 30, 50), informative=(1, 2))
 
 
-def test_reinforce_finds_the_best_action():
+@pytest.mark.parametrize("advantage", ["moving", "batch"])
+def test_reinforce_finds_the_best_action(advantage):
     """Policy-gradient sanity: on a toy reward where option 2 is best, its probability
-    passes 0.9 within 60 updates of 8 samples (18 on this seed)."""
-    pol = BlockPolicy(np.zeros((1, 4)), 10, lr=0.1, seed=0)
+    passes 0.9 within 60 updates of 8 samples (18 on this seed with the moving-average
+    baseline), with either advantage."""
+    pol = BlockPolicy(np.zeros((1, 4)), 10, lr=0.1, seed=0, advantage=advantage)
     value = [0.1, 0.2, 0.9, 0.3]
     for _ in range(60):
         choices, order = pol.sample(8)
@@ -82,16 +84,16 @@ def test_no_nan_with_an_over_budget_sample(small):
     assert ctrl.reward(over, -math.inf, ctx.budget) < 0.5
 
 
-@pytest.mark.parametrize("fraction", [0.26, 0.4, 0.8])
+@pytest.mark.parametrize("fraction", [0.1, 0.26, 0.8])
 def test_no_plan_over_budget(small, fraction):
     ctx = make_ctx(small, FeatureDimsSpace(small.schema, 8, n_groups=2), [fraction])
     plan = NIS(**QUICK, blocks=4).search(ctx)
     assert plan.table_bytes <= ctx.budget
-    assert plan.extra["policy"]["dims"] == [2, 4, 6, 8]
+    assert plan.extra["policy"]["dims"] == [0, 2, 4, 6, 8]
     assert 0.0 <= plan.extra["signal"]["null_agreement"] <= 1.0
     assert plan.extra["provenance"].startswith("policy")
     probs = plan.extra["policy"]["probabilities"]
-    assert list(probs) == small.schema.names and all(len(g) == 4 for f in probs.values() for g in f)
+    assert list(probs) == small.schema.names and all(len(g) == 5 for f in probs.values() for g in f)
 
 
 def test_bad_blocks_groups_and_budget_one_line(small):
@@ -103,34 +105,20 @@ def test_bad_blocks_groups_and_budget_one_line(small):
         NIS(blocks=16).check_options(width=8, candidates=None)
     ctx = make_ctx(small, FeatureDimsSpace(small.schema, 8, n_groups=2), [0.12])
     with pytest.raises(BudgetError, match=r"^nis: budget \d+ B is below the smallest [^\n]*$"):
-        NIS(**QUICK, blocks=4).search(ctx)
+        NIS(**QUICK, blocks=4, vocabulary=False).search(ctx)
     ctx = make_ctx(small, FeatureDimsSpace(small.schema, 8, n_groups=64), [0.3])
     with pytest.raises(ConfigError, match=r"^nis: --groups 64 is more than the \d+ ids[^\n]*$"):
         NIS(**QUICK, blocks=4).search(ctx)
-
-
-def test_conforms_with_quick_settings():
-    """The conformance suite's checks (plans within budget, the tight budget used, the same
-    plans under a seed, the null-signal record), with ``blocks=8``: the default 4 blocks
-    cannot fit the suite's 15% budget (one block per group is a quarter of the table), so
-    NIS is not registered yet and tests/test_conformance.py does not cover it."""
-    from embsearch.testing import check_controller
-
-    report = check_controller(NIS, {"policy_batch": 8, "search_updates": 4, "blocks": 8})
-    assert report["null_signal"] and len(report["null_agreement"]) == 2
 
 
 @pytest.mark.planted
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_nis_gives_informative_fields_more_dims(seed):
     """On the planted fixture (feature_dims, 40%, 2 epochs) the plan gives the informative
-    fields more dims per id than the noise fields. Margin: the ratio of the means was 1.35,
-    1.35, 1.69 on seeds 0-2 with the defaults, the same under AVX2 kernels, hence the 1.2
-    asserted; ``blocks=8`` gave 0.91 on seed 0 and ``blocks=16`` 0.97, 1.11, 0.77 (the
-    rarest groups hold 88% of the bytes, and moving their dims between informative and
-    noise fields moves the inherited AUC by 0.0025). With ``blocks=4`` the smallest
-    budget is a quarter of the table, so the conformance suite's 15% is refused: ``nis``
-    is not registered yet."""
+    fields more dims per id than the noise fields. Margin: the ratio of the means was 3.60,
+    3.88, 2.42 on seeds 0-2 with the defaults (the same under AVX2 kernels; null-signal
+    agreement 0.21, 0.23, 0.29), hence the 1.5 asserted. The earlier defaults (moving
+    baseline, AUC reward, 32 samples, no 0-block option) gave 1.35, 1.35, 1.69."""
     ds = make_synthetic(rows=20_000, seed=0, cardinalities=(500,) * 12)
     space = FeatureDimsSpace(ds.schema, 16)
     cfg = TrainConfig(epochs=2, batch_size=1024, progress=False)
@@ -141,4 +129,6 @@ def test_nis_gives_informative_fields_more_dims(seed):
     meta = ds.schema.meta
     informative = np.mean([dims[n] for n in meta["informative"]])
     noise = np.mean([dims[n] for n in meta["noise"]])
-    assert informative > 1.2 * noise, (informative, noise)
+    assert informative > 1.5 * noise, (informative, noise)
+    assert plan.table_bytes <= budget
+    assert plan.extra["signal"]["null_agreement"] < 0.5  # the learned policy decides

@@ -1,6 +1,6 @@
 """NIS's policy (:mod:`embsearch.controllers.nis`): one categorical distribution per (field,
 group) slot over how many blocks it keeps, sampled under the byte budget, trained by
-REINFORCE with a moving-average baseline.
+REINFORCE (the advantage: against the batch's other samples, or a moving average).
 
 *Masked sampling* (issue 23, item 4): the slots are visited in a random order; each slot's
 options whose extra bytes (over the slot's cheapest option) exceed what is left once every
@@ -17,15 +17,18 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+ADVANTAGES = ("moving", "batch")
 MASKED = -1e9  # logit of an option the budget rules out (finite: no -inf, no NaN)
 
 
 class BlockPolicy:
     """``costs[s, o]``: bytes of slot ``s`` keeping option ``o``; samples fit ``budget``.
 
-    ``lr``: Adam's step on the logits; ``baseline_decay``: the moving average of the rewards
-    that each sample's reward is compared with (REINFORCE's baseline); ``entropy``: weight of
-    an entropy bonus (0: none)."""
+    ``lr``: Adam's step on the logits; ``advantage``: ``'moving'`` compares each sample's
+    reward with the moving average of earlier rewards (``baseline_decay``), ``'batch'`` with
+    the mean of the same batch's other samples (leave-one-out) and divides by the batch's
+    standard deviation, so the step does not depend on the rewards' scale or drift;
+    ``entropy``: weight of an entropy bonus (0: none)."""
 
     def __init__(
         self,
@@ -35,6 +38,7 @@ class BlockPolicy:
         lr: float = 0.05,
         baseline_decay: float = 0.9,
         entropy: float = 0.0,
+        advantage: str = "moving",
         seed: int = 0,
     ) -> None:
         costs = np.asarray(costs, dtype=np.float64)
@@ -48,6 +52,9 @@ class BlockPolicy:
         self.opt = torch.optim.Adam([self.logits], lr=float(lr))
         self.decay = float(baseline_decay)
         self.entropy = float(entropy)
+        if advantage not in ADVANTAGES:
+            raise ValueError(f"advantage must be one of {ADVANTAGES}, got {advantage!r}")
+        self.advantage = advantage
         self.baseline: float | None = None
         self.updates = 0
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -90,15 +97,22 @@ class BlockPolicy:
         self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], rewards: Sequence[float]
     ) -> dict[str, float]:
         """One REINFORCE step: ``batches`` are (choices, order) pairs whose rows, in order,
-        got ``rewards`` (finite). Loss ``-mean((R - b) log pi)``, ``b`` the moving average of
-        earlier rewards (this step's mean on the first), then ``b`` moves towards this mean."""
+        got ``rewards`` (finite). Loss ``-mean(A log pi)``: ``A = R - b`` with ``b`` the moving
+        average of earlier rewards (this step's mean on the first), or with ``advantage='batch'``
+        ``A = (R - mean of the others) / std``; then ``b`` moves towards this mean."""
         r = torch.as_tensor(np.asarray(rewards, dtype=np.float64), dtype=torch.float32)
         if not bool(torch.isfinite(r).all()):
             raise ValueError("internal: a non-finite reward reached the policy")
         logp = torch.cat([self.log_prob(c, o) for c, o in batches])
         mean = float(r.mean())
         baseline = mean if self.baseline is None else self.baseline
-        loss = -((r - baseline) * logp).mean()
+        if self.advantage == "batch" and len(r) > 1:
+            # leave-one-out batch mean, scaled by the batch's spread
+            others = (r.sum() - r) / (len(r) - 1)
+            adv = (r - others) / (r.std() + 1e-8)
+        else:
+            adv = r - baseline
+        loss = -(adv * logp).mean()
         if self.entropy:
             p = torch.softmax(self.logits, -1)
             loss = loss + self.entropy * (p * torch.log_softmax(self.logits, -1)).sum(-1).mean()

@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "random": "embsearch.controllers.black_box:RandomSearch",
     "cmaes": "embsearch.controllers.cma_es:CmaEs",
     "nsga2": "embsearch.controllers.nsga2:NSGA2",
+    "nis": "embsearch.controllers.nis:NIS",
 }
 
 
