@@ -11,8 +11,8 @@ back in the permutation's order, the mapped pages released every :data:`GATHER_R
 file either); on CUDA the chunk goes to pinned host memory and is copied
 with ``non_blocking``, as ``int32`` (half the bytes), and widened on the device. The next
 chunk is gathered by a worker thread while the current one trains. Resident: the chunk
-being trained and the one being gathered, the permutation (8 bytes a row) and, for a
-split that is validated, its labels (4 bytes a row); never the split's ids.
+being trained and the one being gathered, the permutation (4 bytes a row, as int32) and,
+for a split that is validated, its labels (4 bytes a row); never the split's ids.
 """
 
 from __future__ import annotations
@@ -68,7 +68,10 @@ class ChunkedSplit:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(x, y)`` batches, those of ``DeviceSplit.batches`` (see module)."""
         n = len(self)
-        perm = torch.randperm(n, generator=generator).numpy() if shuffle else None
+        # int32 (4 bytes a row) draws the same permutation as DeviceSplit's int64 one
+        # (tests/test_bigdata.py checks the batches and the model agree)
+        dtype = torch.int32 if n < 2**31 else torch.int64
+        perm = torch.randperm(n, generator=generator, dtype=dtype).numpy() if shuffle else None
         step = max(1, self.chunk_rows // batch_size) * batch_size
         starts = list(range(0, n, step))
         if not starts:
