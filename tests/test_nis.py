@@ -50,6 +50,15 @@ def test_reinforce_finds_the_best_action(advantage):
     assert pol.probabilities()[0, 2] > 0.9
 
 
+def test_batch_advantage_of_equal_rewards_is_zero():
+    """``advantage='batch'`` on a batch of equal rewards (zero spread) leaves the logits
+    where they were: a zero advantage, no division by zero, no NaN."""
+    pol = BlockPolicy(np.zeros((3, 4)), 100, lr=0.1, seed=0, advantage="batch")
+    choices, order = pol.sample(16)
+    pol.update([(choices, order)], [0.7] * 16)
+    assert torch.equal(pol.logits.detach(), torch.zeros(3, 4))
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     costs=st.lists(st.lists(st.integers(0, 50), min_size=3, max_size=3), min_size=1, max_size=6),

@@ -107,9 +107,10 @@ class BlockPolicy:
         mean = float(r.mean())
         baseline = mean if self.baseline is None else self.baseline
         if self.advantage == "batch" and len(r) > 1:
-            # leave-one-out batch mean, scaled by the batch's spread
+            # leave-one-out batch mean, scaled by the batch's spread; equal rewards have a
+            # zero advantage (not the leave-one-out mean's rounding over a zero spread)
             others = (r.sum() - r) / (len(r) - 1)
-            adv = (r - others) / (r.std() + 1e-8)
+            adv = (r - others) / (r.std() + 1e-8) if bool(r.max() > r.min()) else 0.0 * r
         else:
             adv = r - baseline
         loss = -(adv * logp).mean()
