@@ -1,7 +1,8 @@
 """The max-width table both evolutionary supernets share: a candidate keeps the first ``d``
 columns of every (field, frequency group) block and zeroes the rest (``pad`` semantics).
 
-One table ``[total rows, width]`` holds every field (rows offset per field). Each row
+One table ``[total rows, width]`` holds every field (rows offset per field; the joint
+table of :mod:`embsearch.embeddings.joint_table`, as the DARTS supernets'). Each row
 belongs to one *slot* (a (field, group) pair, numbered field-major); a candidate is a dim
 per slot. Subclasses add a candidate-independent row transform (OptEmbed's row pruning) or
 a regulariser (RULE's block diversity).
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from embsearch.candidate import Candidate
+from embsearch.embeddings.joint_table import GroupedTable
 
 SAMPLINGS = ("example", "step", "band")  # how training draws candidates (class docstring)
 
@@ -62,8 +64,6 @@ class MaskedSupernetEmbedding(nn.Module):
         self.candidates = tuple(int(c) for c in candidates)
         self.groups = [[(int(a), int(b)) for a, b in g] for g in groups]
         self.names = list(names)
-        rows = [g[-1][1] for g in self.groups]
-        offsets = torch.tensor([0, *rows[:-1]], dtype=torch.long).cumsum(0)
         slot_of_row, field_of_row, slot = [], [], 0
         for f, groups in enumerate(self.groups):
             for a, b in groups:
@@ -73,7 +73,6 @@ class MaskedSupernetEmbedding(nn.Module):
         self.n_slots = slot
         # one group per field (field_dims): an id's slot is its field's, known without lookup
         self.one_slot_per_field = all(len(g) == 1 for g in self.groups)
-        self.register_buffer("offsets", offsets, persistent=False)
         self.register_buffer("slot_of_row", torch.cat(slot_of_row), persistent=False)
         self.register_buffer("field_of_row", torch.cat(field_of_row), persistent=False)
         self.register_buffer(
@@ -83,13 +82,23 @@ class MaskedSupernetEmbedding(nn.Module):
             "_cand_values", torch.tensor(self.candidates, dtype=torch.long), persistent=False
         )
         self.register_buffer("_cols", torch.arange(self.width), persistent=False)
-        self.table = nn.Parameter(torch.empty(int(sum(rows)), self.width))
-        nn.init.normal_(self.table, std=0.01)  # as MixedDimEmbedding
+        # the weights and per-field row offsets: the joint table every supernet trains
+        self.joint = GroupedTable(self.groups, self.width, init_std=0.01)  # as MixedDimEmbedding
         self.sample_in_training = True
         # an outside sampler (NIS's policy): ``examples -> [examples, n_slots]`` dims drawn in
         # training in place of ``sampling``'s own draws (None: ``sampling`` draws)
         self.outside_sampler: Callable[[int], torch.Tensor] | None = None
         self.generator = torch.Generator().manual_seed(int(seed))
+
+    @property
+    def table(self) -> nn.Parameter:
+        """The joint ``[total rows, width]`` table (:class:`GroupedTable`'s weight)."""
+        return self.joint.weight
+
+    @property
+    def offsets(self) -> torch.Tensor:
+        """Each field's first row in :attr:`table`."""
+        return self.joint.offsets
 
     # -- candidates -------------------------------------------------------------------------
     def table_weights(self) -> list[nn.Parameter]:
