@@ -3,8 +3,8 @@
 :class:`InheritedWeightEvaluator` scores candidates with a trained supernet's shared
 weights, without retraining (the "inherit weights from the supernet" step of OptEmbed,
 RULE, AutoIAS, ...). It works with any supernet whose embedding module follows the
-masked-table protocol of ``embeddings/supernets_evo`` (``lookup``, ``slots``, ``dims_of``,
-``column_mask``): a candidate only changes which leading columns of each (field, group)
+masked-table protocol (:class:`~embsearch.embeddings.supernets_evo.MaskedTable`: ``width``,
+``lookup``, ``slots``, ``dims_of``, ``slot_mask``): a candidate only changes which leading columns of each (field, group)
 block are kept, so the split's full-width embeddings and the slot of every id are computed
 once, and each candidate costs one mask, one backbone pass in big batches and one AUC.
 With ``max_rows`` it scores every candidate on the same fixed, class-stratified subsample
@@ -28,6 +28,7 @@ from torch import nn
 
 from embsearch.compact_forward import CompactForward
 from embsearch.data.batches import DeviceSplit
+from embsearch.embeddings.supernets_evo import MaskedTable
 from embsearch.search_spaces.base import Candidate
 from embsearch.train.metrics import log_loss, roc_auc
 
@@ -67,7 +68,12 @@ class InheritedWeightEvaluator:
         rows: np.ndarray | None = None,
     ) -> None:
         self.model = model
-        self.embedding = model.embedding
+        if not isinstance(model.embedding, MaskedTable):
+            raise TypeError(
+                f"inherited-weight scoring needs a masked supernet table (MaskedTable: width, "
+                f"lookup, slots, dims_of, slot_mask); {type(model.embedding).__name__} is not one"
+            )
+        self.embedding: MaskedTable = model.embedding
         self.backbone = model.backbone
         y = split.y.cpu().numpy()
         if rows is not None:  # the caller's fixed rows (e.g. disjoint from another evaluator's)

@@ -1027,3 +1027,20 @@ def test_optembed_records_its_null_agreement(optembed_run):
         assert signal["null_agreement"] == pytest.approx(
             sum(a == b for a, b in cells) / len(cells), abs=1e-4
         )
+
+
+def test_inherited_scoring_names_the_protocol_a_supernet_lacks(planted):
+    """A model whose embedding is not a masked table is refused in one line naming what it
+    needs (the MaskedTable protocol), not an AttributeError deep in the first score."""
+    from embsearch.backbones import CTRModel, make_backbone
+    from embsearch.embeddings import MixedDimEmbedding
+    from embsearch.search_spaces import FieldDimsSpace
+
+    space = FieldDimsSpace(planted.schema, 8)
+    plan = space.to_plan(space.uniform(8), "t", 10**9)
+    model = CTRModel(MixedDimEmbedding(plan), make_backbone("dnn", len(plan.fields), 8))
+    from embsearch.train import DeviceData
+
+    val = DeviceData(planted, torch.device("cpu")).split("val")
+    with pytest.raises(TypeError, match="MaskedTable"):
+        InheritedWeightEvaluator(model, val)

@@ -16,12 +16,41 @@ the candidate's scales (:meth:`block_tensors`), up to float rounding.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from embsearch.candidate import Candidate
 from embsearch.embeddings.joint_table import GroupedTable
+
+
+@runtime_checkable
+class MaskedTable(Protocol):
+    """What the inherited-weight evaluator (``evaluator.py``) needs of a supernet's embedding
+    module: a candidate only masks (or scales) the leading columns of each (field, group)
+    slot of one full-width table, so the split's rows are looked up once and each candidate
+    costs one mask. :class:`MaskedSupernetEmbedding` implements it; a plug-in supernet that
+    does can be scored the same way."""
+
+    width: int
+
+    def lookup(self, x: torch.Tensor) -> torch.Tensor:
+        """Full-width rows of ``x`` after candidate-independent transforms, ``[B, F, width]``."""
+        ...
+
+    def slots(self, x: torch.Tensor) -> torch.Tensor:
+        """The (field, group) slot of every id of ``x``, ``int64 [B, F]``."""
+        ...
+
+    def dims_of(self, cand: Candidate) -> torch.Tensor:
+        """The candidate as one dim per slot, ``int64 [n_slots]``."""
+        ...
+
+    def slot_mask(self, dims: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """``[n_slots, width]``: what multiplies each slot's rows under ``dims``."""
+        ...
+
 
 SAMPLINGS = ("example", "step", "band")  # how training draws candidates (class docstring)
 
