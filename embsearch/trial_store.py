@@ -44,6 +44,7 @@ class TrialStore:
     url: str  # DEFAULT_STORAGE or the RDB URL
     run: str
     resume: bool = False
+    run_dir: Path | None = None  # where checkpoints beside the trials go (a supernet's)
 
     def study_name(self, controller: str, budget: int, phase: str = "search") -> str:
         return f"{self.run}/{controller}/{phase}/budget-{int(budget)}"
@@ -65,7 +66,7 @@ def open_store(url: str | None, run_dir: Path, run: str, *, resume: bool = False
             if stale.is_symlink():
                 stale.unlink()
         backend = JournalFileBackend(str(path))
-        return TrialStore(JournalStorage(backend), DEFAULT_STORAGE, run, resume)
+        return TrialStore(JournalStorage(backend), DEFAULT_STORAGE, run, resume, Path(run_dir))
     if "://" not in url:
         raise ConfigError(
             f"--storage {url!r} is not a database URL; give one such as sqlite:///runs.db "
@@ -76,4 +77,4 @@ def open_store(url: str | None, run_dir: Path, run: str, *, resume: bool = False
     except Exception as exc:  # SQLAlchemy raises many types, with long messages
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ConfigError(f"--storage {url} cannot be opened: {why}") from None
-    return TrialStore(storage, url, run, resume)
+    return TrialStore(storage, url, run, resume, Path(run_dir))

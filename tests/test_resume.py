@@ -1,6 +1,7 @@
 """The run's storage and ``--resume`` (issue 22 items 3 and 4): a search killed with SIGKILL
 part-way and resumed ends as an uninterrupted one (same finished trials, no duplicates,
-same plan); bad resumes and storage URLs are one line, exit 2, nothing overwritten."""
+same plan, the saved supernet loaded); bad resumes and storage URLs are one line, exit 2,
+nothing overwritten."""
 
 from __future__ import annotations
 
@@ -90,6 +91,8 @@ def test_killed_search_resumes_to_the_same_plan(tmp_path):
     history = json.loads((killed / "search.json").read_text())["history"]
     evaluations = [e for e in history if e["event"] == "evaluation"]
     assert len(evaluations) == TRIALS and sum(bool(e.get("resumed")) for e in evaluations) >= 4
+    (supernet,) = [e for e in history if e["event"] == "supernet"]
+    assert supernet.get("loaded") is True  # the saved supernet, not trained again
 
 
 @pytest.fixture(scope="module")

@@ -63,8 +63,10 @@ from embsearch.controllers.black_box_study import (
     REPAIRED_FROM,
     ask_seed,
     ask_study,
+    load_supernet,
     open_study,
     recover,
+    save_supernet,
 )
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
@@ -219,10 +221,14 @@ class BlackBoxController(AskTellController):
             )
             return CTRModel(emb, sctx.make_backbone())
 
-        epochs = self.config["supernet_epochs"] or ctx.train.epochs
-        self.supernet_, summary = train_weight_sharing_supernet(
-            sctx, build, epochs, deadline, desc=f"{self.name} supernet"
-        )
+        loaded = load_supernet(ctx.store, lambda: build().to(ctx.device))  # a resume's
+        if loaded is None:
+            epochs = self.config["supernet_epochs"] or ctx.train.epochs
+            loaded = train_weight_sharing_supernet(
+                sctx, build, epochs, deadline, desc=f"{self.name} supernet"
+            )
+            save_supernet(ctx.store, *loaded)
+        self.supernet_, summary = loaded
         self.supernet_summary_ = summary
         ctx.record(event="supernet", controller=self.name, **summary)
         val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
