@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from embsearch._atomic import read_json, write_json
+from embsearch.controllers.black_box_study import SUPERNET_NAME
 from embsearch.errors import ConfigError, RunDirError
 from embsearch.run_config import RunConfig
 from embsearch.trial_store import JOURNAL_NAME, TrialStore, new_run_id, open_store
@@ -65,7 +66,7 @@ def start_run(out: Path, cfg: RunConfig, data_fingerprint: str, storage: str | N
 def discard_start(out: Path) -> None:
     """Remove what :func:`start_run` wrote into ``out`` (a fresh search refused before it
     wrote any plan: bad input leaves no output)."""
-    for name in (RUN_NAME, "config.json", JOURNAL_NAME, JOURNAL_NAME + ".lock"):
+    for name in (RUN_NAME, "config.json", JOURNAL_NAME, JOURNAL_NAME + ".lock", SUPERNET_NAME):
         path = out / name
         if path.is_file() or path.is_symlink():
             path.unlink()
