@@ -54,10 +54,42 @@ from embsearch.controllers.evolution import (
     uniform_selection,
 )
 from embsearch.controllers.param_spec import Param
-from embsearch.evaluator import Evaluator
+from embsearch.evaluator import Evaluator, InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, run_loop
 from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.train.metrics import paired_auc_difference
+
+
+@dataclass(frozen=True)
+class PairedMargin:
+    """A challenger against an incumbent on the same validation rows: both AUCs, the
+    standard error of their paired difference (DeLong), and whether the challenger wins by
+    more than the margin (``margin_se`` standard errors)."""
+
+    challenger_auc: float
+    incumbent_auc: float
+    se: float
+    margin_se: float
+
+    @property
+    def challenger_wins(self) -> bool:
+        d = self.challenger_auc - self.incumbent_auc
+        return math.isfinite(self.se) and d > self.margin_se * self.se
+
+
+def paired_margin(
+    evaluator: InheritedWeightEvaluator, challenger: Candidate, incumbent: Candidate, k: float
+) -> PairedMargin:
+    """The final selection's one test, shared by the evolutionary controllers: does
+    ``challenger`` validate better than ``incumbent`` by more than ``k`` standard errors of
+    the paired AUC difference on ``evaluator``'s rows? (OptEmbed's uniform gate: the pick
+    challenges the uniform plan; RULE's step 5: a safety check challenges the evolution's
+    best.)"""
+    a, b, se = paired_auc_difference(
+        evaluator.y, evaluator.predict(challenger), evaluator.predict(incumbent)
+    )
+    return PairedMargin(a, b, se, float(k))
 
 
 class FixedAsker:

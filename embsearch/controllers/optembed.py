@@ -83,7 +83,11 @@ from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
 from embsearch.controllers.base import SEARCH_BACKBONE, SearchState
 from embsearch.controllers.evolution import EVOLUTION_SPECS
-from embsearch.controllers.evolutionary import EvolutionaryController, EvolutionState
+from embsearch.controllers.evolutionary import (
+    EvolutionaryController,
+    EvolutionState,
+    paired_margin,
+)
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.uniform import Uniform
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
@@ -93,7 +97,6 @@ from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, as_json
 from embsearch.search_spaces.base import Candidate, SearchSpace
-from embsearch.train.metrics import paired_auc_difference
 
 
 @dataclass
@@ -386,15 +389,13 @@ class OptEmbed(EvolutionaryController):
         if best == uniform:
             return picked, None, None
         whole = self.state.full if self.state.full is not None else self.state.evaluator
-        best_auc, uniform_auc, se = paired_auc_difference(
-            whole.y, whole.predict(best), whole.predict(uniform)
-        )
-        keep = best_auc - uniform_auc > k * se
+        test = paired_margin(whole, best, uniform, k)
+        keep, uniform_auc = test.challenger_wins, test.incumbent_auc
         figures = {
-            "pick_val_auc": best_auc,
+            "pick_val_auc": test.challenger_auc,
             "uniform_dim": uniform_plan.width,
             "uniform_val_auc": uniform_auc,
-            "difference_se": se,
+            "difference_se": test.se,
             "margin_se": k,
             "returned": "pick" if keep else "uniform",
             "pick": as_json(best),  # the evolution's pick, whichever is returned

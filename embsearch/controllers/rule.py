@@ -82,7 +82,11 @@ from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
 from embsearch.controllers.base import SearchState
 from embsearch.controllers.evolution import uniform_selection
-from embsearch.controllers.evolutionary import EvolutionaryController, EvolutionState
+from embsearch.controllers.evolutionary import (
+    EvolutionaryController,
+    EvolutionState,
+    paired_margin,
+)
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.rule_estimator import EstimatorSampler, RidgeEstimator
 from embsearch.controllers.rule_params import RULE_SPECS
@@ -94,7 +98,6 @@ from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, run_loop
 from embsearch.search_spaces.base import Candidate, SearchSpace
 from embsearch.search_spaces.floor import check_fits
-from embsearch.train.metrics import paired_auc_difference
 
 
 def block_space(space: SearchSpace, blocks: int) -> SearchSpace:
@@ -322,11 +325,8 @@ class Rule(EvolutionaryController):
         if sources[best] not in safety or not preferred or margin <= 0:
             return best
         pick = max(preferred, key=lambda vc: vc[0])[1]
-        y = self.state.heldout.y
-        a, b, se = paired_auc_difference(
-            y, self.state.heldout.predict(best), self.state.heldout.predict(pick)
-        )
-        return best if math.isfinite(se) and a - b > margin * se else pick
+        test = paired_margin(self.state.heldout, best, pick, margin)
+        return best if test.challenger_wins else pick
 
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         space = self.state.space
