@@ -64,6 +64,7 @@ class CmaEs(BlackBoxController):
             "initial step size in index units scaled to [0, 1] (None: Optuna's, 1/6)",
             0.0,
             optional=True,
+            open_low=True,
         ),
         "n_startup_trials": Param(
             1, "int", "independent (uniform) trials before CMA-ES starts (Optuna's)", 0
