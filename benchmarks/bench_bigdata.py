@@ -51,10 +51,12 @@ def _status_kb(pid: int) -> dict[str, int]:
     return out
 
 
-def watched(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Run ``cmd``; its wall seconds, exit code and memory peaks in MiB."""
+def watched(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> dict[str, float]:
+    """Run ``cmd`` in ``cwd``; its wall seconds, exit code and memory peaks in MiB."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     peaks = {"VmRSS": 0, "RssAnon": 0, "RssFile": 0}
     done = threading.Event()
 
@@ -95,8 +97,9 @@ def main() -> None:
     args = ap.parse_args()
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    if args.pythonpath:
-        env["PYTHONPATH"] = args.pythonpath
+    cwd = None
+    if args.pythonpath:  # run there too: `python -m` puts the working directory first
+        env["PYTHONPATH"] = cwd = args.pythonpath
     for kv in args.env:
         k, _, v = kv.partition("=")
         env[k] = v
@@ -123,7 +126,7 @@ def main() -> None:
             "python": platform.python_version(),
         }
         m = watched([*py, "data", "prepare", "--format", "criteo", "--input", str(tsv),
-                     "--out", str(data)], env)  # fmt: skip
+                     "--out", str(data)], env, cwd)  # fmt: skip
         rec = {"step": "prepare", **common, **m, "rows_per_s": round(rows / m["wall_s"])}
         print(json.dumps(rec), flush=True)
         with results.open("a") as fh:
@@ -131,7 +134,7 @@ def main() -> None:
         if not args.skip_search:
             m = watched([*py, "search", "--data", str(data), "--budget", "10%", "--controller",
                          "uniform", "--epochs", "1", "--threads", "1", "--quiet", "--out",
-                         str(run)], env)  # fmt: skip
+                         str(run)], env, cwd)  # fmt: skip
             record = json.loads((run / "search.json").read_text())
             rec = {
                 "step": "search",
