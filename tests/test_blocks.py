@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from embsearch.blocks import KINDS, PRECISIONS, QR_OPS, BlockSpec, hash_coefficients, map_dtype
-from embsearch.embeddings.tables import make_table
+from embsearch.embeddings.tables import hash_rows, make_table
 from embsearch.errors import ConfigError
 
 # 1000 ids at dim 8; int8 rows: 8 code bytes + an fp32 scale and offset (8 B) each
@@ -101,6 +101,8 @@ def specs(draw):
 @given(specs())
 def test_bytes_equal_the_exported_tensors(spec):
     spec.check()
+    if spec.kind == "hash":  # a draw whose hash sends every id to one row is refused (below)
+        assume(hash_rows(torch.arange(spec.rows), spec.a, spec.b, spec.m).unique().numel() > 1)
     if spec.dim == 0:
         assert spec.bytes() == 0
         return
@@ -113,3 +115,11 @@ def test_bytes_equal_the_exported_tensors(spec):
     } == parts
     out = table(torch.arange(spec.rows))
     assert out.shape == (spec.rows, spec.dim) and out.dtype == torch.float32
+
+
+def test_a_hash_that_sends_every_id_to_one_row_is_refused_in_one_line():
+    spec = BlockSpec("hash", 2, 4, "fp32", m=2, a=2, b=0)  # ids 0 and 1 both hash to row 0
+    spec.check()  # the spec alone is well formed; building its table finds the collapse
+    with pytest.raises(ConfigError, match="sends all 2 ids to one of 2 rows") as err:
+        make_table(spec)
+    assert "\n" not in str(err.value)
