@@ -51,6 +51,7 @@ class CodedInputs:
     names: list[str]
     coders: list[ColumnCodes]
     rows: list[int] = field(default_factory=list)  # rows of each input file
+    positives: list[int] = field(default_factory=list)  # positive labels of each input file
     codes: list[Path] = field(default_factory=list)  # int32 [rows, fields] per input
     labels: list[Path] = field(default_factory=list)  # float32 [rows] per input
 
@@ -83,7 +84,7 @@ def read_codes(
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
         for i, path in enumerate(inputs):
             codes_path, labels_path = scratch / f".codes-{i}.i32", scratch / f".labels-{i}.f32"
-            n = 0
+            n = pos = 0
             with open(codes_path, "wb") as fc, open(labels_path, "wb") as fl:
                 batches = prefetched(
                     iter_columns(fmt, path, **options, rows=rows, batch_rows=batch_rows)
@@ -97,8 +98,10 @@ def read_codes(
                     block.tofile(fc)
                     np.asarray(cols.label, dtype=np.float32).tofile(fl)
                     n += cols.rows
+                    pos += int(np.count_nonzero(cols.label))
             assert coded is not None  # iter_columns yields at least one batch or raises
             coded.rows.append(n)
+            coded.positives.append(pos)
             coded.codes.append(codes_path)
             coded.labels.append(labels_path)
     assert coded is not None
@@ -171,22 +174,19 @@ def count_train(
     split's ``(positives, rows)``. ``which``: the split (0, 1, 2) of each row of a single
     input; ``None``: the inputs are the train, validation and test files."""
     freq = [np.zeros(c.n, dtype=np.int64) for c in coded.coders]
-    labels = [[0, 0], [0, 0], [0, 0]]
-    for i in range(len(coded.rows)):
-        for start, codes, y in coded.chunks(i, chunk_rows):
-            if which is None:  # input i is split i
-                labels[i][0] += int(np.count_nonzero(y))
-                labels[i][1] += len(y)
-                if i != 0:
-                    continue
-            else:
-                part = which[start : start + len(y)]
-                for s in range(3):
-                    labels[s][0] += int(np.count_nonzero(y[part == s]))
-                    labels[s][1] += int(np.count_nonzero(part == s))
-                codes = codes[part == 0]
-            for j, f in enumerate(freq):
-                f += np.bincount(codes[:, j], minlength=len(f))
+    if which is None:  # input i is split i; only the train file is counted
+        labels = [[p, n] for p, n in zip(coded.positives, coded.rows)]
+    else:
+        labels = [[0, 0], [0, 0], [0, 0]]
+    for start, codes, y in coded.chunks(0, chunk_rows):
+        if which is not None:
+            part = which[start : start + len(y)]
+            for s in range(3):
+                labels[s][0] += int(np.count_nonzero(y[part == s]))
+                labels[s][1] += int(np.count_nonzero(part == s))
+            codes = codes[part == 0]
+        for j, f in enumerate(freq):
+            f += np.bincount(codes[:, j], minlength=len(f))
     return freq, [(p, n) for p, n in labels]
 
 
