@@ -59,8 +59,8 @@ def test_never_an_over_budget_plan_or_scored_trial(small, space_cls, seed):
     plans = ctrl.search_budgets(ctx)
     for plan, budget in zip(plans, ctx.budgets):
         check_plan(plan, ctx, budget)
-    space, budget = ctrl.study_space_, ctx.budgets[-1]  # the last budget's study
-    for t in ctrl.study_.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    space, budget = ctrl.state.study_space, ctx.budgets[-1]  # the last budget's study
+    for t in ctrl.state.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         assert space.bytes_of(study_candidate(space, t.params)) <= budget
 
 
@@ -73,7 +73,7 @@ def test_repaired_trials_are_recorded_in_the_study(small):
     ctrl = RandomSearch(trials=16, supernet_epochs=1)
     plan = ctrl.search(ctx)
     budget = ctx.budgets[0]
-    trials = ctrl.study_.get_trials(deepcopy=False)
+    trials = ctrl.state.study.get_trials(deepcopy=False)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     complete = {t.number: t for t in trials if t.state == TrialState.COMPLETE}
     assert failed, "a 10% budget should repair some uniform draws"
@@ -88,7 +88,7 @@ def test_repaired_trials_are_recorded_in_the_study(small):
         ]
         assert fixed.params == candidate_params(space, space.repair(sampled, budget))
     assert len(complete) == 16 and len(failed) + len(complete) == len(trials)
-    best = ctrl.study_.best_trial
+    best = ctrl.state.study.best_trial
     assert study_candidate(space, best.params) == space.from_plan(plan)
     assert best.value == plan.extra["inherited_val_auc"]
 
@@ -99,7 +99,7 @@ def test_deterministic_under_a_seed(small):
     for _ in range(2):
         ctrl = TPE(**FAST)
         plans = ctrl.search_budgets(make_ctx(small, space, (0.15, 0.3)))
-        params = [t.params for t in ctrl.study_.get_trials(deepcopy=False)]
+        params = [t.params for t in ctrl.state.study.get_trials(deepcopy=False)]
         runs.append(([p.field_dims for p in plans], params))
     assert runs[0] == runs[1]
 
@@ -109,7 +109,7 @@ def test_null_plan_is_the_samplers_first_candidate(small):
     ctx = make_ctx(small, space, (0.25,))
     ctrl = TPE(**FAST)
     plan = ctrl.search(ctx)
-    first = ctrl.study_.trials[0]
+    first = ctrl.state.study.trials[0]
     null = ctrl.null_candidate(ctx, ctx.budgets[0])
     assert null == space.repair(study_candidate(space, first.params), ctx.budgets[0])
     assert plan.extra["signal"]["null_signal"] == TPE.null_signal
@@ -124,7 +124,7 @@ def test_cmaes_models_every_block_and_learns_from_repaired_trials(small):
     ctrl = CmaEs(trials=30, supernet_epochs=1, popsize=6)
     plan = ctrl.search(ctx)
     check_plan(plan, ctx, ctx.budgets[0])
-    trials = ctrl.study_.get_trials(deepcopy=False)
+    trials = ctrl.state.study.get_trials(deepcopy=False)
     by_number = {t.number: t for t in trials}
     gens = []
     for t in trials:
@@ -155,7 +155,7 @@ def test_trials_in_flight_are_told_by_id(small):
         ctrl.tell_trial(trial.id, {"score": 0.1 * k, "bytes": 0.0})
     assert ctrl.done()
     for k, trial in enumerate(out):
-        t = ctrl.study_.trials[trial.id]
+        t = ctrl.state.study.trials[trial.id]
         assert (
             t.value == pytest.approx(0.1 * k)
             and study_candidate(space, t.params) == trial.candidate

@@ -61,7 +61,7 @@ def test_front_is_non_dominated_and_within_the_budget(small, space_cls, seed):
         assert plan.field_dims == front[0].field_dims
         assert plan.extra["inherited_val_auc"] == max(a for a, _ in points)
         assert [f["bytes"] for f in plan.extra["front"]] == [b for _, b in points]
-    scored = [t.values[0] for t in ctrl.study_.get_trials(deepcopy=False) if t.values]
+    scored = [t.values[0] for t in ctrl.state.study.get_trials(deepcopy=False) if t.values]
     assert max(scored) == plans[-1].extra["inherited_val_auc"]
 
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import optuna
@@ -58,7 +59,7 @@ from optuna.trial import TrialState, create_trial
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
-from embsearch.controllers.base import SEARCH_BACKBONE, AskTellController
+from embsearch.controllers.base import SEARCH_BACKBONE, AskTellController, SearchState
 from embsearch.controllers.black_box_study import (
     REPAIRED_FROM,
     ask_seed,
@@ -126,6 +127,26 @@ def candidate_params(space: SearchSpace, cand: Candidate) -> dict[str, int]:
     }
 
 
+@dataclass
+class BlackBoxState(SearchState):
+    """A black-box search's state, beyond :class:`SearchState`: the context space its own
+    space was made from (``made_from``), the inherited-weight ``evaluator``, and the budget
+    being searched: its Optuna ``study``, sampler seed, space and budget, the trials in
+    flight (``pending``: id -> (trial, repaired candidate or None)), how many were told and
+    repaired, and each parameter's distribution."""
+
+    made_from: SearchSpace | None = None
+    evaluator: InheritedWeightEvaluator | None = None
+    study: optuna.Study | None = None
+    study_seed: int = 0
+    study_space: SearchSpace | None = None
+    study_budget: int | None = None
+    pending: dict[int, tuple[optuna.trial.Trial, Candidate | None]] = field(default_factory=dict)
+    told: int = 0
+    repaired: int = 0
+    distributions: dict[str, BaseDistribution] = field(default_factory=dict)
+
+
 class BlackBoxController(AskTellController):
     """The ask/tell half every Optuna controller shares; a subclass gives :meth:`make_sampler`
     (the module docstring describes the encoding, the scoring and the repair; the study's
@@ -135,6 +156,8 @@ class BlackBoxController(AskTellController):
     default_space = "field_dims"
     budget_free_scores = True
     param_specs: ClassVar[dict[str, Param]] = BLACK_BOX_SPECS
+    state_class: ClassVar[type[SearchState]] = BlackBoxState
+    state: BlackBoxState
     null_signal = "constant scores (the loop keeps the sampler's first candidate)"
     directions: ClassVar[tuple[str, ...]] = ("maximize",)  # one per value of values_of
     carried_prefixes: ClassVar[tuple[str, ...]] = ()  # see carried_attrs
@@ -193,13 +216,11 @@ class BlackBoxController(AskTellController):
     def search_space(self, ctx: SearchContext) -> SearchSpace:
         """The context's space with the plans' projection set to ``projection`` (one copy per
         context space, so its byte memos serve the whole search)."""
-        made = getattr(self, "space_", None)
-        if made is None or made[0] is not ctx.space:
-            self.space_ = made = (
-                ctx.space,
-                ctx.space.with_projection(str(self.config["projection"])),
-            )
-        return made[1]
+        state = self.state
+        if state.space is None or state.made_from is not ctx.space:
+            state.space = ctx.space.with_projection(str(self.config["projection"]))
+            state.made_from = ctx.space
+        return state.space
 
     def prepare(self, ctx: SearchContext, deadline: float | None) -> None:
         """Train the weight-sharing supernet once for every budget; build the evaluator."""
@@ -228,33 +249,33 @@ class BlackBoxController(AskTellController):
                 sctx, build, epochs, deadline, desc=f"{self.name} supernet"
             )
             save_supernet(ctx.store, *loaded)
-        self.supernet_, summary = loaded
-        self.supernet_summary_ = summary
+        self.state.supernet, summary = loaded
+        self.state.supernet_summary = summary
         ctx.record(event="supernet", controller=self.name, **summary)
         val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
-        self.evaluator_ = InheritedWeightEvaluator(
-            self.supernet_, val, batch, max_rows=self.config["val_rows"]
+        self.state.evaluator = InheritedWeightEvaluator(
+            self.state.supernet, val, batch, max_rows=self.config["val_rows"]
         )
 
     def evaluator(self, ctx: SearchContext, budget: int) -> InheritedWeightEvaluator:
-        return self.evaluator_
+        return self.state.evaluator
 
     # -- ask/tell over one Optuna study per budget ------------------------------------------
     def start(self, ctx: SearchContext, budget: int) -> None:
         """This budget's study (in the run's storage, taken up again after a kill)."""
         quiet_optuna()
         space = self.search_space(ctx)
-        self.study_seed_ = self.sampler_seed(ctx, budget)
+        self.state.study_seed = self.sampler_seed(ctx, budget)
         name = ctx.store.study_name(self.name, budget) if ctx.store is not None else ""
-        sampler = self.make_sampler(ask_seed(self.study_seed_, 0))
-        self.study_ = open_study(ctx.store, name, self.directions, sampler)
-        self.study_space_, self.study_budget_ = space, budget
-        self.pending_: dict[int, tuple[optuna.trial.Trial, Candidate | None]] = {}
-        self.told_ = recover(self.study_)
-        self.repaired_ = sum(
-            1 for t in self.study_.get_trials(deepcopy=False) if REPAIRED_FROM in t.user_attrs
+        sampler = self.make_sampler(ask_seed(self.state.study_seed, 0))
+        self.state.study = open_study(ctx.store, name, self.directions, sampler)
+        self.state.study_space, self.state.study_budget = space, budget
+        self.state.pending = {}
+        self.state.told = recover(self.state.study)
+        self.state.repaired = sum(
+            1 for t in self.state.study.get_trials(deepcopy=False) if REPAIRED_FROM in t.user_attrs
         )
-        self.distributions_ = {
+        self.state.distributions = {
             param_name(space, f, g): self.distribution(space)
             for f, groups in enumerate(space.groups)
             for g in range(len(groups))
@@ -263,11 +284,11 @@ class BlackBoxController(AskTellController):
     def resumed_trials(self) -> list[tuple[Candidate, float]]:
         """The scored trials a killed run of this budget left (none in a fresh study), in
         trial order: the loop starts from them and never runs them again."""
-        done = self.study_.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return [(self.candidate_from(self.study_space_, t.params), t.values[0]) for t in done]
+        done = self.state.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return [(self.candidate_from(self.state.study_space, t.params), t.values[0]) for t in done]
 
     def _sample(self, trial: optuna.trial.Trial) -> Candidate:
-        space = self.study_space_
+        space = self.state.study_space
         return tuple(
             tuple(self.suggest(trial, param_name(space, f, g), space) for g in range(len(gs)))
             for f, gs in enumerate(space.groups)
@@ -276,45 +297,45 @@ class BlackBoxController(AskTellController):
     def ask_trial(self) -> Trial | None:
         """The next trial: the sampler's candidate, repaired onto the budget if over it;
         its id is the sampled Optuna trial's number."""
-        trial, _ = ask_study(self.study_, self.make_sampler, self.study_seed_)
+        trial, _ = ask_study(self.state.study, self.make_sampler, self.state.study_seed)
         cand = self._sample(trial)
-        space, budget = self.study_space_, self.study_budget_
+        space, budget = self.state.study_space, self.state.study_budget
         if space.bytes_of(cand) <= budget:
-            self.pending_[trial.number] = (trial, None)
+            self.state.pending[trial.number] = (trial, None)
             return Trial(trial.number, cand)
         repaired = space.repair(cand, budget)
         trial.set_user_attr("sampled_bytes", int(space.bytes_of(cand)))
-        self.pending_[trial.number] = (trial, repaired)
+        self.state.pending[trial.number] = (trial, repaired)
         return Trial(trial.number, repaired)
 
     def tell_trial(self, trial_id: int, metrics: dict[str, float]) -> None:
         """Tell the study trial ``trial_id``'s values; a repaired trial's sampled parameters
         are told ``FAIL`` and the repaired ones added with the values."""
-        if trial_id not in self.pending_:
+        if trial_id not in self.state.pending:
             raise RuntimeError(f"{self.name}: tell_trial({trial_id}) for no trial in flight")
-        trial, repaired = self.pending_.pop(trial_id)
-        self.told_ += 1
+        trial, repaired = self.state.pending.pop(trial_id)
+        self.state.told += 1
         ok = math.isfinite(float(metrics["score"]))
         if repaired is None:
             if ok:
-                self.study_.tell(trial, self.values_of(metrics))
+                self.state.study.tell(trial, self.values_of(metrics))
             else:
-                self.study_.tell(trial, state=TrialState.FAIL)
+                self.state.study.tell(trial, state=TrialState.FAIL)
             return
-        self.repaired_ += 1
+        self.state.repaired += 1
         trial.set_user_attr("repaired_to", as_json(repaired))
         if ok:  # the repaired parameters, with their values, are what the sampler learns from
             values = self.values_of(metrics)
-            self.study_.add_trial(  # before the FAIL: a kill between the two loses no score
+            self.state.study.add_trial(  # before the FAIL: a kill between the two loses no score
                 create_trial(
-                    params=self.params_of(self.study_space_, repaired),
-                    distributions=self.distributions_,
+                    params=self.params_of(self.state.study_space, repaired),
+                    distributions=self.state.distributions,
                     values=values if isinstance(values, list) else [values],
                     user_attrs={REPAIRED_FROM: trial.number},
                     system_attrs=self.carried_attrs(trial),
                 )
             )
-        self.study_.tell(trial, state=TrialState.FAIL)
+        self.state.study.tell(trial, state=TrialState.FAIL)
 
     def carried_attrs(self, trial: optuna.trial.Trial) -> dict[str, Any]:
         """The sampled trial's system attributes under :attr:`carried_prefixes` (a sampler's
@@ -322,7 +343,7 @@ class BlackBoxController(AskTellController):
         the sampler's population holds (Lamarckian repair)."""
         if not self.carried_prefixes:
             return {}
-        attrs = self.study_._storage.get_trial(trial._trial_id).system_attrs
+        attrs = self.state.study._storage.get_trial(trial._trial_id).system_attrs
         return {k: v for k, v in attrs.items() if k.startswith(self.carried_prefixes)}
 
     def ask(self) -> Candidate:
@@ -332,12 +353,12 @@ class BlackBoxController(AskTellController):
 
     def tell(self, candidate: Candidate, score: float) -> None:
         """The last asked trial's score (callers that know only candidates)."""
-        if not self.pending_:
+        if not self.state.pending:
             raise RuntimeError(f"{self.name}: tell() without an ask()")
-        self.tell_trial(max(self.pending_), {"score": float(score)})
+        self.tell_trial(max(self.state.pending), {"score": float(score)})
 
     def done(self) -> bool:
-        return self.told_ >= int(self.config["trials"])
+        return self.state.told >= int(self.config["trials"])
 
     # -- the plan --------------------------------------------------------------------------
     def null_candidate(self, ctx: SearchContext, budget: int) -> Candidate | None:
@@ -353,28 +374,28 @@ class BlackBoxController(AskTellController):
         return space.repair(cand, budget)
 
     def _first(self, study: optuna.Study, space: SearchSpace) -> Candidate:
-        kept = getattr(self, "study_space_", None)
-        self.study_space_ = space
+        kept = self.state.study_space
+        self.state.study_space = space
         try:
             return self._sample(study.ask())
         finally:
-            self.study_space_ = kept  # type: ignore[assignment]
+            self.state.study_space = kept
 
     def study_summary(self) -> dict[str, Any]:
         """JSON-ready facts on this budget's study for ``plan.extra["study"]``."""
-        trials = self.study_.get_trials(deepcopy=False)
+        trials = self.state.study.get_trials(deepcopy=False)
         states = [t.state for t in trials]
         return {
-            "sampler": type(self.study_.sampler).__name__,
+            "sampler": type(self.state.study.sampler).__name__,
             "trials": len(trials),
             "complete": states.count(TrialState.COMPLETE),
-            "repaired": self.repaired_,
+            "repaired": self.state.repaired,
             "failed": states.count(TrialState.FAIL),
         }
 
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         plan = super().finish(ctx, budget, result)
-        started = getattr(self, "study_budget_", None) == budget
+        started = self.state.study_budget == budget
         if started:
             plan.extra["study"] = self.study_summary()
         if result.best is None:
@@ -388,7 +409,7 @@ class BlackBoxController(AskTellController):
             {
                 PROVENANCE_KEY: provenance,
                 "scoring": str(self.config["scoring"]),
-                "supernet": self.supernet_summary_,
+                "supernet": self.state.supernet_summary,
                 "inherited_val_auc": result.best_score if result.best is not None else None,
             }
         )

@@ -27,14 +27,16 @@ Multiobjective Genetic Algorithm: NSGA-II", IEEE Transactions on Evolutionary Co
 
 from __future__ import annotations
 
-from dataclasses import replace
+import copy
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from embsearch.context import SearchContext
-from embsearch.controllers.black_box import BLACK_BOX_SPECS, BlackBoxController
+from embsearch.controllers.base import SearchState
+from embsearch.controllers.black_box import BLACK_BOX_SPECS, BlackBoxController, BlackBoxState
 from embsearch.controllers.param_spec import Param
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult
@@ -53,6 +55,14 @@ def front_order(front: list[FrozenTrial]) -> list[FrozenTrial]:
     return out
 
 
+@dataclass
+class NSGA2State(BlackBoxState):
+    """NSGA-II's search state, beyond :class:`BlackBoxState`: each searched budget's front
+    as plans (``front_plans``; the runner writes them under ``front/``)."""
+
+    front_plans: dict[int, list[Plan]] = field(default_factory=dict)
+
+
 class NSGA2(BlackBoxController):
     """NSGA-II on (validation AUC, bytes); returns the Pareto front (module docstring)."""
 
@@ -65,6 +75,8 @@ class NSGA2(BlackBoxController):
     )
     supported_spaces = ("field_dims", "feature_dims")
     directions = ("maximize", "minimize")
+    state_class: ClassVar[type[SearchState]] = NSGA2State
+    state: NSGA2State
     carried_prefixes = ("NSGAIISampler:",)  # the sampler's generation of a trial
     null_signal = "constant AUC (the front's cheapest candidate is kept)"
     param_specs: ClassVar[dict[str, Param]] = {
@@ -109,21 +121,21 @@ class NSGA2(BlackBoxController):
     def front(self) -> list[FrozenTrial]:
         """This budget's Pareto front (scored trials only: all within the budget), best AUC
         first."""
-        return front_order(self.study_.best_trials)
+        return front_order(self.state.study.best_trials)
 
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         """The plan of the front's best-AUC point, with the front in ``plan.extra["front"]``
-        and as plans in ``self.front_plans_[budget]`` (the runner writes them)."""
-        started = getattr(self, "study_budget_", None) == budget
+        and as plans in ``state.front_plans[budget]`` (the runner writes them)."""
+        started = self.state.study_budget == budget
         front = self.front() if started else []
         if front:
-            best = self.candidate_from(self.study_space_, front[0].params)
+            best = self.candidate_from(self.state.study_space, front[0].params)
             result = replace(result, best=best, best_score=front[0].values[0])
         plan = super().finish(ctx, budget, result)
         space = self.search_space(ctx)
         plans = [
             space.to_plan(
-                self.candidate_from(self.study_space_, t.params),
+                self.candidate_from(self.state.study_space, t.params),
                 self.name,
                 budget,
                 data_fingerprint=ctx.dataset.fingerprint(),
@@ -131,7 +143,7 @@ class NSGA2(BlackBoxController):
             )
             for k, t in enumerate(front)
         ]
-        self.__dict__.setdefault("front_plans_", {})[budget] = plans
+        self.state.front_plans[budget] = plans
         plan.extra["front"] = [
             {"point": k, "inherited_val_auc": t.values[0], "bytes": int(t.values[1])}
             for k, t in enumerate(front)
@@ -140,21 +152,20 @@ class NSGA2(BlackBoxController):
 
     def front_plans(self, budget: int) -> list[Plan]:
         """The front's plans for ``budget`` (best AUC first; empty before its search)."""
-        return getattr(self, "front_plans_", {}).get(budget, [])
+        return self.state.front_plans.get(budget, [])
 
     def null_candidate(self, ctx: SearchContext, budget: int) -> Candidate | None:
         """The pick under a constant AUC: this budget's search replayed in memory with the
         same seeds and repairs, every trial told (0, its bytes), nothing trained; the front
         is then the cheapest candidates, the pick the cheapest (first met on ties)."""
-        keys = ("study_", "study_space_", "study_budget_", "pending_", "told_", "repaired_")
-        kept = {k: self.__dict__.get(k) for k in (*keys, "distributions_", "study_seed_")}
+        kept = copy.copy(self.state)  # start() rebinds the budget's fields; restored below
         try:
             self.start(replace(ctx, store=None), budget)
             while not self.done():
                 trial = self.ask_trial()
                 assert trial is not None
-                nbytes = float(self.study_space_.bytes_of(trial.candidate))
+                nbytes = float(self.state.study_space.bytes_of(trial.candidate))
                 self.tell_trial(trial.id, {"score": 0.0, "bytes": nbytes})
-            return self.candidate_from(self.study_space_, self.front()[0].params)
+            return self.candidate_from(self.state.study_space, self.front()[0].params)
         finally:
-            self.__dict__.update(kept)
+            self.state = kept
