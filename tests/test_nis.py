@@ -83,13 +83,13 @@ def test_no_nan_with_an_over_budget_sample(small):
     ctrl = NIS(**QUICK, blocks=4)
     ctrl.prepare(ctx, None)
     ctrl.start(ctx, ctx.budget)
-    over = ctrl.space_.max_candidate()
+    over = ctrl.state.space.max_candidate()
     for _ in range(4):
         ctrl.ask()
         ctrl.tell(over, -math.inf)
-    assert ctrl.policy_.updates >= 1
-    assert math.isfinite(ctrl.policy_.baseline)
-    assert bool(torch.isfinite(ctrl.policy_.logits).all())
+    assert ctrl.state.policy.updates >= 1
+    assert math.isfinite(ctrl.state.policy.baseline)
+    assert bool(torch.isfinite(ctrl.state.policy.logits).all())
     assert ctrl.reward(over, -math.inf, ctx.budget) < 0.5
 
 

@@ -59,7 +59,8 @@ from optuna.trial import TrialState, create_trial
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
-from embsearch.controllers.base import SEARCH_BACKBONE, AskTellController, SearchState
+from embsearch.controllers.base import AskTellController, SearchState
+from embsearch.controllers.black_box_params import BLACK_BOX_SPECS
 from embsearch.controllers.black_box_study import (
     REPAIRED_FROM,
     ask_seed,
@@ -71,43 +72,11 @@ from embsearch.controllers.black_box_study import (
 )
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
-from embsearch.embeddings.supernets_evo import SAMPLINGS, MaskedSupernetEmbedding
+from embsearch.embeddings.supernets_evo import MaskedSupernetEmbedding
 from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, Trial, as_json
 from embsearch.search_spaces.base import Candidate, SearchSpace
-
-BLACK_BOX_SPECS: dict[str, Param] = {
-    "trials": Param(64, "int", "trials per budget (each a candidate scored on validation)", 1),
-    "scoring": Param(
-        "supernet",
-        "choice",
-        "how a trial is scored: 'supernet' (inherited weights of one weight-sharing supernet)",
-        choices=("supernet",),
-    ),
-    "supernet_epochs": Param(None, "int", "supernet epochs (None: --epochs)", 1, optional=True),
-    "sampling": Param(
-        "example",
-        "choice",
-        "how supernet training draws dims: 'example' (a dim per example and (field, group)), "
-        "'step' or 'band'",
-        choices=SAMPLINGS,
-    ),
-    "val_rows": Param(
-        2048,
-        "int",
-        "rows of the fixed validation subsample trials are scored on (None: the whole split)",
-        1,
-        optional=True,
-    ),
-    "projection": Param(
-        "pad",
-        "choice",
-        "plans' projection: 'pad' (what the inherited weights play) or 'linear'",
-        choices=("pad", "linear"),
-    ),
-    "search_backbone": SEARCH_BACKBONE,
-}
 
 
 def quiet_optuna() -> None:

@@ -32,7 +32,8 @@ from typing import Any, ClassVar
 import optuna
 from optuna.distributions import BaseDistribution, IntDistribution
 
-from embsearch.controllers.black_box import BLACK_BOX_SPECS, BlackBoxController
+from embsearch.controllers.black_box import BlackBoxController
+from embsearch.controllers.black_box_params import BLACK_BOX_SPECS
 from embsearch.controllers.param_spec import Param
 from embsearch.search_spaces.base import SearchSpace
 

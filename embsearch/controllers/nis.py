@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -78,7 +79,8 @@ from embsearch.backbones import CTRModel
 from embsearch.budget import field_bytes
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
-from embsearch.controllers.base import SEARCH_BACKBONE, AskTellController
+from embsearch.controllers.base import AskTellController, SearchState
+from embsearch.controllers.nis_params import NIS_SPECS
 from embsearch.controllers.nis_policy import BlockPolicy
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.rule import block_space
@@ -109,94 +111,23 @@ class QualityEvaluator(InheritedWeightEvaluator):
         return m["auc"] if self.metric == "auc" else -m["logloss"]
 
 
-NIS_SPECS: dict[str, Param] = {
-    "blocks": Param(
-        4,
-        "int",
-        "dimension blocks B per embedding (must divide --width)",
-        1,
-        64,
-        extension="the paper sizes B per problem; 4 keeps the action space small",
-    ),
-    "vocabulary": Param(
-        True,
-        "bool",
-        "a group may keep 0 blocks: its ids leave the vocabulary (the paper searches the "
-        "vocabulary size beside the dims)",
-    ),
-    "supernet_epochs": Param(None, "int", "supernet epochs (None: --epochs)", 1, optional=True),
-    "policy_every": Param(
-        1,
-        "int",
-        "supernet weight steps between two policy updates",
-        1,
-        extension="the paper's alternation rate is not given",
-    ),
-    "warmup": Param(
-        0.0,
-        "float",
-        "share of the supernet's weight steps trained on uniform samples before the policy "
-        "starts learning",
-        0.0,
-        1.0,
-        extension="a warm-up before the controller learns: embsearch's choice of share",
-    ),
-    "policy_batch": Param(
-        64, "int", "architectures sampled per policy update", 1, extension="not given"
-    ),
-    "policy_lr": Param(
-        0.2,
-        "float",
-        "Adam learning rate of the policy's logits",
-        0.0,
-        open_low=True,
-        extension="not given",
-    ),
-    "baseline_decay": Param(
-        0.9,
-        "float",
-        "decay of the moving-average reward baseline (advantage='moving')",
-        0.0,
-        1.0,
-        extension="REINFORCE with a moving-average baseline replaces the paper's A3C",
-    ),
-    "entropy": Param(0.0, "float", "weight of an entropy bonus on the policy", 0.0),
-    "advantage": Param(
-        "batch",
-        "choice",
-        "each sample's advantage: reward minus the mean of the batch's other samples, divided "
-        "by the batch's spread ('batch'), or minus the moving-average baseline ('moving')",
-        choices=("batch", "moving"),
-        extension="the paper's A3C critic; 'batch' gave larger planted margins than 'moving'",
-    ),
-    "reward_metric": Param(
-        "logloss",
-        "choice",
-        "the reward's quality: minus the validation log loss ('logloss') or the AUC ('auc')",
-        choices=("logloss", "auc"),
-        extension="the AUC is the paper's ranking metric; the log loss is smoother on a "
-        "small validation split and gave larger planted margins",
-    ),
-    "cost_weight": Param(
-        1.0, "float", "lambda of the memory cost lambda * max(0, bytes/budget - 1)", 0.0
-    ),
-    "search_updates": Param(
-        10,
-        "int",
-        "policy updates per budget on the trained supernet (the ask/tell loop)",
-        0,
-        extension="policy updates after the supernet is trained: embsearch's",
-    ),
-    "val_rows": Param(
-        2048,
-        "int",
-        "rows of the fixed validation subsample rewards are measured on (None: whole split)",
-        1,
-        optional=True,
-        extension="a validation subsample: embsearch's",
-    ),
-    "search_backbone": SEARCH_BACKBONE,
-}
+@dataclass
+class NISState(SearchState):
+    """NIS's search state, beyond :class:`SearchState`: one policy per budget
+    (``policies``), the validation rows every reward is measured on (``rows``), each
+    budget's mean reward per update (``history``), the supernet's quality ``scorer``, and
+    the budget being searched: its ``budget``, ``policy``, the samples asked and the rewards
+    told since the last update, and the updates ``left``."""
+
+    policies: dict[int, BlockPolicy] = field(default_factory=dict)
+    rows: np.ndarray | None = None
+    history: dict[int, list[float]] = field(default_factory=dict)
+    scorer: InheritedWeightEvaluator | None = None
+    budget: int = 0
+    policy: BlockPolicy | None = None
+    asked: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    told: list[float] = field(default_factory=list)
+    left: int = 0
 
 
 class NIS(AskTellController):
@@ -209,6 +140,8 @@ class NIS(AskTellController):
     )
     default_space = "feature_dims"
     param_specs: ClassVar[dict[str, Param]] = NIS_SPECS
+    state_class: ClassVar[type[SearchState]] = NISState
+    state: NISState
     fixed_projection = "pad"
     null_signal = "an untrained policy (uniform over the block counts)"
 
@@ -270,16 +203,16 @@ class NIS(AskTellController):
 
     def to_candidate(self, choices: torch.Tensor) -> Candidate:
         """Option indices ``[slots]`` as dims per field and group."""
-        dims = [self.space_.candidates[int(i)] for i in choices]
+        dims = [self.state.space.candidates[int(i)] for i in choices]
         out, at = [], 0
-        for groups in self.space_.groups:
+        for groups in self.state.space.groups:
             out.append(tuple(dims[at : at + len(groups)]))
             at += len(groups)
         return tuple(out)
 
     def reward(self, cand: Candidate, auc: float, budget: int) -> float:
         """Step 4: ``auc - cost_weight * max(0, bytes / budget - 1)``, finite always."""
-        over = max(0.0, self.space_.bytes_of(cand) / max(budget, 1) - 1.0)
+        over = max(0.0, self.state.space.bytes_of(cand) / max(budget, 1) - 1.0)
         quality = auc if math.isfinite(auc) else UNSCORED[self.config["reward_metric"]]
         return float(quality - float(self.config["cost_weight"]) * min(over, 1e6))
 
@@ -288,7 +221,7 @@ class NIS(AskTellController):
         self.check_space(ctx)
         self._check_blocks(ctx.space.width)
         self._check_groups(ctx)
-        self.space_ = space = self.search_space(ctx)
+        self.state.space = space = self.search_space(ctx)
         step = space.width // int(self.config["blocks"])
         check_fits(
             min(ctx.budgets),
@@ -300,7 +233,7 @@ class NIS(AskTellController):
         )
         costs = self._costs(space)
         cfg = self.config
-        self.policies_ = {
+        self.state.policies = {
             b: BlockPolicy(
                 costs,
                 b,
@@ -315,13 +248,13 @@ class NIS(AskTellController):
         values = torch.tensor(space.candidates, dtype=torch.long)
         val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
         y = val.y.cpu().numpy()
-        self.rows_ = stratified_rows(y, min(int(cfg["val_rows"] or len(y)), len(y)))
-        self.history_: dict[int, list[float]] = {b: [] for b in ctx.budgets}
+        self.state.rows = stratified_rows(y, min(int(cfg["val_rows"] or len(y)), len(y)))
+        self.state.history = {b: [] for b in ctx.budgets}
         metric = cfg["reward_metric"]
 
         def outside(n: int) -> torch.Tensor:  # step 3: each example's selection from a policy
-            share = -(-n // len(self.policies_))
-            dims = [values[p.sample(share)[0]] for p in self.policies_.values()]
+            share = -(-n // len(self.state.policies))
+            dims = [values[p.sample(share)[0]] for p in self.state.policies.values()]
             return torch.cat(dims)[:n]
 
         epochs = cfg["supernet_epochs"] or ctx.train.epochs
@@ -331,12 +264,12 @@ class NIS(AskTellController):
         def alternate(model: nn.Module, step_: int) -> None:  # steps 4-5 during training
             if step_ <= warm or step_ % int(cfg["policy_every"]):
                 return
-            scorer = QualityEvaluator(model, val, batch, rows=self.rows_, metric=metric)
-            for b, policy in self.policies_.items():
+            scorer = QualityEvaluator(model, val, batch, rows=self.state.rows, metric=metric)
+            for b, policy in self.state.policies.items():
                 drawn = policy.sample(int(cfg["policy_batch"]))
                 cands = [self.to_candidate(c) for c in drawn[0]]
                 rewards = [self.reward(c, scorer(c), b) for c in cands]
-                self.history_[b].append(policy.update([drawn], rewards)["reward"])
+                self.state.history[b].append(policy.update([drawn], rewards)["reward"])
             model.train()
 
         sctx = self.supernet_context(ctx)
@@ -354,72 +287,73 @@ class NIS(AskTellController):
             emb.outside_sampler = outside
             return CTRModel(emb, sctx.make_backbone())
 
-        self.supernet_, summary = train_weight_sharing_supernet(
+        self.state.supernet, summary = train_weight_sharing_supernet(
             sctx, build, epochs, deadline, desc="nis supernet", after_step=alternate
         )
-        self.supernet_.embedding.outside_sampler = None
-        self.supernet_summary_ = summary
+        self.state.supernet.embedding.outside_sampler = None
+        self.state.supernet_summary = summary
         ctx.record(event="supernet", controller=self.name, **summary)
-        self.scorer_ = QualityEvaluator(self.supernet_, val, batch, rows=self.rows_, metric=metric)
+        self.state.scorer = QualityEvaluator(
+            self.state.supernet, val, batch, rows=self.state.rows, metric=metric
+        )
 
     def evaluator(self, ctx: SearchContext, budget: int) -> QualityEvaluator:
-        return self.scorer_
+        return self.state.scorer
 
     # -- step 6: the ask/tell loop --------------------------------------------------------------
     def start(self, ctx: SearchContext, budget: int) -> None:
-        self.budget_ = budget
-        self.policy_ = self.policies_[budget]
-        self.left_ = int(self.config["search_updates"])
-        self.total = self.left_ * int(self.config["policy_batch"])
-        self.asked_: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.told_: list[float] = []
+        self.state.budget = budget
+        self.state.policy = self.state.policies[budget]
+        self.state.left = int(self.config["search_updates"])
+        self.total = self.state.left * int(self.config["policy_batch"])
+        self.state.asked, self.state.told = [], []
 
     def ask(self) -> Candidate:
-        choices, order = self.policy_.sample(1)
-        self.asked_.append((choices, order))
+        choices, order = self.state.policy.sample(1)
+        self.state.asked.append((choices, order))
         return self.to_candidate(choices[0])
 
     def tell(self, candidate: Candidate, score: float) -> None:
-        self.told_.append(self.reward(candidate, score, self.budget_))
-        if len(self.told_) >= int(self.config["policy_batch"]):
-            n = len(self.told_)
-            stats = self.policy_.update(self.asked_[:n], self.told_)
-            self.history_[self.budget_].append(stats["reward"])
-            self.asked_, self.told_ = self.asked_[n:], []
-            self.left_ -= 1
+        self.state.told.append(self.reward(candidate, score, self.state.budget))
+        if len(self.state.told) >= int(self.config["policy_batch"]):
+            n = len(self.state.told)
+            stats = self.state.policy.update(self.state.asked[:n], self.state.told)
+            self.state.history[self.state.budget].append(stats["reward"])
+            self.state.asked, self.state.told = self.state.asked[n:], []
+            self.state.left -= 1
 
     def done(self) -> bool:
-        return self.left_ <= 0
+        return self.state.left <= 0
 
     # -- step 7 ---------------------------------------------------------------------------------
     def discretise(self, log_probs: np.ndarray, budget: int) -> Candidate:
         """The most likely architecture within ``budget``: the exact knapsack over the
         per-(field, group) log-probabilities (a factorised policy's likelihood is their sum)."""
         pref, at = [], 0
-        for groups in self.space_.groups:
+        for groups in self.state.space.groups:
             pref.append(log_probs[at : at + len(groups)])
             at += len(groups)
-        return self.space_.best_under_budget(pref, budget)
+        return self.state.space.best_under_budget(pref, budget)
 
     def null_candidate(self, ctx: SearchContext, budget: int) -> Candidate | None:
         """Step 7 on an untrained policy (uniform logits)."""
-        policy = self.policies_[budget]
+        policy = self.state.policies[budget]
         return self.discretise(np.full((policy.n_slots, policy.n_options), 0.0), budget)
 
     def preferences(self, policy: BlockPolicy) -> dict[str, Any]:
         """``plan.extra['policy']``: per field, per group, the probability of each dim."""
         probs, at, out = policy.probabilities(), 0, {}
-        for name, groups in zip(self.space_.schema.names, self.space_.groups):
+        for name, groups in zip(self.state.space.schema.names, self.state.space.groups):
             out[name] = [[round(float(p), 4) for p in probs[at + g]] for g in range(len(groups))]
             at += len(groups)
-        return {"dims": list(self.space_.candidates), "probabilities": out}
+        return {"dims": list(self.state.space.candidates), "probabilities": out}
 
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
-        policy = self.policies_[budget]
+        policy = self.state.policies[budget]
         best = self.discretise(policy.log_probabilities(), budget)
-        m = self.scorer_.metrics(best)
-        history = self.history_[budget]
-        plan = self.space_.to_plan(
+        m = self.state.scorer.metrics(best)
+        history = self.state.history[budget]
+        plan = self.state.space.to_plan(
             best,
             self.name,
             budget,
@@ -427,7 +361,7 @@ class NIS(AskTellController):
             extra={
                 "search": result.summary(),
                 "interrupted": result.interrupted,
-                "supernet": self.supernet_summary_,
+                "supernet": self.state.supernet_summary,
                 "blocks": int(self.config["blocks"]),
                 "policy": self.preferences(policy),
                 "policy_updates": policy.updates,

@@ -36,7 +36,8 @@ from optuna.trial import FrozenTrial
 
 from embsearch.context import SearchContext
 from embsearch.controllers.base import SearchState
-from embsearch.controllers.black_box import BLACK_BOX_SPECS, BlackBoxController, BlackBoxState
+from embsearch.controllers.black_box import BlackBoxController, BlackBoxState
+from embsearch.controllers.black_box_params import BLACK_BOX_SPECS
 from embsearch.controllers.param_spec import Param
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult
