@@ -3,7 +3,7 @@
 :class:`InheritedWeightEvaluator` scores candidates with a trained supernet's shared
 weights, without retraining (the "inherit weights from the supernet" step of OptEmbed,
 RULE, AutoIAS, ...). It works with any supernet whose embedding module follows the
-masked-table protocol (:class:`~embsearch.embeddings.supernets_evo.MaskedTable`: ``width``,
+masked-table protocol (:class:`~embsearch.embeddings.supernets.MaskedTable`: ``width``,
 ``lookup``, ``slots``, ``dims_of``, ``slot_mask``): a candidate only changes which leading columns of each (field, group)
 block are kept, so the split's full-width embeddings and the slot of every id are computed
 once, and each candidate costs one mask, one backbone pass in big batches and one AUC.
@@ -28,7 +28,7 @@ from torch import nn
 
 from embsearch.compact_forward import CompactForward
 from embsearch.data.batches import DeviceSplit
-from embsearch.embeddings.supernets_evo import MaskedTable
+from embsearch.embeddings.supernets import MaskedTable
 from embsearch.search_spaces.base import Candidate
 from embsearch.train.metrics import log_loss, roc_auc
 

@@ -32,7 +32,7 @@ from embsearch.controllers.registry import get_controller
 from embsearch.controllers.rule import Rule, block_space, served_validation
 from embsearch.controllers.weight_sharing import plan_weights
 from embsearch.data.synthetic import make_synthetic
-from embsearch.embeddings.supernets_evo import OptEmbedEmbedding, RuleEmbedding
+from embsearch.embeddings.supernets import OptEmbedSupernet, RuleSupernet
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator, stratified_rows
 from embsearch.search_loop import LoopResult, run_loop
@@ -241,7 +241,7 @@ def test_rule_never_serves_a_larger_budget_worse_than_a_smaller_one(planted):
 
 
 def test_optembed_rows_pruned_by_threshold_with_straight_through_gradient():
-    emb = OptEmbedEmbedding(4, (1, 2, 4), [[(0, 3)], [(0, 2)]], ["a", "b"], threshold_init=0.0)
+    emb = OptEmbedSupernet(4, (1, 2, 4), [[(0, 3)], [(0, 2)]], ["a", "b"], threshold_init=0.0)
     with torch.no_grad():
         emb.table.copy_(torch.tensor([[1.0] * 4, [0.1] * 4, [0.5] * 4, [1.0] * 4, [2.0] * 4]))
         emb.threshold.copy_(torch.tensor([2.5, 10.0]))  # prunes rows 1 and 2 of a, all of b
@@ -260,7 +260,7 @@ def test_optembed_rows_pruned_by_threshold_with_straight_through_gradient():
 
 
 def test_rule_diversity_is_low_for_distinct_blocks():
-    emb = RuleEmbedding(4, (2, 4), [[(0, 3)]], ["a"], blocks=2)
+    emb = RuleSupernet(4, (2, 4), [[(0, 3)]], ["a"], blocks=2)
     with torch.no_grad():
         emb.table.copy_(
             torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 1.0, 1.0]])
@@ -276,7 +276,7 @@ def test_rule_diversity_is_low_for_distinct_blocks():
     assert emb.table.grad is not None and float(emb.table.grad.abs().sum()) > 0
 
 
-def _explicit_diversity(emb: RuleEmbedding, x: torch.Tensor) -> torch.Tensor:
+def _explicit_diversity(emb: RuleSupernet, x: torch.Tensor) -> torch.Tensor:
     """The diversity term as written: for each (field, group) the batch looks up, flatten
     each block of its looked-up rows, normalise, and average the squared off-diagonal cosines;
     then average over those groups."""
@@ -303,7 +303,7 @@ def test_rule_diversity_equals_the_explicit_group_form(blocks, grouped):
     for an all-zero block."""
     torch.manual_seed(blocks)
     groups = [[(0, 10), (10, 40)], [(0, 5)]] if grouped else [[(0, 40)], [(0, 5)]]
-    emb = RuleEmbedding(16, tuple(range(16 // blocks, 17, 16 // blocks)), groups, ["a", "b"])
+    emb = RuleSupernet(16, tuple(range(16 // blocks, 17, 16 // blocks)), groups, ["a", "b"])
     emb.blocks = blocks
     with torch.no_grad():
         emb.table.normal_(std=0.01)
@@ -330,7 +330,7 @@ def test_rule_switchable_scales_are_served_folded_into_the_table(planted, space_
     from embsearch.backbones import CTRModel, make_backbone
 
     space = block_space(space_cls(planted.schema, 16), 4)
-    emb = RuleEmbedding(
+    emb = RuleSupernet(
         16, space.candidates, space.groups, space.schema.names, seed=0, blocks=4, scales=True
     )
     torch.manual_seed(0)
@@ -363,7 +363,7 @@ def test_rule_switchable_scales_train_and_default_on(planted):
     """Training draws reach each selection size's own factors (gradients on them), and a
     Rule controller builds its supernet with them unless ``scales=false``."""
     space = block_space(FeatureDimsSpace(planted.schema, 16), 4)
-    emb = RuleEmbedding(
+    emb = RuleSupernet(
         16, space.candidates, space.groups, space.schema.names, seed=0, blocks=4, scales=True
     )
     emb.train()
@@ -380,7 +380,7 @@ def test_rule_diversity_trains_one_column_blocks():
     """With the default one-column blocks (16 blocks of a 16-wide table) the term has a
     gradient, and descending it makes a group's columns less alike."""
     torch.manual_seed(0)
-    emb = RuleEmbedding(16, tuple(range(1, 17)), [[(0, 50)]], ["a"], blocks=16)
+    emb = RuleSupernet(16, tuple(range(1, 17)), [[(0, 50)]], ["a"], blocks=16)
     with torch.no_grad():  # highly correlated columns: every row is a scaled copy of one vector
         emb.table.copy_(torch.randn(50, 1) * torch.randn(1, 16) + 0.01 * torch.randn(50, 16))
     x = torch.arange(50).unsqueeze(1)
@@ -495,11 +495,11 @@ def test_optembed_long_tailed_estimator_and_own_threshold_optimiser():
     """The official code's surrogate slope (2 - 4|z| near the step, 0.4 on the tail, 0 beyond
     |z| = 1), and the thresholds' own SGD step at ``threshold_lr``, which leaves no gradient
     for the trainer's Adam."""
-    from embsearch.embeddings.supernets_evo.optembed_supernet import long_tailed_grad
+    from embsearch.embeddings.supernets.optembed_supernet import long_tailed_grad
 
     z = torch.tensor([0.0, 0.25, -0.25, 0.5, -0.9, 1.0, 1.5, -3.0])
     assert long_tailed_grad(z).tolist() == pytest.approx([2.0, 1.0, 1.0, 0.4, 0.4, 0.4, 0, 0])
-    emb = OptEmbedEmbedding(4, (1, 2, 4), [[(0, 3)], [(0, 2)]], ["a", "b"], threshold_init=0.0)
+    emb = OptEmbedSupernet(4, (1, 2, 4), [[(0, 3)], [(0, 2)]], ["a", "b"], threshold_init=0.0)
     with torch.no_grad():
         emb.table.copy_(torch.tensor([[1.0] * 4, [0.1] * 4, [0.5] * 4, [1.0] * 4, [2.0] * 4]))
     emb.own_threshold_optimiser(lr=0.5)
@@ -848,7 +848,7 @@ def test_supernet_sampling_per_example_step_and_band(grouped):
     set candidate."""
     groups = [[(0, 4), (4, 10)], [(0, 6)]] if grouped else [[(0, 10)], [(0, 6)]]
     cands = (4, 8, 12, 16)
-    emb = RuleEmbedding(16, cands, groups, ["a", "b"], seed=1, blocks=4, sampling="example")
+    emb = RuleSupernet(16, cands, groups, ["a", "b"], seed=1, blocks=4, sampling="example")
     with torch.no_grad():
         emb.table.fill_(1.0)
     x = torch.tensor([[2, 5]] * 2000 + [[7, 1]] * 2000)
@@ -862,7 +862,7 @@ def test_supernet_sampling_per_example_step_and_band(grouped):
     emb.sampling = "step"
     kept = emb(x).sum(-1)
     assert len(kept[:2000, 0].unique()) == 1 and len(kept[:2000, 1].unique()) == 1
-    assert RuleEmbedding(16, cands, groups, ["a", "b"], blocks=4).sampling == "band"
+    assert RuleSupernet(16, cands, groups, ["a", "b"], blocks=4).sampling == "band"
     emb.sampling = "band"  # 4 candidates: each slot within 1 place of the example's level
     kept = emb(x).sum(-1)
     spread = kept.max(1).values - kept.min(1).values
@@ -873,7 +873,7 @@ def test_supernet_sampling_per_example_step_and_band(grouped):
     kept = emb(x).sum(-1)
     assert kept[:, 1].eq(12).all() and kept[0, 0] == 8
     with pytest.raises(ValueError, match="sampling"):
-        RuleEmbedding(16, cands, groups, ["a", "b"], blocks=4, sampling="batch")
+        RuleSupernet(16, cands, groups, ["a", "b"], blocks=4, sampling="batch")
 
 
 # -- engineering: the same computation, faster ------------------------------------------------
@@ -882,11 +882,11 @@ def test_optembed_per_row_step_equals_autograd_through_the_per_id_ops(grouped):
     """A training step computed per table row (the batch has more ids than the table rows)
     has the per-id forward's values exactly and its gradients up to summation order, with
     rows pruned, kept and at the edge, in every layout; a small batch takes the per-id path."""
-    from embsearch.embeddings.supernets_evo._masked import MaskedSupernetEmbedding
+    from embsearch.embeddings.supernets.masked import MaskedSupernet
 
     groups = [[(0, 20), (20, 50)], [(0, 30)], [(0, 3), (3, 7)]] if grouped else None
     groups = groups or [[(0, 50)], [(0, 30)], [(0, 7)]]
-    emb = OptEmbedEmbedding(8, (1, 2, 4, 8), groups, ["a", "b", "c"], seed=3, sampling="step")
+    emb = OptEmbedSupernet(8, (1, 2, 4, 8), groups, ["a", "b", "c"], seed=3, sampling="step")
     with torch.no_grad():
         emb.table.normal_()
         norms = emb.table.abs().sum(-1)  # each field's median row: about half of them pruned,
@@ -898,7 +898,7 @@ def test_optembed_per_row_step_equals_autograd_through_the_per_id_ops(grouped):
     grad = torch.randn(256, 3, 8, generator=gen)
     emb.train(), ref.train()
     out = emb(x)
-    want = MaskedSupernetEmbedding.forward(ref, x)  # the per-id ops, same sampled dims
+    want = MaskedSupernet.forward(ref, x)  # the per-id ops, same sampled dims
     assert torch.equal(out, want) and 0 < float((out == 0).float().mean()) < 1
     (out * grad).sum().backward()
     (want * grad).sum().backward()
@@ -906,7 +906,7 @@ def test_optembed_per_row_step_equals_autograd_through_the_per_id_ops(grouped):
     torch.testing.assert_close(emb.threshold.grad, ref.threshold.grad, rtol=1e-5, atol=1e-5)
     assert bool((emb.threshold.grad != 0).all())
     small = x[:4]  # fewer ids than rows: the per-id path itself
-    assert torch.equal(emb(small), MaskedSupernetEmbedding.forward(ref, small))
+    assert torch.equal(emb(small), MaskedSupernet.forward(ref, small))
 
 
 @pytest.mark.parametrize("backbone", ["lr", "fm", "dnn", "deepfm", "widedeep", "dcnv2"])
@@ -916,7 +916,7 @@ def test_compact_scores_equal_the_plain_forward_for_every_backbone(planted, back
     from embsearch.backbones import CTRModel, make_backbone
 
     space = FieldDimsSpace(planted.schema, 16)
-    emb = OptEmbedEmbedding(16, space.candidates, space.groups, space.schema.names, seed=0)
+    emb = OptEmbedSupernet(16, space.candidates, space.groups, space.schema.names, seed=0)
     torch.manual_seed(0)
     model = CTRModel(emb, make_backbone(backbone, space.num_fields, 16))
     with torch.no_grad():

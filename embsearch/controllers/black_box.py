@@ -17,7 +17,7 @@ Scoring (``scoring="supernet"``, the only one so far): issue 22 lets each trial 
 from scratch, or fine-tuned from a supernet checkpoint when the controller has one"; this is
 the supernet variant with *inherited* weights, as the evolutionary family scores its
 candidates. One weight-sharing supernet (the masked max-width table OptEmbed and RULE build
-on, :class:`~embsearch.embeddings.supernets_evo.MaskedSupernetEmbedding`, every example
+on, :class:`~embsearch.embeddings.supernets.MaskedSupernet`, every example
 drawing a dim per (field, group) uniformly) is trained once for every budget with
 :func:`~embsearch.controllers.weight_sharing.train_weight_sharing_supernet`; a trial's score
 is the validation AUC of its sub-network with the supernet's weights
@@ -72,7 +72,7 @@ from embsearch.controllers.black_box_study import (
 )
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
-from embsearch.embeddings.supernets_evo import MaskedSupernetEmbedding
+from embsearch.embeddings.supernets import MaskedSupernet
 from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, Trial, as_json
@@ -201,7 +201,7 @@ class BlackBoxController(AskTellController):
         sctx = self.supernet_context(ctx)
 
         def build() -> CTRModel:
-            emb = MaskedSupernetEmbedding(
+            emb = MaskedSupernet(
                 space.width,
                 space.candidates,
                 space.groups,

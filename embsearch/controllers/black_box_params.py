@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from embsearch.controllers.base import SEARCH_BACKBONE
 from embsearch.controllers.param_spec import Param
-from embsearch.embeddings.supernets_evo import SAMPLINGS
+from embsearch.embeddings.supernets import SAMPLINGS
 
 BLACK_BOX_SPECS: dict[str, Param] = {
     "trials": Param(64, "int", "trials per budget (each a candidate scored on validation)", 1),

@@ -13,7 +13,7 @@ Steps, as in the paper:
 2. *Controller*: a policy that picks, for every (field, group), how many blocks to keep
    (:class:`~embsearch.controllers.nis_policy.BlockPolicy`).
 3. *One-shot model trained on the controller's samples*: the masked block supernet of RULE
-   (``RuleEmbedding``, plain blocks, no diversity term) takes each training example's
+   (``RuleSupernet``, plain blocks, no diversity term) takes each training example's
    selection from the policy (its ``outside_sampler`` hook), so sub-architectures inherit
    its weights; every ``policy_every`` weight steps the policy is updated (alternation).
 4. *Reward*: the quality of a sampled architecture with the supernet's current weights on
@@ -85,7 +85,7 @@ from embsearch.controllers.nis_policy import BlockPolicy
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.rule import block_space
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
-from embsearch.embeddings.supernets_evo import RuleEmbedding
+from embsearch.embeddings.supernets import RuleSupernet
 from embsearch.errors import ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator, stratified_rows
 from embsearch.plan import Plan
@@ -275,7 +275,7 @@ class NIS(AskTellController):
         sctx = self.supernet_context(ctx)
 
         def build() -> CTRModel:
-            emb = RuleEmbedding(
+            emb = RuleSupernet(
                 space.width,
                 space.candidates,
                 space.groups,

@@ -3,7 +3,7 @@ Prediction" (CIKM 2022), checked against its official code (github.com/fuyuanlyu
 
 Steps, as in the paper:
 
-1. *Supernet training* (``embeddings/supernets_evo/optembed_supernet.py``): one max-width
+1. *Supernet training* (``embeddings/supernets/optembed_supernet.py``): one max-width
    table learns per-field pruning thresholds (rows with ``||e||_1 <= t_f`` are zeroed; the
    official long-tailed straight-through estimator; regulariser ``alpha * sum_f
    exp(-t_f)``; the thresholds' own plain SGD at ``threshold_lr``; an L2 penalty
@@ -91,7 +91,7 @@ from embsearch.controllers.evolutionary import (
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.uniform import Uniform
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
-from embsearch.embeddings.supernets_evo import SAMPLINGS, OptEmbedEmbedding
+from embsearch.embeddings.supernets import SAMPLINGS, OptEmbedSupernet
 from embsearch.errors import BudgetError
 from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
@@ -240,7 +240,7 @@ class OptEmbed(EvolutionaryController):
         epochs = self.config["supernet_epochs"] or ctx.train.epochs
 
         def build() -> CTRModel:
-            emb = OptEmbedEmbedding(
+            emb = OptEmbedSupernet(
                 space.width,
                 space.candidates,
                 space.groups,

@@ -8,7 +8,7 @@ Steps, as in the paper:
    columns. A candidate picks how many leading blocks each (field, group) keeps (a choice,
    below), so dims are multiples of ``width / B`` and sub-embeddings are zero-padded
    (``pad`` projection).
-2. *Training once* (``embeddings/supernets_evo/rule_supernet.py``), for every budget: each
+2. *Training once* (``embeddings/supernets/rule_supernet.py``), for every budget: each
    example samples a block count per (field, group), plus the block-diversity regulariser
    between the blocks of each group (weight ``diversity``).
 3. *Performance estimator*: ``estimator_samples`` block selections near the budgets are
@@ -91,7 +91,7 @@ from embsearch.controllers.param_spec import Param
 from embsearch.controllers.rule_estimator import EstimatorSampler, RidgeEstimator
 from embsearch.controllers.rule_params import RULE_SPECS
 from embsearch.controllers.weight_sharing import plan_weights, train_weight_sharing_supernet
-from embsearch.embeddings.supernets_evo import RuleEmbedding
+from embsearch.embeddings.supernets import RuleSupernet
 from embsearch.errors import ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator, disjoint_rows
 from embsearch.plan import Plan
@@ -220,7 +220,7 @@ class Rule(EvolutionaryController):
         blocks, lam = int(self.config["blocks"]), float(self.config["diversity"])
 
         def build() -> CTRModel:
-            emb = RuleEmbedding(
+            emb = RuleSupernet(
                 space.width,
                 space.candidates,
                 space.groups,

@@ -8,7 +8,7 @@ from dataclasses import replace
 from embsearch.controllers.base import SEARCH_BACKBONE
 from embsearch.controllers.evolution import EVOLUTION_SPECS
 from embsearch.controllers.param_spec import Param
-from embsearch.embeddings.supernets_evo import SAMPLINGS
+from embsearch.embeddings.supernets import SAMPLINGS
 
 RULE_SPECS: dict[str, Param] = {
     **EVOLUTION_SPECS,

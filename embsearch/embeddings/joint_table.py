@@ -2,7 +2,7 @@
 ``[sum of rows, width]`` parameter (rows offset per field), with each id's frequency group.
 
 DARTS-style supernets (``supernets/``) mix candidate branches over it; masked supernets
-(``supernets_evo/``) keep the first ``d`` columns of each (field, group) block of it.
+(``supernets/``) keep the first ``d`` columns of each (field, group) block of it.
 """
 
 from __future__ import annotations

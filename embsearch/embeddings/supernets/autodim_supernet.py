@@ -2,7 +2,7 @@
 Recommender Systems" (WWW 2021), Sec. 2.1-2.2.
 
 1. weight-sharing embeddings: one width-wide vector per id; candidate ``d_k`` uses its
-   first ``d_k`` columns (:class:`~._shared.CandidateBranches`);
+   first ``d_k`` columns (:class:`~.mixture.CandidateBranches`);
 2. a per-candidate linear projection to the width and a per-candidate batch norm;
 3. a weighted sum of the branches with Gumbel-softmax weights over learnable per-field
    architecture logits (per (field, group) in the ``feature_dims`` space):
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from embsearch.embeddings.supernets._shared import Groups, MixedSupernet
+from embsearch.embeddings.supernets.mixture import Groups, MixedSupernet
 
 
 class AutoDimSupernet(MixedSupernet):

@@ -6,7 +6,7 @@ rows x sum(candidates) (1.9x smaller for 2..16), and candidate d is then exactly
 first-d slice the exported mixed-dim table keeps.
 
 1. weight-sharing embeddings with per-(field, candidate) projection and batch norm, as in
-   AutoDim (:class:`~._shared.CandidateBranches`; AutoEmb's tanh after the batch norm is
+   AutoDim (:class:`~.mixture.CandidateBranches`; AutoEmb's tanh after the batch norm is
    left out so that a chosen branch folds exactly into the exported table);
 2. the controller: one small network per field (AutoEmb has one for users, one for
    items) fed by the id's popularity (``log(1 + training count)``, scaled to [0, 1]),
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from embsearch.embeddings.supernets._shared import Groups, MixedSupernet
+from embsearch.embeddings.supernets.mixture import Groups, MixedSupernet
 
 
 class Controller(nn.Module):

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from embsearch.embeddings.joint_table import GroupedTable, Groups
 from embsearch.embeddings.mixed_dim import MixedDimEmbedding
-from embsearch.embeddings.supernets._shared import GroupedTable, Groups
 from embsearch.errors import ConfigError
 from embsearch.plan import Plan
 

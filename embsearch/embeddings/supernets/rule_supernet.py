@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from embsearch.embeddings.supernets_evo._masked import MaskedSupernetEmbedding
+from embsearch.embeddings.supernets.masked import MaskedSupernet
 
 _EPS = 1e-8  # floor of the product of two blocks' norms in a cosine (normalize's eps)
 # log-scales are stored divided by this, so Adam (steps ~lr in every parameter) moves a
@@ -44,7 +44,7 @@ _EPS = 1e-8  # floor of the product of two blocks' norms in a cosine (normalize'
 SCALE_GAIN = 20.0
 
 
-class RuleEmbedding(MaskedSupernetEmbedding):
+class RuleSupernet(MaskedSupernet):
     """Max-width table cut into ``blocks`` column blocks, with the block-diversity term."""
 
     def __init__(

@@ -30,7 +30,7 @@ class MaskedTable(Protocol):
     """What the inherited-weight evaluator (``evaluator.py``) needs of a supernet's embedding
     module: a candidate only masks (or scales) the leading columns of each (field, group)
     slot of one full-width table, so the split's rows are looked up once and each candidate
-    costs one mask. :class:`MaskedSupernetEmbedding` implements it; a plug-in supernet that
+    costs one mask. :class:`MaskedSupernet` implements it; a plug-in supernet that
     does can be scored the same way."""
 
     width: int
@@ -55,7 +55,7 @@ class MaskedTable(Protocol):
 SAMPLINGS = ("example", "step", "band")  # how training draws candidates (class docstring)
 
 
-class MaskedSupernetEmbedding(nn.Module):
+class MaskedSupernet(nn.Module):
     """``x: int64 [batch, fields] -> [batch, fields, width]`` playing any candidate of a space
     given by its ``width``, ``candidates`` dims and per-field ``groups`` (id ranges).
 

@@ -12,7 +12,7 @@ Two things are learned at once in one max-width table:
    threshold move it. The paper's regulariser ``sum_f exp(-t_f)`` (weighted by ``alpha``)
    pushes thresholds up so that rows the loss does not defend are pruned. The thresholds
    have their own optimiser, plain SGD at their own learning rate
-   (:meth:`OptEmbedEmbedding.own_threshold_optimiser`; the official ``t_lr``), and the
+   (:meth:`OptEmbedSupernet.own_threshold_optimiser`; the official ``t_lr``), and the
    table an L2 penalty (the official code's ``wd`` on the embedding), which lets Adam
    shrink the rows the loss does not defend towards 0.
 2. *Uniform dimension sampling* (OptEmbed-D): every training example draws one dim per
@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from embsearch.embeddings.supernets_evo._masked import MaskedSupernetEmbedding
+from embsearch.embeddings.supernets.masked import MaskedSupernet
 
 
 def long_tailed_grad(z: torch.Tensor) -> torch.Tensor:
@@ -105,7 +105,7 @@ class _PrunedMaskedLookup(torch.autograd.Function):
         return grad_table, grad_t, None, None, None
 
 
-class OptEmbedEmbedding(MaskedSupernetEmbedding):
+class OptEmbedSupernet(MaskedSupernet):
     """Max-width table with per-field learnable pruning thresholds and sampled dim masks."""
 
     def __init__(
