@@ -1,11 +1,10 @@
 """Summarise several ``bench_protocol.py`` runs (e.g. one per seed) into one markdown table.
 
-For every (dataset, controller, budget): mean test AUC over the runs with its spread, the
-mean difference from ``uniform`` at the same budget (paired by run) with its standard
-error and the runs won, bytes used, and search time as a multiple of one full-table
-training (median over runs: one busy moment on a shared machine skews a mean), alone and
-with the retraining of that budget's plan added ("pipeline": the search is one call for
-every budget, so this overstates a one-budget pipeline).
+One row per (dataset, controller); for every budget: mean test AUC over the runs with its
+spread, the mean difference from ``uniform`` at the same budget (paired by run) with its
+standard error and the runs won, and the share of the budget used; then the search time as
+a multiple of one full-table training (median over runs and budgets: one busy moment on a
+shared machine skews a mean; the search is one call for every budget).
 
     python benchmarks/summarize_protocol.py /tmp/bench/seed0 /tmp/bench/seed1 /tmp/bench/seed2
 """
@@ -22,6 +21,15 @@ from pathlib import Path
 
 def _load(dirs: list[str]) -> list[list[dict]]:
     return [json.loads((Path(d) / "results.json").read_text())["rows"] for d in dirs]
+
+
+def _fraction(budget: str) -> float:
+    return float(budget.rstrip("%"))
+
+
+def _mean_sd(values: list[float]) -> str:
+    sd = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.4f}{sd}"
 
 
 def summarise(runs: list[list[dict]]) -> str:
@@ -50,27 +58,34 @@ def summarise(runs: list[list[dict]]) -> str:
                 one = max(r.get("full_s") or full[r["dataset"]]["retrain_s"], 1e-9)
                 ratio[key].append(r["search_s"] / one)
                 pipeline[key].append((r["search_s"] + r["retrain_s"]) / one)
+    budgets = sorted({k[2] for k in auc if k[1] != "full (dim 16)"}, key=_fraction)
     lines = [
-        "| dataset | controller | budget | test AUC (mean ± sd) | vs uniform (mean ± se, wins/runs) "
-        "| bytes used | search / full training | pipeline / full training |",
-        "|---|---|---|---|---|---|---|---|",
+        "| dataset | controller | " + " | ".join(budgets) + " | search / full training |",
+        "|---|---|" + "---|" * (len(budgets) + 1),
     ]
-    for key in sorted(auc, key=lambda k: (k[0], k[1] != "full (dim 16)", k[1], k[2])):
-        a = auc[key]
-        sd = statistics.stdev(a) if len(a) > 1 else float("nan")
-        d = delta.get(key, [])
-        se = f" ± {statistics.stdev(d) / math.sqrt(len(d)):.4f}" if len(d) > 1 else ""
-        vs = f"{statistics.mean(d):+.4f}{se} ({sum(x > 0 for x in d)}/{len(d)})" if d else ""
+    pairs = sorted({k[:2] for k in auc}, key=lambda k: (k[0], k[1] != "full (dim 16)", k[1]))
+    for dataset, controller in pairs:
+        if controller == "full (dim 16)":
+            a = auc[(dataset, controller, "100%")]
+            lines.append(f"| {dataset} | full table (dim 16) | {_mean_sd(a)} (all budgets) |")
+            continue
+        cells, ratios = [], []
+        for b in budgets:
+            key = (dataset, controller, b)
+            if key in errors:
+                cells.append(f"error: {errors[key]}")
+                continue
+            if key not in auc:
+                cells.append("")
+                continue
+            d = delta.get(key, [])
+            se = f" ± {statistics.stdev(d) / math.sqrt(len(d)):.4f}" if len(d) > 1 else ""
+            vs = f"{statistics.mean(d):+.4f}{se}, {sum(x > 0 for x in d)}/{len(d)}; " if d else ""
+            cells.append(f"{_mean_sd(auc[key])} ({vs}{statistics.mean(used[key]):.0%})")
+            ratios += ratio.get(key, [])
         # medians: robust to a busy moment
-        rt = f"{statistics.median(ratio[key]):.2f}x" if ratio.get(key) else ""
-        pl = f"{statistics.median(pipeline[key]):.2f}x" if pipeline.get(key) else ""
-        sd_txt = "" if math.isnan(sd) else f" ± {sd:.4f}"
-        lines.append(
-            f"| {key[0]} | {key[1]} | {key[2]} | {statistics.mean(a):.4f}{sd_txt} | {vs} | "
-            f"{statistics.mean(used[key]):.0%} | {rt} | {pl} |"
-        )
-    for key, err in sorted(errors.items()):
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | error: {err} | | | | |")
+        rt = f"{statistics.median(ratios):.2f}x" if ratios else ""
+        lines.append(f"| {dataset} | {controller} | " + " | ".join(cells) + f" | {rt} |")
     return "\n".join(lines)
 
 
