@@ -30,9 +30,9 @@ Steps, as in the paper:
    ``plan.metrics`` (its validation AUC / log loss), so the runner skips retraining. With
    ``retrain=True`` neither is attached (the inherited metrics go to ``plan.extra``) and
    the runner retrains as usual. Serving costs most where a selection has about one block
-   per group: the first block is shared by selections of every size (tenth session,
-   `git show efc005f:BENCHMARKS.md`: with plain blocks, RULE's plan at 10% of the synthetic table served 0.005 AUC
-   below the uniform table trained alone; ``scales``, below, halve that).
+   per group: the first block is shared by selections of every size (with plain blocks,
+   RULE's plan at 10% of the synthetic table served 0.005 AUC below the uniform table
+   trained alone; ``scales``, below, halve that; `git show efc005f:BENCHMARKS.md`).
 
 Choices the paper leaves open (one line each):
 
@@ -44,14 +44,15 @@ Choices the paper leaves open (one line each):
   (field, group) has its own learned per-column factors on the shared blocks, folded into
   the served table, as slimmable and once-for-all networks give each width its own small
   parameters; it halves the serving cost step 5 describes at synthetic 10%, costing
-  0.001-0.002 at two level cells (eleventh session, `git show efc005f:BENCHMARKS.md`).
+  0.001-0.002 at two level cells (`git show efc005f:BENCHMARKS.md`).
   ``False`` serves the paper's plain blocks.
 - ``sampling='band'``: each training example draws its own block selection (not one per
   step: far less gradient noise; frappe, served, 0.0017-0.003 better at every budget), and
   draws it around a level uniform over the block counts (each (field, group) within a
   quarter of the counts of it), so selections of every size are trained: independent
-  uniform counts almost never add up to a small budget's bytes (ninth session,
-  `git show efc005f:BENCHMARKS.md`). ``'example'`` draws every count independently, ``'step'`` one per batch.
+  uniform counts almost never add up to a small budget's bytes
+  (`git show efc005f:BENCHMARKS.md`). ``'example'`` draws every count independently,
+  ``'step'`` one per batch.
 - ``supernet_val='budgets'``: the supernet's early stopping and best-epoch restore judge an
   epoch by the mean validation AUC of the uniform block selections of the search's budgets
   (what it will serve), not by its full width: small selections peak epochs later than the

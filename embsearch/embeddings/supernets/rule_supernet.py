@@ -40,7 +40,7 @@ from embsearch.embeddings.supernets.masked import MaskedSupernet
 _EPS = 1e-8  # floor of the product of two blocks' norms in a cosine (normalize's eps)
 # log-scales are stored divided by this, so Adam (steps ~lr in every parameter) moves a
 # factor by ~2% a step at lr 1e-3, as fast as a table entry of size ~0.01 moves relatively;
-# 5 instead of 20 halved the gain at synthetic 10% (eleventh session, `git show efc005f:BENCHMARKS.md`)
+# 5 instead of 20 halved the gain at synthetic 10% (`git show efc005f:BENCHMARKS.md`)
 SCALE_GAIN = 20.0
 
 
