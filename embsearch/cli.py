@@ -394,9 +394,11 @@ class Backbones(Command):
 
 
 def short_citation(paper: str) -> str:
-    """``Zhao et al. 2021`` from a full reference (first author's surname, last year named);
+    """``Zhao et al. 2021`` from a full reference (first author's surname, the last year named
+    before any "; via ..." note, which names the library that implements it, not the paper);
     a text with no year (a baseline's description) is kept, cut to 60 characters."""
-    years = re.findall(r"(?<![\d:.])(?:19|20)\d\d(?!\d|\.\d)", paper)  # not arXiv:2006.14827
+    own = paper.split("; via ")[0]
+    years = re.findall(r"(?<![\d:.])(?:19|20)\d\d(?!\d|\.\d)", own)  # not arXiv:2006.14827
     first = paper.split(",")[0].strip()
     if not years or not first:
         return paper if len(paper) <= 60 else paper[:59] + "…"

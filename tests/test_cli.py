@@ -404,3 +404,13 @@ def test_search_options_are_declared_once():
                 RunConfig(**{o.name: 0}).validate()
             with pytest.raises(ConfigError, match=rf"^cfg.toml: {o.name} must be"):
                 RunConfig(**{o.name: 0}).validate("cfg.toml")
+
+
+def test_short_citation_names_the_papers_year_not_the_librarys():
+    from embsearch.cli import short_citation
+    from embsearch.controllers.registry import get_controller
+
+    assert short_citation(get_controller("tpe").paper) == "Bergstra et al. 2011"
+    assert short_citation(get_controller("cmaes").paper) == "Hansen et al. 2001"
+    assert short_citation(get_controller("nsga2").paper) == "Deb et al. 2002"
+    assert short_citation(get_controller("optembed").paper) == "Lyu et al. 2022"  # not arXiv's
