@@ -201,10 +201,17 @@ class Controller(ABC):
             SEARCH_BACKBONE.check(self.name, "search_backbone", self.config["search_backbone"])
 
     def make_plan(
-        self, ctx: SearchContext, cand: Candidate, budget: int | None = None, **kwargs: Any
+        self,
+        ctx: SearchContext,
+        cand: Candidate,
+        budget: int | None = None,
+        space: SearchSpace | None = None,
+        **kwargs: Any,
     ) -> Plan:
-        """Turn a candidate into a plan of this controller, checked against the budget."""
-        return ctx.space.to_plan(
+        """Turn a candidate of ``space`` (default ``ctx.space``) into a plan of this
+        controller for ``budget`` (default ``ctx.budget``), with the data's fingerprint,
+        checked against the budget."""
+        return (space or ctx.space).to_plan(
             cand,
             self.name,
             ctx.budget if budget is None else budget,
@@ -291,12 +298,11 @@ class AskTellController(Controller):
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         """The plan of the loop's best candidate (default: checked against the budget)."""
         cand = result.best if result.best is not None else self.fallback(ctx, budget)
-        space = self.search_space(ctx)
-        return space.to_plan(
+        return self.make_plan(
+            ctx,
             cand,
-            self.name,
             budget,
-            data_fingerprint=ctx.dataset.fingerprint(),
+            self.search_space(ctx),
             extra={"search": result.summary(), "interrupted": result.interrupted},
         )
 

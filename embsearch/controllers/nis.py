@@ -353,11 +353,11 @@ class NIS(AskTellController):
         best = self.discretise(policy.log_probabilities(), budget)
         m = self.state.scorer.metrics(best)
         history = self.state.history[budget]
-        plan = self.state.space.to_plan(
+        plan = self.make_plan(
+            ctx,
             best,
-            self.name,
             budget,
-            data_fingerprint=ctx.dataset.fingerprint(),
+            self.state.space,
             extra={
                 "search": result.summary(),
                 "interrupted": result.interrupted,

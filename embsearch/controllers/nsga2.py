@@ -135,11 +135,11 @@ class NSGA2(BlackBoxController):
         plan = super().finish(ctx, budget, result)
         space = self.search_space(ctx)
         plans = [
-            space.to_plan(
+            self.make_plan(
+                ctx,
                 self.candidate_from(self.state.study_space, t.params),
-                self.name,
                 budget,
-                data_fingerprint=ctx.dataset.fingerprint(),
+                space,
                 extra={"front_point": k, "inherited_val_auc": t.values[0], "trial": t.number},
             )
             for k, t in enumerate(front)

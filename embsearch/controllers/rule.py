@@ -352,11 +352,11 @@ class Rule(EvolutionaryController):
             sources[best] = "evolution (its pick is the uniform selection)"
         self.remember_pick(best)
         m = self.state.full.metrics(best)
-        plan = space.to_plan(
+        plan = self.make_plan(
+            ctx,
             best,
-            self.name,
             budget,
-            data_fingerprint=ctx.dataset.fingerprint(),
+            space,
             extra={
                 "search": result.summary(),
                 "interrupted": result.interrupted,

@@ -22,7 +22,5 @@ class Uniform(Controller):
             narrow = ctx.space.with_width(dim)
             cand = narrow.uniform(dim)
             if narrow.bytes_of(cand) <= ctx.budget:
-                return narrow.to_plan(
-                    cand, self.name, ctx.budget, data_fingerprint=ctx.dataset.fingerprint()
-                )
+                return self.make_plan(ctx, cand, space=narrow)
         raise BudgetError(f"budget {ctx.budget} B cannot hold even a dim-1 table; raise --budget")
