@@ -92,9 +92,16 @@ def read_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def check_same_run(
-    run_dir: Path, cfg: RunConfig, info: dict[str, Any], data_fingerprint: str, family: str
+    run_dir: Path,
+    cfg: RunConfig,
+    saved: dict[str, Any],
+    info: dict[str, Any],
+    data_fingerprint: str,
+    family: str,
 ) -> None:
-    """Refuse, in one line, a resume whose data or options differ from the run's."""
+    """Refuse, in one line, a resume whose data or options differ from the run's
+    (``saved``, ``info``: its ``config.json`` and ``run.json``, as :func:`read_run` gives
+    them)."""
     if family != RESUMABLE_FAMILY:
         raise ConfigError(
             f"--resume continues black-box searches (tpe, random, cmaes, nsga2); "
@@ -105,7 +112,6 @@ def check_same_run(
             f"--resume {run_dir}: the data differ from the run's (fingerprint "
             f"{data_fingerprint}, the run's {info.get('data_fingerprint')}); resume with its data"
         )
-    saved = read_json(run_dir / "config.json")
     now = cfg.to_json()
     if fingerprint(now, data_fingerprint) != info.get("fingerprint"):
         changed = sorted(k for k in identity(now) if now.get(k) != saved.get(k))

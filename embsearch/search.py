@@ -141,7 +141,7 @@ def run_search(
     Optuna RDB URL for the trials (default the run's journal file). ``resume``: ``out`` is a
     killed run to continue (``cfg`` must be its own; :mod:`embsearch.run_state`)."""
     warn = warn or (lambda msg: warnings.warn(msg, UserWarning, stacklevel=3))
-    info = read_run(out)[1] if resume else None
+    saved, info = read_run(out) if resume else ({}, None)
     out = Path(out) if resume else check_out_dir(out)
     if storage is not None and not resume:
         from embsearch.trial_store import open_store
@@ -177,7 +177,7 @@ def run_search(
         check_backbone(cfg.backbone, space.num_fields, space.width, cfg.backbone_params)
     controller.check_space(ctx)
     if info is not None:
-        check_same_run(out, cfg, info, dataset.fingerprint(), controller_cls.family)
+        check_same_run(out, cfg, saved, info, dataset.fingerprint(), controller_cls.family)
 
     with lock_dir(out, flag="--resume") if info is not None else claim_dir(out):
         if info is not None:
