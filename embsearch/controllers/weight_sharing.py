@@ -36,13 +36,16 @@ def train_weight_sharing_supernet(
     desc: str = "supernet",
     validate: Callable[[nn.Module], tuple[float, float]] | None = None,
     after_step: Callable[[nn.Module, int], None] | None = None,
+    batch_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Build (seeded) and train a weight-sharing supernet, whose sub-networks are scored
     later with inherited weights, as one plain model with the shared trainer (no
     architecture parameters; every weight step on training batches). Stop early, keeping
     the weights as they are, when ``deadline`` (a ``time.perf_counter()`` value) passes.
     ``validate`` (the trainer's hook) judges the epochs; default: the full width.
-    ``after_step(model, step)`` runs after every weight step (NIS's policy updates). Returns
+    ``after_step(model, step)`` runs after every weight step (NIS's policy updates);
+    ``batch_loss(model, x, y, logits)`` adds a per-batch term (AutoIAS's distillation). Returns
     the model (in eval mode) and a summary (``val_auc``, ``epochs_run``, ``timed_out``,
     ``seconds``). DARTS-style supernets train with
     :func:`~embsearch.controllers.differentiable.train_darts_supernet` instead."""
@@ -67,6 +70,7 @@ def train_weight_sharing_supernet(
             after_step=each_step,
             desc=desc,
             validate=validate,
+            batch_loss=batch_loss,
         )
         summary = {
             "val_auc": res.val_auc,

@@ -4,7 +4,9 @@ Hooks let searches reuse the one loop: ``extra_loss(model)`` adds a regulariser 
 diversity term, DNIS's mask sparsity), ``after_step(step)`` runs an architecture step
 (DARTS), ``on_epoch_end(epoch)`` adjusts schedules, ``validate(model)`` replaces the
 validation metric that early stopping and the best-epoch restore use (RULE's supernet is
-judged by the selections it serves, not by its full width).
+judged by the selections it serves, not by its full width), ``batch_loss(model, x, y,
+logits)`` adds a term that needs the batch and its logits (AutoIAS's distillation from the
+supernet to its sampled sub-architectures; off by default, the loss then unchanged).
 """
 
 from __future__ import annotations
@@ -235,6 +237,8 @@ def train_model(
     params: list[nn.Parameter] | None = None,
     desc: str = "train",
     validate: Callable[[nn.Module], tuple[float, float]] | None = None,
+    batch_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; restore the weights of the best validation AUC (``validate``,
     if given, returns the (AUC, log loss) to judge each validation by).
@@ -281,7 +285,10 @@ def train_model(
                 train.batches(cfg.batch_size, shuffle=True, generator=generator)
             ):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    loss = loss_fn(model(x).float(), y)
+                    logits = model(x).float()
+                    loss = loss_fn(logits, y)
+                    if batch_loss is not None:
+                        loss = loss + batch_loss(model, x, y, logits)
                     if extra_loss is not None:
                         loss = loss + extra_loss(model)
                 opt.zero_grad(set_to_none=True)
