@@ -92,12 +92,13 @@ def crossover(a: Candidate, b: Candidate, rng: np.random.Generator) -> Candidate
 
 
 def mutate(cand: Candidate, space: SearchSpace, rng: np.random.Generator, prob: float) -> Candidate:
-    """Redraw each (field, group) dim with probability ``prob`` among the *other* candidates."""
+    """Redraw each (field, group) key (a dim in the dims-only spaces) with probability
+    ``prob`` among the block's *other* keys (``space.block_keys``)."""
     out = []
-    for dims in cand:
+    for f, dims in enumerate(cand):
         new = []
-        for d in dims:
-            others = [c for c in space.candidates if c != d]
+        for g, d in enumerate(dims):
+            others = [c for c in space.block_keys(f, g) if c != d]
             new.append(int(rng.choice(others)) if others and rng.random() < prob else int(d))
         out.append(tuple(new))
     return tuple(out)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from embsearch.blocks import check_precision
+from embsearch.blocks import BlockSpec, check_precision
 from embsearch.budget import BudgetSpec, field_bytes
 from embsearch.candidate import Candidate
 from embsearch.data.schema import Schema
@@ -86,6 +86,24 @@ class SearchSpace:
 
     def group_rows(self, f: int) -> list[int]:
         return [b - a for a, b in self.groups[f]]
+
+    def block_keys(self, f: int, g: int) -> tuple[int, ...]:
+        """The keys block ``(f, g)`` may take: here the candidate dims themselves (the
+        generic candidate, ``composed.py``: composed spaces key options by index)."""
+        return self.candidates
+
+    def block_spec(self, f: int, g: int, key: int) -> BlockSpec:
+        """The block that key ``key`` of block ``(f, g)`` builds: here ``full`` at dim ``key``."""
+        a, b = self.groups[f][g]
+        return BlockSpec("full", b - a, int(key), self.precision)
+
+    def dims_of(self, cand: Candidate) -> Candidate:
+        """The dims of a candidate (here the candidate itself)."""
+        return cand
+
+    def candidate_of(self, plan: Plan) -> Candidate:
+        """The candidate of a plan of this space (here its dims)."""
+        return self.from_plan(plan)
 
     def options(self, f: int) -> list[tuple[int, ...]]:
         """Every dims tuple field ``f`` may take (one dim per group)."""
