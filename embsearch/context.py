@@ -43,6 +43,7 @@ class SearchContext:
     out_dir: Path | None = None
     max_seconds: float | None = None
     store: TrialStore | None = None  # the run's Optuna storage (embsearch.trial_store)
+    executor: Any = None  # runs trials elsewhere (search_loop.TrialExecutor); None: in process
     log: Callable[[str], None] = print
     history: list[dict] = field(default_factory=list)
     _data: DeviceData | None = field(default=None, repr=False)

@@ -20,9 +20,9 @@ Trials have ids (issue 22 item 2): ``ask_trial()`` returns a :class:`Trial` (an 
 candidate) or ``None`` ("nothing now": e.g. an evolution whose generation is out), and
 ``tell_trial(trial_id, metrics)`` reports the trial's metrics dict (``score``, higher is
 better; ``bytes``; the evaluator's ``last_metrics`` such as ``val_auc``), so several trials
-may be in flight and a multi-objective controller reads more than one number. This loop is
-the serial executor: one trial in flight, so "nothing now" with nothing in flight is an
-error. An asker with only ``ask() -> candidate`` / ``tell(candidate, score)`` is driven
+may be in flight and a multi-objective controller reads more than one number. By default
+the loop runs one trial at a time in this process (:class:`InProcess`, the serial
+executor); "nothing now" with nothing in flight is an error. An asker with only ``ask() -> candidate`` / ``tell(candidate, score)`` is driven
 through :func:`trials_of`, which numbers its trials; with it the loop records exactly what
 it recorded before trial ids.
 
@@ -32,6 +32,14 @@ A resumed controller (``--resume``) hands the loop the trials a killed run finis
 
 With a storage in the context, :func:`trial_recorder` also writes every evaluation into
 the run's Optuna storage as it finishes (issue 22 item 3).
+
+With an executor in the context (``ctx.executor``, a :class:`TrialExecutor`: worker
+processes or a Ray cluster, :mod:`embsearch.executors`; issue 22 item 5), trials run there,
+not through ``evaluator``: the loop keeps up to ``executor.slots`` trials in flight, asks
+until the asker answers "nothing now" or the slots are full, and tells each result as it
+comes back (:func:`_drive_parallel`). A worker rebuilds the evaluator from the asker's
+``trial_recipe(ctx, budget)`` (a picklable dict); each evaluation also records the worker's
+own seconds (``worker_seconds``) and where it ran (``worker``).
 
 Memoised scores are recorded like any evaluation, marked ``"cached": true`` (with no
 metrics and ~0 ``seconds``); ``LoopResult.cache_hits`` counts them.
@@ -46,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from embsearch.context import SearchContext
+from embsearch.errors import ConfigError
 from embsearch.evaluator import Evaluator
 from embsearch.search_spaces.base import Candidate, SearchSpace
 from embsearch.train.progress import progress_bar
@@ -71,6 +80,43 @@ class Trial:
 
     id: int
     candidate: Candidate
+
+
+class TrialExecutor(Protocol):
+    """Runs trials away from the loop (:mod:`embsearch.executors`): ``submit`` one,
+    ``wait`` for at least one to finish (``[(trial id, result)]``, the result's ``score``,
+    ``metrics``, ``seconds`` in the worker and ``worker``), ``cancel`` the rest."""
+
+    name: str
+    slots: int
+
+    def submit(self, trial_id: int, candidate: Candidate, recipe: dict[str, Any]) -> None: ...
+
+    def wait(self) -> list[tuple[int, dict[str, Any]]]: ...
+
+    def cancel(self) -> None: ...
+
+
+class InProcess:
+    """The serial executor: one trial at a time, scored here by ``evaluator``."""
+
+    name, slots = "serial", 1
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.evaluator = evaluator
+        self.queued: list[tuple[int, Candidate]] = []
+
+    def submit(self, trial_id: int, candidate: Candidate, recipe: dict[str, Any]) -> None:
+        self.queued.append((trial_id, candidate))
+
+    def wait(self) -> list[tuple[int, dict[str, Any]]]:
+        trial_id, cand = self.queued.pop(0)
+        score = float(self.evaluator(cand))
+        metrics = getattr(self.evaluator, "last_metrics", None) or {}
+        return [(trial_id, {"score": score, "metrics": dict(metrics)})]
+
+    def cancel(self) -> None:
+        self.queued.clear()
 
 
 class TrialAsker(Protocol):
@@ -163,21 +209,6 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def _score(
-    evaluator: Evaluator, cand: Candidate, cache: dict[Candidate, float]
-) -> tuple[float, dict[str, Any]]:
-    """Score ``cand`` (from ``cache`` when seen before); returns the score and the facts to
-    record with it."""
-    ts = time.perf_counter()
-    cached = cand in cache
-    score = cache[cand] if cached else float(evaluator(cand))
-    cache[cand] = score
-    metrics = {} if cached else (getattr(evaluator, "last_metrics", None) or {})
-    facts = {k: _finite(float(v)) for k, v in metrics.items()}
-    facts.update(score=_finite(score), seconds=time.perf_counter() - ts, cached=cached)
-    return score, facts
-
-
 def trial_recorder(
     asker: TrialAsker, ctx: SearchContext, space: SearchSpace, tag: dict[str, Any]
 ) -> Callable[[Candidate, float, dict[str, Any]], None] | None:
@@ -250,16 +281,28 @@ def run_loop(
     with progress_bar(ctx.train.progress) as bar:
         task = bar.add_task(f"{asker.name} {phase}", total=getattr(asker, "total", None), info="")
 
-        def shown(done: int, best_so_far: float) -> None:  # evaluations, best, time left
-            info = f"best {best_so_far:.4f}" if math.isfinite(best_so_far) else ""
+        def shown(done: int, best_so_far: float, running: int = 0) -> None:
+            info = f"{running} running  " if running else ""  # trials in flight, best, time left
+            info += f"best {best_so_far:.4f}" if math.isfinite(best_so_far) else ""
             if deadline is not None:
                 info += f"  {max(deadline - time.perf_counter(), 0.0):.0f} s left"
             bar.update(task, completed=done, info=info)
 
         stored = trial_recorder(asker, ctx, space, tag)
+        executor: TrialExecutor = ctx.executor or InProcess(evaluator)
+        recipe: dict[str, Any] | None = {}
+        if ctx.executor is not None:
+            recipe_of = getattr(asker, "trial_recipe", None)
+            recipe = recipe_of(ctx, budget) if recipe_of is not None else None
+        if recipe is None:
+            raise ConfigError(
+                f"{asker.name} scores its trials in this process; it cannot run on "
+                f"--executor {executor.name} (run it with --executor serial)"
+            )
         best, best_score, n, hits, reason = _drive(
-            asker, evaluator, ctx, budget, space, deadline, max_evals, cache, tag, shown, stored
-        )
+            asker, executor, recipe, ctx, budget, space, deadline, max_evals, cache, tag,
+            shown, stored,
+        )  # fmt: skip
     result = LoopResult(best, best_score, n, time.perf_counter() - t0, reason, hits)
     best_bytes = None if best is None else space.bytes_of(best)
     ctx.record(event="loop_end", **tag, **result.summary(), best_bytes=best_bytes)
@@ -271,25 +314,19 @@ def run_loop(
     return result
 
 
-def _drive(
+def _resumed(
     asker: TrialAsker,
-    evaluator: Evaluator,
     ctx: SearchContext,
-    budget: int,
     space: SearchSpace,
-    deadline: float | None,
-    max_evals: int | None,
     cache: dict[Candidate, float],
     tag: dict[str, Any],
-    shown: Callable[[int, float], None],
-    stored: Callable[[Candidate, float, dict[str, Any]], None] | None = None,
-) -> tuple[Candidate | None, float, int, int, str]:
-    """``run_loop``'s ask/score/tell repetition; returns (best, its score, evaluations,
-    cache hits, stop reason)."""
+) -> tuple[Candidate | None, float, int]:
+    """Record the trials a killed run finished (never rerun); returns (best, its score,
+    how many)."""
     best: Candidate | None = None
-    best_score, n, asked, hits, reason = -math.inf, 0, 0, 0, "done"
+    best_score, n = -math.inf, 0
     resumed = getattr(asker, "resumed_trials", None)
-    for cand, score in resumed() if resumed is not None else []:  # a killed run's, never rerun
+    for cand, score in resumed() if resumed is not None else []:
         ctx.record(
             event="evaluation", **tag, index=n, candidate=as_json(cand),
             bytes=space.bytes_of(cand), score=_finite(score), resumed=True,
@@ -298,37 +335,95 @@ def _drive(
         n += 1
         if score > best_score:
             best, best_score = cand, score
-    try:
-        while not asker.done():
-            if max_evals is not None and n >= max_evals:
-                reason = "max_evals"
-                break
-            if deadline is not None and asked > 0 and time.perf_counter() > deadline:
-                reason = "time"
-                break
-            trial = asker.ask_trial()
-            if trial is None:  # serial: nothing is in flight, so nothing can come later
-                raise RuntimeError(f"{asker.name}: ask_trial() has nothing with no trial in flight")
-            cand = trial.candidate
-            asked += 1
-            nbytes = space.bytes_of(cand)
-            if nbytes > budget:  # rejected: recorded, told -inf, never kept
-                ctx.record(event="rejected", **tag, candidate=as_json(cand), bytes=nbytes)
-                asker.tell_trial(trial.id, {"score": -math.inf, "bytes": float(nbytes)})
-                continue
-            score, facts = _score(evaluator, cand, cache)
-            ctx.record(
-                event="evaluation", **tag, index=n, candidate=as_json(cand), bytes=nbytes, **facts
+    return best, best_score, n
+
+
+def _drive(
+    asker: TrialAsker,
+    executor: TrialExecutor,
+    recipe: dict[str, Any],
+    ctx: SearchContext,
+    budget: int,
+    space: SearchSpace,
+    deadline: float | None,
+    max_evals: int | None,
+    cache: dict[Candidate, float],
+    tag: dict[str, Any],
+    shown: Callable[..., None],
+    stored: Callable[[Candidate, float, dict[str, Any]], None] | None = None,
+) -> tuple[Candidate | None, float, int, int, str]:
+    """``run_loop``'s ask/score/tell repetition, up to ``executor.slots`` trials in flight
+    (one for :class:`InProcess`, the serial executor); returns (best, its score,
+    evaluations, cache hits, stop reason). On a stop (time, ``max_evals``) the trials in
+    flight are finished and told; on Ctrl-C they are cancelled."""
+    best, best_score, n = _resumed(asker, ctx, space, cache, tag)
+    asked, hits, reason, stopping = 0, 0, "done", False
+    flight: dict[int, tuple[Candidate, int, float]] = {}  # id -> (candidate, bytes, submitted)
+
+    def told(trial_id: int, cand: Candidate, nbytes: int, score: float, facts: dict) -> None:
+        nonlocal n, hits, best, best_score
+        ctx.record(
+            event="evaluation", **tag, index=n, candidate=as_json(cand), bytes=nbytes, **facts
+        )
+        n += 1
+        hits += bool(facts["cached"])
+        if stored is not None:
+            stored(
+                cand, score, {k: v for k, v in facts.items() if k != "worker"} | {"bytes": nbytes}
             )
-            n += 1
-            hits += bool(facts["cached"])
-            if stored is not None:
-                stored(cand, score, {**facts, "bytes": nbytes})
-            metrics = {k: v for k, v in facts.items() if isinstance(v, float) and k != "seconds"}
-            asker.tell_trial(trial.id, {**metrics, "score": score, "bytes": float(nbytes)})
-            if score > best_score:  # NaN never wins
-                best, best_score = cand, score
-            shown(n, best_score)
+        metrics = {
+            k: v
+            for k, v in facts.items()
+            if isinstance(v, float) and k not in ("seconds", "worker_seconds")
+        }
+        asker.tell_trial(trial_id, {**metrics, "score": score, "bytes": float(nbytes)})
+        if score > best_score:  # NaN never wins
+            best, best_score = cand, score
+        shown(n, best_score, len(flight))
+
+    try:
+        while True:
+            trial: Trial | None = None
+            while not stopping and len(flight) < executor.slots and not asker.done():
+                if max_evals is not None and n + len(flight) >= max_evals:
+                    reason, stopping = "max_evals", True
+                elif deadline is not None and asked > 0 and time.perf_counter() > deadline:
+                    reason, stopping = "time", True
+                else:
+                    trial = asker.ask_trial()
+                if stopping or trial is None:
+                    break
+                asked += 1
+                cand, nbytes = trial.candidate, space.bytes_of(trial.candidate)
+                if nbytes > budget:  # rejected: recorded, told -inf, never kept
+                    ctx.record(event="rejected", **tag, candidate=as_json(cand), bytes=nbytes)
+                    asker.tell_trial(trial.id, {"score": -math.inf, "bytes": float(nbytes)})
+                elif cand in cache:  # memoised: told at once, as the serial loop does
+                    score = cache[cand]
+                    told(
+                        trial.id,
+                        cand,
+                        nbytes,
+                        score,
+                        {"score": _finite(score), "seconds": 0.0, "cached": True},
+                    )
+                else:
+                    executor.submit(trial.id, cand, recipe)
+                    flight[trial.id] = (cand, nbytes, time.perf_counter())
+            if not flight:
+                if stopping or asker.done():
+                    break
+                raise RuntimeError(f"{asker.name}: ask_trial() has nothing with no trial in flight")
+            for trial_id, out in executor.wait():
+                cand, nbytes, t0 = flight.pop(trial_id)
+                score = float(out["score"])
+                cache[cand] = score
+                facts: dict[str, Any] = {k: _finite(float(v)) for k, v in out["metrics"].items()}
+                facts.update(score=_finite(score), seconds=time.perf_counter() - t0, cached=False)
+                if "worker" in out:  # run elsewhere: the worker's own seconds, and where
+                    facts.update(worker_seconds=float(out["seconds"]), worker=str(out["worker"]))
+                told(trial_id, cand, nbytes, score, facts)
     except KeyboardInterrupt:
         reason = "interrupted"
+        executor.cancel()
     return best, best_score, n, hits, reason
