@@ -150,7 +150,9 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "space", "str", "a search space name, or absent",
-        "field_dims or feature_dims (default: the controller's)", optional=True,
+        "field_dims, feature_dims, or a composed space searching table kinds and precision "
+        "too: field_dims+meta_table, field_dims+precision, field_dims+meta_table+precision, "
+        "meta_table, precision (default: the controller's)", optional=True,
     ),
     Option(
         "width", "int", "an integer",
