@@ -42,6 +42,9 @@ class SearchContext:
     seed: int = 0
     out_dir: Path | None = None
     max_seconds: float | None = None
+    # ``--stream``: the train split is read once in its recorded time order, unshuffled (the
+    # streaming setting of ESAPN's paper; only a controller with ``streams = True`` takes it)
+    stream: bool = False
     store: TrialStore | None = None  # the run's Optuna storage (embsearch.trial_store)
     executor: Any = None  # runs trials elsewhere (search_loop.TrialExecutor); None: in process
     log: Callable[[str], None] = print
