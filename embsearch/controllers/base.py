@@ -93,6 +93,8 @@ class Controller(ABC):
     param_help: ClassVar[Mapping[str, str]] = MappingProxyType({})
     extensions: ClassVar[Mapping[str, str]] = MappingProxyType({})
     fixed_projection: ClassVar[str | None] = None
+    # takes ``--stream`` (the train split read once in time order): ESAPN's setting
+    streams: ClassVar[bool] = False
     state_class: ClassVar[type[SearchState]] = SearchState
     state: SearchState
 
