@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from embsearch.backbones import CTRModel, backbone_params, make_backbone
+from embsearch.backbones import (
+    ARCHITECTURE_KEY,
+    CTRModel,
+    backbone_params,
+    make_backbone,
+    plan_backbone_params,
+)
 from embsearch.backbones.params import BUILTIN_KEYS, split_params
 from embsearch.backbones.regularize import combine, penalty
 from embsearch.data.dataset import Dataset
@@ -121,20 +127,19 @@ class SearchContext:
                     get().fill_(math.log(p / (1 - p)))
         return backbone
 
+    def plan_backbone(self, plan: Plan) -> torch.nn.Module:
+        """A fresh backbone for ``plan``: the run's, with the network the plan records when
+        its controller searched one (``plan.extra["architecture"]``, AutoIAS)."""
+        params = plan_backbone_params(
+            self.backbone, self.backbone_params, plan.extra.get(ARCHITECTURE_KEY)
+        )
+        return self.start_bias(
+            make_backbone(self.backbone, len(plan.fields), plan.width, plan.live_inputs, params)
+        )
+
     def build_model(self, plan: Plan) -> CTRModel:
         """The plan's mixed-dimension table in front of a fresh backbone, on ``device``."""
-        return CTRModel(
-            MixedDimEmbedding(plan),
-            self.start_bias(
-                make_backbone(
-                    self.backbone,
-                    len(plan.fields),
-                    plan.width,
-                    plan.live_inputs,
-                    self.backbone_params,
-                )
-            ),
-        ).to(self.device)
+        return CTRModel(MixedDimEmbedding(plan), self.plan_backbone(plan)).to(self.device)
 
     def penalty(
         self, own: Callable[[torch.nn.Module], torch.Tensor] | None = None

@@ -35,7 +35,13 @@ from typing import Any
 from safetensors.torch import save_file
 
 from embsearch._atomic import follow_umask, staged_dir, write_json
-from embsearch.backbones import CTRModel, dense_bytes, make_backbone
+from embsearch.backbones import (
+    ARCHITECTURE_KEY,
+    CTRModel,
+    dense_bytes,
+    make_backbone,
+    plan_backbone_params,
+)
 from embsearch.embeddings.mixed_dim import MixedDimEmbedding
 from embsearch.embeddings.mixed_dim import load_embedding as load_embedding  # re-exported
 from embsearch.errors import RunDirError
@@ -61,9 +67,13 @@ def export_run(
         raise RunDirError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     out = check_out_dir(out)
     cfg, plan, state = load_run(run_dir)
+    # the plan's searched network (AutoIAS), recorded in model.json for load_model
+    params = plan_backbone_params(
+        cfg.backbone, cfg.backbone_params, plan.extra.get(ARCHITECTURE_KEY)
+    )
     model = CTRModel(
         MixedDimEmbedding(plan),
-        make_backbone(cfg.backbone, len(plan.fields), plan.width, params=cfg.backbone_params),
+        make_backbone(cfg.backbone, len(plan.fields), plan.width, params=params),
     )
     try:
         model.load_state_dict(state)
@@ -77,7 +87,7 @@ def export_run(
     if nbytes != plan.table_bytes:
         raise RuntimeError(f"export holds {nbytes} B but the plan counts {plan.table_bytes} B")
     try:
-        _write_export(out, cfg, plan, model, tensors, fmt, warn)
+        _write_export(out, cfg, plan, model, tensors, fmt, warn, params)
     except FileExistsError:
         raise RunDirError(
             f"{out} was created or filled by another process during the export; nothing of "
@@ -94,6 +104,7 @@ def _write_export(
     tensors: dict[str, Any],
     fmt: str,
     warn: Callable[[str], None] | None,
+    params: dict[str, Any],
 ) -> None:
     with staged_dir(out, warn=warn) as tmp:
         plan.save(tmp / "plan.json")
@@ -108,7 +119,7 @@ def _write_export(
             tmp / "model.json",
             {
                 "backbone": cfg.backbone,
-                "backbone_params": cfg.backbone_params,
+                "backbone_params": params,
                 "backbone_bytes": dense_bytes(model.backbone),
                 "width": plan.width,
                 "num_fields": len(plan.fields),

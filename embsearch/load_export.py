@@ -14,7 +14,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from embsearch._atomic import read_json
-from embsearch.backbones import CTRModel, make_backbone
+from embsearch.backbones import ARCHITECTURE_KEY, CTRModel, make_backbone, plan_backbone_params
 from embsearch.embeddings.mixed_dim import load_embedding
 
 
@@ -23,11 +23,14 @@ def load_model(directory: str | Path) -> CTRModel:
     directory = Path(directory)
     emb = load_embedding(directory)
     meta = read_json(directory / "model.json")
+    params = meta.get("backbone_params", {})  # absent from exports before issue 19
+    # a plan whose network was searched (AutoIAS) needs a backbone that rebuilds it
+    architecture = read_json(directory / "plan.json").get("extra", {}).get(ARCHITECTURE_KEY)
     backbone = make_backbone(
         meta["backbone"],
         meta["num_fields"],
         meta["width"],
-        params=meta.get("backbone_params", {}),  # absent from exports before issue 19
+        params=plan_backbone_params(meta["backbone"], params, architecture),
     )
     backbone.load_state_dict(load_file(str(directory / "backbone.safetensors")))
     return CTRModel(emb, backbone)

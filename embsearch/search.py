@@ -242,7 +242,7 @@ def _write_runs(
         records.append(record)
         plan.extra["trained"] = False
         with torch.random.fork_rng(devices=[]):  # the global generator stays as it was
-            plan.extra["backbone_bytes"] = dense_bytes(ctx.make_backbone(plan.width))
+            plan.extra["backbone_bytes"] = dense_bytes(ctx.plan_backbone(plan))
         if plan.weights is not None:  # served by its controller (e.g. RULE): no training
             _save_weights(sub, {k: v.detach().cpu() for k, v in plan.weights.items()})
             plan.extra["trained"] = True

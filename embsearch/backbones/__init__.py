@@ -9,6 +9,7 @@ from embsearch._text import printable
 from embsearch.backbones.layers import scale_input_layers
 from embsearch.backbones.models import BACKBONES, DNN, FM, LR, DCNv2, DeepFM, WideDeep
 from embsearch.backbones.params import (
+    NETWORK_PARAMS,
     TRAINING_PARAMS,
     check_training,
     resolve_params,
@@ -46,6 +47,33 @@ def backbone_params(name: str, given: Mapping[str, Any] | None = None) -> dict[s
         )
     training = {k: p.default for k, p in TRAINING_PARAMS.items()}
     return {**constructor_defaults(cls), **training, **params}
+
+
+ARCHITECTURE_KEY = "architecture"  # plan.extra[...]: the network a controller searched (AutoIAS)
+
+
+def plan_backbone_params(
+    name: str, params: Mapping[str, Any] | None, architecture: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The backbone parameters that rebuild a plan's network: the run's ``params`` with the
+    plan's searched ``architecture`` (``plan.extra["architecture"]``, AutoIAS) laid over them
+    (``None``: the run's alone). A backbone that takes no ``architecture`` parameter cannot
+    rebuild such a plan: one :class:`ConfigError` line."""
+    params = dict(params or {})
+    if architecture is None:
+        return params
+    key = builtin_key(name)
+    if key is not None:
+        takes = ARCHITECTURE_KEY in NETWORK_PARAMS[key]
+    else:
+        keys = constructor_keys(resolve(name))
+        takes = keys is None or ARCHITECTURE_KEY in keys
+    if not takes:
+        raise ConfigError(
+            f"this plan's network was searched (plan.extra['architecture'], AutoIAS) and backbone "
+            f"{printable(name)} cannot rebuild it; the run needs --backbone autoias"
+        )
+    return {**params, ARCHITECTURE_KEY: dict(architecture)}
 
 
 def make_backbone(
@@ -101,6 +129,7 @@ class CTRModel(nn.Module):
 
 
 __all__ = [
+    "ARCHITECTURE_KEY",
     "BACKBONES",
     "CTRModel",
     "DCNv2",
@@ -112,4 +141,5 @@ __all__ = [
     "backbone_params",
     "dense_bytes",
     "make_backbone",
+    "plan_backbone_params",
 ]

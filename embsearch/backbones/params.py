@@ -57,6 +57,8 @@ _ALLOWED = {
     "nonneg": "a finite number >= 0",
     "factor": "a number > 0 and <= 1",
     "share": "a number >= 0 and <= 0.5",
+    "architecture": 'null or an object {"interactions": {"i,j": "inner" | "hadamard" | '
+    '"projected", ...}, "mlp": [widths]} (pairs left out: no interaction)',
 }
 
 MLP_PARAMS: dict[str, BackboneParam] = {
@@ -97,6 +99,15 @@ NETWORK_PARAMS: dict[str, dict[str, BackboneParam]] = {
     "widedeep": dict(MLP_PARAMS),
     "dcnv2": {
         "cross_layers": BackboneParam(3, "count", "DCN-V2's full-rank cross layers"),
+        **MLP_PARAMS,
+    },
+    "autoias": {
+        "architecture": BackboneParam(
+            None,
+            "architecture",
+            "the network AutoIAS searched: each field pair's interaction and the MLP's widths "
+            "(an AutoIAS plan sets it; null: every pair's inner product and hidden_units)",
+        ),
         **MLP_PARAMS,
     },
 }
@@ -183,7 +194,23 @@ def _ok(kind: str, v: Any) -> bool:
         return _is_num(v) and 0 < v <= 1
     if kind == "share":
         return _is_num(v) and 0 <= v <= 0.5
+    if kind == "architecture":
+        return v is None or _is_architecture(v)
     raise ValueError(kind)
+
+
+def _is_architecture(v: Any) -> bool:
+    """The shape of an AutoIAS architecture (its pairs are checked against the field count
+    when the backbone is built)."""
+    if not isinstance(v, dict) or not set(v) <= {"interactions", "mlp"}:
+        return False
+    inter, widths = v.get("interactions", {}), v.get("mlp", [1])
+    ops = ("none", "inner", "hadamard", "projected")
+    return (
+        isinstance(inter, dict)
+        and all(isinstance(k, str) and o in ops for k, o in inter.items())
+        and _ok("units", widths)
+    )
 
 
 def resolve_params(key: str, given: Mapping[str, Any], backbone: str) -> dict[str, Any]:
