@@ -54,10 +54,11 @@ def make_test_context(
     seed: int = 0,
     epochs: int = 1,
     width: int = 16,
+    space: str | None = None,
 ) -> SearchContext:
-    """A small, fast context in the controller's default space."""
+    """A small, fast context in ``space`` (default: the controller's default space)."""
     dataset = dataset or small_dataset()
-    space_cls = SPACES[controller_cls.default_space]
+    space_cls = SPACES[space or controller_cls.default_space]
     space = space_cls(dataset.schema, width=width)
     resolved = sorted(space.resolve_budget(parse_budget(b)) for b in budgets)
     return SearchContext(
@@ -116,7 +117,8 @@ def check_signal(controller: Controller, ctx: SearchContext, plans: list[Plan]) 
             f"not the controller's {controller.null_signal!r}"
         )
         null = controller.null_candidate(ctx, budget)
-        share = None if null is None else null_agreement([f.dims for f in plan.fields], null)
+        chosen = ctx.space.candidate_of(plan)  # its dims in the dims-only spaces
+        share = None if null is None else null_agreement(chosen, null)
         recorded = record.get("null_agreement")
         assert (share is None) == (recorded is None) and (
             share is None or abs(recorded - share) < 1e-3
@@ -127,16 +129,21 @@ def check_signal(controller: Controller, ctx: SearchContext, plans: list[Plan]) 
 
 
 def check_controller(
-    controller_cls: type[Controller], params: dict[str, Any] | None = None
+    controller_cls: type[Controller],
+    params: dict[str, Any] | None = None,
+    space: str | None = None,
+    budgets: tuple[str, str] = ("15%", "40%"),
 ) -> dict[str, Any]:
-    """Run every conformance check on ``controller_cls`` (raises AssertionError on failure).
+    """Run every conformance check on ``controller_cls`` in ``space`` (default: its default
+    space; the suite runs every space in its ``supported_spaces``) at two ``budgets``
+    (raises AssertionError on failure).
 
     Returns the report of :func:`check_signal` (null agreement per budget for a controller
     that learns a signal; empty otherwise)."""
     params = params or {}
     assert controller_cls.name, "controller needs a name"
     assert controller_cls.family, "controller needs a family"
-    ctx = make_test_context(controller_cls, budgets=("15%", "40%"))
+    ctx = make_test_context(controller_cls, budgets=budgets, space=space)
     controller = controller_cls(**params)
     plans = controller.search_budgets(ctx)
     assert len(plans) == len(ctx.budgets), "search_budgets must return one plan per budget"
@@ -144,10 +151,12 @@ def check_controller(
         check_plan(plan, ctx, budget)
     # the tight budget binds: half of it at least (a larger one may be left partly idle by a
     # controller whose search finds no use for more bytes, e.g. a smaller budget's plan)
+    if space is not None:
+        assert all(p.space == space for p in plans), f"a plan names a space other than {space}"
     small, budget = plans[0], ctx.budgets[0]
     assert small.table_bytes >= 0.5 * budget, f"plan uses only {small.table_bytes} of {budget} B"
     again = controller_cls(**params).search_budgets(
-        make_test_context(controller_cls, budgets=("15%", "40%"))
+        make_test_context(controller_cls, budgets=budgets, space=space)
     )
     assert [p.field_dims for p in again] == [p.field_dims for p in plans], (
         "search is not deterministic under a seed"

@@ -34,3 +34,23 @@ def test_example_custom_controller_conforms():
     from examples.custom_controller import MutualInfo
 
     check_controller(MutualInfo)
+
+
+def _composed_claims():
+    from embsearch.search_spaces import COMPOSED_SPACES
+
+    return [
+        (name, space)
+        for name in sorted(available())
+        for space in get_controller(name).supported_spaces
+        if space in COMPOSED_SPACES
+    ]
+
+
+@pytest.mark.parametrize(("name", "space"), _composed_claims())
+def test_controller_conforms_in_every_composed_space_it_claims(name, space):
+    # fp32 -> int8 alone keeps at least 3/8 of a dim-16 table (8 B of scale and offset a row)
+    budgets = ("40%", "60%") if space == "precision" else ("15%", "40%")
+    report = check_controller(get_controller(name), space=space, budgets=budgets)
+    if name in LEARNING:
+        assert report["null_signal"]

@@ -11,6 +11,15 @@ Steps, as in the paper's power-law rule (Sec. 3):
    upgrade still fits* (a field whose upgrade does not fit is passed over, so a cheaper
    field further up may grow instead), until no upgrade fits.
 ``alpha`` defaults to 0.3, inside the paper's recommended range (0.1-0.4).
+
+In a composed space (``search_spaces/composed.py``; embsearch's extension, the paper sizes
+dims only) the same rule sizes each field's *bytes*: field ``i`` gets the share
+``s_i = min(1, lam * (p_i / max_j p_j) ** alpha)`` of its full fp32 table, which is step 2's
+rule when only dims vary (``d_i = s_i * width``) and, with the dims fixed, gives the field
+``s_i * n_i`` rows (rows per field from the same power law). Each field takes its option of
+the most bytes within ``s_i`` of its table (ties: the larger dim, then more stored rows,
+then more bits), ``lam`` is bisected as in step 3 and step 4 upgrades fields to their next
+dearer option the same way.
 """
 
 from __future__ import annotations
@@ -21,13 +30,15 @@ from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller
 from embsearch.controllers.param_spec import Param
 from embsearch.plan import Plan
+from embsearch.search_spaces import COMPOSED_SPACES
+from embsearch.search_spaces.composed import ComposedSpace
 
 
 class MDE(Controller):
     name = "mde"
     family = "rule-based"
     paper = "Ginart et al., Mixed Dimension Embeddings with Application to Memory-Efficient Recommendation Systems, ISIT 2021"
-    supported_spaces = ("field_dims",)
+    supported_spaces = ("field_dims", *COMPOSED_SPACES)
     param_specs = {
         "alpha": Param(
             0.3, "float", "power-law temperature: 0 gives every field the same dim", 0.0, 1.0
@@ -41,6 +52,8 @@ class MDE(Controller):
 
     def search(self, ctx: SearchContext) -> Plan:
         self.check_space(ctx)
+        if isinstance(ctx.space, ComposedSpace):
+            return self.search_composed(ctx, ctx.space)
         space = ctx.space
         cands = np.asarray(space.candidates)
         rows = np.asarray([f.cardinality for f in space.schema.fields], dtype=np.float64)
@@ -83,3 +96,70 @@ class MDE(Controller):
         return self.make_plan(
             ctx, tuple((d,) for d in dims), extra={"alpha": self.config["alpha"], "lambda": lo}
         )
+
+    def search_composed(self, ctx: SearchContext, space: ComposedSpace) -> Plan:
+        """The power rule on each field's bytes (module docstring)."""
+        rows = np.asarray([f.cardinality for f in space.schema.fields], dtype=np.float64)
+        full = np.asarray(
+            [space.width * 4 * f.cardinality for f in space.schema.fields], dtype=np.float64
+        )
+        ladders = [_ladder(space, f) for f in range(space.num_fields)]
+
+        def pick(share: np.ndarray) -> list[int]:
+            """Per field, the ladder step of the most bytes within its share of its table."""
+            out = []
+            for lad, s, t in zip(ladders, share, full):
+                i = int(np.searchsorted(lad[0], min(s, 1.0) * t, side="right")) - 1
+                out.append(max(i, 0))
+            return out
+
+        def cand_of(steps: list[int]) -> tuple[tuple[int, ...], ...]:
+            return tuple(lad[1][i] for lad, i in zip(ladders, steps))
+
+        lo, hi = 0.0, float((rows.max() / rows.min()) ** float(self.config["alpha"])) + 1.0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            if space.bytes_of(cand_of(pick(self.target_dims(rows, mid)))) <= ctx.budget:
+                lo = mid
+            else:
+                hi = mid
+        target = np.minimum(self.target_dims(rows, lo), 1.0) * full
+        steps = pick(self.target_dims(rows, lo))
+        while True:  # step 4 on the ladders
+            got = np.asarray([lad[0][i] for lad, i in zip(ladders, steps)], dtype=np.float64)
+            upgraded = False
+            for f in np.argsort(got / np.maximum(target, 1e-9), kind="stable"):
+                if steps[f] + 1 >= len(ladders[f][0]):
+                    continue
+                trial = list(steps)
+                trial[f] += 1
+                if space.bytes_of(cand_of(trial)) <= ctx.budget:
+                    steps, upgraded = trial, True
+                    break
+            if not upgraded:
+                break
+        return self.make_plan(
+            ctx, cand_of(steps), extra={"alpha": self.config["alpha"], "lambda": lo}
+        )
+
+
+def _ladder(space: ComposedSpace, f: int) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Field ``f``'s options by bytes: for every distinct byte count the preferred option
+    (the larger dim, then more stored rows, then more bits), ascending; (bytes, keys)."""
+    rows = space.schema.fields[f].cardinality
+    best: dict[int, tuple[tuple[int, int, int], tuple[int, ...]]] = {}
+    for keys in space.options(f):
+        nbytes = space.field_cost(f, keys)
+        opts = [space.option(f, g, k) for g, k in enumerate(keys)]
+        rank = (
+            sum(o.dim for o in opts),
+            sum(o.stored_rows(rows) for o in opts),
+            sum(_BITS[o.precision] for o in opts),
+        )
+        if nbytes not in best or rank > best[nbytes][0]:
+            best[nbytes] = (rank, keys)
+    costs = sorted(best)
+    return np.asarray(costs, dtype=np.float64), [best[c][1] for c in costs]
+
+
+_BITS = {"fp32": 32, "fp16": 16, "int8": 8}

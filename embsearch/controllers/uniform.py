@@ -2,25 +2,104 @@
 
 The baseline every method is compared with. The plan's width equals its dim, so the
 uniform table needs no projection (a plain smaller table, as practitioners would build).
+
+In a composed space (``search_spaces/composed.py``) a uniform setting is one value per
+axis for every field: a dim ``d`` (the plan's width, as above), a precision, and a hashing
+level ``k`` (every field hashed to about ``1 / 2**k`` of its ids: the hashing trick,
+:func:`uniform_rows`; ``k = 0`` is the full table). The plan is the setting of most bytes
+within the budget (ties: the larger dim, then fewer hashed ids, then more bits).
 """
 
 from __future__ import annotations
 
+import bisect
+import math
+
+from embsearch.blocks import PRECISIONS
+from embsearch.candidate import Candidate
 from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller
 from embsearch.errors import BudgetError
 from embsearch.plan import Plan
+from embsearch.search_spaces import COMPOSED_SPACES
+from embsearch.search_spaces.composed import ComposedSpace
+
+_BITS = {"fp32": 32, "fp16": 16, "int8": 8}
+
+
+def uniform_rows(space: ComposedSpace, dim: int, level: int, precision: str) -> Candidate | None:
+    """Every field at ``dim`` and ``precision``, hashed to at most ``ceil(n / 2**level)``
+    rows: the offered ``full`` or ``hash`` option storing the most rows within that (the
+    fewest rows when none is within it); ``None`` when the setting is not in the space."""
+    out = []
+    for f, groups in enumerate(space.groups):
+        keys = []
+        for g, (a, b) in enumerate(groups):
+            fits = _row_options(space, f, g, dim, precision)
+            if not fits:
+                return None
+            target = max(math.ceil((b - a) / 2**level), 2)
+            i = bisect.bisect_right(fits, (target, math.inf))
+            keys.append(fits[i - 1][1] if i else fits[0][1])
+        out.append(tuple(keys))
+    return tuple(out)
+
+
+def _row_options(
+    space: ComposedSpace, f: int, g: int, dim: int, precision: str
+) -> list[tuple[int, int]]:
+    """Block ``(f, g)``'s full and hash options at ``dim`` and ``precision``: (stored rows,
+    key), sorted, memoised on the space."""
+    memo = space.__dict__.setdefault("_uniform_rows", {})
+    key = (f, g, space.width, dim, precision)
+    if key not in memo:
+        rows = space.groups[f][g][1] - space.groups[f][g][0]
+        memo[key] = sorted(
+            (o.stored_rows(rows), k)
+            for k, o in enumerate(space.block_options(f, g))
+            if o.dim == dim and o.precision == precision and o.kind in ("full", "hash")
+        )
+    return memo[key]
 
 
 class Uniform(Controller):
     name = "uniform"
     family = "rule-based"
     paper = "Baseline: one embedding dimension for all fields"
+    supported_spaces = ("field_dims", "feature_dims", *COMPOSED_SPACES)
 
     def search(self, ctx: SearchContext) -> Plan:
+        if isinstance(ctx.space, ComposedSpace):
+            return self.search_composed(ctx, ctx.space)
         for dim in range(ctx.space.width, 0, -1):
             narrow = ctx.space.with_width(dim)
             cand = narrow.uniform(dim)
             if narrow.bytes_of(cand) <= ctx.budget:
                 return self.make_plan(ctx, cand, space=narrow)
         raise BudgetError(f"budget {ctx.budget} B cannot hold even a dim-1 table; raise --budget")
+
+    def search_composed(self, ctx: SearchContext, space: ComposedSpace) -> Plan:
+        """The uniform setting of most bytes within the budget (module docstring)."""
+        dims = range(space.width, 0, -1) if "dims" in space.axes else (space.width,)
+        most = max(b - a for gs in space.groups for a, b in gs)
+        levels = range(0, most.bit_length() + 1) if "meta_table" in space.axes else (0,)
+        precisions = PRECISIONS if "precision" in space.axes else (space.precision,)
+        best: tuple[tuple[int, int, int, int], ComposedSpace, Candidate] | None = None
+        for dim in dims:
+            narrow = space.with_width(dim) if dim != space.width else space
+            for level in levels:
+                for p in precisions:
+                    cand = uniform_rows(narrow, dim, level, p)
+                    if cand is None:
+                        continue
+                    nbytes = narrow.bytes_of(cand)
+                    rank = (nbytes, dim, -level, _BITS[p])
+                    if nbytes <= ctx.budget and (best is None or rank > best[0]):
+                        best = (rank, narrow, cand)
+        if best is None:
+            raise BudgetError(
+                f"budget {ctx.budget} B cannot hold any uniform setting of the {space.name} "
+                "space; raise --budget"
+            )
+        _, narrow, cand = best
+        return self.make_plan(ctx, cand, space=narrow)
