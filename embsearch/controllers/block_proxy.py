@@ -1,0 +1,161 @@
+"""Scoring a composed-space candidate with a dims supernet's inherited weights (the proxy).
+
+A weight-sharing supernet (:class:`~embsearch.embeddings.supernets.MaskedSupernet`) learns
+one ``rows x width`` table whose leading ``d`` columns serve any dim ``d``. A composed
+candidate also picks, per field, a meta-table kind and a precision; its *proxy* score plays
+those on the supernet's trained rows without training anything, each block's tables set to
+the least-squares fit of the supernet's rows (masked to the block's dim) that the kind can
+store, then rounded to the block's precision as the export stores it:
+
+- ``full``: the rows themselves;
+- ``hash`` (``m`` rows): each shared row is the mean of the rows of the ids it serves
+  (the mean of colliding rows);
+- ``memcom`` (shared ``m x d`` rows times a per-id scalar): each shared row is the mean of
+  its ids' rows, each id's scalar the projection of its row on it;
+- ``qr`` with ``op='mult'``: per column, the quotient x remainder tables are a rank-one
+  least-squares fit of the ``ceil(n / c) x c`` matrix of that column (its cells of ids
+  beyond ``n`` left out; alternating least squares, :data:`QR_ITERATIONS` rounds);
+- precision: ``fp16`` rounds the stored tables, ``int8`` quantises them row-wise
+  (:func:`~embsearch.embeddings.rows.round_rows`).
+
+The candidate's score is then the validation AUC of the supernet's backbone on those
+embeddings, on a fixed stratified subsample (as :class:`~embsearch.evaluator.InheritedWeightEvaluator`).
+Each (field, option) column is computed once and kept (a candidate then costs one backbone
+pass). How well the proxy ranks candidates is measured by
+``benchmarks/bench_proxy_spearman.py`` (Spearman against retrained test AUC).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch import nn
+
+from embsearch.blocks import hash_coefficients
+from embsearch.candidate import Candidate
+from embsearch.data.batches import DeviceSplit
+from embsearch.embeddings.rows import round_rows
+from embsearch.evaluator import _class_weights, stratified_rows
+from embsearch.search_spaces.composed import BlockOption, ComposedSpace
+from embsearch.train.metrics import log_loss, roc_auc
+
+#: alternating least-squares rounds of the QR fit
+QR_ITERATIONS = 12
+
+
+def fitted_rows(w: torch.Tensor, opt: BlockOption, name: str, group: int) -> torch.Tensor:
+    """Per-id vectors ``[n, d]`` of the block ``opt`` fitted to rows ``w [n, d]`` (module
+    docstring), at the option's precision."""
+    n, p = w.shape[0], opt.precision
+    ids = torch.arange(n, device=w.device)
+    if opt.kind in ("hash", "memcom"):
+        if opt.kind == "hash":
+            a, b = hash_coefficients(name, group, 0)
+            row = ((ids * a + b) % (2**31 - 1)) % opt.size
+        else:
+            row = ids % opt.size
+        sums = torch.zeros(opt.size, w.shape[1], dtype=w.dtype, device=w.device)
+        sums.index_add_(0, row, w)
+        count = torch.bincount(row, minlength=opt.size).clamp(min=1).to(w.dtype)
+        shared = round_rows(sums / count.unsqueeze(1), p)
+        if opt.kind == "hash":
+            return shared[row]
+        base = shared[row]
+        scalar = (w * base).sum(1) / (base * base).sum(1).clamp(min=1e-12)
+        scalar = scalar if p == "fp32" else round_rows(scalar.unsqueeze(1), "fp16").squeeze(1)
+        return base * scalar.unsqueeze(1)
+    if opt.kind == "qr":
+        c = opt.size
+        q_rows = -(-n // c)
+        m = torch.zeros(q_rows * c, w.shape[1], dtype=w.dtype, device=w.device)
+        m[:n] = w
+        m = m.view(q_rows, c, w.shape[1]).permute(2, 0, 1)  # [d, q, c]
+        mask = (torch.arange(q_rows * c, device=w.device) < n).to(w.dtype).view(1, q_rows, c)
+        v = torch.ones(w.shape[1], c, 1, dtype=w.dtype, device=w.device)
+        for _ in range(QR_ITERATIONS):  # alternating least squares over the ids there are
+            u = (m @ v) / (mask @ (v * v)).clamp(min=1e-12)  # [d, q, 1]
+            v = (m.transpose(1, 2) @ u) / (mask.transpose(1, 2) @ (u * u)).clamp(min=1e-12)
+        u = (m @ v) / (mask @ (v * v)).clamp(min=1e-12)
+        q = round_rows(u.squeeze(2).T.contiguous(), p)  # [q, d]
+        r = round_rows(v.squeeze(2).T.contiguous(), p)  # [c, d]
+        return q[ids // c] * r[ids % c]
+    return round_rows(w, p)
+
+
+class BlockProxyEvaluator:
+    """Validation AUC of a composed candidate played on a dims supernet's inherited weights.
+
+    ``model`` is a ``CTRModel`` whose ``embedding`` is a :class:`MaskedSupernet` over the
+    space's fields (one group each) and whose plans are zero-padded (``projection='pad'``).
+    """
+
+    name = "inherited-blocks"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        space: ComposedSpace,
+        split: DeviceSplit,
+        batch_size: int = 65536,
+        max_rows: int | None = None,
+        cache_entries: int = 4096,
+    ) -> None:
+        self.model, self.space = model, space
+        self.backbone = model.backbone
+        y = split.y.cpu().numpy()
+        if max_rows is None or int(max_rows) >= len(split):
+            self.x, self.y, self.weights = split.x, y, None
+        else:
+            idx = stratified_rows(y, int(max_rows))
+            self.x = split.x[torch.as_tensor(idx, device=split.x.device)]
+            self.y, self.weights = y[idx], _class_weights(y, y[idx])
+        self.batch_size = int(batch_size)
+        self.cache: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
+        self.cache_entries = int(cache_entries)
+        self.last_metrics: dict[str, float] = {}
+        model.eval()
+        with torch.no_grad():
+            self.table = model.embedding.effective_table()
+        self.offsets = [int(o) for o in model.embedding.offsets]
+
+    @torch.no_grad()
+    def column(self, f: int, key: int) -> torch.Tensor:
+        """Field ``f``'s embeddings ``[rows evaluated, width]`` under option ``key``."""
+        if (f, key) in self.cache:
+            self.cache.move_to_end((f, key))
+            return self.cache[(f, key)]
+        opt = self.space.option(f, 0, key)
+        n = self.space.schema.fields[f].cardinality
+        out = torch.zeros(
+            len(self.x), self.space.width, dtype=self.table.dtype, device=self.table.device
+        )
+        if opt.dim > 0:
+            w = self.table[self.offsets[f] : self.offsets[f] + n, : opt.dim]
+            fitted = fitted_rows(w, opt, self.space.schema.fields[f].name, 0)
+            out[:, : opt.dim] = fitted[self.x[:, f]]
+        self.cache[(f, key)] = out
+        if len(self.cache) > self.cache_entries:
+            self.cache.popitem(last=False)
+        return out
+
+    @torch.no_grad()
+    def predict(self, candidate: Candidate) -> np.ndarray:
+        e = torch.stack([self.column(f, int(keys[0])) for f, keys in enumerate(candidate)], 1)
+        self.backbone.eval()
+        out = [
+            self.backbone(e[s : s + self.batch_size]).float()
+            for s in range(0, len(e), self.batch_size)
+        ]
+        logits = torch.cat(out) if out else torch.zeros(0)
+        return torch.sigmoid(logits).cpu().numpy()
+
+    def metrics(self, candidate: Candidate) -> dict[str, float]:
+        p = self.predict(candidate)
+        return {"auc": roc_auc(self.y, p), "logloss": log_loss(self.y, p, weights=self.weights)}
+
+    def __call__(self, candidate: Candidate) -> float:
+        m = self.metrics(candidate)
+        self.last_metrics = {"logloss": m["logloss"]}
+        return m["auc"]
