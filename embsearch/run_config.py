@@ -37,6 +37,9 @@ class RunConfig:
     max_seconds: float | None = None
     synthetic_rows: int = 60_000
     threads: int | None = None  # CPU threads for torch (None: train.device.default_threads)
+    executor: str = "serial"  # where trials run (embsearch.executors): serial, local or ray
+    jobs: int | None = None  # trials in flight at once (local: worker processes)
+    address: str | None = None  # the Ray cluster of --executor ray (auto or HOST:PORT)
 
     def to_json(self) -> dict[str, Any]:
         """The options as saved in ``config.json``: a data directory as an absolute path, so
@@ -212,6 +215,25 @@ OPTIONS: tuple[Option, ...] = (
         "CPU threads for training (default: half the cores, 1 to 8; torch's own default, "
         "every core, stalls when another process takes one)",
         optional=True, positive=True,
+    ),
+    Option(
+        "executor", "str", "'serial', 'local' or 'ray'",
+        "where trials run: serial (one at a time in this process; default), local (--jobs "
+        "worker processes on this machine) or ray (Ray tasks on a cluster, --address); "
+        "black-box controllers (tpe, random, cmaes, nsga2) only",
+        choices=("serial", "local", "ray"),
+    ),
+    Option(
+        "jobs", "int", "an integer >= 1, or absent",
+        "trials in flight at once with --executor local (worker processes; default: the "
+        "cores) or ray (default: the cluster's CPUs)",
+        optional=True, positive=True,
+    ),
+    Option(
+        "address", "str", "'auto' or a Ray head's HOST:PORT, or absent",
+        "the Ray cluster of --executor ray: auto (the one `ray start` runs here) or the "
+        "head's HOST:PORT (default: a private one-machine cluster for this search)",
+        optional=True,
     ),
 )  # fmt: skip
 _TYPES: dict[str, tuple[type, ...]] = {

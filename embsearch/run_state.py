@@ -13,7 +13,8 @@ and every finished trial goes into the storage as it finishes (:mod:`embsearch.t
 ``embsearch search --resume RUN_DIR`` reads these back: a directory without ``run.json`` holds
 no run, one with ``search.json`` finished its search; another dataset (data fingerprint), or
 other options among :data:`IDENTITY` (budgets, controller, its parameters, ...), is refused
-in one line. Device, threads and ``max_seconds`` may change on a resume.
+in one line. Device, threads, ``max_seconds`` and where trials run (executor, jobs,
+address) may change on a resume.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from embsearch.run_config import RunConfig
 from embsearch.trial_store import JOURNAL_NAME, TrialStore, new_run_id, open_store
 
 RUN_NAME = "run.json"
-FREE = ("device", "threads", "max_seconds")  # options a resume may change
+FREE = ("device", "threads", "max_seconds", "executor", "jobs", "address")  # a resume may change
 RESUMABLE_FAMILY = "black-box"
 
 

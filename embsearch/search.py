@@ -44,6 +44,7 @@ from embsearch.controllers.registry import get_controller
 from embsearch.data.dataset import Dataset
 from embsearch.data.synthetic import make_synthetic
 from embsearch.errors import ConfigError, EmbsearchError
+from embsearch.executors import check_executor, close_executor, closing_executor, open_executor
 from embsearch.out_dir import check_out_dir, claim_dir, lock_dir
 from embsearch.plan import NO_EMBEDDING, Plan
 from embsearch.run_config import RunConfig
@@ -153,6 +154,7 @@ def run_search(
     controller_cls = get_controller(cfg.controller)
     controller = controller_cls(**controller_params(cfg, controller_cls))
     controller.check_options(width=cfg.width, candidates=cfg.candidates, projection=cfg.projection)
+    check_executor(cfg, controller_cls)  # before any compute: e.g. --jobs with serial
     dataset = load_dataset(cfg)
     space = build_space(cfg, dataset, controller_cls.default_space)
     specs = [parse_budget(b) for b in cfg.budgets]
@@ -179,7 +181,9 @@ def run_search(
     if info is not None:
         check_same_run(out, cfg, saved, info, dataset.fingerprint(), controller_cls.family)
 
-    with lock_dir(out, flag="--resume") if info is not None else claim_dir(out):
+    ctx.executor = open_executor(cfg)  # workers, or the Ray cluster: refused here if unreachable
+    claimed = lock_dir(out, flag="--resume") if info is not None else claim_dir(out)
+    with claimed, closing_executor(ctx):
         if info is not None:
             ctx.store = resume_store(out, info)
         else:
@@ -188,6 +192,7 @@ def run_search(
             t0 = time.perf_counter()
             plans = controller.search_budgets(ctx)
             search_seconds = time.perf_counter() - t0
+            close_executor(ctx)  # its workers are not needed for the final training
             if len(plans) != len(budgets):
                 raise RuntimeError(
                     f"controller {cfg.controller} returned {len(plans)} plans for {len(budgets)} budgets"

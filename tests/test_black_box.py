@@ -183,7 +183,7 @@ def test_evolution_answers_nothing_now_while_a_generation_is_out(small):
     [
         (TPE, {"trials": 0}, "trials"),
         (TPE, {"n_startup_trials": -1}, "n_startup_trials"),
-        (TPE, {"scoring": "scratch"}, "scoring"),
+        (TPE, {"scoring": "finetune"}, "scoring"),
         (TPE, {"multivariate": "yes"}, "multivariate"),
         (RandomSearch, {"n_startup_trials": 3}, "n_startup_trials"),
     ],

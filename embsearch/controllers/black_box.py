@@ -13,18 +13,16 @@ the budget and the ask's index, so a killed search resumes where it stopped
 gives the sampler and, if it cannot model categoricals (CMA-ES, :mod:`.cma_es`), its own
 encoding (``distribution``/``suggest``/``encode``/``decode``).
 
-Scoring (``scoring="supernet"``, the only one so far): issue 22 lets each trial be "trained
-from scratch, or fine-tuned from a supernet checkpoint when the controller has one"; this is
-the supernet variant with *inherited* weights, as the evolutionary family scores its
-candidates. One weight-sharing supernet (the masked max-width table OptEmbed and RULE build
-on, :class:`~embsearch.embeddings.supernets.MaskedSupernet`, every example
-drawing a dim per (field, group) uniformly) is trained once for every budget with
-:func:`~embsearch.controllers.weight_sharing.train_weight_sharing_supernet`; a trial's score
-is the validation AUC of its sub-network with the supernet's weights
-(:class:`~embsearch.evaluator.InheritedWeightEvaluator`), on a fixed class-stratified
-subsample of ``val_rows`` rows. Scores do not depend on the budget, so they are memoised
-across the budgets of one search. Plans use ``projection='pad'`` by default (what the
-inherited weights play exactly); the runner retrains the returned plan from scratch.
+Scoring (:mod:`.black_box_scoring`): ``scoring="supernet"`` (the default) is the issue's
+"fine-tuned from a supernet checkpoint" with *inherited* weights, as the evolutionary family
+scores its candidates: one weight-sharing supernet (the masked max-width table OptEmbed and
+RULE build on, every example drawing a dim per (field, group) uniformly) is trained once for
+every budget, and a trial's score is its sub-network's validation AUC on a fixed
+class-stratified subsample of ``val_rows`` rows; such scores do not depend on the budget, so
+they are memoised across the budgets of one search. ``scoring="scratch"`` trains each
+trial's plan from scratch instead. Either can run in worker processes or on a Ray cluster
+(``--executor``). Plans use ``projection='pad'`` by default (what the inherited weights play
+exactly); the runner retrains the returned plan from scratch.
 
 Over-budget trials are never scored: a sampled candidate over the budget is repaired onto
 it (``space.repair``: the knapsack over dims no larger than the sampled ones, keeping each
@@ -56,11 +54,17 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
 from embsearch.controllers.base import AskTellController, SearchState
 from embsearch.controllers.black_box_params import BLACK_BOX_SPECS
+from embsearch.controllers.black_box_scoring import (
+    ScratchEvaluator,
+    make_supernet,
+    remote_evaluator,
+    trial_epochs,
+    trial_recipe,
+)
 from embsearch.controllers.black_box_study import (
     REPAIRED_FROM,
     ask_seed,
@@ -72,8 +76,7 @@ from embsearch.controllers.black_box_study import (
 )
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
-from embsearch.embeddings.supernets import MaskedSupernet
-from embsearch.evaluator import InheritedWeightEvaluator
+from embsearch.evaluator import Evaluator, InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, Trial, as_json
 from embsearch.search_spaces.base import Candidate, SearchSpace
@@ -99,13 +102,13 @@ def candidate_params(space: SearchSpace, cand: Candidate) -> dict[str, int]:
 @dataclass
 class BlackBoxState(SearchState):
     """A black-box search's state, beyond :class:`SearchState`: the context space its own
-    space was made from (``made_from``), the inherited-weight ``evaluator``, and the budget
+    space was made from (``made_from``), the ``evaluator`` (:mod:`.black_box_scoring`), and the budget
     being searched: its Optuna ``study``, sampler seed, space and budget, the trials in
     flight (``pending``: id -> (trial, repaired candidate or None)), how many were told and
     repaired, and each parameter's distribution."""
 
     made_from: SearchSpace | None = None
-    evaluator: InheritedWeightEvaluator | None = None
+    evaluator: Evaluator | None = None
     study: optuna.Study | None = None
     study_seed: int = 0
     study_space: SearchSpace | None = None
@@ -131,6 +134,7 @@ class BlackBoxController(AskTellController):
     directions: ClassVar[tuple[str, ...]] = ("maximize",)  # one per value of values_of
     carried_prefixes: ClassVar[tuple[str, ...]] = ()  # see carried_attrs
     stores_trials = True  # its own study holds its trials (the loop's recorder skips it)
+    remote_trials = True  # its trials can run in workers (trial_recipe, remote_evaluator)
 
     @abstractmethod
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
@@ -198,24 +202,19 @@ class BlackBoxController(AskTellController):
         space = self.search_space(ctx)
         for budget in ctx.budgets:  # fail before training
             space.check_budget(budget)
-        sctx = self.supernet_context(ctx)
-
-        def build() -> CTRModel:
-            emb = MaskedSupernet(
-                space.width,
-                space.candidates,
-                space.groups,
-                space.schema.names,
-                seed=ctx.seed,
-                sampling=str(self.config["sampling"]),
-            )
-            return CTRModel(emb, sctx.make_backbone())
-
-        loaded = load_supernet(ctx.store, lambda: build().to(ctx.device))  # a resume's
-        if loaded is None:
+        if self.config["scoring"] == "scratch":  # no supernet: each trial trains its plan
+            epochs = trial_epochs(self, ctx)
+            self.state.evaluator = ScratchEvaluator(ctx, space, self.name, epochs)
+            return
+        loaded = load_supernet(ctx.store, lambda: make_supernet(self, ctx, space).to(ctx.device))
+        if loaded is None:  # not a resume's
             epochs = self.config["supernet_epochs"] or ctx.train.epochs
             loaded = train_weight_sharing_supernet(
-                sctx, build, epochs, deadline, desc=f"{self.name} supernet"
+                self.supernet_context(ctx),
+                lambda: make_supernet(self, ctx, space),
+                epochs,
+                deadline,
+                desc=f"{self.name} supernet",
             )
             save_supernet(ctx.store, *loaded)
         self.state.supernet, summary = loaded
@@ -226,8 +225,16 @@ class BlackBoxController(AskTellController):
             self.state.supernet, val, batch, max_rows=self.config["val_rows"]
         )
 
-    def evaluator(self, ctx: SearchContext, budget: int) -> InheritedWeightEvaluator:
+    def evaluator(self, ctx: SearchContext, budget: int) -> Evaluator:
         return self.state.evaluator
+
+    def trial_recipe(self, ctx: SearchContext, budget: int) -> dict[str, Any] | None:
+        """What a worker rebuilds this search's evaluator from (``--executor local``/``ray``)."""
+        return trial_recipe(self, ctx)
+
+    def remote_evaluator(self, ctx: SearchContext, recipe: dict[str, Any]) -> Evaluator:
+        """In a worker: the evaluator of ``recipe`` (:mod:`.black_box_scoring`)."""
+        return remote_evaluator(self, ctx, recipe)
 
     # -- ask/tell over one Optuna study per budget ------------------------------------------
     def start(self, ctx: SearchContext, budget: int) -> None:
@@ -266,6 +273,8 @@ class BlackBoxController(AskTellController):
     def ask_trial(self) -> Trial | None:
         """The next trial: the sampler's candidate, repaired onto the budget if over it;
         its id is the sampled Optuna trial's number."""
+        if self.state.told + len(self.state.pending) >= self.total:  # the rest are in flight
+            return None
         trial, _ = ask_study(self.state.study, self.make_sampler, self.state.study_seed)
         cand = self._sample(trial)
         space, budget = self.state.study_space, self.state.study_budget
@@ -379,7 +388,9 @@ class BlackBoxController(AskTellController):
                 PROVENANCE_KEY: provenance,
                 "scoring": str(self.config["scoring"]),
                 "supernet": self.state.supernet_summary,
-                "inherited_val_auc": result.best_score if result.best is not None else None,
+                f"{self.state.evaluator.name}_val_auc": (
+                    result.best_score if result.best is not None else None
+                ),
             }
         )
         plan.extra.update(self.search_backbone_record())

@@ -12,8 +12,12 @@ BLACK_BOX_SPECS: dict[str, Param] = {
     "scoring": Param(
         "supernet",
         "choice",
-        "how a trial is scored: 'supernet' (inherited weights of one weight-sharing supernet)",
-        choices=("supernet",),
+        "how a trial is scored: 'supernet' (inherited weights of one weight-sharing "
+        "supernet) or 'scratch' (its plan trained from scratch, trial_epochs epochs)",
+        choices=("supernet", "scratch"),
+    ),
+    "trial_epochs": Param(
+        None, "int", "epochs of a 'scratch' trial (None: --epochs)", 1, optional=True
     ),
     "supernet_epochs": Param(None, "int", "supernet epochs (None: --epochs)", 1, optional=True),
     "sampling": Param(
