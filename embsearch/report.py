@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from embsearch.blocks import BlockSpec
 from embsearch.budget import format_bytes
 from embsearch.controllers._signal import summary_lines as signal_summary
 from embsearch.plan import Plan
@@ -26,6 +27,11 @@ def plan_lines(plan: Plan, run_dir: Path) -> Iterator[str]:
     )
     at = "" if p.precision == "fp32" else f" ({p.precision} rows)"
     yield f"  dims{at}: " + ", ".join(f"{f.name}={'/'.join(map(str, f.dims))}" for f in p.fields)
+    if not p.dims_only:  # kinds, sizes or precisions other than full rows at the plan's
+        yield "  blocks: " + ", ".join(
+            f"{f.name}={'/'.join(block_label(p.block_spec(f, g)) for g in range(len(f.groups)))}"
+            for f in p.fields
+        )
     if isinstance(p.extra.get("backbone_bytes"), int):
         dense = p.extra["backbone_bytes"]
         yield (
@@ -42,6 +48,15 @@ def plan_lines(plan: Plan, run_dir: Path) -> Iterator[str]:
             f"  search interrupted: best plan so far, not trained; "
             f"`embsearch retrain {run_dir}` trains it"
         )
+
+
+def block_label(spec: BlockSpec) -> str:
+    """A block in a few characters: ``full``, ``hash m=20``, ``qr c=8`` ..., and its
+    precision unless fp32 (``hash m=20 int8``)."""
+    size = {"hash": f" m={spec.m}", "memcom": f" m={spec.m}", "qr": f" c={spec.c}"}
+    size["pruned"] = f" kept={spec.kept}"
+    label = spec.kind + size.get(spec.kind, "")
+    return label if spec.precision == "fp32" else f"{label} {spec.precision}"
 
 
 def time_limit_note(extra: dict[str, Any]) -> str | None:
