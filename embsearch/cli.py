@@ -122,6 +122,13 @@ class Prepare(Command):
         p.add_argument(
             "--drop-constant", action="store_true", help="drop fields with a single value"
         )
+        p.add_argument(
+            "--order-by",
+            metavar="COLUMN",
+            help="a column holding each row's time: split chronologically (one input; train "
+            "earliest, test latest), each split written in time order and the order recorded, "
+            "for `search --stream`; the column may also be --drop'ped as a feature",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from embsearch.data.prepare import prepare
@@ -149,6 +156,7 @@ class Prepare(Command):
             rows=args.rows,
             warn=_warn,
             **({} if args.batch_rows is None else {"batch_rows": args.batch_rows}),
+            order_by=args.order_by,
         )
         sizes = ", ".join(f"{s} {len(ds.split(s))}" for s in ("train", "val", "test"))
         print(f"wrote {args.out}: {ds.schema.num_fields} fields, rows: {sizes}")
@@ -188,6 +196,8 @@ class Search(Command):
                 kwargs.update(action="append", default=[] if opt.kind == "dict" else None)
             elif opt.kind in ("int", "num"):
                 kwargs["type"] = int if opt.kind == "int" else float
+            elif opt.kind == "bool":  # a switch: given, True; absent, the config's or default
+                kwargs.update(action="store_const", const=True, default=None)
             if opt.choices:
                 kwargs["choices"] = list(opt.choices)
             if opt.metavar:

@@ -37,6 +37,7 @@ class RunConfig:
     max_seconds: float | None = None
     synthetic_rows: int = 60_000
     threads: int | None = None  # CPU threads for torch (None: train.device.default_threads)
+    stream: bool = False  # the train split read once in its recorded time order (ESAPN)
     executor: str = "serial"  # where trials run (embsearch.executors): serial, local or ray
     jobs: int | None = None  # trials in flight at once (local: worker processes)
     address: str | None = None  # the Ray cluster of --executor ray (auto or HOST:PORT)
@@ -94,7 +95,7 @@ class Option:
     own range checks, the parameter tables their controller's and backbone's."""
 
     name: str
-    kind: str  # "str", "int", "num", "list" or "dict"
+    kind: str  # "str", "int", "num", "bool", "list" or "dict"
     allowed: str
     help: str = ""
     optional: bool = False  # None (absent) allowed
@@ -235,17 +236,26 @@ OPTIONS: tuple[Option, ...] = (
         "head's HOST:PORT (default: a private one-machine cluster for this search)",
         optional=True,
     ),
+    Option(
+        "stream", "bool", "true or false",
+        "read the train split once, in the time order `data prepare --order-by` recorded, "
+        "without shuffling (the streaming setting of ESAPN's paper; controllers that take "
+        "it: esapn)",
+    ),
 )  # fmt: skip
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
     "int": (int,),
     "num": (int, float),
+    "bool": (bool,),
     "list": (list, tuple),
     "dict": (dict,),
 }
 
 
 def _is_type(value: object, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
     return isinstance(value, _TYPES[kind]) and not isinstance(value, bool)
 
 

@@ -111,8 +111,25 @@ def make_context(
         device=resolve_device(cfg.device),
         seed=cfg.seed,
         max_seconds=cfg.max_seconds,
+        stream=cfg.stream,
         log=lambda msg: None if not progress else print(msg),
     )
+
+
+def check_stream(cfg: RunConfig, controller_cls: type[Controller], dataset: Dataset) -> None:
+    """``--stream`` needs a controller that takes it and data with a recorded time order."""
+    if not cfg.stream:
+        return
+    if not controller_cls.streams:
+        raise ConfigError(
+            f"controller {cfg.controller!r} does not take --stream (the train split read once "
+            "in time order); drop --stream, or use a controller that does (esapn)"
+        )
+    if not dataset.schema.meta.get("order_by"):
+        raise ConfigError(
+            f"--stream needs data with a recorded time order, and {cfg.data} has none; "
+            "prepare it with `embsearch data prepare ... --order-by COLUMN`"
+        )
 
 
 def controller_params(cfg: RunConfig, controller_cls: type[Controller]) -> dict[str, Any]:
@@ -156,6 +173,7 @@ def run_search(
     controller.check_options(width=cfg.width, candidates=cfg.candidates, projection=cfg.projection)
     check_executor(cfg, controller_cls)  # before any compute: e.g. --jobs with serial
     dataset = load_dataset(cfg)
+    check_stream(cfg, controller_cls, dataset)
     space = build_space(cfg, dataset, controller_cls.default_space)
     specs = [parse_budget(b) for b in cfg.budgets]
     if not specs:

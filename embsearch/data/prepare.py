@@ -31,6 +31,7 @@ from embsearch.data.readers import FORMATS, Columns, read_columns
 from embsearch.data.schema import FieldSpec, Schema
 from embsearch.data.streaming import BATCH_ROWS, count_train, read_codes, write_splits
 from embsearch.data.synthetic import make_synthetic
+from embsearch.data.time_order import chronological_split, read_order_keys, sort_splits
 from embsearch.data.vocab import save_vocab
 from embsearch.errors import ConfigError, DataError
 from embsearch.out_dir import check_out_dir
@@ -56,6 +57,7 @@ def prepare(
     rows: int | None = None,
     warn: Callable[[str], None] | None = None,
     batch_rows: int = BATCH_ROWS,
+    order_by: str | None = None,
 ) -> Dataset:
     """Read ``inputs`` of format ``fmt``, encode them, save the dataset at ``out`` and return it.
 
@@ -65,12 +67,20 @@ def prepare(
     count, default 60,000). A field with one distinct id in the train rows is reported
     through ``warn`` (default: :func:`warnings.warn`), or dropped if ``drop_constant``.
     Files are read and encoded ``batch_rows`` rows at a time (:mod:`embsearch.data.streaming`);
-    the output does not depend on it. Raises :class:`DataError` for bad input and :class:`ConfigError` for bad options.
+    the output does not depend on it. ``order_by`` names a column holding each row's time:
+    the rows are split chronologically (one input) and every split is written in time order
+    (:mod:`embsearch.data.time_order`; recorded as ``schema.meta["order_by"]``). Raises
+    :class:`DataError` for bad input and :class:`ConfigError` for bad options.
     """
     warn = warn or (lambda msg: warnings.warn(msg, UserWarning, stacklevel=3))
     fractions = _check_options(fmt, inputs, min_count, split, rows, batch_rows)
     check_out_dir(out, error=DataError, must_not_exist=True)  # before reading anything
     if fmt == "synthetic":
+        if order_by is not None:
+            raise ConfigError(
+                "format synthetic has no time column; --order-by applies to files read "
+                "(write the rows to a CSV with a time column to stream them)"
+            )
         return _prepare_synthetic(
             inputs, out, fractions, seed, rows, min_count, label, categorical, numeric, drop
         )
@@ -83,13 +93,14 @@ def prepare(
         with staged_dir(out, warn=warn) as tmp:
             specs, leaks, meta_rows = _encode(
                 fmt, inputs, tmp, heads[0], options, rows, batch_rows, fractions, seed,
-                min_count, drop_constant, warn,
+                min_count, drop_constant, warn, order_by,
             )  # fmt: skip
             meta = {
                 "format": fmt,
                 "inputs": [str(p) for p in inputs],
                 "given_split": len(inputs) == 3,
                 "split": None if len(inputs) == 3 else list(fractions),
+                **({"order_by": order_by} if order_by else {}),  # a time order: recorded
                 "seed": int(seed),
                 "rows_limit": None if rows is None else int(rows),
                 **meta_rows,
@@ -115,13 +126,26 @@ def _encode(
     min_count: int,
     drop_constant: bool,
     warn: Callable[[str], None],
+    order_by: str | None = None,
 ) -> tuple[list[FieldSpec], list[tuple[str, float]], dict[str, Any]]:
     """The passes of :mod:`~embsearch.data.streaming` into the staged directory ``tmp``:
     codes, split, frequency ranking on the train rows, the checks, the ``.npy`` files and
-    the vocabularies. Returns the kept fields, the suspected leaks and the row figures of
+    the vocabularies (with ``order_by``: a chronological split, each split in time order).
+    Returns the kept fields, the suspected leaks and the row figures of
     ``schema.meta``."""
+    keys = (
+        [read_order_keys(fmt, p, order_by, options, rows, batch_rows) for p in inputs]
+        if order_by
+        else []
+    )
     coded = read_codes(fmt, inputs, tmp, options, rows, batch_rows)
-    which = split_rows(coded.rows[0], fractions, seed) if len(inputs) == 1 else None
+    which = None
+    if len(inputs) == 1:
+        which = (
+            chronological_split(keys[0], fractions)
+            if keys
+            else split_rows(coded.rows[0], fractions, seed)
+        )
     freq, labels = count_train(coded, which, batch_rows)
     check_class_counts(labels, None if which is not None else inputs)
     specs, remaps, vocab = [], [], []
@@ -139,6 +163,8 @@ def _encode(
     _warn_id_like(id_like, warn)
     write_splits(coded, which, remaps, keep, [n for _, n in labels], tmp, batch_rows)
     coded.remove()
+    if keys:
+        sort_splits(tmp, keys, which, batch_rows)
     ds = Dataset(
         Schema(specs),
         *(Split(np.load(tmp / f"{s}_x.npy", "r"), np.load(tmp / f"{s}_y.npy", "r")) for s in SPLITS),

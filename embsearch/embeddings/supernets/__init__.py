@@ -15,13 +15,15 @@ structure:
   first ``d`` columns of each (field, group) block; any candidate is scored with the
   inherited weights (the :class:`MaskedTable` protocol). :class:`MaskedSupernet` (the
   black-box controllers'), :class:`OptEmbedSupernet` (with row pruning; OptEmbed) and
-  :class:`RuleSupernet` (column blocks with a diversity term; RULE, NIS).
+  :class:`RuleSupernet` (column blocks with a diversity term; RULE, NIS), and
+  :class:`GrowingSupernet` (a dim per id, raised by a controller; ESAPN).
 """
 
 from embsearch.embeddings.joint_table import GroupedTable
 from embsearch.embeddings.supernets.autodim_supernet import AutoDimSupernet
 from embsearch.embeddings.supernets.autoemb_supernet import AutoEmbSupernet
 from embsearch.embeddings.supernets.dnis_supernet import DNISSupernet
+from embsearch.embeddings.supernets.growing import GrowingSupernet
 from embsearch.embeddings.supernets.masked import SAMPLINGS, MaskedSupernet, MaskedTable
 from embsearch.embeddings.supernets.mixture import CandidateBranches, MixedSupernet
 from embsearch.embeddings.supernets.optembed_supernet import OptEmbedSupernet
@@ -34,6 +36,7 @@ __all__ = [
     "CandidateBranches",
     "DNISSupernet",
     "GroupedTable",
+    "GrowingSupernet",
     "MaskedSupernet",
     "MaskedTable",
     "MixedSupernet",

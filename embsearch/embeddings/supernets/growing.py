@@ -1,0 +1,51 @@
+"""ESAPN's model: one max-width table whose every id (row) has its own current dim, the
+leading columns it keeps (``pad`` semantics), which a controller only ever raises.
+
+Liu et al. (SIGIR 2020) keep one table per candidate size and a learned transform from
+each size to the next, copying an id's transformed embedding into the larger table when it
+grows. Here the candidates share one table (weight sharing across widths, as the other
+masked supernets): an id of dim ``d`` uses the first ``d`` columns of its row, so growing
+it keeps what it has learned and adds columns; its rows then equal a
+:class:`~embsearch.embeddings.mixed_dim.MixedDimEmbedding` block with ``projection='pad'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from embsearch.embeddings.supernets.masked import MaskedSupernet
+
+
+class GrowingSupernet(MaskedSupernet):
+    """``x: int64 [batch, fields] -> [batch, fields, width]``, each id masked to its row's
+    dim in :attr:`row_dims` (``int64 [total rows]``, every row starting at ``start_dim``).
+    :meth:`grow` raises dims; nothing lowers them."""
+
+    def __init__(
+        self,
+        width: int,
+        candidates: Sequence[int],
+        groups: Sequence[Sequence[tuple[int, int]]],
+        names: Sequence[str],
+        start_dim: int,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(width, candidates, groups, names, seed=seed)
+        self.sample_in_training = False
+        rows = int(self.table.shape[0])
+        with torch.no_grad():  # the columns an id grows into start at zero: growing changes
+            self.table[:, int(start_dim) :] = 0.0  # nothing until they are trained
+        self.register_buffer(
+            "row_dims", torch.full((rows,), int(start_dim), dtype=torch.long), persistent=False
+        )
+
+    def grow(self, rows: torch.Tensor, dims: torch.Tensor) -> None:
+        """Set the dims of table rows ``rows`` to ``dims`` where that is larger."""
+        self.row_dims[rows] = torch.maximum(self.row_dims[rows], dims.to(self.row_dims.device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self.rows_of(x)
+        e = self.table.index_select(0, rows.reshape(-1)).view(*rows.shape, self.width)
+        return e * self.column_mask(self.row_dims[rows])
