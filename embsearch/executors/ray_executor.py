@@ -11,8 +11,12 @@ for them.
 
 Quiet: usage statistics off (``RAY_USAGE_STATS_ENABLED=0``), no dashboard, workers' output
 not forwarded to the terminal (``log_to_driver=False``), Ray's loggers at ERROR and left
-unconfigured otherwise (``configure_logging=False``). An address that does not answer within
-:data:`CONNECT_SECONDS` is refused in one line before anything is written. On a cluster of
+unconfigured otherwise (``configure_logging=False``), and what Ray's C++ core writes to
+stderr while connecting is dropped (it logs every retry). An address that does not answer
+within about :data:`CONNECT_SECONDS` is refused in one line before anything is written.
+Token authentication (Ray's default for clusters started where ``~/.ray/auth_token``
+exists): Ray sends the token to ``--address auto`` by itself, to an explicit ``HOST:PORT``
+only with ``RAY_AUTH_MODE=token`` set (and ``RAY_AUTH_TOKEN`` or the token file). On a cluster of
 several machines, the prepared data and the run directory (a ``supernet`` scoring's
 ``supernet.pt``) must be at the same path on every node (a shared file system), and
 embsearch installed in each node's Python.
@@ -108,6 +112,8 @@ class RayExecutor:
                 )
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
             why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            if address not in (None, "auto") and "RAY_AUTH_MODE" not in os.environ:
+                why += " (a cluster with token authentication needs RAY_AUTH_MODE=token here)"
             raise ConfigError(f"--executor ray: cannot join the Ray cluster: {why}") from None
         slots = jobs or max(1, int(ray.cluster_resources().get("CPU", 1)))
         return cls(ray, config, slots)
