@@ -1,0 +1,333 @@
+"""ESAPN: Liu, Zhao, Wang, Liu and Tang, "Automated Embedding Size Search in Deep Recommender
+Systems" (SIGIR 2020).
+
+Steps, as in the paper:
+
+1. *Candidate sizes*: the space's candidates up to the width (the paper's 2, 4, 8, 16, 64,
+   128); every id starts at the smallest and its size only grows, one candidate at a time.
+2. *Policy networks* (:mod:`.esapn_policy`): one per field (the paper has one for users and
+   one for items); an id's state is its frequency so far and its current size, the action
+   *keep* or *enlarge*. The id's frequency is in its state, so the frequency groups of a
+   field share its network.
+3. *The recommendation model trains on the data stream* with each id at its current size:
+   one max-width table, an id keeping the first ``d`` columns of its row
+   (:class:`~embsearch.embeddings.supernets.GrowingSupernet`; the paper keeps a table per
+   size and copies a transformed embedding into the larger one). With ``--stream`` the
+   train split is read once in its recorded time order, unshuffled (the paper's setting);
+   without it, ``epochs`` shuffled passes (said in the plan's notes).
+4. *Per batch* (:mod:`.esapn_walk`): the policies decide for ids of the batch, the model
+   takes its training step with the new sizes, and the decisions are rewarded by the
+   model's loss change on the ids' next data. The paper's reward is
+   ``R = mean(last T losses of the id) - loss now`` (``reward_base='average'``, T =
+   ``last_losses`` = 5; ``'last'``: the last loss alone).
+5. *Policy update*: REINFORCE on the batch's rewarded decisions.
+6. *Final sizes*: each id's size when the pass ends.
+
+Choices the paper leaves open, or that embsearch adds (one line each; the measurements on
+NIS's planted fixture, tests/test_esapn.py, informative/noise dims per id over seeds):
+
+- Budget: a growth that would take the ids' bytes over the budget is masked at sampling
+  time (enlarge ruled out by a finite logit; no ``-inf`` reaches an update); a batch's
+  growths are accepted in a random order while they fit, and ``pace`` releases the budget
+  evenly over the pass (without it the first batches' ids took it all).
+- The decision taken is the sampled one (the paper samples for its update and trains the
+  model on the greedy choice); a grown id's new columns start at zero, so a growth changes
+  nothing until they are trained, as the paper's copy of the transformed embedding.
+- Default reward (``reward_base='paired'``): an enlarge earns the loss of the id's rows at
+  its size before the growth minus their loss now, on the same rows (one more forward per
+  batch), averaged over the batches until its next decision; a keep earns 0. The paper's
+  reward compares different rows, whose labels' noise buried the size's effect (ratios
+  1.01 and 0.95 on seeds 0-1, before the choices below).
+- Decisions at each doubling of an id's count (``decide_at='doubling'``; the paper: every
+  batch), so a grown column trains before it is judged; each growth earns the mean gain of
+  the batch's growths in its field at its size (``pool``), less its bytes at a price in the
+  batch's mean gain per byte that rises while the budget refuses growths and falls while it
+  does not (``cost_weight``, ``adapt_price``). Ratios with these: 1.41, 1.68, 1.18 (seeds
+  0-2), 1.10, 1.10, 1.29 (3-5); without pooling 0.8-2.0.
+- Advantage (``advantage='field'``): each reward minus its field's batch mean, over the
+  spread.
+- Plan: the ``feature_dims`` space holds a dim per (field, frequency group), not per id;
+  each group gets the candidate nearest to its ids' mean size, and where those together
+  are over the budget the space's exact knapsack over the same nearness moves as few as it
+  must (the plan's provenance says so).
+- Null signal: the same batches' decisions from the untrained policies (no model, hence no
+  rewards), through the same aggregation and knapsack.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from embsearch.backbones import CTRModel
+from embsearch.budget import field_bytes
+from embsearch.context import SearchContext
+from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
+from embsearch.controllers.base import Controller, SearchState
+from embsearch.controllers.esapn_params import ESAPN_SPECS
+from embsearch.controllers.esapn_policy import SizePolicy
+from embsearch.controllers.esapn_walk import Walk, WalkSettings, walk
+from embsearch.controllers.param_spec import Param
+from embsearch.embeddings.supernets import GrowingSupernet
+from embsearch.errors import ConfigError
+from embsearch.plan import Plan
+from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.search_spaces.floor import check_fits
+from embsearch.train.device import seed_everything
+from embsearch.train.trainer import evaluate, make_adam
+
+
+@dataclass
+class ESAPNState(SearchState):
+    """One search: per budget, the walk's final per-id sizes (``walks``), the untrained
+    policies' seed state (``initial``, for the null signal) and each pass's record."""
+
+    walks: dict[int, Walk] = field(default_factory=dict)
+    initial: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+class ESAPN(Controller):
+    name = "esapn"
+    family = "rl"
+    paper = (
+        "Haochen Liu, Xiangyu Zhao, Chong Wang, Xiaobing Liu, Jiliang Tang. Automated "
+        "Embedding Size Search in Deep Recommender Systems. SIGIR 2020"
+    )
+    default_space = "feature_dims"
+    param_specs: ClassVar[dict[str, Param]] = ESAPN_SPECS
+    state_class: ClassVar[type[SearchState]] = ESAPNState
+    state: ESAPNState
+    fixed_projection = "pad"
+    streams = True
+    null_signal = "untrained policy networks (the same pass's decisions, no model)"
+
+    # -- steps 1-2 ------------------------------------------------------------------------------
+    def search_space(self, ctx: SearchContext) -> SearchSpace:
+        """Step 1: the space's candidates, as ``pad`` dims of one max-width table."""
+        return ctx.space.with_projection("pad")
+
+    def _row_costs(self, space: SearchSpace) -> torch.Tensor:
+        """Bytes of one row at each candidate (``pad``: linear in the rows)."""
+        return torch.tensor(
+            [field_bytes([1], [c], space.width, "pad", space.precision) for c in space.candidates],
+            dtype=torch.float64,
+        )
+
+    def _total_batches(self, ctx: SearchContext) -> int:
+        size = int(self.config["batch_size"])
+        return self._passes(ctx) * -(-len(ctx.dataset.split("train")) // size)
+
+    def _settings(self, ctx: SearchContext) -> WalkSettings:
+        cfg = self.config
+        return WalkSettings(
+            buckets=int(cfg["buckets"]),
+            last_losses=int(cfg["last_losses"]),
+            reward_base=str(cfg["reward_base"]),
+            cost_weight=float(cfg["cost_weight"]),
+            advantage=str(cfg["advantage"]),
+            pace=bool(cfg["pace"]),
+            decide_at=str(cfg["decide_at"]),
+            adapt_price=bool(cfg["adapt_price"]),
+            pool=bool(cfg["pool"]),
+            batches=self._total_batches(ctx),
+        )
+
+    def _batches(self, ctx: SearchContext, epoch: int):  # noqa: ANN202 - an iterator of batches
+        train = ctx.data.split("train")
+        size = int(self.config["batch_size"])
+        if ctx.stream:
+            return train.batches(size, shuffle=False)
+        g = torch.Generator().manual_seed(ctx.seed * 7919 + epoch)
+        return train.batches(size, shuffle=True, generator=g)
+
+    def _passes(self, ctx: SearchContext) -> int:
+        return 1 if ctx.stream else int(self.config["epochs"])
+
+    # -- steps 3-6 ------------------------------------------------------------------------------
+    def _search_one(self, ctx: SearchContext, space: SearchSpace, budget: int, i: int) -> None:
+        sctx = self.supernet_context(ctx)
+        seed_everything(ctx.seed)
+        start = space.candidates[0]
+        emb = GrowingSupernet(
+            space.width, space.candidates, space.groups, space.schema.names, start, seed=ctx.seed
+        )
+        model = CTRModel(emb, sctx.make_backbone()).to(ctx.device)
+        policy = SizePolicy(
+            space.num_fields,
+            int(self.config["buckets"]),
+            len(space.candidates),
+            hidden=int(self.config["hidden"]),
+            seed=ctx.seed * 1009 + i,
+        )
+        self.state.initial[budget] = copy.deepcopy(policy.state_dict())
+        state = Walk(
+            self._row_costs(space), float(budget), emb.field_of_row.cpu(), self._settings(ctx)
+        )
+        opt = make_adam(model.parameters(), ctx.train.lr, ctx.train.weight_decay)
+        policy_opt = torch.optim.Adam(policy.parameters(), lr=float(self.config["policy_lr"]))
+        values = torch.tensor(space.candidates, dtype=torch.long)
+        t0 = time.perf_counter()
+        model.train()
+        batches = 0
+        for epoch in range(self._passes(ctx)):
+            batches += walk(
+                self._batches(ctx, epoch),
+                state,
+                policy,
+                emb.offsets,
+                values,
+                model=model,
+                opt=opt,
+                policy_opt=policy_opt,
+                extra_loss=sctx.penalty(),
+            )
+        seconds = time.perf_counter() - t0
+        model.eval()
+        auc, ll = evaluate(model, ctx.data.split("val"), ctx.train.eval_batch_size)
+        self.state.walks[budget] = state
+        self.state.supernet = model
+        self.state.records[budget] = {
+            "stream": bool(ctx.stream),
+            "passes": self._passes(ctx),
+            "batches": batches,
+            "seconds": round(seconds, 3),
+            "val_auc": auc,
+            "val_logloss": ll,
+            "grown": state.grown,
+            "refused_over_budget": state.refused,
+            "policy_updates": state.updates,
+            "bytes_of_ids": int(state.spent),
+            "enlarge_probability": [
+                [[round(float(p), 4) for p in row] for row in f]
+                for f in policy.enlarge_probabilities()
+            ],
+        }
+        ctx.record(event="esapn pass", controller=self.name, budget=budget, **{
+            k: v for k, v in self.state.records[budget].items() if k != "enlarge_probability"
+        })  # fmt: skip
+
+    def search(self, ctx: SearchContext) -> Plan:
+        return self.search_budgets(ctx.with_budget(ctx.budget))[0]
+
+    def search_budgets(self, ctx: SearchContext) -> list[Plan]:
+        """One pass per budget (the sizes grow under that budget), then its plan."""
+        self.check_space(ctx)
+        if ctx.stream and not ctx.dataset.schema.meta.get("order_by"):
+            raise ConfigError(
+                "--stream needs a dataset with a recorded time order; prepare it with "
+                "`embsearch data prepare ... --order-by COLUMN`, or drop --stream"
+            )
+        self.new_state()
+        self.state.space = space = self.search_space(ctx)
+        rows = sum(f.cardinality for f in space.schema.fields)
+        cost = self._row_costs(space)
+        check_fits(
+            min(ctx.budgets),
+            int(cost[0]) * rows,
+            what=f"table with every id at the smallest dim ({space.candidates[0]})",
+            prefix="esapn: ",
+        )
+        plans = []
+        for i, budget in enumerate(ctx.budgets):
+            self._search_one(ctx, space, budget, i)
+            plans.append(self.finish(ctx, budget))
+        return plans
+
+    # -- the plan -------------------------------------------------------------------------------
+    def preferences(self, sizes: torch.Tensor) -> list[np.ndarray]:
+        """Per field ``[groups, candidates]``: minus each candidate's distance to the mean dim
+        of the group's ids (``sizes``: each table row's candidate index)."""
+        space = self.state.space
+        values = np.asarray(space.candidates, dtype=np.float64)
+        dims = values[sizes.numpy()]
+        out, base = [], 0
+        for spec, groups in zip(space.schema.fields, space.groups):
+            pref = []
+            for a, b in groups:
+                mean = float(dims[base + a : base + b].mean()) if b > a else float(values[0])
+                pref.append(-np.abs(values - mean) / space.width)
+            out.append(np.array(pref))
+            base += spec.cardinality
+        return out
+
+    def discretise(self, sizes: torch.Tensor, budget: int) -> tuple[Candidate, int]:
+        """Each group at the candidate nearest its ids' mean dim; projected onto the budget
+        by the exact knapsack where that is over. Returns it and the groups moved."""
+        space = self.state.space
+        pref = self.preferences(sizes)
+        nearest = space.argmax(pref)
+        if space.bytes_of(nearest) <= budget:
+            return nearest, 0
+        best = space.best_under_budget(pref, budget)
+        moved = sum(a != b for fa, fb in zip(best, nearest) for a, b in zip(fa, fb))
+        return best, moved
+
+    def null_candidate(self, ctx: SearchContext, budget: int) -> Candidate | None:
+        """Steps 4 and 6 with the untrained policies: the same batches' decisions, no model."""
+        space = self.state.space
+        policy = SizePolicy(
+            space.num_fields,
+            int(self.config["buckets"]),
+            len(space.candidates),
+            hidden=int(self.config["hidden"]),
+        )
+        policy.load_state_dict(self.state.initial[budget])
+        i = list(self.state.initial).index(budget)
+        policy.generator.manual_seed(ctx.seed * 1009 + i)
+        offsets = self.state.supernet.embedding.offsets
+        state = Walk(
+            self._row_costs(space),
+            float(budget),
+            self.state.supernet.embedding.field_of_row.cpu(),
+            self._settings(ctx),
+        )
+        values = torch.tensor(space.candidates, dtype=torch.long)
+        for epoch in range(self._passes(ctx)):
+            walk(self._batches(ctx, epoch), state, policy, offsets, values)
+        return self.discretise(state.size, budget)[0]
+
+    def finish(self, ctx: SearchContext, budget: int) -> Plan:
+        walk_state = self.state.walks[budget]
+        best, moved = self.discretise(walk_state.size, budget)
+        record = self.state.records[budget]
+        how = (
+            "policy (each group at the candidate nearest its ids' mean dim)"
+            if not moved
+            else f"policy, projected onto the budget by the knapsack ({moved} group dims moved)"
+        )
+        plan = self.make_plan(
+            ctx,
+            best,
+            budget,
+            self.state.space,
+            extra={
+                "pass": record,
+                "dims_per_field_mean": self._field_means(walk_state.size),
+                PROVENANCE_KEY: how,
+                **self.search_backbone_record(),
+            },
+        )
+        if not ctx.stream:
+            plan.add_note(
+                f"esapn ran {record['passes']} shuffled pass(es) over the train split, not the "
+                "paper's stream: prepare the data with --order-by COLUMN and search with --stream"
+            )
+        plan.extra[SIGNAL_KEY] = signal_record(
+            best, self.null_candidate(ctx, budget), self.null_signal
+        )
+        return plan
+
+    def _field_means(self, sizes: torch.Tensor) -> dict[str, float]:
+        space = self.state.space
+        dims = np.asarray(space.candidates, dtype=np.float64)[sizes.numpy()]
+        out, base = {}, 0
+        for spec in space.schema.fields:
+            out[spec.name] = round(float(dims[base : base + spec.cardinality].mean()), 3)
+            base += spec.cardinality
+        return out

@@ -1,0 +1,293 @@
+"""ESAPN's pass over the data (:mod:`embsearch.controllers.esapn`): per batch, the policies
+decide keep or enlarge for every id in it, the model trains on the batch with the grown
+dims, and each id's previous decision is rewarded on the id's loss now.
+
+:class:`Walk` holds the per-id state of one search: each table row's dim (an index into
+the candidates), its frequency so far, its last losses, its pending decision, and the bytes
+spent. Dims only grow, and a growth that would take the per-id bytes over the budget is
+masked (the policies never see ``-inf``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from embsearch.controllers.esapn_policy import (
+    ENLARGE,
+    KEEP,
+    SizePolicy,
+    field_advantages,
+    frequency_bucket,
+    reinforce_step,
+)
+from embsearch.embeddings.supernets import GrowingSupernet
+
+PRICE_STEP = 1.05  # the price's change per batch (adapt_price)
+
+
+@dataclass
+class WalkSettings:
+    """The knobs of one pass (ESAPN's parameters, :mod:`.esapn_params`); ``batches``: how
+    many the search will see (the budget's pacing)."""
+
+    buckets: int = 16
+    last_losses: int = 5
+    reward_base: str = "paired"
+    cost_weight: float = 0.0
+    advantage: str = "field"
+    pace: bool = True
+    decide_at: str = "doubling"
+    adapt_price: bool = True
+    pool: bool = True
+    batches: int = 1
+
+
+@dataclass
+class Rewarded:
+    """Decisions rewarded at a batch: their rows, states (bucket, size, could grow),
+    actions and rewards."""
+
+    rows: torch.Tensor
+    states: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+
+
+@dataclass
+class Walk:
+    """Per-row state over the joint table's rows (every field's ids, offset per field).
+
+    ``row_cost[k]``: bytes of one row at candidate ``k``; ``budget``: the bytes every row
+    together may take; ``field_of_row``: each row's field."""
+
+    row_cost: torch.Tensor  # float64 [sizes]
+    budget: float
+    field_of_row: torch.Tensor  # int64 [rows]
+    settings: WalkSettings = field(default_factory=WalkSettings)
+    size: torch.Tensor = field(init=False)  # int64 [rows]: candidate index
+    count: torch.Tensor = field(init=False)  # int64 [rows]: appearances so far
+    losses: torch.Tensor = field(init=False)  # float64 [rows, T]: the last T batch losses
+    seen: torch.Tensor = field(init=False)  # int64 [rows]: losses recorded
+    pending: torch.Tensor = field(init=False)  # int64 [rows]: last action, -1 none
+    pending_state: torch.Tensor = field(init=False)  # int64 [rows, 3]: bucket, size, can_grow
+    pending_cost: torch.Tensor = field(init=False)  # float64 [rows]: the bytes it took
+    gain_sum: torch.Tensor = field(init=False)  # float64 [rows]: paired gains since then
+    gain_n: torch.Tensor = field(init=False)  # int64 [rows]: batches measured since then
+    previous: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = field(init=False)
+    spent: float = field(init=False)
+    start: float = field(init=False)
+    n_fields: int = field(init=False)
+    step: int = 0  # batches decided
+    price: float = field(init=False)  # the bytes' price, in the batch's mean gain per byte
+    grown: int = 0
+    refused: int = 0
+    updates: int = 0
+
+    def __post_init__(self) -> None:
+        rows = len(self.field_of_row)
+        self.size = torch.zeros(rows, dtype=torch.long)
+        self.count = torch.zeros(rows, dtype=torch.long)
+        self.losses = torch.zeros(rows, self.settings.last_losses, dtype=torch.float64)
+        self.seen = torch.zeros(rows, dtype=torch.long)
+        self.pending = torch.full((rows,), -1, dtype=torch.long)
+        self.pending_state = torch.zeros(rows, 3, dtype=torch.long)
+        self.pending_cost = torch.zeros(rows, dtype=torch.float64)
+        self.gain_sum = torch.zeros(rows, dtype=torch.float64)
+        self.gain_n = torch.zeros(rows, dtype=torch.long)
+        self.spent = self.start = float(self.row_cost[0]) * rows
+        self.n_fields = int(self.field_of_row.max()) + 1 if rows else 0
+        self.price = self.settings.cost_weight
+        if self.spent > self.budget:
+            raise ValueError(f"budget {self.budget} B is below the smallest dims {self.spent} B")
+
+    @property
+    def allowance(self) -> float:
+        """Bytes per row at the budget: the unit of the growth cost."""
+        return max(self.budget / len(self.size), 1e-9)
+
+    def allowed(self) -> float:
+        """The bytes the ids may hold by now: the budget, or with ``pace`` its share of the
+        growth so far as the batches pass (``(step + 1) / batches`` of it)."""
+        if not self.settings.pace:
+            return self.budget
+        share = min(1.0, (self.step + 1) / max(self.settings.batches, 1))
+        return self.start + (self.budget - self.start) * share
+
+    def deciding(self, u: torch.Tensor, occurrences: torch.Tensor) -> torch.Tensor:
+        """Indices into ``u`` of the rows that decide at this batch: every one
+        (``decide_at='every'``, the paper's), or those whose count so far reaches a power of
+        two here (``'doubling'``: their frequency bucket changes)."""
+        if self.settings.decide_at == "every":
+            return torch.arange(len(u))
+        c = self.count[u]
+        crossed = frequency_bucket(c + occurrences, 64) > frequency_bucket(c, 64)
+        return torch.nonzero(crossed)[:, 0]
+
+    def decide(self, u: torch.Tensor, policy: SizePolicy) -> None:
+        """Keep or enlarge each distinct row ``u`` (those deciding at this batch); grow the
+        accepted ones (a refused growth is a keep). The rows' previous decisions move to
+        :attr:`previous`, to be rewarded by :meth:`reward`."""
+        self.previous = (
+            self.pending[u].clone(),
+            self.pending_state[u].clone(),
+            self.pending_cost[u].clone(),
+        )
+        sizes = self.size[u]
+        last = len(self.row_cost) - 1
+        step = self.row_cost[(sizes + 1).clamp(max=last)] - self.row_cost[sizes]
+        slack = self.allowed() - self.spent
+        can_grow = (sizes < last) & (step <= slack + 1e-9)
+        buckets = frequency_bucket(self.count[u], self.settings.buckets)
+        actions = policy.sample(self.field_of_row[u], buckets, sizes, can_grow)
+        # the batch's growths together within the slack: in a random order, the first that fit
+        want = torch.nonzero(actions == ENLARGE)[:, 0]
+        order = want[torch.randperm(len(want), generator=policy.generator)]
+        fits = torch.cumsum(step[order], 0) <= slack + 1e-9
+        actions[order[~fits]] = KEEP
+        refused = int((~fits).sum())
+        self.refused += refused
+        if self.settings.adapt_price:  # more growth wanted than the pace allows: dearer
+            self.price *= PRICE_STEP if refused else 1.0 / PRICE_STEP
+        took = actions == ENLARGE
+        self.size[u] = sizes + took.long()
+        cost = step * took
+        self.spent += float(cost.sum())
+        self.grown += int(took.sum())
+        self.pending[u] = actions
+        self.pending_state[u] = torch.stack([buckets, sizes, can_grow.long()], 1)
+        self.pending_cost[u] = cost / self.allowance
+
+    def measure(self, rows: torch.Tensor, gains: torch.Tensor) -> None:
+        """Add a batch's paired gains (loss at the size before the pending growth minus the
+        loss now) of ``rows``, whose pending decision is an enlarge."""
+        self.gain_sum[rows] += gains.double()
+        self.gain_n[rows] += 1
+
+    def reward(self, u: torch.Tensor, now: torch.Tensor) -> Rewarded:
+        """Rewards of the previous decisions of the rows ``u`` that just decided, from each
+        row's loss ``now``. ``reward_base='paired'``: an enlarge earns its mean paired gain
+        over the batches since it (:meth:`measure`), a keep 0, and a growth's bytes are
+        charged :attr:`price` times the batch's mean gain per byte (at price 1 a growth must
+        gain more than the batch's growths gain for their bytes); the price starts at
+        ``cost_weight`` and, with ``adapt_price``, rises by 5% after a batch whose growths
+        the budget's pace refused and falls by 5% after one it did not, so the growth wanted
+        meets the bytes there are; ``'average'``: the mean of the
+        row's last ``last_losses`` losses minus now (the paper's); ``'last'``: its last loss
+        minus now; these two charge ``cost_weight`` per budget share a growth took. Then
+        record this loss."""
+        s = self.settings
+        actions, states, costs = self.previous
+        had = self.seen[u]
+        t = s.last_losses
+        ok = actions >= 0
+        if s.reward_base == "paired":
+            n = self.gain_n[u]
+            gain = self.gain_sum[u] / n.clamp(min=1)
+            r = torch.where((actions == ENLARGE) & (n > 0), gain, torch.zeros_like(gain))
+            self.gain_sum[u] = 0.0
+            self.gain_n[u] = 0
+            grew = ok & (actions == ENLARGE)
+            if s.pool and bool(grew.any()):  # each growth earns its (field, size)'s mean gain
+                key = self.field_of_row[u] * len(self.row_cost) + states[:, 1]
+                cells = len(self.row_cost) * self.n_fields
+                w = grew.double()
+                total = torch.zeros(cells, dtype=torch.float64).index_add_(0, key, r * w)
+                count = torch.zeros(cells, dtype=torch.float64).index_add_(0, key, w)
+                r = torch.where(grew, total[key] / count[key].clamp(min=1), r)
+            spent = float(costs[grew].sum())
+            price = max(float(r[grew].sum()) / spent, 0.0) if spent > 0 else 0.0
+            r = r - self.price * price * costs
+        else:
+            if s.reward_base == "last":
+                base = self.losses[u, (had - 1).clamp(min=0) % t]
+            else:
+                base = self.losses[u].sum(1) / had.clamp(min=1, max=t)
+            r = base - now.double() - s.cost_weight * costs
+            ok = ok & (had > 0)
+        self.losses[u, had % t] = now.double()
+        self.seen[u] = had + 1
+        idx = torch.nonzero(ok)[:, 0]
+        return Rewarded(u[idx], states[idx], actions[idx], r[idx])
+
+
+def _per_id(
+    per_row: torch.Tensor, inv: torch.Tensor, occ: torch.Tensor, fields: int
+) -> torch.Tensor:
+    """Each distinct id's mean loss over the rows holding it."""
+    out = torch.zeros(len(occ), dtype=torch.float64)
+    return out.index_add_(0, inv, per_row.detach().cpu().double().repeat_interleave(fields)) / occ
+
+
+def walk(
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    state: Walk,
+    policy: SizePolicy,
+    offsets: torch.Tensor,
+    values: torch.Tensor,
+    *,
+    model: nn.Module | None = None,
+    opt: torch.optim.Optimizer | None = None,
+    policy_opt: torch.optim.Optimizer | None = None,
+    extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+) -> int:
+    """One pass over ``batches``: decisions for every batch's ids; with a ``model`` (whose
+    embedding is a :class:`GrowingSupernet`) and its ``opt``, its training step on the
+    grown dims and, with a ``policy_opt``, the policies' update from the rewards. Without a
+    model the walk only replays the decisions (the null signal). Returns the batches seen.
+
+    ``reward_base='paired'`` costs one forward more per batch: the rows again with the ids
+    whose pending decision is an enlarge back at their size before it, before this batch's
+    decisions (whose new columns start at zero, so the training step's loss is the loss at
+    the sizes as they were); dropout draws the same masks in both."""
+    loss_fn = nn.BCEWithLogitsLoss(reduction="none")
+    paired = state.settings.reward_base == "paired"
+    n = 0
+    for x, y in batches:
+        rows = (x.to(offsets.device) + offsets).reshape(-1).cpu()
+        u, inv, occ = torch.unique(rows, return_inverse=True, return_counts=True)
+        d = state.deciding(u, occ)
+        ud = u[d]
+        emb: GrowingSupernet | None = None if model is None else model.embedding  # type: ignore[assignment]
+        probed = torch.nonzero(state.pending[u] == ENLARGE)[:, 0] if paired else u[:0]
+        before = None
+        if emb is not None and len(probed):  # the same rows at the sizes before the growths
+            back = u[probed].to(emb.row_dims.device)
+            kept = emb.row_dims[back].clone()
+            emb.row_dims[back] = values[state.pending_state[u[probed], 1]].to(kept.device)
+            devices = [x.device] if x.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                before = _per_id(loss_fn(model(x).float(), y), inv, occ, x.shape[1])
+            emb.row_dims[back] = kept
+        state.decide(ud, policy)
+        state.count[u] += occ
+        state.step += 1
+        n += 1
+        if model is None or opt is None or emb is None:
+            continue
+        emb.grow(ud.to(emb.row_dims.device), values[state.size[ud]].to(emb.row_dims.device))
+        per_row = loss_fn(model(x).float(), y)  # a growth's new columns are zero: as before
+        loss = per_row.mean()
+        if extra_loss is not None:
+            loss = loss + extra_loss(model)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        now = _per_id(per_row, inv, occ, x.shape[1])
+        if before is not None:
+            state.measure(u[probed], before[probed] - now[probed])
+        got = state.reward(ud, now[d])
+        if policy_opt is not None and len(got.rows):
+            fields = state.field_of_row[got.rows]
+            adv = (
+                field_advantages(got.rewards, fields, state.n_fields)
+                if state.settings.advantage == "field"
+                else got.rewards
+            )
+            states = (fields, got.states[:, 0], got.states[:, 1], got.states[:, 2].bool())
+            reinforce_step(policy, policy_opt, states, got.actions, adv)
+            state.updates += 1
+    return n
