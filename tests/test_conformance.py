@@ -12,6 +12,7 @@ LEARNING = {
     "autoemb",
     "cmaes",
     "dnis",
+    "esapn",
     "nis",
     "nsga2",
     "optembed",

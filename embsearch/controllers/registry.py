@@ -28,6 +28,7 @@ BUILTIN: dict[str, str] = {
     "cmaes": "embsearch.controllers.cma_es:CmaEs",
     "nsga2": "embsearch.controllers.nsga2:NSGA2",
     "nis": "embsearch.controllers.nis:NIS",
+    "esapn": "embsearch.controllers.esapn:ESAPN",
 }
 
 
