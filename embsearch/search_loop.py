@@ -408,8 +408,8 @@ def _drive(
                         {"score": _finite(score), "seconds": 0.0, "cached": True},
                     )
                 else:
+                    flight[trial.id] = (cand, nbytes, time.perf_counter())  # submitting counts
                     executor.submit(trial.id, cand, recipe)
-                    flight[trial.id] = (cand, nbytes, time.perf_counter())
             if not flight:
                 if stopping or asker.done():
                     break
