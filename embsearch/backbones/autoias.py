@@ -16,7 +16,7 @@ The network (the paper's three components after the embedding layer):
   paper's high-order implicit interactions over the explicit ones, PNN's layout).
 
 An architecture is recorded as ``{"interactions": {"i,j": op, ...}, "mlp": [widths]}``
-(pairs left out are ``none``), the backbone parameter ``architecture`` of :class:`AutoIAS`,
+(pairs left out are ``none``), the backbone parameter ``architecture`` of :class:`AutoIASNet`,
 so ``retrain``, ``export`` and ``load_model`` rebuild exactly the searched network.
 """
 
@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from embsearch.backbones.layers import mlp
 
@@ -93,7 +94,7 @@ def _kernels(pairs: int, width: int) -> nn.Parameter:
     return nn.Parameter(torch.randn(pairs, width, width) / width)
 
 
-class AutoIAS(nn.Module):
+class AutoIASNet(nn.Module):
     """AutoIAS's searched network: per-pair interactions and an MLP (module docstring)."""
 
     def __init__(
@@ -200,6 +201,61 @@ class AutoIASSupernet(nn.Module):
         if arch is not None and arch[0].dim() == 2 and len(arch[0]) != len(e):
             raise RuntimeError("internal: sampled architectures do not match the batch")
         return self.play(e, arch)
+
+    def input_columns(self, ops: Sequence[int]) -> torch.Tensor:
+        """The first layer's input columns a sub-architecture with ``ops`` keeps: the
+        flattened embeddings, then its inner, Hadamard and projected outputs (the order of
+        :class:`AutoIASNet`'s input)."""
+        fw, p, w = self.num_fields * self.width, self.n_pairs, self.width
+        cols = [torch.arange(fw)]
+        for code, start, size in ((1, fw, 1), (2, fw + p, w), (3, fw + p + p * w, 1)):
+            chosen = torch.tensor([i for i, o in enumerate(ops) if o == code], dtype=torch.long)
+            cols.append((start + chosen[:, None] * size + torch.arange(size)).flatten())
+        return torch.cat(cols).to(self.out.weight.device)
+
+    @torch.no_grad()
+    def play_fixed(
+        self, e: torch.Tensor, ops: Sequence[int], widths: Sequence[int]
+    ) -> torch.Tensor:
+        """Evaluation-mode logits of one sub-architecture computed as its own network: only
+        its pairs' products, only the first layer's weights on the outputs it keeps and
+        each layer's first ``k`` units (the same logits as :meth:`play` with its masks, up
+        to float rounding, at a fraction of the cost)."""
+        ops = [int(o) for o in ops]
+        parts = [e.flatten(1)]
+        for code in (1, 2, 3):
+            idx = [p for p, o in enumerate(ops) if o == code]
+            if not idx:
+                continue
+            sel = torch.tensor(idx, dtype=torch.long, device=e.device)
+            ei, ej = e[:, self.left[sel]], e[:, self.right[sel]]
+            if code == 1:
+                parts.append((ei * ej).sum(-1))
+            elif code == 2:
+                parts.append((ei * ej).flatten(1))
+            else:
+                parts.append(torch.einsum("bpw,pwv,bpv->bp", ei, self.kernels[sel], ej))
+        h, cols = torch.cat(parts, 1), self.input_columns(ops)
+        for block, k in zip(self.blocks, widths):
+            k = int(k)
+            for module in block:
+                if isinstance(module, nn.Linear):
+                    h = F.linear(h, module.weight[:k, cols], module.bias[:k])
+                elif isinstance(module, nn.BatchNorm1d):
+                    h = F.batch_norm(
+                        h,
+                        module.running_mean[:k],
+                        module.running_var[:k],
+                        module.weight[:k],
+                        module.bias[:k],
+                        False,
+                        0.0,
+                        module.eps,
+                    )
+                elif not isinstance(module, nn.Dropout):
+                    h = module(h)
+            cols = torch.arange(k, device=h.device)
+        return F.linear(h, self.out.weight[:, cols], self.out.bias).squeeze(-1)
 
     def play(self, e: torch.Tensor, arch: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         """Logits of ``e`` under ``arch`` (``(ops, widths)``, per example ``[B, .]`` or one

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from embsearch.backbones.autoias import AutoIAS
+from embsearch.backbones.autoias import AutoIASNet
 from embsearch.backbones.layers import AdditiveTerm, fm_interaction, mlp
 
 
@@ -181,5 +181,5 @@ BACKBONES: dict[str, type[nn.Module]] = {
     "deepfm": DeepFM,
     "dcnv2": DCNv2,
     "widedeep": WideDeep,
-    "autoias": AutoIAS,  # the network AutoIAS searched (its plans' extra["architecture"])
+    "autoias": AutoIASNet,  # the network AutoIAS searched (its plans' extra["architecture"])
 }

@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "nsga2": "embsearch.controllers.nsga2:NSGA2",
     "nis": "embsearch.controllers.nis:NIS",
     "esapn": "embsearch.controllers.esapn:ESAPN",
+    "autoias": "embsearch.controllers.autoias:AutoIAS",
 }
 
 

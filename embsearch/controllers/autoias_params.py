@@ -1,0 +1,67 @@
+"""AutoIAS's parameters (:mod:`.autoias`), each with its default, range, help and, where it
+is not the paper's, the reason (``embsearch controllers autoias`` prints them)."""
+
+from __future__ import annotations
+
+from embsearch.controllers.base import SEARCH_BACKBONE
+from embsearch.controllers.param_spec import Param
+
+AUTOIAS_SPECS: dict[str, Param] = {
+    "mlp_layers": Param(
+        2,
+        "int",
+        "hidden layers of the searched MLP (each layer's width is searched)",
+        1,
+        6,
+        extension="the paper also searches the depth; embsearch fixes it (the recipe's two)",
+    ),
+    "mlp_widths": Param(
+        [64, 128, 256],
+        "any",
+        "the width options of every hidden layer",
+        allowed="a non-empty list of integers >= 1, e.g. [64, 128, 256]",
+        extension="not given; around the recipe's 256-128",
+    ),
+    "supernet_epochs": Param(None, "int", "supernet epochs (None: --epochs)", 1, optional=True),
+    "kd_weight": Param(
+        1.0,
+        "float",
+        "weight of the distillation term: each sampled sub-architecture's log loss against "
+        "the whole supernet's predictions (the teacher, trained on the labels in the same step)",
+        0.0,
+        extension="the paper distils into the sub-architectures; the teacher (the supernet "
+        "playing every op and the widest MLP, in-place) and the weight are embsearch's reading",
+    ),
+    "policy_batch": Param(
+        32, "int", "architectures sampled per generator update", 2, extension="not given"
+    ),
+    "search_updates": Param(
+        20, "int", "generator updates per budget on the trained supernet", 0, extension="not given"
+    ),
+    "policy_lr": Param(
+        0.1,
+        "float",
+        "Adam learning rate of the generator's tables",
+        0.0,
+        open_low=True,
+        extension="not given",
+    ),
+    "reward_metric": Param(
+        "logloss",
+        "choice",
+        "the reward: minus the validation log loss ('logloss') or the AUC ('auc')",
+        choices=("logloss", "auc"),
+        extension="the paper's reward is the validation AUC; the log loss is smoother on a "
+        "small validation subsample (NIS's measured choice)",
+    ),
+    "val_rows": Param(
+        2048,
+        "int",
+        "rows of the fixed, class-stratified validation subsample the reward is measured on "
+        "(None: the whole split)",
+        1,
+        optional=True,
+        extension="a validation subsample: embsearch's",
+    ),
+    "search_backbone": SEARCH_BACKBONE,
+}

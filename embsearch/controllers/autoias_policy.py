@@ -1,0 +1,169 @@
+"""AutoIAS's architecture generator (:mod:`embsearch.controllers.autoias`): a distribution
+over whole architectures, component by component, each conditioned on the components
+generated before it (the paper's Architecture Generator Network models exactly these
+dependencies), trained by REINFORCE on the validation reward.
+
+1. *Embedding dims*: one categorical per field over the candidate dims, sampled under the
+   byte budget (NIS's :class:`~embsearch.controllers.nis_policy.BlockPolicy`: options that
+   cannot fit once every later field keeps its cheapest dim are masked with a finite
+   logit, so every sample fits and no log-probability is ``-inf``).
+2. *Interactions*, given the dims: pair ``p = (i, j)`` picks op ``k`` with logit
+   ``A[p, k] + L[p, dim option of i, k] + R[p, dim option of j, k]``.
+3. *MLP widths*, layer by layer, given the previous layer's width: logit ``M[l, prev, k]``.
+
+The paper's generator is a neural network fed the earlier components' choices; here each
+conditional is a learned table indexed by those choices (the same conditional structure
+without a shared hidden layer, which the small action spaces here do not need).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from embsearch.controllers.nis_policy import BlockPolicy
+
+
+@dataclass
+class Architectures:
+    """A batch of ``n`` sampled architectures: dim options ``[n, F]`` and the order the
+    fields were drawn in, op indices ``[n, P]``, MLP width options ``[n, L]``."""
+
+    dims: torch.Tensor
+    order: torch.Tensor
+    ops: torch.Tensor
+    widths: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.dims.shape[0])
+
+    def row(self, i: int) -> tuple[list[int], list[int], list[int]]:
+        return self.dims[i].tolist(), self.ops[i].tolist(), self.widths[i].tolist()
+
+
+def batch_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """Each reward minus the mean of the batch's other rewards, divided by the batch's
+    spread (NIS's ``advantage='batch'``); all equal: zero."""
+    if len(rewards) < 2 or not bool(rewards.max() > rewards.min()):
+        return torch.zeros_like(rewards)
+    others = (rewards.sum() - rewards) / (len(rewards) - 1)
+    return (rewards - others) / (rewards.std() + 1e-8)
+
+
+class ArchitecturePolicy:
+    """``costs[f, c]``: bytes of field ``f`` at dim option ``c``; samples fit ``budget``.
+    ``pairs``: the field pairs ``(i, j)``; ``n_ops`` interaction ops; ``layers`` MLP layers,
+    each from ``n_widths`` width options. ``lr``: Adam's step on every table."""
+
+    def __init__(
+        self,
+        costs: np.ndarray,
+        budget: int,
+        pairs: Sequence[tuple[int, int]],
+        n_ops: int,
+        layers: int,
+        n_widths: int,
+        *,
+        lr: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        self.dims = BlockPolicy(costs, budget, lr=lr, advantage="batch", seed=seed)
+        self.n_dims = self.dims.n_options
+        idx = torch.tensor(list(pairs), dtype=torch.long).reshape(-1, 2)
+        self.left, self.right = idx[:, 0], idx[:, 1]
+        self.op_logits = torch.nn.Parameter(torch.zeros(len(idx), n_ops))
+        # each pair's op given its left and right field's dim option
+        self.op_given_left = torch.nn.Parameter(torch.zeros(len(idx), self.n_dims, n_ops))
+        self.op_given_right = torch.nn.Parameter(torch.zeros(len(idx), self.n_dims, n_ops))
+        self.layers, self.n_widths = int(layers), int(n_widths)
+        # layer l's logits given layer l-1's option (layer 0: the extra row n_widths)
+        self.width_logits = torch.nn.Parameter(torch.zeros(self.layers, n_widths + 1, n_widths))
+        self.opt = torch.optim.Adam(
+            [
+                self.dims.logits,
+                self.op_logits,
+                self.op_given_left,
+                self.op_given_right,
+                self.width_logits,
+            ],
+            lr=float(lr),
+        )
+        self.generator = self.dims.generator
+        self.updates = 0
+
+    # -- the conditionals -------------------------------------------------------------------
+    def op_log_probs(self, dims: torch.Tensor) -> torch.Tensor:
+        """``[n, P, ops]`` log-probabilities of each pair's op given dim options ``[n, F]``."""
+        pairs = torch.arange(len(self.left))
+        logits = (
+            self.op_logits
+            + self.op_given_left[pairs, dims[:, self.left]]
+            + self.op_given_right[pairs, dims[:, self.right]]
+        )
+        return torch.log_softmax(logits, -1)
+
+    def width_log_probs(self, prev: torch.Tensor, layer: int) -> torch.Tensor:
+        """``[n, widths]`` log-probabilities of layer ``layer``'s width given ``prev`` ``[n]``."""
+        return torch.log_softmax(self.width_logits[layer][prev], -1)
+
+    # -- sampling ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int) -> Architectures:
+        """``n`` architectures within the budget, each component given the earlier ones."""
+        dims, order = self.dims.sample(n)
+        probs = self.op_log_probs(dims).exp()
+        ops = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=self.generator)
+        widths = torch.zeros(n, self.layers, dtype=torch.long)
+        prev = torch.full((n,), self.n_widths, dtype=torch.long)
+        for layer in range(self.layers):
+            p = self.width_log_probs(prev, layer).exp()
+            widths[:, layer] = torch.multinomial(p, 1, generator=self.generator)[:, 0]
+            prev = widths[:, layer]
+        return Architectures(dims, order, ops.reshape(n, -1), widths)
+
+    def log_prob(self, arch: Architectures) -> torch.Tensor:
+        """``[n]`` log-probabilities (with grad) of sampled architectures."""
+        lp = self.dims.log_prob(arch.dims, arch.order)
+        lp = lp + self.op_log_probs(arch.dims).gather(2, arch.ops.unsqueeze(-1)).sum((1, 2))
+        prev = torch.full((len(arch),), self.n_widths, dtype=torch.long)
+        for layer in range(self.layers):
+            w = arch.widths[:, layer]
+            lp = lp + self.width_log_probs(prev, layer).gather(1, w[:, None])[:, 0]
+            prev = w
+        return lp
+
+    # -- learning ---------------------------------------------------------------------------
+    def update(self, arch: Architectures, rewards: Sequence[float]) -> dict[str, float]:
+        """One REINFORCE step, ``-mean(A log pi)`` with the batch advantage; rewards finite."""
+        r = torch.as_tensor(np.asarray(rewards, dtype=np.float64), dtype=torch.float32)
+        if not bool(torch.isfinite(r).all()):
+            raise ValueError("internal: a non-finite reward reached the architecture generator")
+        loss = -(batch_advantages(r) * self.log_prob(arch)).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.updates += 1
+        return {"reward": float(r.mean()), "loss": float(loss.detach())}
+
+    # -- the most likely architecture -------------------------------------------------------
+    @torch.no_grad()
+    def best_ops(self, dims: Sequence[int]) -> list[int]:
+        """Each pair's most likely op given the dim options ``dims``."""
+        d = torch.as_tensor([list(dims)], dtype=torch.long)
+        return self.op_log_probs(d)[0].argmax(-1).tolist()
+
+    @torch.no_grad()
+    def best_widths(self) -> list[int]:
+        """The MLP's width options, each layer's most likely given the previous one's."""
+        out, prev = [], torch.tensor([self.n_widths])
+        for layer in range(self.layers):
+            prev = self.width_log_probs(prev, layer).argmax(-1)
+            out.append(int(prev[0]))
+        return out
+
+    def dim_log_probs(self) -> np.ndarray:
+        """``[F, dim options]``: the dims' (unmasked) log-probabilities."""
+        return self.dims.log_probabilities()
