@@ -37,10 +37,10 @@ class RunConfig:
     max_seconds: float | None = None
     synthetic_rows: int = 60_000
     threads: int | None = None  # CPU threads for torch (None: train.device.default_threads)
-    stream: bool = False  # the train split read once in its recorded time order (ESAPN)
     executor: str = "serial"  # where trials run (embsearch.executors): serial, local or ray
     jobs: int | None = None  # trials in flight at once (local: worker processes)
     address: str | None = None  # the Ray cluster of --executor ray (auto or HOST:PORT)
+    stream: bool = False  # the train split read once in its recorded time order (ESAPN)
 
     def to_json(self) -> dict[str, Any]:
         """The options as saved in ``config.json``: a data directory as an absolute path, so
