@@ -9,6 +9,7 @@ from embsearch.testing import check_controller
 # rerun on a null one (issue 18)
 LEARNING = {
     "autodim",
+    "autoias",
     "autoemb",
     "cmaes",
     "dnis",
