@@ -247,3 +247,46 @@ def test_autoias_gives_informative_fields_more_dims(seed):
     assert informative > 1.5 * noise, (informative, noise)
     assert plan.table_bytes <= budget
     assert plan.extra["signal"]["null_agreement"] < 0.5  # the learned generator decides
+
+
+def test_trainer_batch_loss_hook(small):
+    """The trainer's ``batch_loss`` hook sees each batch and its logits; a zero term leaves
+    training exactly as without the hook."""
+    from embsearch.backbones import CTRModel
+    from embsearch.embeddings.mixed_dim import MixedDimEmbedding
+    from embsearch.train.trainer import DeviceData, train_model
+
+    ctx = make_ctx(small, [1.0])
+    plan = ctx.space.to_plan(ctx.space.uniform(4), "test", ctx.budget)
+    seen: list[tuple[int, int]] = []
+
+    def hook(model, x, y, logits):
+        seen.append((len(x), len(logits)))
+        assert len(y) == len(x)
+        return 0.0 * logits.sum()
+
+    states = []
+    for batch_loss in (None, hook):
+        torch.manual_seed(0)
+        model = CTRModel(MixedDimEmbedding(plan), make_backbone("dnn", 4, 8))
+        data = DeviceData(small, torch.device("cpu"))
+        gen = torch.Generator().manual_seed(0)
+        train_model(model, data, ctx.train, generator=gen, batch_loss=batch_loss)
+        states.append(model.state_dict())
+    assert seen and all(a == b for a, b in seen)
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_budget_below_the_cheapest_table_exits_2(tmp_path, capsys):
+    from embsearch import run_config
+
+    before = run_config.RunConfig.synthetic_rows
+    run_config.RunConfig.synthetic_rows = 3000
+    args = ["search", "--data", "synthetic", "--controller", "autoias", "--backbone", "autoias"]
+    try:
+        code = main([*args, "--budget", "1000", "--out", str(tmp_path / "r"), "--quiet"])
+    finally:
+        run_config.RunConfig.synthetic_rows = before
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "1000" in err, err
