@@ -235,6 +235,14 @@ class AutoIAS(Controller):
             arch: Architectures = policy.sample(int(cfg["policy_batch"]))
             rewards = [self.reward(self.score(*arch.row(i))) for i in range(len(arch))]
             history.append(policy.update(arch, rewards)["reward"])
+            best = int(np.argmax(rewards))
+            ctx.record(
+                event="generator_update",
+                controller=self.name,
+                budget=budget,
+                mean_reward=history[-1],
+                best_reward=rewards[best],
+            )
         self.state.updates_run[budget] = policy.updates
 
     # -- the search -----------------------------------------------------------------------------
