@@ -133,10 +133,11 @@ def check_controller(
     params: dict[str, Any] | None = None,
     space: str | None = None,
     budgets: tuple[str, str] = ("15%", "40%"),
+    min_use: float = 0.5,
 ) -> dict[str, Any]:
     """Run every conformance check on ``controller_cls`` in ``space`` (default: its default
     space; the suite runs every space in its ``supported_spaces``) at two ``budgets``
-    (raises AssertionError on failure).
+    (raises AssertionError on failure); the tighter budget's plan must use ``min_use`` of it.
 
     Returns the report of :func:`check_signal` (null agreement per budget for a controller
     that learns a signal; empty otherwise)."""
@@ -154,7 +155,9 @@ def check_controller(
     if space is not None:
         assert all(p.space == space for p in plans), f"a plan names a space other than {space}"
     small, budget = plans[0], ctx.budgets[0]
-    assert small.table_bytes >= 0.5 * budget, f"plan uses only {small.table_bytes} of {budget} B"
+    assert small.table_bytes >= min_use * budget, (
+        f"plan uses only {small.table_bytes} of {budget} B"
+    )
     again = controller_cls(**params).search_budgets(
         make_test_context(controller_cls, budgets=budgets, space=space)
     )

@@ -21,11 +21,18 @@ def _budget(space: str) -> str:
     return "45%" if space == "precision" else "5%"
 
 
-@pytest.mark.parametrize("controller", ["uniform", "mde"])
+@pytest.mark.parametrize("controller", ["uniform", "mde", "tpe"])
 @pytest.mark.parametrize("space", sorted(COMPOSED_SPACES))
 def test_runs_end_to_end_in_every_composed_space(tmp_path, controller, space):
     out = tmp_path / "run"
-    cfg = RunConfig(**SMALL, budgets=[_budget(space)], controller=controller, space=space)
+    params = {"trials": 6} if controller == "tpe" else {}
+    cfg = RunConfig(
+        **SMALL,
+        budgets=[_budget(space)],
+        controller=controller,
+        controller_params=params,
+        space=space,
+    )
     run_search(cfg, out, progress=False)
     _, plan, state = load_run(out)
     assert plan.space == space
@@ -37,6 +44,16 @@ def test_runs_end_to_end_in_every_composed_space(tmp_path, controller, space):
     if space == "precision":
         assert all(b.dim == 16 for b in blocks)
         assert any(b.precision != "fp32" for b in blocks)
+    if controller == "tpe":  # the study's parameters are per axis, its first trial enqueued
+        assert plan.extra["study"]["trials"] >= 6
+
+
+def test_the_report_names_the_blocks(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["search", "--data", "synthetic", "--epochs", "1", "--budget", "3%", "--out", str(out)]
+    assert main([*argv, "--space", "meta_table", "--controller", "uniform", "--quiet"]) == 0
+    shown = capsys.readouterr().out
+    assert "  blocks: f00=hash m=" in shown
 
 
 def test_a_hybrid_plan_retrains_exports_and_loads_back(tmp_path):

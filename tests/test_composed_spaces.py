@@ -158,3 +158,22 @@ def test_dims_only_spaces_keep_dims_as_keys():
     cand = ((2,), (4,))
     assert space.dims_of(cand) == cand
     assert space.block_spec(1, 0, 4) == BlockSpec("full", 30, 4, "fp32")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_axis_values_name_every_option_once(name):
+    space = COMPOSED_SPACES[name](schema_of([1000, 3, 40]), width=8, candidates=(0, 2, 8))
+    for f in range(space.num_fields):
+        keys = space.block_keys(f, 0)
+        for k in keys:  # every option is reachable from its axis values and back
+            assert space.key_from_axes(f, 0, space.axes_of_key(f, 0, k)) == k
+        values = space.axis_values(f, 0)
+        for combo in itertools.product(*values.values()):
+            k = space.key_from_axes(f, 0, dict(zip(values, combo)))
+            assert 0 <= k < len(keys)
+    rng = np.random.default_rng(0)
+    draws = [space.sample(rng) for _ in range(200)]
+    if "meta_table" in space.axes:  # each axis drawn alone: full rows about one draw in four
+        opts = [space.option(0, 0, d[0][0]) for d in draws]
+        full = np.mean([o.kind == "full" for o in opts if o.dim > 0])
+        assert 0.15 < full < 0.4

@@ -53,6 +53,11 @@ def _composed_claims():
 def test_controller_conforms_in_every_composed_space_it_claims(name, space):
     # fp32 -> int8 alone keeps at least 3/8 of a dim-16 table (8 B of scale and offset a row)
     budgets = ("40%", "60%") if space == "precision" else ("15%", "40%")
-    report = check_controller(get_controller(name), space=space, budgets=budgets)
+    cls = get_controller(name)
+    params = {"trials": 12} if "trials" in cls.param_specs else {}  # a test's length
+    # a sampler's best-scored trial in a composed space may be small (most draws share rows
+    # and the 1-epoch supernet's proxy is noisy): a quarter of the budget at least
+    min_use = 0.25 if "trials" in cls.param_specs else 0.5
+    report = check_controller(cls, params, space=space, budgets=budgets, min_use=min_use)
     if name in LEARNING:
         assert report["null_signal"]

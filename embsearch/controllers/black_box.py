@@ -1,7 +1,12 @@
 """Black-box controllers on Optuna's samplers: ``tpe`` (Bergstra et al. 2011) and ``random``.
 
 Each Optuna trial is a candidate of the search space: one categorical parameter per (field,
-group), named ``<field>/<group>``, over the space's candidate dims (``trial.suggest_categorical``).
+group), named ``<field>/<group>``, over the block's candidate dims
+(``trial.suggest_categorical``); in a composed space one per (field, group) and axis,
+``<field>/<group>/<axis>`` (``dim``, ``kind``, ``level``, ``precision``: ``space.axis_values``),
+naming one option of the block. In a composed space ``scoring="supernet"`` plays each trial
+on the dims supernet's rows fitted to the trial's kinds and precisions (the block proxy,
+:mod:`.block_proxy`).
 Optuna's ask/tell interface (``study.ask()`` / ``study.tell()``) runs inside the
 :class:`~embsearch.controllers.base.AskTellController` hooks, so the shared loop
 (``search_loop.run_loop``) scores, records and stops as for every sample-based controller;
@@ -55,11 +60,12 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from embsearch.context import SearchContext
-from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
+from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
 from embsearch.controllers.base import AskTellController, SearchState
 from embsearch.controllers.black_box_params import BLACK_BOX_SPECS
 from embsearch.controllers.black_box_scoring import (
     ScratchEvaluator,
+    inherited_evaluator,
     make_supernet,
     remote_evaluator,
     trial_epochs,
@@ -76,10 +82,12 @@ from embsearch.controllers.black_box_study import (
 )
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
-from embsearch.evaluator import Evaluator, InheritedWeightEvaluator
+from embsearch.evaluator import Evaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, Trial, as_json
+from embsearch.search_spaces import COMPOSED_SPACES
 from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.search_spaces.composed import ComposedSpace
 
 
 def quiet_optuna() -> None:
@@ -90,6 +98,19 @@ def quiet_optuna() -> None:
 def param_name(space: SearchSpace, f: int, g: int) -> str:
     """The Optuna parameter of (field ``f``, group ``g``): ``<field>/<group>``."""
     return f"{space.schema.fields[f].name}/{g}"
+
+
+def composed_start(space: ComposedSpace, budget: int) -> Candidate:
+    """A composed space's first trial (embsearch's, enqueued in a fresh study): the largest
+    candidate (full fp32 rows at the largest dim) repaired onto the budget. Three kinds in
+    four share rows, so uniform draws mostly fall far below the budget, where a dims-only
+    draw is mostly over it and repaired up to it; the study starts from the budget's edge."""
+    return space.repair(space.max_candidate(), budget)
+
+
+def _block_values(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """A composed block's axis values from parameters named ``<name>/<axis>``."""
+    return {k[len(name) + 1 :]: v for k, v in params.items() if k.startswith(name + "/")}
 
 
 def candidate_params(space: SearchSpace, cand: Candidate) -> dict[str, int]:
@@ -141,13 +162,16 @@ class BlackBoxController(AskTellController):
         """The Optuna sampler of a study seeded with ``seed``."""
 
     # -- the encoding (one parameter per (field, group)); CMA-ES encodes indices instead ---
-    def distribution(self, space: SearchSpace) -> BaseDistribution:
-        """Every (field, group) parameter's distribution: the candidate dims, categorical."""
-        return CategoricalDistribution(list(space.candidates))
+    def distribution(self, space: SearchSpace, f: int = 0, g: int = 0) -> BaseDistribution:
+        """Block ``(f, g)``'s parameter distribution: its keys (``space.block_keys``: the
+        candidate dims in the dims-only spaces, option indices in composed ones), categorical."""
+        return CategoricalDistribution(list(space.block_keys(f, g)))
 
-    def suggest(self, trial: optuna.trial.Trial, name: str, space: SearchSpace) -> int:
-        """One (field, group) dim from ``trial``."""
-        return int(trial.suggest_categorical(name, list(space.candidates)))
+    def suggest(
+        self, trial: optuna.trial.Trial, name: str, space: SearchSpace, f: int = 0, g: int = 0
+    ) -> int:
+        """Block ``(f, g)``'s key from ``trial``."""
+        return int(trial.suggest_categorical(name, list(space.block_keys(f, g))))
 
     def encode(self, space: SearchSpace, dim: int) -> Any:
         """A dim as its parameter value."""
@@ -158,7 +182,15 @@ class BlackBoxController(AskTellController):
         return int(value)
 
     def params_of(self, space: SearchSpace, cand: Candidate) -> dict[str, Any]:
-        """A candidate as Optuna parameters (one per (field, group))."""
+        """A candidate as Optuna parameters (one per (field, group); in a composed space one
+        per (field, group) and axis, ``<field>/<group>/<axis>``)."""
+        if isinstance(space, ComposedSpace):
+            return {
+                f"{param_name(space, f, g)}/{axis}": value
+                for f, keys in enumerate(cand)
+                for g, k in enumerate(keys)
+                for axis, value in space.axes_of_key(f, g, k).items()
+            }
         return {
             param_name(space, f, g): self.encode(space, d)
             for f, dims in enumerate(cand)
@@ -167,6 +199,14 @@ class BlackBoxController(AskTellController):
 
     def candidate_from(self, space: SearchSpace, params: dict[str, Any]) -> Candidate:
         """The candidate of a trial's parameters."""
+        if isinstance(space, ComposedSpace):
+            return tuple(
+                tuple(
+                    space.key_from_axes(f, g, _block_values(params, param_name(space, f, g)))
+                    for g in range(len(gs))
+                )
+                for f, gs in enumerate(space.groups)
+            )
         return tuple(
             tuple(self.decode(space, params[param_name(space, f, g)]) for g in range(len(gs)))
             for f, gs in enumerate(space.groups)
@@ -220,10 +260,7 @@ class BlackBoxController(AskTellController):
         self.state.supernet, summary = loaded
         self.state.supernet_summary = summary
         ctx.record(event="supernet", controller=self.name, **summary)
-        val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
-        self.state.evaluator = InheritedWeightEvaluator(
-            self.state.supernet, val, batch, max_rows=self.config["val_rows"]
-        )
+        self.state.evaluator = inherited_evaluator(self, ctx, space, self.state.supernet)
 
     def evaluator(self, ctx: SearchContext, budget: int) -> Evaluator:
         return self.state.evaluator
@@ -252,10 +289,24 @@ class BlackBoxController(AskTellController):
             1 for t in self.state.study.get_trials(deepcopy=False) if REPAIRED_FROM in t.user_attrs
         )
         self.state.distributions = {
-            param_name(space, f, g): self.distribution(space)
+            name: dist
             for f, groups in enumerate(space.groups)
             for g in range(len(groups))
+            for name, dist in self.block_distributions(space, f, g).items()
         }
+        if isinstance(space, ComposedSpace) and not self.state.study.get_trials(deepcopy=False):
+            self.state.study.enqueue_trial(self.params_of(space, composed_start(space, budget)))
+
+    def block_distributions(self, space: SearchSpace, f: int, g: int) -> dict[str, Any]:
+        """Block ``(f, g)``'s parameters and their distributions: one, or in a composed
+        space one categorical per axis (``space.axis_values``: each axis drawn on its own)."""
+        name = param_name(space, f, g)
+        if isinstance(space, ComposedSpace):
+            return {
+                f"{name}/{axis}": CategoricalDistribution(values)
+                for axis, values in space.axis_values(f, g).items()
+            }
+        return {name: self.distribution(space, f, g)}
 
     def resumed_trials(self) -> list[tuple[Candidate, float]]:
         """The scored trials a killed run of this budget left (none in a fresh study), in
@@ -265,8 +316,16 @@ class BlackBoxController(AskTellController):
 
     def _sample(self, trial: optuna.trial.Trial) -> Candidate:
         space = self.state.study_space
+        if isinstance(space, ComposedSpace):
+            params = {
+                name: trial.suggest_categorical(name, dist.choices)
+                for f, gs in enumerate(space.groups)
+                for g in range(len(gs))
+                for name, dist in self.block_distributions(space, f, g).items()
+            }
+            return self.candidate_from(space, params)
         return tuple(
-            tuple(self.suggest(trial, param_name(space, f, g), space) for g in range(len(gs)))
+            tuple(self.suggest(trial, param_name(space, f, g), space, f, g) for g in range(len(gs)))
             for f, gs in enumerate(space.groups)
         )
 
@@ -344,6 +403,8 @@ class BlackBoxController(AskTellController):
         keeps the first candidate (a later one never beats it): the sampler's first
         candidate for ``budget``, repaired onto it. Deterministic (the budget's sampler seed)."""
         space = self.search_space(ctx)
+        if isinstance(space, ComposedSpace):  # the enqueued first trial (composed_start)
+            return composed_start(space, budget)
         seed = ask_seed(self.sampler_seed(ctx, budget), 0)
         study = optuna.create_study(
             directions=list(self.directions), sampler=self.make_sampler(seed)
@@ -382,7 +443,8 @@ class BlackBoxController(AskTellController):
             provenance = self.name if result.stop_reason == "done" else f"{self.name}, cut short"
         if result.stop_reason == "done" and result.best is not None:
             null = self.null_candidate(ctx, budget)
-            plan.extra[SIGNAL_KEY] = signal_record(candidate_of(plan), null, self.null_signal)
+            chosen = self.search_space(ctx).candidate_of(plan)  # dims in dims-only spaces
+            plan.extra[SIGNAL_KEY] = signal_record(chosen, null, self.null_signal)
         plan.extra.update(
             {
                 PROVENANCE_KEY: provenance,
@@ -407,7 +469,7 @@ class TPE(BlackBoxController):
         "Toshihiko Yanase, Takeru Ohta, Masanori Koyama. Optuna: A Next-generation "
         "Hyperparameter Optimization Framework. KDD 2019)"
     )
-    supported_spaces = ("field_dims", "feature_dims")
+    supported_spaces = ("field_dims", "feature_dims", *COMPOSED_SPACES)
     param_specs: ClassVar[dict[str, Param]] = {
         **BLACK_BOX_SPECS,
         "n_startup_trials": Param(
@@ -444,7 +506,7 @@ class RandomSearch(BlackBoxController):
         "James Bergstra, Yoshua Bengio. Random Search for Hyper-Parameter Optimization. JMLR "
         "13, 2012; via Optuna (Akiba et al., KDD 2019)"
     )
-    supported_spaces = ("field_dims", "feature_dims")
+    supported_spaces = ("field_dims", "feature_dims", *COMPOSED_SPACES)
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=seed)

@@ -28,10 +28,12 @@ from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers.base import AskTellController
 from embsearch.controllers.black_box_study import supernet_path
+from embsearch.controllers.block_proxy import BlockProxyEvaluator
 from embsearch.embeddings.supernets import MaskedSupernet
 from embsearch.errors import ConfigError
 from embsearch.evaluator import Evaluator, InheritedWeightEvaluator
 from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.search_spaces.composed import ComposedSpace
 
 
 class ScratchEvaluator:
@@ -65,7 +67,7 @@ def make_supernet(ctrl: AskTellController, ctx: SearchContext, space: SearchSpac
     max-width table, drawing dims as ``sampling`` says, before the search backbone."""
     emb = MaskedSupernet(
         space.width,
-        space.candidates,
+        space.dim_choices,  # a composed space's dims (its kinds and precisions: the proxy)
         space.groups,
         space.schema.names,
         seed=ctx.seed,
@@ -108,5 +110,18 @@ def remote_evaluator(
         )
     model = make_supernet(ctrl, ctx, space).to(ctx.device)
     model.load_state_dict(torch.load(path, map_location=ctx.device, weights_only=True)["state"])
+    return inherited_evaluator(ctrl, ctx, space, model.eval())
+
+
+def inherited_evaluator(
+    ctrl: AskTellController, ctx: SearchContext, space: SearchSpace, model: CTRModel
+) -> Evaluator:
+    """``scoring="supernet"``'s evaluator of a trained supernet: its sub-networks'
+    validation AUC (:class:`InheritedWeightEvaluator`) or, in a composed space, the block
+    proxy's (:class:`~embsearch.controllers.block_proxy.BlockProxyEvaluator`: the supernet's
+    rows fitted to each block's kind and precision)."""
     val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
-    return InheritedWeightEvaluator(model.eval(), val, batch, max_rows=ctrl.config["val_rows"])
+    rows = ctrl.config["val_rows"]
+    if isinstance(space, ComposedSpace):
+        return BlockProxyEvaluator(model, space, val, batch, max_rows=rows)
+    return InheritedWeightEvaluator(model, val, batch, max_rows=rows)

@@ -89,10 +89,12 @@ class CmaEs(BlackBoxController):
         )
 
     # -- the index encoding ------------------------------------------------------------------
-    def distribution(self, space: SearchSpace) -> BaseDistribution:
-        return IntDistribution(0, len(space.candidates) - 1)
+    def distribution(self, space: SearchSpace, f: int = 0, g: int = 0) -> BaseDistribution:
+        return IntDistribution(0, len(space.candidates) - 1)  # dims-only: every block alike
 
-    def suggest(self, trial: optuna.trial.Trial, name: str, space: SearchSpace) -> int:
+    def suggest(
+        self, trial: optuna.trial.Trial, name: str, space: SearchSpace, f: int = 0, g: int = 0
+    ) -> int:
         dims = sorted(space.candidates)
         return int(dims[trial.suggest_int(name, 0, len(dims) - 1)])
 

@@ -101,6 +101,11 @@ class SearchSpace:
         """The dims of a candidate (here the candidate itself)."""
         return cand
 
+    @property
+    def dim_choices(self) -> tuple[int, ...]:
+        """The dims a block may take (what a dims supernet must play): the candidates."""
+        return self.candidates
+
     def candidate_of(self, plan: Plan) -> Candidate:
         """The candidate of a plan of this space (here its dims)."""
         return self.from_plan(plan)

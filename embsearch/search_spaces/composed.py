@@ -143,7 +143,7 @@ class ComposedSpace(SearchSpace):
         if key not in memo:
             a, b = self.groups[f][g]
             rows, name = b - a, self.schema.fields[f].name
-            dims = self.candidates if "dims" in self.axes else (self.width,)
+            dims = self.dim_choices
             metas = meta_ladder(rows) if "meta_table" in self.axes else [("full", 0)]
             precs = PRECISIONS if "precision" in self.axes else (self.precision,)
             opts: list[BlockOption] = []
@@ -187,9 +187,70 @@ class ComposedSpace(SearchSpace):
         )
 
     @property
+    def dim_choices(self) -> tuple[int, ...]:
+        """The dims a block may take: the candidates, or the width alone without ``dims``."""
+        return self.candidates if "dims" in self.axes else (self.width,)
+
+    @property
     def plan_precision(self) -> str:
         """The plan's precision: blocks carry their own when the space searches it."""
         return "fp32" if "precision" in self.axes else self.precision
+
+    # -- the per-axis view (samplers draw each axis; a key is the option they name) --------
+    def axis_values(self, f: int, g: int) -> dict[str, list]:
+        """Block ``(f, g)``'s values per axis: ``dim``, ``kind`` (full, hash, memcom, qr),
+        ``level`` (shared rows: hash and memcom keep ``ceil(n / 2**level)`` rows, qr takes
+        ``c = 2**level``, each clipped to its ladder) and ``precision``, for the axes the
+        space has. A sampler drawing each axis uniformly gives full rows a fair chance (one
+        kind in four), where drawing a key uniformly would almost always share rows."""
+        out: dict[str, list] = {}
+        opts = self.block_options(f, g)
+        if "dims" in self.axes:
+            out["dim"] = list(self.dim_choices)
+        if "meta_table" in self.axes:
+            kinds = {o.kind for o in opts}
+            out["kind"] = [k for k in ("full", "hash", "memcom", "qr") if k in kinds]
+            out["level"] = list(range(1, max(len(self._ladder(f, g, k)) for k in out["kind"]) + 1))
+        if "precision" in self.axes:
+            out["precision"] = list(PRECISIONS)
+        return out
+
+    def _ladder(self, f: int, g: int, kind: str) -> list[int]:
+        """The sizes block ``(f, g)`` offers ``kind`` (hash/memcom: m descending; qr: c
+        ascending; full: ``[0]``)."""
+        sizes = sorted({o.size for o in self.block_options(f, g) if o.kind == kind})
+        return sizes[::-1] if kind in ("hash", "memcom") else sizes
+
+    def key_from_axes(self, f: int, g: int, values: dict) -> int:
+        """The key of the option the axis ``values`` name (:meth:`axis_values`; a level
+        beyond the kind's ladder takes its last size, a kind the block lacks full rows)."""
+        dim = int(values.get("dim", self.width if "dims" not in self.axes else 0))
+        prec = str(values.get("precision", self.plan_precision))
+        if dim == 0:
+            return self.key_of(f, g, self.block_options(f, g)[0])  # the one dim-0 option
+        kind, size = str(values.get("kind", "full")), 0
+        ladder = self._ladder(f, g, kind) if kind != "full" else []
+        if ladder:
+            size = ladder[min(int(values.get("level", 1)), len(ladder)) - 1]
+        else:
+            kind = "full"
+        return self.key_of(f, g, BlockOption(dim, kind, size, prec))
+
+    def axes_of_key(self, f: int, g: int, key: int) -> dict:
+        """The axis values naming option ``key`` (inverse of :meth:`key_from_axes`; full rows
+        and dim 0 take level 1, dim 0 the first precision and kind full)."""
+        opt = self.option(f, g, key)
+        out: dict = {}
+        if "dims" in self.axes:
+            out["dim"] = opt.dim
+        if "meta_table" in self.axes:
+            out["kind"] = opt.kind
+            out["level"] = (
+                1 if opt.kind == "full" else self._ladder(f, g, opt.kind).index(opt.size) + 1
+            )
+        if "precision" in self.axes:
+            out["precision"] = opt.precision
+        return out
 
     def options(self, f: int) -> list[tuple[int, ...]]:
         return list(itertools.product(*(self.block_keys(f, g) for g in range(len(self.groups[f])))))
@@ -235,11 +296,17 @@ class ComposedSpace(SearchSpace):
 
     # -- candidates ----------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Candidate:
-        """Every block's option drawn uniformly among its options."""
-        return tuple(
-            tuple(int(rng.integers(len(self.block_options(f, g)))) for g in range(len(gs)))
-            for f, gs in enumerate(self.groups)
-        )
+        """Every block's option drawn axis by axis, each axis uniformly (:meth:`axis_values`)."""
+        out = []
+        for f, gs in enumerate(self.groups):
+            keys = []
+            for g in range(len(gs)):
+                values = {
+                    a: v[int(rng.integers(len(v)))] for a, v in self.axis_values(f, g).items()
+                }
+                keys.append(self.key_from_axes(f, g, values))
+            out.append(tuple(keys))
+        return tuple(out)
 
     def validate(self, cand: Candidate) -> None:
         if len(cand) != self.num_fields:
