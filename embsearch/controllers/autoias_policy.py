@@ -114,8 +114,12 @@ class ArchitecturePolicy:
     def sample(self, n: int) -> Architectures:
         """``n`` architectures within the budget, each component given the earlier ones."""
         dims, order = self.dims.sample(n)
-        probs = self.op_log_probs(dims).exp()
-        ops = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=self.generator)
+        probs = self.op_log_probs(dims).exp().reshape(-1, self.op_logits.shape[1])
+        ops = (  # one field: no pair to draw for
+            torch.multinomial(probs, 1, generator=self.generator)
+            if len(probs)
+            else torch.zeros(0, dtype=torch.long)
+        )
         widths = torch.zeros(n, self.layers, dtype=torch.long)
         prev = torch.full((n,), self.n_widths, dtype=torch.long)
         for layer in range(self.layers):
