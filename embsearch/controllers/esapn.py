@@ -135,6 +135,7 @@ class ESAPN(Controller):
             decide_at=str(cfg["decide_at"]),
             adapt_price=bool(cfg["adapt_price"]),
             pool=bool(cfg["pool"]),
+            probe_every=int(cfg["probe_every"]),
             batches=self._total_batches(ctx),
         )
 

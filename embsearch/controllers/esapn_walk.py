@@ -43,6 +43,7 @@ class WalkSettings:
     decide_at: str = "doubling"
     adapt_price: bool = True
     pool: bool = True
+    probe_every: int = 2
     batches: int = 1
 
 
@@ -187,7 +188,8 @@ class Walk:
         if s.reward_base == "paired":
             n = self.gain_n[u]
             gain = self.gain_sum[u] / n.clamp(min=1)
-            r = torch.where((actions == ENLARGE) & (n > 0), gain, torch.zeros_like(gain))
+            r = torch.where(actions == ENLARGE, gain, torch.zeros_like(gain))
+            ok = ok & ((actions != ENLARGE) | (n > 0))  # an enlarge never measured: no reward
             self.gain_sum[u] = 0.0
             self.gain_n[u] = 0
             grew = ok & (actions == ENLARGE)
@@ -222,6 +224,35 @@ def _per_id(
     return out.index_add_(0, inv, per_row.detach().cpu().double().repeat_interleave(fields)) / occ
 
 
+@torch.no_grad()
+def _probe(
+    model: nn.Module,
+    emb: GrowingSupernet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rows: torch.Tensor,
+    state: Walk,
+    values: torch.Tensor,
+    loss_fn: nn.Module,
+) -> torch.Tensor:
+    """Per-row losses of the batch with ``rows`` (pending enlarges) back at their sizes
+    before, in training mode with the random state of the training step that follows (its
+    dropout masks: the two losses are paired)."""
+    table_rows = emb.rows_of(x.to(emb.row_dims.device))
+    dims = emb.row_dims[table_rows]
+    flag = torch.zeros(len(emb.row_dims), dtype=torch.bool, device=dims.device)
+    flag[rows.to(dims.device)] = True
+    hit = flag[table_rows]
+    dims[hit] = values[state.pending_state[table_rows[hit].cpu(), 1]].to(dims.device)
+    devices = [x.device] if x.device.type == "cuda" else []
+    emb.example_dims = dims
+    try:
+        with torch.random.fork_rng(devices=devices):
+            return loss_fn(model(x).float(), y)
+    finally:
+        emb.example_dims = None
+
+
 def walk(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     state: Walk,
@@ -239,10 +270,10 @@ def walk(
     grown dims and, with a ``policy_opt``, the policies' update from the rewards. Without a
     model the walk only replays the decisions (the null signal). Returns the batches seen.
 
-    ``reward_base='paired'`` costs one forward more per batch: the rows again with the ids
-    whose pending decision is an enlarge back at their size before it, before this batch's
-    decisions (whose new columns start at zero, so the training step's loss is the loss at
-    the sizes as they were); dropout draws the same masks in both."""
+    ``reward_base='paired'`` costs one forward more every ``probe_every`` batches, before
+    this batch's decisions (whose new columns start at zero, so the training step's loss is
+    the loss at the sizes as they were): the rows with the ids whose pending decision is an
+    enlarge back at their size before it (:func:`_probe`)."""
     loss_fn = nn.BCEWithLogitsLoss(reduction="none")
     paired = state.settings.reward_base == "paired"
     n = 0
@@ -253,15 +284,9 @@ def walk(
         ud = u[d]
         emb: GrowingSupernet | None = None if model is None else model.embedding  # type: ignore[assignment]
         probed = torch.nonzero(state.pending[u] == ENLARGE)[:, 0] if paired else u[:0]
-        before = None
-        if emb is not None and len(probed):  # the same rows at the sizes before the growths
-            back = u[probed].to(emb.row_dims.device)
-            kept = emb.row_dims[back].clone()
-            emb.row_dims[back] = values[state.pending_state[u[probed], 1]].to(kept.device)
-            devices = [x.device] if x.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices), torch.no_grad():
-                before = _per_id(loss_fn(model(x).float(), y), inv, occ, x.shape[1])
-            emb.row_dims[back] = kept
+        probe = None
+        if emb is not None and len(probed) and state.step % state.settings.probe_every == 0:
+            probe = _probe(model, emb, x, y, u[probed], state, values, loss_fn)
         state.decide(ud, policy)
         state.count[u] += occ
         state.step += 1
@@ -277,7 +302,8 @@ def walk(
         loss.backward()
         opt.step()
         now = _per_id(per_row, inv, occ, x.shape[1])
-        if before is not None:
+        if probe is not None:
+            before = _per_id(probe, inv, occ, x.shape[1])
             state.measure(u[probed], before[probed] - now[probed])
         got = state.reward(ud, now[d])
         if policy_opt is not None and len(got.rows):

@@ -40,6 +40,9 @@ class GrowingSupernet(MaskedSupernet):
         self.register_buffer(
             "row_dims", torch.full((rows,), int(start_dim), dtype=torch.long), persistent=False
         )
+        # a dim per id of the next forward's batch, ``[batch, fields]``, in place of the rows'
+        # (a controller's probe of other sizes); None: the rows' own
+        self.example_dims: torch.Tensor | None = None
 
     def grow(self, rows: torch.Tensor, dims: torch.Tensor) -> None:
         """Set the dims of table rows ``rows`` to ``dims`` where that is larger."""
@@ -48,4 +51,5 @@ class GrowingSupernet(MaskedSupernet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = self.rows_of(x)
         e = self.table.index_select(0, rows.reshape(-1)).view(*rows.shape, self.width)
-        return e * self.column_mask(self.row_dims[rows])
+        dims = self.example_dims if self.example_dims is not None else self.row_dims[rows]
+        return e * self.column_mask(dims)
