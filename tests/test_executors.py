@@ -51,11 +51,11 @@ def test_local_jobs_2_finds_what_serial_finds(tmp_path):
     """random search (seeded per ask, so its candidates do not depend on the order of tells),
     each trial trained from scratch: the same finished trials with the same scores and the
     same plan, with 2 workers as in this process; trials ran in worker processes."""
-    args = ["--controller", "random", "--param", "trials=6", "--param", "scoring=scratch"]
+    args = ["--controller", "random", "--param", "trials=4", "--param", "scoring=scratch"]
     serial = search(tmp_path, "serial", *args)
     local = search(tmp_path, "local", *args, "--executor", "local", "--jobs", "2")
     pairs = [sorted((json.dumps(e["candidate"]), e["score"]) for e in evaluations(r)) for r in (serial, local)]  # fmt: skip
-    assert len(pairs[0]) == 6 and pairs[0] == pairs[1]
+    assert len(pairs[0]) == 4 and pairs[0] == pairs[1]
     assert plan_dims(serial) == plan_dims(local)
     assert all("worker" not in e for e in evaluations(serial))
     workers = {e["worker"] for e in evaluations(local)}  # host:pid (one may take every trial)
@@ -197,11 +197,10 @@ def test_ray_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
     try:
         head = ["--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", temp]
         nodes.append(subprocess.Popen(ray_cmd(*head, *common), **quiet))
-        if not wait_for_nodes(address, 1, RAY_START_SECONDS, env):
-            pytest.skip(f"ray start --head did not come up within {RAY_START_SECONDS} s here")
+        time.sleep(2)  # the second node retries until the head's GCS answers
         nodes.append(subprocess.Popen(ray_cmd("--address", address, *common), **quiet))
         if not wait_for_nodes(address, 2, RAY_START_SECONDS, env):
-            pytest.skip(f"the second Ray node did not join within {RAY_START_SECONDS} s here")
+            pytest.skip(f"a two-node Ray cluster did not come up within {RAY_START_SECONDS} s here")
         out = tmp_path / "ray"
         cfg = tmp_path / "small.json"
         cfg.write_text(json.dumps(SMALL))
