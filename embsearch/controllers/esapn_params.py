@@ -115,5 +115,13 @@ ESAPN_SPECS: dict[str, Param] = {
         extension="the paper's baseline is the id's own past losses; over many fields the "
         "batch's mean per field removes the drift every id shares as the model learns",
     ),
+    "fill": Param(
+        True,
+        "bool",
+        "the plan's group dims follow the ids' mean sizes scaled to fill the budget "
+        "(false: the nearest candidate to each group's mean size, cut to the budget)",
+        extension="sizes grow only as ids appear: the pass alone left frappe's 25% budget "
+        "half spent",
+    ),
     "search_backbone": SEARCH_BACKBONE,
 }
