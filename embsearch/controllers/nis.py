@@ -53,15 +53,22 @@ Choices the paper leaves open (one line each):
   policies.
 - Supernet: each training example draws its own selection (RULE's measured reason: far
   less gradient noise than one per step).
-- Defaults (``blocks=4``, ``vocabulary``, ``policy_batch=64``, ``advantage='batch'``,
-  ``reward_metric='logloss'``, ``search_updates=10``, ``policy_lr=0.2``, no ``warmup``):
-  the best of the settings measured on the planted synthetic data (tests/test_nis.py, 40%,
-  informative/noise dims per id on seeds 0-2): 1.35/1.35/1.69 with the earlier defaults
-  (moving baseline, AUC, 32 samples, no vocabulary option), 1.86/1.17/0.48 with the
-  vocabulary option alone, 4.31/2.06/1.26 adding the batch advantage, 3.60/3.88/2.42
-  with all four (40 search updates), 3.09/2.90/2.45 with 10 (a quarter of the cost);
-  128 samples on 512 validation rows gave 0.90-1.01 (seeds 1-2), a warm-up of a quarter
-  of the supernet's steps and ``blocks=8`` did worse.
+- Defaults (``blocks=4``, ``vocabulary``, ``advantage='batch'``, ``reward_metric='logloss'``,
+  ``policy_lr=0.2``, no ``warmup``): the best of the settings measured on the planted
+  synthetic data (tests/test_nis.py, 40%, informative/noise dims per id on seeds 0-2):
+  1.35/1.35/1.69 with the earlier defaults (moving baseline, AUC, 32 samples, no vocabulary
+  option), 1.86/1.17/0.48 with the vocabulary option alone, 4.31/2.06/1.26 adding the batch
+  advantage, 3.09/2.90/2.45 with all four; 128 samples on 512 validation rows gave 0.90-1.01
+  (seeds 1-2), a warm-up of a quarter of the supernet's steps and ``blocks=8`` did worse.
+- Cost (``policy_every=8``, ``policy_batch=32``, ``val_rows=1024``, ``search_updates=20``):
+  the policy's evaluations, not the supernet, set the search's cost. Scoring 64 samples on
+  2,048 rows at every weight step cost 36x one full training on the frappe protocol (seed
+  0, 10 epochs) and 40-50x on the planted fixture; these defaults cost 3.3x there, 8-9x on
+  the tiny planted fixture, with test AUC 0.9358/0.9452/0.9595 at 10/25/50% against
+  0.8869/0.9457/0.9558, and planted ratios 2.24/13.14/4.72 (seeds 0-2; 3.34/1.60/6.32 on
+  3-5; the old defaults 3.09/2.70/2.46 and 5.49/1.95/3.38). Fewer rows (512) lost seed 2
+  (0.86-0.95); per-example rewards (each validation example under two sampled
+  architectures, 32x cheaper an update) learned too little (0.66-1.9).
 """
 
 from __future__ import annotations
@@ -128,6 +135,8 @@ class NISState(SearchState):
     asked: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     told: list[float] = field(default_factory=list)
     left: int = 0
+    drawn: tuple[torch.Tensor, torch.Tensor] | None = None
+    next: int = 0
 
 
 class NIS(AskTellController):
@@ -171,12 +180,14 @@ class NIS(AskTellController):
             )
 
     def _check_groups(self, ctx: SearchContext) -> None:
+        """G must fit some field: a field with fewer ids than G gets fewer groups (the
+        ``feature_dims`` space), but G above every field's ids is a mistake."""
         groups = int(getattr(ctx.space, "n_groups", 1))
-        small = min(ctx.space.schema.fields, key=lambda f: f.cardinality)
-        if groups > small.cardinality:
+        large = max(ctx.space.schema.fields, key=lambda f: f.cardinality)
+        if groups > large.cardinality:
             raise ConfigError(
-                f"nis: --groups {groups} is more than the {small.cardinality} ids of field "
-                f"{small.name!r}; use at most {small.cardinality} groups"
+                f"nis: --groups {groups} is more than the {large.cardinality} ids of the "
+                f"largest field {large.name!r}; use at most {large.cardinality} groups"
             )
 
     def search_space(self, ctx: SearchContext) -> SearchSpace:
@@ -307,17 +318,24 @@ class NIS(AskTellController):
         self.state.left = int(self.config["search_updates"])
         self.total = self.state.left * int(self.config["policy_batch"])
         self.state.asked, self.state.told = [], []
+        self.state.drawn, self.state.next = None, 0
 
     def ask(self) -> Candidate:
-        choices, order = self.state.policy.sample(1)
-        self.state.asked.append((choices, order))
-        return self.to_candidate(choices[0])
+        """The next of a batch of ``policy_batch`` samples drawn at once, in one slot order
+        (as during the supernet's training): one masked walk per batch, not per sample."""
+        st = self.state
+        if st.drawn is None or st.next >= len(st.drawn[0]):
+            st.drawn, st.next = st.policy.sample(int(self.config["policy_batch"])), 0
+        choices, order = st.drawn
+        st.asked.append((choices[st.next : st.next + 1], order))
+        st.next += 1
+        return self.to_candidate(choices[st.next - 1])
 
     def tell(self, candidate: Candidate, score: float) -> None:
         self.state.told.append(self.reward(candidate, score, self.state.budget))
         if len(self.state.told) >= int(self.config["policy_batch"]):
             n = len(self.state.told)
-            stats = self.state.policy.update(self.state.asked[:n], self.state.told)
+            stats = self.state.policy.update(_by_order(self.state.asked[:n]), self.state.told)
             self.state.history[self.state.budget].append(stats["reward"])
             self.state.asked, self.state.told = self.state.asked[n:], []
             self.state.left -= 1
@@ -380,3 +398,17 @@ class NIS(AskTellController):
                 best, self.null_candidate(ctx, budget), self.null_signal
             )
         return plan
+
+
+def _by_order(
+    asked: Sequence[tuple[torch.Tensor, torch.Tensor]],
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Consecutive samples drawn in the same slot order, joined into one ``(choices, order)``
+    batch (the policy's log-probabilities then take one walk per batch), in ask order."""
+    out: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for choices, order in asked:
+        if out and out[-1][1] is order:
+            out[-1] = (torch.cat([out[-1][0], choices]), order)
+        else:
+            out.append((choices, order))
+    return out

@@ -23,7 +23,7 @@ NIS_SPECS: dict[str, Param] = {
     ),
     "supernet_epochs": Param(None, "int", "supernet epochs (None: --epochs)", 1, optional=True),
     "policy_every": Param(
-        1,
+        8,
         "int",
         "supernet weight steps between two policy updates",
         1,
@@ -39,7 +39,7 @@ NIS_SPECS: dict[str, Param] = {
         extension="a warm-up before the controller learns: embsearch's choice of share",
     ),
     "policy_batch": Param(
-        64, "int", "architectures sampled per policy update", 1, extension="not given"
+        32, "int", "architectures sampled per policy update", 1, extension="not given"
     ),
     "policy_lr": Param(
         0.2,
@@ -78,14 +78,14 @@ NIS_SPECS: dict[str, Param] = {
         1.0, "float", "lambda of the memory cost lambda * max(0, bytes/budget - 1)", 0.0
     ),
     "search_updates": Param(
-        10,
+        20,
         "int",
         "policy updates per budget on the trained supernet (the ask/tell loop)",
         0,
         extension="policy updates after the supernet is trained: embsearch's",
     ),
     "val_rows": Param(
-        2048,
+        1024,
         "int",
         "rows of the fixed validation subsample rewards are measured on (None: whole split)",
         1,
