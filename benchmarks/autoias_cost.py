@@ -1,0 +1,62 @@
+"""Where AutoIAS's search time goes (issue 23, item 3): one DeepFM training of the full
+table for ``--epochs`` (no early stopping) beside one AutoIAS search of the same epochs,
+split into its supernet (teacher and student passes) and its generator phase. Usage::
+
+    python benchmarks/autoias_cost.py --epochs 2 --param val_rows=1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+
+import torch
+
+from embsearch.budget import parse_budget
+from embsearch.cli import parse_param
+from embsearch.context import SearchContext
+from embsearch.controllers.autoias import AutoIAS
+from embsearch.data.synthetic import make_synthetic
+from embsearch.search_spaces import FieldDimsSpace
+from embsearch.train import TrainConfig
+from embsearch.train.trainer import train_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    params = dict(parse_param(t) for t in args.param)
+    ds = make_synthetic()
+    space = FieldDimsSpace(ds.schema, 16)
+    budgets = sorted(space.resolve_budget(parse_budget(b)) for b in ("10%", "25%"))
+    cfg = TrainConfig(epochs=args.epochs, progress=False)
+    ctx = SearchContext(ds, space, budgets, train=cfg, log=lambda m: None)
+    plan = space.to_plan(space.uniform(16), "full", space.full_table_bytes())
+    t0 = time.perf_counter()
+    train_model(ctx.build_model(plan), ctx.data, replace(cfg, patience=args.epochs + 1))
+    full = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ctrl = AutoIAS(**params)
+    ctrl.search_budgets(ctx)
+    search = time.perf_counter() - t0
+    supernet = ctrl.state.supernet_summary
+    row = {
+        "params": params,
+        "epochs": args.epochs,
+        "full_s": round(full, 1),
+        "search_s": round(search, 1),
+        "supernet_s": round(supernet["seconds"], 1),
+        "supernet_epochs_run": supernet["epochs_run"],
+        "generator_s": round(search - supernet["seconds"], 1),
+        "ratio": round(search / full, 2),
+    }
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
