@@ -12,9 +12,11 @@ For every seed: one plain epoch (the full-width table, DeepFM, batches of ESAPN'
 time order; validation excluded) is timed; ESAPN searches every budget with ``stream=True``
 (one pass each, timed from inside the pass); each plan and the uniform plan of the same
 budget are trained from scratch (``--epochs``, early stopping on validation AUC) and
-tested. Results go to ``OUT/results.json`` after every run. Usage::
+tested. Results go to ``OUT/results.json`` after every run. ``--timing N`` only times N
+alternations of a plain epoch and an ESAPN pass (``OUT/timing.json``). Usage::
 
     python benchmarks/bench_esapn.py --out benchmarks/results/esapn --seeds 0,1,2
+    python benchmarks/bench_esapn.py --out benchmarks/results/esapn --timing 5
 """
 
 from __future__ import annotations
@@ -106,6 +108,32 @@ def test_auc(ctx: SearchContext, plan: Any) -> dict[str, float]:
     return {"test_auc": auc, "test_logloss": ll, "epochs_run": res.epochs_run}
 
 
+def timing(ds: Dataset, name: str, repeats: int, out: Path) -> None:
+    """``repeats`` alternations of a plain epoch and an ESAPN pass (10% budget, stream) on
+    ``ds``: the least of each (the least disturbed by other processes) and their ratio."""
+    space = FeatureDimsSpace(ds.schema, 16)
+    budget = int(space.full_table_bytes() * 0.10)
+    cfg = TrainConfig(epochs=1, batch_size=4096, progress=False)
+    ctx = SearchContext(ds, space, [budget], train=cfg, log=lambda m: None, stream=True)
+    plain, passes = [], []
+    for _ in range(repeats):
+        esapn = ESAPN()
+        plain.append(plain_epoch(ctx, int(esapn.config["batch_size"])))
+        esapn.null_candidate = lambda c, b: None  # type: ignore[method-assign]  # pass only
+        passes.append(esapn.search(ctx).extra["pass"]["seconds"])
+    row = {
+        "dataset": name,
+        "plain_epoch_s": plain,
+        "esapn_pass_s": passes,
+        "least_ratio": round(min(passes) / min(plain), 3),
+        "median_ratio": round(float(np.median(passes)) / float(np.median(plain)), 3),
+    }
+    path = out / "timing.json"
+    rows = json.loads(path.read_text()) if path.exists() else []
+    path.write_text(json.dumps([*rows, row], indent=1))
+    print(f"{name}: pass/epoch least {row['least_ratio']} median {row['median_ratio']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -114,6 +142,7 @@ def main() -> None:
     ap.add_argument("--budgets", default="0.10,0.25")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--timing", type=int, default=0, help="only time N alternations")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -126,6 +155,9 @@ def main() -> None:
     fractions = [float(f) for f in args.budgets.split(",")]
     for name in args.datasets.split(","):
         ds = prepared(name, out / "data")
+        if args.timing:
+            timing(ds, name, args.timing, out)
+            continue
         space = FeatureDimsSpace(ds.schema, 16)
         for seed in (int(s) for s in args.seeds.split(",")):
             if (name, seed) in done:
