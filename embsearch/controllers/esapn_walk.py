@@ -237,7 +237,9 @@ def _probe(
 ) -> torch.Tensor:
     """Per-row losses of the batch with ``rows`` (pending enlarges) back at their sizes
     before, in training mode with the random state of the training step that follows (its
-    dropout masks: the two losses are paired)."""
+    dropout masks: the two losses are paired). A batch-normed backbone's running statistics
+    see the batch twice (once here); an evaluation-mode probe (running statistics, no
+    dropout) lost the planted signal (informative/noise 0.7-1.2 over seeds 0-5)."""
     table_rows = emb.rows_of(x.to(emb.row_dims.device))
     dims = emb.row_dims[table_rows]
     flag = torch.zeros(len(emb.row_dims), dtype=torch.bool, device=dims.device)
