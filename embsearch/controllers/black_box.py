@@ -2,11 +2,9 @@
 
 Each Optuna trial is a candidate of the search space: one categorical parameter per (field,
 group), named ``<field>/<group>``, over the block's candidate dims
-(``trial.suggest_categorical``); in a composed space one per (field, group) and axis,
-``<field>/<group>/<axis>`` (``dim``, ``kind``, ``level``, ``precision``: ``space.axis_values``),
-naming one option of the block. In a composed space ``scoring="supernet"`` plays each trial
-on the dims supernet's rows fitted to the trial's kinds and precisions (the block proxy,
-:mod:`.block_proxy`).
+(``trial.suggest_categorical``); in a composed space one per (field, group) and axis, naming
+one option of the block, scored on the supernet through the block proxy
+(:mod:`.black_box_composed`, :mod:`.block_proxy`).
 Optuna's ask/tell interface (``study.ask()`` / ``study.tell()``) runs inside the
 :class:`~embsearch.controllers.base.AskTellController` hooks, so the shared loop
 (``search_loop.run_loop``) scores, records and stops as for every sample-based controller;
@@ -62,6 +60,14 @@ from optuna.trial import TrialState, create_trial
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
 from embsearch.controllers.base import AskTellController, SearchState
+from embsearch.controllers.black_box_composed import (
+    composed_candidate,
+    composed_distributions,
+    composed_params,
+    composed_sample,
+    composed_start,
+    param_name,
+)
 from embsearch.controllers.black_box_params import BLACK_BOX_SPECS
 from embsearch.controllers.black_box_scoring import (
     ScratchEvaluator,
@@ -93,24 +99,6 @@ from embsearch.search_spaces.composed import ComposedSpace
 def quiet_optuna() -> None:
     """Optuna logs every trial at INFO; keep warnings only."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def param_name(space: SearchSpace, f: int, g: int) -> str:
-    """The Optuna parameter of (field ``f``, group ``g``): ``<field>/<group>``."""
-    return f"{space.schema.fields[f].name}/{g}"
-
-
-def composed_start(space: ComposedSpace, budget: int) -> Candidate:
-    """A composed space's first trial (embsearch's, enqueued in a fresh study): the largest
-    candidate (full fp32 rows at the largest dim) repaired onto the budget. Three kinds in
-    four share rows, so uniform draws mostly fall far below the budget, where a dims-only
-    draw is mostly over it and repaired up to it; the study starts from the budget's edge."""
-    return space.repair(space.max_candidate(), budget)
-
-
-def _block_values(params: dict[str, Any], name: str) -> dict[str, Any]:
-    """A composed block's axis values from parameters named ``<name>/<axis>``."""
-    return {k[len(name) + 1 :]: v for k, v in params.items() if k.startswith(name + "/")}
 
 
 def candidate_params(space: SearchSpace, cand: Candidate) -> dict[str, int]:
@@ -185,12 +173,7 @@ class BlackBoxController(AskTellController):
         """A candidate as Optuna parameters (one per (field, group); in a composed space one
         per (field, group) and axis, ``<field>/<group>/<axis>``)."""
         if isinstance(space, ComposedSpace):
-            return {
-                f"{param_name(space, f, g)}/{axis}": value
-                for f, keys in enumerate(cand)
-                for g, k in enumerate(keys)
-                for axis, value in space.axes_of_key(f, g, k).items()
-            }
+            return composed_params(space, cand)
         return {
             param_name(space, f, g): self.encode(space, d)
             for f, dims in enumerate(cand)
@@ -200,13 +183,7 @@ class BlackBoxController(AskTellController):
     def candidate_from(self, space: SearchSpace, params: dict[str, Any]) -> Candidate:
         """The candidate of a trial's parameters."""
         if isinstance(space, ComposedSpace):
-            return tuple(
-                tuple(
-                    space.key_from_axes(f, g, _block_values(params, param_name(space, f, g)))
-                    for g in range(len(gs))
-                )
-                for f, gs in enumerate(space.groups)
-            )
+            return composed_candidate(space, params)
         return tuple(
             tuple(self.decode(space, params[param_name(space, f, g)]) for g in range(len(gs)))
             for f, gs in enumerate(space.groups)
@@ -300,13 +277,9 @@ class BlackBoxController(AskTellController):
     def block_distributions(self, space: SearchSpace, f: int, g: int) -> dict[str, Any]:
         """Block ``(f, g)``'s parameters and their distributions: one, or in a composed
         space one categorical per axis (``space.axis_values``: each axis drawn on its own)."""
-        name = param_name(space, f, g)
         if isinstance(space, ComposedSpace):
-            return {
-                f"{name}/{axis}": CategoricalDistribution(values)
-                for axis, values in space.axis_values(f, g).items()
-            }
-        return {name: self.distribution(space, f, g)}
+            return composed_distributions(space, f, g)
+        return {param_name(space, f, g): self.distribution(space, f, g)}
 
     def resumed_trials(self) -> list[tuple[Candidate, float]]:
         """The scored trials a killed run of this budget left (none in a fresh study), in
@@ -317,13 +290,7 @@ class BlackBoxController(AskTellController):
     def _sample(self, trial: optuna.trial.Trial) -> Candidate:
         space = self.state.study_space
         if isinstance(space, ComposedSpace):
-            params = {
-                name: trial.suggest_categorical(name, dist.choices)
-                for f, gs in enumerate(space.groups)
-                for g in range(len(gs))
-                for name, dist in self.block_distributions(space, f, g).items()
-            }
-            return self.candidate_from(space, params)
+            return composed_sample(trial, space)
         return tuple(
             tuple(self.suggest(trial, param_name(space, f, g), space, f, g) for g in range(len(gs)))
             for f, gs in enumerate(space.groups)
