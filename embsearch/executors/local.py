@@ -11,6 +11,7 @@ and ends the workers (their trials are retried by a ``--resume``).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -18,9 +19,15 @@ from typing import Any
 from embsearch.executors import WORKER, TrialSpec, call_worker
 from embsearch.search_spaces.base import Candidate
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
-def _ignore_sigint() -> None:
+
+def _start_worker(threads: int) -> None:
+    """A worker ignores Ctrl-C, and its native libraries (OpenMP, MKL, OpenBLAS: numpy's and
+    torch's) use ``threads`` threads, set before torch is imported there (as Ray does)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
 
 
 class LocalExecutor:
@@ -32,7 +39,10 @@ class LocalExecutor:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         self.config, self.slots = config, int(jobs)
-        self.pool = ProcessPoolExecutor(self.slots, mp_context=context, initializer=_ignore_sigint)
+        threads = int(config["threads"])
+        self.pool = ProcessPoolExecutor(
+            self.slots, mp_context=context, initializer=_start_worker, initargs=(threads,)
+        )
         self.futures: dict[Future, int] = {}
 
     def submit(self, trial_id: int, candidate: Candidate, recipe: dict[str, Any]) -> None:
