@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
@@ -23,11 +24,22 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 
 def _start_worker(threads: int) -> None:
-    """A worker ignores Ctrl-C, and its native libraries (OpenMP, MKL, OpenBLAS: numpy's and
-    torch's) use ``threads`` threads, set before torch is imported there (as Ray does)."""
+    """A worker ignores Ctrl-C, ends with the search's process, and its native libraries
+    (OpenMP, MKL, OpenBLAS: numpy's and torch's) use ``threads`` threads, set before torch is
+    imported there (as Ray does)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a search killed by a signal leaves no worker behind
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
+    """End this worker when the search's process ends (the pool's queues do not tell a
+    worker of a parent killed by SIGTERM or SIGKILL: it would wait for work forever)."""
+    parent.join()
+    os._exit(1)
 
 
 class LocalExecutor:
