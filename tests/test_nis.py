@@ -135,7 +135,7 @@ def test_nis_gives_informative_fields_more_dims(seed):
     cfg = TrainConfig(epochs=2, batch_size=1024, progress=False)
     budget = int(space.full_table_bytes() * 0.4)
     ctx = SearchContext(ds, space, [budget], train=cfg, seed=seed, log=lambda m: None)
-    plan = NIS().search(ctx)
+    plan = NIS(fill=False).search(ctx)  # the learned policy's plan (the fill: its own test)
     dims = {f.name: sum(g.rows * g.dim for g in f.groups) / f.rows for f in plan.fields}
     meta = ds.schema.meta
     informative = np.mean([dims[n] for n in meta["informative"]])
@@ -143,3 +143,33 @@ def test_nis_gives_informative_fields_more_dims(seed):
     assert informative > 1.5 * noise, (informative, noise)
     assert plan.table_bytes <= budget
     assert plan.extra["signal"]["null_agreement"] < 0.5  # the learned policy decides
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.4])
+def test_fill_spends_the_budget_the_most_likely_architecture_leaves(small, fraction):
+    """``fill`` only upgrades (every block keeps at least its unfilled dim), never passes the
+    budget, and spends at least as much; with no upgrade that fits, it changes nothing."""
+    ctx = make_ctx(small, FeatureDimsSpace(small.schema, 8, n_groups=2), [fraction])
+    ctrl = NIS(**QUICK, blocks=4)
+    plan = ctrl.search(ctx)
+    budget = ctx.budgets[0]
+    space = ctrl.state.space
+    log_probs = ctrl.state.policies[budget].log_probabilities()
+    ctrl.config["fill"] = False
+    bare = ctrl.discretise(log_probs, budget)
+    ctrl.config["fill"] = True
+    filled = ctrl.discretise(log_probs, budget)
+    assert tuple(tuple(g.dim for g in f.groups) for f in plan.fields) == filled
+    assert space.bytes_of(bare) <= space.bytes_of(filled) <= budget
+    assert all(a >= b for fa, fb in zip(filled, bare) for a, b in zip(fa, fb))
+    assert "filled" in plan.extra["provenance"]
+    # what is left is less than any single upgrade of the filled plan
+    left = budget - space.bytes_of(filled)
+    costs = ctrl._costs(space)
+    index = {d: i for i, d in enumerate(space.candidates)}
+    chosen = [index[d] for dims in filled for d in dims]
+    assert all(
+        costs[s, o2] - costs[s, o] > left
+        for s, o in enumerate(chosen)
+        for o2 in range(o + 1, costs.shape[1])
+    )

@@ -92,5 +92,13 @@ NIS_SPECS: dict[str, Param] = {
         optional=True,
         extension="a validation subsample: embsearch's",
     ),
+    "fill": Param(
+        True,
+        "bool",
+        "spend the bytes the most likely architecture leaves: upgrade the (field, group)s "
+        "whose larger options the policy rates most likely, while the budget allows",
+        extension="a budget fill: the policy learns on inherited weights, where more blocks "
+        "seldom pay before retraining",
+    ),
     "search_backbone": SEARCH_BACKBONE,
 }
