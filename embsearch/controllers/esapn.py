@@ -56,9 +56,9 @@ NIS's planted fixture, tests/test_esapn.py, informative/noise dims per id over s
 - Null signal: the same batches' decisions from the untrained policies (no model, hence no
   rewards), through the same aggregation and knapsack.
 
-Cost (benchmarks/results/esapn): a streaming pass took 1.88x (frappe) and 1.93x
-(synthetic) one plain epoch of the same backbone and batches, the paired probe's forward
-most of the excess (the paper's reward: 1.38x; ``probe_every=2``: 1.65x).
+Cost (benchmarks/results/esapn; a loaded 2-core box, noisy): a streaming pass took
+1.8-2.0x (frappe) and 1.9-2.4x (synthetic) one plain epoch of the same backbone and
+batches, the paired probe's forward most of the excess (the paper's reward: 1.06x).
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ class ESAPN(Controller):
             self._row_costs(space), float(budget), emb.field_of_row.cpu(), self._settings(ctx)
         )
         opt = make_adam(model.parameters(), ctx.train.lr, ctx.train.weight_decay)
-        policy_opt = torch.optim.Adam(policy.parameters(), lr=float(self.config["policy_lr"]))
+        policy_opt = make_adam(policy.parameters(), float(self.config["policy_lr"]))
         values = torch.tensor(space.candidates, dtype=torch.long)
         t0 = time.perf_counter()
         model.train()
