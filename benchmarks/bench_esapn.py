@@ -6,7 +6,9 @@ time order both files already have):
 
 - ``synthetic``: the built-in planted data (60,000 rows, data seed 0) written as a CSV;
 - ``frappe``: ``../shared/data/frappe-split`` (its fixed 80/10/10 files; each sorted by its
-  own ``t``, so the split stays the given one).
+  own ``t``, so the split stays the given one);
+- ``talkingdata``: the 100,000-row sample ordered by its ``click_time`` (a real time order;
+  split 80/10/10 by time, ``click_time`` and the leaking ``attributed_time`` dropped).
 
 For every seed: one plain epoch (the full-width table, DeepFM, batches of ESAPN's size, in
 time order; validation excluded) is timed; ESAPN searches every budget with ``stream=True``
@@ -72,6 +74,11 @@ def prepared(name: str, data_dir: Path) -> Dataset:
             for i in range(len(y)):
                 w.writerow([int(y[i]), *(int(v) for v in x[i]), i])
         prepare("csv", [str(src)], str(out), label="label", drop=["t"], order_by="t")
+    elif name == "talkingdata":  # a real time order: click_time (dropped as a feature)
+        src = SHARED / "talkingdata-adtracking-sample" / "train_sample.csv.gz"
+        drop = ["attributed_time", "click_time"]  # attributed_time leaks the label
+        opts = {"label": "is_attributed", "drop": drop, "order_by": "click_time"}
+        prepare("csv", [str(src)], str(out), **opts)
     else:
         files = []
         for part in ("train", "valid", "test"):
