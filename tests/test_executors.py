@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -223,3 +224,4 @@ def test_ray_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        shutil.rmtree(temp, ignore_errors=True)  # the session's logs and sockets
