@@ -25,7 +25,8 @@ from embsearch.train import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-QUICK = {"policy_batch": 4, "search_updates": 2, "val_rows": 256, "mlp_widths": [8, 16]}
+QUICK = {"policy_batch": 4, "search_updates": 2, "val_rows": 256, "mlp_width": 16}
+QUICK["mlp_width_options"] = 2  # widths 8 and 16
 
 
 def make_ctx(ds, fractions, seed=0, width=8) -> SearchContext:
@@ -130,8 +131,8 @@ def test_budget_below_the_cheapest_table_is_one_line(small):
 
 
 def test_bad_widths_and_backbone_one_line(small):
-    with pytest.raises(ConfigError, match=r"^autoias: mlp_widths must be [^\n]*$"):
-        AutoIAS(mlp_widths=[0, 4])
+    with pytest.raises(ConfigError, match=r"^autoias: mlp_width=4 cannot be halved 3 [^\n]*$"):
+        AutoIAS(mlp_width=4, mlp_width_options=4)
     ctx = make_ctx(small, [0.3])  # the run's backbone deepfm cannot rebuild the network
     with pytest.raises(ConfigError, match=r"^this plan's network was searched [^\n]*autoias$"):
         AutoIAS().check_space(ctx)

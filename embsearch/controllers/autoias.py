@@ -6,9 +6,9 @@ Steps, as in the paper:
 1. *Integrated search space*: per field an embedding dim (the ``field_dims`` candidates,
    zero-padded to the width: ``pad``), per field pair an interaction function (``none``,
    inner product, Hadamard product, projected product; :mod:`embsearch.backbones.autoias`)
-   and per MLP layer a width (``mlp_widths``, ``mlp_layers`` layers). The byte budget
-   holds the embedding table, as for every controller; the network after it is reported
-   beside it (``backbone_bytes``).
+   and per MLP layer a width (``mlp_width`` and its halvings, ``mlp_width_options`` in
+   all; ``mlp_layers`` layers). The byte budget holds the embedding table, as for every
+   controller; the network after it is reported beside it (``backbone_bytes``).
 2. *Supernet*: one max-width table (:class:`MaskedSupernet`, a dim keeps the leading
    columns) in front of :class:`AutoIASSupernet` (every op of every pair, the widest
    MLP); a sub-architecture inherits its weights by masks. Each training example plays its
@@ -115,17 +115,18 @@ class AutoIAS(Controller):
     null_signal = "an untrained architecture generator (uniform over every component)"
 
     def validate(self) -> None:
-        widths = self.config["mlp_widths"]
-        if (
-            not isinstance(widths, (list, tuple))
-            or not widths
-            or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)
-        ):
+        top, n = int(self.config["mlp_width"]), int(self.config["mlp_width_options"])
+        if top >> (n - 1) < 1:
             raise ConfigError(
-                f"autoias: mlp_widths must be a non-empty list of integers >= 1, e.g. "
-                f"[64, 128, 256]; got {widths!r}"
+                f"autoias: mlp_width={top} cannot be halved {n - 1} times; give a larger "
+                f"mlp_width or fewer mlp_width_options"
             )
-        self.config["mlp_widths"] = sorted({int(w) for w in widths})
+
+    @property
+    def mlp_widths(self) -> list[int]:
+        """Each hidden layer's width options, ascending."""
+        top, n = int(self.config["mlp_width"]), int(self.config["mlp_width_options"])
+        return sorted({top >> k for k in range(n)})
 
     def check_space(self, ctx: SearchContext) -> None:
         """The ``field_dims`` space, and a run backbone that rebuilds the searched network
@@ -163,14 +164,14 @@ class AutoIAS(Controller):
 
     def architecture(self, ops: list[int], widths: list[int]) -> dict[str, Any]:
         """The JSON form of op indices per pair and width options per layer."""
-        mlp = [self.config["mlp_widths"][w] for w in widths]
+        mlp = [self.mlp_widths[w] for w in widths]
         return architecture_record(ops, mlp, self.state.space.num_fields)
 
     # -- steps 2-3 ------------------------------------------------------------------------------
     def _train_supernet(self, ctx: SearchContext, deadline: float | None) -> CTRModel:
         space, cfg = self.state.space, self.config
         values = torch.tensor(space.candidates, dtype=torch.long)
-        mlp_values = torch.tensor(cfg["mlp_widths"], dtype=torch.long)
+        mlp_values = torch.tensor(self.mlp_widths, dtype=torch.long)
         policies = list(self.state.policies.values())
         sctx = self.supernet_context(ctx)
         built: list[AutoIASSupernet] = []  # the supernet's backbone, built (seeded) by build()
@@ -193,7 +194,7 @@ class AutoIAS(Controller):
                 AutoIASSupernet(
                     space.num_fields,
                     space.width,
-                    [max(cfg["mlp_widths"])] * int(cfg["mlp_layers"]),
+                    [max(self.mlp_widths)] * int(cfg["mlp_layers"]),
                     **self._mlp_settings(sctx),
                 )
             ]
@@ -229,7 +230,7 @@ class AutoIAS(Controller):
             [self.state.space.candidates[i] for i in dims], device=self.state.rows.device
         )
         e = self.state.rows * model.embedding.column_mask(dim_values)
-        mlp = [self.config["mlp_widths"][w] for w in widths]
+        mlp = [self.mlp_widths[w] for w in widths]
         logits = model.backbone.play_fixed(e, ops, mlp).float()
         ll = float(F.binary_cross_entropy_with_logits(logits, self.state.y))
         auc = roc_auc(self.state.y.cpu().numpy(), torch.sigmoid(logits).cpu().numpy())
@@ -289,7 +290,7 @@ class AutoIAS(Controller):
                 pairs,
                 len(OPS),
                 int(cfg["mlp_layers"]),
-                len(cfg["mlp_widths"]),
+                len(self.mlp_widths),
                 lr=cfg["policy_lr"],
                 seed=ctx.seed * 1009 + i,
             )

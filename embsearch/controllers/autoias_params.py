@@ -15,12 +15,16 @@ AUTOIAS_SPECS: dict[str, Param] = {
         6,
         extension="the paper also searches the depth; embsearch fixes it (the recipe's two)",
     ),
-    "mlp_widths": Param(
-        [64, 128, 256],
-        "any",
-        "the width options of every hidden layer",
-        allowed="a non-empty list of integers >= 1, e.g. [64, 128, 256]",
-        extension="not given; around the recipe's 256-128",
+    "mlp_width": Param(
+        256,
+        "int",
+        "the widest option of every hidden layer; the options are mlp_width / 2^k for "
+        "k < mlp_width_options (256, 128, 64 by default)",
+        1,
+        extension="not given; the recipe's first layer",
+    ),
+    "mlp_width_options": Param(
+        3, "int", "how many width options each hidden layer has (halving)", 1, 8
     ),
     "supernet_epochs": Param(None, "int", "supernet epochs (None: --epochs)", 1, optional=True),
     "kd_weight": Param(
