@@ -6,8 +6,10 @@ uniform table needs no projection (a plain smaller table, as practitioners would
 In a composed space (``search_spaces/composed.py``) a uniform setting is one value per
 axis for every field: a dim ``d`` (the plan's width, as above), a precision, and a hashing
 level ``k`` (every field hashed to about ``1 / 2**k`` of its ids: the hashing trick,
-:func:`uniform_rows`; ``k = 0`` is the full table). The plan is the setting of most bytes
-within the budget (ties: the larger dim, then fewer hashed ids, then more bits).
+:func:`uniform_rows`; ``k = 0`` is the full table). The plan is the setting within the
+budget that hashes least (the lowest ``k``), then of most bytes (ties: the larger dim, then
+more bits): on frappe at 10% the setting of most bytes hashed every field (test AUC 0.888)
+where full rows at fp16 fit (0.953).
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ class Uniform(Controller):
                     if cand is None:
                         continue
                     nbytes = narrow.bytes_of(cand)
-                    rank = (nbytes, dim, -level, _BITS[p])
+                    rank = (-level, nbytes, dim, _BITS[p])
                     if nbytes <= ctx.budget and (best is None or rank > best[0]):
                         best = (rank, narrow, cand)
         if best is None:
