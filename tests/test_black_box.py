@@ -8,10 +8,12 @@ import pytest
 from optuna.trial import TrialState
 
 from embsearch.context import SearchContext
-from embsearch.controllers.black_box import TPE, RandomSearch, candidate_params, param_name
+from embsearch.controllers.black_box import candidate_params, param_name
 from embsearch.controllers.cma_es import CmaEs
 from embsearch.controllers.evolution import Evolution, EvolutionConfig
+from embsearch.controllers.random_search import RandomSearch
 from embsearch.controllers.registry import get_controller
+from embsearch.controllers.tpe import TPE
 from embsearch.data.synthetic import make_synthetic
 from embsearch.errors import ConfigError
 from embsearch.search_spaces import FeatureDimsSpace, FieldDimsSpace

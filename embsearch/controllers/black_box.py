@@ -1,4 +1,5 @@
-"""Black-box controllers on Optuna's samplers: ``tpe`` (Bergstra et al. 2011) and ``random``.
+"""Black-box controllers on Optuna's samplers: the base every one shares (``tpe``, Bergstra et
+al. 2011, in :mod:`.tpe`; ``random`` in :mod:`.random_search`; ``cmaes``; ``nsga2``).
 
 Each Optuna trial is a candidate of the search space: one categorical parameter per (field,
 group), named ``<field>/<group>``, over the block's candidate dims
@@ -91,7 +92,6 @@ from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
 from embsearch.evaluator import Evaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, Trial, as_json
-from embsearch.search_spaces import COMPOSED_SPACES
 from embsearch.search_spaces.base import Candidate, SearchSpace
 from embsearch.search_spaces.composed import ComposedSpace
 
@@ -424,56 +424,3 @@ class BlackBoxController(AskTellController):
         )
         plan.extra.update(self.search_backbone_record())
         return plan
-
-
-class TPE(BlackBoxController):
-    """Tree-structured Parzen Estimator over per-(field, group) dims (Optuna's TPESampler)."""
-
-    name = "tpe"
-    paper = (
-        "James Bergstra, Remi Bardenet, Yoshua Bengio, Balazs Kegl. Algorithms for "
-        "Hyper-Parameter Optimization. NeurIPS 2011; via Optuna (Takuya Akiba, Shotaro Sano, "
-        "Toshihiko Yanase, Takeru Ohta, Masanori Koyama. Optuna: A Next-generation "
-        "Hyperparameter Optimization Framework. KDD 2019)"
-    )
-    supported_spaces = ("field_dims", "feature_dims", *COMPOSED_SPACES)
-    param_specs: ClassVar[dict[str, Param]] = {
-        **BLACK_BOX_SPECS,
-        "n_startup_trials": Param(
-            16, "int", "random trials before TPE models the scores (Optuna's n_startup_trials)", 0
-        ),
-        "multivariate": Param(
-            True,
-            "bool",
-            "model the parameters jointly (Optuna's multivariate TPE) instead of one at a time",
-        ),
-        "n_ei_candidates": Param(
-            24, "int", "samples from the good-trials density TPE ranks per trial", 1
-        ),
-    }
-
-    def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        import warnings
-
-        with warnings.catch_warnings():  # multivariate is "experimental" in Optuna's words
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(
-                n_startup_trials=int(self.config["n_startup_trials"]),
-                n_ei_candidates=int(self.config["n_ei_candidates"]),
-                multivariate=bool(self.config["multivariate"]),
-                seed=seed,
-            )
-
-
-class RandomSearch(BlackBoxController):
-    """Uniform random candidates (Optuna's RandomSampler), repaired onto the budget."""
-
-    name = "random"
-    paper = (
-        "James Bergstra, Yoshua Bengio. Random Search for Hyper-Parameter Optimization. JMLR "
-        "13, 2012; via Optuna (Akiba et al., KDD 2019)"
-    )
-    supported_spaces = ("field_dims", "feature_dims", *COMPOSED_SPACES)
-
-    def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.RandomSampler(seed=seed)
