@@ -100,18 +100,13 @@ class Prepare(Command):
             help="comma-separated columns to drop (e.g. leaky ones: prepare warns of a field that alone ranks the labels almost perfectly)",
         )
         p.add_argument(
-            "--min-count",
-            type=int,
-            default=1,
-            help="values seen fewer times in train map to the OOV id",
+            "--min-count", type=int, default=1, help="values seen fewer times in train map to OOV"
         )
         p.add_argument(
             "--split", default="0.8,0.1,0.1", help="train,val,test fractions for a single input"
         )
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument(
-            "--rows", type=int, help="read at most this many rows (synthetic: how many to make)"
-        )
+        p.add_argument("--rows", type=int, help="at most this many rows (synthetic: how many)")
         p.add_argument(
             "--batch-rows",
             type=int,
@@ -119,9 +114,7 @@ class Prepare(Command):
             help="rows read and encoded at a time (memory: the vocabularies plus one batch; "
             "the output does not depend on it; default 262144)",
         )
-        p.add_argument(
-            "--drop-constant", action="store_true", help="drop fields with a single value"
-        )
+        p.add_argument("--drop-constant", action="store_true", help="drop one-valued fields")
         p.add_argument(
             "--order-by",
             metavar="COLUMN",
