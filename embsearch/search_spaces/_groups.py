@@ -16,7 +16,9 @@ def frequency_groups(counts: np.ndarray, n_groups: int) -> list[tuple[int, int]]
     g = max(1, min(int(n_groups), n))
     if g == 1:
         return [(0, n)]
-    ranked = np.asarray(counts[1:], dtype=np.float64)  # OOV (id 0) rides with the head group
+    # OOV (id 0) rides with the head group, unless the top id alone holds more than 1/G of
+    # the occurrences: the first cut then falls after id 0, which gets a group of its own
+    ranked = np.asarray(counts[1:], dtype=np.float64)
     cum = np.cumsum(ranked)
     total = cum[-1] if len(cum) and cum[-1] > 0 else 0.0
     if total == 0:
