@@ -225,3 +225,63 @@ def test_ray_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(temp, ignore_errors=True)  # the session's logs and sockets
+
+
+def _children(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (read from /proc: the parent of each process)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if fields[0] != "Z":  # a zombie has ended
+                parents[int(entry.name)] = int(fields[1])
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, parent in parents.items() if parent == p]
+        out += kids
+        todo += kids
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table in /proc")
+def test_a_killed_local_search_leaves_no_worker(tmp_path):
+    """SIGTERM to a search with ``--executor local --jobs 2`` while its trials run: its worker
+    processes end with it (the pool's queues alone would leave them waiting for work)."""
+    cfg = tmp_path / "small.json"
+    cfg.write_text(json.dumps(SMALL))
+    argv = [sys.executable, "-m", "embsearch", "search", "--config", str(cfg), *BASE]
+    argv += ["--controller", "random", "--param", "scoring=scratch", "--param", "trials=64"]
+    argv += ["--executor", "local", "--jobs", "2", "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(_children(proc.pid)) < 3:
+            time.sleep(0.2)  # the forkserver and two workers
+        workers = _children(proc.pid)
+        assert len(workers) >= 3 and proc.poll() is None, "the workers never started"
+        proc.terminate()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.2)
+        assert not [p for p in workers if _alive(p)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in workers:  # a failing run leaves nothing behind either
+            if _alive(p):
+                os.kill(p, 9)
