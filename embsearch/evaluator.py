@@ -20,6 +20,7 @@ to float summation order) for 30-40% less time per candidate on CPU.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -43,7 +44,45 @@ class Evaluator(Protocol):
     def __call__(self, candidate: Candidate) -> float: ...
 
 
-class InheritedWeightEvaluator:
+class SubsampleScorer(ABC):
+    """What the inherited-weight scorers share: the split's rows they score (all of them, a
+    fixed class-stratified subsample of ``max_rows``, or the caller's ``rows``), and the
+    validation AUC and log loss of the click probabilities :meth:`predict` gives them."""
+
+    last_metrics: dict[str, float]
+
+    def select_rows(
+        self, split: DeviceSplit, max_rows: int | None = None, rows: np.ndarray | None = None
+    ) -> None:
+        """Set ``x``, ``y`` and ``weights`` (the log loss's reweighting of a subsample to the
+        split's class ratio; None on the whole split)."""
+        y = split.y.cpu().numpy()
+        if rows is not None:  # the caller's fixed rows (e.g. disjoint from another evaluator's)
+            idx = np.sort(np.asarray(rows, dtype=np.int64))
+        elif max_rows is None or int(max_rows) >= len(split):
+            self.x, self.y, self.weights = split.x, y, None
+            return
+        else:
+            idx = stratified_rows(y, int(max_rows))
+        self.x = split.x[torch.as_tensor(idx, device=split.x.device)]
+        self.y = y[idx]
+        self.weights = _class_weights(y, self.y)
+
+    @abstractmethod
+    def predict(self, candidate: Candidate) -> np.ndarray:
+        """Click probabilities of every scored row under ``candidate``."""
+
+    def metrics(self, candidate: Candidate) -> dict[str, float]:
+        p = self.predict(candidate)
+        return {"auc": roc_auc(self.y, p), "logloss": log_loss(self.y, p, weights=self.weights)}
+
+    def __call__(self, candidate: Candidate) -> float:
+        m = self.metrics(candidate)
+        self.last_metrics = {"logloss": m["logloss"]}
+        return m["auc"]
+
+
+class InheritedWeightEvaluator(SubsampleScorer):
     """Validation AUC of a candidate played by a trained supernet (no retraining).
 
     ``model`` is a ``CTRModel`` whose ``embedding`` is a masked supernet table. Caches the
@@ -75,19 +114,7 @@ class InheritedWeightEvaluator:
             )
         self.embedding: MaskedTable = model.embedding
         self.backbone = model.backbone
-        y = split.y.cpu().numpy()
-        if rows is not None:  # the caller's fixed rows (e.g. disjoint from another evaluator's)
-            idx = np.sort(np.asarray(rows, dtype=np.int64))
-            self.x = split.x[torch.as_tensor(idx, device=split.x.device)]
-            self.y = y[idx]
-            self.weights = _class_weights(y, self.y)
-        elif max_rows is None or int(max_rows) >= len(split):
-            self.x, self.y, self.weights = split.x, y, None
-        else:
-            idx = stratified_rows(y, int(max_rows))
-            self.x = split.x[torch.as_tensor(idx, device=split.x.device)]
-            self.y = y[idx]
-            self.weights = _class_weights(y, self.y)
+        self.select_rows(split, max_rows, rows)
         self.batch_size = int(batch_size)
         self.last_metrics: dict[str, float] = {}
         model.eval()
@@ -142,15 +169,6 @@ class InheritedWeightEvaluator:
             self.model.eval()
             logits = self._generic_logits(candidate)
         return torch.sigmoid(logits).cpu().numpy() if len(logits) else np.zeros(0, np.float32)
-
-    def metrics(self, candidate: Candidate) -> dict[str, float]:
-        p = self.predict(candidate)
-        return {"auc": roc_auc(self.y, p), "logloss": log_loss(self.y, p, weights=self.weights)}
-
-    def __call__(self, candidate: Candidate) -> float:
-        m = self.metrics(candidate)
-        self.last_metrics = {"logloss": m["logloss"]}
-        return m["auc"]
 
 
 def stratified_rows(y: np.ndarray, n: int) -> np.ndarray:

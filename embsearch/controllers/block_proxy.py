@@ -37,9 +37,8 @@ from embsearch.blocks import hash_coefficients
 from embsearch.candidate import Candidate
 from embsearch.data.batches import DeviceSplit
 from embsearch.embeddings.rows import round_rows
-from embsearch.evaluator import _class_weights, stratified_rows
+from embsearch.evaluator import SubsampleScorer
 from embsearch.search_spaces.composed import BlockOption, ComposedSpace
-from embsearch.train.metrics import log_loss, roc_auc
 
 #: alternating least-squares rounds of the QR fit
 QR_ITERATIONS = 12
@@ -84,7 +83,7 @@ def fitted_rows(w: torch.Tensor, opt: BlockOption, name: str, group: int) -> tor
     return round_rows(w, p)
 
 
-class BlockProxyEvaluator:
+class BlockProxyEvaluator(SubsampleScorer):
     """Validation AUC of a composed candidate played on a dims supernet's inherited weights.
 
     ``model`` is a ``CTRModel`` whose ``embedding`` is a :class:`MaskedSupernet` over the
@@ -104,13 +103,7 @@ class BlockProxyEvaluator:
     ) -> None:
         self.model, self.space = model, space
         self.backbone = model.backbone
-        y = split.y.cpu().numpy()
-        if max_rows is None or int(max_rows) >= len(split):
-            self.x, self.y, self.weights = split.x, y, None
-        else:
-            idx = stratified_rows(y, int(max_rows))
-            self.x = split.x[torch.as_tensor(idx, device=split.x.device)]
-            self.y, self.weights = y[idx], _class_weights(y, y[idx])
+        self.select_rows(split, max_rows)
         self.batch_size = int(batch_size)
         self.cache: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
         self.cache_entries = int(cache_entries)
@@ -150,12 +143,3 @@ class BlockProxyEvaluator:
         ]
         logits = torch.cat(out) if out else torch.zeros(0)
         return torch.sigmoid(logits).cpu().numpy()
-
-    def metrics(self, candidate: Candidate) -> dict[str, float]:
-        p = self.predict(candidate)
-        return {"auc": roc_auc(self.y, p), "logloss": log_loss(self.y, p, weights=self.weights)}
-
-    def __call__(self, candidate: Candidate) -> float:
-        m = self.metrics(candidate)
-        self.last_metrics = {"logloss": m["logloss"]}
-        return m["auc"]
