@@ -18,7 +18,8 @@ import math
 import torch
 from torch import nn
 
-MASKED = -1e9  # logit of a ruled-out action (finite: no -inf, no NaN)
+from embsearch.controllers.nis_policy import MASKED  # a ruled-out action's finite logit
+
 KEEP, ENLARGE = 0, 1
 
 

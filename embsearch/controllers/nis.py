@@ -137,6 +137,7 @@ class NISState(SearchState):
     left: int = 0
     drawn: tuple[torch.Tensor, torch.Tensor] | None = None
     next: int = 0
+    costs: np.ndarray | None = None  # [slots, options] bytes (``_costs``)
 
 
 class NIS(AskTellController):
@@ -242,7 +243,7 @@ class NIS(AskTellController):
             remedy=" or use finer blocks (a larger --param blocks), or let groups leave the "
             "vocabulary (--param vocabulary=true)",
         )
-        costs = self._costs(space)
+        self.state.costs = costs = self._costs(space)
         cfg = self.config
         self.state.policies = {
             b: BlockPolicy(
@@ -361,8 +362,7 @@ class NIS(AskTellController):
         likely (of all larger options that fit) to that option. The policy learns on
         inherited weights, where more blocks seldom pay before retraining, so its most likely
         architecture can leave most of a budget unspent (talkingdata, 10%: 13% used)."""
-        space = self.state.space
-        costs = self._costs(space)
+        space, costs = self.state.space, self.state.costs
         index = {d: i for i, d in enumerate(space.candidates)}
         chosen = [index[d] for dims in cand for d in dims]
         left = budget - space.bytes_of(cand)
