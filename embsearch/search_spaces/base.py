@@ -314,22 +314,14 @@ class SearchSpace:
     # -- plans ------------------------------------------------------------------------------
     def to_plan(self, cand: Candidate, controller: str, budget: int, **kwargs: object) -> Plan:
         self.validate(cand)
-        fields = [
-            FieldPlan(
-                spec.name,
-                spec.cardinality,
-                [GroupPlan(a, b, int(d)) for (a, b), d in zip(self.groups[f], cand[f])],
-            )
-            for f, spec in enumerate(self.schema.fields)
-        ]
         plan = Plan(
             controller=controller,
             space=self.name,
             width=self.width,
-            fields=fields,
+            fields=self.plan_fields(cand),
             budget_bytes=int(budget),
             projection=self.projection,
-            precision=self.precision,
+            precision=self.plan_precision,
             **kwargs,  # type: ignore[arg-type]
         )
         if plan.table_bytes > budget:
@@ -337,6 +329,22 @@ class SearchSpace:
                 f"internal: plan of {plan.table_bytes} B exceeds the budget {budget} B"
             )
         return plan
+
+    @property
+    def plan_precision(self) -> str:
+        """The precision a plan of this space records (its blocks' unless they say another)."""
+        return self.precision
+
+    def plan_fields(self, cand: Candidate) -> list[FieldPlan]:
+        """The plan's fields for ``cand``: here each group's dim, its blocks full."""
+        return [
+            FieldPlan(
+                spec.name,
+                spec.cardinality,
+                [GroupPlan(a, b, int(d)) for (a, b), d in zip(self.groups[f], cand[f])],
+            )
+            for f, spec in enumerate(self.schema.fields)
+        ]
 
     @staticmethod
     def from_plan(plan: Plan) -> Candidate:

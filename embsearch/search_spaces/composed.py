@@ -375,8 +375,9 @@ class ComposedSpace(SearchSpace):
         return tuple(opts[f][i] for f, i in enumerate(choice))
 
     # -- plans ---------------------------------------------------------------------------
-    def to_plan(self, cand: Candidate, controller: str, budget: int, **kwargs: object) -> Plan:
-        self.validate(cand)
+    def plan_fields(self, cand: Candidate) -> list[FieldPlan]:
+        """The plan's fields: each group's dim, and its block spec unless it is a full table at
+        the plan's precision (so an all-full plan is written as plan/1)."""
         plan_precision = self.plan_precision
         fields = []
         for f, spec in enumerate(self.schema.fields):
@@ -386,23 +387,7 @@ class ComposedSpace(SearchSpace):
                 plain = bs == BlockSpec("full", b - a, bs.dim, plan_precision)
                 groups.append(GroupPlan(a, b, bs.dim, None if plain else bs.to_json()))
             fields.append(FieldPlan(spec.name, spec.cardinality, groups))
-        plan = Plan(
-            controller=controller,
-            space=self.name,
-            width=self.width,
-            fields=fields,
-            budget_bytes=int(budget),
-            projection=self.projection,
-            precision=plan_precision,
-            **kwargs,  # type: ignore[arg-type]
-        )
-        if plan.table_bytes > budget:
-            from embsearch.errors import BudgetError
-
-            raise BudgetError(
-                f"internal: plan of {plan.table_bytes} B exceeds the budget {budget} B"
-            )
-        return plan
+        return fields
 
     def candidate_of(self, plan: Plan) -> Candidate:
         """The candidate (keys) of a plan of this space."""
