@@ -7,7 +7,9 @@ table. ``table_bytes`` is their sum and never exceeds ``budget_bytes``.
 Formats: ``embsearch.plan/1`` holds dims only (every block ``full``, fp32);
 ``embsearch.plan/2`` adds each block's kind, sizes and precision (``blocks.BlockSpec``).
 A plan that needs nothing of format 2 is written as format 1 (older readers take it, and a
-dims-only export stays byte-identical); both load.
+dims-only export stays byte-identical); both load. A plan whose ``pruned`` blocks carry
+learned id -> row maps (:attr:`Plan.row_maps`) keeps them in a file beside ``plan.json``,
+named with its SHA-256 under ``row_maps`` (``row_maps.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from embsearch._atomic import read_json, strict_json, write_json
 from embsearch.blocks import BlockSpec, check_precision, spec_from_json
 from embsearch.budget import specs_bytes
 from embsearch.errors import ConfigError, RunDirError
+from embsearch.row_maps import RowMaps, check_map, map_name, read_maps, reference, write_maps
 
 PLAN_FORMAT_1 = "embsearch.plan/1"
 PLAN_FORMAT = "embsearch.plan/2"
@@ -76,6 +79,13 @@ class Plan:
     #: Optional trained weights (a ``CTRModel`` state dict) a controller attaches when its
     #: supernet already serves the plan (RULE); the runner then skips retraining. Not JSON.
     weights: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    #: The id -> row map of each ``pruned`` block, ``emb.<field>.<group>.map`` -> int array
+    #: (``row_maps.py``), when they were learned rather than the kind's default (the first
+    #: ``kept`` ids); set with :meth:`set_row_maps`, saved beside ``plan.json``.
+    row_maps: RowMaps | None = field(default=None, repr=False, compare=False)
+    #: ``plan.json``'s ``row_maps`` entry (file, SHA-256) when the maps were not read with
+    #: it (:meth:`from_json` of a mapping): kept so the plan writes the same JSON back.
+    row_maps_ref: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -95,6 +105,27 @@ class Plan:
         """Group ``g`` of field ``f`` as a :class:`~embsearch.blocks.BlockSpec`."""
         grp = f.groups[g]
         return spec_from_json(grp.block or {}, grp.rows, grp.dim, self.precision)
+
+    def set_row_maps(self, maps: RowMaps) -> None:
+        """Give every ``pruned`` block its map (``maps``: one per pruned block, named
+        ``emb.<field>.<group>.map``, none for other blocks); ``ConfigError`` (one line) for a
+        missing, extra or malformed map."""
+        want = {
+            map_name(f.name, g): self.block_spec(f, g)
+            for f in self.fields
+            for g in range(len(f.groups))
+            if self.block_spec(f, g).kind == "pruned" and f.groups[g].dim > 0
+        }
+        if set(maps) != set(want):
+            raise ConfigError(
+                f"id->row maps {sorted(maps)} do not match the plan's pruned blocks {sorted(want)}"
+            )
+        for name, spec in want.items():
+            try:
+                check_map(name, maps[name], spec.rows, spec.kept)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        self.row_maps, self.row_maps_ref = dict(maps), None
 
     @property
     def dims_only(self) -> bool:
@@ -169,7 +200,13 @@ class Plan:
                 for f in self.fields
             ],
             "extra": self.extra,
+            **self._row_maps_json(),
         }
+
+    def _row_maps_json(self, file_name: str = "plan.row_maps.safetensors") -> dict[str, Any]:
+        if self.row_maps:
+            return {"row_maps": reference(self.row_maps, file_name)}
+        return {"row_maps": self.row_maps_ref} if self.row_maps_ref else {}
 
     def _group_json(self, f: FieldPlan, g: int) -> dict[str, Any]:
         grp = f.groups[g]
@@ -216,6 +253,7 @@ class Plan:
                 metrics=dict(raw.get("metrics", {})),
                 data_fingerprint=raw.get("data_fingerprint", ""),
                 extra=dict(raw.get("extra", {})),
+                row_maps_ref=dict(raw["row_maps"]) if raw.get("row_maps") else None,
             )
             _check_layout(plan)
             claimed = int(raw.get("table_bytes", plan.table_bytes))
@@ -230,7 +268,11 @@ class Plan:
         return plan
 
     def save(self, path: str | Path) -> None:
-        write_json(path, self.to_json())
+        """Write ``plan.json`` at ``path`` (and the id -> row maps beside it, first)."""
+        raw = self.to_json()
+        if self.row_maps:
+            raw["row_maps"] = write_maps(path, self.row_maps)
+        write_json(path, raw)
 
     @classmethod
     def load(cls, path: str | Path) -> Plan:
@@ -239,7 +281,14 @@ class Plan:
             path = path / "plan.json"
         if not path.is_file():
             raise RunDirError(f"{path} does not exist; point at a run directory holding plan.json")
-        return cls.from_json(read_json(path), str(path))
+        raw = read_json(path)
+        plan = cls.from_json(raw, str(path))
+        if plan.row_maps_ref:
+            try:
+                plan.set_row_maps(read_maps(path, plan.row_maps_ref))
+            except ConfigError as exc:
+                raise RunDirError(f"{path}: {exc}") from None
+        return plan
 
 
 def _block_json(group: dict[str, Any]) -> dict[str, Any]:
