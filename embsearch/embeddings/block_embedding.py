@@ -8,6 +8,10 @@ zero), so it costs one lookup per block: a few dozen calls for a whole batch, no
 
 Exported names: ``emb.<field>.<group>.<part>`` per block part (``blocks.BlockSpec.parts``)
 and ``proj.<field>.<dim>`` per projection.
+
+A ``pruned`` block takes its id -> row map from ``plan.row_maps`` when the plan has learned
+ones (OptEmbed's), fixed while the table trains; otherwise the kind's default (the first
+``kept`` ids), which an export's own maps then replace (:meth:`load_block_tensors`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from torch import nn
 
 from embsearch.blocks import projection_dtype
 from embsearch.embeddings.rows import round_rows
-from embsearch.embeddings.tables import BlockTable, make_table
+from embsearch.embeddings.tables import BlockTable, PrunedTable, make_table
+from embsearch.errors import ConfigError
 from embsearch.plan import Plan
+from embsearch.row_maps import map_name
 
 
 class BlockEmbedding(nn.Module):
@@ -45,6 +51,22 @@ class BlockEmbedding(nn.Module):
                 p = nn.Parameter(torch.empty(d, self.width))
                 nn.init.normal_(p, std=(1.0 / d) ** 0.5)
                 self.projections[f"{f}_{d}"] = p
+        self._set_row_maps(plan)
+
+    def _set_row_maps(self, plan: Plan) -> None:
+        """The plan's learned id -> row maps into its pruned blocks (module docstring)."""
+        if plan.row_maps is None:
+            if plan.row_maps_ref:
+                raise ConfigError(
+                    "the plan names id->row maps that were not read with it; load it with "
+                    "Plan.load(path), which reads them"
+                )
+            return
+        for f, fp in enumerate(plan.fields):
+            for g in range(len(fp.groups)):
+                block = self.blocks[f"{f}_{g}"] if f"{f}_{g}" in self.blocks else None
+                if isinstance(block, PrunedTable):
+                    block.set_map(torch.from_numpy(plan.row_maps[map_name(fp.name, g)]))
 
     def table_weights(self) -> list[nn.Parameter]:
         return [w for b in self.blocks.values() for w in b.id_tables()]  # type: ignore[union-attr]

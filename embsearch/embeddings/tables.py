@@ -152,6 +152,16 @@ class PrunedTable(BlockTable):
         rank = keep.long().cumsum(0) - 1
         self.map.copy_(torch.where(keep, rank, -1).to(self._map_dtype))
 
+    def set_map(self, row_map: torch.Tensor) -> None:
+        """Use ``row_map [rows]`` (the block's map dtype, rows ``-1..kept-1``; a plan's learned
+        map, ``Plan.row_maps``) as the id -> row map."""
+        if tuple(row_map.shape) != (self.spec.rows,) or row_map.dtype != self._map_dtype:
+            raise ValueError(
+                f"map {row_map.dtype}{list(row_map.shape)}, the block needs "
+                f"{self._map_dtype}[{self.spec.rows}]"
+            )
+        self.map.copy_(row_map)
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         row = self.map.index_select(0, ids).long()
         hit = row >= 0
