@@ -82,10 +82,8 @@ from embsearch.controllers.black_box_study import (
     REPAIRED_FROM,
     ask_seed,
     ask_study,
-    load_supernet,
     open_study,
     recover,
-    save_supernet,
 )
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
@@ -223,18 +221,15 @@ class BlackBoxController(AskTellController):
             epochs = trial_epochs(self, ctx)
             self.state.evaluator = ScratchEvaluator(ctx, space, self.name, epochs)
             return
-        loaded = load_supernet(ctx.store, lambda: make_supernet(self, ctx, space).to(ctx.device))
-        if loaded is None:  # not a resume's
-            epochs = self.config["supernet_epochs"] or ctx.train.epochs
-            loaded = train_weight_sharing_supernet(
-                self.supernet_context(ctx),
-                lambda: make_supernet(self, ctx, space),
-                epochs,
-                deadline,
-                desc=f"{self.name} supernet",
-            )
-            save_supernet(ctx.store, *loaded)
-        self.state.supernet, summary = loaded
+        # trained, or on a resume loaded (RUN_DIR/supernet.pt) or continued from its epoch
+        # checkpoint, and saved for the workers (weight_sharing)
+        self.state.supernet, summary = train_weight_sharing_supernet(
+            self.supernet_context(ctx),
+            lambda: make_supernet(self, ctx, space),
+            self.config["supernet_epochs"] or ctx.train.epochs,
+            deadline,
+            desc=f"{self.name} supernet",
+        )
         self.state.supernet_summary = summary
         ctx.record(event="supernet", controller=self.name, **summary)
         self.state.evaluator = inherited_evaluator(self, ctx, space, self.state.supernet)

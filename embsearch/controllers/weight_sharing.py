@@ -4,6 +4,19 @@ as one plain model, its sub-networks then scored with inherited weights.
 :func:`train_weight_sharing_supernet` builds and trains it with the shared trainer under
 the search's deadline; :func:`plan_weights` gives a plan the supernet's weights for its
 candidate (the contract of ``plan.weights``, for a controller that serves its plans).
+
+Resume (issue 22 item 4). With a run directory (``ctx.store.run_dir``: the runner's), a
+supernet trained without hooks that carry state of their own (``after_step``,
+``batch_loss``: NIS's and AutoIAS's policies, which are not in the model) is
+
+- checkpointed after every epoch, ``RUN_DIR/supernet.epoch.pt`` (model, optimiser, the
+  trainer's counters, history and early-stopping judge, every random generator:
+  :mod:`embsearch.train.checkpoint`); on ``--resume`` training continues from it, so a run
+  killed after epoch ``k`` trains epochs ``k+1..`` only and ends with the weights an
+  uninterrupted run would have;
+- saved once trained, ``RUN_DIR/supernet.pt`` (weights and summary), which replaces the
+  checkpoint (removed then); a resume loads it instead of training again, and workers
+  (``--executor local``/``ray``) rebuild the evaluators from it.
 """
 
 from __future__ import annotations
@@ -17,10 +30,17 @@ import torch
 from torch import nn
 
 from embsearch.context import SearchContext
+from embsearch.controllers.black_box_study import load_supernet, save_supernet
 from embsearch.plan import Plan
 from embsearch.search_spaces.base import Candidate
+from embsearch.train.checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    restore_generators,
+    save_checkpoint,
+)
 from embsearch.train.device import seed_everything
-from embsearch.train.trainer import train_model
+from embsearch.train.trainer import TrainerState, train_model
 
 
 class OutOfTime(Exception):
@@ -48,7 +68,16 @@ def train_weight_sharing_supernet(
     ``batch_loss(model, x, y, logits)`` adds a per-batch term (AutoIAS's distillation). Returns
     the model (in eval mode) and a summary (``val_auc``, ``epochs_run``, ``timed_out``,
     ``seconds``). DARTS-style supernets train with
-    :func:`~embsearch.controllers.differentiable.train_darts_supernet` instead."""
+    :func:`~embsearch.controllers.differentiable.train_darts_supernet` instead. Checkpoints,
+    the saved supernet and a resume's use of them: the module docstring."""
+    store = ctx.store
+    kept = store is not None and store.run_dir is not None
+    kept = kept and after_step is None and batch_loss is None
+    if kept:
+        loaded = load_supernet(store, lambda: build().to(ctx.device))
+        if loaded is not None:
+            return loaded
+    checkpoint = store.run_dir / CHECKPOINT_NAME if kept else None  # type: ignore[union-attr]
 
     def each_step(step: int) -> None:
         if deadline is not None and time.perf_counter() > deadline:
@@ -58,6 +87,17 @@ def train_weight_sharing_supernet(
 
     generator = seed_everything(ctx.seed)
     model = build().to(ctx.device)
+    start = None
+    if checkpoint is not None and store.resume:  # type: ignore[union-attr]
+        saved = load_checkpoint(checkpoint)
+        if saved is not None:
+            start, states = saved
+            restore_generators(states, model, generator)
+            ctx.log(f"{desc}: continuing from the checkpoint of epoch {start.epoch}")
+
+    def each_epoch(state: TrainerState) -> None:
+        save_checkpoint(checkpoint, state, model, generator)  # type: ignore[arg-type]
+
     t0 = time.perf_counter()
     cfg = replace(ctx.train, epochs=int(epochs))
     try:
@@ -71,6 +111,8 @@ def train_weight_sharing_supernet(
             desc=desc,
             validate=validate,
             batch_loss=batch_loss,
+            after_epoch=each_epoch if checkpoint is not None else None,
+            start=start,
         )
         summary = {
             "val_auc": res.val_auc,
@@ -90,6 +132,11 @@ def train_weight_sharing_supernet(
         }
     model.eval()
     summary["seconds"] = time.perf_counter() - t0
+    if start is not None:
+        summary["resumed_after_epoch"] = start.epoch
+    if checkpoint is not None:
+        save_supernet(store, model, summary)  # replaces the checkpoint
+        checkpoint.unlink(missing_ok=True)
     return model, summary
 
 

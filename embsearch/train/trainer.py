@@ -7,6 +7,9 @@ validation metric that early stopping and the best-epoch restore use (RULE's sup
 judged by the selections it serves, not by its full width), ``batch_loss(model, x, y,
 logits)`` adds a term that needs the batch and its logits (AutoIAS's distillation from the
 supernet to its sampled sub-architectures; off by default, the loss then unchanged).
+``after_epoch(state)`` hears a :class:`TrainerState` after every epoch's validation and
+``start=state`` continues from one (a per-epoch checkpoint, issue 22 item 4:
+:mod:`embsearch.train.checkpoint`); without them training runs as it always has.
 """
 
 from __future__ import annotations
@@ -213,6 +216,23 @@ class EarlyStopping:
         return self.since_best >= self.patience
 
 
+@dataclass
+class TrainerState:
+    """Where a training stands after an epoch: what :func:`train_model` needs to continue
+    as if it had never stopped (the model's and optimiser's state, the counters, the
+    history and the early-stopping judge; ``stopped``: training had ended). The random
+    generators are the caller's to keep (:mod:`embsearch.train.checkpoint`)."""
+
+    epoch: int
+    step: int
+    stopped: bool
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    history: list[dict[str, float]]
+    epoch_times: list[dict[str, Any]]
+    judge: dict[str, Any]
+
+
 def _epoch_time(epoch: int, wall: float, validating: float, seen: int) -> dict[str, Any]:
     """One ``TrainResult.epoch_times`` entry: wall seconds, without validations, samples/s."""
     train_s = wall - validating
@@ -239,6 +259,8 @@ def train_model(
     validate: Callable[[nn.Module], tuple[float, float]] | None = None,
     batch_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     | None = None,
+    after_epoch: Callable[[TrainerState], None] | None = None,
+    start: TrainerState | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; restore the weights of the best validation AUC (``validate``,
     if given, returns the (AUC, log loss) to judge each validation by).
@@ -246,7 +268,8 @@ def train_model(
     Validation runs at the end of every epoch and, with ``cfg.eval_every = k``, also after
     every ``k``-th step (for data where one epoch is long or overfits: CTR models often
     peak within their first epoch). Training stops after ``cfg.patience`` validations in a
-    row without a better AUC."""
+    row without a better AUC. ``start`` (an ``after_epoch`` state) continues a training
+    stopped after that epoch: the next epoch onwards (none when it had ended)."""
     device = data.device
     model.to(device)
     train, val = data.split("train"), data.split("val")
@@ -260,6 +283,13 @@ def train_model(
     step = 0
     epoch_times: list[dict[str, Any]] = []
     validating = 0.0  # seconds spent validating in the current epoch
+    first, stop = 1, False
+    if start is not None:
+        model.load_state_dict(start.model)
+        opt.load_state_dict(start.optimizer)
+        judge = EarlyStopping(**start.judge)
+        history, epoch_times = list(start.history), list(start.epoch_times)
+        step, first, stop = start.step, start.epoch + 1, start.stopped
 
     def check(epoch: int, running: float) -> bool:
         """Validate after ``step``, record it, let ``judge`` decide; True: stop."""
@@ -277,8 +307,9 @@ def train_model(
 
     with progress_bar(cfg.progress) as prog:
         task = prog.add_task(desc, total=cfg.epochs * steps_per_epoch, info="")
-        epoch, stop = 0, False
-        for epoch in range(1, cfg.epochs + 1):
+        prog.advance(task, (first - 1) * steps_per_epoch)
+        epoch, last = first - 1, (first - 1 if stop else cfg.epochs)  # a start that had ended
+        for epoch in range(first, last + 1):
             model.train()
             running, validating, e0, seen = 0.0, 0.0, time.perf_counter(), 0
             for i, (x, y) in enumerate(
@@ -312,6 +343,13 @@ def train_model(
                     on_epoch_end(epoch)
                 stop = check(epoch, running)
             epoch_times.append(_epoch_time(epoch, time.perf_counter() - e0, validating, seen))
+            if after_epoch is not None:
+                after_epoch(
+                    TrainerState(
+                        epoch, step, stop or epoch == cfg.epochs, model.state_dict(),
+                        opt.state_dict(), history, epoch_times, vars(judge),
+                    )
+                )  # fmt: skip
             if stop:
                 break
     best_auc, best_ll = judge.best_auc, judge.best_ll
