@@ -3,8 +3,9 @@ step chose it, and what its estimator learnt (issue 18, section 2).
 
 The fixture of ``tests/test_evolutionary.py``: ``make_synthetic(rows=20_000,
 cardinalities=(500,) * 12)``, the ``feature_dims`` space (4 frequency groups), a 40% budget,
-2 epochs, RULE's defaults. Per seed, one JSON line: the served plan's mean dim per id over the
-informative and the noise fields, its provenance and null agreement, and the estimator's
+2 epochs, RULE's defaults. Per seed, one JSON line: the served plan's mean dim per id and per
+training lookup (each group's dim weighted by its ids' occurrences) over the informative and
+the noise fields, its provenance and null agreement, and the estimator's
 summed value of a field's blocks (mean over informative and noise fields, and the noise
 fields' spread).
 
@@ -37,12 +38,22 @@ def run(seed: int) -> dict:
     plan = ctrl.search(ctx)
     meta, names = ds.schema.meta, ds.schema.names
     per_id = {f.name: sum(g.rows * g.dim for g in f.groups) / f.rows for f in plan.fields}
+    per_lookup = {}
+    for f, fp in zip(ds.schema.fields, plan.fields):
+        counts = f.frequencies()
+        starts = np.cumsum([0] + [g.rows for g in fp.groups])
+        looked = [
+            float(counts[a:b].sum()) * g.dim for a, b, g in zip(starts, starts[1:], fp.groups)
+        ]
+        per_lookup[f.name] = sum(looked) / float(counts.sum())
     value = dict(zip(names, ctrl.state.estimator.w.reshape(len(names), -1).sum(1)))
     noise_values = [float(value[n]) for n in meta["noise"]]
     return {
         "seed": seed,
         "dims_per_id_informative": float(np.mean([per_id[n] for n in meta["informative"]])),
         "dims_per_id_noise": float(np.mean([per_id[n] for n in meta["noise"]])),
+        "dims_per_lookup_informative": float(np.mean([per_lookup[n] for n in meta["informative"]])),
+        "dims_per_lookup_noise": float(np.mean([per_lookup[n] for n in meta["noise"]])),
         "provenance": plan.extra["provenance"],
         "null_agreement": plan.extra["signal"]["null_agreement"],
         "estimator_value_informative": float(np.mean([value[n] for n in meta["informative"]])),
