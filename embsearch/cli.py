@@ -205,13 +205,14 @@ class Search(Command):
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def run(self, args: argparse.Namespace) -> int:
+        from embsearch.constraints import merge_flags
         from embsearch.report import plan_lines
         from embsearch.run_config import OPTIONS, RunConfig, read_config_file
         from embsearch.run_state import resumed_config
         from embsearch.search import run_search
 
         raw: dict[str, Any] = read_config_file(args.config) if args.config else {}
-        tables = {"controller_params", "backbone_params"}  # KEY=VALUE flags, merged below
+        tables = {"controller_params", "backbone_params", "constraints"}  # merged below
         given = {
             o.name: getattr(args, o.name)
             for o in OPTIONS
@@ -223,7 +224,9 @@ class Search(Command):
         named = set(given)
         for name in tables:
             pairs = getattr(args, name)
-            if pairs and isinstance(raw.get(name, {}), dict):  # (a non-table one is refused)
+            if pairs and name == "constraints":  # FIELD:KEY=VALUE flags over the file's table
+                raw[name] = merge_flags(raw.get(name), pairs)
+            elif pairs and isinstance(raw.get(name, {}), dict):  # (a non-table one is refused)
                 flag = next(o.flag for o in OPTIONS if o.name == name)
                 raw[name] = {**raw.get(name, {}), **dict(parse_param(t, flag) for t in pairs)}
             if pairs:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from embsearch.constraints import parse_constraints
 from embsearch.errors import ConfigError
 
 
@@ -41,11 +42,14 @@ class RunConfig:
     jobs: int | None = None  # trials in flight at once (local: worker processes)
     address: str | None = None  # the Ray cluster of --executor ray (auto or HOST:PORT)
     stream: bool = False  # the train split read once in its recorded time order (ESAPN)
+    constraints: dict[str, Any] = field(default_factory=dict)  # per field (constraints.py)
 
     def to_json(self) -> dict[str, Any]:
         """The options as saved in ``config.json``: a data directory as an absolute path, so
         ``retrain`` and ``export`` find it from any working directory."""
         raw = asdict(self)
+        if not raw["constraints"]:  # absent when empty: earlier runs' fingerprints still match
+            del raw["constraints"]
         if self.data != "synthetic":
             raw["data"] = str(Path(self.data).expanduser().resolve())
         return raw
@@ -84,6 +88,7 @@ class RunConfig:
                 where = opt.flag if source == "options" or opt.name in flags else None
                 where = where or f"{source}: {opt.name}"
                 raise ConfigError(f"{where} must be {opt.allowed}, got {value!r}")
+        parse_constraints(self.constraints)  # keys and values (fields: by the search space)
 
 
 @dataclass(frozen=True)
@@ -241,6 +246,14 @@ OPTIONS: tuple[Option, ...] = (
         "read the train split once, in the time order `data prepare --order-by` recorded, "
         "without shuffling (the streaming setting of ESAPN's paper; controllers that take "
         "it: esapn)",
+    ),
+    Option(
+        "constraints", "dict", "a table of per-field constraints, e.g. {user = {min_dim = 8}}",
+        "constrain one field (repeatable), as TorchRec's ParameterConstraints per table: "
+        "min_dim=N, max_dim=N, dims=8,16, kinds=full,qr (spaces with meta_table), "
+        "precisions=fp32,fp16 (spaces with precision), keep (never dropped: no dim 0); "
+        "e.g. --constraint user:min_dim=8 --constraint item:keep",
+        flag_name="--constraint", metavar="FIELD:KEY=VALUE",
     ),
 )  # fmt: skip
 _TYPES: dict[str, tuple[type, ...]] = {

@@ -38,6 +38,7 @@ from embsearch.backbones import backbone_params, dense_bytes
 from embsearch.backbones.params import split_params
 from embsearch.baseline import is_full_table, test_and_store
 from embsearch.budget import format_bytes, parse_budget
+from embsearch.constraints import parse_constraints
 from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller
 from embsearch.controllers.registry import get_controller
@@ -84,7 +85,10 @@ def build_space(cfg: RunConfig, dataset: Dataset, default_space: str) -> SearchS
     }
     if name == "feature_dims":
         kwargs["n_groups"] = cfg.groups
-    return SPACES[name](dataset.schema, **kwargs)
+    space = SPACES[name](dataset.schema, **kwargs)
+    if cfg.constraints:  # checked against the data and the space, one line, before any compute
+        space = space.with_constraints(parse_constraints(cfg.constraints))
+    return space
 
 
 def make_context(

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from embsearch.budget import parse_budget
+from embsearch.constraints import parse_constraints
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import (
     PROVENANCE_KEY,
@@ -55,11 +56,15 @@ def make_test_context(
     epochs: int = 1,
     width: int = 16,
     space: str | None = None,
+    constraints: dict[str, Any] | None = None,
 ) -> SearchContext:
-    """A small, fast context in ``space`` (default: the controller's default space)."""
+    """A small, fast context in ``space`` (default: the controller's default space), under
+    per-field ``constraints`` (``{field: {key: value}}``, as a config file gives them)."""
     dataset = dataset or small_dataset()
     space_cls = SPACES[space or controller_cls.default_space]
     space = space_cls(dataset.schema, width=width)
+    if constraints:
+        space = space.with_constraints(parse_constraints(constraints))
     resolved = sorted(space.resolve_budget(parse_budget(b)) for b in budgets)
     return SearchContext(
         dataset=dataset,
@@ -87,6 +92,14 @@ def check_plan(plan: Plan, ctx: SearchContext, budget: int) -> None:
             f"field {f.name}: dim outside [0, width]"
         )
     assert plan.table_bytes <= budget, f"plan {plan.table_bytes} B exceeds budget {budget} B"
+    for name, c in parse_constraints(ctx.space.constraints and plan.extra["constraints"]).items():
+        f = next(f for f in plan.fields if f.name == name)
+        for g in range(len(f.groups)):
+            spec = plan.block_spec(f, g)
+            assert c.allows(spec.dim, spec.kind, spec.precision), (
+                f"field {name} group {g}: dim {spec.dim} {spec.kind} {spec.precision} breaks "
+                f"{c.text(name)}"
+            )
     assert plan.budget_bytes == budget
     assert Plan.from_json(plan.to_json()).to_json() == plan.to_json(), (
         "plan does not round-trip through JSON"
@@ -134,17 +147,19 @@ def check_controller(
     space: str | None = None,
     budgets: tuple[str, str] = ("15%", "40%"),
     min_use: float = 0.5,
+    constraints: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run every conformance check on ``controller_cls`` in ``space`` (default: its default
     space; the suite runs every space in its ``supported_spaces``) at two ``budgets``
     (raises AssertionError on failure); the tighter budget's plan must use ``min_use`` of it.
+    ``constraints`` (``{field: {key: value}}``): every plan must obey them too.
 
     Returns the report of :func:`check_signal` (null agreement per budget for a controller
     that learns a signal; empty otherwise)."""
     params = params or {}
     assert controller_cls.name, "controller needs a name"
     assert controller_cls.family, "controller needs a family"
-    ctx = make_test_context(controller_cls, budgets=budgets, space=space)
+    ctx = make_test_context(controller_cls, budgets=budgets, space=space, constraints=constraints)
     controller = controller_cls(**params)
     plans = controller.search_budgets(ctx)
     assert len(plans) == len(ctx.budgets), "search_budgets must return one plan per budget"
@@ -159,7 +174,7 @@ def check_controller(
         f"plan uses only {small.table_bytes} of {budget} B"
     )
     again = controller_cls(**params).search_budgets(
-        make_test_context(controller_cls, budgets=budgets, space=space)
+        make_test_context(controller_cls, budgets=budgets, space=space, constraints=constraints)
     )
     assert [p.field_dims for p in again] == [p.field_dims for p in plans], (
         "search is not deterministic under a seed"

@@ -35,12 +35,13 @@ class CpRec(Controller):
     }
 
     def rule(self, ctx: SearchContext, top: float) -> Candidate:
-        """Step 2: dims by group rank, rounded down to candidates (never below the smallest)."""
-        cands = np.asarray(ctx.space.candidates)
+        """Step 2: dims by group rank, rounded down to candidates (never below the smallest);
+        a constrained field's to the dims its constraint allows (``space.block_keys``)."""
         out = []
-        for groups in ctx.space.groups:
+        for f, groups in enumerate(ctx.space.groups):
             dims = []
             for g in range(len(groups)):
+                cands = np.asarray(sorted(ctx.space.block_keys(f, g)))
                 want = top / float(self.config["ratio"]) ** g
                 i = max(int(np.searchsorted(cands, want, side="right")) - 1, 0)
                 dims.append(int(cands[i]))
@@ -63,7 +64,7 @@ class CpRec(Controller):
                     if g >= len(dims):
                         continue
                     cap = dims[g - 1] if g > 0 else cands[-1]
-                    nxt = [c for c in cands if dims[g] < c <= cap]
+                    nxt = [c for c in sorted(space.block_keys(f, g)) if dims[g] < c <= cap]
                     if not nxt:
                         continue
                     trial = [list(d) for d in cand]

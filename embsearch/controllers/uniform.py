@@ -10,6 +10,12 @@ level ``k`` (every field hashed to about ``1 / 2**k`` of its ids: the hashing tr
 budget that hashes least (the lowest ``k``), then of most bytes (ties: the larger dim, then
 more bits): on frappe at 10% the setting of most bytes hashed every field (test AUC 0.888)
 where full rows at fp16 fit (0.953).
+
+Under per-field constraints (``--constraint``) a narrower table cannot hold a field whose
+dims are bounded below, so the plan keeps the space's width and every field takes the dim
+(or setting) of the uniform choice nearest to what its constraint allows
+(:func:`~embsearch.search_spaces.constrain.nearest`; a dim below the width then pays its
+projection): the largest such choice that fits, in the same order as above.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller
 from embsearch.errors import BudgetError
 from embsearch.plan import Plan
-from embsearch.search_spaces import COMPOSED_SPACES
+from embsearch.search_spaces import COMPOSED_SPACES, constrain
 from embsearch.search_spaces.composed import ComposedSpace
 
 _BITS = {"fp32": 32, "fp16": 16, "int8": 8}
@@ -74,8 +80,14 @@ class Uniform(Controller):
         if isinstance(ctx.space, ComposedSpace):
             return self.search_composed(ctx, ctx.space)
         for dim in range(ctx.space.width, 0, -1):
-            narrow = ctx.space.with_width(dim)
-            cand = narrow.uniform(dim)
+            if ctx.space.constraints:  # the space's width, constrained fields moved (docstring)
+                if dim not in ctx.space.candidates:
+                    continue
+                narrow = ctx.space
+                cand = narrow.uniform(dim)
+            else:
+                narrow = ctx.space.with_width(dim)
+                cand = narrow.uniform(dim)
             if narrow.bytes_of(cand) <= ctx.budget:
                 return self.make_plan(ctx, cand, space=narrow)
         raise BudgetError(f"budget {ctx.budget} B cannot hold even a dim-1 table; raise --budget")
@@ -83,17 +95,22 @@ class Uniform(Controller):
     def search_composed(self, ctx: SearchContext, space: ComposedSpace) -> Plan:
         """The uniform setting of most bytes within the budget (module docstring)."""
         dims = range(space.width, 0, -1) if "dims" in space.axes else (space.width,)
+        if space.constraints:  # the space's width, constrained fields moved (docstring)
+            dims = sorted((d for d in space.dim_choices if d > 0), reverse=True)
         most = max(b - a for gs in space.groups for a, b in gs)
         levels = range(0, most.bit_length() + 1) if "meta_table" in space.axes else (0,)
         precisions = PRECISIONS if "precision" in space.axes else (space.precision,)
         best: tuple[tuple[int, int, int, int], ComposedSpace, Candidate] | None = None
         for dim in dims:
-            narrow = space.with_width(dim) if dim != space.width else space
+            narrow = (
+                space.with_width(dim) if dim != space.width and not space.constraints else space
+            )
             for level in levels:
                 for p in precisions:
                     cand = uniform_rows(narrow, dim, level, p)
                     if cand is None:
                         continue
+                    cand = constrain.nearest(narrow, cand)
                     nbytes = narrow.bytes_of(cand)
                     rank = (-level, nbytes, dim, _BITS[p])
                     if nbytes <= ctx.budget and (best is None or rank > best[0]):

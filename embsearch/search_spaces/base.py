@@ -17,9 +17,11 @@ import numpy as np
 from embsearch.blocks import BlockSpec, check_precision
 from embsearch.budget import BudgetSpec, field_bytes
 from embsearch.candidate import Candidate
+from embsearch.constraints import FieldConstraint, constraints_json
 from embsearch.data.schema import Schema
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.plan import FieldPlan, GroupPlan, Plan
+from embsearch.search_spaces import constrain
 from embsearch.search_spaces.floor import check_fits
 from embsearch.search_spaces.knapsack import solve_mckp
 
@@ -53,6 +55,9 @@ class SearchSpace:
     """
 
     name = "base"
+    #: per-field constraints (field name -> :class:`~embsearch.constraints.FieldConstraint`),
+    #: set by :meth:`with_constraints`; they narrow :meth:`block_keys` (``constrain.py``)
+    constraints: dict[str, FieldConstraint] = {}  # noqa: RUF012 - read-only default
 
     def __init__(
         self,
@@ -87,10 +92,22 @@ class SearchSpace:
     def group_rows(self, f: int) -> list[int]:
         return [b - a for a, b in self.groups[f]]
 
-    def block_keys(self, f: int, g: int) -> tuple[int, ...]:
-        """The keys block ``(f, g)`` may take: here the candidate dims themselves (the
-        generic candidate, ``composed.py``: composed spaces key options by index)."""
+    def all_keys(self, f: int, g: int) -> tuple[int, ...]:
+        """Every key of block ``(f, g)``, constraints aside: here the candidate dims themselves
+        (the generic candidate, ``composed.py``: composed spaces key options by index)."""
         return self.candidates
+
+    def block_keys(self, f: int, g: int) -> tuple[int, ...]:
+        """The keys block ``(f, g)`` may take: :meth:`all_keys` its field's constraint allows."""
+        return constrain.allowed_keys(self, f, g) if self.constraints else self.all_keys(f, g)
+
+    def with_constraints(self, constraints: dict[str, FieldConstraint]) -> SearchSpace:
+        """A copy under per-field ``constraints``, checked against the space (one line)."""
+        return constrain.apply(self, constraints)
+
+    def key_distance(self, f: int, g: int, a: int, b: int) -> float:
+        """How far key ``b`` of block ``(f, g)`` is from ``a``: here :func:`log2_distance`."""
+        return log2_distance(a, b)
 
     def block_spec(self, f: int, g: int, key: int) -> BlockSpec:
         """The block that key ``key`` of block ``(f, g)`` builds: here ``full`` at dim ``key``."""
@@ -111,8 +128,8 @@ class SearchSpace:
         return self.from_plan(plan)
 
     def options(self, f: int) -> list[tuple[int, ...]]:
-        """Every dims tuple field ``f`` may take (one dim per group)."""
-        return list(itertools.product(self.candidates, repeat=len(self.groups[f])))
+        """Every dims tuple field ``f`` may take (one allowed dim per group)."""
+        return list(itertools.product(*(self.block_keys(f, g) for g in range(len(self.groups[f])))))
 
     def with_width(self, width: int, candidates: Sequence[int] | None = None) -> SearchSpace:
         """A copy with another backbone width (and candidates, default just ``width``)."""
@@ -141,6 +158,7 @@ class SearchSpace:
         clone = copy.copy(self)
         clone.groups = [[(0, f.cardinality)] for f in self.schema.fields]
         clone.precision = "fp32"
+        clone.__dict__.pop("constraints", None)  # the full table is not constrained
         return clone
 
     def __copy__(self) -> SearchSpace:
@@ -148,7 +166,7 @@ class SearchSpace:
         callers change a copy's width, candidates, projection or groups, never the original's."""
         clone = self.__class__.__new__(self.__class__)
         clone.__dict__.update(
-            {k: v for k, v in self.__dict__.items() if k not in ("_costs", "_priced")}
+            {k: v for k, v in self.__dict__.items() if k not in ("_costs", "_priced", "_allowed")}
         )
         return clone
 
@@ -170,12 +188,16 @@ class SearchSpace:
         return sum(self.field_cost(f, d) for f, d in enumerate(cand))
 
     def uniform(self, dim: int) -> Candidate:
-        return tuple((dim,) * len(g) for g in self.groups)
+        """Every block at ``dim`` (a constrained block at its nearest allowed dim)."""
+        return constrain.nearest(self, tuple((dim,) * len(g) for g in self.groups))
 
     def min_bytes(self) -> int:
         """Bytes of the cheapest candidate. Per field the cheapest option is uniform: any
         option with a dim below the width pays a projection (linear) and its rows, so the
-        smallest candidate everywhere beats it; without projections, all at the width."""
+        smallest candidate everywhere beats it; without projections, all at the width.
+        Under constraints: the cheapest allowed option of each field."""
+        if self.constraints:
+            return sum(min(self._priced_options(f)[1]) for f in range(self.num_fields))
         return sum(
             min(self.field_cost(f, (c,) * len(g)) for c in self.candidates)
             for f, g in enumerate(self.groups)
@@ -201,12 +223,15 @@ class SearchSpace:
     def check_budget(self, budget: int, *, shown: str | None = None) -> None:
         """Raise :class:`BudgetError` when ``budget`` bytes are below :meth:`min_bytes`
         (:func:`~embsearch.search_spaces.floor.check_fits`; ``shown`` names the budget)."""
-        check_fits(budget, self.min_bytes(), what=f"plan of the {self.name} space", shown=shown)
+        what = f"plan of the {self.name} space"
+        if self.constraints:
+            what += f" under the constraints ({constrain.describe(self)})"
+        check_fits(budget, self.min_bytes(), what=what, shown=shown)
 
     # -- candidates ----------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Candidate:
         return tuple(
-            tuple(int(rng.choice(self.candidates)) for _ in self.groups[f])
+            tuple(int(rng.choice(self.block_keys(f, g))) for g in range(len(self.groups[f])))
             for f in range(self.num_fields)
         )
 
@@ -258,7 +283,8 @@ class SearchSpace:
                         for c in self.candidates
                     ]
                 )
-                values.append(pref[g])
+                allowed = [c in self.block_keys(f, g) for c in self.candidates]
+                values.append(np.where(allowed, pref[g], -np.inf))
         picks = iter(solve_mckp(costs, values, budget))
         return tuple(tuple(self.candidates[next(picks)] for _ in groups) for groups in self.groups)
 
@@ -270,21 +296,26 @@ class SearchSpace:
         if f not in cache:
             o = self.options(f)
             n_groups = len(self.groups[f])
-            index = np.array(
-                list(itertools.product(range(len(self.candidates)), repeat=n_groups)),
-                dtype=np.int64,
-            ).reshape(len(o), n_groups)
+            at = {c: i for i, c in enumerate(self.candidates)}
+            index = np.array([[at[d] for d in dims] for dims in o], dtype=np.int64).reshape(
+                len(o), n_groups
+            )
             cache[f] = (o, [self.field_cost(f, dims) for dims in o], index)
         return cache[f]
 
     def argmax(self, preference: Sequence[np.ndarray]) -> Candidate:
-        """The per-group argmax, ignoring any budget (the papers' own discretisation)."""
+        """The per-group argmax over allowed dims, ignoring any budget (the papers' own
+        discretisation)."""
         return tuple(
             tuple(
                 self.candidates[int(i)]
-                for i in np.asarray(p).reshape(len(self.groups[f]), -1).argmax(1)
+                for i in np.where(
+                    [[c in self.block_keys(f, g) for c in self.candidates] for g in range(len(gs))],
+                    np.asarray(preference[f], dtype=np.float64).reshape(len(gs), -1),
+                    -np.inf,
+                ).argmax(1)
             )
-            for f, p in enumerate(preference)
+            for f, gs in enumerate(self.groups)
         )
 
     def repair(
@@ -292,8 +323,8 @@ class SearchSpace:
     ) -> Candidate:
         """Project ``cand`` onto the budget: the knapsack over dims no larger than ``cand``'s,
         preferring (by default) to keep each group's dim as close to the original as possible
-        (:func:`log2_distance`)."""
-        if self.bytes_of(cand) <= budget:
+        (:func:`log2_distance`); a candidate that breaks a constraint moves to allowed dims."""
+        if self.bytes_of(cand) <= budget and constrain.conforms(self, cand):
             return cand
         pref = []
         for f, dims in enumerate(cand):
@@ -314,6 +345,7 @@ class SearchSpace:
     # -- plans ------------------------------------------------------------------------------
     def to_plan(self, cand: Candidate, controller: str, budget: int, **kwargs: object) -> Plan:
         self.validate(cand)
+        constrain.check_candidate(self, cand, controller)
         plan = Plan(
             controller=controller,
             space=self.name,
@@ -328,6 +360,8 @@ class SearchSpace:
             raise BudgetError(
                 f"internal: plan of {plan.table_bytes} B exceeds the budget {budget} B"
             )
+        if self.constraints:  # recorded in plan.json (extra.constraints)
+            plan.extra["constraints"] = constraints_json(self.constraints)
         return plan
 
     @property

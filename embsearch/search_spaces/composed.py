@@ -40,6 +40,7 @@ from embsearch.candidate import Candidate
 from embsearch.data.schema import Schema
 from embsearch.errors import ConfigError
 from embsearch.plan import FieldPlan, GroupPlan, Plan
+from embsearch.search_spaces import constrain
 from embsearch.search_spaces.base import SearchSpace, log2_distance
 from embsearch.search_spaces.field_dims import FieldDimsSpace
 from embsearch.search_spaces.knapsack import solve_mckp
@@ -160,8 +161,11 @@ class ComposedSpace(SearchSpace):
             memo[key] = opts
         return memo[key]
 
-    def block_keys(self, f: int, g: int) -> tuple[int, ...]:
+    def all_keys(self, f: int, g: int) -> tuple[int, ...]:
         return tuple(range(len(self.block_options(f, g))))
+
+    def key_distance(self, f: int, g: int, a: int, b: int) -> float:
+        return self.distance(f, g, a, b)
 
     def option(self, f: int, g: int, key: int) -> BlockOption:
         return self.block_options(f, g)[int(key)]
@@ -204,15 +208,16 @@ class ComposedSpace(SearchSpace):
         space has. A sampler drawing each axis uniformly gives full rows a fair chance (one
         kind in four), where drawing a key uniformly would almost always share rows."""
         out: dict[str, list] = {}
-        opts = self.block_options(f, g)
+        opts = [self.option(f, g, k) for k in self.block_keys(f, g)]  # under the constraints
         if "dims" in self.axes:
-            out["dim"] = list(self.dim_choices)
+            out["dim"] = [d for d in self.dim_choices if any(o.dim == d for o in opts)]
         if "meta_table" in self.axes:
-            kinds = {o.kind for o in opts}
+            kinds = {o.kind for o in opts if o.dim > 0} or {"full"}
             out["kind"] = [k for k in ("full", "hash", "memcom", "qr") if k in kinds]
             out["level"] = list(range(1, max(len(self._ladder(f, g, k)) for k in out["kind"]) + 1))
         if "precision" in self.axes:
-            out["precision"] = list(PRECISIONS)
+            precs = {o.precision for o in opts if o.dim > 0} or {"fp32"}
+            out["precision"] = [p for p in PRECISIONS if p in precs]
         return out
 
     def _ladder(self, f: int, g: int, kind: str) -> list[int]:
@@ -285,10 +290,14 @@ class ComposedSpace(SearchSpace):
         )
 
     def uniform(self, dim: int) -> Candidate:
+        """Every block at :meth:`top_option` (a constrained block at its nearest allowed option)."""
         opt = self.top_option(dim)
-        return tuple(
-            tuple(self.key_of(f, g, opt) for g in range(len(gs)))
-            for f, gs in enumerate(self.groups)
+        return constrain.nearest(
+            self,
+            tuple(
+                tuple(self.key_of(f, g, opt) for g in range(len(gs)))
+                for f, gs in enumerate(self.groups)
+            ),
         )
 
     def max_candidate(self) -> Candidate:
@@ -306,7 +315,7 @@ class ComposedSpace(SearchSpace):
                 }
                 keys.append(self.key_from_axes(f, g, values))
             out.append(tuple(keys))
-        return tuple(out)
+        return constrain.nearest(self, tuple(out))
 
     def validate(self, cand: Candidate) -> None:
         if len(cand) != self.num_fields:
@@ -353,13 +362,15 @@ class ComposedSpace(SearchSpace):
     ) -> Candidate:
         """Project ``cand`` onto the budget: the knapsack over each field's options that cost
         no more than its current one (so the cheapest option is always among them), keeping
-        every block as close as it can (:meth:`distance`, plus ``preference`` if given)."""
-        if self.bytes_of(cand) <= budget:
+        every block as close as it can (:meth:`distance`, plus ``preference`` if given); a
+        field whose keys break a constraint may take any allowed option."""
+        if self.bytes_of(cand) <= budget and constrain.conforms(self, cand):
             return cand
         costs, values, opts = [], [], []
         for f, keys in enumerate(cand):
             o, cost, _ = self._priced_options(f)
-            limit = self.field_cost(f, keys)
+            ok = all(int(k) in self.block_keys(f, g) for g, k in enumerate(keys))
+            limit = self.field_cost(f, keys) if ok else math.inf
             value = np.full(len(o), -np.inf)
             for i, option in enumerate(o):
                 if cost[i] <= limit:

@@ -1,0 +1,152 @@
+"""Per-field constraints (issue 21 item 6): parsed in one line, applied to the search space,
+obeyed by every registered controller and recorded in the plan."""
+
+import numpy as np
+import pytest
+
+from embsearch.budget import parse_budget
+from embsearch.constraints import FieldConstraint, merge_flags, parse_constraints
+from embsearch.controllers.registry import available, get_controller
+from embsearch.errors import BudgetError, ConfigError
+from embsearch.search_spaces import COMPOSED_SPACES, SPACES
+from embsearch.testing import check_plan, make_test_context
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# f00 has 21 ids (dim >= 8), f01 289 (never dropped), f02 626 (dim <= 4)
+CONSTRAINTS = {"f00": {"min_dim": 8}, "f01": {"keep": True}, "f02": {"max_dim": 4}}
+# small trial counts: a test's length (the plans must obey whatever the search finds)
+FAST = {"trials": 8, "generations": 3, "population": 8, "top_k": 4, "search_updates": 5}
+
+
+def _params(cls):
+    return {k: v for k, v in FAST.items() if k in cls.param_specs}
+
+
+def _search(name, space=None, budgets=("12%",), constraints=CONSTRAINTS):
+    cls = get_controller(name)
+    ctx = make_test_context(cls, budgets=budgets, space=space, constraints=constraints)
+    controller = cls(**_params(cls))
+    plans = controller.search_budgets(ctx)
+    for plan, budget in zip(plans, ctx.budgets):
+        check_plan(plan, ctx, budget)  # bytes within the budget, and every constraint obeyed
+        assert plan.extra["constraints"] == CONSTRAINTS if constraints is CONSTRAINTS else True
+    return plans
+
+
+@pytest.mark.parametrize("name", sorted(available()))
+def test_every_controller_obeys_the_constraints(name):
+    plans = _search(name)
+    dims = plans[0].field_dims
+    assert all(d >= 8 for d in dims["f00"]) and all(d > 0 for d in dims["f01"])
+    assert all(d <= 4 for d in dims["f02"])
+
+
+def _composed_claims():
+    return [
+        (name, "field_dims+meta_table+precision")
+        for name in sorted(available())
+        if "field_dims+meta_table+precision" in get_controller(name).supported_spaces
+    ]
+
+
+@pytest.mark.parametrize(("name", "space"), _composed_claims())
+def test_composed_controllers_obey_kinds_and_precisions(name, space):
+    constraints = {**CONSTRAINTS, "f01": {"keep": True, "kinds": ["full", "qr"]}}
+    constraints["f03"] = {"precisions": ["fp32", "fp16"]}
+    plans = _search(name, space=space, budgets=("3%",), constraints=constraints)
+    f01 = next(f for f in plans[0].fields if f.name == "f01")
+    assert plans[0].block_spec(f01, 0).kind in ("full", "qr")
+
+
+def test_parse_flags_and_tables_agree():
+    flags = parse_constraints(["f0:min_dim=8", "f0:keep", "f1:dims=16,8", "f2:kinds=full,qr"])
+    table = parse_constraints({"f0": {"min_dim": 8, "keep": True}, "f1": {"dims": [8, 16]},
+                               "f2": {"kinds": "full,qr"}})  # fmt: skip
+    assert flags == table
+    assert flags["f1"] == FieldConstraint(dims=(8, 16))
+    assert not flags["f0"].allows(0) and not flags["f0"].allows(4) and flags["f0"].allows(16)
+    assert flags["f2"].allows(4, "qr") and not flags["f2"].allows(4, "hash")
+    assert FieldConstraint(max_dim=4).allows(0)  # a dropped block: only keep / dims rule it out
+    # the file's table under the flags: a flag's key replaces the file's for that field
+    assert merge_flags({"f0": {"min_dim": 4}}, ["f0:max_dim=8", "f0:min_dim=2"]) == {
+        "f0": {"min_dim": 2, "max_dim": 8}
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (["f0:width=8"], "unknown key 'width'; keys: min_dim"),
+        (["f0:min_dim=eight"], "not a whole number"),
+        (["f0:min_dim=-1"], "negative"),
+        (["f0:kinds=full,bloom"], "bloom is not a kind; use full"),
+        (["f0:precisions=fp8"], "fp8 is not a precision"),
+        (["f0:min_dim=8", "f0:max_dim=4"], "min_dim=8 is above max_dim=4"),
+        (["f0min_dim=8"], "write FIELD:KEY=VALUE"),
+        (["f0:max_dim"], "needs a value"),
+        ({"f0": 8}, "expected a table of keys"),
+    ],
+)
+def test_bad_constraints_are_refused_in_one_line(raw, says):
+    with pytest.raises(ConfigError, match=says) as err:
+        parse_constraints(raw)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("space", "raw", "says"),
+    [
+        ("field_dims", {"user": {"keep": True}}, "no field of the data: user; fields: f00, f01"),
+        ("field_dims", {"f00": {"kinds": ["qr"]}}, "needs a space that searches meta_table"),
+        ("field_dims", {"f00": {"precisions": ["fp16"]}}, "searches precision"),
+        ("field_dims", {"f00": {"dims": [12]}}, r"dim\(s\) 12 are not offered"),
+        ("meta_table", {"f00": {"max_dim": 8}}, "leaves field 'f00' .* no option"),
+        ("field_dims+meta_table", {"f00": {"kinds": ["pruned"]}}, "no option"),
+    ],
+)
+def test_constraints_the_space_cannot_meet_are_refused(small_ds, space, raw, says):
+    with pytest.raises(ConfigError, match=says):
+        SPACES[space](small_ds.schema).with_constraints(parse_constraints(raw))
+
+
+def test_budget_below_the_constrained_minimum_names_it(small_ds):
+    free = SPACES["field_dims"](small_ds.schema)
+    space = free.with_constraints(parse_constraints({"f06": {"min_dim": 16}}))
+    assert space.min_bytes() > free.min_bytes()
+    budget = free.min_bytes() + 1  # feasible without the constraint
+    with pytest.raises(BudgetError, match=f"under the constraints .*{space.min_bytes()}"):
+        space.check_budget(budget)
+
+
+@pytest.mark.parametrize("name", ["field_dims", "feature_dims", *COMPOSED_SPACES])
+def test_space_operations_stay_inside_the_constraints(small_ds, name):
+    raw = {"f00": {"min_dim": 8}, "f01": {"keep": True}, "f02": {"dims": [2, 4]}}
+    if name in ("meta_table", "precision"):
+        raw = {"f01": {"keep": True}, "f02": {"min_dim": 16}}
+    space = SPACES[name](small_ds.schema).with_constraints(parse_constraints(raw))
+    budget = space.resolve_budget(parse_budget("40%" if name == "precision" else "10%"))
+    rng = np.random.default_rng(0)
+    low = 1 if "dims" in getattr(space, "axes", ("dims",)) else space.width
+    cands = [space.sample(rng) for _ in range(20)] + [space.max_candidate(), space.uniform(low)]
+    free = SPACES[name](small_ds.schema)
+    cands += [space.repair(free.max_candidate(), budget), space.repair(free.sample(rng), budget)]
+    prefs = [np.zeros((len(g), len(space.all_keys(f, 0)))) for f, g in enumerate(space.groups)]
+    if name in COMPOSED_SPACES:
+        prefs = [[np.zeros(len(space.all_keys(f, 0)))] for f in range(space.num_fields)]
+    cands.append(space.best_under_budget(prefs, budget))
+    for cand in cands:
+        plan = space.to_plan(cand, "test", max(budget, space.bytes_of(cand)))
+        for fname, c in parse_constraints(raw).items():
+            f = next(f for f in plan.fields if f.name == fname)
+            spec = plan.block_spec(f, 0)
+            assert c.allows(spec.dim, spec.kind, spec.precision), (cand, fname)
+    assert space.bytes_of(cands[-1]) <= budget and space.bytes_of(cands[-2]) <= budget
+
+
+def test_a_candidate_that_breaks_a_constraint_is_not_a_plan(small_ds):
+    space = SPACES["field_dims"](small_ds.schema)
+    space = space.with_constraints({"f00": FieldConstraint(min_dim=8)})
+    cand = ((2,), *space.max_candidate()[1:])
+    with pytest.raises(RuntimeError, match="chose dim 2 full fp32 .* breaks f00:min_dim=8"):
+        space.to_plan(cand, "rogue", space.bytes_of(cand))
