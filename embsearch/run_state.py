@@ -15,6 +15,22 @@ no run, one with ``search.json`` finished its search; another dataset (data fing
 other options among :data:`IDENTITY` (budgets, controller, its parameters, ...), is refused
 in one line. Device, threads, ``max_seconds`` and where trials run (executor, jobs,
 address) may change on a resume.
+
+Who resumes (:data:`RESUMABLE_FAMILIES`):
+
+- black-box (tpe, random, cmaes, nsga2): their Optuna studies are taken up again
+  (:mod:`embsearch.controllers.black_box_study`);
+- evolutionary (optembed, rule): replayed: the search runs again from its seed and every
+  evaluation the killed run finished is served from the storage, neither scored nor stored
+  again (:class:`~embsearch.trial_store.LoopStudy`), so it repeats its choices and goes on
+  where it stopped;
+- both load the trained supernet (``RUN_DIR/supernet.pt``) or, killed while it trained,
+  continue it from its last per-epoch checkpoint (``RUN_DIR/supernet.epoch.pt``: model,
+  optimiser, RNG states; :mod:`embsearch.controllers.weight_sharing`);
+- the others are refused in one line (:data:`NOT_RESUMABLE` says why): RL (nis, esapn,
+  autoias) trains its policy from a supernet that changes under it, differentiable
+  controllers train architecture weights inside an unsaved supernet, rule-based ones run
+  no trials.
 """
 
 from __future__ import annotations
@@ -28,11 +44,19 @@ from embsearch._atomic import read_json, write_json
 from embsearch.controllers.black_box_study import SUPERNET_NAME
 from embsearch.errors import ConfigError, RunDirError
 from embsearch.run_config import RunConfig
+from embsearch.train.checkpoint import CHECKPOINT_NAME
 from embsearch.trial_store import JOURNAL_NAME, TrialStore, new_run_id, open_store
 
 RUN_NAME = "run.json"
 FREE = ("device", "threads", "max_seconds", "executor", "jobs", "address")  # a resume may change
-RESUMABLE_FAMILY = "black-box"
+RESUMABLE_FAMILIES = ("black-box", "evolutionary")
+NOT_RESUMABLE = {  # why the other families start again (one line each)
+    "rl": "its policy learns from a supernet trained alongside it, whose state (policy, "
+    "rewards, supernet mid-update) no checkpoint holds",
+    "differentiable": "its architecture weights train inside its supernet, which is not "
+    "checkpointed",
+    "rule-based": "it runs no trials (a rule-based plan takes seconds)",
+}
 
 
 def identity(cfg_json: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +91,14 @@ def start_run(out: Path, cfg: RunConfig, data_fingerprint: str, storage: str | N
 def discard_start(out: Path) -> None:
     """Remove what :func:`start_run` wrote into ``out`` (a fresh search refused before it
     wrote any plan: bad input leaves no output)."""
-    for name in (RUN_NAME, "config.json", JOURNAL_NAME, JOURNAL_NAME + ".lock", SUPERNET_NAME):
+    for name in (
+        RUN_NAME,
+        "config.json",
+        JOURNAL_NAME,
+        JOURNAL_NAME + ".lock",
+        SUPERNET_NAME,
+        CHECKPOINT_NAME,
+    ):
         path = out / name
         if path.is_file() or path.is_symlink():
             path.unlink()
@@ -103,10 +134,11 @@ def check_same_run(
     """Refuse, in one line, a resume whose data or options differ from the run's
     (``saved``, ``info``: its ``config.json`` and ``run.json``, as :func:`read_run` gives
     them)."""
-    if family != RESUMABLE_FAMILY:
+    if family not in RESUMABLE_FAMILIES:
         raise ConfigError(
-            f"--resume continues black-box searches (tpe, random, cmaes, nsga2); "
-            f"{cfg.controller} keeps its trials in the storage but starts again: run it anew"
+            f"--resume continues black-box (tpe, random, cmaes, nsga2) and evolutionary "
+            f"(optembed, rule) searches; {cfg.controller} ({family}) cannot: "
+            f"{NOT_RESUMABLE.get(family, 'it keeps no trials to continue from')}; run it anew"
         )
     if info.get("data_fingerprint") != data_fingerprint:
         raise ConfigError(

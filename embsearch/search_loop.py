@@ -31,7 +31,10 @@ A resumed controller (``--resume``) hands the loop the trials a killed run finis
 ``"resumed": true`` and count as this loop's first, so the best is kept over both runs.
 
 With a storage in the context, :func:`trial_recorder` also writes every evaluation into
-the run's Optuna storage as it finishes (issue 22 item 3).
+the run's Optuna storage as it finishes (issue 22 item 3); on a resume, a candidate the
+killed run finished in this loop's study is served from there (recorded ``"resumed":
+true``, not scored, not stored again: :class:`~embsearch.trial_store.LoopStudy`), so an
+evolutionary search replayed from its seed continues where it stopped (item 4).
 
 With an executor in the context (``ctx.executor``, a :class:`TrialExecutor`: worker
 processes or a Ray cluster, :mod:`embsearch.executors`; issue 22 item 5), trials run there,
@@ -58,6 +61,7 @@ from embsearch.errors import ConfigError
 from embsearch.evaluator import Evaluator
 from embsearch.search_spaces.base import Candidate, SearchSpace
 from embsearch.train.progress import progress_bar
+from embsearch.trial_store import LoopStudy
 
 STOP_REASONS = ("done", "time", "interrupted", "max_evals")
 
@@ -211,45 +215,21 @@ def _finite(x: float) -> float | None:
 
 def trial_recorder(
     asker: TrialAsker, ctx: SearchContext, space: SearchSpace, tag: dict[str, Any]
-) -> Callable[[Candidate, float, dict[str, Any]], None] | None:
+) -> LoopStudy | None:
     """With a storage in ``ctx`` (the runner's), each evaluation of an asker that keeps no
     study of its own (``stores_trials``: the black-box controllers do) becomes a finished
-    trial of the study ``<run>/<controller>/<phase>/budget-<bytes>`` as it finishes: one
-    categorical parameter per (field, group), ``<field>/<group>``, the score as its value
-    (non-finite: ``FAIL``), the bytes and metrics as user attributes. For
-    ``optuna-dashboard``; only black-box searches resume from it."""
+    trial of the study ``<run>/<controller>/<phase>/budget-<bytes>`` as it finishes
+    (:class:`~embsearch.trial_store.LoopStudy`: one categorical parameter per (field,
+    group), ``<field>/<group>``); on a resume the loop replays the killed run's from it."""
     store, inner = ctx.store, getattr(asker, "asker", asker)
     if store is None or getattr(inner, "stores_trials", False):
         return None
-    import optuna
-    from optuna.distributions import CategoricalDistribution
-    from optuna.trial import TrialState, create_trial
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = store.study_name(tag["controller"], tag["budget"], tag["phase"])
-    study = optuna.create_study(
-        storage=store.storage, study_name=name, direction="maximize", load_if_exists=True
-    )
-    dist = CategoricalDistribution(list(space.candidates))
     names = [
         [f"{space.schema.fields[f].name}/{g}" for g in range(len(gs))]
         for f, gs in enumerate(space.groups)
     ]
-
-    def stored(cand: Candidate, score: float, facts: dict[str, Any]) -> None:
-        params = {names[f][g]: int(d) for f, dims in enumerate(cand) for g, d in enumerate(dims)}
-        ok = math.isfinite(score)
-        study.add_trial(
-            create_trial(
-                params=params,
-                distributions=dict.fromkeys(params, dist),
-                value=float(score) if ok else None,
-                state=TrialState.COMPLETE if ok else TrialState.FAIL,
-                user_attrs={k: v for k, v in facts.items() if v is not None},
-            )
-        )
-
-    return stored
+    return LoopStudy(store, name, names, list(space.candidates))
 
 
 def run_loop(
@@ -350,7 +330,7 @@ def _drive(
     cache: dict[Candidate, float],
     tag: dict[str, Any],
     shown: Callable[..., None],
-    stored: Callable[[Candidate, float, dict[str, Any]], None] | None = None,
+    stored: LoopStudy | None = None,
 ) -> tuple[Candidate | None, float, int, int, str]:
     """``run_loop``'s ask/score/tell repetition, up to ``executor.slots`` trials in flight
     (one for :class:`InProcess`, the serial executor); returns (best, its score,
@@ -367,10 +347,9 @@ def _drive(
         )
         n += 1
         hits += bool(facts["cached"])
-        if stored is not None:
-            stored(
-                cand, score, {k: v for k, v in facts.items() if k != "worker"} | {"bytes": nbytes}
-            )
+        if stored is not None and not facts.get("resumed"):  # a replayed one is stored already
+            kept = {k: v for k, v in facts.items() if k != "worker"}
+            stored.add(cand, score, kept | {"bytes": nbytes})
         metrics = {
             k: v
             for k, v in facts.items()
@@ -398,6 +377,11 @@ def _drive(
                 if nbytes > budget:  # rejected: recorded, told -inf, never kept
                     ctx.record(event="rejected", **tag, candidate=as_json(cand), bytes=nbytes)
                     asker.tell_trial(trial.id, {"score": -math.inf, "bytes": float(nbytes)})
+                elif (again := None if stored is None else stored.replayed(cand)) is not None:
+                    score, cached = again  # the killed run finished it: never scored again
+                    cache[cand] = score
+                    seen = {"score": _finite(score), "seconds": 0.0, "cached": cached}
+                    told(trial.id, cand, nbytes, score, seen | {"resumed": True})
                 elif cand in cache:  # memoised: told at once, as the serial loop does
                     score = cache[cand]
                     told(

@@ -1,0 +1,137 @@
+"""Evolutionary searches resume (issue 22 item 4): an optembed or rule search killed with
+SIGKILL part-way through its evolution (the process kills itself while scoring its
+``KILL_AFTER``-th candidate of the budget, so the point is exact) and resumed with
+``--resume`` ends with as many trials in the run's storage as an uninterrupted run, none
+scored twice, and the same plan under a seed; the resumed run replays the killed run's
+finished evaluations (``resumed: true``) and loads its saved supernet."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+from embsearch.cli import main
+from embsearch.run_config import RunConfig
+from embsearch.run_state import start_run
+
+PLUGIN = '''
+import os, signal
+from embsearch.controllers.optembed import OptEmbed
+from embsearch.controllers.rule import Rule
+
+
+class Killing:
+    """Dies by SIGKILL while scoring the KILL_AFTER-th candidate (env) of the evolution."""
+
+    def evaluator(self, ctx, budget):
+        inner = super().evaluator(ctx, budget)
+        after = int(os.environ.get("KILL_AFTER", "0"))
+        if not after:
+            return inner
+        calls = []
+
+        def scored(cand):
+            calls.append(cand)
+            if len(calls) == after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return inner(cand)
+
+        scored.name = getattr(inner, "name", type(inner).__name__)
+        return scored
+
+
+class KillingOptEmbed(Killing, OptEmbed):
+    pass
+
+
+class KillingRule(Killing, Rule):
+    pass
+'''
+
+COMMON = [
+    "--data", "synthetic", "--budget", "15%", "--param", "supernet_epochs=1", "--epochs", "1",
+    "--batch-size", "1024", "--threads", "1", "--quiet",
+    "--param", "population=6", "--param", "generations=3", "--param", "top_k=3",
+]  # fmt: skip
+CONTROLLERS = {
+    "optembed": ("killing_evo:KillingOptEmbed", []),
+    "rule": ("killing_evo:KillingRule", ["--param", "estimator_samples=8"]),
+}
+KILL_AFTER = 5
+
+
+def journal_trials(run: Path) -> dict[str, list]:
+    """Every study of the run's journal: phase/budget -> its trials."""
+    storage = JournalStorage(JournalFileBackend(str(run / "trials.journal")))
+    return {
+        s.study_name.split("/", 2)[2]: optuna.load_study(
+            study_name=s.study_name, storage=storage
+        ).get_trials(deepcopy=False)
+        for s in optuna.get_all_study_summaries(storage)
+    }
+
+
+@pytest.mark.parametrize("controller", sorted(CONTROLLERS))
+def test_killed_evolution_resumes_without_scoring_twice(tmp_path, controller):
+    (tmp_path / "killing_evo.py").write_text(PLUGIN)
+    (tmp_path / "data.json").write_text(json.dumps({"synthetic_rows": 6000}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path)}
+    env.pop("KILL_AFTER", None)
+    name, extra = CONTROLLERS[controller]
+    argv = [sys.executable, "-m", "embsearch", "search", "--config", str(tmp_path / "data.json")]
+    argv += [*COMMON, *extra, "--controller", name]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run([*argv, "--out", str(full)], check=True, env=env)
+    died = subprocess.run([*argv, "--out", str(killed)], env={**env, "KILL_AFTER": str(KILL_AFTER)})
+    assert died.returncode == -signal.SIGKILL
+    assert not (killed / "plan.json").exists() and (killed / "supernet.pt").is_file()
+    before = journal_trials(killed)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "embsearch", "search", "--resume", str(killed), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    after, whole = journal_trials(killed), journal_trials(full)
+    # the same studies with as many trials as the uninterrupted run's; none scored twice
+    assert {k: len(v) for k, v in after.items()} == {k: len(v) for k, v in whole.items()}
+    for study, trials in after.items():
+        fresh = Counter(json.dumps(t.params, sort_keys=True) for t in trials if not t.user_attrs["cached"])  # fmt: skip
+        assert max(fresh.values()) == 1, study
+        assert [t.value for t in trials[: len(before.get(study, []))]] == [
+            t.value for t in before.get(study, [])
+        ]  # what the killed run stored is kept as it was
+    history = json.loads((killed / "search.json").read_text())["history"]
+    evaluations = [e for e in history if e["event"] == "evaluation"]
+    assert sum(bool(e.get("resumed")) for e in evaluations) == sum(map(len, before.values()))
+    assert len(evaluations) == sum(map(len, whole.values()))
+    (supernet,) = [e for e in history if e["event"] == "supernet"]
+    assert supernet.get("loaded") is True  # the saved supernet, not trained again
+    plans = [json.loads((d / "plan.json").read_text()) for d in (full, killed)]
+    assert [f["groups"] for f in plans[0]["fields"]] == [f["groups"] for f in plans[1]["fields"]]
+    assert plans[0]["extra"]["inherited_val_auc"] == plans[1]["extra"]["inherited_val_auc"]
+
+
+@pytest.mark.parametrize(
+    "controller, why", [("nis", "policy"), ("dnis", "architecture weights"), ("mde", "no trials")]
+)
+def test_other_families_refuse_resume_in_one_line(tmp_path, capsys, controller, why):
+    run = tmp_path / controller
+    run.mkdir()
+    raw = {"data": "synthetic", "synthetic_rows": 6000, "budgets": ["15%"]}
+    start_run(run, RunConfig.from_mapping({**raw, "controller": controller}, "test"), "fp", None)
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["search", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err and why in err, err
+    assert sorted(p.name for p in run.iterdir()) == before
