@@ -13,17 +13,26 @@ from embsearch.testing import check_plan, make_test_context
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# f00 has 21 ids (dim >= 8), f01 289 (never dropped), f02 626 (dim <= 4)
-CONSTRAINTS = {"f00": {"min_dim": 8}, "f01": {"keep": True}, "f02": {"max_dim": 4}}
+# against what searches pick unconstrained: f00 (21 ids, most often the largest dim) at most 2,
+# f07 (717 ids, most often small) at least 4, f01 (289 ids) never dropped, f02 at 2 or 8
+CONSTRAINTS = {
+    "f00": {"max_dim": 2},
+    "f01": {"keep": True},
+    "f02": {"dims": [2, 8]},
+    "f07": {"min_dim": 4},
+}
 # small trial counts: a test's length (the plans must obey whatever the search finds)
 FAST = {"trials": 8, "generations": 3, "population": 8, "top_k": 4, "search_updates": 5}
+FAST["blocks"] = 8  # NIS's and RULE's block dims 2, 4, ..., 16 (f00 takes at most 2)
+BUDGET = {"nis": "30%"}  # one block of 2 columns for every group at least
 
 
 def _params(cls):
     return {k: v for k, v in FAST.items() if k in cls.param_specs}
 
 
-def _search(name, space=None, budgets=("12%",), constraints=CONSTRAINTS):
+def _search(name, space=None, budgets=None, constraints=CONSTRAINTS):
+    budgets = budgets or (BUDGET.get(name, "20%"),)
     cls = get_controller(name)
     ctx = make_test_context(cls, budgets=budgets, space=space, constraints=constraints)
     controller = cls(**_params(cls))
@@ -38,8 +47,8 @@ def _search(name, space=None, budgets=("12%",), constraints=CONSTRAINTS):
 def test_every_controller_obeys_the_constraints(name):
     plans = _search(name)
     dims = plans[0].field_dims
-    assert all(d >= 8 for d in dims["f00"]) and all(d > 0 for d in dims["f01"])
-    assert all(d <= 4 for d in dims["f02"])
+    assert all(d <= 2 for d in dims["f00"]) and all(d > 0 for d in dims["f01"])
+    assert all(d in (2, 8) for d in dims["f02"]) and all(d >= 4 for d in dims["f07"])
 
 
 def _composed_claims():

@@ -59,11 +59,15 @@ class MDE(Controller):
             return self.search_composed(ctx, ctx.space)
         space = ctx.space
         cands = np.asarray(space.candidates)
+        # each field's dims: the candidates its constraint allows (--constraint; all without)
+        allowed = [np.asarray(sorted(space.block_keys(f, 0))) for f in range(space.num_fields)]
         rows = np.asarray([f.cardinality for f in space.schema.fields], dtype=np.float64)
 
         def snap(target: np.ndarray) -> tuple[tuple[int], ...]:
-            idx = np.clip(np.searchsorted(cands, target, side="right") - 1, 0, len(cands) - 1)
-            return tuple((int(cands[i]),) for i in idx)
+            return tuple(
+                (int(c[max(int(np.searchsorted(c, t, side="right")) - 1, 0)]),)
+                for c, t in zip(allowed, target)
+            )
 
         # Step 3: bisection on lam (bytes are monotone in lam after floor rounding).
         lo, hi = (
@@ -85,7 +89,7 @@ class MDE(Controller):
             ratio = np.asarray(dims) / np.maximum(target, 1e-9)
             upgraded = False
             for f in np.argsort(ratio, kind="stable"):
-                nxt = cands[cands > dims[f]]
+                nxt = allowed[f][allowed[f] > dims[f]]
                 if len(nxt) == 0:
                     continue
                 trial = list(dims)

@@ -365,13 +365,18 @@ class NIS(AskTellController):
         space, costs = self.state.space, self.state.costs
         index = {d: i for i, d in enumerate(space.candidates)}
         chosen = [index[d] for dims in cand for d in dims]
+        allowed = [  # per slot, the options its field's constraint allows (--constraint)
+            {index[d] for d in space.block_keys(f, g)}
+            for f, groups in enumerate(space.groups)
+            for g in range(len(groups))
+        ]
         left = budget - space.bytes_of(cand)
         while True:
             best, pick = -np.inf, None
             for s, o in enumerate(chosen):
                 for o2 in range(o + 1, costs.shape[1]):
                     extra = costs[s, o2] - costs[s, o]
-                    if extra <= left and log_probs[s, o2] > best:
+                    if extra <= left and log_probs[s, o2] > best and o2 in allowed[s]:
                         best, pick = log_probs[s, o2], (s, o2, extra)
             if pick is None:
                 break

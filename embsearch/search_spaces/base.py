@@ -142,6 +142,8 @@ class SearchSpace:
         """A copy with other candidate dims (each in ``[0, width]``)."""
         clone = copy.copy(self)
         clone.candidates = _checked_candidates(candidates, self.width)
+        if clone.constraints:  # e.g. a controller's block dims: each block keeps an option
+            constrain.check_blocks(clone)
         return clone
 
     def with_projection(self, projection: str) -> SearchSpace:

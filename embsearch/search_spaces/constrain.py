@@ -55,17 +55,23 @@ def apply(space: SearchSpace, constraints: Mapping[str, FieldConstraint]) -> Sea
             )
     clone = space.__copy__()
     clone.constraints = {n: constraints[n] for n in names if n in constraints}
-    for f, name in enumerate(names):
-        if name in clone.constraints:
-            for g in range(len(clone.groups[f])):
-                if not clone.block_keys(f, g):
-                    a, b = clone.groups[f][g]
+    check_blocks(clone)
+    return clone
+
+
+def check_blocks(space: SearchSpace) -> None:
+    """One :class:`ConfigError` line when a constraint leaves a block of ``space`` no option
+    (also for a controller's copy with other candidates, e.g. NIS's and RULE's block dims)."""
+    for f, name in enumerate(space.schema.names):
+        if name in space.constraints:
+            for g in range(len(space.groups[f])):
+                if not space.block_keys(f, g):
+                    a, b = space.groups[f][g]
                     raise ConfigError(
-                        f"constraint {clone.constraints[name].text(name)} leaves field {name!r} "
+                        f"constraint {space.constraints[name].text(name)} leaves field {name!r} "
                         f"(ids {a}..{b - 1}) no option in the {space.name} space (dims "
                         f"{', '.join(map(str, space.dim_choices))}); loosen it"
                     )
-    return clone
 
 
 def allowed_keys(space: SearchSpace, f: int, g: int) -> tuple[int, ...]:
