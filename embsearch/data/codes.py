@@ -9,7 +9,9 @@ not depend on the batch size. Nulls of a categorical column are a value of their
 numeric column is bucketised (:func:`~embsearch.data.buckets.bucket_codes`), its code being
 the bucket; a column whose values all have 8 bytes (Criteo's and Avazu's hex ids) is
 hashed as int64 (:func:`fixed8_keys`, about twice as fast as strings) until a batch holds
-another value.
+another value, its vocabulary a :class:`~embsearch.data.keytable.KeyTable`, so a batch
+costs its rows and its distinct values, not the vocabulary; any other column's batch
+values are probed with the whole vocabulary (Arrow's ``index_in``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from embsearch.data.buckets import bucket_codes
+from embsearch.data.keytable import KeyTable
 from embsearch.data.vocab import bucket_labels
 
 
@@ -28,58 +31,80 @@ class ColumnCodes:
     def __init__(self, numeric: bool) -> None:
         self.numeric = numeric
         self.fixed8 = True  # values held as fixed8_keys int64 (until a batch is not fixed8)
-        self.values: pa.Array | None = None  # values[code] (categorical)
+        self.keys = KeyTable()  # fixed8 key -> code
+        self.strings: list[pa.Array] = []  # values in code order, once not fixed8
         self.n = 0  # codes given so far (numeric: the largest bucket + 1)
 
     def encode(self, col: pa.ChunkedArray | pa.Array, grow: bool = True) -> np.ndarray:
         """``int32`` codes of a batch. ``grow``: values not seen yet get the next codes, in
         order of first appearance; else (the validation and test files, read after the
-        train file) they get ``-1`` (numeric: a bucket code ``>= n``), later mapped to OOV."""
+        train file) they get ``-1`` (numeric: buckets ``>= n`` too), later mapped to OOV."""
         if self.numeric:
             codes = bucket_codes(col)
             if grow and len(codes):
                 self.n = max(self.n, int(codes.max()) + 1)
+            elif not grow:
+                codes[codes >= self.n] = -1
             return codes.astype(np.int32)
         keys = fixed8_keys(col) if self.fixed8 else None
         if keys is None and self.fixed8:
             self.fixed8 = False
-            if self.values is not None:  # the same values, as the strings they were read from
-                self.values = fixed8_strings(self.values.to_numpy())
-        arr = pa.array(keys) if keys is not None else col
-        enc = pc.dictionary_encode(arr, null_encoding="encode")
+            if self.n:  # the same values, as the strings they were read from
+                self.strings = [fixed8_strings(self.keys.keys())]
+            self.keys = KeyTable()
+        if keys is not None:
+            return self._encode_keys(keys, grow)
+        return self._encode_strings(col, grow)
+
+    def _encode_keys(self, keys: np.ndarray, grow: bool) -> np.ndarray:
+        """Codes of fixed8 keys: the batch's distinct keys (Arrow's hash, in order of first
+        appearance) looked up in, and added to, the vocabulary's :class:`KeyTable`."""
+        enc = pc.dictionary_encode(pa.array(keys))
+        local = enc.dictionary.to_numpy()
+        lut = self.keys.find(local)
+        if grow:
+            new = np.flatnonzero(lut < 0)
+            if len(new):
+                lut[new] = self.keys.add(local[new])
+                self.n = self.keys.n
+        return lut[enc.indices.to_numpy()]
+
+    def _encode_strings(self, col: pa.ChunkedArray | pa.Array, grow: bool) -> np.ndarray:
+        """Codes of any other column: the batch's distinct values (nulls a value of their
+        own) probed with the vocabulary's values."""
+        enc = pc.dictionary_encode(col, null_encoding="encode")
         chunks = enc.chunks if isinstance(enc, pa.ChunkedArray) else [enc]
         if not chunks:
             return np.zeros(0, dtype=np.int32)
         local = chunks[-1].dictionary  # this batch's distinct values, in first-appearance order
         idx = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks])
-        lut = np.full(len(local), -1, dtype=np.int64)
-        if self.values is not None and len(self.values):
-            # hash the batch's few distinct values and probe the vocabulary with them
-            at = pc.fill_null(pc.index_in(self.values, value_set=local, skip_nulls=False), -1)
-            at = np.asarray(at.to_numpy(zero_copy_only=False), dtype=np.int64)
+        lut = np.full(len(local), -1, dtype=np.int32)
+        if self.n:
+            values = pa.chunked_array(self.strings)
+            at = pc.fill_null(pc.index_in(values, value_set=local, skip_nulls=False), -1)
+            at = np.asarray(at.to_numpy(), dtype=np.int64)
             known = np.flatnonzero(at >= 0)
             lut[at[known]] = known
         if grow:
             new = np.flatnonzero(lut < 0)
             if len(new):
                 lut[new] = np.arange(self.n, self.n + len(new))
-                added = local.take(pa.array(new))
-                self.values = (
-                    added if self.values is None else pa.concat_arrays([self.values, added])
-                )
+                self.strings.append(local.take(pa.array(new)))
                 self.n += len(new)
-        return lut[idx].astype(np.int32)
+        return lut[idx]
 
     def values_of(self, codes: np.ndarray) -> pa.Array:
         """The raw values (numeric: the bucket labels of
         :func:`~embsearch.data.vocab.bucket_labels`) of ``codes``."""
         if self.numeric:
             return bucket_labels(codes)
-        if self.values is None:
-            return pa.array([], pa.string())
         if self.fixed8:
-            return fixed8_strings(self.values.to_numpy()[codes])
-        return self.values.take(pa.array(codes, pa.int64()))
+            return fixed8_strings(self.keys.keys()[codes])
+        if not self.strings:
+            return pa.array([], pa.string())
+        if len(self.strings) > 1:
+            self.strings = [pa.concat_arrays(self.strings)]
+        return self.strings[0].take(pa.array(codes, pa.int64()))
 
 
 def fixed8_keys(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:

@@ -146,7 +146,7 @@ def _encode(
             if keys
             else split_rows(coded.rows[0], fractions, seed)
         )
-    freq, labels = count_train(coded, which, batch_rows)
+    freq, labels = count_train(coded, which)
     check_class_counts(labels, None if which is not None else inputs)
     specs, remaps, vocab = [], [], []
     for name, coder, f in zip(coded.names, coded.coders, freq):
@@ -161,7 +161,7 @@ def _encode(
     specs = [specs[j] for j in keep]
     id_like = id_like_fields(specs, labels[0][1], min_count)
     _warn_id_like(id_like, warn)
-    write_splits(coded, which, remaps, keep, [n for _, n in labels], tmp, batch_rows)
+    write_splits(coded, which, remaps, keep, [n for _, n in labels], tmp)
     coded.remove()
     if keys:
         sort_splits(tmp, keys, which, batch_rows)

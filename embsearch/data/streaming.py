@@ -5,17 +5,22 @@ vocabulary and the batch, not the file (issue 22 item 6: data larger than memory
    (:func:`~embsearch.data.readers.iter_columns`); every field's values get dense codes in
    order of first appearance (:class:`~embsearch.data.codes.ColumnCodes`, growing over
    the train file, looked up for the validation and test files) and the codes go to a
-   scratch ``int32 [rows, fields]`` file beside the output, the labels to another.
-2. :func:`count_train`: the train rows' count of each code and each split's label counts,
-   read back in chunks (a single input's split is known only once its rows are counted).
-3. :func:`write_splits`, the encoding pass: the scratch codes, in chunks, mapped to ids by
-   each field's frequency ranking and appended to the ``.npy`` files of their split, in
-   file order (the order a whole-file read gives), with the header ``numpy.save`` writes.
+   scratch ``int32`` file beside the output, batch by batch and field by field (each
+   field's codes contiguous), the labels to another. The train file's count of every code
+   is taken here, on the batch's codes.
+2. :func:`count_train`: for a single input, whose split is known only once its rows are
+   counted, the validation and test rows' codes, read back batch by batch, are taken off
+   those counts; and each split's label counts.
+3. :func:`write_splits`, the encoding pass: the scratch codes, batch by batch, mapped to
+   ids by each field's frequency ranking and appended to the ``.npy`` files of their
+   split, in file order (the order a whole-file read gives), with the header
+   ``numpy.save`` writes.
 
 The prepared files are byte for byte those of a whole-file read: the codes, hence the ids,
-do not depend on the batch size. Held in memory: the vocabularies, one batch, one chunk,
-and for a single input one byte per row naming its split (its seeded permutation, drawn
-once, takes 8 bytes per row while it is drawn).
+do not depend on the batch size. Held in memory: the vocabularies, one batch, and for a
+single input one byte per row naming its split (its seeded permutation, drawn once, takes
+8 bytes per row while it is drawn). Worker threads encode a batch's fields and a batch's
+rows (Arrow and numpy release the GIL) while a reader thread parses the next batch.
 """
 
 from __future__ import annotations
@@ -33,41 +38,49 @@ from typing import Any, TypeVar
 import numpy as np
 
 from embsearch.data.codes import ColumnCodes
-from embsearch.data.encode import apply_ranking
 from embsearch.data.readers import Columns, iter_columns
 
-#: rows per record batch of the vocabulary pass, and per chunk of the later passes
-#: (an extension: ``data prepare --batch-rows``; about 100 MB of Criteo text and Arrow
-#: columns at this size)
+#: rows per record batch of the vocabulary pass (an extension: ``data prepare
+#: --batch-rows``; about 100 MB of Criteo text and Arrow columns at this size)
 BATCH_ROWS = 1 << 18
+#: rows per task of the encoding pass: a block of ids this size stays in the CPU's cache
+#: while its fields are filled in
+ROW_BLOCK = 1 << 13
 
 T = TypeVar("T")
 
 
 @dataclass
 class CodedInputs:
-    """What the vocabulary pass leaves: per-field codes, and the scratch files of each input."""
+    """What the vocabulary pass leaves: per-field codes and train counts, and the scratch
+    files of each input."""
 
     names: list[str]
     coders: list[ColumnCodes]
+    freq: list[np.ndarray] = field(default_factory=list)  # input 0's count of each code
     rows: list[int] = field(default_factory=list)  # rows of each input file
     positives: list[int] = field(default_factory=list)  # positive labels of each input file
-    codes: list[Path] = field(default_factory=list)  # int32 [rows, fields] per input
+    batches: list[list[int]] = field(default_factory=list)  # rows of each batch of each input
+    codes: list[Path] = field(default_factory=list)  # int32 [fields, rows] per batch, per input
     labels: list[Path] = field(default_factory=list)  # float32 [rows] per input
 
-    def chunks(self, i: int, chunk_rows: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """``(start, codes, labels)`` of input ``i``, ``chunk_rows`` rows at a time (read
+    def chunks(self, i: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(start, codes [fields, rows], labels)`` of input ``i``, batch by batch (read
         with ``np.fromfile``: no mapping of the whole file stays resident)."""
-        width = len(self.names)
-        for start in range(0, self.rows[i], chunk_rows):
-            n = min(chunk_rows, self.rows[i] - start)
+        width, start = len(self.names), 0
+        for n in self.batches[i]:
             codes = np.fromfile(self.codes[i], np.int32, n * width, offset=start * width * 4)
             labels = np.fromfile(self.labels[i], np.float32, n, offset=start * 4)
-            yield start, codes.reshape(n, width), labels
+            yield start, codes.reshape(width, n), labels
+            start += n
 
     def remove(self) -> None:
         for p in (*self.codes, *self.labels):
             p.unlink(missing_ok=True)
+
+
+def _workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def read_codes(
@@ -79,12 +92,13 @@ def read_codes(
     batch_rows: int,
 ) -> CodedInputs:
     """Pass 1 (see module): input 0 (the train file, or the single file) grows each field's
-    codes, later inputs are looked up in them."""
+    codes and counts them, later inputs are looked up in them."""
     coded: CodedInputs | None = None
-    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
         for i, path in enumerate(inputs):
             codes_path, labels_path = scratch / f".codes-{i}.i32", scratch / f".labels-{i}.f32"
             n = pos = 0
+            sizes: list[int] = []
             with open(codes_path, "wb") as fc, open(labels_path, "wb") as fl:
                 batches = prefetched(
                     iter_columns(fmt, path, **options, rows=rows, batch_rows=batch_rows)
@@ -93,15 +107,17 @@ def read_codes(
                     if coded is None:
                         names = list(cols.fields)
                         coders = [ColumnCodes(name in cols.numeric) for name in names]
-                        coded = CodedInputs(names, coders)
-                    block = _encode_batch(pool, coded, cols, grow=i == 0)
-                    block.tofile(fc)
+                        coded = CodedInputs(names, coders, [np.zeros(0, np.int64)] * len(names))
+                    for codes in _encode_batch(pool, coded, cols, grow=i == 0):
+                        codes.tofile(fc)
                     np.asarray(cols.label, dtype=np.float32).tofile(fl)
+                    sizes.append(cols.rows)
                     n += cols.rows
                     pos += int(np.count_nonzero(cols.label))
             assert coded is not None  # iter_columns yields at least one batch or raises
             coded.rows.append(n)
             coded.positives.append(pos)
+            coded.batches.append(sizes)
             coded.codes.append(codes_path)
             coded.labels.append(labels_path)
     assert coded is not None
@@ -155,38 +171,44 @@ def prefetched(items: Iterator[T]) -> Iterator[T]:
 
 def _encode_batch(
     pool: ThreadPoolExecutor, coded: CodedInputs, cols: Columns, grow: bool
-) -> np.ndarray:
-    """One batch's ``int32 [rows, fields]`` codes, a worker thread per field (Arrow and
-    numpy release the GIL)."""
-    block = np.empty((cols.rows, len(coded.names)), dtype=np.int32)
+) -> list[np.ndarray]:
+    """One batch's ``int32`` codes, field by field, a worker thread per field; with
+    ``grow`` (the train file), each field's counts grow by the batch's."""
 
-    def encode(j: int) -> None:
-        block[:, j] = coded.coders[j].encode(cols.fields[coded.names[j]], grow=grow)
+    def encode(j: int) -> np.ndarray:
+        codes = coded.coders[j].encode(cols.fields[coded.names[j]], grow=grow)
+        if grow:
+            freq = coded.freq[j]
+            add = np.bincount(codes, minlength=coded.coders[j].n)
+            add[: len(freq)] += freq
+            coded.freq[j] = add
+        return codes
 
-    list(pool.map(encode, range(len(coded.names))))
-    return block
+    return list(pool.map(encode, range(len(coded.names))))
 
 
 def count_train(
-    coded: CodedInputs, which: np.ndarray | None, chunk_rows: int
+    coded: CodedInputs, which: np.ndarray | None
 ) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
     """Pass 2 (see module): the train rows' count of every code of every field, and each
     split's ``(positives, rows)``. ``which``: the split (0, 1, 2) of each row of a single
     input; ``None``: the inputs are the train, validation and test files."""
-    freq = [np.zeros(c.n, dtype=np.int64) for c in coded.coders]
-    if which is None:  # input i is split i; only the train file is counted
-        labels = [[p, n] for p, n in zip(coded.positives, coded.rows)]
-    else:
-        labels = [[0, 0], [0, 0], [0, 0]]
-    for start, codes, y in coded.chunks(0, chunk_rows):
-        if which is not None:
+    freq = [f.copy() for f in coded.freq]
+    if which is None:  # input i is split i; the train file was counted as it was read
+        return freq, list(zip(coded.positives, coded.rows))
+    labels = [[0, 0], [0, 0], [0, 0]]
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        for start, codes, y in coded.chunks(0):
             part = which[start : start + len(y)]
             for s in range(3):
                 labels[s][0] += int(np.count_nonzero(y[part == s]))
                 labels[s][1] += int(np.count_nonzero(part == s))
-            codes = codes[part == 0]
-        for j, f in enumerate(freq):
-            f += np.bincount(codes[:, j], minlength=len(f))
+            held_out = np.flatnonzero(part != 0)
+
+            def take_off(j: int, codes: np.ndarray = codes, rows: np.ndarray = held_out) -> None:
+                freq[j] -= np.bincount(codes[j][rows], minlength=len(freq[j]))
+
+            list(pool.map(take_off, range(len(freq))))
     return freq, [(p, n) for p, n in labels]
 
 
@@ -197,29 +219,43 @@ def write_splits(
     keep: Sequence[int],
     sizes: Sequence[int],
     out: Path,
-    chunk_rows: int,
 ) -> None:
     """Pass 3 (see module): ``out/{train,val,test}_{x,y}.npy`` of the kept fields' ids,
-    ``sizes`` rows each, written in chunks."""
-    with ExitStack() as stack:
+    ``sizes`` rows each, written batch by batch, each batch's rows in blocks of
+    :data:`ROW_BLOCK` by worker threads."""
+    # lut[j][code] = id; code -1 (a value unseen in the train rows) takes the last entry, 0
+    luts = [np.append(np.asarray(remaps[j], dtype=np.int32), np.int32(0)) for j in keep]
+    with ExitStack() as stack, ThreadPoolExecutor(max_workers=_workers()) as pool:
         xs, ys = [], []
         for name, size in zip(("train", "val", "test"), sizes):
             xs.append(_npy(stack, out / f"{name}_x.npy", "<i4", (int(size), len(keep))))
             ys.append(_npy(stack, out / f"{name}_y.npy", "<f4", (int(size),)))
         for i in range(len(coded.rows)):
-            for start, codes, y in coded.chunks(i, chunk_rows):
-                ids = np.empty((len(y), len(keep)), dtype=np.int32)
-                for k, j in enumerate(keep):
-                    ids[:, k] = apply_ranking(codes[:, j], remaps[j])
-                if which is None:
-                    ids.tofile(xs[i])
+            for start, codes, y in coded.chunks(i):
+                part = None if which is None else which[start : start + len(y)]
+
+                def ids_of(a: int, codes: np.ndarray = codes) -> np.ndarray:
+                    """The ids of rows ``a .. a + ROW_BLOCK`` of the batch, ``[rows, kept]``."""
+                    block = codes[:, a : a + ROW_BLOCK]
+                    ids = np.empty((block.shape[1], len(keep)), dtype=np.int32)
+                    for k, (j, lut) in enumerate(zip(keep, luts)):
+                        np.take(lut, block[j], out=ids[:, k], mode="wrap")
+                    return ids
+
+                for a, ids in zip(
+                    range(0, len(y), ROW_BLOCK), pool.map(ids_of, range(0, len(y), ROW_BLOCK))
+                ):
+                    if part is None:
+                        ids.tofile(xs[i])
+                        continue
+                    sub = part[a : a + len(ids)]
+                    for s in range(3):
+                        ids[sub == s].tofile(xs[s])
+                if part is None:
                     y.tofile(ys[i])
-                    continue
-                part = which[start : start + len(y)]
-                for s in range(3):
-                    sel = part == s
-                    ids[sel].tofile(xs[s])
-                    y[sel].tofile(ys[s])
+                else:
+                    for s in range(3):
+                        y[part == s].tofile(ys[s])
 
 
 def _npy(stack: ExitStack, path: Path, descr: str, shape: tuple[int, ...]) -> Any:
