@@ -341,8 +341,8 @@ class Controllers(Command):
                 print(json.dumps(info, indent=2))
                 return 0
             print(f"{info['name']} ({info['family']}): {info['paper']}")
-            spaces = ", ".join(info["supported_spaces"])
-            print(f"space: {info['space']} (supports {spaces})")
+            print(f"space: {info['space']} (supports {', '.join(info['supported_spaces'])})")
+            print(f"constraints (--constraint): {info['constraints']}")
             if info["fixed_projection"]:
                 print(f"projection: {info['fixed_projection']} only")
             params = info["params"]

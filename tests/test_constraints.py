@@ -1,6 +1,8 @@
 """Per-field constraints (issue 21 item 6): parsed in one line, applied to the search space,
 obeyed by every registered controller and recorded in the plan."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -159,3 +161,78 @@ def test_a_candidate_that_breaks_a_constraint_is_not_a_plan(small_ds):
     cand = ((2,), *space.max_candidate()[1:])
     with pytest.raises(RuntimeError, match="chose dim 2 full fp32 .* breaks f00:min_dim=8"):
         space.to_plan(cand, "rogue", space.bytes_of(cand))
+
+
+# -- the command line: --constraint and a config file's table --------------------------------
+CLI_FAST = ["--epochs", "1", "--batch-size", "1024", "--quiet"]
+
+
+@pytest.fixture
+def _small_synthetic(monkeypatch):
+    from embsearch import run_config
+
+    monkeypatch.setattr(run_config.RunConfig, "synthetic_rows", 6000)
+
+
+@pytest.mark.usefixtures("_small_synthetic")
+def test_cli_constraints_from_flags_and_config_reach_the_plan(tmp_path):
+    from embsearch.cli import main
+
+    cfg = tmp_path / "search.toml"
+    cfg.write_text(
+        'controller = "mde"\nbudgets = ["25%"]\nepochs = 1\nbatch_size = 1024\n'
+        "[constraints]\nf00 = {max_dim = 2}\nf07 = {min_dim = 2}\n"
+    )
+    out = tmp_path / "run"
+    flags = ["--constraint", "f07:min_dim=8", "--constraint", "f01:keep"]
+    assert main(["search", "--config", str(cfg), *flags, "--out", str(out), "--quiet"]) == 0
+    want = {"f00": {"max_dim": 2}, "f07": {"min_dim": 8}, "f01": {"keep": True}}
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["extra"]["constraints"] == want
+    assert json.loads((out / "config.json").read_text())["constraints"] == want
+    dims = {f["name"]: f["dim"] for f in plan["fields"]}
+    assert dims["f00"] <= 2 and dims["f07"] >= 8 and dims["f01"] > 0
+
+
+def test_constraints_enter_the_resume_fingerprint_and_old_configs_keep_theirs():
+    from embsearch.run_config import RunConfig
+    from embsearch.run_state import fingerprint
+
+    plain = RunConfig()
+    assert "constraints" not in plain.to_json()  # a run from before constraints: same hash
+    held = RunConfig(constraints={"f00": {"keep": True}})
+    assert fingerprint(held.to_json(), "d") != fingerprint(plain.to_json(), "d")
+
+
+@pytest.mark.usefixtures("_small_synthetic")
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--constraint", "user:keep"], "names no field of the data: user; fields: f00, f01"),
+        (["--constraint", "f00:depth=2"], "unknown key 'depth'"),
+        (["--constraint", "f00:min_dim=x"], "not a whole number"),
+        (["--constraint", "f00:min_dim=8", "--constraint", "f00:max_dim=4"], "above max_dim"),
+        (["--constraint", "f00:kinds=qr"], "needs a space that searches meta_table"),
+        (["--constraint", "f00:precisions=int8"], "needs a space that searches precision"),
+        (["--constraint", "f00:dims=3"], r"dim\(s\) 3 are not offered"),
+        (
+            ["--constraint", "f00:max_dim=4", "--space", "meta_table"],
+            "leaves field 'f00' .* no option",
+        ),
+        (
+            ["--constraint", "f07:min_dim=16", "--budget", "10%"],
+            "below the smallest plan of the field_dims space under the constraints "
+            r"\(f07:min_dim=16\).* at least \d+",
+        ),
+    ],
+)
+def test_cli_bad_constraints_one_line_nothing_written(tmp_path, capsys, args, says):
+    import re
+
+    from embsearch.cli import main
+
+    out = tmp_path / "run"
+    assert main(["search", "--controller", "mde", *args, "--out", str(out), *CLI_FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(says, err), err
+    assert not out.exists() or not any(out.iterdir())

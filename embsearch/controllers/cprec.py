@@ -34,6 +34,10 @@ class CpRec(Controller):
         )
     }
 
+    constraints_note = (
+        "obeyed: each group's dim is rounded to the dims its field's constraint allows"
+    )
+
     def rule(self, ctx: SearchContext, top: float) -> Candidate:
         """Step 2: dims by group rank, rounded down to candidates (never below the smallest);
         a constrained field's to the dims its constraint allows (``space.block_keys``)."""

@@ -48,6 +48,11 @@ class MDE(Controller):
         )
     }
 
+    constraints_note = (
+        "obeyed: the power rule snaps and upgrades each field within the dims its constraint "
+        "allows (composed spaces: within its allowed options)"
+    )
+
     def target_dims(self, rows: np.ndarray, lam: float) -> np.ndarray:
         """Step 2: the continuous power-law dims."""
         p = 1.0 / rows

@@ -87,6 +87,13 @@ def describe_all() -> list[dict[str, Any]]:
     return [_summary(name, get_controller(name)) for name in sorted(available())]
 
 
+#: how a controller meets ``--constraint`` unless it says otherwise (``constraints_note``)
+CONSTRAINTS_NOTE = (
+    "obeyed: its plans come from the space's options (knapsack, samples, repair), which the "
+    "constraints narrow"
+)
+
+
 def describe(name: str) -> dict[str, Any]:
     """One controller in full: :func:`describe_all`'s fields, the spaces it supports, a
     projection its structure fixes, and its documentation (the module's docstring, which
@@ -97,5 +104,6 @@ def describe(name: str) -> dict[str, Any]:
         **_summary(cls.name or name, cls),
         "supported_spaces": list(cls.supported_spaces),
         "fixed_projection": cls.fixed_projection,
+        "constraints": getattr(cls, "constraints_note", CONSTRAINTS_NOTE),
         "doc": "\n\n".join(d for d in docs if d and d != inspect.getdoc(Controller)),
     }

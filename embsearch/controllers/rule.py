@@ -156,6 +156,10 @@ class Rule(EvolutionaryController):
     param_specs: ClassVar[dict[str, Param]] = RULE_SPECS
 
     fixed_projection = "pad"  # served blocks are zero-padded sub-embeddings
+    constraints_note = (
+        "obeyed within its block space: a constraint that leaves a block none of the block "
+        "dims (multiples of width / blocks) is refused in one line; pick blocks that reach it"
+    )
     carry_picks = True  # a served plan must not score below a smaller budget's (step 5)
     state_class: ClassVar[type[SearchState]] = RuleState
     state: RuleState

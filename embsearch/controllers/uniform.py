@@ -75,6 +75,10 @@ class Uniform(Controller):
     family = "rule-based"
     paper = "Baseline: one embedding dimension for all fields"
     supported_spaces = ("field_dims", "feature_dims", *COMPOSED_SPACES)
+    constraints_note = (
+        "obeyed: the plan keeps the space's width and each constrained field takes the allowed "
+        "dim (or setting) nearest the uniform one"
+    )
 
     def search(self, ctx: SearchContext) -> Plan:
         if isinstance(ctx.space, ComposedSpace):
