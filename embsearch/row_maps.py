@@ -52,8 +52,7 @@ def check_map(name: str, arr: np.ndarray, rows: int, kept: int) -> None:
     want = map_dtype(kept)
     if arr.shape != (rows,) or arr.dtype != np.dtype(want):
         raise ValueError(
-            f"{name} is {arr.dtype}{list(arr.shape)}, the block needs {want}[{rows}] "
-            f"(kept={kept})"
+            f"{name} is {arr.dtype}{list(arr.shape)}, the block needs {want}[{rows}] (kept={kept})"
         )
     if rows and (int(arr.min()) < -1 or int(arr.max()) > kept - 1):
         raise ValueError(f"{name} holds rows outside -1..{kept - 1}")

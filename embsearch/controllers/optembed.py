@@ -15,9 +15,19 @@ Steps, as in the paper:
    supernet's inherited weights (rows pruned) on the validation split (``evaluator.py``).
    Unlike the paper (and its public code) every child is projected onto the byte budget
    with ``space.repair``, so no candidate over the budget is ever kept.
-3. *Retraining*: the runner retrains the returned plan from scratch. (The paper retrains
-   under both the dimension masks and the row masks; here all rows are retrained, see
-   the storage note below.)
+3. *Retraining*: the runner retrains the returned plan from scratch, under the dims and
+   the row masks, as the paper does: each field's kept rows are a ``pruned`` block whose
+   id -> row map (from the thresholds) stays fixed, a pruned id embedding as the zero
+   vector (the official ``mode_oov='zero'``).
+
+Pruned rows leave the table (``prune_rows``, :mod:`.optembed_rows`): the paper prunes rows
+first, then searches dims for the kept rows, its parameter count taking kept rows only. So
+after step 1 the evolution's space counts a field's ``pruned`` block (kept rows x dim plus
+the map, one small integer per id) wherever it costs less than all rows
+(``search_spaces/pruned_rows.py``), and the budget sees the credit: wider dims fit. The
+budget is checked before step 1 against all rows (what is pruned is not known yet).
+``prune_rows=false`` stores every row, as the paper's OptEmbed-D ablation (no row pruning)
+does, while the supernet still prunes.
 
 Row pruning, scaled to a search's length: the paper's own settings (``alpha`` 1e-6..1e-4,
 threshold learning rate 1e-4..1e-2) move a threshold by at most ``alpha * lr`` per step
@@ -67,9 +77,9 @@ Choices the paper leaves open (one line each):
   plan is a coin toss that retrained slightly worse (frappe 50%, where the full table is
   only +0.0005 over uniform; `git show 964ade3:BENCHMARKS.md`). ``0`` returns the pick whatever its margin.
 
-Row pruning is *recorded, not stored*:
-``MixedDimEmbedding`` keeps every row, and ``plan.extra["pruned_row_fraction"]`` gives each
-field's pruned share (a row-pruned table layout comes in a later issue).
+``plan.extra["rows"]``: the fields stored pruned, the rows left out, the bytes credited;
+the maps travel with the plan (``Plan.row_maps``, a file beside ``plan.json``) and the
+export (``emb.<field>.<group>.map``).
 """
 
 from __future__ import annotations
@@ -77,6 +87,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
+
+from torch import nn
 
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
@@ -88,6 +100,7 @@ from embsearch.controllers.evolutionary import (
     EvolutionState,
     paired_margin,
 )
+from embsearch.controllers.optembed_rows import credited_uniform_plan, row_maps_of, row_record
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.uniform import Uniform
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
@@ -97,6 +110,7 @@ from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, as_json
 from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.search_spaces.pruned_rows import PrunedRowsSpace
 
 
 @dataclass
@@ -121,6 +135,7 @@ class OptEmbed(EvolutionaryController):
         "Management (CIKM) 2022 (arXiv:2208.04482)"
     )
     supported_spaces = ("field_dims",)
+    remote_trials = True  # its evolution's trials run on any executor (build_supernet, scorer)
     state_class: ClassVar[type[SearchState]] = OptEmbedState
     state: OptEmbedState
     user_candidates = False  # the user named --candidates (check_options): all_dims yields
@@ -148,6 +163,13 @@ class OptEmbed(EvolutionaryController):
             "loss does not defend, which the thresholds then prune",
             0.0,
             1.0,
+        ),
+        "prune_rows": Param(
+            True,
+            "bool",
+            "true: plans store each field's kept rows only (pruned blocks: rows + id->row map) "
+            "and the budget credits the pruned ones, the paper's order; false: every row stored",
+            extension="false is the table of the paper's OptEmbed-D ablation (no row pruning)",
         ),
         "threshold_init": Param(0.0, "float", "initial per-field pruning threshold t_f"),
         "sampling": Param(
@@ -238,27 +260,11 @@ class OptEmbed(EvolutionaryController):
             space.check_budget(budget)
         sctx = self.supernet_context(ctx)  # the run's recipe with search_backbone laid over it
         epochs = self.config["supernet_epochs"] or ctx.train.epochs
-
-        def build() -> CTRModel:
-            emb = OptEmbedSupernet(
-                space.width,
-                space.candidates,
-                space.groups,
-                space.schema.names,
-                seed=ctx.seed,
-                threshold_init=float(self.config["threshold_init"]),
-                sampling=str(self.config["sampling"]),
-            )
-            emb.own_threshold_optimiser(
-                float(self.config["threshold_lr"]), float(self.config["table_l2"])
-            )
-            return CTRModel(emb, sctx.make_backbone())
-
         alpha = float(self.config["alpha"])
         state = self.state
         state.supernet, summary = train_weight_sharing_supernet(
             sctx,
-            build,
+            lambda: self.build_supernet(ctx, space),
             epochs,
             deadline,
             extra_loss=lambda m: alpha * m.embedding.threshold_loss(),
@@ -269,6 +275,9 @@ class OptEmbed(EvolutionaryController):
         state.pruned = dict(zip(space.schema.names, (round(p, 6) for p in fractions)))
         rows = [f.cardinality for f in space.schema.fields]
         state.pruned_total = round(sum(p * n for p, n in zip(fractions, rows)) / sum(rows), 6)
+        state.keep = [m.numpy() for m in emb.keep_masks()]
+        if self.config["prune_rows"]:  # the kept rows only, from here on (module docstring)
+            state.space = PrunedRowsSpace(space, [int(k.sum()) for k in state.keep])
         state.thresholds = dict(
             zip(space.schema.names, (round(t, 6) for t in emb.threshold.detach().tolist()))
         )
@@ -277,11 +286,31 @@ class OptEmbed(EvolutionaryController):
             event="supernet", controller=self.name, **summary, pruned_row_fraction=state.pruned
         )
         val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
-        state.evaluator = InheritedWeightEvaluator(
-            state.supernet, val, batch, max_rows=self.config["val_rows"]
-        )
+        state.evaluator = self.scorer(ctx, state.supernet)
         subsampled = len(state.evaluator.y) < len(val)
         state.full = InheritedWeightEvaluator(state.supernet, val, batch) if subsampled else None
+
+    def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> CTRModel:
+        """Step 1's supernet, untrained (seeded); trained by ``prepare``, loaded by workers."""
+        emb = OptEmbedSupernet(
+            space.width,
+            space.candidates,
+            space.groups,
+            space.schema.names,
+            seed=ctx.seed,
+            threshold_init=float(self.config["threshold_init"]),
+            sampling=str(self.config["sampling"]),
+        )
+        emb.own_threshold_optimiser(
+            float(self.config["threshold_lr"]), float(self.config["table_l2"])
+        )
+        return CTRModel(emb, self.supernet_context(ctx).make_backbone())
+
+    def scorer(self, ctx: SearchContext, model: nn.Module) -> InheritedWeightEvaluator:
+        """Step 2's score: inherited weights on the fixed ``val_rows`` subsample (here, or
+        in a worker with ``--executor local``/``ray``)."""
+        val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
+        return InheritedWeightEvaluator(model, val, batch, max_rows=self.config["val_rows"])
 
     def evaluator(self, ctx: SearchContext, budget: int) -> InheritedWeightEvaluator:
         return self.state.evaluator
@@ -347,12 +376,15 @@ class OptEmbed(EvolutionaryController):
                 PROVENANCE_KEY: provenance,
                 "pruned_row_fraction": self.state.pruned,
                 "pruned_rows_total": self.state.pruned_total,
-                "pruned_rows_stored": True,  # MixedDimEmbedding keeps every row (see docstring)
+                "pruned_rows_stored": not self.config["prune_rows"],
+                "rows": row_record(plan),
                 "thresholds": self.state.thresholds,
                 "supernet": self.state.supernet_summary,
                 "inherited_val_auc": picked.best_score if picked.best is not None else None,
             }
         )
+        if self.config["prune_rows"]:
+            plan.set_row_maps(row_maps_of(plan, self.state.keep))
         return plan
 
     def _final_checks(
@@ -382,7 +414,11 @@ class OptEmbed(EvolutionaryController):
         if k <= 0 or best is None or picked.stop_reason != "done":
             return picked, None, None
         try:
-            uniform_plan = Uniform().search(ctx.with_budget(budget))
+            space = self.search_space(ctx)
+            if isinstance(space, PrunedRowsSpace):  # the uniform table of the kept rows
+                uniform_plan = credited_uniform_plan(space, ctx, budget, "uniform")
+            else:
+                uniform_plan = Uniform().search(ctx.with_budget(budget))
         except BudgetError:
             return picked, None, None
         uniform = self.search_space(ctx).uniform(uniform_plan.width)

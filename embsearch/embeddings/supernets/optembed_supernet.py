@@ -20,9 +20,9 @@ Two things are learned at once in one max-width table:
    ``sampling='example'``), so all candidate architectures are trained equally and can
    later be scored with inherited weights.
 
-Storage note: embsearch's ``MixedDimEmbedding`` stores every row, so pruned rows are not
-removed from the exported table yet; the controller records each field's pruned-row
-fraction in ``plan.extra`` (a row-pruned table layout comes in a later issue).
+Storage: :meth:`OptEmbedSupernet.keep_masks` gives each field's kept ids; the controller
+stores only those rows (``pruned`` blocks, whose id -> row maps the plan carries) and
+credits the pruned ones in the budget (``controllers/optembed.py``).
 """
 
 from __future__ import annotations
@@ -174,6 +174,14 @@ class OptEmbedSupernet(MaskedSupernet):
     def threshold_loss(self) -> torch.Tensor:
         """The paper's threshold regulariser ``sum_f exp(-t_f)``."""
         return torch.exp(-self.threshold).sum()
+
+    @torch.no_grad()
+    def keep_masks(self) -> list[torch.Tensor]:
+        """Per field, the boolean mask of the ids its threshold keeps (``||e||_1 > t_f`` on
+        the whole max-width row, as the official ``calc_feature_mask``), in id order."""
+        keep = self.table.abs().sum(-1) > self.threshold[self.field_of_row]
+        starts = self.offsets.tolist() + [keep.numel()]
+        return [keep[starts[f] : starts[f + 1]].cpu() for f in range(len(self.groups))]
 
     @torch.no_grad()
     def pruned_fraction(self) -> list[float]:
