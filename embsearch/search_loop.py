@@ -243,11 +243,16 @@ def run_loop(
     max_evals: int | None = None,
     phase: str = "search",
     cache: dict[Candidate, float] | None = None,
+    recipe: dict[str, Any] | None = None,
+    in_process: bool = False,
 ) -> LoopResult:
     """Drive ``asker`` through ``evaluator`` under ``budget`` bytes (bytes from ``space``,
     default ``ctx.space``); see the module docstring for the stopping rules. ``cache``
     (candidate -> score of this ``evaluator``) memoises scores across calls; by default
-    only repeats within this loop are memoised."""
+    only repeats within this loop are memoised. With an executor in ``ctx``, trials run
+    there, rebuilt from ``recipe`` (default: the asker's ``trial_recipe(ctx, budget)``);
+    ``in_process=True`` scores them here all the same (checks cheaper than a round trip,
+    or scored by something fitted in this process)."""
     space = space or ctx.space
     asker = trials_of(asker)
     tag = {
@@ -269,9 +274,11 @@ def run_loop(
             bar.update(task, completed=done, info=info)
 
         stored = trial_recorder(asker, ctx, space, tag)
-        executor: TrialExecutor = ctx.executor or InProcess(evaluator)
-        recipe: dict[str, Any] | None = {}
-        if ctx.executor is not None:
+        away = ctx.executor is not None and not in_process
+        executor: TrialExecutor = ctx.executor if away else InProcess(evaluator)
+        if not away:
+            recipe = {}
+        elif recipe is None:
             recipe_of = getattr(asker, "trial_recipe", None)
             recipe = recipe_of(ctx, budget) if recipe_of is not None else None
         if recipe is None:

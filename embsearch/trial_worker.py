@@ -30,6 +30,7 @@ def rebuild(spec: TrialSpec) -> Any:
     cfg = RunConfig.from_mapping(dict(spec.config), "trial options")
     cls = get_controller(cfg.controller)
     controller = cls(**controller_params(cfg, cls))
+    controller.check_options(width=cfg.width, candidates=cfg.candidates, projection=cfg.projection)
     controller.new_state()
     dataset = load_dataset(cfg)
     space = build_space(cfg, dataset, cls.default_space)

@@ -250,6 +250,9 @@ class AskTellController(Controller):
     """
 
     budget_free_scores: bool = False
+    # with --executor local/ray, score the budgets' candidates in this process all the same
+    # (RULE: its evolution scores with an estimator fitted here, microseconds a candidate)
+    search_in_process: bool = False
 
     def prepare(self, ctx: SearchContext, deadline: float | None) -> None:  # noqa: B027 - optional hook
         """Once per search, before any budget (``deadline`` is a ``time.perf_counter()`` value)."""
@@ -335,8 +338,9 @@ class AskTellController(Controller):
                     else None
                 )
                 result = run_loop(
-                    self, evaluator, ctx, budget, space=space, deadline=deadline, cache=memo
-                )
+                    self, evaluator, ctx, budget, space=space, deadline=deadline, cache=memo,
+                    in_process=self.search_in_process,
+                )  # fmt: skip
                 stopped = result if result.interrupted else None
             else:
                 keep = (

@@ -32,6 +32,13 @@ and ``done`` run the budget's evolution), in the order the shared loop calls the
   a controller with ``carry_picks = True`` calls ``remember_pick(cand)`` with its pick, so
   the larger budgets' populations are seeded with it (``carried``).
 
+Trials on an executor (``--executor local``/``ray``, issue 22 item 5): a controller that
+sets ``remote_trials = True`` gives ``build_supernet(ctx, space)`` (its supernet, untrained)
+and ``scorer(ctx, model)`` (a trained supernet -> the evaluator its loop scores with); its
+``prepare`` calls both, and a worker rebuilds the same evaluator from the options and the
+saved ``RUN_DIR/supernet.pt`` (``trial_recipe``, ``remote_evaluator``). The final checks
+stay in this process.
+
 Helpers: :func:`~embsearch.controllers.weight_sharing.plan_weights` (a plan's weights from
 a zero-padded supernet, for a controller that serves its plans) and, for the null-signal
 check, ``constant_score_finalists`` (what the evolution picks when every score is equal).
@@ -44,6 +51,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from torch import nn
+
 from embsearch.context import SearchContext
 from embsearch.controllers.base import AskTellController, SearchState
 from embsearch.controllers.evolution import (
@@ -54,6 +63,7 @@ from embsearch.controllers.evolution import (
     uniform_selection,
 )
 from embsearch.controllers.param_spec import Param
+from embsearch.controllers.weight_sharing import load_trained, supernet_recipe
 from embsearch.evaluator import Evaluator, InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, run_loop
@@ -135,6 +145,7 @@ class EvolutionaryController(AskTellController):
 
     budget_free_scores = True
     carry_picks: ClassVar[bool] = False  # see :meth:`carried`
+    remote_trials: ClassVar[bool] = False  # see build_supernet, scorer (module docstring)
     param_specs: ClassVar[dict[str, Param]] = EVOLUTION_SPECS
     state_class: ClassVar[type[SearchState]] = EvolutionState
     state: EvolutionState
@@ -143,6 +154,24 @@ class EvolutionaryController(AskTellController):
         super().validate()
         if "top_k" in self.config and "population" in self.config:
             check_top_k(self.name, self.config)
+
+    def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> nn.Module:
+        """The supernet, untrained (seeded): ``prepare`` trains it, a worker loads its
+        weights (``remote_trials``)."""
+        raise NotImplementedError(f"{self.name}: no build_supernet; its trials stay here")
+
+    def scorer(self, ctx: SearchContext, model: nn.Module) -> Evaluator:
+        """What the loop scores with, from a trained supernet (``remote_trials``)."""
+        raise NotImplementedError(f"{self.name}: no scorer; its trials stay here")
+
+    def trial_recipe(self, ctx: SearchContext, budget: int) -> dict[str, Any] | None:
+        """A worker's recipe: the saved supernet (``None``: none saved; no executor then)."""
+        return supernet_recipe(ctx) if self.remote_trials else None
+
+    def remote_evaluator(self, ctx: SearchContext, recipe: dict[str, Any]) -> Evaluator:
+        """In a worker: :meth:`scorer` of the saved supernet, rebuilt from the options."""
+        build = lambda: self.build_supernet(ctx, self.search_space(ctx))  # noqa: E731
+        return self.scorer(ctx, load_trained(recipe, build, ctx.device))
 
     def ranked_within(self, space: SearchSpace, budget: int) -> list[Candidate]:
         """This budget's told candidates, best first: finite scores within ``budget`` only."""
@@ -156,7 +185,8 @@ class EvolutionaryController(AskTellController):
         self, ctx: SearchContext, budget: int, space: SearchSpace, cands: Sequence[Candidate]
     ) -> LoopResult:
         """Score ``cands`` with :meth:`final_evaluator` through the shared loop: recorded as
-        phase ``final``, memoised in ``state.final_memo``."""
+        phase ``final``, memoised in ``state.final_memo``, in this process whatever the
+        executor."""
         return run_loop(
             FixedAsker(self.name, cands),
             self.final_evaluator(),
@@ -165,6 +195,7 @@ class EvolutionaryController(AskTellController):
             space=space,
             phase="final",
             cache=self.state.final_memo,
+            in_process=True,  # a few candidates on the whole split: cheaper than shipping
         )
 
     def final_evaluator(self) -> Evaluator:

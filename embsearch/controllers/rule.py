@@ -161,6 +161,8 @@ class Rule(EvolutionaryController):
         "dims (multiples of width / blocks) is refused in one line; pick blocks that reach it"
     )
     carry_picks = True  # a served plan must not score below a smaller budget's (step 5)
+    remote_trials = True  # step 3's samples run on any executor (build_supernet, scorer)
+    search_in_process = True  # step 4 scores with the estimator fitted here (microseconds)
     state_class: ClassVar[type[SearchState]] = RuleState
     state: RuleState
     null_signal = "a constant performance estimator (step 4 sees every selection alike)"
@@ -222,26 +224,12 @@ class Rule(EvolutionaryController):
         state.space = space = self.search_space(ctx)
         self._check_budgets(ctx, space)
         sctx = self.supernet_context(ctx)  # the run's recipe with search_backbone laid over it
-        blocks, lam = int(self.config["blocks"]), float(self.config["diversity"])
-
-        def build() -> CTRModel:
-            emb = RuleSupernet(
-                space.width,
-                space.candidates,
-                space.groups,
-                space.schema.names,
-                seed=ctx.seed,
-                blocks=blocks,
-                sampling=self.config["sampling"],
-                scales=self.config["scales"],
-            )
-            return CTRModel(emb, sctx.make_backbone())
-
+        lam = float(self.config["diversity"])
         epochs = self.config["supernet_epochs"] or ctx.train.epochs
         judge = served_validation(ctx, space) if self.config["supernet_val"] == "budgets" else None
         state.supernet, summary = train_weight_sharing_supernet(
             sctx,
-            build,
+            lambda: self.build_supernet(ctx, space),
             epochs,
             deadline,
             extra_loss=lambda m: lam * m.embedding.diversity_loss(),
@@ -254,9 +242,8 @@ class Rule(EvolutionaryController):
         val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
         # step 3 scores its samples on at most half the split, step 5 chooses on the other
         # rows (no winner's curse), and the served plan reports the whole split
-        val_y = val.y.cpu().numpy()
-        first, rest = disjoint_rows(val_y, self.config["val_rows"] or len(val_y))
-        state.inherited = InheritedWeightEvaluator(state.supernet, val, batch, rows=first)
+        state.inherited = self.scorer(ctx, state.supernet)
+        _, rest = self._halves(ctx)
         state.heldout = InheritedWeightEvaluator(state.supernet, val, batch, rows=rest)
         state.full = InheritedWeightEvaluator(state.supernet, val, batch)
         sampler = EstimatorSampler(
@@ -272,12 +259,39 @@ class Rule(EvolutionaryController):
             deadline=deadline,
             phase="estimator",
             cache=state.memo,
+            recipe=self.trial_recipe(ctx, top),  # with --executor: the samples run there
         )
         state.estimator = RidgeEstimator(
             space.candidates, float(self.config["ridge"]), self.config["estimator"]
         )
         quality = state.estimator.fit(list(sampler.scored), list(sampler.scored.values()))
         ctx.record(event="estimator", controller=self.name, **quality)
+
+    def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> CTRModel:
+        """Step 2's block supernet, untrained (seeded); trained by ``prepare``, loaded by
+        workers."""
+        emb = RuleSupernet(
+            space.width,
+            space.candidates,
+            space.groups,
+            space.schema.names,
+            seed=ctx.seed,
+            blocks=int(self.config["blocks"]),
+            sampling=self.config["sampling"],
+            scales=self.config["scales"],
+        )
+        return CTRModel(emb, self.supernet_context(ctx).make_backbone())
+
+    def _halves(self, ctx: SearchContext) -> tuple[np.ndarray, np.ndarray]:
+        """Step 3's validation rows and step 5's (disjoint; fixed by the labels)."""
+        val_y = ctx.data.split("val").y.cpu().numpy()
+        return disjoint_rows(val_y, self.config["val_rows"] or len(val_y))
+
+    def scorer(self, ctx: SearchContext, model: nn.Module) -> InheritedWeightEvaluator:
+        """Step 3's score of an estimator sample: inherited weights on its half of the
+        validation rows (here, or in a worker with ``--executor local``/``ray``)."""
+        val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
+        return InheritedWeightEvaluator(model, val, batch, rows=self._halves(ctx)[0])
 
     def evaluator(self, ctx: SearchContext, budget: int) -> RidgeEstimator:
         return self.state.estimator

@@ -16,7 +16,8 @@ supernet trained without hooks that carry state of their own (``after_step``,
   uninterrupted run would have;
 - saved once trained, ``RUN_DIR/supernet.pt`` (weights and summary), which replaces the
   checkpoint (removed then); a resume loads it instead of training again, and workers
-  (``--executor local``/``ray``) rebuild the evaluators from it.
+  (``--executor local``/``ray``, issue 22 item 5) rebuild the evaluators from it
+  (:func:`supernet_recipe`, :func:`load_trained`).
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from embsearch.context import SearchContext
-from embsearch.controllers.black_box_study import load_supernet, save_supernet
+from embsearch.controllers.black_box_study import load_supernet, save_supernet, supernet_path
+from embsearch.errors import ConfigError
 from embsearch.plan import Plan
 from embsearch.search_spaces.base import Candidate
 from embsearch.train.checkpoint import (
@@ -138,6 +141,29 @@ def train_weight_sharing_supernet(
         save_supernet(store, model, summary)  # replaces the checkpoint
         checkpoint.unlink(missing_ok=True)
     return model, summary
+
+
+def supernet_recipe(ctx: SearchContext) -> dict[str, Any] | None:
+    """What a worker loads the trained supernet from (``None``: not saved, no run
+    directory, so the trials cannot leave this process)."""
+    path = supernet_path(ctx.store)
+    return None if path is None or not path.is_file() else {"supernet": str(path)}
+
+
+def load_trained(
+    recipe: dict[str, Any], build: Callable[[], nn.Module], device: torch.device
+) -> nn.Module:
+    """In a worker: ``build()`` (the supernet, untrained) with the weights
+    :func:`supernet_recipe` names, in eval mode."""
+    path = Path(recipe["supernet"])
+    if not path.is_file():
+        raise ConfigError(
+            f"the supernet {path} is not readable here; the run directory must be on a file "
+            "system every worker sees"
+        )
+    model = build().to(device)
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=True)["state"])
+    return model.eval()
 
 
 def plan_weights(

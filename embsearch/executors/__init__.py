@@ -15,8 +15,16 @@ controller's recipe, the trial id and candidate: all picklable) and is rebuilt i
 worker by :func:`embsearch.trial_worker.run_trial`, which loads the prepared dataset, builds
 the space, the backbone and the controller's evaluator from the options (once per worker
 process: a warm worker keeps them) and scores the candidate. Only controllers whose
-evaluator can be rebuilt from files (``remote_trials``: the black-box ones, from scratch or
-from the saved supernet) can leave the search's process; any other is refused in one line.
+evaluator can be rebuilt from files (``remote_trials``) can leave the search's process:
+
+- black-box (tpe, random, cmaes, nsga2): trials trained from scratch, or scored with the
+  saved supernet's inherited weights;
+- evolutionary: optembed's evolution and rule's estimator samples (step 3), scored with the
+  saved supernet (``RUN_DIR/supernet.pt``); their final checks, and rule's evolution over
+  its fitted estimator, stay in the search's process (cheaper than a round trip);
+- RL (nis, esapn, autoias) is refused in one line: their rewards come from a supernet whose
+  weights change between policy updates, so a trial cannot be rebuilt from files; so are
+  the differentiable and rule-based controllers (no trials to ship).
 """
 
 from __future__ import annotations
@@ -87,10 +95,16 @@ def check_executor(cfg: RunConfig, controller_cls: type) -> None:
             )
         return
     if not getattr(controller_cls, "remote_trials", False):
+        why = (
+            "its rewards come from a supernet whose weights change between policy updates, so "
+            "a trial cannot be rebuilt from files"
+            if getattr(controller_cls, "family", None) == "rl"
+            else "its evaluator cannot be rebuilt in a worker"
+        )
         raise ConfigError(
             f"--executor {cfg.executor}: controller {cfg.controller} scores its trials in this "
-            "process (its evaluator cannot be rebuilt in a worker); run it with --executor "
-            "serial (tpe, random, cmaes and nsga2 run on any executor)"
+            f"process ({why}); run it with --executor serial (tpe, random, cmaes, nsga2, "
+            "optembed and rule run on any executor)"
         )
     if cfg.executor == "ray" and find_spec("ray") is None:
         raise ConfigError("--executor ray: Ray is not installed here (pip install 'ray[tune]')")
