@@ -12,6 +12,9 @@ Export directory::
     torchrec.json         with ``--format torchrec``: TorchRec ``EmbeddingBagConfig`` fields (row
                           count and dtype per table; QR and MEmCom blocks listed as unsupported)
     vocab/                the dataset's vocabularies (raw value of every id), when it has them
+    plan.row_maps.safetensors  with learned ``pruned`` blocks (OptEmbed): the id -> row maps
+                          ``Plan.load`` reads (``row_maps.py``); the same tensors as the
+                          ``emb.<field>.<group>.map`` in weights.safetensors, which lookups use
 
 Loading with plain torch + safetensors (no embsearch): for field ``f`` and id ``i``, find
 the group ``g`` whose ``start <= i < stop``, take row ``i - start`` of ``emb.f.g``; if its
