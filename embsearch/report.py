@@ -12,6 +12,7 @@ from typing import Any
 
 from embsearch.blocks import BlockSpec
 from embsearch.budget import format_bytes
+from embsearch.constraints import parse_constraints
 from embsearch.controllers._signal import summary_lines as signal_summary
 from embsearch.plan import Plan
 
@@ -32,6 +33,9 @@ def plan_lines(plan: Plan, run_dir: Path) -> Iterator[str]:
             f"{f.name}={'/'.join(block_label(p.block_spec(f, g)) for g in range(len(f.groups)))}"
             for f in p.fields
         )
+    if p.extra.get("constraints"):  # the per-field constraints the search obeyed
+        held = parse_constraints(p.extra["constraints"])
+        yield "  constraints: " + " ".join(c.text(name) for name, c in held.items())
     if isinstance(p.extra.get("backbone_bytes"), int):
         dense = p.extra["backbone_bytes"]
         yield (

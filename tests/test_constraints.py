@@ -175,7 +175,7 @@ def _small_synthetic(monkeypatch):
 
 
 @pytest.mark.usefixtures("_small_synthetic")
-def test_cli_constraints_from_flags_and_config_reach_the_plan(tmp_path):
+def test_cli_constraints_from_flags_and_config_reach_the_plan(tmp_path, capsys):
     from embsearch.cli import main
 
     cfg = tmp_path / "search.toml"
@@ -192,6 +192,7 @@ def test_cli_constraints_from_flags_and_config_reach_the_plan(tmp_path):
     assert json.loads((out / "config.json").read_text())["constraints"] == want
     dims = {f["name"]: f["dim"] for f in plan["fields"]}
     assert dims["f00"] <= 2 and dims["f07"] >= 8 and dims["f01"] > 0
+    assert "  constraints: f00:max_dim=2 f01:keep f07:min_dim=8" in capsys.readouterr().out
 
 
 def test_constraints_enter_the_resume_fingerprint_and_old_configs_keep_theirs():
