@@ -119,8 +119,9 @@ def fit_budget(cand: Candidate, space: SearchSpace, budget: int) -> Candidate:
 
 
 def uniform_selection(space: SearchSpace, budget: int) -> Candidate | None:
-    """The same (largest) dim in every (field, group) that fits ``budget``; None if none does."""
-    for d in sorted((c for c in space.candidates if c > 0), reverse=True):
+    """The same (largest) dim in every (field, group) that fits ``budget``; None if none does
+    (a composed space: its most expressive setting at that dim, ``space.uniform``)."""
+    for d in sorted((c for c in space.dim_choices if c > 0), reverse=True):
         cand = space.uniform(d)
         if space.bytes_of(cand) <= budget:
             return cand
