@@ -84,6 +84,7 @@ export (``emb.<field>.<group>.map``).
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -421,7 +422,9 @@ class OptEmbed(EvolutionaryController):
                 uniform_plan = Uniform().search(ctx.with_budget(budget))
         except BudgetError:
             return picked, None, None
-        uniform = self.search_space(ctx).uniform(uniform_plan.width)
+        # the uniform plan's dims (every field at its width; under --constraint the
+        # constrained fields moved, the plan at the space's width: uniform.py)
+        uniform = self.search_space(ctx).candidate_of(uniform_plan)
         if best == uniform:
             return picked, None, None
         whole = self.state.full if self.state.full is not None else self.state.evaluator
@@ -429,7 +432,7 @@ class OptEmbed(EvolutionaryController):
         keep, uniform_auc = test.challenger_wins, test.incumbent_auc
         figures = {
             "pick_val_auc": test.challenger_auc,
-            "uniform_dim": uniform_plan.width,
+            "uniform_dim": statistics.mode(uniform[f][0] for f in range(len(uniform))),
             "uniform_val_auc": uniform_auc,
             "difference_se": test.se,
             "margin_se": k,

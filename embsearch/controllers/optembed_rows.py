@@ -26,9 +26,13 @@ def credited_uniform_plan(
     space: PrunedRowsSpace, ctx: SearchContext, budget: int, controller: str
 ) -> Plan:
     """The ``uniform`` controller's plan (the largest single dim ``d`` for every field, the
-    plan ``d`` wide) with the kept rows only: the uniform gate's rival once rows are pruned."""
+    plan ``d`` wide) with the kept rows only: the uniform gate's rival once rows are pruned.
+    Under per-field constraints, as ``uniform`` builds it: the space's width, the constrained
+    fields at their allowed dims nearest ``d``."""
     for dim in range(space.width, 0, -1):
-        narrow = space.with_width(dim)
+        if space.constraints and dim not in space.candidates:
+            continue
+        narrow = space if space.constraints else space.with_width(dim)
         cand = narrow.uniform(dim)
         if narrow.bytes_of(cand) <= budget:
             return narrow.to_plan(
