@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -135,3 +136,40 @@ def test_other_families_refuse_resume_in_one_line(tmp_path, capsys, controller, 
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Traceback" not in err and why in err, err
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_killed_during_supernet_training_continues_from_its_checkpoint(tmp_path):
+    """SIGKILL while the supernet trains (its epoch-1 checkpoint written): the resume trains
+    the later epochs only, from the checkpoint, and ends with the uninterrupted run's plan
+    and inherited score (the same weights)."""
+    (tmp_path / "data.json").write_text(json.dumps({"synthetic_rows": 6000}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "embsearch", "search", "--config", str(tmp_path / "data.json")]
+    argv += [*COMMON, "--controller", "optembed", "--param", "supernet_epochs=3"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run([*argv, "--out", str(full)], check=True, env=env)
+    proc = subprocess.Popen([*argv, "--out", str(killed)], env=env)
+    try:
+        while proc.poll() is None and not (killed / "supernet.epoch.pt").exists():
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the search ended before it could be killed"
+    assert not (killed / "supernet.pt").exists()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "embsearch", "search", "--resume", str(killed), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert not (killed / "supernet.epoch.pt").exists() and (killed / "supernet.pt").is_file()
+    history = json.loads((killed / "search.json").read_text())["history"]
+    (supernet,) = [e for e in history if e["event"] == "supernet"]
+    plans = [json.loads((d / "plan.json").read_text()) for d in (full, killed)]
+    assert supernet["resumed_after_epoch"] >= 1
+    assert supernet["epochs_run"] == plans[0]["extra"]["supernet"]["epochs_run"]
+    assert [f["groups"] for f in plans[0]["fields"]] == [f["groups"] for f in plans[1]["fields"]]
+    assert plans[0]["extra"]["inherited_val_auc"] == plans[1]["extra"]["inherited_val_auc"]
+    assert plans[0]["extra"]["supernet"]["val_auc"] == plans[1]["extra"]["supernet"]["val_auc"]
