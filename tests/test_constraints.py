@@ -239,3 +239,13 @@ def test_cli_bad_constraints_one_line_nothing_written(tmp_path, capsys, args, sa
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(says, err), err
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("projection", ["linear", "pad"])
+def test_constrained_min_bytes_is_the_cheapest_allowed_candidate(small_ds, projection):
+    raw = {"f00": {"min_dim": 4}, "f03": {"dims": [2, 16]}, "f07": {"min_dim": 8}}
+    space = SPACES["feature_dims"](small_ds.schema, projection=projection)
+    space = space.with_constraints(parse_constraints(raw))
+    brute = sum(min(space._priced_options(f)[1]) for f in range(space.num_fields))
+    assert space.min_bytes() == brute
+    assert space.bytes_of(space.repair(space.max_candidate(), brute)) == brute

@@ -198,6 +198,17 @@ class SearchSpace:
         option with a dim below the width pays a projection (linear) and its rows, so the
         smallest candidate everywhere beats it; without projections, all at the width.
         Under constraints: the cheapest allowed option of each field."""
+        if self.constraints and self.projection == "pad":  # blocks priced alone (as below)
+            return sum(
+                self.field_cost(
+                    f,
+                    [
+                        min(self.block_keys(f, g), key=lambda c, r=b - a: self._pad_cost(r, c))
+                        for g, (a, b) in enumerate(gs)
+                    ],
+                )
+                for f, gs in enumerate(self.groups)
+            )
         if self.constraints:
             return sum(min(self._priced_options(f)[1]) for f in range(self.num_fields))
         return sum(
@@ -279,16 +290,16 @@ class SearchSpace:
                 len(groups), len(self.candidates)
             )
             for g, (a, b) in enumerate(groups):
-                costs.append(
-                    [
-                        field_bytes([b - a], [c], self.width, "pad", self.precision)
-                        for c in self.candidates
-                    ]
-                )
+                costs.append([self._pad_cost(b - a, c) for c in self.candidates])
                 allowed = [c in self.block_keys(f, g) for c in self.candidates]
                 values.append(np.where(allowed, pref[g], -np.inf))
         picks = iter(solve_mckp(costs, values, budget))
         return tuple(tuple(self.candidates[next(picks)] for _ in groups) for groups in self.groups)
+
+    def _pad_cost(self, rows: int, dim: int) -> int:
+        """Bytes of one block of ``rows`` ids at ``dim`` without a projection (with ``pad`` a
+        field's bytes are the sum of its blocks')."""
+        return field_bytes([rows], [dim], self.width, "pad", self.precision)
 
     def _priced_options(self, f: int) -> tuple[list[tuple[int, ...]], list[int], np.ndarray]:
         """Field ``f``'s options, their bytes and their candidate indices ``[options, groups]``,
