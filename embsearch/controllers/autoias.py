@@ -65,6 +65,7 @@ from embsearch.errors import ConfigError
 from embsearch.evaluator import stratified_rows
 from embsearch.plan import Plan
 from embsearch.search_loop import deadline_of
+from embsearch.search_spaces import constrain
 from embsearch.search_spaces.base import Candidate, SearchSpace
 from embsearch.search_spaces.floor import check_fits
 from embsearch.train.metrics import roc_auc
@@ -140,16 +141,20 @@ class AutoIAS(Controller):
         return ctx.space.with_projection("pad")
 
     def _costs(self, space: SearchSpace) -> np.ndarray:
-        """``[fields, dims]`` bytes of each field at each candidate dim."""
-        return np.array(
-            [
+        """``[fields, dims]`` bytes of each field at each candidate dim (``inf`` where a
+        ``--constraint`` rules the dim out: the policy never draws it)."""
+        return constrain.mask_costs(
+            space,
+            np.array(
                 [
-                    field_bytes([f.cardinality], [c], space.width, "pad", space.precision)
-                    for c in space.candidates
-                ]
-                for f in space.schema.fields
-            ],
-            dtype=np.float64,
+                    [
+                        field_bytes([f.cardinality], [c], space.width, "pad", space.precision)
+                        for c in space.candidates
+                    ]
+                    for f in space.schema.fields
+                ],
+                dtype=np.float64,
+            ),
         )
 
     def _mlp_settings(self, ctx: SearchContext) -> dict[str, Any]:

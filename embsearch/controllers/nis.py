@@ -97,6 +97,7 @@ from embsearch.errors import ConfigError
 from embsearch.evaluator import InheritedWeightEvaluator, stratified_rows
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult
+from embsearch.search_spaces import constrain
 from embsearch.search_spaces.base import Candidate, SearchSpace
 from embsearch.search_spaces.floor import check_fits
 
@@ -200,17 +201,21 @@ class NIS(AskTellController):
 
     # -- steps 1-5 ------------------------------------------------------------------------------
     def _costs(self, space: SearchSpace) -> np.ndarray:
-        """``[slots, options]`` bytes of each (field, group) keeping each candidate dim."""
-        return np.array(
-            [
+        """``[slots, options]`` bytes of each (field, group) keeping each candidate dim
+        (``inf`` where a ``--constraint`` rules the dim out: the policies never draw it)."""
+        return constrain.mask_costs(
+            space,
+            np.array(
                 [
-                    field_bytes([b - a], [c], space.width, "pad", space.precision)
-                    for c in space.candidates
-                ]
-                for groups in space.groups
-                for a, b in groups
-            ],
-            dtype=np.float64,
+                    [
+                        field_bytes([b - a], [c], space.width, "pad", space.precision)
+                        for c in space.candidates
+                    ]
+                    for groups in space.groups
+                    for a, b in groups
+                ],
+                dtype=np.float64,
+            ),
         )
 
     def to_candidate(self, choices: torch.Tensor) -> Candidate:

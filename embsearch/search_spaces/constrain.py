@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from embsearch.candidate import Candidate
 from embsearch.constraints import FieldConstraint
 from embsearch.errors import BudgetError, ConfigError
@@ -159,3 +161,19 @@ def check_candidate(space: SearchSpace, cand: Candidate, controller: str) -> Non
 def describe(space: SearchSpace) -> str:
     """The constraints as flags (for messages), empty without any."""
     return " ".join(c.text(n) for n, c in space.constraints.items())
+
+
+def mask_costs(space: SearchSpace, costs: np.ndarray) -> np.ndarray:
+    """``costs[s, o]`` (bytes of the (field, group) slots, in order, at ``space.candidates``)
+    with every option a constraint rules out at ``+inf``: a policy that masks what the budget
+    rules out (NIS's and AutoIAS's) then never draws it, so it learns inside the constraints."""
+    if not space.constraints:
+        return costs
+    out = np.array(costs, dtype=np.float64)
+    slot = 0
+    for f, groups in enumerate(space.groups):
+        for g in range(len(groups)):
+            allowed = space.block_keys(f, g)
+            out[slot, [c not in allowed for c in space.candidates]] = np.inf
+            slot += 1
+    return out
