@@ -249,3 +249,19 @@ def test_constrained_min_bytes_is_the_cheapest_allowed_candidate(small_ds, proje
     brute = sum(min(space._priced_options(f)[1]) for f in range(space.num_fields))
     assert space.min_bytes() == brute
     assert space.bytes_of(space.repair(space.max_candidate(), brute)) == brute
+
+
+def test_a_block_policy_never_draws_what_a_constraint_rules_out(small_ds):
+    from embsearch.controllers.nis_policy import BlockPolicy
+    from embsearch.search_spaces import constrain
+
+    space = SPACES["feature_dims"](small_ds.schema, projection="pad")
+    space = space.with_constraints(parse_constraints(CONSTRAINTS))
+    slots = [(f, g, b - a) for f, gs in enumerate(space.groups) for g, (a, b) in enumerate(gs)]
+    costs = np.array([[space._pad_cost(n, c) for c in space.candidates] for _, _, n in slots])
+    policy = BlockPolicy(constrain.mask_costs(space, costs), space.full_table_bytes(), seed=0)
+    picked, _ = policy.sample(256)
+    for s, (f, g, _) in enumerate(slots):
+        drawn = {space.candidates[i] for i in picked[:, s].tolist()}
+        assert drawn <= set(space.block_keys(f, g)), (f, g, drawn)
+    assert {space.candidates[i] for i in picked[:, 0].tolist()} == {1, 2}  # f00: max_dim=2
