@@ -279,6 +279,8 @@ class NIS(AskTellController):
         warm = int(float(cfg["warmup"]) * per_epoch * epochs)
 
         def alternate(model: nn.Module, step_: int) -> None:  # steps 4-5 during training
+            if step_ == warm:  # the warm-up ends: the policies draw the selections from now on
+                model.embedding.outside_sampler = outside
             if step_ <= warm or step_ % int(cfg["policy_every"]):
                 return
             scorer = QualityEvaluator(model, val, batch, rows=self.state.rows, metric=metric)
@@ -301,7 +303,10 @@ class NIS(AskTellController):
                 blocks=int(cfg["blocks"]),
                 sampling="example",
             )
-            emb.outside_sampler = outside
+            # the warm-up (``warmup_draws='uniform'``): the supernet's own unmasked uniform
+            # draws, every block of every group trained; else the policies' samples
+            uniform = warm > 0 and cfg["warmup_draws"] == "uniform"
+            emb.outside_sampler = None if uniform else outside
             return CTRModel(emb, sctx.make_backbone())
 
         self.state.supernet, summary = train_weight_sharing_supernet(

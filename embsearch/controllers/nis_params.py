@@ -38,6 +38,16 @@ NIS_SPECS: dict[str, Param] = {
         1.0,
         extension="a warm-up before the controller learns: embsearch's choice of share",
     ),
+    "warmup_draws": Param(
+        "uniform",
+        "choice",
+        "the warm-up's selections: each example's block counts drawn uniformly, unmasked, "
+        "so every block of every group trains ('uniform'), or the untrained policies' "
+        "budget-masked samples ('policy')",
+        choices=("uniform", "policy"),
+        extension="masked samples drop the large groups visited late, which then stay "
+        "untrained; the paper warms the embedding blocks up before the controller learns",
+    ),
     "policy_batch": Param(
         32, "int", "architectures sampled per policy update", 1, extension="not given"
     ),
