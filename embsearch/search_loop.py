@@ -229,7 +229,12 @@ def trial_recorder(
         [f"{space.schema.fields[f].name}/{g}" for g in range(len(gs))]
         for f, gs in enumerate(space.groups)
     ]
-    return LoopStudy(store, name, names, list(space.candidates))
+    # every key a block may take: the candidate dims in a dims-only space, option indices in
+    # a composed one (the generic candidate)
+    keys = {
+        k for f, gs in enumerate(space.groups) for g in range(len(gs)) for k in space.all_keys(f, g)
+    }
+    return LoopStudy(store, name, names, sorted(keys))
 
 
 def run_loop(
