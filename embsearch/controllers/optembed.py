@@ -20,42 +20,43 @@ Steps, as in the paper:
    id -> row map (from the thresholds) stays fixed, a pruned id embedding as the zero
    vector (the official ``mode_oov='zero'``).
 
-Pruned rows leave the table (``prune_rows``, :mod:`.optembed_rows`): the paper prunes rows
-first, then searches dims for the kept rows, its parameter count taking kept rows only. So
-after step 1 the evolution's space counts a field's ``pruned`` block (kept rows x dim plus
-the map, one small integer per id) wherever it costs less than all rows
-(``search_spaces/pruned_rows.py``), and the budget sees the credit: wider dims fit. The
-budget is checked before step 1 against all rows (what is pruned is not known yet).
-``prune_rows=false`` stores every row, as the paper's OptEmbed-D ablation (no row pruning)
-does, while the supernet still prunes.
+Pruned rows leave the table (``prune_rows``, :mod:`.optembed_rows`): the paper prunes rows,
+then searches dims for the kept rows (its parameter count: kept rows only). After step 1 the
+evolution's space counts a field's ``pruned`` block (kept rows x dim plus the map, an integer
+per id) wherever it costs less than all rows (``search_spaces/pruned_rows.py``): the budget
+sees the credit. Budgets are checked before step 1 against all rows. ``prune_rows=false``
+stores every row (the paper's OptEmbed-D ablation keeps them; the supernet still prunes).
+``plan.extra["rows"]``: the fields stored pruned, the rows left out, the bytes credited; the
+maps travel with the plan (``Plan.row_maps``) and the export (``emb.<field>.<group>.map``).
 
-Row pruning, scaled to a search's length: the paper's own settings (``alpha`` 1e-6..1e-4,
-threshold learning rate 1e-4..1e-2) move a threshold by at most ``alpha * lr`` per step
-(1e-8 at 1e-4 each), about 0.007 over 30 Criteo epochs (~660k steps of 2048); a search
-here takes ~100-1,000 steps, where they prune nothing (0% of the rows in every field of
-the synthetic data and of frappe; Adam on the thresholds, the first version, even drove
-every threshold negative). The defaults (``alpha=0.1``, ``threshold_lr=1e-2``, from the
-paper's grid, ``table_l2=1e-4``, from its l2 grid) allow 1e-3 per step: with 5 epochs they
-prune 28-30% of the rows of the synthetic table (seeds 0-2; 2% of its training ids, mostly
-rare noise ids) and 8.6% of the frappe split's, at an unchanged supernet val AUC
-(synthetic 0.7225 vs 0.7227 unpruned). Without ``table_l2`` nothing is pruned: Adam's L2
-is what shrinks the rows the loss does not defend (BENCHMARKS.md).
-``plan.extra`` records each field's pruned share (``pruned_row_fraction``), the table's
+Row pruning, scaled to a search's length: the paper's settings (``alpha`` 1e-6..1e-4,
+threshold lr 1e-4..1e-2) move a threshold by at most ``alpha * lr`` a step, ~0.007 over 30
+Criteo epochs (~660k steps); a search here takes ~100-1,000 steps, where they prune nothing
+(Adam on the thresholds, the first version, drove them all negative). The defaults
+(``alpha=0.1``, ``threshold_lr=1e-2``, from the paper's grid, ``table_l2=1e-4``, from its l2
+grid) allow 1e-3 a step: with 5 epochs they prune 28-30% of the synthetic table's rows
+(seeds 0-2; mostly rare noise ids) and 8.6% of the frappe split's, supernet val AUC
+unchanged (0.7225 vs 0.7227). Without ``table_l2`` (Adam's L2 shrinks the rows the loss does
+not defend) nothing is pruned (BENCHMARKS.md). ``plan.extra`` records each field's pruned share (``pruned_row_fraction``), the table's
 (``pruned_rows_total``) and, as ``provenance``, which step chose the plan: ``evolution``
 (its pick), ``uniform gate`` (``uniform_margin`` below returned the uniform table),
 ``evolution, cut short`` (time limit or Ctrl-C) or ``fallback`` (nothing evaluated).
 
-Candidates: the paper searches every dim ``1..D``; ``all_dims=true`` offers that set, but
-the default keeps the space's (powers of two unless ``--candidates`` names others). On the
-planted synthetic data at 10/25/50% (seed 0, 5 epochs) every dim ``1..16`` made the
-evolution's picks beat the uniform plan by only +0.71/+2.07/+1.85 standard errors, so the
-uniform gate returned two of the three plans; with powers of two the picks cleared it by
-+5.59/+2.72/+2.83 and the evolution chose all three (seeds 1 and 2: two and three of
-three). Sixteen dims per field widen the space the evolution must cover in the same
-number of evaluations, and a uniform draw over 1..16 trains dim 1 or 2 one step in eight.
-Retrained (synthetic, seeds 0-2), these defaults gain +0.0002/+0.0036/+0.0030 test AUC over
-uniform at 10/25/50%, the first version (per-batch draws, no pruning) +0.0084/+0.0020/+0.0026:
-its 10% plans were better, for a reason not found yet (`git show 964ade3:BENCHMARKS.md`).
+Candidates: the paper searches every dim ``1..D`` (``all_dims=true``); the default keeps
+the space's (powers of two unless ``--candidates``). On planted synthetic data at 10/25/50%
+(seed 0, 5 epochs) with 1..16 the picks beat the uniform plan by +0.71/+2.07/+1.85 standard
+errors (the gate returned two of three plans), with powers of two by +5.59/+2.72/+2.83 (the
+evolution chose all three; seeds 1, 2: two and three): 16 dims a field widen the space for
+the same evaluations. Retrained (synthetic, seeds 0-2) the defaults gain +0.0002/+0.0036/
++0.0030 test AUC over uniform at 10/25/50%, the first version (per-batch draws, no pruning)
++0.0084/+0.0020/+0.0026, for a reason not found yet (`git show 964ade3:BENCHMARKS.md`).
+
+Composed spaces (``--space field_dims+meta_table`` etc., an extension): the same steps over
+the generic candidate (a key per block into ``space.block_options``; sampling, mutation,
+crossover and repair are the space's), each candidate scored by the composed-space proxy on
+the inherited rows (``block_proxy.py``: shared tables fitted to them, fp16/int8 rounding;
+pruned rows zeroed). There pruned rows are not credited (a field is one block of one kind)
+and the uniform gate is off (its rival may take a dim the space does not offer).
 
 Choices the paper leaves open (one line each):
 
@@ -70,16 +71,11 @@ Choices the paper leaves open (one line each):
 - ``patience=2``: the evolution stops after 2 generations without a better candidate
   (``min_delta=5e-4`` made it ~30% cheaper but found worse plans on synthetic and frappe).
 - scores are memoised across the budgets of one search (inherited scores ignore budgets).
-- ``uniform_margin=2.0``: the returned plan is the uniform one (the plain table the
-  ``uniform`` controller builds) unless the pick beats it on the whole validation split by
-  more than two standard errors of their paired AUC difference (DeLong; a one-sided test at
-  about 2.5%): inherited scores are a proxy, and where they cannot tell plans apart a mixed
-  plan is a coin toss that retrained slightly worse (frappe 50%, where the full table is
-  only +0.0005 over uniform; `git show 964ade3:BENCHMARKS.md`). ``0`` returns the pick whatever its margin.
-
-``plan.extra["rows"]``: the fields stored pruned, the rows left out, the bytes credited;
-the maps travel with the plan (``Plan.row_maps``, a file beside ``plan.json``) and the
-export (``emb.<field>.<group>.map``).
+- ``uniform_margin=2.0``: the plan is the uniform one (the ``uniform`` controller's table)
+  unless the pick beats it on the whole validation split by more than two standard errors
+  of their paired AUC difference (DeLong; one-sided, ~2.5%): where inherited scores cannot
+  tell plans apart a mixed plan is a coin toss that retrained slightly worse (frappe 50%;
+  `git show 964ade3:BENCHMARKS.md`). ``0`` returns the pick whatever its margin.
 """
 
 from __future__ import annotations
@@ -95,6 +91,7 @@ from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
 from embsearch.controllers.base import SEARCH_BACKBONE, SearchState
+from embsearch.controllers.block_proxy import BlockProxyEvaluator
 from embsearch.controllers.evolution import EVOLUTION_SPECS
 from embsearch.controllers.evolutionary import (
     EvolutionaryController,
@@ -107,10 +104,12 @@ from embsearch.controllers.uniform import Uniform
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
 from embsearch.embeddings.supernets import SAMPLINGS, OptEmbedSupernet
 from embsearch.errors import BudgetError
-from embsearch.evaluator import InheritedWeightEvaluator
+from embsearch.evaluator import Evaluator, InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, as_json
+from embsearch.search_spaces import COMPOSED_SPACES
 from embsearch.search_spaces.base import Candidate, SearchSpace
+from embsearch.search_spaces.composed import ComposedSpace
 from embsearch.search_spaces.pruned_rows import PrunedRowsSpace
 
 
@@ -135,7 +134,7 @@ class OptEmbed(EvolutionaryController):
         "Proceedings of the 31st ACM International Conference on Information and Knowledge "
         "Management (CIKM) 2022 (arXiv:2208.04482)"
     )
-    supported_spaces = ("field_dims",)
+    supported_spaces = ("field_dims", *COMPOSED_SPACES)
     remote_trials = True  # its evolution's trials run on any executor (build_supernet, scorer)
     state_class: ClassVar[type[SearchState]] = OptEmbedState
     state: OptEmbedState
@@ -277,7 +276,8 @@ class OptEmbed(EvolutionaryController):
         rows = [f.cardinality for f in space.schema.fields]
         state.pruned_total = round(sum(p * n for p, n in zip(fractions, rows)) / sum(rows), 6)
         state.keep = [m.numpy() for m in emb.keep_masks()]
-        if self.config["prune_rows"]:  # the kept rows only, from here on (module docstring)
+        # the kept rows only, from here on (module docstring; not in a composed space)
+        if self.config["prune_rows"] and not isinstance(space, ComposedSpace):
             state.space = PrunedRowsSpace(space, [int(k.sum()) for k in state.keep])
         state.thresholds = dict(
             zip(space.schema.names, (round(t, 6) for t in emb.threshold.detach().tolist()))
@@ -286,16 +286,16 @@ class OptEmbed(EvolutionaryController):
         ctx.record(
             event="supernet", controller=self.name, **summary, pruned_row_fraction=state.pruned
         )
-        val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
+        val = ctx.data.split("val")
         state.evaluator = self.scorer(ctx, state.supernet)
         subsampled = len(state.evaluator.y) < len(val)
-        state.full = InheritedWeightEvaluator(state.supernet, val, batch) if subsampled else None
+        state.full = self.scorer(ctx, state.supernet, whole=True) if subsampled else None
 
     def build_supernet(self, ctx: SearchContext, space: SearchSpace) -> CTRModel:
         """Step 1's supernet, untrained (seeded); trained by ``prepare``, loaded by workers."""
         emb = OptEmbedSupernet(
             space.width,
-            space.candidates,
+            space.dim_choices,
             space.groups,
             space.schema.names,
             seed=ctx.seed,
@@ -307,13 +307,18 @@ class OptEmbed(EvolutionaryController):
         )
         return CTRModel(emb, self.supernet_context(ctx).make_backbone())
 
-    def scorer(self, ctx: SearchContext, model: nn.Module) -> InheritedWeightEvaluator:
-        """Step 2's score: inherited weights on the fixed ``val_rows`` subsample (here, or
-        in a worker with ``--executor local``/``ray``)."""
+    def scorer(self, ctx: SearchContext, model: nn.Module, whole: bool = False) -> Evaluator:
+        """Step 2's score: inherited weights on the fixed ``val_rows`` subsample (``whole``:
+        every validation row; here, or in a worker with ``--executor local``/``ray``); in a
+        composed space the block proxy (module docstring)."""
         val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
-        return InheritedWeightEvaluator(model, val, batch, max_rows=self.config["val_rows"])
+        rows = None if whole else self.config["val_rows"]
+        space = self.search_space(ctx)
+        if isinstance(space, ComposedSpace):
+            return BlockProxyEvaluator(model, space, val, batch, max_rows=rows)
+        return InheritedWeightEvaluator(model, val, batch, max_rows=rows)
 
-    def evaluator(self, ctx: SearchContext, budget: int) -> InheritedWeightEvaluator:
+    def evaluator(self, ctx: SearchContext, budget: int) -> Evaluator:
         return self.state.evaluator
 
     # -- step 2: evolution over per-field dims (EvolutionaryController's ask/tell) --------
@@ -367,11 +372,17 @@ class OptEmbed(EvolutionaryController):
             provenance = "uniform gate"
         else:
             provenance = "evolution" if result.stop_reason == "done" else "evolution, cut short"
-            if len({d for dims in picked.best for d in dims}) == 1:  # one dim everywhere
+            space = self.search_space(ctx)  # one dim everywhere, full rows (dims-only)
+            if (
+                not isinstance(space, ComposedSpace)
+                and len({d for ds in picked.best for d in ds}) == 1
+            ):
                 provenance += " (its pick is the uniform plan)"
         if result.stop_reason == "done" and result.best is not None:  # did the scores decide?
             null = self.null_candidate(ctx, budget)
-            plan.extra[SIGNAL_KEY] = signal_record(candidate_of(plan), null, self.null_signal)
+            plan.extra[SIGNAL_KEY] = signal_record(
+                self.search_space(ctx).candidate_of(plan), null, self.null_signal
+            )
         plan.extra.update(
             {
                 PROVENANCE_KEY: provenance,
@@ -412,7 +423,8 @@ class OptEmbed(EvolutionaryController):
         search was cut short)."""
         k = float(self.config["uniform_margin"])
         best = picked.best
-        if k <= 0 or best is None or picked.stop_reason != "done":
+        no_gate = isinstance(self.search_space(ctx), ComposedSpace)  # (module docstring)
+        if k <= 0 or best is None or picked.stop_reason != "done" or no_gate:
             return picked, None, None
         try:
             space = self.search_space(ctx)
