@@ -196,3 +196,24 @@ def test_prune_rows_false_stores_every_row(tmp_path, monkeypatch):
     assert plan.dims_only and plan.row_maps is None and plan.extra["pruned_rows_stored"] is True
     assert plan.extra["rows"]["bytes_credited"] == 0
     assert not (run / "plan.row_maps.safetensors").exists()
+
+
+def test_optembed_searches_a_composed_space_through_the_cli(tmp_path, monkeypatch):
+    """OptEmbed's evolution over the generic candidate (keys into the space's options): its
+    trials are recorded (a study over option keys, not dims), the plan keeps the budget, has
+    no credited rows and no uniform gate, and exports."""
+    from embsearch import run_config
+
+    monkeypatch.setattr(run_config.RunConfig, "synthetic_rows", 6000)
+    run = tmp_path / "run"
+    space = "field_dims+meta_table+precision"
+    params = ["population=4", "generations=1", "top_k=2"]
+    args = ["search", "--controller", "optembed", "--budget", "5%", "--space", space]
+    assert (
+        main(args + ["--out", str(run), *FAST] + [x for p in params for x in ("--param", p)]) == 0
+    )
+    plan = Plan.load(run)
+    assert plan.space == space and plan.table_bytes <= plan.budget_bytes
+    assert plan.row_maps is None and "uniform_margin" not in plan.extra
+    assert not plan.dims_only  # 5% is below every full fp32 plan: rows shared or bits cut
+    assert main(["export", str(run), "--out", str(tmp_path / "exp")]) == 0
