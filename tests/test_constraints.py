@@ -265,3 +265,10 @@ def test_a_block_policy_never_draws_what_a_constraint_rules_out(small_ds):
         drawn = {space.candidates[i] for i in picked[:, s].tolist()}
         assert drawn <= set(space.block_keys(f, g)), (f, g, drawn)
     assert {space.candidates[i] for i in picked[:, 0].tolist()} == {1, 2}  # f00: max_dim=2
+
+
+def test_check_controller_takes_constraints_for_a_plug_in():
+    from embsearch.testing import check_controller
+    from examples.custom_controller import MutualInfo
+
+    check_controller(MutualInfo, constraints=CONSTRAINTS, budgets=("20%", "40%"))
