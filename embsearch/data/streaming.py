@@ -5,8 +5,8 @@ vocabulary and the batch, not the file (issue 22 item 6: data larger than memory
    (:func:`~embsearch.data.readers.iter_columns`); every field's values get dense codes in
    order of first appearance (:class:`~embsearch.data.codes.ColumnCodes`, growing over
    the train file, looked up for the validation and test files) and the codes go to a
-   scratch ``int32`` file beside the output, batch by batch and field by field (each
-   field's codes contiguous), the labels to another. The train file's count of every code
+   scratch file beside the output, batch by batch and field by field (each field's codes
+   contiguous, in 1, 2 or 4 bytes: :class:`Batch`), the labels to another. The train file's count of every code
    is taken here, on the batch's codes.
 2. :func:`count_train`: for a single input, whose split is known only once its rows are
    counted, the validation and test rows' codes, read back batch by batch, are taken off
@@ -51,6 +51,22 @@ T = TypeVar("T")
 
 
 @dataclass
+class Batch:
+    """Where one record batch's codes lie in its input's scratch file: each field's codes
+    plus one (0: a value unseen in the train file) in the narrowest unsigned type that holds
+    the field's codes so far (:func:`_narrowed`), one field after the other, each padded to
+    4 bytes."""
+
+    rows: int
+    dtypes: list[np.dtype]
+    offset: int  # bytes before this batch in the scratch file
+
+    def sizes(self) -> list[int]:
+        """Bytes of each field's codes, padded."""
+        return [-(-self.rows * dt.itemsize // 4) * 4 for dt in self.dtypes]
+
+
+@dataclass
 class CodedInputs:
     """What the vocabulary pass leaves: per-field codes and train counts, and the scratch
     files of each input."""
@@ -60,23 +76,40 @@ class CodedInputs:
     freq: list[np.ndarray] = field(default_factory=list)  # input 0's count of each code
     rows: list[int] = field(default_factory=list)  # rows of each input file
     positives: list[int] = field(default_factory=list)  # positive labels of each input file
-    batches: list[list[int]] = field(default_factory=list)  # rows of each batch of each input
-    codes: list[Path] = field(default_factory=list)  # int32 [fields, rows] per batch, per input
+    batches: list[list[Batch]] = field(default_factory=list)  # the batches of each input
+    codes: list[Path] = field(default_factory=list)  # the codes of each input, batch by batch
     labels: list[Path] = field(default_factory=list)  # float32 [rows] per input
 
-    def chunks(self, i: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """``(start, codes [fields, rows], labels)`` of input ``i``, batch by batch (read
-        with ``np.fromfile``: no mapping of the whole file stays resident)."""
-        width, start = len(self.names), 0
-        for n in self.batches[i]:
-            codes = np.fromfile(self.codes[i], np.int32, n * width, offset=start * width * 4)
-            labels = np.fromfile(self.labels[i], np.float32, n, offset=start * 4)
-            yield start, codes.reshape(width, n), labels
-            start += n
+    def chunks(self, i: int) -> Iterator[tuple[int, list[np.ndarray], np.ndarray]]:
+        """``(start, codes, labels)`` of input ``i``, batch by batch: ``codes[j]`` holds
+        field j's codes plus one (see :class:`Batch`). Read with ``np.fromfile``: no mapping
+        of the whole file stays resident."""
+        start = 0
+        for b in self.batches[i]:
+            sizes = b.sizes()
+            raw = np.fromfile(self.codes[i], np.uint8, sum(sizes), offset=b.offset)
+            ends = np.cumsum(sizes)
+            codes = [
+                raw[end - size : end].view(dt)[: b.rows]
+                for size, end, dt in zip(sizes, ends, b.dtypes)
+            ]
+            labels = np.fromfile(self.labels[i], np.float32, b.rows, offset=start * 4)
+            yield start, codes, labels
+            start += b.rows
 
     def remove(self) -> None:
         for p in (*self.codes, *self.labels):
             p.unlink(missing_ok=True)
+
+
+def _narrowed(codes: np.ndarray, n: int) -> np.ndarray:
+    """``codes + 1`` (codes ``-1 .. n-1``) as uint8, uint16 or uint32, the narrowest that
+    holds ``n``: the scratch files take 1-2 bytes per field and row where the field's
+    vocabulary is small (most of Criteo's) rather than 4."""
+    dtype = np.uint8 if n < 1 << 8 else np.uint16 if n < 1 << 16 else np.uint32
+    out = np.empty(len(codes), dtype=dtype)
+    np.add(codes, 1, out=out, casting="unsafe")
+    return out
 
 
 def _workers() -> int:
@@ -96,9 +129,9 @@ def read_codes(
     coded: CodedInputs | None = None
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
         for i, path in enumerate(inputs):
-            codes_path, labels_path = scratch / f".codes-{i}.i32", scratch / f".labels-{i}.f32"
-            n = pos = 0
-            sizes: list[int] = []
+            codes_path, labels_path = scratch / f".codes-{i}", scratch / f".labels-{i}.f32"
+            n = pos = offset = 0
+            done: list[Batch] = []
             with open(codes_path, "wb") as fc, open(labels_path, "wb") as fl:
                 batches = prefetched(
                     iter_columns(fmt, path, **options, rows=rows, batch_rows=batch_rows)
@@ -108,16 +141,19 @@ def read_codes(
                         names = list(cols.fields)
                         coders = [ColumnCodes(name in cols.numeric) for name in names]
                         coded = CodedInputs(names, coders, [np.zeros(0, np.int64)] * len(names))
-                    for codes in _encode_batch(pool, coded, cols, grow=i == 0):
+                    fields = _encode_batch(pool, coded, cols, grow=i == 0)
+                    done.append(Batch(cols.rows, [c.dtype for c in fields], offset))
+                    for codes, size in zip(fields, done[-1].sizes()):
                         codes.tofile(fc)
+                        fc.write(bytes(size - codes.nbytes))  # padding
+                        offset += size
                     np.asarray(cols.label, dtype=np.float32).tofile(fl)
-                    sizes.append(cols.rows)
                     n += cols.rows
                     pos += int(np.count_nonzero(cols.label))
             assert coded is not None  # iter_columns yields at least one batch or raises
             coded.rows.append(n)
             coded.positives.append(pos)
-            coded.batches.append(sizes)
+            coded.batches.append(done)
             coded.codes.append(codes_path)
             coded.labels.append(labels_path)
     assert coded is not None
@@ -172,8 +208,9 @@ def prefetched(items: Iterator[T]) -> Iterator[T]:
 def _encode_batch(
     pool: ThreadPoolExecutor, coded: CodedInputs, cols: Columns, grow: bool
 ) -> list[np.ndarray]:
-    """One batch's ``int32`` codes, field by field, a worker thread per field; with
-    ``grow`` (the train file), each field's counts grow by the batch's."""
+    """One batch's codes, field by field, as the scratch file holds them
+    (:func:`_narrowed`), a worker thread per field; with ``grow`` (the train file), each
+    field's counts grow by the batch's."""
 
     def encode(j: int) -> np.ndarray:
         codes = coded.coders[j].encode(cols.fields[coded.names[j]], grow=grow)
@@ -182,7 +219,7 @@ def _encode_batch(
             add = np.bincount(codes, minlength=coded.coders[j].n)
             add[: len(freq)] += freq
             coded.freq[j] = add
-        return codes
+        return _narrowed(codes, coded.coders[j].n)
 
     return list(pool.map(encode, range(len(coded.names))))
 
@@ -205,8 +242,8 @@ def count_train(
                 labels[s][1] += int(np.count_nonzero(part == s))
             held_out = np.flatnonzero(part != 0)
 
-            def take_off(j: int, codes: np.ndarray = codes, rows: np.ndarray = held_out) -> None:
-                freq[j] -= np.bincount(codes[j][rows], minlength=len(freq[j]))
+            def take_off(j: int, codes: list = codes, rows: np.ndarray = held_out) -> None:
+                freq[j] -= np.bincount(codes[j][rows], minlength=len(freq[j]) + 1)[1:]
 
             list(pool.map(take_off, range(len(freq))))
     return freq, [(p, n) for p, n in labels]
@@ -223,8 +260,8 @@ def write_splits(
     """Pass 3 (see module): ``out/{train,val,test}_{x,y}.npy`` of the kept fields' ids,
     ``sizes`` rows each, written batch by batch, each batch's rows in blocks of
     :data:`ROW_BLOCK` by worker threads."""
-    # lut[j][code] = id; code -1 (a value unseen in the train rows) takes the last entry, 0
-    luts = [np.append(np.asarray(remaps[j], dtype=np.int32), np.int32(0)) for j in keep]
+    # lut[j][code + 1] = id, lut[j][0] = 0 (OOV) for a value unseen in the train rows
+    luts = [np.concatenate([[0], remaps[j]]).astype(np.int32) for j in keep]
     with ExitStack() as stack, ThreadPoolExecutor(max_workers=_workers()) as pool:
         xs, ys = [], []
         for name, size in zip(("train", "val", "test"), sizes):
@@ -234,12 +271,11 @@ def write_splits(
             for start, codes, y in coded.chunks(i):
                 part = None if which is None else which[start : start + len(y)]
 
-                def ids_of(a: int, codes: np.ndarray = codes) -> np.ndarray:
+                def ids_of(a: int, codes: list = codes) -> np.ndarray:
                     """The ids of rows ``a .. a + ROW_BLOCK`` of the batch, ``[rows, kept]``."""
-                    block = codes[:, a : a + ROW_BLOCK]
-                    ids = np.empty((block.shape[1], len(keep)), dtype=np.int32)
+                    ids = np.empty((len(codes[0][a : a + ROW_BLOCK]), len(keep)), np.int32)
                     for k, (j, lut) in enumerate(zip(keep, luts)):
-                        np.take(lut, block[j], out=ids[:, k], mode="wrap")
+                        np.take(lut, codes[j][a : a + ROW_BLOCK], out=ids[:, k], mode="clip")
                     return ids
 
                 for a, ids in zip(
