@@ -11,6 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers.esapn import ESAPN
 from embsearch.controllers.esapn_policy import SizePolicy, field_advantages, reinforce_step
@@ -99,6 +100,49 @@ def test_walk_never_spends_over_the_budget(rows, slack, pace, seed):
     assert state.spent <= budget + 1e-6
     assert float(cost[state.size].sum()) == pytest.approx(state.spent)
     assert bool((state.size >= before).all())
+
+
+def test_probe_replays_the_training_forwards_dropout_masks():
+    """The paired probe runs after the training forward and replays its dropout masks: its
+    losses equal a forward under the training step's random state (as the probe drew them
+    before; a forward with other masks differs), and batch norm's running statistics are
+    those the training forward alone left."""
+    from embsearch.backbones.models import DeepFM
+    from embsearch.controllers.esapn_probe import ReplayDropout, probe_losses
+    from embsearch.embeddings.supernets import GrowingSupernet
+
+    emb = GrowingSupernet(8, [2, 4, 8], [[(0, 30)], [(0, 20)]], ["a", "b"], 8, seed=0)
+    model = CTRModel(emb, DeepFM(2, 8, hidden_units=(16, 8))).train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.stack(
+        [torch.randint(0, 30, (64,), generator=g), torch.randint(0, 20, (64,), generator=g)], 1
+    )
+    y = (torch.rand(64, generator=g) < 0.3).float()
+    dims = torch.full((64, 2), 8)
+    dims[:, 1] = 4  # the probe: field b back at 4
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
+    norm = model.backbone.dnn.net[1]
+
+    def at(dims_, seed):
+        torch.manual_seed(seed)
+        emb.example_dims = dims_
+        with torch.no_grad():
+            out = loss_fn(model(x), y)
+        emb.example_dims = None
+        return out
+
+    expected, other = at(dims, 5), at(dims, 6)
+    torch.manual_seed(5)
+    rng = torch.get_rng_state()
+    replay = ReplayDropout(model)
+    with replay.installed():
+        model(x).sum().backward()  # the training forward: draws and keeps the masks
+        stats = norm.running_mean.clone()
+        got = probe_losses(model, emb, x, y, dims, replay, rng, loss_fn)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, other, atol=1e-3)
+    assert torch.equal(norm.running_mean, stats)
+    assert "forward" not in vars(model.backbone.dnn.net[3])  # the modules' own forward back
 
 
 @pytest.mark.parametrize("fraction", [0.15, 0.3, 0.8])

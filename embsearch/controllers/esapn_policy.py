@@ -62,10 +62,12 @@ class SizePolicy(nn.Module):
         buckets: torch.Tensor,
         sizes: torch.Tensor,
         can_grow: torch.Tensor,
+        table: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``[n, 2]`` log-probabilities of keep/enlarge in each state; enlarge masked where
-        ``can_grow`` is false (then keep has probability 1)."""
-        logits = self.table()[fields, buckets, sizes]
+        ``can_grow`` is false (then keep has probability 1). ``table``: :meth:`table`, if
+        the caller has it (one per step serves the sampling and the update)."""
+        logits = (self.table() if table is None else table)[fields, buckets, sizes]
         logits = torch.where(torch.stack([torch.ones_like(can_grow), can_grow], -1), logits, MASKED)
         return torch.log_softmax(logits, -1)
 
@@ -77,9 +79,10 @@ class SizePolicy(nn.Module):
         sizes: torch.Tensor,
         can_grow: torch.Tensor,
         greedy: bool = False,
+        table: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """An action per state (``greedy``: the more likely one, keep on a tie)."""
-        lp = self.log_probs(fields, buckets, sizes, can_grow)
+        lp = self.log_probs(fields, buckets, sizes, can_grow, table)
         if greedy:
             return (lp[:, ENLARGE] > lp[:, KEEP]).long()
         return torch.multinomial(lp.exp(), 1, generator=self.generator)[:, 0]
@@ -96,12 +99,14 @@ def reinforce_step(
     states: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     actions: torch.Tensor,
     advantages: torch.Tensor,
+    table: torch.Tensor | None = None,
 ) -> float:
     """One REINFORCE step: loss ``-mean(A * log pi(a | s))``; returns the loss. The
-    advantages must be finite (checked)."""
+    advantages must be finite (checked). ``table``: the policy's :meth:`SizePolicy.table`
+    at its current weights, with its graph, if the caller has it."""
     if not bool(torch.isfinite(advantages).all()):
         raise ValueError("internal: a non-finite advantage reached the policy")
-    lp = policy.log_probs(*states).gather(1, actions[:, None])[:, 0]
+    lp = policy.log_probs(*states, table).gather(1, actions[:, None])[:, 0]
     loss = -(advantages.float() * lp).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()

@@ -11,6 +11,7 @@ masked (the policies never see ``-inf``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +25,7 @@ from embsearch.controllers.esapn_policy import (
     frequency_bucket,
     reinforce_step,
 )
+from embsearch.controllers.esapn_probe import ReplayDropout, probe_dims, probe_losses
 from embsearch.embeddings.supernets import GrowingSupernet
 
 PRICE_STEP = 1.05  # the price's change per batch (adapt_price)
@@ -79,6 +81,7 @@ class Walk:
     gain_sum: torch.Tensor = field(init=False)  # float64 [rows]: paired gains since then
     gain_n: torch.Tensor = field(init=False)  # int64 [rows]: batches measured since then
     previous: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = field(init=False)
+    row_step: torch.Tensor = field(init=False)  # float64 [sizes]: bytes of a growth from k
     spent: float = field(init=False)
     start: float = field(init=False)
     n_fields: int = field(init=False)
@@ -101,6 +104,8 @@ class Walk:
         self.gain_n = torch.zeros(rows, dtype=torch.long)
         self.spent = self.start = float(self.row_cost[0]) * rows
         self.n_fields = int(self.field_of_row.max()) + 1 if rows else 0
+        last = len(self.row_cost) - 1
+        self.row_step = self.row_cost[torch.arange(1, last + 2).clamp(max=last)] - self.row_cost
         self.price = self.settings.cost_weight
         if self.spent > self.budget:
             raise ValueError(f"budget {self.budget} B is below the smallest dims {self.spent} B")
@@ -128,22 +133,21 @@ class Walk:
         crossed = frequency_bucket(c + occurrences, 64) > frequency_bucket(c, 64)
         return torch.nonzero(crossed)[:, 0]
 
-    def decide(self, u: torch.Tensor, policy: SizePolicy) -> None:
+    def decide(
+        self, u: torch.Tensor, policy: SizePolicy, table: torch.Tensor | None = None
+    ) -> None:
         """Keep or enlarge each distinct row ``u`` (those deciding at this batch); grow the
         accepted ones (a refused growth is a keep). The rows' previous decisions move to
-        :attr:`previous`, to be rewarded by :meth:`reward`."""
-        self.previous = (
-            self.pending[u].clone(),
-            self.pending_state[u].clone(),
-            self.pending_cost[u].clone(),
-        )
+        :attr:`previous`, to be rewarded by :meth:`reward`. ``table``: the policy's
+        :meth:`~SizePolicy.table`, if the caller has it."""
+        self.previous = (self.pending[u], self.pending_state[u], self.pending_cost[u])  # copies
         sizes = self.size[u]
         last = len(self.row_cost) - 1
-        step = self.row_cost[(sizes + 1).clamp(max=last)] - self.row_cost[sizes]
+        step = self.row_step[sizes]
         slack = self.allowed() - self.spent
         can_grow = (sizes < last) & (step <= slack + 1e-9)
         buckets = frequency_bucket(self.count[u], self.settings.buckets)
-        actions = policy.sample(self.field_of_row[u], buckets, sizes, can_grow)
+        actions = policy.sample(self.field_of_row[u], buckets, sizes, can_grow, table=table)
         # the batch's growths together within the slack: in a random order, the first that fit
         want = torch.nonzero(actions == ENLARGE)[:, 0]
         order = want[torch.randperm(len(want), generator=policy.generator)]
@@ -216,43 +220,24 @@ class Walk:
         return Rewarded(u[idx], states[idx], actions[idx], r[idx])
 
 
+def _distinct(rows: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``torch.unique(rows, return_inverse=True, return_counts=True)`` of table rows below
+    ``n_rows``: by counting where the table is small beside the batch (a sort otherwise)."""
+    if n_rows > 16 * len(rows):
+        return torch.unique(rows, return_inverse=True, return_counts=True)
+    counts = torch.bincount(rows, minlength=n_rows)
+    u = torch.nonzero(counts)[:, 0]
+    position = torch.empty(n_rows, dtype=torch.long)
+    position[u] = torch.arange(len(u))
+    return u, position[rows], counts[u]
+
+
 def _per_id(
     per_row: torch.Tensor, inv: torch.Tensor, occ: torch.Tensor, fields: int
 ) -> torch.Tensor:
     """Each distinct id's mean loss over the rows holding it."""
     out = torch.zeros(len(occ), dtype=torch.float64)
     return out.index_add_(0, inv, per_row.detach().cpu().double().repeat_interleave(fields)) / occ
-
-
-@torch.no_grad()
-def _probe(
-    model: nn.Module,
-    emb: GrowingSupernet,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    rows: torch.Tensor,
-    state: Walk,
-    values: torch.Tensor,
-    loss_fn: nn.Module,
-) -> torch.Tensor:
-    """Per-row losses of the batch with ``rows`` (pending enlarges) back at their sizes
-    before, in training mode with the random state of the training step that follows (its
-    dropout masks: the two losses are paired). A batch-normed backbone's running statistics
-    see the batch twice (once here); an evaluation-mode probe (running statistics, no
-    dropout) lost the planted signal (informative/noise 0.7-1.2 over seeds 0-5)."""
-    table_rows = emb.rows_of(x.to(emb.row_dims.device))
-    dims = emb.row_dims[table_rows]
-    flag = torch.zeros(len(emb.row_dims), dtype=torch.bool, device=dims.device)
-    flag[rows.to(dims.device)] = True
-    hit = flag[table_rows]
-    dims[hit] = values[state.pending_state[table_rows[hit].cpu(), 1]].to(dims.device)
-    devices = [x.device] if x.device.type == "cuda" else []
-    emb.example_dims = dims
-    try:
-        with torch.random.fork_rng(devices=devices):
-            return loss_fn(model(x).float(), y)
-    finally:
-        emb.example_dims = None
 
 
 def walk(
@@ -272,50 +257,76 @@ def walk(
     grown dims and, with a ``policy_opt``, the policies' update from the rewards. Without a
     model the walk only replays the decisions (the null signal). Returns the batches seen.
 
-    ``reward_base='paired'`` costs one forward more every ``probe_every`` batches, before
-    this batch's decisions (whose new columns start at zero, so the training step's loss is
-    the loss at the sizes as they were): the rows with the ids whose pending decision is an
-    enlarge back at their size before it (:func:`_probe`)."""
-    loss_fn = nn.BCEWithLogitsLoss(reduction="none")
+    ``reward_base='paired'`` costs one forward more (no backward) every ``probe_every``
+    batches, after the training step's forward and before its optimiser step (this batch's
+    growths' new columns start at zero, so the training loss is the loss at the sizes as
+    they were): the rows with the ids whose pending decision is an enlarge back at their
+    size before it, with the training forward's dropout masks (:mod:`.esapn_probe`)."""
     paired = state.settings.reward_base == "paired"
+    replay = ReplayDropout(model) if model is not None and paired else None
     n = 0
-    for x, y in batches:
-        rows = (x.to(offsets.device) + offsets).reshape(-1).cpu()
-        u, inv, occ = torch.unique(rows, return_inverse=True, return_counts=True)
-        d = state.deciding(u, occ)
-        ud = u[d]
-        emb: GrowingSupernet | None = None if model is None else model.embedding  # type: ignore[assignment]
-        probed = torch.nonzero(state.pending[u] == ENLARGE)[:, 0] if paired else u[:0]
-        probe = None
-        if emb is not None and len(probed) and state.step % state.settings.probe_every == 0:
-            probe = _probe(model, emb, x, y, u[probed], state, values, loss_fn)
-        state.decide(ud, policy)
-        state.count[u] += occ
-        state.step += 1
-        n += 1
-        if model is None or opt is None or emb is None:
-            continue
-        emb.grow(ud.to(emb.row_dims.device), values[state.size[ud]].to(emb.row_dims.device))
-        per_row = loss_fn(model(x).float(), y)  # a growth's new columns are zero: as before
-        loss = per_row.mean()
-        if extra_loss is not None:
-            loss = loss + extra_loss(model)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        now = _per_id(per_row, inv, occ, x.shape[1])
-        if probe is not None:
-            before = _per_id(probe, inv, occ, x.shape[1])
-            state.measure(u[probed], before[probed] - now[probed])
-        got = state.reward(ud, now[d])
-        if policy_opt is not None and len(got.rows):
-            fields = state.field_of_row[got.rows]
-            adv = (
-                field_advantages(got.rewards, fields, state.n_fields)
-                if state.settings.advantage == "field"
-                else got.rewards
-            )
-            states = (fields, got.states[:, 0], got.states[:, 1], got.states[:, 2].bool())
-            reinforce_step(policy, policy_opt, states, got.actions, adv)
-            state.updates += 1
+    with replay.installed() if replay is not None else nullcontext():
+        for x, y in batches:
+            _step(x, y, state, policy, offsets, values, model, opt, policy_opt, extra_loss, replay)
+            n += 1
     return n
+
+
+def _step(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    state: Walk,
+    policy: SizePolicy,
+    offsets: torch.Tensor,
+    values: torch.Tensor,
+    model: nn.Module | None,
+    opt: torch.optim.Optimizer | None,
+    policy_opt: torch.optim.Optimizer | None,
+    extra_loss: Callable[[nn.Module], torch.Tensor] | None,
+    replay: ReplayDropout | None,
+) -> None:
+    """One batch of :func:`walk`."""
+    loss_fn = nn.BCEWithLogitsLoss(reduction="none")
+    rows = (x.to(offsets.device) + offsets).reshape(-1).cpu()
+    u, inv, occ = _distinct(rows, len(state.size))
+    d = state.deciding(u, occ)
+    ud = u[d]
+    emb: GrowingSupernet | None = None if model is None else model.embedding  # type: ignore[assignment]
+    probed = torch.nonzero(state.pending[u] == ENLARGE)[:, 0] if replay is not None else u[:0]
+    dims = None
+    if emb is not None and len(probed) and state.step % state.settings.probe_every == 0:
+        dims = probe_dims(emb, x, u[probed], state.pending_state[:, 1], values)
+    with torch.set_grad_enabled(policy_opt is not None):  # one table: sampling and update
+        table = policy.table()
+    state.decide(ud, policy, table.detach())
+    state.count[u] += occ
+    state.step += 1
+    if model is None or opt is None or emb is None:
+        return
+    emb.grow(ud.to(emb.row_dims.device), values[state.size[ud]].to(emb.row_dims.device))
+    rng = torch.get_rng_state() if dims is not None else None
+    per_row = loss_fn(model(x).float(), y)  # a growth's new columns are zero: as before
+    loss = per_row.mean()
+    if extra_loss is not None:
+        loss = loss + extra_loss(model)
+    probe = None
+    if dims is not None and replay is not None and rng is not None:
+        probe = probe_losses(model, emb, x, y, dims, replay, rng, loss_fn)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    now = _per_id(per_row, inv, occ, x.shape[1])
+    if probe is not None:
+        before = _per_id(probe, inv, occ, x.shape[1])
+        state.measure(u[probed], before[probed] - now[probed])
+    got = state.reward(ud, now[d])
+    if policy_opt is not None and len(got.rows):
+        fields = state.field_of_row[got.rows]
+        adv = (
+            field_advantages(got.rewards, fields, state.n_fields)
+            if state.settings.advantage == "field"
+            else got.rewards
+        )
+        states = (fields, got.states[:, 0], got.states[:, 1], got.states[:, 2].bool())
+        reinforce_step(policy, policy_opt, states, got.actions, adv, table)
+        state.updates += 1
