@@ -34,15 +34,34 @@ class ColumnCodes:
         self.keys = KeyTable()  # fixed8 key -> code
         self.strings: list[pa.Array] = []  # values in code order, once not fixed8
         self.n = 0  # codes given so far (numeric: the largest bucket + 1)
+        self._freq = np.zeros(0, dtype=np.int64)  # rows of each code in the grown batches
+
+    @property
+    def freq(self) -> np.ndarray:
+        """How many rows of the batches encoded with ``grow`` hold each code (the train
+        file's counts), ``int64 [n]``."""
+        return self._freq[: self.n]
+
+    def _count(self, codes: np.ndarray, counts: np.ndarray) -> None:
+        """Add ``counts`` to the rows of ``codes`` (distinct); the counts' array grows by
+        doubling, so a batch costs its distinct values, not the vocabulary."""
+        if len(self._freq) < self.n:
+            grown = np.zeros(max(self.n, 2 * len(self._freq)), dtype=np.int64)
+            grown[: len(self._freq)] = self._freq
+            self._freq = grown
+        self._freq[codes] += counts
 
     def encode(self, col: pa.ChunkedArray | pa.Array, grow: bool = True) -> np.ndarray:
         """``int32`` codes of a batch. ``grow``: values not seen yet get the next codes, in
-        order of first appearance; else (the validation and test files, read after the
-        train file) they get ``-1`` (numeric: buckets ``>= n`` too), later mapped to OOV."""
+        order of first appearance, and every code's rows are counted (:attr:`freq`); else
+        (the validation and test files, read after the train file) they get ``-1``
+        (numeric: buckets ``>= n`` too), later mapped to OOV."""
         if self.numeric:
             codes = bucket_codes(col)
             if grow and len(codes):
                 self.n = max(self.n, int(codes.max()) + 1)
+                counts = np.bincount(codes)
+                self._count(np.arange(len(counts)), counts)
             elif not grow:
                 codes[codes >= self.n] = -1
             return codes.astype(np.int32)
@@ -61,13 +80,15 @@ class ColumnCodes:
         appearance) looked up in, and added to, the vocabulary's :class:`KeyTable`."""
         enc = pc.dictionary_encode(pa.array(keys))
         local = enc.dictionary.to_numpy()
+        idx = enc.indices.to_numpy()
         lut = self.keys.find(local)
         if grow:
             new = np.flatnonzero(lut < 0)
             if len(new):
                 lut[new] = self.keys.add(local[new])
                 self.n = self.keys.n
-        return lut[enc.indices.to_numpy()]
+            self._count(lut, np.bincount(idx, minlength=len(local)))
+        return lut[idx]
 
     def _encode_strings(self, col: pa.ChunkedArray | pa.Array, grow: bool) -> np.ndarray:
         """Codes of any other column: the batch's distinct values (nulls a value of their
@@ -91,6 +112,7 @@ class ColumnCodes:
                 lut[new] = np.arange(self.n, self.n + len(new))
                 self.strings.append(local.take(pa.array(new)))
                 self.n += len(new)
+            self._count(lut, np.bincount(idx, minlength=len(local)))
         return lut[idx]
 
     def values_of(self, codes: np.ndarray) -> pa.Array:

@@ -68,12 +68,11 @@ class Batch:
 
 @dataclass
 class CodedInputs:
-    """What the vocabulary pass leaves: per-field codes and train counts, and the scratch
-    files of each input."""
+    """What the vocabulary pass leaves: per-field codes and train counts (``coders``), and
+    the scratch files of each input."""
 
     names: list[str]
     coders: list[ColumnCodes]
-    freq: list[np.ndarray] = field(default_factory=list)  # input 0's count of each code
     rows: list[int] = field(default_factory=list)  # rows of each input file
     positives: list[int] = field(default_factory=list)  # positive labels of each input file
     batches: list[list[Batch]] = field(default_factory=list)  # the batches of each input
@@ -140,7 +139,7 @@ def read_codes(
                     if coded is None:
                         names = list(cols.fields)
                         coders = [ColumnCodes(name in cols.numeric) for name in names]
-                        coded = CodedInputs(names, coders, [np.zeros(0, np.int64)] * len(names))
+                        coded = CodedInputs(names, coders)
                     fields = _encode_batch(pool, coded, cols, grow=i == 0)
                     done.append(Batch(cols.rows, [c.dtype for c in fields], offset))
                     for codes, size in zip(fields, done[-1].sizes()):
@@ -214,11 +213,6 @@ def _encode_batch(
 
     def encode(j: int) -> np.ndarray:
         codes = coded.coders[j].encode(cols.fields[coded.names[j]], grow=grow)
-        if grow:
-            freq = coded.freq[j]
-            add = np.bincount(codes, minlength=coded.coders[j].n)
-            add[: len(freq)] += freq
-            coded.freq[j] = add
         return _narrowed(codes, coded.coders[j].n)
 
     return list(pool.map(encode, range(len(coded.names))))
@@ -230,7 +224,7 @@ def count_train(
     """Pass 2 (see module): the train rows' count of every code of every field, and each
     split's ``(positives, rows)``. ``which``: the split (0, 1, 2) of each row of a single
     input; ``None``: the inputs are the train, validation and test files."""
-    freq = [f.copy() for f in coded.freq]
+    freq = [c.freq.copy() for c in coded.coders]
     if which is None:  # input i is split i; the train file was counted as it was read
         return freq, list(zip(coded.positives, coded.rows))
     labels = [[0, 0], [0, 0], [0, 0]]
