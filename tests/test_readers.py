@@ -12,7 +12,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-import embsearch.data.prepare as prepare_mod
+import embsearch.data.codes as codes_mod
 from embsearch.data.buckets import bucket_codes
 from embsearch.data.dataset import SPLITS, Dataset
 from embsearch.data.prepare import fixed8_keys, prepare
@@ -287,7 +287,7 @@ def test_fixed8_fast_path_matches_string_path(
         (tmp_path / name).write_text("".join(lines[a:b]))
         files.append(str(tmp_path / name))
     fast = prepare("criteo", files, str(tmp_path / "fast"))
-    monkeypatch.setattr(prepare_mod, "fixed8_keys", lambda col: None)
+    monkeypatch.setattr(codes_mod, "fixed8_keys", lambda col: None)  # where prepare uses it
     slow = prepare("criteo", files, str(tmp_path / "slow"))
     assert fast.schema.fingerprint() == slow.schema.fingerprint()
     for s in SPLITS:
