@@ -30,13 +30,14 @@ NIS_SPECS: dict[str, Param] = {
         extension="the paper's alternation rate is not given",
     ),
     "warmup": Param(
-        0.0,
+        0.5,
         "float",
         "share of the supernet's weight steps trained on uniform samples before the policy "
         "starts learning",
         0.0,
         1.0,
-        extension="a warm-up before the controller learns: embsearch's choice of share",
+        extension="a warm-up before the controller learns: embsearch's choice of share (a "
+        "policy learning from the first step collapsed onto co-adapted architectures)",
     ),
     "warmup_draws": Param(
         "uniform",
