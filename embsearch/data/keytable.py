@@ -27,7 +27,6 @@ class KeyTable:
         self._bits = _MIN_BITS
         self._keys = np.zeros(1 << self._bits, dtype=np.int64)
         self._codes = np.full(1 << self._bits, -1, dtype=np.int32)
-        self._added: list[np.ndarray] = []  # keys in code order, one array per add()
         self.n = 0
 
     def find(self, keys: np.ndarray) -> np.ndarray:
@@ -53,15 +52,15 @@ class KeyTable:
         if 2 * (self.n + len(keys)) > len(self._codes):
             self._grow(self.n + len(keys))
         self._place(keys, codes)
-        self._added.append(keys)
         self.n += len(keys)
         return codes
 
     def keys(self) -> np.ndarray:
-        """Every key, in code order."""
-        if len(self._added) > 1:
-            self._added = [np.concatenate(self._added)]
-        return self._added[0] if self._added else np.zeros(0, dtype=np.int64)
+        """Every key, in code order (read from the table: nothing else holds them)."""
+        used = np.flatnonzero(self._codes >= 0)
+        out = np.empty(self.n, dtype=np.int64)
+        out[self._codes[used]] = self._keys[used]
+        return out
 
     def _slots(self, keys: np.ndarray) -> np.ndarray:
         h = keys.view(np.uint64)
@@ -91,9 +90,10 @@ class KeyTable:
 
     def _grow(self, n: int) -> None:
         """Rebuild with at least ``2 n`` slots, every key keeping its code."""
+        used = np.flatnonzero(self._codes >= 0)
+        keys, codes = self._keys[used], self._codes[used]
         while (1 << self._bits) < 2 * n:
             self._bits += 1
         self._keys = np.zeros(1 << self._bits, dtype=np.int64)
         self._codes = np.full(1 << self._bits, -1, dtype=np.int32)
-        if self.n:
-            self._place(self.keys(), np.arange(self.n, dtype=np.int32))
+        self._place(keys, codes)
