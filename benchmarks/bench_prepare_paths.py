@@ -10,7 +10,8 @@ alternating which runs first, each in a fresh subprocess watched by
 ``bench_bigdata.watched`` (peak resident memory; the process's wall and CPU seconds),
 ``prepare`` itself timed inside it (``prepare_s``, ``prepare_cpu_s``: without the
 interpreter's start and imports). Prints each run, the medians and the median of the
-per-round ratios of ``prepare_s`` (streamed / in-memory), and
+per-round ratios of ``prepare_s`` (streamed / in-memory; of CPU seconds too, steadier on a
+shared machine), and
 appends one JSON line per run and one summary line per N to ``--results``. The two
 prepared directories of a round are compared file by file (``identical``). Usage::
 
@@ -81,9 +82,10 @@ def main() -> None:
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--", "embsearch"], check=False
-    ).returncode
+    dirty = subprocess.run(  # uncommitted changes to the code prepare runs
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "embsearch/data"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
 
     def emit(rec: dict) -> None:
         print(json.dumps(rec), flush=True)
@@ -94,14 +96,17 @@ def main() -> None:
         ref = Path(tmp) / "reference"
         export(args.reference, ref)
         codes = {"streamed": str(ROOT), "in_memory": str(ref)}
-        code_names = {"streamed": head + ("+dirty" if dirty else ""), "in_memory": args.reference}
+        code_names = {
+            "streamed": head + ("+uncommitted" if dirty else ""),
+            "in_memory": args.reference,
+        }
         for rows in args.rows:
             tsv = base / f"criteo_{rows}.tsv"
             if not tsv.is_file():
                 write_criteo(tsv.with_suffix(".part"), rows, seed=0)
                 tsv.with_suffix(".part").rename(tsv)
             runs: dict[str, list[dict]] = {k: [] for k in codes}
-            ratios, identical = [], []
+            ratios, cpu_ratios, identical = [], [], []
             for r in range(args.repeat):
                 order = list(codes) if r % 2 == 0 else list(codes)[::-1]
                 outs = {}
@@ -119,9 +124,9 @@ def main() -> None:
                     runs[which].append(rec)
                     outs[which] = out
                     emit(rec)
-                ratios.append(
-                    runs["streamed"][-1]["prepare_s"] / runs["in_memory"][-1]["prepare_s"]
-                )
+                new, old = runs["streamed"][-1], runs["in_memory"][-1]
+                ratios.append(new["prepare_s"] / old["prepare_s"])
+                cpu_ratios.append(new["prepare_cpu_s"] / old["prepare_cpu_s"])
                 identical.append(same_files(outs["streamed"], outs["in_memory"]))
                 for out in outs.values():
                     shutil.rmtree(out, ignore_errors=True)
@@ -138,6 +143,8 @@ def main() -> None:
                 },
                 "ratios": [round(x, 3) for x in ratios],
                 "median_ratio": round(statistics.median(ratios), 3),
+                "cpu_ratios": [round(x, 3) for x in cpu_ratios],
+                "median_cpu_ratio": round(statistics.median(cpu_ratios), 3),
                 "identical": all(identical),
                 "codes": code_names,
                 "cpus": os.cpu_count(),
