@@ -15,10 +15,14 @@ time order; validation excluded) is timed; ESAPN searches every budget with ``st
 (one pass each, timed from inside the pass); each plan and the uniform plan of the same
 budget are trained from scratch (``--epochs``, early stopping on validation AUC) and
 tested. Results go to ``OUT/results.json`` after every run. ``--timing N`` only times N
-alternations of a plain epoch and an ESAPN pass (``OUT/timing.json``). Usage::
+alternations of a plain epoch and an ESAPN pass (``OUT/timing.json``, or ``--timing-out``),
+in wall-clock and in process CPU seconds (one thread; on a shared box the CPU time is the
+steadier measure). Usage::
 
     python benchmarks/bench_esapn.py --out benchmarks/results/esapn --seeds 0,1,2
     python benchmarks/bench_esapn.py --out benchmarks/results/esapn --timing 5
+    python benchmarks/bench_esapn.py --out /tmp/e --datasets frappe,synthetic --timing 7 \
+        --timing-out benchmarks/results/esapn/timing_cpu_2026-12-07.json
 """
 
 from __future__ import annotations
@@ -89,8 +93,9 @@ def prepared(name: str, data_dir: Path) -> Dataset:
     return Dataset.load(out)
 
 
-def plain_epoch(ctx: SearchContext, batch_size: int) -> float:
-    """Seconds of one plain training pass (full-width table, in time order, no validation)."""
+def plain_epoch(ctx: SearchContext, batch_size: int, cpu: bool = False) -> float:
+    """Seconds of one plain training pass (full-width table, in time order, no validation);
+    ``cpu``: the process's CPU seconds."""
     plan = Uniform().search(ctx.with_budget(ctx.space.full_table_bytes()))
     seed_everything(ctx.seed)
     model = ctx.build_model(plan)
@@ -98,7 +103,8 @@ def plain_epoch(ctx: SearchContext, batch_size: int) -> float:
     loss_fn = torch.nn.BCEWithLogitsLoss()
     extra = ctx.penalty()
     model.train()
-    t0 = time.perf_counter()
+    clock = time.process_time if cpu else time.perf_counter
+    t0 = clock()
     for x, y in ctx.data.split("train").batches(batch_size, shuffle=False):
         loss = loss_fn(model(x).float(), y)
         if extra is not None:
@@ -106,7 +112,7 @@ def plain_epoch(ctx: SearchContext, batch_size: int) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def test_auc(ctx: SearchContext, plan: Any) -> dict[str, float]:
@@ -115,30 +121,40 @@ def test_auc(ctx: SearchContext, plan: Any) -> dict[str, float]:
     return {"test_auc": auc, "test_logloss": ll, "epochs_run": res.epochs_run}
 
 
-def timing(ds: Dataset, name: str, repeats: int, out: Path) -> None:
+def timing(ds: Dataset, name: str, repeats: int, path: Path) -> None:
     """``repeats`` alternations of a plain epoch and an ESAPN pass (10% budget, stream) on
-    ``ds``: the least of each (the least disturbed by other processes) and their ratio."""
+    ``ds``, each in wall-clock and CPU seconds: the least of each (the least disturbed by
+    other processes), the medians and their ratios."""
     space = FeatureDimsSpace(ds.schema, 16)
     budget = int(space.full_table_bytes() * 0.10)
     cfg = TrainConfig(epochs=1, batch_size=4096, progress=False)
     ctx = SearchContext(ds, space, [budget], train=cfg, log=lambda m: None, stream=True)
-    plain, passes = [], []
+    plain, passes, plain_cpu, passes_cpu = [], [], [], []
     for _ in range(repeats):
         esapn = ESAPN()
-        plain.append(plain_epoch(ctx, int(esapn.config["batch_size"])))
+        size = int(esapn.config["batch_size"])
+        plain.append(plain_epoch(ctx, size))
+        plain_cpu.append(plain_epoch(ctx, size, cpu=True))
         esapn.null_candidate = lambda c, b: None  # type: ignore[method-assign]  # pass only
-        passes.append(esapn.search(ctx).extra["pass"]["seconds"])
+        record = esapn.search(ctx).extra["pass"]
+        passes.append(record["seconds"])
+        passes_cpu.append(record["cpu_seconds"])
     row = {
         "dataset": name,
         "plain_epoch_s": plain,
         "esapn_pass_s": passes,
         "least_ratio": round(min(passes) / min(plain), 3),
         "median_ratio": round(float(np.median(passes)) / float(np.median(plain)), 3),
+        "plain_epoch_cpu_s": [round(t, 3) for t in plain_cpu],
+        "esapn_pass_cpu_s": passes_cpu,
+        "cpu_median_ratio": round(float(np.median(passes_cpu)) / float(np.median(plain_cpu)), 3),
     }
-    path = out / "timing.json"
     rows = json.loads(path.read_text()) if path.exists() else []
     path.write_text(json.dumps([*rows, row], indent=1))
-    print(f"{name}: pass/epoch least {row['least_ratio']} median {row['median_ratio']}")
+    print(
+        f"{name}: pass/epoch least {row['least_ratio']} median {row['median_ratio']}, "
+        f"CPU median {row['cpu_median_ratio']}"
+    )
 
 
 def main() -> None:
@@ -150,6 +166,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--timing", type=int, default=0, help="only time N alternations")
+    ap.add_argument("--timing-out", help="the timing's JSON file (default OUT/timing.json)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -163,7 +180,7 @@ def main() -> None:
     for name in args.datasets.split(","):
         ds = prepared(name, out / "data")
         if args.timing:
-            timing(ds, name, args.timing, out)
+            timing(ds, name, args.timing, Path(args.timing_out or out / "timing.json"))
             continue
         space = FeatureDimsSpace(ds.schema, 16)
         for seed in (int(s) for s in args.seeds.split(",")):
