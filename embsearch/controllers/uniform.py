@@ -12,8 +12,9 @@ more bits): on frappe at 10% the setting of most bytes hashed every field (test 
 where full rows at fp16 fit (0.953).
 
 Under per-field constraints (``--constraint``) a narrower table cannot hold a field whose
-dims are bounded below, so the plan keeps the space's width and every field takes the dim
-(or setting) of the uniform choice nearest to what its constraint allows
+dims are bounded below, so the plan keeps the space's width (dims ``d = width .. 1`` as
+above) and every constrained field takes the dim (or setting) of the uniform choice nearest
+to what its constraint allows
 (:func:`~embsearch.search_spaces.constrain.nearest`; a dim below the width then pays its
 projection): the largest such choice that fits, in the same order as above.
 """
@@ -85,9 +86,7 @@ class Uniform(Controller):
             return self.search_composed(ctx, ctx.space)
         for dim in range(ctx.space.width, 0, -1):
             if ctx.space.constraints:  # the space's width, constrained fields moved (docstring)
-                if dim not in ctx.space.candidates:
-                    continue
-                narrow = ctx.space
+                narrow = ctx.space.with_candidates(sorted({*ctx.space.candidates, dim}))
                 cand = narrow.uniform(dim)
             else:
                 narrow = ctx.space.with_width(dim)
