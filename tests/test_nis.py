@@ -189,3 +189,17 @@ def test_fill_weighs_an_upgrade_against_its_bytes():
     # never below the unfilled options, never an option a constraint rules out
     pick = lagrangian(costs, [0, 1, 1, 1], [{0, 1}, {1}, {1, 2}, {1, 2}], log_probs, 110)
     assert pick[0] in (0, 1) and pick[1] == 1 and min(pick[2:]) >= 1
+
+
+@pytest.mark.parametrize("draws", ["uniform", "policy"])
+def test_warmup_draws(small, monkeypatch, draws):
+    """During the warm-up (here all the supernet's steps) the supernet draws its own
+    unmasked selections and the policies are not sampled (``warmup_draws='uniform'``), so
+    only the ask/tell loop samples them (3 updates of 4); with ``'policy'`` every training
+    step samples them too."""
+    calls = []
+    sample = BlockPolicy.sample
+    monkeypatch.setattr(BlockPolicy, "sample", lambda self, n: calls.append(n) or sample(self, n))
+    ctx = make_ctx(small, FeatureDimsSpace(small.schema, 8, n_groups=2), [0.1])
+    NIS(**QUICK, warmup=1.0, warmup_draws=draws).search(ctx)
+    assert calls == [4, 4, 4] if draws == "uniform" else len(calls) > 3
