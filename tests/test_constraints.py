@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from embsearch.budget import parse_budget
 from embsearch.constraints import FieldConstraint, merge_flags, parse_constraints
@@ -272,3 +274,53 @@ def test_check_controller_takes_constraints_for_a_plug_in():
     from examples.custom_controller import MutualInfo
 
     check_controller(MutualInfo, constraints=CONSTRAINTS, budgets=("20%", "40%"))
+
+
+_SPACE_NAMES = ["field_dims", "feature_dims", "field_dims+meta_table+precision"]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.sampled_from(_SPACE_NAMES),
+    st.dictionaries(
+        st.sampled_from([f"f0{i}" for i in range(8)]),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "min_dim": st.sampled_from([1, 2, 4]),
+                "max_dim": st.sampled_from([4, 8, 16]),
+                "keep": st.just(True),
+                "dims": st.sampled_from([[2, 8], [1, 16], [4]]),
+            },
+        ),
+        max_size=4,
+    ),
+    st.sampled_from([0.1, 0.25, 0.5]),
+    st.integers(0, 2**16),
+)
+def test_random_constraints_every_knapsack_repair_and_sample_obeys(
+    small_ds, name, raw, share, seed
+):
+    try:
+        held = parse_constraints(raw)
+        space = SPACES[name](small_ds.schema).with_constraints(held)
+        budget = space.resolve_budget(parse_budget(f"{share:.0%}"))
+    except (ConfigError, BudgetError):  # an empty dims set or a tight budget: refused, fine
+        return
+    rng = np.random.default_rng(seed)
+    free = SPACES[name](small_ds.schema)
+    wants = [space.repair(free.sample(rng), budget), space.repair(space.sample(rng), budget)]
+    if name != "field_dims+meta_table+precision":
+        prefs = [rng.normal(size=(len(g), len(space.candidates))) for g in space.groups]
+        wants.append(space.best_under_budget(prefs, budget))
+    for cand in wants:
+        assert space.bytes_of(cand) <= budget
+        plan = space.to_plan(cand, "test", budget)  # refuses a candidate that breaks one
+        for fname, c in held.items():
+            f = next(f for f in plan.fields if f.name == fname)
+            for g in range(len(f.groups)):
+                spec = plan.block_spec(f, g)
+                assert c.allows(spec.dim, spec.kind, spec.precision)
+    assert space.min_bytes() <= min(space.bytes_of(c) for c in wants)
