@@ -265,11 +265,12 @@ def write_splits(
             for start, codes, y in coded.chunks(i):
                 part = None if which is None else which[start : start + len(y)]
 
-                def ids_of(a: int, codes: list = codes) -> np.ndarray:
+                def ids_of(a: int, codes: list = codes, rows: int = len(y)) -> np.ndarray:
                     """The ids of rows ``a .. a + ROW_BLOCK`` of the batch, ``[rows, kept]``."""
-                    ids = np.empty((len(codes[0][a : a + ROW_BLOCK]), len(keep)), np.int32)
+                    b = min(a + ROW_BLOCK, rows)
+                    ids = np.empty((b - a, len(keep)), dtype=np.int32)
                     for k, (j, lut) in enumerate(zip(keep, luts)):
-                        np.take(lut, codes[j][a : a + ROW_BLOCK], out=ids[:, k], mode="clip")
+                        np.take(lut, codes[j][a:b], out=ids[:, k], mode="clip")
                     return ids
 
                 for a, ids in zip(
