@@ -1,8 +1,11 @@
 """Where AutoIAS's search time goes (issue 23, item 3): one DeepFM training of the full
 table for ``--epochs`` (no early stopping) beside one AutoIAS search of the same epochs,
-split into its supernet (teacher and student passes) and its generator phase. Usage::
+split into its supernet (teacher and student passes) and its generator phase. Wall-clock
+seconds and process CPU seconds (one thread: on a shared box the CPU time is the steadier
+measure of the cost). Usage::
 
     python benchmarks/autoias_cost.py --epochs 2 --param val_rows=1024
+    python benchmarks/autoias_cost.py --epochs 10 --param teacher_rows=1.0 --out FILE.json
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -28,6 +32,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="append the row to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(1)
     params = dict(parse_param(t) for t in args.param)
@@ -35,15 +41,15 @@ def main() -> None:
     space = FieldDimsSpace(ds.schema, 16)
     budgets = sorted(space.resolve_budget(parse_budget(b)) for b in ("10%", "25%"))
     cfg = TrainConfig(epochs=args.epochs, progress=False)
-    ctx = SearchContext(ds, space, budgets, train=cfg, log=lambda m: None)
+    ctx = SearchContext(ds, space, budgets, train=cfg, seed=args.seed, log=lambda m: None)
     plan = space.to_plan(space.uniform(16), "full", space.full_table_bytes())
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     train_model(ctx.build_model(plan), ctx.data, replace(cfg, patience=args.epochs + 1))
-    full = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    full, full_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
     ctrl = AutoIAS(**params)
     ctrl.search_budgets(ctx)
-    search = time.perf_counter() - t0
+    search, search_cpu = time.perf_counter() - t0, time.process_time() - c0
     supernet = ctrl.state.supernet_summary
     row = {
         "params": params,
@@ -54,8 +60,17 @@ def main() -> None:
         "supernet_epochs_run": supernet["epochs_run"],
         "generator_s": round(search - supernet["seconds"], 1),
         "ratio": round(search / full, 2),
+        "seed": args.seed,
+        "full_cpu_s": round(full_cpu, 1),
+        "search_cpu_s": round(search_cpu, 1),
+        "supernet_cpu_s": round(supernet["cpu_seconds"], 1),
+        "cpu_ratio": round(search_cpu / full_cpu, 2),
     }
-    print(json.dumps(row))
+    print(json.dumps(row), flush=True)
+    if args.out:
+        path = Path(args.out)
+        rows = json.loads(path.read_text()) if path.exists() else []
+        path.write_text(json.dumps([*rows, row], indent=1))
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def _products(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Hadamard ``[B, P, w]``, inner ``[B, P]`` and projected ``[B, P]`` (None: no kernels)
     products of the pairs ``(left[p], right[p])`` of ``e`` ``[B, F, w]``."""
-    ei, ej = e[:, left], e[:, right]
+    ei, ej = e.index_select(1, left), e.index_select(1, right)  # backward: one index_add each
     had = ei * ej
     proj = None if kernels is None else torch.einsum("bpw,pwv,bpv->bp", ei, kernels, ej)
     return had, had.sum(-1), proj

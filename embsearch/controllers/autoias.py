@@ -205,12 +205,15 @@ class AutoIAS(Controller):
             ]
             return CTRModel(emb, built[0])
 
-        kd = float(cfg["kd_weight"])
+        kd, share = float(cfg["kd_weight"]), float(cfg["teacher_rows"])
 
         def distil(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor):  # noqa: ANN202
-            """Step 3: the whole supernet learns the labels; each sub-architecture its output."""
+            """Step 3: the whole supernet learns the labels; each sub-architecture its output
+            (both on the batch's first ``teacher_rows`` share: the batches are shuffled)."""
             if kd == 0:
                 return logits.new_zeros(())
+            n = max(1, math.ceil(share * len(x)))
+            x, y, logits = x[:n], y[:n], logits[:n]
             teacher = model.backbone.play(model.embedding.lookup(x), None).float()
             soft = torch.sigmoid(teacher).detach()
             return F.binary_cross_entropy_with_logits(teacher, y) + kd * (
@@ -218,9 +221,11 @@ class AutoIAS(Controller):
             )
 
         epochs = cfg["supernet_epochs"] or ctx.train.epochs
+        cpu = time.process_time()
         model, summary = train_weight_sharing_supernet(
             sctx, build, epochs, deadline, desc="autoias supernet", batch_loss=distil
         )
+        summary["cpu_seconds"] = round(time.process_time() - cpu, 3)  # the process's
         model.embedding.outside_sampler = None
         self.state.supernet_summary = summary
         ctx.record(event="supernet", controller=self.name, **summary)
@@ -228,8 +233,11 @@ class AutoIAS(Controller):
 
     # -- step 4 ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def score(self, dims: list[int], ops: list[int], widths: list[int]) -> dict[str, float]:
-        """Validation AUC and log loss of one architecture with inherited weights."""
+    def score(
+        self, dims: list[int], ops: list[int], widths: list[int], auc: bool = True
+    ) -> dict[str, float]:
+        """Validation AUC (unless not ``auc``) and log loss of one architecture with inherited
+        weights."""
         model = self.state.supernet
         dim_values = torch.tensor(
             [self.state.space.candidates[i] for i in dims], device=self.state.rows.device
@@ -238,8 +246,10 @@ class AutoIAS(Controller):
         mlp = [self.mlp_widths[w] for w in widths]
         logits = model.backbone.play_fixed(e, ops, mlp).float()
         ll = float(F.binary_cross_entropy_with_logits(logits, self.state.y))
-        auc = roc_auc(self.state.y.cpu().numpy(), torch.sigmoid(logits).cpu().numpy())
-        return {"auc": auc, "logloss": ll}
+        if not auc:
+            return {"logloss": ll}
+        a = roc_auc(self.state.y.cpu().numpy(), torch.sigmoid(logits).cpu().numpy())
+        return {"auc": a, "logloss": ll}
 
     def reward(self, metrics: dict[str, float]) -> float:
         """The quality: minus the log loss, or the AUC; a constant prediction's if not finite."""
@@ -257,7 +267,10 @@ class AutoIAS(Controller):
                 ctx.log("autoias: time limit reached; the plan is the generator's so far")
                 break
             arch: Architectures = policy.sample(int(cfg["policy_batch"]))
-            rewards = [self.reward(self.score(*arch.row(i))) for i in range(len(arch))]
+            need_auc = cfg["reward_metric"] == "auc"
+            rewards = [
+                self.reward(self.score(*arch.row(i), auc=need_auc)) for i in range(len(arch))
+            ]
             history.append(policy.update(arch, rewards)["reward"])
             best = int(np.argmax(rewards))
             ctx.record(
