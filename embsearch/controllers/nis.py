@@ -15,15 +15,18 @@ Steps, as in the paper:
 3. *One-shot model trained on the controller's samples*: the masked block supernet of RULE
    (``RuleSupernet``, plain blocks, no diversity term) takes each training example's
    selection from the policy (its ``outside_sampler`` hook), so sub-architectures inherit
-   its weights; every ``policy_every`` weight steps the policy is updated (alternation),
-   after a warm-up (``warmup``, half the steps) on the supernet's own unmasked uniform
-   draws (``warmup_draws``), which trains every block of every group before the rewards
-   start to count: the policy's budget-masked samples leave a large group visited late at
-   0 blocks, and a policy learning from the first step collapsed (probabilities 0.97-0.99)
-   onto architectures whose weights the supernet then co-adapted to. Frappe, 25%, seed 0:
-   its plan scored above the uniform plan on inherited weights (val AUC 0.9407 against
-   0.9387) and below it once retrained (test 0.9546 against 0.9575), having dropped item
-   groups that hold a quarter of the field's occurrences.
+   its weights; every ``policy_every`` weight steps the policy is updated (alternation).
+   A warm-up (``warmup``, off by default) trains the supernet first on its own unmasked
+   uniform draws (``warmup_draws``): every block of every group, where the policy's
+   budget-masked samples leave a large group visited late at 0 blocks. Without it the
+   policy collapses (probabilities 0.97-0.99) onto architectures the supernet then
+   co-adapts to: frappe, 25%, seed 0, its plan scored above the uniform plan on inherited
+   weights (val AUC 0.9407 against 0.9387) and below it once retrained (test 0.9546
+   against 0.9575), having dropped an item group that holds a quarter of the field's
+   occurrences. Half the steps of warm-up did not cure it and cost elsewhere (frappe test
+   AUC minus uniform, seeds 0-2, at 10%: +0.0060/-0.0038/-0.0385, 25%:
+   -0.0042/-0.0077/+0.0015, 50%: +0.0011/-0.0023/-0.0010; without: -0.0023/-0.0017/
+   +0.0002, -0.0029/-0.0078/-0.0033, +0.0027/-0.0059/+0.0004): a less trained policy.
 4. *Reward*: the quality of a sampled architecture with the supernet's current weights on
    a fixed class-stratified validation subsample (``val_rows``), minus the memory cost,
    zero within the budget and linear above it:
@@ -62,7 +65,7 @@ Choices the paper leaves open (one line each):
 - Supernet: each training example draws its own selection (RULE's measured reason: far
   less gradient noise than one per step).
 - Defaults (``blocks=4``, ``vocabulary``, ``advantage='batch'``, ``reward_metric='logloss'``,
-  ``policy_lr=0.2``; ``warmup=0.5``: step 3): the best of the settings measured on the planted
+  ``policy_lr=0.2``, no ``warmup``: step 3): the best of the settings measured on the planted
   synthetic data (tests/test_nis.py, 40%, informative/noise dims per id on seeds 0-2):
   1.35/1.35/1.69 with the earlier defaults (moving baseline, AUC, 32 samples, no vocabulary
   option), 1.86/1.17/0.48 with the vocabulary option alone, 4.31/2.06/1.26 adding the batch
