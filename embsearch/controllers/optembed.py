@@ -168,7 +168,8 @@ class OptEmbed(EvolutionaryController):
             True,
             "bool",
             "true: plans store each field's kept rows only (pruned blocks: rows + id->row map) "
-            "and the budget credits the pruned ones, the paper's order; false: every row stored",
+            "and the budget credits the pruned ones, the paper's order (field_dims; composed "
+            "spaces store every row); false: every row stored",
             extension="false is the table of the paper's OptEmbed-D ablation (no row pruning)",
         ),
         "threshold_init": Param(0.0, "float", "initial per-field pruning threshold t_f"),
