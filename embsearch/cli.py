@@ -196,12 +196,12 @@ class Search(Command):
             if opt.metavar:
                 kwargs["metavar"] = opt.metavar
             p.add_argument(opt.flag, **kwargs)
-        p.add_argument(
-            "--config", help="JSON or TOML file with any of these options; flags override it"
-        )
+        p.add_argument("--config", help="JSON or TOML file of these options; flags override it")
         p.add_argument("--out", help="run directory to create")
         p.add_argument("--storage", metavar="URL", help=STORAGE_HELP)
-        p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed black-box search")
+        p.add_argument(
+            "--resume", metavar="RUN_DIR", help="continue a killed black-box or evolutionary search"
+        )
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -250,11 +250,7 @@ class Retrain(Command):
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("run_dir")
-        p.add_argument(
-            "--with-baseline",
-            action="store_true",
-            help="also train the full-size table for comparison",
-        )
+        p.add_argument("--with-baseline", action="store_true", help="also train the full table")
         p.add_argument("--epochs", type=int, help="override the search's epochs")
         p.add_argument(
             "--eval-every",
