@@ -22,6 +22,7 @@ from embsearch.budget import parse_budget
 from embsearch.cli import parse_param
 from embsearch.context import SearchContext
 from embsearch.controllers.autoias import AutoIAS
+from embsearch.data.dataset import Dataset
 from embsearch.data.synthetic import make_synthetic
 from embsearch.search_spaces import FieldDimsSpace
 from embsearch.train import TrainConfig
@@ -33,11 +34,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", default="synthetic", help="synthetic or a prepared directory")
     ap.add_argument("--out", help="append the row to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(1)
     params = dict(parse_param(t) for t in args.param)
-    ds = make_synthetic()
+    ds = make_synthetic() if args.data == "synthetic" else Dataset.load(args.data)
     space = FieldDimsSpace(ds.schema, 16)
     budgets = sorted(space.resolve_budget(parse_budget(b)) for b in ("10%", "25%"))
     cfg = TrainConfig(epochs=args.epochs, progress=False)
@@ -61,6 +63,7 @@ def main() -> None:
         "generator_s": round(search - supernet["seconds"], 1),
         "ratio": round(search / full, 2),
         "seed": args.seed,
+        "data": args.data,
         "full_cpu_s": round(full_cpu, 1),
         "search_cpu_s": round(search_cpu, 1),
         "supernet_cpu_s": round(supernet["cpu_seconds"], 1),

@@ -33,6 +33,15 @@ Steps, as in the paper:
 
 Budget (issue 23, item 4): dims are sampled masked (every sample fits); there is no memory
 penalty in the reward, since no sample can exceed the budget.
+
+Cost (issue 23: a search at most 4x one full training; ``benchmarks/autoias_cost.py``):
+per-example sub-architectures make every student step a pass over all of the pairs'
+products into a ``F*w + P*(w+2)``-input first layer (1,380 on the 12-field synthetic
+data, DeepFM's 192). Kept from the paper: the one-shot supernet, per-example sampling and
+the distillation every step. Extensions that cut the cost (each a parameter with its
+reason): the teacher on half of each batch (``teacher_rows``), 16 generator samples per
+update (``policy_batch``) and the supernet stopped at its first validation without a better
+AUC (``supernet_patience``; its best weights kept).
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -221,6 +230,8 @@ class AutoIAS(Controller):
             )
 
         epochs = cfg["supernet_epochs"] or ctx.train.epochs
+        patience = cfg["supernet_patience"] or sctx.train.patience
+        sctx = replace(sctx, train=replace(sctx.train, patience=int(patience)))
         cpu = time.process_time()
         model, summary = train_weight_sharing_supernet(
             sctx, build, epochs, deadline, desc="autoias supernet", batch_loss=distil

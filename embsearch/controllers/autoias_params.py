@@ -27,6 +27,16 @@ AUTOIAS_SPECS: dict[str, Param] = {
         3, "int", "how many width options each hidden layer has (halving)", 1, 8
     ),
     "supernet_epochs": Param(None, "int", "supernet epochs (None: --epochs)", 1, optional=True),
+    "supernet_patience": Param(
+        1,
+        "int",
+        "validations without a better AUC of the whole supernet before its training stops "
+        "(its best weights kept; None: the run's patience)",
+        1,
+        optional=True,
+        extension="the supernet's weights only rank sub-architectures; one epoch less of a "
+        "supernet epoch that costs about 5 DeepFM epochs (the run's patience is 2)",
+    ),
     "kd_weight": Param(
         1.0,
         "float",
