@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from embsearch.context import SearchContext
 from embsearch.controllers.nis import NIS
-from embsearch.controllers.nis_fill import lagrangian
 from embsearch.controllers.nis_policy import BlockPolicy
 from embsearch.data.synthetic import make_synthetic
 from embsearch.errors import BudgetError, ConfigError
@@ -175,21 +174,6 @@ def test_fill_spends_the_budget_the_most_likely_architecture_leaves(small, fract
         for s, o in enumerate(chosen)
         for o2 in range(o + 1, costs.shape[1])
     )
-
-
-def test_fill_weighs_an_upgrade_against_its_bytes():
-    """The fill's knapsack (``nis_fill.lagrangian``) gives a large slot the upgrade the
-    budget has room for, where upgrading greedily by likelihood alone (the first fill) spends
-    it on three small slots' most likely options and leaves the large slot at 0 blocks."""
-    costs = np.array([[0.0, 100.0, 200.0]] + [[0.0, 10.0, 20.0]] * 3)
-    log_probs = np.log(np.array([[0.72, 0.27, 0.01]] + [[0.2, 0.3, 0.5]] * 3))
-    allowed = [{0, 1, 2}] * 4
-    pick = lagrangian(costs, [0, 0, 0, 0], allowed, log_probs, 110)
-    assert pick[0] == 1  # the large slot's one block (greedy: [0, 2, 2, 2], 60 B spent)
-    assert sum(costs[s, o] for s, o in enumerate(pick)) == 110
-    # never below the unfilled options, never an option a constraint rules out
-    pick = lagrangian(costs, [0, 1, 1, 1], [{0, 1}, {1}, {1, 2}, {1, 2}], log_probs, 110)
-    assert pick[0] in (0, 1) and pick[1] == 1 and min(pick[2:]) >= 1
 
 
 @pytest.mark.parametrize("draws", ["uniform", "policy"])
