@@ -47,7 +47,7 @@ NIS_SPECS: dict[str, Param] = {
         "budget-masked samples ('policy')",
         choices=("uniform", "policy"),
         extension="masked samples drop the large groups visited late, which then stay "
-        "untrained; the paper warms the embedding blocks up before the controller learns",
+        "untrained; the stored copies of the paper do not say how its warm-up draws",
     ),
     "policy_batch": Param(
         32, "int", "architectures sampled per policy update", 1, extension="not given"
