@@ -56,7 +56,7 @@ AUTOIAS_SPECS: dict[str, Param] = {
         open_low=True,
         extension="the teacher's pass cost as much as the student's (every op of every pair "
         "into a 1,380-input first layer on the 12-field synthetic data); on half the batch "
-        "a supernet epoch costs about 5.5 DeepFM epochs instead of 6.1 (CPU time; 1.0: the "
+        "a supernet epoch costs about 5 DeepFM epochs instead of 6.1 (CPU time; 1.0: the "
         "whole batch)",
     ),
     "policy_batch": Param(

@@ -60,8 +60,9 @@ Cost (issue 23's target: a streaming pass at most 1.5x one plain epoch; benchmar
 esapn): the paired probe is one more forward per batch (no backward), run after the
 training forward with its dropout masks replayed (:mod:`.esapn_probe`; drawing them again
 was a quarter of the pass), and the policies' table is computed once per batch for the
-sampling and the update. A pass took 1.64-1.76x a plain epoch in CPU time on frappe
-(1.86-1.90x before; a loaded 2-core box): the target is missed; the probe is about 0.3 of
+sampling and the update. A pass took 1.69-1.71x a plain epoch in CPU time on frappe and
+1.70-1.77x on synthetic (1.82x and 1.97x before, the same runs; a loaded 2-core box): the
+target is missed; the probe is about 0.3 of
 an epoch and the per-batch policy work (decisions, rewards, one REINFORCE step) about 0.3.
 Probing every 2nd batch (``probe_every=2``) or updating every 2nd batch cut it but lost the
 planted signal (informative/noise 0.88-1.26 over seeds 0-5 against 1.10-1.68).
