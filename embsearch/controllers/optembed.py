@@ -37,8 +37,8 @@ Criteo epochs (~660k steps); a search here takes ~100-1,000 steps, where they pr
 grid) allow 1e-3 a step: with 5 epochs they prune 28-30% of the synthetic table's rows
 (seeds 0-2; mostly rare noise ids) and 8.6% of the frappe split's, supernet val AUC
 unchanged (0.7225 vs 0.7227). Without ``table_l2`` (Adam's L2 shrinks the rows the loss does
-not defend) nothing is pruned (BENCHMARKS.md). ``plan.extra`` records each field's pruned share (``pruned_row_fraction``), the table's
-(``pruned_rows_total``) and, as ``provenance``, which step chose the plan: ``evolution``
+not defend) nothing is pruned (BENCHMARKS.md). ``plan.extra`` records each field's pruned
+share (``pruned_row_fraction``), the table's (``pruned_rows_total``) and, as ``provenance``, which step chose the plan: ``evolution``
 (its pick), ``uniform gate`` (``uniform_margin`` below returned the uniform table),
 ``evolution, cut short`` (time limit or Ctrl-C) or ``fallback`` (nothing evaluated).
 
@@ -46,10 +46,7 @@ Candidates: the paper searches every dim ``1..D`` (``all_dims=true``); the defau
 the space's (powers of two unless ``--candidates``). On planted synthetic data at 10/25/50%
 (seed 0, 5 epochs) with 1..16 the picks beat the uniform plan by +0.71/+2.07/+1.85 standard
 errors (the gate returned two of three plans), with powers of two by +5.59/+2.72/+2.83 (the
-evolution chose all three; seeds 1, 2: two and three): 16 dims a field widen the space for
-the same evaluations. Retrained (synthetic, seeds 0-2) the defaults gain +0.0002/+0.0036/
-+0.0030 test AUC over uniform at 10/25/50%, the first version (per-batch draws, no pruning)
-+0.0084/+0.0020/+0.0026, for a reason not found yet (`git show 964ade3:BENCHMARKS.md`).
+evolution chose all three): 16 dims a field widen the space for the same evaluations.
 
 Composed spaces (``--space field_dims+meta_table`` etc., an extension): the same steps over
 the generic candidate (a key per block into ``space.block_options``; sampling, mutation,
