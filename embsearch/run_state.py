@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from embsearch._atomic import read_json, write_json
-from embsearch.controllers.black_box_study import SUPERNET_NAME
+from embsearch.controllers.weight_sharing import SUPERNET_NAME
 from embsearch.errors import ConfigError, RunDirError
 from embsearch.run_config import RunConfig
 from embsearch.train.checkpoint import CHECKPOINT_NAME

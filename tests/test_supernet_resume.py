@@ -14,8 +14,8 @@ import torch
 
 import embsearch.controllers.weight_sharing as ws
 from embsearch.controllers.black_box_scoring import make_supernet
-from embsearch.controllers.black_box_study import SUPERNET_NAME
 from embsearch.controllers.tpe import TPE
+from embsearch.controllers.weight_sharing import SUPERNET_NAME
 from embsearch.testing import make_test_context
 from embsearch.train.checkpoint import CHECKPOINT_NAME
 from embsearch.trial_store import TrialStore

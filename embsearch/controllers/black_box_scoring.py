@@ -19,18 +19,14 @@ A trial can run away from the search's process (``--executor local`` or ``ray``,
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
-
-import torch
 
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers.base import AskTellController
-from embsearch.controllers.black_box_study import supernet_path
 from embsearch.controllers.block_proxy import BlockProxyEvaluator
+from embsearch.controllers.weight_sharing import load_trained, supernet_recipe
 from embsearch.embeddings.supernets import MaskedSupernet
-from embsearch.errors import ConfigError
 from embsearch.evaluator import Evaluator, InheritedWeightEvaluator
 from embsearch.search_spaces.base import Candidate, SearchSpace
 from embsearch.search_spaces.composed import ComposedSpace
@@ -86,12 +82,8 @@ def trial_recipe(ctrl: AskTellController, ctx: SearchContext) -> dict[str, Any] 
     they cannot leave this process, e.g. a supernet with no run directory to save it in)."""
     if ctrl.config["scoring"] == "scratch":
         return {"scoring": "scratch"}
-    path = supernet_path(ctx.store)
-    return (
-        None
-        if path is None or not path.is_file()
-        else {"scoring": "supernet", "supernet": str(path)}
-    )
+    recipe = supernet_recipe(ctx)
+    return None if recipe is None else {"scoring": "supernet", **recipe}
 
 
 def remote_evaluator(
@@ -102,15 +94,9 @@ def remote_evaluator(
     space = ctrl.search_space(ctx)
     if recipe["scoring"] == "scratch":
         return ScratchEvaluator(ctx, space, ctrl.name, trial_epochs(ctrl, ctx))
-    path = Path(recipe["supernet"])
-    if not path.is_file():
-        raise ConfigError(
-            f"{ctrl.name} trial: the supernet {path} is not readable here; the run directory "
-            "must be on a file system every worker sees"
-        )
-    model = make_supernet(ctrl, ctx, space).to(ctx.device)
-    model.load_state_dict(torch.load(path, map_location=ctx.device, weights_only=True)["state"])
-    return inherited_evaluator(ctrl, ctx, space, model.eval())
+    build = lambda: make_supernet(ctrl, ctx, space)  # noqa: E731
+    model = load_trained(recipe, build, ctx.device, who=f"{ctrl.name} trial")
+    return inherited_evaluator(ctrl, ctx, space, model)
 
 
 def inherited_evaluator(

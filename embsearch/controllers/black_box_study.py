@@ -22,29 +22,24 @@ sampler is seeded, and how a killed study is taken up again (issue 22 items 3 an
   already recorded (``repaired_from`` points at it) is only closed. Finished trials are
   never run again: they come back to the loop as its first evaluations
   (:meth:`~embsearch.controllers.black_box.BlackBoxController.resumed_trials`).
-- **The supernet** is saved once trained, ``RUN_DIR/supernet.pt`` (weights and training
-  summary; :func:`save_supernet`), and a resume loads it instead of training it again
-  (:func:`load_supernet`): the same weights, so the same scores, without the search's
+- **The supernet** (``scoring='supernet'``) is saved once trained and loaded on a resume by
+  :func:`~embsearch.controllers.weight_sharing.train_weight_sharing_supernet`, as every
+  weight-sharing supernet is: the same weights, so the same scores, without the search's
   largest cost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from embsearch._atomic import write_file
 from embsearch.trial_store import TrialStore
 
 REPAIRED_FROM = "repaired_from"  # user attr of a repaired trial: the sampled trial's number
 ASK = "ask"  # user attr of a sampled trial: its ask index within the budget
-SUPERNET_NAME = "supernet.pt"
 KILLED = "killed"  # user attr of a sampled trial a killed run left RUNNING, then retried
 
 
@@ -112,31 +107,3 @@ def ask_study(
     trial = study.ask()
     trial.set_user_attr(ASK, k)
     return trial, k
-
-
-def supernet_path(store: TrialStore | None) -> Path | None:
-    """Where the run keeps its trained supernet (``None``: no run directory)."""
-    return None if store is None or store.run_dir is None else store.run_dir / SUPERNET_NAME
-
-
-def save_supernet(store: TrialStore | None, model: torch.nn.Module, summary: dict) -> None:
-    """Keep the trained supernet's weights and summary for a resume."""
-    path = supernet_path(store)
-    if path is None:
-        return
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    write_file(path, lambda tmp: torch.save({"state": state, "summary": summary}, tmp))
-
-
-def load_supernet(
-    store: TrialStore | None, build: Callable[[], torch.nn.Module]
-) -> tuple[torch.nn.Module, dict[str, Any]] | None:
-    """On a resume: the saved supernet (``build()`` with its weights) and its training
-    summary; ``None`` when there is none to load (then it is trained)."""
-    path = supernet_path(store)
-    if store is None or not store.resume or path is None or not path.is_file():
-        return None
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = build()
-    model.load_state_dict(saved["state"])
-    return model.eval(), {**saved["summary"], "loaded": True}

@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from embsearch._atomic import write_file
 from embsearch.context import SearchContext
-from embsearch.controllers.black_box_study import load_supernet, save_supernet, supernet_path
 from embsearch.errors import ConfigError
 from embsearch.plan import Plan
 from embsearch.search_spaces.base import Candidate
@@ -44,6 +44,9 @@ from embsearch.train.checkpoint import (
 )
 from embsearch.train.device import seed_everything
 from embsearch.train.trainer import TrainerState, train_model
+from embsearch.trial_store import TrialStore
+
+SUPERNET_NAME = "supernet.pt"  # in the run directory once trained
 
 
 class OutOfTime(Exception):
@@ -143,6 +146,34 @@ def train_weight_sharing_supernet(
     return model, summary
 
 
+def supernet_path(store: TrialStore | None) -> Path | None:
+    """Where the run keeps its trained supernet (``None``: no run directory)."""
+    return None if store is None or store.run_dir is None else store.run_dir / SUPERNET_NAME
+
+
+def save_supernet(store: TrialStore | None, model: torch.nn.Module, summary: dict) -> None:
+    """Keep the trained supernet's weights and summary for a resume."""
+    path = supernet_path(store)
+    if path is None:
+        return
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    write_file(path, lambda tmp: torch.save({"state": state, "summary": summary}, tmp))
+
+
+def load_supernet(
+    store: TrialStore | None, build: Callable[[], torch.nn.Module]
+) -> tuple[torch.nn.Module, dict[str, Any]] | None:
+    """On a resume: the saved supernet (``build()`` with its weights) and its training
+    summary; ``None`` when there is none to load (then it is trained)."""
+    path = supernet_path(store)
+    if store is None or not store.resume or path is None or not path.is_file():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = build()
+    model.load_state_dict(saved["state"])
+    return model.eval(), {**saved["summary"], "loaded": True}
+
+
 def supernet_recipe(ctx: SearchContext) -> dict[str, Any] | None:
     """What a worker loads the trained supernet from (``None``: not saved, no run
     directory, so the trials cannot leave this process)."""
@@ -151,15 +182,18 @@ def supernet_recipe(ctx: SearchContext) -> dict[str, Any] | None:
 
 
 def load_trained(
-    recipe: dict[str, Any], build: Callable[[], nn.Module], device: torch.device
+    recipe: dict[str, Any],
+    build: Callable[[], nn.Module],
+    device: torch.device,
+    who: str | None = None,
 ) -> nn.Module:
     """In a worker: ``build()`` (the supernet, untrained) with the weights
-    :func:`supernet_recipe` names, in eval mode."""
+    :func:`supernet_recipe` names, in eval mode (``who`` starts the error's line)."""
     path = Path(recipe["supernet"])
     if not path.is_file():
         raise ConfigError(
-            f"the supernet {path} is not readable here; the run directory must be on a file "
-            "system every worker sees"
+            f"{who + ': ' if who else ''}the supernet {path} is not readable here; the run "
+            "directory must be on a file system every worker sees"
         )
     model = build().to(device)
     model.load_state_dict(torch.load(path, map_location=device, weights_only=True)["state"])
