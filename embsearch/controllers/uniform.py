@@ -87,10 +87,9 @@ class Uniform(Controller):
         for dim in range(ctx.space.width, 0, -1):
             if ctx.space.constraints:  # the space's width, constrained fields moved (docstring)
                 narrow = ctx.space.with_candidates(sorted({*ctx.space.candidates, dim}))
-                cand = narrow.uniform(dim)
             else:
                 narrow = ctx.space.with_width(dim)
-                cand = narrow.uniform(dim)
+            cand = narrow.uniform(dim)
             if narrow.bytes_of(cand) <= ctx.budget:
                 return self.make_plan(ctx, cand, space=narrow)
         raise BudgetError(f"budget {ctx.budget} B cannot hold even a dim-1 table; raise --budget")
