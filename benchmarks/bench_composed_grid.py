@@ -3,8 +3,9 @@
 For every ``--space`` x ``--controller`` x ``--budget`` (a share of the fp32 dim-16 table):
 ``embsearch search`` (the plan trained from scratch with the run's recipe and early
 stopping), then the trained plan's test AUC. A budget no plan of a space can meet is
-recorded as infeasible with the smallest plan's size (the one-line refusal). One JSON line
-per run in ``--out``.
+recorded as infeasible with the smallest plan's size (the one-line refusal). ``--full``
+adds the full table (fp32 dim 16 on every field: ``uniform`` at 100%, ``space`` "full") trained
+the same way. One JSON line per run in ``--out``, with ``--note`` (e.g. the code and machine).
 
     nice python benchmarks/bench_composed_grid.py --data DIR --seed 0 \\
         --out benchmarks/results/composed_spaces/frappe_grid.jsonl
@@ -18,7 +19,9 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+from embsearch.data.dataset import Dataset
 from embsearch.errors import BudgetError
 from embsearch.run_config import RunConfig
 from embsearch.search import load_dataset, load_run, make_context, run_search
@@ -43,60 +46,61 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--full", action="store_true", help="also train the full fp32 dim-16 table")
+    ap.add_argument("--note", default="", help="stored in every row (code, machine, load)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(RunConfig(data=args.data))
-    for budget in args.budgets:
-        for space in args.spaces:
-            for controller in args.controllers:
-                cfg = RunConfig(
-                    data=args.data,
-                    budgets=[budget],
-                    controller=controller,
-                    space=space,
-                    seed=args.seed,
-                    epochs=args.epochs,
-                    threads=args.threads,
-                )
-                row = {"data": args.data, "space": space, "controller": controller}
-                row.update({"budget": budget, "seed": args.seed})
-                tmp = Path(tempfile.mkdtemp()) / "run"
-                t0 = time.perf_counter()
-                try:
-                    run_search(cfg, tmp, progress=False)
-                except BudgetError as e:
-                    row["infeasible"] = str(e)
-                    print(json.dumps(row), flush=True)
-                    with out.open("a") as fh:
-                        fh.write(json.dumps(row) + "\n")
-                    continue
-                run_cfg, plan, state = load_run(tmp)
-                ctx = make_context(run_cfg, dataset, None, [plan.budget_bytes], progress=False)  # type: ignore[arg-type]
-                model = ctx.build_model(plan)
-                model.load_state_dict(state)
-                auc, ll = evaluate(model, ctx.data.split("test"))
-                blocks = [plan.block_spec(f, 0) for f in plan.fields]
-                row.update(
-                    {
-                        "budget_bytes": plan.budget_bytes,
-                        "table_bytes": plan.table_bytes,
-                        "width": plan.width,
-                        "blocks": {
-                            f.name: {**b.to_json(), "dim": b.dim}
-                            for f, b in zip(plan.fields, blocks)
-                        },
-                        "val_auc": plan.metrics.get("val_auc"),
-                        "test_auc": auc,
-                        "test_logloss": ll,
-                        "seconds": round(time.perf_counter() - t0, 1),
-                    }
-                )
-                shutil.rmtree(tmp.parent, ignore_errors=True)
-                print(json.dumps({k: v for k, v in row.items() if k != "blocks"}), flush=True)
-                with out.open("a") as fh:
-                    fh.write(json.dumps(row) + "\n")
+    runs = [(b, s, c) for b in args.budgets for s in args.spaces for c in args.controllers]
+    if args.full:
+        runs.insert(0, ("100%", "full", "uniform"))
+    for budget, space, controller in runs:
+        cfg = RunConfig(
+            data=args.data,
+            budgets=[budget],
+            controller=controller,
+            space="field_dims" if space == "full" else space,
+            seed=args.seed,
+            epochs=args.epochs,
+            threads=args.threads,
+        )
+        row = {"data": args.data, "space": space, "controller": controller}
+        row.update({"budget": budget, "seed": args.seed, "epochs": args.epochs})
+        if args.note:
+            row["note"] = args.note
+        row.update(_run(cfg, dataset))
+        print(json.dumps({k: v for k, v in row.items() if k != "blocks"}), flush=True)
+        with out.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+def _run(cfg: RunConfig, dataset: Dataset) -> dict[str, Any]:
+    """One search and its plan's test AUC; ``infeasible`` with the refusal's line."""
+    tmp = Path(tempfile.mkdtemp()) / "run"
+    t0 = time.perf_counter()
+    try:
+        run_search(cfg, tmp, progress=False)
+    except BudgetError as e:
+        return {"infeasible": str(e)}
+    run_cfg, plan, state = load_run(tmp)
+    ctx = make_context(run_cfg, dataset, None, [plan.budget_bytes], progress=False)  # type: ignore[arg-type]
+    model = ctx.build_model(plan)
+    model.load_state_dict(state)
+    auc, ll = evaluate(model, ctx.data.split("test"))
+    blocks = [plan.block_spec(f, 0) for f in plan.fields]
+    shutil.rmtree(tmp.parent, ignore_errors=True)
+    return {
+        "budget_bytes": plan.budget_bytes,
+        "table_bytes": plan.table_bytes,
+        "width": plan.width,
+        "blocks": {f.name: {**b.to_json(), "dim": b.dim} for f, b in zip(plan.fields, blocks)},
+        "val_auc": plan.metrics.get("val_auc"),
+        "test_auc": auc,
+        "test_logloss": ll,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 if __name__ == "__main__":
