@@ -40,7 +40,7 @@ SPACES = [
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="synthetic")
-    ap.add_argument("--spaces", nargs="+", default=SPACES)
+    ap.add_argument("--spaces", nargs="*", default=SPACES)
     ap.add_argument("--controllers", nargs="+", default=["uniform", "mde"])
     ap.add_argument("--budgets", nargs="+", default=["1%", "3%", "10%", "25%"])
     ap.add_argument("--seed", type=int, default=0)
