@@ -7,6 +7,11 @@ recorded as infeasible with the smallest plan's size (the one-line refusal). ``-
 adds the full table (fp32 dim 16 on every field: ``uniform`` at 100%, ``space`` "full") trained
 the same way. One JSON line per run in ``--out``, with ``--note`` (e.g. the code and machine).
 
+``--make-big DIR`` first writes (once; reused when DIR exists) the planted synthetic set of
+``embsearch.data.synthetic`` (every field Zipf(0.6)) with a thirteenth, informative field of ``BIG_IDS``
+ids (about 1.1M of them seen in the train split of ``--big-rows`` 2M rows, two thirds of
+them once: issue 21's "one field of at least 1M ids"), and searches it (``--data`` unused).
+
     nice python benchmarks/bench_composed_grid.py --data DIR --seed 0 \\
         --out benchmarks/results/composed_spaces/frappe_grid.jsonl
 """
@@ -22,10 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from embsearch.data.dataset import Dataset
+from embsearch.data.synthetic import DEFAULT_CARDINALITIES, DEFAULT_INFORMATIVE, make_synthetic
 from embsearch.errors import BudgetError
 from embsearch.run_config import RunConfig
 from embsearch.search import load_dataset, load_run, make_context, run_search
 from embsearch.train.trainer import evaluate
+
+BIG_IDS = 4_000_000  # drawn ids of the big field; Zipf(0.6) leaves ~1.1M of them in 1.6M rows
+BIG_ZIPF = 0.6
 
 SPACES = [
     "field_dims",
@@ -48,10 +57,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--full", action="store_true", help="also train the full fp32 dim-16 table")
     ap.add_argument("--note", default="", help="stored in every row (code, machine, load)")
+    ap.add_argument("--make-big", metavar="DIR", help="write (once) and use the 1M-id set")
+    ap.add_argument("--big-rows", type=int, default=2_000_000)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.make_big:
+        args.data = make_big(Path(args.make_big), args.big_rows)
     dataset = load_dataset(RunConfig(data=args.data))
     runs = [(b, s, c) for b in args.budgets for s in args.spaces for c in args.controllers]
     if args.full:
@@ -74,6 +87,20 @@ def main() -> None:
         print(json.dumps({k: v for k, v in row.items() if k != "blocks"}), flush=True)
         with out.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
+
+
+def make_big(out: Path, rows: int) -> str:
+    """The planted synthetic set plus one informative field of ~1M seen ids, saved to ``out``
+    (kept and reused when it exists)."""
+    if not out.is_dir():
+        ds = make_synthetic(
+            rows=rows,
+            cardinalities=(*DEFAULT_CARDINALITIES, BIG_IDS),
+            informative=(*DEFAULT_INFORMATIVE, len(DEFAULT_CARDINALITIES)),
+            zipf=BIG_ZIPF,
+        )
+        ds.save(out)
+    return str(out)
 
 
 def _run(cfg: RunConfig, dataset: Dataset) -> dict[str, Any]:
