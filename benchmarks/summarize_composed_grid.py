@@ -1,0 +1,170 @@
+"""Summarise ``bench_composed_grid.py``'s JSON lines (issue 21's benchmark): per dataset, the
+test AUC mean ± sd over seeds for every (space, budget) as ``uniform / mde``, the full table
+(``--full`` rows) beside them, and per budget whether the hybrid (``field_dims+meta_table+
+precision``) at least matches the best feasible single axis (``field_dims``, ``meta_table``,
+``precision``).
+
+The comparison takes, on each seed, the better of the two controllers in the hybrid space
+against the best feasible single-axis run (any space, either controller) of the same seed:
+the paired difference's mean ± sd and the seeds it wins. "matches" is a mean difference >= 0;
+the issue's "beats" is every seed won. ``--plans`` also prints the hybrid's plan per seed
+(kind, precision and dim of each field) at those budgets.
+
+    python benchmarks/summarize_composed_grid.py benchmarks/results/composed_spaces/*.jsonl \\
+        [--plans 10%]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+HYBRID = "field_dims+meta_table+precision"
+SINGLE = ("field_dims", "meta_table", "precision")
+ORDER = (
+    "field_dims",
+    "meta_table",
+    "precision",
+    "field_dims+precision",
+    "field_dims+meta_table",
+    HYBRID,
+)
+BUDGETS = ("1%", "3%", "10%", "25%")
+
+
+def dataset_name(data: str) -> str:
+    """``frappe-split (embsearch data prepare ...)`` or ``/tmp/x/talkingdata-split1`` ->
+    ``frappe-split`` / ``talkingdata`` (the seed's own split folded into the dataset)."""
+    name = data.split(" (")[0].rstrip("/").split("/")[-1]
+    return re.sub(r"-split\d+$", "", name)
+
+
+def _ms(xs: list[float]) -> str:
+    if not xs:
+        return "–"
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):.4f} ± {sd:.4f}"
+
+
+def load(paths: list[str]) -> dict[str, dict[tuple[str, str, str, int], dict]]:
+    """Rows by dataset, keyed (space, controller, budget, seed); a later file's row for the
+    same key replaces an earlier one."""
+    out: dict[str, dict[tuple[str, str, str, int], dict]] = defaultdict(dict)
+    for p in paths:
+        for line in Path(p).read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                key = (r["space"], r["controller"], r["budget"], int(r["seed"]))
+                out[dataset_name(r["data"])][key] = r
+    return out
+
+
+def _auc(rows: dict, space: str, ctrl: str, budget: str, seed: int) -> float | None:
+    r = rows.get((space, ctrl, budget, seed))
+    return None if r is None or "infeasible" in r else float(r["test_auc"])
+
+
+def table(name: str, rows: dict) -> None:
+    seeds = sorted({k[3] for k in rows})
+    budgets = [b for b in BUDGETS if any(k[2] == b for k in rows)]
+    full = [r["test_auc"] for k, r in rows.items() if k[0] == "full" and "test_auc" in r]
+    print(
+        f"\n### {name}: seeds {', '.join(map(str, seeds))}; full table {_ms(full)} (n={len(full)})\n"
+    )
+    print("| space | " + " | ".join(budgets) + " |")
+    print("|---|" + "---|" * len(budgets))
+    for space in ORDER:
+        cells = []
+        for b in budgets:
+            parts, n = [], 0
+            for ctrl in ("uniform", "mde"):
+                aucs = [a for s in seeds if (a := _auc(rows, space, ctrl, b, s)) is not None]
+                ran = [s for s in seeds if (space, ctrl, b, s) in rows]
+                n = max(n, len(aucs))
+                parts.append(_ms(aucs) if aucs else ("infeasible" if ran else "–"))
+            cell = " / ".join(parts)
+            cells.append("infeasible" if cell == "infeasible / infeasible" else f"{cell} ({n})")
+        label = "all three (hybrid)" if space == HYBRID else space
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print(
+        "\n| budget | best single axis (mean) | hybrid, better controller (mean) "
+        "| hybrid − best single, per seed (wins) | matches | hybrid − full |"
+    )
+    print("|---|---|---|---|---|---|")
+    for b in budgets:
+        diffs, hyb, single, gap = [], [], [], []
+        for s in seeds:
+            h = [a for c in ("uniform", "mde") if (a := _auc(rows, HYBRID, c, b, s)) is not None]
+            o = [
+                a
+                for sp in SINGLE
+                for c in ("uniform", "mde")
+                if (a := _auc(rows, sp, c, b, s)) is not None
+            ]
+            f = [r["test_auc"] for k, r in rows.items() if k[0] == "full" and k[3] == s]
+            if h:
+                hyb.append(max(h))
+                if f:
+                    gap.append(max(h) - f[0])
+            if h and o:
+                single.append(max(o))
+                diffs.append(max(h) - max(o))
+        best = _best_single(rows, b, seeds)
+        verdict = "–"
+        if diffs:
+            wins = sum(d > 0 for d in diffs)
+            verdict = "yes" if statistics.mean(diffs) >= 0 else "no"
+            verdict += f", beats on {wins}/{len(diffs)}"
+        elif hyb:
+            verdict = "yes (no single axis feasible)"
+        d = f"{_ms(diffs)} ({sum(x > 0 for x in diffs)}/{len(diffs)})" if diffs else "–"
+        print(f"| {b} | {best} | {_ms(hyb)} | {d} | {verdict} | {_ms(gap)} |")
+
+
+def _best_single(rows: dict, budget: str, seeds: list[int]) -> str:
+    best: tuple[float, str] | None = None
+    for sp in SINGLE:
+        for c in ("uniform", "mde"):
+            aucs = [a for s in seeds if (a := _auc(rows, sp, c, budget, s)) is not None]
+            if aucs and (best is None or statistics.mean(aucs) > best[0]):
+                best = (statistics.mean(aucs), f"{sp} {c} {_ms(aucs)}")
+    return best[1] if best else "none feasible"
+
+
+def plans(name: str, rows: dict, budgets: list[str]) -> None:
+    print(f"\n{name}: the hybrid's plans")
+    for (space, ctrl, b, s), r in sorted(
+        rows.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][3])
+    ):
+        if space != HYBRID or b not in budgets or "blocks" not in r:
+            continue
+        blocks = ", ".join(f"{f}:{_block(v)}" for f, v in r["blocks"].items())
+        share = r["table_bytes"] / r["budget_bytes"]
+        print(f"  {b} {ctrl} seed {s}: AUC {r['test_auc']:.4f}, {share:.0%} of budget; {blocks}")
+
+
+def _block(v: dict) -> str:
+    """``full/fp16/d3``, ``hash m=57/fp32/d16``: the kind with its sizes, precision, dim."""
+    sizes = " ".join(
+        f"{k}={x}" for k, x in v.items() if k not in ("kind", "precision", "dim", "hash")
+    )
+    return f"{v['kind']}{' ' + sizes if sizes else ''}/{v['precision']}/d{v['dim']}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("paths", nargs="+")
+    ap.add_argument("--plans", nargs="*", default=[], metavar="BUDGET")
+    args = ap.parse_args()
+    for name, rows in sorted(load(args.paths).items()):
+        table(name, rows)
+        if args.plans:
+            plans(name, rows, args.plans)
+
+
+if __name__ == "__main__":
+    main()
