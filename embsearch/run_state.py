@@ -24,13 +24,16 @@ Who resumes (:data:`RESUMABLE_FAMILIES`):
   evaluation the killed run finished is served from the storage, neither scored nor stored
   again (:class:`~embsearch.trial_store.LoopStudy`), so it repeats its choices and goes on
   where it stopped;
-- both load the trained supernet (``RUN_DIR/supernet.pt``) or, killed while it trained,
-  continue it from its last per-epoch checkpoint (``RUN_DIR/supernet.epoch.pt``: model,
-  optimiser, RNG states; :mod:`embsearch.controllers.weight_sharing`);
-- the others are refused in one line (:data:`NOT_RESUMABLE` says why): RL (nis, esapn,
-  autoias) trains its policy from a supernet that changes under it, differentiable
-  controllers train architecture weights inside an unsaved supernet, rule-based ones run
-  no trials.
+- RL: nis's supernet, trained alternating with its policies, is checkpointed with them
+  (parameters, Adam states, baselines, generators, rewards; :mod:`embsearch.controllers.
+  nis_trials`), and its step 6 on the trained supernet is replayed as the evolutionary
+  searches are;
+- all of them load the trained supernet (``RUN_DIR/supernet.pt``) or, killed while it
+  trained, continue it from its last per-epoch checkpoint (``RUN_DIR/supernet.epoch.pt``:
+  model, optimiser, RNG states; :mod:`embsearch.controllers.weight_sharing`);
+- the others are refused in one line (:data:`NOT_RESUMABLE`, :data:`NOT_RESUMABLE_CONTROLLERS`
+  say why): differentiable controllers train architecture weights inside an unsaved
+  supernet, rule-based ones run no trials.
 """
 
 from __future__ import annotations
@@ -49,7 +52,11 @@ from embsearch.trial_store import JOURNAL_NAME, TrialStore, new_run_id, open_sto
 
 RUN_NAME = "run.json"
 FREE = ("device", "threads", "max_seconds", "executor", "jobs", "address")  # a resume may change
-RESUMABLE_FAMILIES = ("black-box", "evolutionary")
+RESUMABLE_FAMILIES = ("black-box", "evolutionary", "rl")
+NOT_RESUMABLE_CONTROLLERS = {  # in a resumable family, but not (yet) resumable themselves
+    "esapn": "its streaming pass keeps no checkpoint",
+    "autoias": "its generator phase keeps no checkpoint",
+}
 NOT_RESUMABLE = {  # why the other families start again (one line each)
     "rl": "its policy learns from a supernet trained alongside it, whose state (policy, "
     "rewards, supernet mid-update) no checkpoint holds",
@@ -134,11 +141,14 @@ def check_same_run(
     """Refuse, in one line, a resume whose data or options differ from the run's
     (``saved``, ``info``: its ``config.json`` and ``run.json``, as :func:`read_run` gives
     them)."""
-    if family not in RESUMABLE_FAMILIES:
+    if family not in RESUMABLE_FAMILIES or cfg.controller in NOT_RESUMABLE_CONTROLLERS:
+        why = NOT_RESUMABLE_CONTROLLERS.get(cfg.controller) or NOT_RESUMABLE.get(
+            family, "it keeps no trials to continue from"
+        )
         raise ConfigError(
-            f"--resume continues black-box (tpe, random, cmaes, nsga2) and evolutionary "
-            f"(optembed, rule) searches; {cfg.controller} ({family}) cannot: "
-            f"{NOT_RESUMABLE.get(family, 'it keeps no trials to continue from')}; run it anew"
+            f"--resume continues black-box (tpe, random, cmaes, nsga2), evolutionary "
+            f"(optembed, rule) and nis searches; {cfg.controller} ({family}) cannot: {why}; "
+            "run it anew"
         )
     if info.get("data_fingerprint") != data_fingerprint:
         raise ConfigError(

@@ -2,7 +2,8 @@
 resumed trains epochs 2.. only and ends with the weights of an uninterrupted one (bitwise,
 on CPU under a seed); the trained supernet is saved and a later resume loads it; the
 checkpoint is removed once the supernet is saved; a supernet trained with hooks that carry
-state of their own (NIS's, AutoIAS's policies) is not checkpointed."""
+state of their own is not checkpointed unless that state is handed over (``hook_state``: NIS's
+policies, tests/test_rl_resume.py)."""
 
 from __future__ import annotations
 
@@ -55,8 +56,8 @@ def test_a_killed_supernet_training_resumes_to_the_same_weights(tmp_path, monkey
 
     real = ws.save_checkpoint
 
-    def killed_after_epoch_1(path, state, model, generator):
-        real(path, state, model, generator)
+    def killed_after_epoch_1(path, state, model, generator, hooks=None):
+        real(path, state, model, generator, hooks)
         if state.epoch == 1:
             raise Killed
 

@@ -102,12 +102,12 @@ from embsearch.controllers.base import AskTellController, SearchState
 from embsearch.controllers.nis_fill import fill
 from embsearch.controllers.nis_params import NIS_SPECS
 from embsearch.controllers.nis_policy import BlockPolicy
+from embsearch.controllers.nis_trials import NISTrials, QualityEvaluator
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.rule import block_space
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
-from embsearch.embeddings.supernets import RuleSupernet
 from embsearch.errors import ConfigError
-from embsearch.evaluator import InheritedWeightEvaluator, stratified_rows
+from embsearch.evaluator import InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult
 from embsearch.search_spaces import constrain
@@ -118,27 +118,15 @@ from embsearch.search_spaces.floor import check_fits
 UNSCORED = {"auc": 0.5, "logloss": -math.log(2.0)}
 
 
-class QualityEvaluator(InheritedWeightEvaluator):
-    """Inherited-weight scores whose value is the reward's quality: the AUC, or minus the log
-    loss (``metric``); both are recorded."""
-
-    def __init__(self, *args: Any, metric: str = "auc", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.metric = metric
-
-    def __call__(self, candidate: Candidate) -> float:
-        m = self.metrics(candidate)
-        self.last_metrics = {"auc": m["auc"], "logloss": m["logloss"]}
-        return m["auc"] if self.metric == "auc" else -m["logloss"]
-
-
 @dataclass
 class NISState(SearchState):
     """NIS's search state, beyond :class:`SearchState`: one policy per budget
     (``policies``), the validation rows every reward is measured on (``rows``), each
     budget's mean reward per update (``history``), the supernet's quality ``scorer``, and
     the budget being searched: its ``budget``, ``policy``, the samples asked and the rewards
-    told since the last update, and the updates ``left``."""
+    told since the last update, and the updates ``left``; whether the warm-up has ended
+    (``warm_over``; with the policies and history, the training hooks' state a resume puts
+    back: :mod:`.nis_trials`)."""
 
     policies: dict[int, BlockPolicy] = field(default_factory=dict)
     rows: np.ndarray | None = None
@@ -152,9 +140,10 @@ class NISState(SearchState):
     drawn: tuple[torch.Tensor, torch.Tensor] | None = None
     next: int = 0
     costs: np.ndarray | None = None  # [slots, options] bytes (``_costs``)
+    warm_over: bool = False
 
 
-class NIS(AskTellController):
+class NIS(NISTrials, AskTellController):
     name = "nis"
     family = "rl"
     paper = (
@@ -276,11 +265,8 @@ class NIS(AskTellController):
             for i, b in enumerate(ctx.budgets)
         }
         values = torch.tensor(space.candidates, dtype=torch.long)
-        val, batch = ctx.data.split("val"), ctx.train.eval_batch_size
-        y = val.y.cpu().numpy()
-        self.state.rows = stratified_rows(y, min(int(cfg["val_rows"] or len(y)), len(y)))
+        self.state.rows = self.reward_rows(ctx)
         self.state.history = {b: [] for b in ctx.budgets}
-        metric = cfg["reward_metric"]
 
         def outside(n: int) -> torch.Tensor:  # step 3: each example's selection from a policy
             share = -(-n // len(self.state.policies))
@@ -293,10 +279,10 @@ class NIS(AskTellController):
 
         def alternate(model: nn.Module, step_: int) -> None:  # steps 4-5 during training
             if step_ == warm:  # the warm-up ends: the policies draw the selections from now on
-                model.embedding.outside_sampler = outside
+                model.embedding.outside_sampler, self.state.warm_over = outside, True
             if step_ <= warm or step_ % int(cfg["policy_every"]):
                 return
-            scorer = QualityEvaluator(model, val, batch, rows=self.state.rows, metric=metric)
+            scorer = self.scorer(ctx, model)
             for b, policy in self.state.policies.items():
                 drawn = policy.sample(int(cfg["policy_batch"]))
                 cands = [self.to_candidate(c) for c in drawn[0]]
@@ -307,30 +293,26 @@ class NIS(AskTellController):
         sctx = self.supernet_context(ctx)
 
         def build() -> CTRModel:
-            emb = RuleSupernet(
-                space.width,
-                space.candidates,
-                space.groups,
-                space.schema.names,
-                seed=ctx.seed,
-                blocks=int(cfg["blocks"]),
-                sampling="example",
-            )
+            model = self.build_supernet(ctx, space)
             # the warm-up (``warmup_draws='uniform'``): the supernet's own unmasked uniform
             # draws, every block of every group trained; else the policies' samples
-            uniform = warm > 0 and cfg["warmup_draws"] == "uniform"
-            emb.outside_sampler = None if uniform else outside
-            return CTRModel(emb, sctx.make_backbone())
+            uniform = warm > 0 and cfg["warmup_draws"] == "uniform" and not self.state.warm_over
+            model.embedding.outside_sampler = None if uniform else outside
+            return model
 
         self.state.supernet, summary = train_weight_sharing_supernet(
-            sctx, build, epochs, deadline, desc="nis supernet", after_step=alternate
+            sctx,
+            build,
+            epochs,
+            deadline,
+            desc="nis supernet",
+            after_step=alternate,
+            hook_state=self.hook_state(),
         )
         self.state.supernet.embedding.outside_sampler = None
         self.state.supernet_summary = summary
         ctx.record(event="supernet", controller=self.name, **summary)
-        self.state.scorer = QualityEvaluator(
-            self.state.supernet, val, batch, rows=self.state.rows, metric=metric
-        )
+        self.state.scorer = self.scorer(ctx, self.state.supernet)
 
     def evaluator(self, ctx: SearchContext, budget: int) -> QualityEvaluator:
         return self.state.scorer

@@ -13,6 +13,7 @@ so ask/tell can sample first and learn later.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,3 +131,24 @@ class BlockPolicy:
 
     def log_probabilities(self) -> np.ndarray:
         return torch.log_softmax(self.logits.detach(), -1).double().numpy()
+
+    # -- resume -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What the policy learned and will draw next: its logits, Adam's state, the moving
+        baseline, the update count and its generator (a resume's checkpoint)."""
+        return {
+            "logits": self.logits.detach().clone(),
+            "opt": self.opt.state_dict(),
+            "baseline": self.baseline,
+            "updates": self.updates,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what :meth:`state_dict` took (a policy built with the same arguments)."""
+        with torch.no_grad():
+            self.logits.copy_(state["logits"])
+        self.opt.load_state_dict(state["opt"])
+        self.baseline = None if state["baseline"] is None else float(state["baseline"])
+        self.updates = int(state["updates"])
+        self.generator.set_state(state["generator"])

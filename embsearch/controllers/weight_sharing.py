@@ -6,16 +6,18 @@ the search's deadline; :func:`plan_weights` gives a plan the supernet's weights 
 candidate (the contract of ``plan.weights``, for a controller that serves its plans).
 
 Resume (issue 22 item 4). With a run directory (``ctx.store.run_dir``: the runner's), a
-supernet trained without hooks that carry state of their own (``after_step``,
-``batch_loss``: NIS's and AutoIAS's policies, which are not in the model) is
+supernet trained without hooks (``after_step``, ``batch_loss``), or with hooks whose state
+outside the model is handed over as ``hook_state`` (NIS's and AutoIAS's policies: their
+parameters, optimisers, baselines, generators, reward history), is
 
 - checkpointed after every epoch, ``RUN_DIR/supernet.epoch.pt`` (model, optimiser, the
   trainer's counters, history and early-stopping judge, every random generator:
   :mod:`embsearch.train.checkpoint`); on ``--resume`` training continues from it, so a run
   killed after epoch ``k`` trains epochs ``k+1..`` only and ends with the weights an
-  uninterrupted run would have;
-- saved once trained, ``RUN_DIR/supernet.pt`` (weights and summary), which replaces the
-  checkpoint (removed then); a resume loads it instead of training again, and workers
+  uninterrupted run would have (``hook_state`` saved with it, restored before the model is
+  rebuilt);
+- saved once trained, ``RUN_DIR/supernet.pt`` (weights, summary and ``hook_state``), which
+  replaces the checkpoint (removed then); a resume loads it instead of training again, and workers
   (``--executor local``/``ray``, issue 22 item 5) rebuild the evaluators from it
   (:func:`supernet_recipe`, :func:`load_trained`).
 """
@@ -38,6 +40,7 @@ from embsearch.plan import Plan
 from embsearch.search_spaces.base import Candidate
 from embsearch.train.checkpoint import (
     CHECKPOINT_NAME,
+    Stateful,
     load_checkpoint,
     restore_generators,
     save_checkpoint,
@@ -64,6 +67,7 @@ def train_weight_sharing_supernet(
     after_step: Callable[[nn.Module, int], None] | None = None,
     batch_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     | None = None,
+    hook_state: Stateful | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Build (seeded) and train a weight-sharing supernet, whose sub-networks are scored
     later with inherited weights, as one plain model with the shared trainer (no
@@ -71,16 +75,18 @@ def train_weight_sharing_supernet(
     the weights as they are, when ``deadline`` (a ``time.perf_counter()`` value) passes.
     ``validate`` (the trainer's hook) judges the epochs; default: the full width.
     ``after_step(model, step)`` runs after every weight step (NIS's policy updates);
-    ``batch_loss(model, x, y, logits)`` adds a per-batch term (AutoIAS's distillation). Returns
+    ``batch_loss(model, x, y, logits)`` adds a per-batch term (AutoIAS's distillation);
+    ``hook_state``: what those hooks keep outside the model (without it, hooks leave the
+    supernet unsaved: a checkpoint without their state would resume another search). Returns
     the model (in eval mode) and a summary (``val_auc``, ``epochs_run``, ``timed_out``,
     ``seconds``). DARTS-style supernets train with
     :func:`~embsearch.controllers.differentiable.train_darts_supernet` instead. Checkpoints,
     the saved supernet and a resume's use of them: the module docstring."""
     store = ctx.store
     kept = store is not None and store.run_dir is not None
-    kept = kept and after_step is None and batch_loss is None
+    kept = kept and (hook_state is not None or (after_step is None and batch_loss is None))
     if kept:
-        loaded = load_supernet(store, lambda: build().to(ctx.device))
+        loaded = load_supernet(store, lambda: build().to(ctx.device), hook_state)
         if loaded is not None:
             return loaded
     checkpoint = store.run_dir / CHECKPOINT_NAME if kept else None  # type: ignore[union-attr]
@@ -92,17 +98,20 @@ def train_weight_sharing_supernet(
             after_step(model, step)
 
     generator = seed_everything(ctx.seed)
-    model = build().to(ctx.device)
-    start = None
+    saved = None
     if checkpoint is not None and store.resume:  # type: ignore[union-attr]
         saved = load_checkpoint(checkpoint)
-        if saved is not None:
-            start, states = saved
-            restore_generators(states, model, generator)
-            ctx.log(f"{desc}: continuing from the checkpoint of epoch {start.epoch}")
+        if saved is not None and hook_state is not None:
+            hook_state.load_state_dict(saved[1]["hooks"])  # before build(), which may read it
+    model = build().to(ctx.device)
+    start = None
+    if saved is not None:
+        start, states = saved
+        restore_generators(states, model, generator)
+        ctx.log(f"{desc}: continuing from the checkpoint of epoch {start.epoch}")
 
     def each_epoch(state: TrainerState) -> None:
-        save_checkpoint(checkpoint, state, model, generator)  # type: ignore[arg-type]
+        save_checkpoint(checkpoint, state, model, generator, hook_state)  # type: ignore[arg-type]
 
     t0 = time.perf_counter()
     cfg = replace(ctx.train, epochs=int(epochs))
@@ -141,7 +150,7 @@ def train_weight_sharing_supernet(
     if start is not None:
         summary["resumed_after_epoch"] = start.epoch
     if checkpoint is not None:
-        save_supernet(store, model, summary)  # replaces the checkpoint
+        save_supernet(store, model, summary, hook_state)  # replaces the checkpoint
         checkpoint.unlink(missing_ok=True)
     return model, summary
 
@@ -151,24 +160,37 @@ def supernet_path(store: TrialStore | None) -> Path | None:
     return None if store is None or store.run_dir is None else store.run_dir / SUPERNET_NAME
 
 
-def save_supernet(store: TrialStore | None, model: torch.nn.Module, summary: dict) -> None:
-    """Keep the trained supernet's weights and summary for a resume."""
+def save_supernet(
+    store: TrialStore | None,
+    model: torch.nn.Module,
+    summary: dict,
+    hook_state: Stateful | None = None,
+) -> None:
+    """Keep the trained supernet's weights, summary and hooks' state for a resume."""
     path = supernet_path(store)
     if path is None:
         return
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    write_file(path, lambda tmp: torch.save({"state": state, "summary": summary}, tmp))
+    blob = {"state": state, "summary": summary}
+    if hook_state is not None:
+        blob["hooks"] = hook_state.state_dict()
+    write_file(path, lambda tmp: torch.save(blob, tmp))
 
 
 def load_supernet(
-    store: TrialStore | None, build: Callable[[], torch.nn.Module]
+    store: TrialStore | None,
+    build: Callable[[], torch.nn.Module],
+    hook_state: Stateful | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]] | None:
     """On a resume: the saved supernet (``build()`` with its weights) and its training
-    summary; ``None`` when there is none to load (then it is trained)."""
+    summary, ``hook_state`` put back as it was at the end of the training; ``None`` when
+    there is none to load (then it is trained)."""
     path = supernet_path(store)
     if store is None or not store.resume or path is None or not path.is_file():
         return None
     saved = torch.load(path, map_location="cpu", weights_only=True)
+    if hook_state is not None:
+        hook_state.load_state_dict(saved["hooks"])
     model = build()
     model.load_state_dict(saved["state"])
     return model.eval(), {**saved["summary"], "loaded": True}

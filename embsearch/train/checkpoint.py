@@ -10,6 +10,11 @@ supernet's dim sampler, :class:`~embsearch.embeddings.supernets.masked.MaskedSup
 :func:`load_checkpoint` and :func:`restore_generators` put them back, so the epochs after
 the checkpoint draw what an uninterrupted run would have drawn: the same weights, bitwise,
 on the same device and threads (tests/test_supernet_resume.py).
+
+A training whose hooks keep state outside the model (NIS's and AutoIAS's policies, drawn
+from and updated between weight steps) hands that state over as a :class:`Stateful`; its
+``state_dict()`` is saved beside the trainer's (``hooks``) and put back before the model is
+rebuilt on a resume.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -27,6 +32,15 @@ from embsearch._atomic import write_file
 from embsearch.train.trainer import TrainerState
 
 CHECKPOINT_NAME = "supernet.epoch.pt"  # in the run directory while its supernet trains
+
+
+class Stateful(Protocol):
+    """State a training hook keeps outside the model: tensors, numbers, strings, lists and
+    dicts of them (what ``torch.load(weights_only=True)`` reads back)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def _module_generators(model: nn.Module) -> dict[str, torch.Generator]:
@@ -70,17 +84,24 @@ def restore_generators(
 
 
 def save_checkpoint(
-    path: Path, state: TrainerState, model: nn.Module, generator: torch.Generator | None
+    path: Path,
+    state: TrainerState,
+    model: nn.Module,
+    generator: torch.Generator | None,
+    hooks: Stateful | None = None,
 ) -> None:
-    """Write ``state`` and the generators' states to ``path`` atomically."""
+    """Write ``state``, the generators' states and ``hooks``' state to ``path`` atomically."""
     trainer = {f.name: getattr(state, f.name) for f in fields(state)}  # no copies
     blob = {"trainer": trainer, "generators": generator_states(model, generator)}
+    if hooks is not None:
+        blob["hooks"] = hooks.state_dict()
     write_file(path, lambda tmp: torch.save(blob, tmp))
 
 
 def load_checkpoint(path: Path) -> tuple[TrainerState, dict[str, Any]] | None:
-    """``path``'s trainer state and generator states (``None``: no checkpoint there)."""
+    """``path``'s trainer state and generator states (``None``: no checkpoint there); the
+    hooks' state, when saved, is under the generator states' key ``"hooks"``."""
     if not path.is_file():
         return None
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    return TrainerState(**blob["trainer"]), blob["generators"]
+    return TrainerState(**blob["trainer"]), {**blob["generators"], "hooks": blob.get("hooks")}

@@ -1,0 +1,97 @@
+"""RL searches resume (issue 22 item 4). A NIS search is SIGKILLed while its supernet trains
+alternating with the policies (once its epoch-1 checkpoint is written), resumed, killed again
+while scoring its ``KILL_AFTER``-th step-6 sample on the trained supernet, and resumed to
+the end: the supernet continued from its checkpoint with the policies as they were then
+(the same supernet, bitwise: the same validation AUC), step 6 replayed the killed run's
+samples from the storage, none scored twice, and the run ends with the uninterrupted run's
+trials, policy and plan under a seed. Helpers from tests/test_evolutionary_resume.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from tests.test_evolutionary_resume import journal_trials, killed_while_training
+
+PLUGIN = '''
+import os, signal
+from embsearch.controllers.nis import NIS
+
+
+class KillingNIS(NIS):
+    """Dies by SIGKILL while scoring the KILL_AFTER-th step-6 sample (env)."""
+
+    def evaluator(self, ctx, budget):
+        inner = super().evaluator(ctx, budget)
+        after = int(os.environ.get("KILL_AFTER", "0"))
+        if not after:
+            return inner
+        calls = []
+
+        def scored(cand):
+            calls.append(cand)
+            if len(calls) == after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            out = inner(cand)
+            scored.last_metrics = inner.last_metrics
+            return out
+
+        scored.name = inner.name
+        return scored
+'''
+
+NIS_ARGS = [
+    "--budget", "15%", "--epochs", "3", "--batch-size", "512", "--threads", "1", "--quiet",
+    "--param", "policy_every=2", "--param", "policy_batch=8", "--param", "search_updates=3",
+    "--param", "val_rows=512",
+]  # fmt: skip
+KILL_AFTER = 5
+
+
+def test_nis_killed_in_training_and_in_step_6_resumes(tmp_path):
+    (tmp_path / "killing_rl.py").write_text(PLUGIN)
+    (tmp_path / "data.json").write_text(json.dumps({"synthetic_rows": 6000}))
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}"}
+    env.pop("KILL_AFTER", None)
+    embsearch = [sys.executable, "-m", "embsearch", "search"]
+    argv = [*embsearch, "--config", str(tmp_path / "data.json"), *NIS_ARGS]
+    argv += ["--controller", "killing_rl:KillingNIS"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run([*argv, "--out", str(full)], check=True, env=env)
+    dying = {**env, "KILL_AFTER": str(KILL_AFTER)}
+    killed_while_training([*argv, "--out", str(killed)], dying, killed)
+    died = subprocess.run([*embsearch, "--resume", str(killed), "--quiet"], env=dying)
+    assert died.returncode == -signal.SIGKILL  # while scoring step 6's 5th sample
+    assert not (killed / "plan.json").exists() and (killed / "supernet.pt").is_file()
+    assert not (killed / "supernet.epoch.pt").exists()
+    before = journal_trials(killed)
+    assert sum(map(len, before.values())) == KILL_AFTER - 1
+    resumed = subprocess.run(
+        [*embsearch, "--resume", str(killed), "--quiet"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    after, whole = journal_trials(killed), journal_trials(full)
+    assert {k: len(v) for k, v in after.items()} == {k: len(v) for k, v in whole.items()}
+    for study, trials in after.items():
+        fresh = Counter(json.dumps(t.params, sort_keys=True) for t in trials if not t.user_attrs["cached"])  # fmt: skip
+        assert max(fresh.values()) == 1, study  # none scored twice
+        assert [t.value for t in trials] == [t.value for t in whole[study]]  # the same samples
+    history = json.loads((killed / "search.json").read_text())["history"]
+    evaluations = [e for e in history if e["event"] == "evaluation"]
+    assert sum(bool(e.get("resumed")) for e in evaluations) == KILL_AFTER - 1
+    assert len(evaluations) == sum(map(len, whole.values()))
+    (supernet,) = [e for e in history if e["event"] == "supernet"]
+    assert supernet.get("loaded") is True  # the saved supernet, not trained again
+    plans = [json.loads((d / "plan.json").read_text()) for d in (full, killed)]
+    assert [f["groups"] for f in plans[0]["fields"]] == [f["groups"] for f in plans[1]["fields"]]
+    for key in ("inherited_val_auc", "policy", "mean_reward_first_last", "policy_updates"):
+        assert plans[0]["extra"][key] == plans[1]["extra"][key], key
+    first, second = plans[0]["extra"]["supernet"], plans[1]["extra"]["supernet"]
+    assert second["resumed_after_epoch"] >= 1  # the first resume continued the checkpoint
+    assert second["val_auc"] == first["val_auc"] and second["epochs_run"] == first["epochs_run"]
