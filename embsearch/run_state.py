@@ -27,7 +27,8 @@ Who resumes (:data:`RESUMABLE_FAMILIES`):
 - RL: nis's supernet, trained alternating with its policies, is checkpointed with them
   (parameters, Adam states, baselines, generators, rewards; :mod:`embsearch.controllers.
   nis_trials`), and its step 6 on the trained supernet is replayed as the evolutionary
-  searches are;
+  searches are; autoias's supernet is checkpointed with the generators it draws from, and
+  its generators are saved after every update (``RUN_DIR/generator.pt``);
 - all of them load the trained supernet (``RUN_DIR/supernet.pt``) or, killed while it
   trained, continue it from its last per-epoch checkpoint (``RUN_DIR/supernet.epoch.pt``:
   model, optimiser, RNG states; :mod:`embsearch.controllers.weight_sharing`);
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from embsearch._atomic import read_json, write_json
+from embsearch.controllers.rl_state import GENERATOR_NAME, PASSES_NAME
 from embsearch.controllers.weight_sharing import SUPERNET_NAME
 from embsearch.errors import ConfigError, RunDirError
 from embsearch.run_config import RunConfig
@@ -55,7 +57,6 @@ FREE = ("device", "threads", "max_seconds", "executor", "jobs", "address")  # a 
 RESUMABLE_FAMILIES = ("black-box", "evolutionary", "rl")
 NOT_RESUMABLE_CONTROLLERS = {  # in a resumable family, but not (yet) resumable themselves
     "esapn": "its streaming pass keeps no checkpoint",
-    "autoias": "its generator phase keeps no checkpoint",
 }
 NOT_RESUMABLE = {  # why the other families start again (one line each)
     "rl": "its policy learns from a supernet trained alongside it, whose state (policy, "
@@ -105,6 +106,8 @@ def discard_start(out: Path) -> None:
         JOURNAL_NAME + ".lock",
         SUPERNET_NAME,
         CHECKPOINT_NAME,
+        GENERATOR_NAME,
+        PASSES_NAME,
     ):
         path = out / name
         if path.is_file() or path.is_symlink():
@@ -147,8 +150,8 @@ def check_same_run(
         )
         raise ConfigError(
             f"--resume continues black-box (tpe, random, cmaes, nsga2), evolutionary "
-            f"(optembed, rule) and nis searches; {cfg.controller} ({family}) cannot: {why}; "
-            "run it anew"
+            f"(optembed, rule) and rl (nis, autoias) searches; {cfg.controller} ({family}) "
+            f"cannot: {why}; run it anew"
         )
     if info.get("data_fingerprint") != data_fingerprint:
         raise ConfigError(

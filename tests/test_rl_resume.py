@@ -20,6 +20,7 @@ from tests.test_evolutionary_resume import journal_trials, killed_while_training
 
 PLUGIN = '''
 import os, signal
+from embsearch.controllers.autoias import AutoIAS
 from embsearch.controllers.nis import NIS
 
 
@@ -43,6 +44,18 @@ class KillingNIS(NIS):
 
         scored.name = inner.name
         return scored
+
+
+class KillingAutoIAS(AutoIAS):
+    """Dies by SIGKILL at the KILL_AFTER-th architecture scored in step 4 (env)."""
+
+    calls = 0
+
+    def score(self, *args, **kwargs):
+        KillingAutoIAS.calls += 1
+        if KillingAutoIAS.calls == int(os.environ.get("KILL_AFTER", "0")):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().score(*args, **kwargs)
 '''
 
 NIS_ARGS = [
@@ -53,15 +66,21 @@ NIS_ARGS = [
 KILL_AFTER = 5
 
 
-def test_nis_killed_in_training_and_in_step_6_resumes(tmp_path):
+def plugin_env(tmp_path: Path, args: list[str], cls: str) -> tuple[dict[str, str], list[str]]:
+    """The subprocesses' environment (the plugin importable) and the search's command."""
     (tmp_path / "killing_rl.py").write_text(PLUGIN)
     (tmp_path / "data.json").write_text(json.dumps({"synthetic_rows": 6000}))
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}"}
     env.pop("KILL_AFTER", None)
     embsearch = [sys.executable, "-m", "embsearch", "search"]
-    argv = [*embsearch, "--config", str(tmp_path / "data.json"), *NIS_ARGS]
-    argv += ["--controller", "killing_rl:KillingNIS"]
+    argv = [*embsearch, "--config", str(tmp_path / "data.json"), *args]
+    return env, [*argv, "--controller", f"killing_rl:{cls}"]
+
+
+def test_nis_killed_in_training_and_in_step_6_resumes(tmp_path):
+    env, argv = plugin_env(tmp_path, NIS_ARGS, "KillingNIS")
+    embsearch = argv[:4]
     full, killed = tmp_path / "full", tmp_path / "killed"
     subprocess.run([*argv, "--out", str(full)], check=True, env=env)
     dying = {**env, "KILL_AFTER": str(KILL_AFTER)}
@@ -94,4 +113,44 @@ def test_nis_killed_in_training_and_in_step_6_resumes(tmp_path):
         assert plans[0]["extra"][key] == plans[1]["extra"][key], key
     first, second = plans[0]["extra"]["supernet"], plans[1]["extra"]["supernet"]
     assert second["resumed_after_epoch"] >= 1  # the first resume continued the checkpoint
+    assert second["val_auc"] == first["val_auc"] and second["epochs_run"] == first["epochs_run"]
+
+
+AUTOIAS_ARGS = [
+    "--budget", "15%", "--backbone", "autoias", "--epochs", "3", "--batch-size", "512",
+    "--threads", "1", "--quiet", "--param", "supernet_patience=5", "--param", "policy_batch=4",
+    "--param", "search_updates=4", "--param", "val_rows=512", "--param", "mlp_width=32",
+    "--param", "mlp_layers=1",
+]  # fmt: skip
+UPDATES_BEFORE_KILL = 2  # killed while scoring the 3rd update's 2nd architecture
+
+
+def test_autoias_killed_in_training_and_in_step_4_resumes(tmp_path):
+    """The supernet continues from its checkpoint with the generators its examples were drawn
+    from; the generator phase continues after its last saved update (only the updates left
+    are run); the plan (dims, architecture, probabilities) is the uninterrupted run's."""
+    env, argv = plugin_env(tmp_path, AUTOIAS_ARGS, "KillingAutoIAS")
+    embsearch = argv[:4]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run([*argv, "--out", str(full)], check=True, env=env)
+    dying = {**env, "KILL_AFTER": str(UPDATES_BEFORE_KILL * 4 + 2)}
+    killed_while_training([*argv, "--out", str(killed)], dying, killed)
+    died = subprocess.run([*embsearch, "--resume", str(killed), "--quiet"], env=dying)
+    assert died.returncode == -signal.SIGKILL and (killed / "generator.pt").is_file()
+    assert not (killed / "plan.json").exists() and not (killed / "supernet.epoch.pt").exists()
+    resumed = subprocess.run(
+        [*embsearch, "--resume", str(killed), "--quiet"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    runs = [json.loads((d / "search.json").read_text())["history"] for d in (full, killed)]
+    updates = [[e for e in h if e["event"] == "generator_update"] for h in runs]
+    assert len(updates[1]) == len(updates[0]) - UPDATES_BEFORE_KILL  # only those left
+    assert updates[1] == updates[0][UPDATES_BEFORE_KILL:]  # the same rewards
+    plans = [json.loads((d / "plan.json").read_text()) for d in (full, killed)]
+    assert [f["groups"] for f in plans[0]["fields"]] == [f["groups"] for f in plans[1]["fields"]]
+    for key in ("architecture", "dim_probabilities", "mean_reward_first_last", "policy_updates"):
+        assert plans[0]["extra"][key] == plans[1]["extra"][key], key
+    assert plans[0]["extra"]["inherited_val_auc"] == plans[1]["extra"]["inherited_val_auc"]
+    first, second = plans[0]["extra"]["supernet"], plans[1]["extra"]["supernet"]
+    assert second["loaded"] is True and second["resumed_after_epoch"] >= 1
     assert second["val_auc"] == first["val_auc"] and second["epochs_run"] == first["epochs_run"]

@@ -44,6 +44,14 @@ update (``policy_batch``) and the supernet stopped at its first validation witho
 AUC (``supernet_patience``; its best weights kept). Search / one full training in CPU time:
 synthetic (10 epochs) 3.98x, 3.70x, 4.27x on seeds 0-2 (6.0x with teacher_rows 1,
 policy_batch 32 and the run's patience), the frappe split (30 epochs) 3.2x.
+
+Resume (``--resume``, issue 22 item 4): the generators the supernet's examples are drawn from
+are its training hooks' state, saved with every per-epoch checkpoint and with the trained
+supernet (:func:`~embsearch.controllers.weight_sharing.train_weight_sharing_supernet`), and
+step 4 saves them, with their rewards, after every update (``RUN_DIR/generator.pt``): a
+killed search continues the supernet after its last epoch, or the generators after their
+last update. Step 4 stays in this process (``--executor local|ray`` is refused): a sample's
+score is one masked forward over cached embeddings, milliseconds, less than a round trip.
 """
 
 from __future__ import annotations
@@ -70,6 +78,7 @@ from embsearch.controllers.autoias_params import AUTOIAS_SPECS
 from embsearch.controllers.autoias_policy import ArchitecturePolicy, Architectures
 from embsearch.controllers.base import Controller, SearchState
 from embsearch.controllers.param_spec import Param
+from embsearch.controllers.rl_state import GENERATOR_NAME, PolicyStates, load_state, save_state
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
 from embsearch.embeddings.supernets import MaskedSupernet
 from embsearch.errors import ConfigError
@@ -183,6 +192,11 @@ class AutoIAS(Controller):
         mlp = [self.mlp_widths[w] for w in widths]
         return architecture_record(ops, mlp, self.state.space.num_fields)
 
+    def hook_state(self) -> PolicyStates:
+        """The generators (tables, Adam states, random generators), their rewards and updates:
+        what a resume puts back (issue 22 item 4; the module docstring)."""
+        return PolicyStates(self.state, extra=("updates_run",))
+
     # -- steps 2-3 ------------------------------------------------------------------------------
     def _train_supernet(self, ctx: SearchContext, deadline: float | None) -> CTRModel:
         space, cfg = self.state.space, self.config
@@ -236,7 +250,13 @@ class AutoIAS(Controller):
         sctx = replace(sctx, train=replace(sctx.train, patience=int(patience)))
         cpu = time.process_time()
         model, summary = train_weight_sharing_supernet(
-            sctx, build, epochs, deadline, desc="autoias supernet", batch_loss=distil
+            sctx,
+            build,
+            epochs,
+            deadline,
+            desc="autoias supernet",
+            batch_loss=distil,
+            hook_state=self.hook_state(),  # the generators whose samples it trained on
         )
         summary["cpu_seconds"] = round(time.process_time() - cpu, 3)  # the process's
         model.embedding.outside_sampler = None
@@ -275,7 +295,7 @@ class AutoIAS(Controller):
     def _learn(self, ctx: SearchContext, budget: int, deadline: float | None) -> None:
         policy, cfg = self.state.policies[budget], self.config
         history = self.state.history.setdefault(budget, [])
-        for _ in range(int(cfg["search_updates"])):
+        for _ in range(int(cfg["search_updates"]) - policy.updates):  # a resume: those left
             if deadline is not None and time.perf_counter() > deadline:
                 ctx.log("autoias: time limit reached; the plan is the generator's so far")
                 break
@@ -293,6 +313,7 @@ class AutoIAS(Controller):
                 mean_reward=history[-1],
                 best_reward=rewards[best],
             )
+            save_state(ctx, GENERATOR_NAME, self.hook_state())  # a resume goes on from here
         self.state.updates_run[budget] = policy.updates
 
     # -- the search -----------------------------------------------------------------------------
@@ -328,6 +349,8 @@ class AutoIAS(Controller):
             for i, b in enumerate(ctx.budgets)
         }
         self.state.supernet = self._train_supernet(ctx, deadline)
+        if load_state(ctx, GENERATOR_NAME, self.hook_state()):
+            ctx.log("autoias: continuing the generators from their last saved update")
         val = ctx.data.split("val")
         y = val.y.cpu().numpy()
         n = min(int(cfg["val_rows"] or len(y)), len(y))

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from embsearch.controllers.nis_policy import BlockPolicy
+
+TABLES = ("op_logits", "op_given_left", "op_given_right", "width_logits")  # besides the dims'
 
 
 @dataclass
@@ -184,3 +187,19 @@ class ArchitecturePolicy:
     def dim_log_probs(self) -> np.ndarray:
         """``[F, dim options]``: the dims' (unmasked) log-probabilities."""
         return self.dims.log_probabilities()
+
+    # -- resume -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Every table, Adam's state, the update count and the generator (the dims policy's)."""
+        tables = {k: getattr(self, k).detach().clone() for k in TABLES}
+        return {**tables, "dims": self.dims.state_dict(), "opt": self.opt.state_dict(),
+                "updates": self.updates}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what :meth:`state_dict` took (a generator built with the same arguments)."""
+        self.dims.load_state_dict(state["dims"])
+        with torch.no_grad():
+            for k in TABLES:
+                getattr(self, k).copy_(state[k])
+        self.opt.load_state_dict(state["opt"])
+        self.updates = int(state["updates"])

@@ -12,6 +12,10 @@ asked when they run in workers.
   that place) and which has nothing to ask while a batch is out: with ``--jobs N`` trials
   finish in any order; the results are held and told in ask order, and "nothing now" is
   answered until the batch's update, so the policy draws what the serial run draws.
+- :func:`save_state` / :func:`load_state`: a search's state after its supernet, in a file of
+  the run directory, written atomically at the controller's natural unit (AutoIAS: after
+  each generator update, :data:`GENERATOR_NAME`; ESAPN: after each budget's pass,
+  :data:`PASSES_NAME`) and read back on ``--resume``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
+
+from embsearch._atomic import write_file
+from embsearch.context import SearchContext
 from embsearch.search_loop import AskTell, ByCandidate, Trial
+from embsearch.train.checkpoint import Stateful
+
+GENERATOR_NAME = "generator.pt"  # AutoIAS's generators and rewards, after each update
+PASSES_NAME = "passes.pt"  # ESAPN's finished passes (one per budget)
 
 
 class PolicyStates:
@@ -67,3 +79,25 @@ class InOrder(ByCandidate):
         while self.next_told in self.held:
             self.asker.tell(self.out.pop(self.next_told), self.held.pop(self.next_told))
             self.next_told += 1
+
+
+def save_state(ctx: SearchContext, name: str, state: Stateful) -> None:
+    """Write ``state``'s ``state_dict()`` to ``RUN_DIR/name`` atomically (no run directory:
+    nothing)."""
+    store = ctx.store
+    if store is None or store.run_dir is None:
+        return
+    blob = state.state_dict()
+    write_file(store.run_dir / name, lambda tmp: torch.save(blob, tmp))
+
+
+def load_state(ctx: SearchContext, name: str, state: Stateful) -> bool:
+    """On a resume, put ``RUN_DIR/name`` back into ``state``; whether there was one."""
+    store = ctx.store
+    if store is None or not store.resume or store.run_dir is None:
+        return False
+    path = store.run_dir / name
+    if not path.is_file():
+        return False
+    state.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return True
