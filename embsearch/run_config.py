@@ -226,7 +226,8 @@ OPTIONS: tuple[Option, ...] = (
         "executor", "str", "'serial', 'local' or 'ray'",
         "where trials run: serial (one at a time in this process; default), local (--jobs "
         "worker processes on this machine) or ray (Ray tasks on a cluster, --address); "
-        "black-box controllers (tpe, random, cmaes, nsga2) only",
+        "tpe, random, cmaes, nsga2, optembed, rule and nis (its samples on the trained "
+        "supernet; what trains a supernet stays in this process)",
         choices=("serial", "local", "ray"),
     ),
     Option(

@@ -105,7 +105,8 @@ def test_a_trial_spec_pickles_and_rebuilds_in_this_process(tmp_path):
         (["--executor", "ray", "--jobs", "-2"], "--jobs must be an integer >= 1"),
         (["--jobs", "2"], "--jobs runs that many trials at once"),
         (["--executor", "local", "--address", "auto"], "--address names a Ray cluster"),
-        (["--executor", "local", "--controller", "esapn"], "change between policy updates"),
+        (["--executor", "local", "--controller", "esapn"], "no trials to ship"),
+        (["--executor", "local", "--controller", "autoias"], "round trip"),
         (["--executor", "ray", "--address", "no-port"], "HOST:PORT"),
     ],
 )

@@ -134,6 +134,10 @@ class AutoIAS(Controller):
     state: AutoIASState
     fixed_projection = "pad"
     null_signal = "an untrained architecture generator (uniform over every component)"
+    in_process_reason = (  # --executor local|ray refused (embsearch.executors.check_executor)
+        "its generator scores an architecture in milliseconds on embeddings cached here, less "
+        "than a worker's round trip"
+    )
 
     def validate(self) -> None:
         top, n = int(self.config["mlp_width"]), int(self.config["mlp_width_options"])

@@ -119,6 +119,8 @@ class ESAPN(Controller):
     state: ESAPNState
     fixed_projection = "pad"
     streams = True
+    # --executor local|ray refused with this reason (embsearch.executors.check_executor)
+    in_process_reason = "it decides sizes while its model trains on the data: no trials to ship"
     null_signal = "untrained policy networks (the same pass's decisions, no model)"
 
     # -- steps 1-2 ------------------------------------------------------------------------------

@@ -22,9 +22,11 @@ evaluator can be rebuilt from files (``remote_trials``) can leave the search's p
 - evolutionary: optembed's evolution and rule's estimator samples (step 3), scored with the
   saved supernet (``RUN_DIR/supernet.pt``); their final checks, and rule's evolution over
   its fitted estimator, stay in the search's process (cheaper than a round trip);
-- RL (nis, esapn, autoias) is refused in one line: their rewards come from a supernet whose
-  weights change between policy updates, so a trial cannot be rebuilt from files; so are
-  the differentiable and rule-based controllers (no trials to ship).
+- RL: nis's step 6 (its policies' samples on the trained supernet), scored with the saved
+  supernet; its steps 3-5, whose rewards come from a supernet that changes between policy
+  updates, stay in the search's process. esapn and autoias are refused in one line (their
+  ``in_process_reason``), as are the differentiable and rule-based controllers (no trials
+  to ship).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def check_executor(cfg: RunConfig, controller_cls: type) -> None:
             )
         return
     if not getattr(controller_cls, "remote_trials", False):
-        why = (
+        why = getattr(controller_cls, "in_process_reason", None) or (
             "its rewards come from a supernet whose weights change between policy updates, so "
             "a trial cannot be rebuilt from files"
             if getattr(controller_cls, "family", None) == "rl"
@@ -104,7 +106,7 @@ def check_executor(cfg: RunConfig, controller_cls: type) -> None:
         raise ConfigError(
             f"--executor {cfg.executor}: controller {cfg.controller} scores its trials in this "
             f"process ({why}); run it with --executor serial (tpe, random, cmaes, nsga2, "
-            "optembed and rule run on any executor)"
+            "optembed, rule and nis run on any executor)"
         )
     if cfg.executor == "ray" and find_spec("ray") is None:
         raise ConfigError("--executor ray: Ray is not installed here (pip install 'ray[tune]')")
