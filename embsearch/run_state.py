@@ -28,13 +28,15 @@ Who resumes (:data:`RESUMABLE_FAMILIES`):
   (parameters, Adam states, baselines, generators, rewards; :mod:`embsearch.controllers.
   nis_trials`), and its step 6 on the trained supernet is replayed as the evolutionary
   searches are; autoias's supernet is checkpointed with the generators it draws from, and
-  its generators are saved after every update (``RUN_DIR/generator.pt``);
-- all of them load the trained supernet (``RUN_DIR/supernet.pt``) or, killed while it
+  its generators are saved after every update (``RUN_DIR/generator.pt``); esapn keeps its
+  finished passes and its pass in progress (``RUN_DIR/passes.pt``: model, policies, per-id
+  sizes, RNG states; :mod:`embsearch.controllers.esapn_resume`);
+- all but esapn load the trained supernet (``RUN_DIR/supernet.pt``) or, killed while it
   trained, continue it from its last per-epoch checkpoint (``RUN_DIR/supernet.epoch.pt``:
   model, optimiser, RNG states; :mod:`embsearch.controllers.weight_sharing`);
-- the others are refused in one line (:data:`NOT_RESUMABLE`, :data:`NOT_RESUMABLE_CONTROLLERS`
-  say why): differentiable controllers train architecture weights inside an unsaved
-  supernet, rule-based ones run no trials.
+- the others are refused in one line (:data:`NOT_RESUMABLE` says why): differentiable
+  controllers train architecture weights inside an unsaved supernet, rule-based ones run
+  no trials.
 """
 
 from __future__ import annotations
@@ -55,12 +57,7 @@ from embsearch.trial_store import JOURNAL_NAME, TrialStore, new_run_id, open_sto
 RUN_NAME = "run.json"
 FREE = ("device", "threads", "max_seconds", "executor", "jobs", "address")  # a resume may change
 RESUMABLE_FAMILIES = ("black-box", "evolutionary", "rl")
-NOT_RESUMABLE_CONTROLLERS = {  # in a resumable family, but not (yet) resumable themselves
-    "esapn": "its streaming pass keeps no checkpoint",
-}
 NOT_RESUMABLE = {  # why the other families start again (one line each)
-    "rl": "its policy learns from a supernet trained alongside it, whose state (policy, "
-    "rewards, supernet mid-update) no checkpoint holds",
     "differentiable": "its architecture weights train inside its supernet, which is not "
     "checkpointed",
     "rule-based": "it runs no trials (a rule-based plan takes seconds)",
@@ -144,14 +141,12 @@ def check_same_run(
     """Refuse, in one line, a resume whose data or options differ from the run's
     (``saved``, ``info``: its ``config.json`` and ``run.json``, as :func:`read_run` gives
     them)."""
-    if family not in RESUMABLE_FAMILIES or cfg.controller in NOT_RESUMABLE_CONTROLLERS:
-        why = NOT_RESUMABLE_CONTROLLERS.get(cfg.controller) or NOT_RESUMABLE.get(
-            family, "it keeps no trials to continue from"
-        )
+    if family not in RESUMABLE_FAMILIES:
+        why = NOT_RESUMABLE.get(family, "it keeps no trials to continue from")
         raise ConfigError(
             f"--resume continues black-box (tpe, random, cmaes, nsga2), evolutionary "
-            f"(optembed, rule) and rl (nis, autoias) searches; {cfg.controller} ({family}) "
-            f"cannot: {why}; run it anew"
+            f"(optembed, rule) and rl (nis, esapn, autoias) searches; {cfg.controller} "
+            f"({family}) cannot: {why}; run it anew"
         )
     if info.get("data_fingerprint") != data_fingerprint:
         raise ConfigError(

@@ -152,8 +152,7 @@ def test_killed_search_resumes_without_scoring_twice(tmp_path, controller):
 
 
 @pytest.mark.parametrize(
-    "controller, why",
-    [("esapn", "checkpoint"), ("dnis", "architecture weights"), ("mde", "no trials")],
+    "controller, why", [("dnis", "architecture weights"), ("mde", "no trials")]
 )
 def test_other_families_refuse_resume_in_one_line(tmp_path, capsys, controller, why):
     run = tmp_path / controller

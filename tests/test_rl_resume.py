@@ -20,6 +20,7 @@ from tests.test_evolutionary_resume import journal_trials, killed_while_training
 
 PLUGIN = '''
 import os, signal
+from embsearch.controllers import esapn, esapn_resume
 from embsearch.controllers.autoias import AutoIAS
 from embsearch.controllers.nis import NIS
 
@@ -44,6 +45,25 @@ class KillingNIS(NIS):
 
         scored.name = inner.name
         return scored
+
+
+esapn_resume.SECONDS = 0.0  # a checkpoint at every batch of a pass
+
+
+class KillingPass(esapn_resume.PassInProgress):
+    """Dies by SIGKILL right after the KILL_AFTER-th checkpoint of a pass in progress (env)."""
+
+    saves = 0
+
+    def save(self, epoch, skip):
+        super().save(epoch, skip)
+        KillingPass.saves += 1
+        if KillingPass.saves == int(os.environ.get("KILL_AFTER", "0")):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+esapn.PassInProgress = KillingPass
+KillingESAPN = esapn.ESAPN
 
 
 class KillingAutoIAS(AutoIAS):
@@ -154,3 +174,49 @@ def test_autoias_killed_in_training_and_in_step_4_resumes(tmp_path):
     first, second = plans[0]["extra"]["supernet"], plans[1]["extra"]["supernet"]
     assert second["loaded"] is True and second["resumed_after_epoch"] >= 1
     assert second["val_auc"] == first["val_auc"] and second["epochs_run"] == first["epochs_run"]
+
+
+ESAPN_ARGS = [
+    "--budget", "10%", "--budget", "20%", "--epochs", "1", "--threads", "1", "--quiet",
+    "--param", "batch_size=500", "--param", "epochs=2",
+]  # fmt: skip
+
+
+def test_esapn_killed_in_its_second_budgets_pass_resumes(tmp_path):
+    """Two budgets, two shuffled epochs each (9-10 batches an epoch, a checkpoint at every
+    batch): killed in the second budget's pass, the resume does not run the first budget's
+    pass again and continues the second from its last checkpoint, to the uninterrupted run's
+    per-id sizes (the records' counts), policies and plans."""
+    env, argv = plugin_env(tmp_path, ESAPN_ARGS, "KillingESAPN")
+    embsearch = argv[:4]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run([*argv, "--out", str(full)], check=True, env=env)
+    runs = [json.loads((full / "search.json").read_text())["history"]]
+    per_pass = [e["batches"] for e in runs[0] if e["event"] == "esapn pass"][0]
+    kill_at = per_pass + per_pass // 2  # the checkpoints of the first pass, then half
+    died = subprocess.run([*argv, "--out", str(killed)], env={**env, "KILL_AFTER": str(kill_at)})
+    assert died.returncode == -signal.SIGKILL and (killed / "passes.pt").is_file()
+    resumed = subprocess.run(
+        [*embsearch, "--resume", str(killed), "--quiet"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    runs.append(json.loads((killed / "search.json").read_text())["history"])
+    (second,) = [e for e in runs[1] if e["event"] == "esapn pass"]  # the first not run again
+    first = [e for e in runs[0] if e["event"] == "esapn pass"]
+    assert second["budget"] == first[1]["budget"]
+    (again,) = [e for e in runs[1] if e["event"] == "esapn pass resumed"]  # from its checkpoint
+    assert again["budget"] == second["budget"] and 0 < again["after"] < per_pass
+    for key in ("batches", "grown", "refused_over_budget", "policy_updates", "bytes_of_ids"):
+        assert second[key] == first[1][key], key
+    assert second["val_auc"] == first[1]["val_auc"]  # the same model, bitwise
+    names = sorted(p.name for p in full.iterdir() if p.is_dir() and (p / "plan.json").exists())
+    assert len(names) == 2
+    for name in names:
+        plans = [json.loads((d / name / "plan.json").read_text()) for d in (full, killed)]
+        assert [f["groups"] for f in plans[0]["fields"]] == [
+            f["groups"] for f in plans[1]["fields"]
+        ]
+        assert (
+            plans[0]["extra"]["pass"]["enlarge_probability"]
+            == (plans[1]["extra"]["pass"]["enlarge_probability"])
+        )

@@ -85,6 +85,7 @@ from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_rec
 from embsearch.controllers.base import Controller, SearchState
 from embsearch.controllers.esapn_params import ESAPN_SPECS
 from embsearch.controllers.esapn_policy import SizePolicy
+from embsearch.controllers.esapn_resume import Passes, PassInProgress, restore_finished
 from embsearch.controllers.esapn_walk import Walk, WalkSettings, walk
 from embsearch.controllers.param_spec import Param
 from embsearch.embeddings.supernets import GrowingSupernet
@@ -104,6 +105,7 @@ class ESAPNState(SearchState):
     walks: dict[int, Walk] = field(default_factory=dict)
     initial: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    passes: Passes | None = None  # finished passes and the one in progress (a resume's)
 
 
 class ESAPN(Controller):
@@ -188,13 +190,18 @@ class ESAPN(Controller):
         )
         opt = make_adam(model.parameters(), ctx.train.lr, ctx.train.weight_decay)
         policy_opt = make_adam(policy.parameters(), float(self.config["policy_lr"]))
+        progress = PassInProgress(
+            self.state.passes, budget, model, policy, (opt, policy_opt), state, self._passes(ctx)
+        )
+        if progress.restore():
+            ctx.log(f"esapn [budget {budget} B]: continuing its pass after {progress.seen} batches")
         values = torch.tensor(space.candidates, dtype=torch.long)
         t0, c0 = time.perf_counter(), time.process_time()
         model.train()
-        batches = 0
-        for epoch in range(self._passes(ctx)):
+        batches = progress.seen  # a resumed pass's batches done before
+        for epoch in range(progress.epoch, self._passes(ctx)):
             batches += walk(
-                self._batches(ctx, epoch),
+                progress.batches(self._batches(ctx, epoch), epoch),
                 state,
                 policy,
                 emb.offsets,
@@ -229,6 +236,7 @@ class ESAPN(Controller):
         ctx.record(event="esapn pass", controller=self.name, budget=budget, **{
             k: v for k, v in self.state.records[budget].items() if k != "enlarge_probability"
         })  # fmt: skip
+        self.state.passes.finished(budget, state, self.state.records[budget], self.state.initial[budget])  # fmt: skip
 
     def search(self, ctx: SearchContext) -> Plan:
         return self.search_budgets(ctx.with_budget(ctx.budget))[0]
@@ -252,8 +260,10 @@ class ESAPN(Controller):
             prefix="esapn: ",
         )
         plans = []
+        self.state.passes = Passes(ctx)  # on a resume: the killed run's passes (esapn_resume)
         for i, budget in enumerate(ctx.budgets):
-            self._search_one(ctx, space, budget, i)
+            if not restore_finished(self, ctx, budget):
+                self._search_one(ctx, space, budget, i)
             plans.append(self.finish(ctx, budget))
         return plans
 
