@@ -79,8 +79,8 @@ class KillingAutoIAS(AutoIAS):
 '''
 
 NIS_ARGS = [
-    "--budget", "15%", "--epochs", "3", "--batch-size", "512", "--threads", "1", "--quiet",
-    "--param", "policy_every=2", "--param", "policy_batch=8", "--param", "search_updates=3",
+    "--budget", "15%", "--epochs", "1", "--batch-size", "512", "--threads", "1", "--quiet",
+    "--param", "supernet_epochs=2", "--param", "policy_every=2", "--param", "policy_batch=8", "--param", "search_updates=3",
     "--param", "val_rows=512",
 ]  # fmt: skip
 KILL_AFTER = 5
@@ -137,8 +137,8 @@ def test_nis_killed_in_training_and_in_step_6_resumes(tmp_path):
 
 
 AUTOIAS_ARGS = [
-    "--budget", "15%", "--backbone", "autoias", "--epochs", "3", "--batch-size", "512",
-    "--threads", "1", "--quiet", "--param", "supernet_patience=5", "--param", "policy_batch=4",
+    "--budget", "15%", "--backbone", "autoias", "--epochs", "1", "--batch-size", "512",
+    "--threads", "1", "--quiet", "--param", "supernet_epochs=2", "--param", "supernet_patience=5", "--param", "policy_batch=4",
     "--param", "search_updates=4", "--param", "val_rows=512", "--param", "mlp_width=32",
     "--param", "mlp_layers=1",
 ]  # fmt: skip
