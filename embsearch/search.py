@@ -9,10 +9,13 @@ Run directory (``RUN_DIR``; with several budgets, ``RUN_DIR/budget-<label>/`` ea
     run.json      the run's id, storage and fingerprints (written first: --resume reads it)
     trials.journal  every finished trial, as it finishes (Optuna's journal; or --storage URL)
     front/, front.json  a multi-objective controller's Pareto front (nsga2): one plan each
-    supernet.pt   a one-shot controller's trained supernet (black-box, optembed, rule): what a
-                  resume loads and executor workers score with
+    supernet.pt   a one-shot controller's trained supernet (black-box, optembed, rule, nis,
+                  autoias; with nis's/autoias's policies as they were then): what a resume
+                  loads and executor workers score with
     supernet.epoch.pt  its per-epoch checkpoint while it trains (--resume continues from it;
                   removed once supernet.pt is written)
+    generator.pt  autoias's generators after their last update (--resume goes on from it)
+    passes.pt     esapn's finished passes and its pass in progress (--resume continues it)
 
 ``--out`` is checked before any compute and claimed (created, and locked by
 ``.embsearch.lock`` while this process writes it; :mod:`embsearch.out_dir`), so two searches
