@@ -9,7 +9,9 @@ every batch. Its natural units are the batch and the pass, so ``RUN_DIR/passes.p
   pending decisions, price, ...), its record and the untrained policies' state (the null
   signal's); a resume does not run it again;
 - the pass in progress, at the first batch boundary :data:`SECONDS` after the last
-  checkpoint (and at each epoch's end without ``--stream``): the model (with each row's grown dim), its optimiser, the policy networks
+  checkpoint, or :data:`OVERHEAD` times the last one's cost if that is longer (a large
+  table's write then takes at most 1/:data:`OVERHEAD` of the pass), and at each epoch's end
+  without ``--stream``: the model (with each row's grown dim), its optimiser, the policy networks
   and their optimiser, the walk state, every random generator (the model's dropout, the
   policies' sampling: :func:`~embsearch.train.checkpoint.generator_states`), and how many
   batches were done; a resume rebuilds the pass as it started, puts these back and skips
@@ -37,6 +39,7 @@ from embsearch.embeddings.supernets import GrowingSupernet
 from embsearch.train.checkpoint import generator_states, restore_generators
 
 SECONDS = 60.0  # between two checkpoints of a pass in progress (a few ms each on frappe)
+OVERHEAD = 20  # ... or this many times the last checkpoint's own seconds, if longer
 
 
 def walk_state(walk: Walk) -> dict[str, Any]:
@@ -96,6 +99,7 @@ class PassInProgress:
         self.model, self.policy, self.opts = model, policy, opts
         self.both = nn.ModuleDict({"model": model, "policy": policy})  # their generators
         self.epoch, self.skip, self.seen = 0, 0, 0  # where the pass continues
+        self.cost = 0.0  # the last checkpoint's seconds
 
     def restore(self) -> bool:
         """On a resume: the killed run's state of this pass, if it saved one."""
@@ -117,6 +121,7 @@ class PassInProgress:
 
     def save(self, epoch: int, skip: int) -> None:
         """Checkpoint the pass after ``skip`` batches of ``epoch`` (``seen`` in all)."""
+        t0 = time.perf_counter()
         self.passes.current = {
             "budget": self.budget,
             "epoch": epoch,
@@ -130,19 +135,21 @@ class PassInProgress:
             "generators": generator_states(self.both, None),
         }
         save_state(self.passes.ctx, PASSES_NAME, self.passes)
+        self.cost = time.perf_counter() - t0
 
     def batches(
         self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], epoch: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``batches`` of ``epoch`` less those a resumed pass did; a checkpoint before the
-        first batch :data:`SECONDS` after the last one (when a batch is asked for, the steps
-        of the batches before it are done), and at the epoch's end but the last."""
+        first batch :data:`SECONDS` (or :data:`OVERHEAD` times its cost) after the last one
+        (when a batch is asked for, the steps of the batches before it are done), and at the
+        epoch's end but the last."""
         skip = self.skip if epoch == self.epoch else 0
         last = time.perf_counter()
         for i, batch in enumerate(batches):
             if i < skip:
                 continue
-            if i > skip and time.perf_counter() - last >= SECONDS:
+            if i > skip and time.perf_counter() - last >= max(SECONDS, OVERHEAD * self.cost):
                 self.save(epoch, i)
                 last = time.perf_counter()
             self.seen += 1
