@@ -16,6 +16,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from embsearch.cli import main
+from embsearch.run_config import RunConfig
+from embsearch.run_state import start_run
+from embsearch.search import load_dataset
 from tests.test_evolutionary_resume import journal_trials, killed_while_training
 
 PLUGIN = '''
@@ -220,3 +226,28 @@ def test_esapn_killed_in_its_second_budgets_pass_resumes(tmp_path):
             plans[0]["extra"]["pass"]["enlarge_probability"]
             == (plans[1]["extra"]["pass"]["enlarge_probability"])
         )
+
+
+@pytest.mark.parametrize(
+    "controller, param",
+    [("nis", "policy_batch=4"), ("esapn", "epochs=2"), ("autoias", "kd_weight=0")],
+)
+def test_an_rl_resume_with_other_options_is_one_line(tmp_path, capsys, controller, param):
+    run = tmp_path / controller
+    run.mkdir()
+    raw = {
+        "data": "synthetic",
+        "synthetic_rows": 3000,
+        "budgets": ["15%"],
+        "controller": controller,
+    }
+    if controller == "autoias":
+        raw["backbone"] = "autoias"
+    cfg = RunConfig.from_mapping(raw, "test")
+    start_run(run, cfg, load_dataset(cfg).fingerprint(), None)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert main(["search", "--resume", str(run), "--quiet", "--param", param]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    assert "other options" in err and param.split("=")[0] in err, err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
