@@ -55,6 +55,8 @@ NIS's planted fixture, tests/test_esapn.py, informative/noise dims per id over s
   which.
 - Null signal: the same batches' decisions from the untrained policies (no model, hence no
   rewards), through the same aggregation and knapsack.
+- ``--resume`` (issue 22): finished passes kept, the pass in progress checkpointed
+  (:mod:`.esapn_resume`); no ``--executor``: the pass has no trials to ship.
 
 Cost (issue 23's target: a streaming pass at most 1.5x one plain epoch; benchmarks/results/
 esapn): the paired probe is one more forward per batch (no backward), run after the

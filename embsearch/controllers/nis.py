@@ -54,6 +54,8 @@ Steps, as in the paper:
    architecture and its score, and the null-signal record (an untrained policy through the
    same knapsack).
 
+``--resume`` and ``--executor`` (issue 22): :mod:`.nis_trials`.
+
 Choices the paper leaves open (one line each):
 
 - Budget: samples are masked at sampling time (``nis_policy``), so every sample fits; the
