@@ -121,6 +121,9 @@ class PassInProgress:
 
     def save(self, epoch: int, skip: int) -> None:
         """Checkpoint the pass after ``skip`` batches of ``epoch`` (``seen`` in all)."""
+        store = self.passes.ctx.store
+        if store is None or store.run_dir is None:
+            return
         t0 = time.perf_counter()
         self.passes.current = {
             "budget": self.budget,
