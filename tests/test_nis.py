@@ -188,3 +188,43 @@ def test_warmup_draws(small, monkeypatch, draws):
     ctx = make_ctx(small, FeatureDimsSpace(small.schema, 8, n_groups=2), [0.1])
     NIS(**QUICK, warmup=1.0, warmup_draws=draws).search(ctx)
     assert calls == [4, 4, 4] if draws == "uniform" else len(calls) > 3
+
+
+def test_cost_mode_samples_past_the_budget_and_pays_the_ramp(small):
+    """``budget_mode='cost'`` (the paper's): samples are drawn unmasked, so some pass the
+    budget, and a sample the loop rejects (told -inf) is scored by NIS itself: its reward is
+    its quality minus the ramp ``cost_weight * (bytes / budget - 1)``, not a constant
+    prediction's quality (as with masking, where no sample passes the budget)."""
+    costs = np.array([[0.0, 10.0, 20.0]] * 6)
+    spent = lambda pol: costs[0][pol.sample(256)[0].numpy()].sum(1)  # noqa: E731
+    assert (spent(BlockPolicy(costs, 30, seed=0)) <= 30).all()
+    assert (spent(BlockPolicy(costs, 30, seed=0, masked=False)) > 30).mean() > 0.5
+    ctx = make_ctx(small, FeatureDimsSpace(small.schema, 8, n_groups=2), [0.3])
+    ctrl = NIS(**QUICK, blocks=4, budget_mode="cost")
+    ctrl.prepare(ctx, None)
+    ctrl.start(ctx, ctx.budget)
+    over = ctrl.state.space.max_candidate()
+    ctrl.ask()
+    ctrl.tell(over, -math.inf)
+    quality = ctrl.state.scorer(over)
+    ramp = ctrl.state.space.bytes_of(over) / ctx.budget - 1.0
+    assert ctrl.state.told == [pytest.approx(quality - ramp)]
+    assert quality > math.log(0.5)  # better than the constant prediction's -ln 2
+
+
+@pytest.mark.parametrize(("fraction", "blocks"), [(0.1, None), (0.3, 1), (0.6, 2)])
+def test_prior_starts_at_the_uniform_plan(small, fraction, blocks):
+    """``prior``: every slot's initial logit of the most blocks every (field, group) can keep
+    within the budget (the uniform plan) is ``prior``; none when that is 0 blocks (10% of a
+    width-8 table is under one block of 2 columns everywhere)."""
+    ctx = make_ctx(small, FeatureDimsSpace(small.schema, 8, n_groups=2), [fraction])
+    ctrl = NIS(**QUICK, blocks=4, prior=2.0, supernet_epochs=1)
+    ctrl.state.space = space = ctrl.search_space(ctx)
+    prior = ctrl._prior(ctrl._costs(space), ctx.budget)
+    if blocks is None:
+        assert prior is None
+        return
+    k = space.candidates.index(blocks * 2)
+    assert (prior[:, k] == 2.0).all() and prior.sum() == 2.0 * len(prior)
+    pol = BlockPolicy(ctrl._costs(space), ctx.budget, prior=prior)
+    assert (pol.probabilities().argmax(1) == k).all()
