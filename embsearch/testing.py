@@ -130,7 +130,10 @@ def check_signal(controller: Controller, ctx: SearchContext, plans: list[Plan]) 
             f"not the controller's {controller.null_signal!r}"
         )
         null = controller.null_candidate(ctx, budget)
-        chosen = ctx.space.candidate_of(plan)  # its dims in the dims-only spaces
+        # its dims in the dims-only spaces; a controller whose null plan is keyed its own way
+        # says how to key the plan (``signal_candidate``: OptEmbed's composed uniform gate)
+        own = getattr(controller, "signal_candidate", None)
+        chosen = own(ctx, plan) if own is not None else ctx.space.candidate_of(plan)
         share = None if null is None else null_agreement(chosen, null)
         recorded = record.get("null_agreement")
         assert (share is None) == (recorded is None) and (

@@ -201,7 +201,7 @@ def test_prune_rows_false_stores_every_row(tmp_path, monkeypatch):
 def test_optembed_searches_a_composed_space_through_the_cli(tmp_path, monkeypatch):
     """OptEmbed's evolution over the generic candidate (keys into the space's options): its
     trials are recorded (a study over option keys, not dims), the plan keeps the budget, has
-    no credited rows and no uniform gate, and exports."""
+    no credited rows, went through the uniform gate (``test_optembed_gate.py``), and exports."""
     from embsearch import run_config
 
     monkeypatch.setattr(run_config.RunConfig, "synthetic_rows", 6000)
@@ -214,6 +214,6 @@ def test_optembed_searches_a_composed_space_through_the_cli(tmp_path, monkeypatc
     )
     plan = Plan.load(run)
     assert plan.space == space and plan.table_bytes <= plan.budget_bytes
-    assert plan.row_maps is None and "uniform_margin" not in plan.extra
+    assert plan.row_maps is None and "uniform_margin" in plan.extra
     assert not plan.dims_only  # 5% is below every full fp32 plan: rows shared or bits cut
     assert main(["export", str(run), "--out", str(tmp_path / "exp")]) == 0

@@ -27,6 +27,7 @@ pass). How well the proxy ranks candidates is measured by
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import numpy as np
@@ -105,7 +106,8 @@ class BlockProxyEvaluator(SubsampleScorer):
         self.backbone = model.backbone
         self.select_rows(split, max_rows)
         self.batch_size = int(batch_size)
-        self.cache: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
+        # keyed by option, not key, so a copy for another space shares it (:meth:`for_space`)
+        self.cache: OrderedDict[tuple[int, BlockOption], torch.Tensor] = OrderedDict()
         self.cache_entries = int(cache_entries)
         self.last_metrics: dict[str, float] = {}
         model.eval()
@@ -113,13 +115,23 @@ class BlockProxyEvaluator(SubsampleScorer):
             self.table = model.embedding.effective_table()
         self.offsets = [int(o) for o in model.embedding.offsets]
 
+    def for_space(self, space: ComposedSpace) -> BlockProxyEvaluator:
+        """This proxy (the same supernet rows, validation rows and cached columns) scoring
+        candidates of ``space``, a copy of its space with other dims offered (e.g. one that
+        also offers the ``uniform`` controller's dim, for OptEmbed's uniform gate)."""
+        if space.width != self.space.width or space.schema is not self.space.schema:
+            raise ValueError("the proxy scores spaces of its own schema and width only")
+        clone = copy.copy(self)
+        clone.space = space
+        return clone
+
     @torch.no_grad()
     def column(self, f: int, key: int) -> torch.Tensor:
         """Field ``f``'s embeddings ``[rows evaluated, width]`` under option ``key``."""
-        if (f, key) in self.cache:
-            self.cache.move_to_end((f, key))
-            return self.cache[(f, key)]
         opt = self.space.option(f, 0, key)
+        if (f, opt) in self.cache:
+            self.cache.move_to_end((f, opt))
+            return self.cache[(f, opt)]
         n = self.space.schema.fields[f].cardinality
         out = torch.zeros(
             len(self.x), self.space.width, dtype=self.table.dtype, device=self.table.device
@@ -128,7 +140,7 @@ class BlockProxyEvaluator(SubsampleScorer):
             w = self.table[self.offsets[f] : self.offsets[f] + n, : opt.dim]
             fitted = fitted_rows(w, opt, self.space.schema.fields[f].name, 0)
             out[:, : opt.dim] = fitted[self.x[:, f]]
-        self.cache[(f, key)] = out
+        self.cache[(f, opt)] = out
         if len(self.cache) > self.cache_entries:
             self.cache.popitem(last=False)
         return out

@@ -52,8 +52,8 @@ Composed spaces (``--space field_dims+meta_table`` etc., an extension): the same
 the generic candidate (a key per block into ``space.block_options``; sampling, mutation,
 crossover and repair are the space's), each candidate scored by the composed-space proxy on
 the inherited rows (``block_proxy.py``: shared tables fitted to them, fp16/int8 rounding;
-pruned rows zeroed). There pruned rows are not credited (a field is one block of one kind)
-and the uniform gate is off (its rival may take a dim the space does not offer).
+pruned rows zeroed). There pruned rows are not credited (a field is one block of one kind);
+the uniform gate's rival, ``uniform``'s plan, is scored by the same proxy (``optembed_gate``).
 
 Choices the paper leaves open (one line each):
 
@@ -68,7 +68,8 @@ Choices the paper leaves open (one line each):
 - ``patience=2``: the evolution stops after 2 generations without a better candidate
   (``min_delta=5e-4`` made it ~30% cheaper but found worse plans on synthetic and frappe).
 - scores are memoised across the budgets of one search (inherited scores ignore budgets).
-- ``uniform_margin=2.0``: the plan is the uniform one (the ``uniform`` controller's table)
+- ``uniform_margin=2.0``: the plan is the uniform one (the ``uniform`` controller's plan
+  for the same space, budget and constraints, pruned rows credited: ``optembed_gate.py``)
   unless the pick beats it on the whole validation split by more than two standard errors
   of their paired AUC difference (DeLong; one-sided, ~2.5%): where inherited scores cannot
   tell plans apart a mixed plan is a coin toss that retrained slightly worse (frappe 50%;
@@ -86,7 +87,7 @@ from torch import nn
 
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
-from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, candidate_of, signal_record
+from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
 from embsearch.controllers.base import SEARCH_BACKBONE, SearchState
 from embsearch.controllers.block_proxy import BlockProxyEvaluator
 from embsearch.controllers.evolution import EVOLUTION_SPECS
@@ -95,9 +96,9 @@ from embsearch.controllers.evolutionary import (
     EvolutionState,
     paired_margin,
 )
-from embsearch.controllers.optembed_rows import credited_uniform_plan, row_maps_of, row_record
+from embsearch.controllers.optembed_gate import gate_pair, rival_plan, signal_candidate, signal_keys
+from embsearch.controllers.optembed_rows import row_maps_of, row_record
 from embsearch.controllers.param_spec import Param
-from embsearch.controllers.uniform import Uniform
 from embsearch.controllers.weight_sharing import train_weight_sharing_supernet
 from embsearch.embeddings.supernets import SAMPLINGS, OptEmbedSupernet
 from embsearch.errors import BudgetError
@@ -338,8 +339,8 @@ class OptEmbed(EvolutionaryController):
         picked = LoopResult(ranked[best], scores[best], len(ranked), 0.0, "done")
         _, margin, uniform_plan = self._uniform_margin(ctx, budget, picked)
         if margin is not None and margin["returned"] == "uniform" and uniform_plan is not None:
-            return candidate_of(uniform_plan)
-        return ranked[best]
+            return self.signal_candidate(ctx, uniform_plan)
+        return signal_keys(self.search_space(ctx), ranked[best])
 
     def finish(self, ctx: SearchContext, budget: int, result: LoopResult) -> Plan:
         final = self._final_checks(ctx, budget, result)
@@ -379,7 +380,7 @@ class OptEmbed(EvolutionaryController):
         if result.stop_reason == "done" and result.best is not None:  # did the scores decide?
             null = self.null_candidate(ctx, budget)
             plan.extra[SIGNAL_KEY] = signal_record(
-                self.search_space(ctx).candidate_of(plan), null, self.null_signal
+                self.signal_candidate(ctx, plan), null, self.null_signal
             )
         plan.extra.update(
             {
@@ -410,39 +411,36 @@ class OptEmbed(EvolutionaryController):
         ranked = self.ranked_within(space, budget)[: int(self.config["final_checks"])]
         return self.run_final_checks(ctx, budget, space, ranked)
 
+    def signal_candidate(self, ctx: SearchContext, plan: Plan) -> Candidate:
+        """``plan`` keyed as :meth:`null_candidate` keys the null plan (``optembed_gate.py``)."""
+        return signal_candidate(self.search_space(ctx), plan)
+
     def _uniform_margin(
         self, ctx: SearchContext, budget: int, picked: LoopResult
     ) -> tuple[LoopResult, dict[str, Any] | None, Plan | None]:
-        """``uniform_margin`` (module docstring): compare the pick with the ``uniform``
-        controller's plan for ``budget`` (one dim for every field, played in the supernet by
-        masking to that dim) on the whole validation split. Returns ``picked``, the
-        comparison's figures and the uniform plan (``None``, ``None`` when nothing was
-        compared: no margin, no uniform plan under the budget, the pick is that plan, or the
-        search was cut short)."""
+        """``uniform_margin`` (module docstring): the pick against ``optembed_gate.rival_plan``
+        on the whole validation split (the supernet masked to its dims; composed: the block
+        proxy). Returns ``picked``, the figures and the uniform plan (``None``, ``None`` when
+        nothing was compared: no margin, no uniform plan under the budget, the pick is that
+        plan, or the search was cut short)."""
         k = float(self.config["uniform_margin"])
         best = picked.best
-        no_gate = isinstance(self.search_space(ctx), ComposedSpace)  # (module docstring)
-        if k <= 0 or best is None or picked.stop_reason != "done" or no_gate:
+        if k <= 0 or best is None or picked.stop_reason != "done":
             return picked, None, None
+        space = self.search_space(ctx)
         try:
-            space = self.search_space(ctx)
-            if isinstance(space, PrunedRowsSpace):  # the uniform table of the kept rows
-                uniform_plan = credited_uniform_plan(space, ctx, budget, "uniform")
-            else:
-                uniform_plan = Uniform().search(ctx.with_budget(budget))
+            uniform_plan = rival_plan(ctx, space, budget, str(self.config["projection"]))
         except BudgetError:
             return picked, None, None
-        # the uniform plan's dims (every field at its width; under --constraint the
-        # constrained fields moved, the plan at the space's width: uniform.py)
-        uniform = self.search_space(ctx).candidate_of(uniform_plan)
-        if best == uniform:
-            return picked, None, None
         whole = self.state.full if self.state.full is not None else self.state.evaluator
-        test = paired_margin(whole, best, uniform, k)
+        whole, pick, uniform = gate_pair(space, whole, best, uniform_plan)
+        if pick == uniform:
+            return picked, None, None
+        test = paired_margin(whole, pick, uniform, k)
         keep, uniform_auc = test.challenger_wins, test.incumbent_auc
         figures = {
             "pick_val_auc": test.challenger_auc,
-            "uniform_dim": statistics.mode(uniform[f][0] for f in range(len(uniform))),
+            "uniform_dim": statistics.mode(d for f in uniform_plan.fields for d in f.dims),
             "uniform_val_auc": uniform_auc,
             "difference_se": test.se,
             "margin_se": k,

@@ -1,5 +1,6 @@
-"""OptEmbed's pruned rows leave the table: the credited space, the uniform plan in it, the
-plan's id -> row maps and what the credit saved (``optembed.py``'s ``prune_rows``).
+"""OptEmbed's pruned rows leave the table: the plan's id -> row maps and what the credit saved
+(``optembed.py``'s ``prune_rows``; the uniform table of the kept rows, the uniform gate's
+rival, is ``uniform.uniform_choice`` with ``kept``).
 
 Lyu et al. (CIKM 2022) prune rows first (step 1's thresholds) and then search dims for the
 rows that are left; the official code serves a pruned id as the zero vector (its default
@@ -15,30 +16,8 @@ import numpy as np
 
 from embsearch.blocks import BlockSpec
 from embsearch.budget import specs_bytes
-from embsearch.context import SearchContext
-from embsearch.errors import BudgetError
 from embsearch.plan import Plan
 from embsearch.row_maps import RowMaps, keep_to_map, map_name
-from embsearch.search_spaces.pruned_rows import PrunedRowsSpace
-
-
-def credited_uniform_plan(
-    space: PrunedRowsSpace, ctx: SearchContext, budget: int, controller: str
-) -> Plan:
-    """The ``uniform`` controller's plan (the largest single dim ``d`` for every field, the
-    plan ``d`` wide) with the kept rows only: the uniform gate's rival once rows are pruned.
-    Under per-field constraints, as ``uniform`` builds it: the space's width, the constrained
-    fields at their allowed dims nearest ``d``."""
-    for dim in range(space.width, 0, -1):
-        if space.constraints and dim not in space.candidates:
-            continue
-        narrow = space if space.constraints else space.with_width(dim)
-        cand = narrow.uniform(dim)
-        if narrow.bytes_of(cand) <= budget:
-            return narrow.to_plan(
-                cand, controller, budget, data_fingerprint=ctx.dataset.fingerprint()
-            )
-    raise BudgetError(f"budget {budget} B cannot hold even a dim-1 table of the kept rows")
 
 
 def row_maps_of(plan: Plan, keep: Sequence[np.ndarray]) -> RowMaps:

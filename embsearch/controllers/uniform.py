@@ -17,12 +17,17 @@ above) and every constrained field takes the dim (or setting) of the uniform cho
 to what its constraint allows
 (:func:`~embsearch.search_spaces.constrain.nearest`; a dim below the width then pays its
 projection): the largest such choice that fits, in the same order as above.
+
+The rule lives in :func:`uniform_choice` (and :func:`uniform_plan`), which OptEmbed's uniform
+gate also calls, with its pruned rows credited (``kept``: the uniform table of the kept rows,
+``search_spaces/pruned_rows.py``), so both always build the same plan.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Sequence
 
 from embsearch.blocks import PRECISIONS
 from embsearch.candidate import Candidate
@@ -31,7 +36,9 @@ from embsearch.controllers.base import Controller
 from embsearch.errors import BudgetError
 from embsearch.plan import Plan
 from embsearch.search_spaces import COMPOSED_SPACES, constrain
+from embsearch.search_spaces.base import SearchSpace
 from embsearch.search_spaces.composed import ComposedSpace
+from embsearch.search_spaces.pruned_rows import PrunedRowsSpace
 
 _BITS = {"fp32": 32, "fp16": 16, "int8": 8}
 
@@ -71,6 +78,74 @@ def _row_options(
     return memo[key]
 
 
+def uniform_choice(
+    space: SearchSpace, budget: int, kept: Sequence[int] | None = None
+) -> tuple[SearchSpace, Candidate]:
+    """The ``uniform`` rule (module docstring): the space the plan is made in (narrowed to
+    the chosen width) and its candidate, within ``budget`` bytes. ``kept``: rows kept per
+    field, credited (the uniform table of the kept rows, each field a ``pruned`` block where
+    that is cheaper: OptEmbed's pruned rows; dims-only spaces). :class:`BudgetError` (one
+    line) when no uniform setting fits."""
+    if kept is not None:
+        space = PrunedRowsSpace(space, kept)
+    if isinstance(space, ComposedSpace):
+        return _composed_choice(space, budget)
+    for dim in range(space.width, 0, -1):
+        if space.constraints:  # the space's width, constrained fields moved (docstring)
+            narrow = space.with_candidates(sorted({*space.candidates, dim}))
+        else:
+            narrow = space.with_width(dim)
+        cand = narrow.uniform(dim)
+        if narrow.bytes_of(cand) <= budget:
+            return narrow, cand
+    rows = " of the kept rows" if kept is not None else ""
+    raise BudgetError(f"budget {budget} B cannot hold even a dim-1 table{rows}; raise --budget")
+
+
+def uniform_plan(
+    ctx: SearchContext,
+    budget: int | None = None,
+    *,
+    space: SearchSpace | None = None,
+    kept: Sequence[int] | None = None,
+    controller: str = "uniform",
+) -> Plan:
+    """The plan of :func:`uniform_choice` in ``space`` (default ``ctx.space``) for ``budget``
+    (default ``ctx.budget``), named for ``controller``."""
+    budget = ctx.budget if budget is None else budget
+    narrow, cand = uniform_choice(space or ctx.space, budget, kept)
+    return narrow.to_plan(cand, controller, budget, data_fingerprint=ctx.dataset.fingerprint())
+
+
+def _composed_choice(space: ComposedSpace, budget: int) -> tuple[ComposedSpace, Candidate]:
+    """The uniform setting of most bytes within the budget (module docstring)."""
+    dims = range(space.width, 0, -1) if "dims" in space.axes else (space.width,)
+    if space.constraints:  # the space's width, constrained fields moved (docstring)
+        dims = sorted((d for d in space.dim_choices if d > 0), reverse=True)
+    most = max(b - a for gs in space.groups for a, b in gs)
+    levels = range(0, most.bit_length() + 1) if "meta_table" in space.axes else (0,)
+    precisions = PRECISIONS if "precision" in space.axes else (space.precision,)
+    best: tuple[tuple[int, int, int, int], ComposedSpace, Candidate] | None = None
+    for dim in dims:
+        narrow = space.with_width(dim) if dim != space.width and not space.constraints else space
+        for level in levels:
+            for p in precisions:
+                cand = uniform_rows(narrow, dim, level, p)
+                if cand is None:
+                    continue
+                cand = constrain.nearest(narrow, cand)
+                nbytes = narrow.bytes_of(cand)
+                rank = (-level, nbytes, dim, _BITS[p])
+                if nbytes <= budget and (best is None or rank > best[0]):
+                    best = (rank, narrow, cand)
+    if best is None:
+        raise BudgetError(
+            f"budget {budget} B cannot hold any uniform setting of the {space.name} "
+            "space; raise --budget"
+        )
+    return best[1], best[2]
+
+
 class Uniform(Controller):
     name = "uniform"
     family = "rule-based"
@@ -82,45 +157,6 @@ class Uniform(Controller):
     )
 
     def search(self, ctx: SearchContext) -> Plan:
-        if isinstance(ctx.space, ComposedSpace):
-            return self.search_composed(ctx, ctx.space)
-        for dim in range(ctx.space.width, 0, -1):
-            if ctx.space.constraints:  # the space's width, constrained fields moved (docstring)
-                narrow = ctx.space.with_candidates(sorted({*ctx.space.candidates, dim}))
-            else:
-                narrow = ctx.space.with_width(dim)
-            cand = narrow.uniform(dim)
-            if narrow.bytes_of(cand) <= ctx.budget:
-                return self.make_plan(ctx, cand, space=narrow)
-        raise BudgetError(f"budget {ctx.budget} B cannot hold even a dim-1 table; raise --budget")
-
-    def search_composed(self, ctx: SearchContext, space: ComposedSpace) -> Plan:
-        """The uniform setting of most bytes within the budget (module docstring)."""
-        dims = range(space.width, 0, -1) if "dims" in space.axes else (space.width,)
-        if space.constraints:  # the space's width, constrained fields moved (docstring)
-            dims = sorted((d for d in space.dim_choices if d > 0), reverse=True)
-        most = max(b - a for gs in space.groups for a, b in gs)
-        levels = range(0, most.bit_length() + 1) if "meta_table" in space.axes else (0,)
-        precisions = PRECISIONS if "precision" in space.axes else (space.precision,)
-        best: tuple[tuple[int, int, int, int], ComposedSpace, Candidate] | None = None
-        for dim in dims:
-            narrow = (
-                space.with_width(dim) if dim != space.width and not space.constraints else space
-            )
-            for level in levels:
-                for p in precisions:
-                    cand = uniform_rows(narrow, dim, level, p)
-                    if cand is None:
-                        continue
-                    cand = constrain.nearest(narrow, cand)
-                    nbytes = narrow.bytes_of(cand)
-                    rank = (-level, nbytes, dim, _BITS[p])
-                    if nbytes <= ctx.budget and (best is None or rank > best[0]):
-                        best = (rank, narrow, cand)
-        if best is None:
-            raise BudgetError(
-                f"budget {ctx.budget} B cannot hold any uniform setting of the {space.name} "
-                "space; raise --budget"
-            )
-        _, narrow, cand = best
+        """:func:`uniform_choice` for the context's space and budget."""
+        narrow, cand = uniform_choice(ctx.space, ctx.budget)
         return self.make_plan(ctx, cand, space=narrow)
