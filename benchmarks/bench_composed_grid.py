@@ -127,6 +127,8 @@ def _run(cfg: RunConfig, dataset: Dataset) -> dict[str, Any]:
         "test_auc": auc,
         "test_logloss": ll,
         "seconds": round(time.perf_counter() - t0, 1),
+        # which step chose the plan, and OptEmbed's uniform gate's figures (where recorded)
+        **{k: plan.extra[k] for k in ("provenance", "uniform_margin") if k in plan.extra},
     }
 
 
