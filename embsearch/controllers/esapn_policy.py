@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -67,9 +68,11 @@ class SizePolicy(nn.Module):
         """``[n, 2]`` log-probabilities of keep/enlarge in each state; enlarge masked where
         ``can_grow`` is false (then keep has probability 1). ``table``: :meth:`table`, if
         the caller has it (one per step serves the sampling and the update)."""
-        logits = (self.table() if table is None else table)[fields, buckets, sizes]
-        logits = torch.where(torch.stack([torch.ones_like(can_grow), can_grow], -1), logits, MASKED)
-        return torch.log_softmax(logits, -1)
+        table = self.table() if table is None else table
+        flat = (fields * self.buckets + buckets) * self.sizes + sizes  # index_select: its
+        logits = table.reshape(-1, 2).index_select(0, flat)  # backward is one index_add
+        enlarge = torch.where(can_grow, logits[:, ENLARGE], MASKED)
+        return torch.log_softmax(torch.stack([logits[:, KEEP], enlarge], -1), -1)
 
     @torch.no_grad()
     def sample(
@@ -117,11 +120,8 @@ def reinforce_step(
 def field_advantages(rewards: torch.Tensor, fields: torch.Tensor, n_fields: int) -> torch.Tensor:
     """Each reward minus its field's mean in the batch, divided by that field's spread
     (zero where a field's rewards are all equal or it has one)."""
-    r = rewards.double()
-    ones = torch.ones_like(r)
-    n = torch.zeros(n_fields, dtype=r.dtype).index_add_(0, fields, ones)
-    mean = torch.zeros(n_fields, dtype=r.dtype).index_add_(0, fields, r) / n.clamp(min=1)
-    dev = r - mean[fields]
-    var = torch.zeros(n_fields, dtype=r.dtype).index_add_(0, fields, dev * dev) / n.clamp(min=1)
-    std = var.sqrt()[fields]
-    return torch.where(std > 1e-12, dev / std.clamp(min=1e-12), torch.zeros_like(dev))
+    f, r = fields.numpy(), rewards.double().numpy()  # numpy: a batch's few hundred rewards
+    n = np.maximum(np.bincount(f, minlength=n_fields), 1)  # sums in order, as index_add_
+    dev = r - (np.bincount(f, r, n_fields) / n)[f]
+    std = np.sqrt(np.bincount(f, dev * dev, n_fields) / n)[f]
+    return torch.from_numpy(np.where(std > 1e-12, dev / np.maximum(std, 1e-12), 0.0))

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from embsearch.controllers.esapn_policy import (
@@ -22,7 +24,6 @@ from embsearch.controllers.esapn_policy import (
     KEEP,
     SizePolicy,
     field_advantages,
-    frequency_bucket,
     reinforce_step,
 )
 from embsearch.controllers.esapn_probe import ReplayDropout, probe_dims, probe_losses
@@ -129,9 +130,9 @@ class Walk:
         two here (``'doubling'``: their frequency bucket changes)."""
         if self.settings.decide_at == "every":
             return torch.arange(len(u))
-        c = self.count[u]
-        crossed = frequency_bucket(c + occurrences, 64) > frequency_bucket(c, 64)
-        return torch.nonzero(crossed)[:, 0]
+        before = self.count.numpy()[u.numpy()] + 1  # a crossing: count + 1 gains a top bit
+        after = before + occurrences.numpy()
+        return torch.from_numpy(np.flatnonzero((before ^ after) > before))
 
     def decide(
         self, u: torch.Tensor, policy: SizePolicy, table: torch.Tensor | None = None
@@ -139,38 +140,48 @@ class Walk:
         """Keep or enlarge each distinct row ``u`` (those deciding at this batch); grow the
         accepted ones (a refused growth is a keep). The rows' previous decisions move to
         :attr:`previous`, to be rewarded by :meth:`reward`. ``table``: the policy's
-        :meth:`~SizePolicy.table`, if the caller has it."""
-        self.previous = (self.pending[u], self.pending_state[u], self.pending_cost[u])  # copies
-        sizes = self.size[u]
-        last = len(self.row_cost) - 1
-        step = self.row_step[sizes]
+        :meth:`~SizePolicy.table`, if the caller has it. (The per-row bookkeeping works on
+        numpy views of the tensors: a batch's few hundred ids make it dispatch-bound.)"""
+        un = u.numpy()
+        pending, pending_state = self.pending.numpy(), self.pending_state.numpy()
+        pending_cost = self.pending_cost.numpy()
+        self.previous = tuple(  # copies
+            torch.from_numpy(a[un]) for a in (pending, pending_state, pending_cost)
+        )
+        size = self.size.numpy()
+        sizes = size[un]
+        step = self.row_step.numpy()[sizes]
         slack = self.allowed() - self.spent
-        can_grow = (sizes < last) & (step <= slack + 1e-9)
-        buckets = frequency_bucket(self.count[u], self.settings.buckets)
-        actions = policy.sample(self.field_of_row[u], buckets, sizes, can_grow, table=table)
+        can_grow = (sizes < len(self.row_cost) - 1) & (step <= slack + 1e-9)
+        buckets = _buckets(self.count.numpy()[un], self.settings.buckets)
+        fields = self.field_of_row.numpy()[un]
+        actions = policy.sample(
+            *(torch.from_numpy(a) for a in (fields, buckets, sizes, can_grow)), table=table
+        ).numpy()
         # the batch's growths together within the slack: in a random order, the first that fit
-        want = torch.nonzero(actions == ENLARGE)[:, 0]
-        order = want[torch.randperm(len(want), generator=policy.generator)]
-        fits = torch.cumsum(step[order], 0) <= slack + 1e-9
+        want = np.flatnonzero(actions == ENLARGE)
+        order = want[torch.randperm(len(want), generator=policy.generator).numpy()]
+        fits = np.cumsum(step[order]) <= slack + 1e-9
         actions[order[~fits]] = KEEP
-        refused = int((~fits).sum())
+        refused = len(fits) - int(np.count_nonzero(fits))
         self.refused += refused
         if self.settings.adapt_price:  # more growth wanted than the pace allows: dearer
             self.price *= PRICE_STEP if refused else 1.0 / PRICE_STEP
         took = actions == ENLARGE
-        self.size[u] = sizes + took.long()
+        size[un] = sizes + took
         cost = step * took
-        self.spent += float(cost.sum())
-        self.grown += int(took.sum())
-        self.pending[u] = actions
-        self.pending_state[u] = torch.stack([buckets, sizes, can_grow.long()], 1)
-        self.pending_cost[u] = cost / self.allowance
+        self.spent += float(cost.sum())  # whole bytes: exact in any order
+        self.grown += int(np.count_nonzero(took))
+        pending[un] = actions
+        pending_state[un, 0], pending_state[un, 1], pending_state[un, 2] = buckets, sizes, can_grow
+        pending_cost[un] = cost / self.allowance
 
     def measure(self, rows: torch.Tensor, gains: torch.Tensor) -> None:
         """Add a batch's paired gains (loss at the size before the pending growth minus the
         loss now) of ``rows``, whose pending decision is an enlarge."""
-        self.gain_sum[rows] += gains.double()
-        self.gain_n[rows] += 1
+        rn = rows.numpy()
+        self.gain_sum.numpy()[rn] += gains.double().numpy()
+        self.gain_n.numpy()[rn] += 1
 
     def reward(self, u: torch.Tensor, now: torch.Tensor) -> Rewarded:
         """Rewards of the previous decisions of the rows ``u`` that just decided, from each
@@ -185,39 +196,56 @@ class Walk:
         minus now; these two charge ``cost_weight`` per budget share a growth took. Then
         record this loss."""
         s = self.settings
-        actions, states, costs = self.previous
-        had = self.seen[u]
+        actions, states, costs = (a.numpy() for a in self.previous)
+        un = u.numpy()
+        seen, losses = self.seen.numpy(), self.losses.numpy()
+        had = seen[un]
         t = s.last_losses
         ok = actions >= 0
+        now_d = now.double().numpy()
         if s.reward_base == "paired":
-            n = self.gain_n[u]
-            gain = self.gain_sum[u] / n.clamp(min=1)
-            r = torch.where(actions == ENLARGE, gain, torch.zeros_like(gain))
-            ok = ok & ((actions != ENLARGE) | (n > 0))  # an enlarge never measured: no reward
-            self.gain_sum[u] = 0.0
-            self.gain_n[u] = 0
-            grew = ok & (actions == ENLARGE)
-            if s.pool and bool(grew.any()):  # each growth earns its (field, size)'s mean gain
-                key = self.field_of_row[u] * len(self.row_cost) + states[:, 1]
+            gain_sum, gain_n = self.gain_sum.numpy(), self.gain_n.numpy()
+            n = gain_n[un]
+            enlarge = actions == ENLARGE
+            r = np.where(enlarge, gain_sum[un] / np.maximum(n, 1), 0.0)
+            ok &= ~enlarge | (n > 0)  # an enlarge never measured: no reward
+            gain_sum[un] = 0.0
+            gain_n[un] = 0
+            grew = ok & enlarge
+            if s.pool and grew.any():  # each growth earns its (field, size)'s mean gain
+                key = self.field_of_row.numpy()[un] * len(self.row_cost) + states[:, 1]
                 cells = len(self.row_cost) * self.n_fields
-                w = grew.double()
-                total = torch.zeros(cells, dtype=torch.float64).index_add_(0, key, r * w)
-                count = torch.zeros(cells, dtype=torch.float64).index_add_(0, key, w)
-                r = torch.where(grew, total[key] / count[key].clamp(min=1), r)
-            spent = float(costs[grew].sum())
-            price = max(float(r[grew].sum()) / spent, 0.0) if spent > 0 else 0.0
+                w = grew.astype(np.float64)
+                total = np.bincount(key, weights=r * w, minlength=cells)  # in order, as
+                count = np.bincount(key, weights=w, minlength=cells)  # index_add
+                r = np.where(grew, total[key] / np.maximum(count[key], 1.0), r)
+            # torch's sums (not numpy's pairwise ones) over the fractional byte shares
+            spent = float(torch.from_numpy(costs[grew]).sum())
+            gained = float(torch.from_numpy(r[grew]).sum())
+            price = max(gained / spent, 0.0) if spent > 0 else 0.0
             r = r - self.price * price * costs
         else:
             if s.reward_base == "last":
-                base = self.losses[u, (had - 1).clamp(min=0) % t]
+                base = losses[un, np.maximum(had - 1, 0) % t]
             else:
-                base = self.losses[u].sum(1) / had.clamp(min=1, max=t)
-            r = base - now.double() - s.cost_weight * costs
-            ok = ok & (had > 0)
-        self.losses[u, had % t] = now.double()
-        self.seen[u] = had + 1
-        idx = torch.nonzero(ok)[:, 0]
-        return Rewarded(u[idx], states[idx], actions[idx], r[idx])
+                summed = torch.from_numpy(losses[un]).sum(1).numpy()
+                base = summed / np.clip(had, 1, t)
+            r = base - now_d - s.cost_weight * costs
+            ok &= had > 0
+        losses[un, had % t] = now_d
+        seen[un] = had + 1
+        idx = np.flatnonzero(ok)
+        return Rewarded(
+            *(torch.from_numpy(np.ascontiguousarray(a[idx])) for a in (un, states, actions, r))
+        )
+
+
+def _buckets(counts: np.ndarray, buckets: int) -> np.ndarray:
+    """:func:`frequency_bucket` of int64 counts, exactly: ``floor(log2(1 + count))`` is the
+    binary exponent of ``1 + count`` (exact below 2**53), capped at ``buckets - 1``."""
+    return np.minimum(np.frexp((counts + 1).astype(np.float64))[1] - 1, buckets - 1).astype(
+        np.int64
+    )
 
 
 def _distinct(rows: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -225,19 +253,21 @@ def _distinct(rows: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Tens
     ``n_rows``: by counting where the table is small beside the batch (a sort otherwise)."""
     if n_rows > 16 * len(rows):
         return torch.unique(rows, return_inverse=True, return_counts=True)
-    counts = torch.bincount(rows, minlength=n_rows)
-    u = torch.nonzero(counts)[:, 0]
-    position = torch.empty(n_rows, dtype=torch.long)
-    position[u] = torch.arange(len(u))
-    return u, position[rows], counts[u]
+    r = rows.numpy()
+    counts = np.bincount(r, minlength=n_rows)
+    u = np.flatnonzero(counts)
+    position = np.empty(n_rows, dtype=np.int64)
+    position[u] = np.arange(len(u))
+    return tuple(torch.from_numpy(a) for a in (u, position[r], counts[u]))  # type: ignore[return-value]
 
 
 def _per_id(
     per_row: torch.Tensor, inv: torch.Tensor, occ: torch.Tensor, fields: int
 ) -> torch.Tensor:
-    """Each distinct id's mean loss over the rows holding it."""
-    out = torch.zeros(len(occ), dtype=torch.float64)
-    return out.index_add_(0, inv, per_row.detach().cpu().double().repeat_interleave(fields)) / occ
+    """Each distinct id's mean loss over the rows holding it (summed in row order, as
+    ``index_add_``)."""
+    per_id = np.repeat(per_row.detach().cpu().double().numpy(), fields)
+    return torch.from_numpy(np.bincount(inv.numpy(), per_id, len(occ)) / occ.numpy())
 
 
 def walk(
@@ -286,39 +316,41 @@ def _step(
     replay: ReplayDropout | None,
 ) -> None:
     """One batch of :func:`walk`."""
-    loss_fn = nn.BCEWithLogitsLoss(reduction="none")
     rows = (x.to(offsets.device) + offsets).reshape(-1).cpu()
     u, inv, occ = _distinct(rows, len(state.size))
     d = state.deciding(u, occ)
     ud = u[d]
     emb: GrowingSupernet | None = None if model is None else model.embedding  # type: ignore[assignment]
-    probed = torch.nonzero(state.pending[u] == ENLARGE)[:, 0] if replay is not None else u[:0]
+    pending = state.pending.numpy()
+    probed = np.flatnonzero(pending[u.numpy()] == ENLARGE) if replay is not None else []
     dims = None
     if emb is not None and len(probed) and state.step % state.settings.probe_every == 0:
-        dims = probe_dims(emb, x, u[probed], state.pending_state[:, 1], values)
+        dims = _probe_dims(emb, x, rows, state, values)
     with torch.set_grad_enabled(policy_opt is not None):  # one table: sampling and update
         table = policy.table()
     state.decide(ud, policy, table.detach())
-    state.count[u] += occ
+    state.count.numpy()[u.numpy()] += occ.numpy()
     state.step += 1
     if model is None or opt is None or emb is None:
         return
     emb.grow(ud.to(emb.row_dims.device), values[state.size[ud]].to(emb.row_dims.device))
     rng = torch.get_rng_state() if dims is not None else None
-    per_row = loss_fn(model(x).float(), y)  # a growth's new columns are zero: as before
+    logits = model(x).float()  # a growth's new columns are zero: as before
+    per_row = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
     loss = per_row.mean()
     if extra_loss is not None:
         loss = loss + extra_loss(model)
     probe = None
     if dims is not None and replay is not None and rng is not None:
-        probe = probe_losses(model, emb, x, y, dims, replay, rng, loss_fn)
+        probe = probe_losses(model, emb, x, y, dims, replay, rng, _LOSS)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     now = _per_id(per_row, inv, occ, x.shape[1])
     if probe is not None:
         before = _per_id(probe, inv, occ, x.shape[1])
-        state.measure(u[probed], before[probed] - now[probed])
+        at = torch.from_numpy(probed)
+        state.measure(u[at], before[at] - now[at])
     got = state.reward(ud, now[d])
     if policy_opt is not None and len(got.rows):
         fields = state.field_of_row[got.rows]
@@ -330,3 +362,21 @@ def _step(
         states = (fields, got.states[:, 0], got.states[:, 1], got.states[:, 2].bool())
         reinforce_step(policy, policy_opt, states, got.actions, adv, table)
         state.updates += 1
+
+
+_LOSS = nn.BCEWithLogitsLoss(reduction="none")
+
+
+def _probe_dims(
+    emb: GrowingSupernet, x: torch.Tensor, rows: torch.Tensor, state: Walk, values: torch.Tensor
+) -> torch.Tensor:
+    """:func:`~.esapn_probe.probe_dims` from the batch's table ``rows`` (flat, on the CPU)
+    and the walk's pending decisions, by numpy views where the table is on the CPU."""
+    if emb.row_dims.device.type != "cpu":
+        probed = torch.nonzero(state.pending[rows] == ENLARGE)[:, 0]
+        return probe_dims(emb, x, rows[probed], state.pending_state[:, 1], values)
+    r = rows.numpy()
+    hit = state.pending.numpy()[r] == ENLARGE
+    before = values.numpy()[state.pending_state.numpy()[r, 1]]
+    dims = np.where(hit, before, emb.row_dims.numpy()[r])
+    return torch.from_numpy(dims).view(x.shape)
