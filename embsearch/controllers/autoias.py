@@ -22,8 +22,10 @@ Steps, as in the paper:
    then interactions given dims, then MLP widths layer by layer
    (:mod:`embsearch.controllers.autoias_policy`); the reward is the sampled architecture's
    validation quality with inherited weights on a fixed, class-stratified subsample
-   (``val_rows``), minus the log loss by default (``reward_metric``); REINFORCE with the
-   batch advantage (``policy_batch`` samples, ``search_updates`` updates per budget).
+   (``val_rows``), by default minus the log loss after Platt scaling on those rows
+   (``reward_metric``: inherited weights' calibration depends on the sub-architecture's MLP
+   width, which the plain log loss then rewards; :func:`recalibrated_logloss`); REINFORCE with
+   the batch advantage (``policy_batch`` samples, ``search_updates`` updates per budget).
 5. *Final plan*: the generator's most likely architecture: the dims by the exact knapsack
    over their log-probabilities within the budget, then each pair's most likely op given
    those dims, then the most likely widths layer by layer; ``plan.extra["architecture"]``
@@ -75,7 +77,11 @@ from embsearch.budget import field_bytes
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
 from embsearch.controllers.autoias_params import AUTOIAS_SPECS
-from embsearch.controllers.autoias_policy import ArchitecturePolicy, Architectures
+from embsearch.controllers.autoias_policy import (
+    ArchitecturePolicy,
+    Architectures,
+    recalibrated_logloss,
+)
 from embsearch.controllers.base import Controller, SearchState
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.rl_state import GENERATOR_NAME, PolicyStates, load_state, save_state
@@ -283,17 +289,21 @@ class AutoIAS(Controller):
         mlp = [self.mlp_widths[w] for w in widths]
         logits = model.backbone.play_fixed(e, ops, mlp).float()
         ll = float(F.binary_cross_entropy_with_logits(logits, self.state.y))
-        if not auc:
-            return {"logloss": ll}
-        a = roc_auc(self.state.y.cpu().numpy(), torch.sigmoid(logits).cpu().numpy())
-        return {"auc": a, "logloss": ll}
+        out = {"logloss": ll}
+        if self.config["reward_metric"] == "recalibrated":
+            out["recalibrated_logloss"] = recalibrated_logloss(logits, self.state.y)
+        if auc:
+            out["auc"] = roc_auc(self.state.y.cpu().numpy(), torch.sigmoid(logits).cpu().numpy())
+        return out
 
     def reward(self, metrics: dict[str, float]) -> float:
-        """The quality: minus the log loss, or the AUC; a constant prediction's if not finite."""
+        """The quality: minus the (recalibrated) log loss, or the AUC; a constant prediction's
+        if not finite."""
         if self.config["reward_metric"] == "auc":
             q = metrics["auc"]
             return q if math.isfinite(q) else 0.5
-        q = -metrics["logloss"]
+        recalibrated = self.config["reward_metric"] == "recalibrated"
+        q = -metrics["recalibrated_logloss" if recalibrated else "logloss"]
         return q if math.isfinite(q) else -math.log(2.0)
 
     def _learn(self, ctx: SearchContext, budget: int, deadline: float | None) -> None:

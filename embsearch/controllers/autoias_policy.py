@@ -18,6 +18,7 @@ without a shared hidden layer, which the small action spaces here do not need).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,37 @@ def batch_advantages(rewards: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(rewards)
     others = (rewards.sum() - rewards) / (len(rewards) - 1)
     return (rewards - others) / (rewards.std() + 1e-8)
+
+
+def recalibrated_logloss(logits: torch.Tensor, y: torch.Tensor, steps: int = 10) -> float:
+    """The log loss of ``sigmoid(a * logits + b)`` at the ``(a, b)`` that minimise it on
+    these rows (Platt scaling: Newton steps on the standardised logits from the base rate;
+    the best step kept): the log loss less what an affine change of the logits fixes."""
+    z, t = logits.detach().double().cpu().numpy(), y.detach().double().cpu().numpy()
+    z = (z - z.mean()) / max(float(z.std()), 1e-12)
+    rate = min(max(float(t.mean()), 1e-6), 1 - 1e-6)
+    a, b = 0.0, math.log(rate / (1 - rate))
+
+    def loss(a: float, b: float) -> float:
+        s = a * z + b  # the log loss of logits s: softplus(s) - t * s
+        return float(np.mean(np.logaddexp(0.0, s) - t * s))
+
+    best = loss(a, b)
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(a * z + b)))
+        r, v = p - t, p * (1 - p) + 1e-12
+        gz, g1 = float(r @ z), float(r.sum())
+        hzz, hz1, h11 = float(v @ (z * z)), float(v @ z), float(v.sum())
+        det = hzz * h11 - hz1 * hz1
+        if not det > 0:
+            break
+        da, db = (h11 * gz - hz1 * g1) / det, (hzz * g1 - hz1 * gz) / det
+        a, b = a - da, b - db
+        cur = loss(a, b)
+        best = min(best, cur) if math.isfinite(cur) else best
+        if abs(da) + abs(db) < 1e-7:
+            break
+    return best
 
 
 class ArchitecturePolicy:
