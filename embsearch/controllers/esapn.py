@@ -61,11 +61,13 @@ NIS's planted fixture, tests/test_esapn.py, informative/noise dims per id over s
 Cost (issue 23's target: a streaming pass at most 1.5x one plain epoch; benchmarks/results/
 esapn): the paired probe is one more forward per batch (no backward), run after the
 training forward with its dropout masks replayed (:mod:`.esapn_probe`; drawing them again
-was a quarter of the pass), and the policies' table is computed once per batch for the
-sampling and the update. A pass took 1.69-1.71x a plain epoch in CPU time on frappe and
-1.70-1.77x on synthetic (1.82x and 1.97x before, the same runs; a loaded 2-core box): the
-target is missed; the probe is about 0.3 of
-an epoch and the per-batch policy work (decisions, rewards, one REINFORCE step) about 0.3.
+was a quarter of the pass), the policies' table is computed once per batch for the
+sampling and the update, and the walk's per-id bookkeeping runs on numpy views of its
+tensors (a batch's few hundred ids: dispatch-bound in torch; bit-identical records). A pass
+took 1.62-1.64x a plain epoch in CPU time on frappe and 1.68-1.72x on synthetic (1.70-1.74x
+and 1.69-1.78x before the numpy walk, the same runs; 1.82x and 1.97x before the replayed
+masks; a loaded 2-core box): the target is missed; the probe is about 0.3 of an epoch (a
+no-grad forward, 70% of the training forward's compute) and the policy work about 0.25.
 Probing every 2nd batch (``probe_every=2``) or updating every 2nd batch cut it but lost the
 planted signal (informative/noise 0.88-1.26 over seeds 0-5 against 1.10-1.68).
 """
