@@ -24,10 +24,11 @@ from embsearch.run_state import start_run
 from embsearch.search import load_dataset
 from tests.test_evolutionary_resume import journal_trials, killed_while_training
 
-PLUGIN = '''
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PLUGINS = {  # module -> source; each run in a subprocess that may kill itself (KILL_AFTER)
+    "killing_nis": '''
 import os, signal
-from embsearch.controllers import esapn, esapn_resume
-from embsearch.controllers.autoias import AutoIAS
 from embsearch.controllers.nis import NIS
 
 
@@ -51,7 +52,26 @@ class KillingNIS(NIS):
 
         scored.name = inner.name
         return scored
+''',
+    "killing_autoias": '''
+import os, signal
+from embsearch.controllers.autoias import AutoIAS
 
+
+class KillingAutoIAS(AutoIAS):
+    """Dies by SIGKILL at the KILL_AFTER-th architecture scored in step 4 (env)."""
+
+    calls = 0
+
+    def score(self, *args, **kwargs):
+        KillingAutoIAS.calls += 1
+        if KillingAutoIAS.calls == int(os.environ.get("KILL_AFTER", "0")):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().score(*args, **kwargs)
+''',
+    "killing_esapn": '''
+import os, signal
+from embsearch.controllers import esapn, esapn_resume
 
 esapn_resume.SECONDS = esapn_resume.OVERHEAD = 0  # a checkpoint at every batch of a pass
 
@@ -68,21 +88,10 @@ class KillingPass(esapn_resume.PassInProgress):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-esapn.PassInProgress = KillingPass
+esapn.PassInProgress = KillingPass  # this process only: never imported by the tests' own
 KillingESAPN = esapn.ESAPN
-
-
-class KillingAutoIAS(AutoIAS):
-    """Dies by SIGKILL at the KILL_AFTER-th architecture scored in step 4 (env)."""
-
-    calls = 0
-
-    def score(self, *args, **kwargs):
-        KillingAutoIAS.calls += 1
-        if KillingAutoIAS.calls == int(os.environ.get("KILL_AFTER", "0")):
-            os.kill(os.getpid(), signal.SIGKILL)
-        return super().score(*args, **kwargs)
-'''
+''',
+}
 
 NIS_ARGS = [
     "--budget", "15%", "--epochs", "1", "--batch-size", "512", "--threads", "1", "--quiet",
@@ -93,22 +102,33 @@ KILL_AFTER = 5
 
 
 def plugin_env(tmp_path: Path, args: list[str], cls: str) -> tuple[dict[str, str], list[str]]:
-    """The subprocesses' environment (the plugin importable) and the search's command."""
-    (tmp_path / "killing_rl.py").write_text(PLUGIN)
+    """The subprocesses' environment (the plugins importable) and the search's command."""
+    for module, source in PLUGINS.items():
+        (tmp_path / f"{module}.py").write_text(source)
     (tmp_path / "data.json").write_text(json.dumps({"synthetic_rows": 6000}))
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}"}
     env.pop("KILL_AFTER", None)
     embsearch = [sys.executable, "-m", "embsearch", "search"]
     argv = [*embsearch, "--config", str(tmp_path / "data.json"), *args]
-    return env, [*argv, "--controller", f"killing_rl:{cls}"]
+    module = {"KillingNIS": "killing_nis", "KillingAutoIAS": "killing_autoias"}.get(cls)
+    return env, [*argv, "--controller", f"{module or 'killing_esapn'}:{cls}"]
 
 
-def test_nis_killed_in_training_and_in_step_6_resumes(tmp_path):
+def in_process(argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``embsearch search ...`` (``argv`` as for a subprocess) in this process: the runs that
+    are not killed (the uninterrupted one: the plain controller; the last resume of nis and
+    autoias, whose plugin modules patch nothing) without a new interpreter's imports."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("KILL_AFTER", raising=False)
+    assert main(argv[3:]) == 0
+
+
+def test_nis_killed_in_training_and_in_step_6_resumes(tmp_path, monkeypatch):
     env, argv = plugin_env(tmp_path, NIS_ARGS, "KillingNIS")
     embsearch = argv[:4]
     full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run([*argv, "--out", str(full)], check=True, env=env)
+    in_process([*argv[:-1], "nis", "--out", str(full)], tmp_path, monkeypatch)
     dying = {**env, "KILL_AFTER": str(KILL_AFTER)}
     killed_while_training([*argv, "--out", str(killed)], dying, killed)
     died = subprocess.run([*embsearch, "--resume", str(killed), "--quiet"], env=dying)
@@ -117,10 +137,7 @@ def test_nis_killed_in_training_and_in_step_6_resumes(tmp_path):
     assert not (killed / "supernet.epoch.pt").exists()
     before = journal_trials(killed)
     assert sum(map(len, before.values())) == KILL_AFTER - 1
-    resumed = subprocess.run(
-        [*embsearch, "--resume", str(killed), "--quiet"], env=env, capture_output=True, text=True
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    in_process([*embsearch, "--resume", str(killed), "--quiet"], tmp_path, monkeypatch)
     after, whole = journal_trials(killed), journal_trials(full)
     assert {k: len(v) for k, v in after.items()} == {k: len(v) for k, v in whole.items()}
     for study, trials in after.items():
@@ -151,23 +168,20 @@ AUTOIAS_ARGS = [
 UPDATES_BEFORE_KILL = 2  # killed while scoring the 3rd update's 2nd architecture
 
 
-def test_autoias_killed_in_training_and_in_step_4_resumes(tmp_path):
+def test_autoias_killed_in_training_and_in_step_4_resumes(tmp_path, monkeypatch):
     """The supernet continues from its checkpoint with the generators its examples were drawn
     from; the generator phase continues after its last saved update (only the updates left
     are run); the plan (dims, architecture, probabilities) is the uninterrupted run's."""
     env, argv = plugin_env(tmp_path, AUTOIAS_ARGS, "KillingAutoIAS")
     embsearch = argv[:4]
     full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run([*argv, "--out", str(full)], check=True, env=env)
+    in_process([*argv[:-1], "autoias", "--out", str(full)], tmp_path, monkeypatch)
     dying = {**env, "KILL_AFTER": str(UPDATES_BEFORE_KILL * 4 + 2)}
     killed_while_training([*argv, "--out", str(killed)], dying, killed)
     died = subprocess.run([*embsearch, "--resume", str(killed), "--quiet"], env=dying)
     assert died.returncode == -signal.SIGKILL and (killed / "generator.pt").is_file()
     assert not (killed / "plan.json").exists() and not (killed / "supernet.epoch.pt").exists()
-    resumed = subprocess.run(
-        [*embsearch, "--resume", str(killed), "--quiet"], env=env, capture_output=True, text=True
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    in_process([*embsearch, "--resume", str(killed), "--quiet"], tmp_path, monkeypatch)
     runs = [json.loads((d / "search.json").read_text())["history"] for d in (full, killed)]
     updates = [[e for e in h if e["event"] == "generator_update"] for h in runs]
     assert len(updates[1]) == len(updates[0]) - UPDATES_BEFORE_KILL  # only those left
@@ -188,7 +202,7 @@ ESAPN_ARGS = [
 ]  # fmt: skip
 
 
-def test_esapn_killed_in_its_second_budgets_pass_resumes(tmp_path):
+def test_esapn_killed_in_its_second_budgets_pass_resumes(tmp_path, monkeypatch):
     """Two budgets, two shuffled epochs each (9-10 batches an epoch, a checkpoint at every
     batch): killed in the second budget's pass, the resume does not run the first budget's
     pass again and continues the second from its last checkpoint, to the uninterrupted run's
@@ -196,7 +210,7 @@ def test_esapn_killed_in_its_second_budgets_pass_resumes(tmp_path):
     env, argv = plugin_env(tmp_path, ESAPN_ARGS, "KillingESAPN")
     embsearch = argv[:4]
     full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run([*argv, "--out", str(full)], check=True, env=env)
+    in_process([*argv[:-1], "esapn", "--out", str(full)], tmp_path, monkeypatch)
     runs = [json.loads((full / "search.json").read_text())["history"]]
     per_pass = [e["batches"] for e in runs[0] if e["event"] == "esapn pass"][0]
     kill_at = per_pass + per_pass // 2  # the checkpoints of the first pass, then half
