@@ -4,7 +4,10 @@ while scoring its ``KILL_AFTER``-th step-6 sample on the trained supernet, and r
 the end: the supernet continued from its checkpoint with the policies as they were then
 (the same supernet, bitwise: the same validation AUC), step 6 replayed the killed run's
 samples from the storage, none scored twice, and the run ends with the uninterrupted run's
-trials, policy and plan under a seed. Helpers from tests/test_evolutionary_resume.py."""
+trials, policy and plan under a seed. AutoIAS (killed in training, then in its generator's
+updates) and ESAPN (killed in its second budget's pass) resume the same way from their own
+checkpoints; a resume with other options is refused. The runs that are not killed run in
+this process. Helpers from tests/test_evolutionary_resume.py."""
 
 from __future__ import annotations
 
