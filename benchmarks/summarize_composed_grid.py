@@ -78,6 +78,8 @@ def table(name: str, rows: dict) -> None:
     print("| space | " + " | ".join(budgets) + " |")
     print("|---|" + "---|" * len(budgets))
     for space in ORDER:
+        if not any(k[0] == space for k in rows):
+            continue
         cells = []
         for b in budgets:
             parts, n = [], 0
