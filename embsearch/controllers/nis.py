@@ -60,11 +60,12 @@ Choices the paper leaves open (one line each):
 
 - Budget: samples are masked at sampling time (``nis_policy``), so every sample fits; the
   cost term then only matters for a sample told ``-inf`` by the loop (over budget), whose
-  quality is a constant prediction's (AUC 0.5, log loss ln 2): finite, no NaN.
-  ``budget_mode='cost'`` is the paper's way: unmasked samples, the cost term's ramp on
-  those over the budget (scored by NIS when the loop rejects them); frappe 25%, seeds 1-2
-  (one budget): 0.9517/0.9562 against uniform's 0.9595/0.9586, not the default.
-  ``prior`` (an extension) starts every policy on the uniform plan's block count.
+  quality is a constant prediction's (AUC 0.5, log loss ln 2): finite, no NaN. Measured
+  and not kept (benchmarks/results/nis/frappe_prior_cost): the paper's unmasked samples
+  paying the cost's ramp (frappe 25%, one budget, seeds 1-2: 0.9517/0.9562 against
+  uniform's 0.9595/0.9586; planted 1.43/1.09/1.53), and a policy started on the uniform
+  plan's block count (logit 2; frappe protocol minus uniform, seeds 0-2, 25%:
+  -0.0048/-0.0103/-0.0016, the middle item group still dropped; planted seed 2: 1.08).
 - Policy: independent per-(field, group) logits (no LSTM over the decisions), one policy
   per budget on one shared supernet; each training batch is split among the budgets'
   policies.
@@ -107,7 +108,7 @@ from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_rec
 from embsearch.controllers.base import AskTellController, SearchState
 from embsearch.controllers.nis_fill import fill
 from embsearch.controllers.nis_params import NIS_SPECS
-from embsearch.controllers.nis_policy import BlockPolicy, uniform_prior
+from embsearch.controllers.nis_policy import BlockPolicy
 from embsearch.controllers.nis_trials import NISTrials, QualityEvaluator
 from embsearch.controllers.param_spec import Param
 from embsearch.controllers.rule import block_space
@@ -162,7 +163,7 @@ class NIS(NISTrials, AskTellController):
     state_class: ClassVar[type[SearchState]] = NISState
     state: NISState
     fixed_projection = "pad"
-    null_signal = "an untrained policy (its initial logits: uniform, or the prior)"
+    null_signal = "an untrained policy (uniform over the block counts)"
 
     def check_options(
         self, *, width: int, candidates: Sequence[int] | None, projection: str | None = None
@@ -226,11 +227,6 @@ class NIS(NISTrials, AskTellController):
             ),
         )
 
-    def _prior(self, costs: np.ndarray, budget: int) -> np.ndarray | None:
-        """Initial logits (``prior``: :func:`~.nis_policy.uniform_prior`)."""
-        space = self.state.space
-        return uniform_prior(costs, space.candidates, budget, float(self.config["prior"]))
-
     def to_candidate(self, choices: torch.Tensor) -> Candidate:
         """Option indices ``[slots]`` as dims per field and group."""
         dims = [self.state.space.candidates[int(i)] for i in choices]
@@ -272,8 +268,6 @@ class NIS(NISTrials, AskTellController):
                 entropy=cfg["entropy"],
                 advantage=cfg["advantage"],
                 seed=ctx.seed * 1009 + i,
-                masked=cfg["budget_mode"] == "mask",
-                prior=self._prior(costs, b),
             )
             for i, b in enumerate(ctx.budgets)
         }
@@ -351,8 +345,6 @@ class NIS(NISTrials, AskTellController):
         return self.to_candidate(choices[st.next - 1])
 
     def tell(self, candidate: Candidate, score: float) -> None:
-        if not math.isfinite(score) and self.config["budget_mode"] == "cost":
-            score = self.state.scorer(candidate)  # over budget: the loop's reject, the cost's ramp
         self.state.told.append(self.reward(candidate, score, self.state.budget))
         if len(self.state.told) >= int(self.config["policy_batch"]):
             n = len(self.state.told)
@@ -384,12 +376,9 @@ class NIS(NISTrials, AskTellController):
         return fill(self.state.space, self.state.costs, cand, log_probs, budget)
 
     def null_candidate(self, ctx: SearchContext, budget: int) -> Candidate | None:
-        """Step 7 on an untrained policy (its initial logits: uniform, or the ``prior``)."""
+        """Step 7 on an untrained policy (uniform logits)."""
         policy = self.state.policies[budget]
-        start = self._prior(self.state.costs, budget)
-        if start is None:
-            return self.discretise(np.full((policy.n_slots, policy.n_options), 0.0), budget)
-        return self.discretise(start - np.log(np.exp(start).sum(1, keepdims=True)), budget)
+        return self.discretise(np.full((policy.n_slots, policy.n_options), 0.0), budget)
 
     def preferences(self, policy: BlockPolicy) -> dict[str, Any]:
         """``plan.extra['policy']``: per field, per group, the probability of each dim."""

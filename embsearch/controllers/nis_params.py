@@ -85,23 +85,6 @@ NIS_SPECS: dict[str, Param] = {
         extension="the AUC is the paper's ranking metric; the log loss is smoother on a "
         "small validation split and gave larger planted margins",
     ),
-    "budget_mode": Param(
-        "mask",
-        "choice",
-        "how samples meet the budget: masked at sampling time so every sample fits ('mask'), "
-        "or drawn unmasked, an over-budget sample paying the reward's memory cost ('cost', "
-        "the paper's)",
-        choices=("mask", "cost"),
-        extension="masked sampling (issue 23 item 4) keeps every sample within the budget",
-    ),
-    "prior": Param(
-        0.0,
-        "float",
-        "initial logit of the uniform plan's block count (the most blocks every group can "
-        "keep within the budget; 0 blocks: no prior), 0: uniform initial policy",
-        0.0,
-        extension="a start near the uniform plan, so leaving it needs consistent reward",
-    ),
     "cost_weight": Param(
         1.0, "float", "lambda of the memory cost lambda * max(0, bytes/budget - 1)", 0.0
     ),

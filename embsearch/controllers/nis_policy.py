@@ -12,7 +12,6 @@ so ask/tell can sample first and learn later.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,8 +41,6 @@ class BlockPolicy:
         entropy: float = 0.0,
         advantage: str = "moving",
         seed: int = 0,
-        masked: bool = True,
-        prior: np.ndarray | None = None,
     ) -> None:
         costs = np.asarray(costs, dtype=np.float64)
         self.n_slots, self.n_options = costs.shape
@@ -52,11 +49,7 @@ class BlockPolicy:
         self.slack = float(budget) - float(base.sum())
         if self.slack < 0:
             raise ValueError(f"budget {budget} B is below the cheapest selection {base.sum()} B")
-        self.masked = bool(masked)
-        if not self.masked:  # the paper's: nothing masked, the reward's cost term steers
-            self.slack = math.inf
-        start = np.zeros(costs.shape) if prior is None else np.asarray(prior, dtype=np.float64)
-        self.logits = torch.nn.Parameter(torch.as_tensor(start, dtype=torch.float32).clone())
+        self.logits = torch.nn.Parameter(torch.zeros(self.n_slots, self.n_options))
         self.opt = torch.optim.Adam([self.logits], lr=float(lr))
         self.decay = float(baseline_decay)
         self.entropy = float(entropy)
@@ -79,7 +72,6 @@ class BlockPolicy:
         logp = torch.zeros(n)
         for s in order.tolist():
             ok = self.extra[s].unsqueeze(0) <= left.unsqueeze(1) + 1e-9  # [n, options]
-            ok = ok & torch.isfinite(self.extra[s])  # a --constraint's ruled-out dims
             lp = torch.log_softmax(torch.where(ok, self.logits[s], MASKED), -1)
             if choices is None:
                 pick = torch.multinomial(lp.detach().exp(), 1, generator=self.generator)[:, 0]
@@ -160,17 +152,3 @@ class BlockPolicy:
         self.baseline = None if state["baseline"] is None else float(state["baseline"])
         self.updates = int(state["updates"])
         self.generator.set_state(state["generator"])
-
-
-def uniform_prior(
-    costs: np.ndarray, dims: Sequence[int], budget: int, weight: float
-) -> np.ndarray | None:
-    """Initial logits ``[slots, options]`` (an extension, NIS's ``prior``): ``weight`` on the
-    option (``dims[o]``) with the most blocks every slot can keep within ``budget`` (the
-    uniform plan's), 0 elsewhere; None when ``weight`` is 0 or that option is 0 blocks."""
-    fits = [o for o in range(costs.shape[1]) if costs[:, o].sum() <= budget]
-    if not weight or not fits or dims[max(fits)] == 0:
-        return None
-    out = np.zeros(costs.shape)
-    out[:, max(fits)] = weight
-    return out
