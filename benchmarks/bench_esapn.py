@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embsearch.cli import parse_param
 from embsearch.context import SearchContext
 from embsearch.controllers.esapn import ESAPN
 from embsearch.controllers.uniform import Uniform
@@ -167,7 +168,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--timing", type=int, default=0, help="only time N alternations")
     ap.add_argument("--timing-out", help="the timing's JSON file (default OUT/timing.json)")
+    ap.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an ESAPN parameter (JSON value) for the search; repeatable",
+    )
     args = ap.parse_args()
+    params = dict(parse_param(t, "--param") for t in args.param)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,7 +200,7 @@ def main() -> None:
             ctx = SearchContext(
                 ds, space, budgets, train=cfg, seed=seed, log=lambda m: None, stream=True
             )
-            esapn = ESAPN()
+            esapn = ESAPN(**params)
             batch = int(esapn.config["batch_size"])
             epoch_s = plain_epoch(ctx, batch)
             t0 = time.perf_counter()
@@ -202,6 +211,7 @@ def main() -> None:
                 row = {
                     "dataset": name,
                     "seed": seed,
+                    "params": params,
                     "budget": frac,
                     "budget_bytes": budget,
                     "plain_epoch_s": round(epoch_s, 3),
