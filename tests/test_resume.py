@@ -50,6 +50,10 @@ def finished_asks(run: Path) -> list[int]:
 
 
 def count_finished(run: Path) -> int:
+    # Optuna's JournalFileBackend creates a missing journal: polling before the run writes its
+    # own would put a file in a directory the run is about to check is empty
+    if not (run / "trials.journal").exists():
+        return 0
     try:
         return len(finished_asks(run))
     except Exception:  # not written yet, or being written
