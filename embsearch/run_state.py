@@ -34,9 +34,11 @@ Who resumes (:data:`RESUMABLE_FAMILIES`):
 - all but esapn load the trained supernet (``RUN_DIR/supernet.pt``) or, killed while it
   trained, continue it from its last per-epoch checkpoint (``RUN_DIR/supernet.epoch.pt``:
   model, optimiser, RNG states; :mod:`embsearch.controllers.weight_sharing`);
-- the others are refused in one line (:data:`NOT_RESUMABLE` says why): differentiable
-  controllers train architecture weights inside an unsaved supernet, rule-based ones run
-  no trials.
+- differentiable (autodim, autoemb, dnis): the DARTS supernet continues from its last
+  per-epoch checkpoint (``RUN_DIR/supernet.epoch.pt``, with the architecture optimiser and
+  the validation batches' position; :mod:`embsearch.controllers.darts_training`);
+- rule-based controllers are refused in one line (:data:`NOT_RESUMABLE` says why): they
+  run no trials.
 """
 
 from __future__ import annotations
@@ -56,10 +58,8 @@ from embsearch.trial_store import JOURNAL_NAME, TrialStore, new_run_id, open_sto
 
 RUN_NAME = "run.json"
 FREE = ("device", "threads", "max_seconds", "executor", "jobs", "address")  # a resume may change
-RESUMABLE_FAMILIES = ("black-box", "evolutionary", "rl")
+RESUMABLE_FAMILIES = ("black-box", "evolutionary", "rl", "differentiable")
 NOT_RESUMABLE = {  # why the other families start again (one line each)
-    "differentiable": "its architecture weights train inside its supernet, which is not "
-    "checkpointed",
     "rule-based": "it runs no trials (a rule-based plan takes seconds)",
 }
 

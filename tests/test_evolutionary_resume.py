@@ -151,9 +151,7 @@ def test_killed_search_resumes_without_scoring_twice(tmp_path, controller):
         assert supernet["epochs_run"] == first["epochs_run"]
 
 
-@pytest.mark.parametrize(
-    "controller, why", [("dnis", "architecture weights"), ("mde", "no trials")]
-)
+@pytest.mark.parametrize("controller, why", [("mde", "no trials")])
 def test_other_families_refuse_resume_in_one_line(tmp_path, capsys, controller, why):
     run = tmp_path / controller
     run.mkdir()

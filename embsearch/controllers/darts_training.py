@@ -12,6 +12,17 @@ validation epoch, the epoch whose weights are kept too: an architecture stepped 
 validation loss of an overfit supernet drops informative fields. ``early_stop=False`` is
 DARTS's fixed epochs and last architecture. :func:`check_val_split` (step 1) makes sure the
 validation split can feed architecture steps.
+
+Resume (issue 22 item 4). With a run directory (``ctx.store.run_dir``) the supernet is
+checkpointed after every epoch, ``RUN_DIR/supernet.epoch.pt``
+(:mod:`embsearch.train.checkpoint`: model with its architecture parameters, weight
+optimiser, the trainer's counters and early-stopping judge, every random generator), with
+the architecture half's state (:meth:`ArchStep.state_dict`: its optimiser, step count, the
+validation batches' order and position; and the last architecture without ``early_stop``);
+on ``--resume`` training continues from it as if it had never stopped. The last epoch's
+checkpoint is kept, so a resume after the supernet trained restores it without training.
+``on_step`` must set what it sets from the step alone (AutoDim's temperature): a resume
+calls it again with the checkpoint's step; DNIS's clip and L1 and AutoEmb keep no state.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +41,13 @@ from embsearch.data.batches import DeviceSplit
 from embsearch.data.dataset import Split
 from embsearch.embeddings.supernets import CandidateBranches
 from embsearch.errors import ConfigError, DataError
-from embsearch.train.trainer import TrainResult, train_model
+from embsearch.train.checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    restore_generators,
+    save_checkpoint,
+)
+from embsearch.train.trainer import TrainerState, TrainResult, train_model
 
 
 def check_val_split(val: Split, arch_batch_size: int) -> None:
@@ -86,14 +104,44 @@ class ArchStep:
         self.penalty, self.after, self.on_step, self.amp = penalty, after, on_step, amp
         self.loss_fn = nn.BCEWithLogitsLoss()
         self.steps = 0
+        # where the validation batches stand: the generator's state when the current pass
+        # over the split began (None: not begun) and the batches taken from it since
+        self._pass_start: torch.Tensor | None = None
+        self._taken = 0
         self._batches = self._cycle()
         self._momentum: dict[nn.Module, float | None] = {}
 
     def _cycle(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
+            if self.generator is not None:
+                self._pass_start = self.generator.get_state()
+            self._taken = 0
             for x, y in self.val.batches(self.batch_size, shuffle=True, generator=self.generator):
                 if len(y) == self.batch_size:
+                    self._taken += 1
                     yield x, y
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resume needs (:class:`~embsearch.train.checkpoint.Stateful`): the
+        architecture optimiser, the step count and the validation batches' position."""
+        return {
+            "opt": self.opt.state_dict(),
+            "steps": self.steps,
+            "pass_start": self._pass_start,
+            "taken": self._taken,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back :meth:`state_dict`: the pass in progress is drawn again from its
+        generator state and the batches already taken are skipped."""
+        self.opt.load_state_dict(state["opt"])
+        self.steps = int(state["steps"])
+        self._pass_start, self._taken = None, 0
+        self._batches = self._cycle()
+        if state["pass_start"] is not None and self.generator is not None:
+            self.generator.set_state(state["pass_start"])
+            for _ in range(int(state["taken"])):
+                next(self._batches)
 
     def _set_stats(self, on: bool) -> None:
         for m in self.model.modules():
@@ -188,6 +236,23 @@ def train_darts_supernet(
     def snapshot(epoch: int) -> None:  # the last architecture, kept only without early_stop
         final[:] = [p.detach().clone() for p in arch_params]
 
+    hooks = _DartsHooks(step, final)
+    store = ctx.store
+    checkpoint = None if store is None or store.run_dir is None else store.run_dir / CHECKPOINT_NAME
+    start = None
+    if checkpoint is not None and store is not None and store.resume:
+        saved = load_checkpoint(checkpoint)
+        if saved is not None:
+            start, states = saved
+            restore_generators(states, model, generator)
+            hooks.load_state_dict(states["hooks"])
+            if on_step is not None:  # a function of the step (AutoDim's temperature): as it was
+                on_step(start.step)
+            ctx.log(f"{desc}: continuing from the checkpoint of epoch {start.epoch}")
+
+    def each_epoch(state: TrainerState) -> None:
+        save_checkpoint(checkpoint, state, model, generator, hooks)  # type: ignore[arg-type]
+
     # weight steps leave the architecture parameters out of autograd (their gradients
     # would be thrown away); each architecture step turns them back on for itself
     for p in arch_params:
@@ -196,6 +261,7 @@ def train_darts_supernet(
         result = train_model(
             model, ctx.data, cfg, generator=generator, after_step=step, on_epoch_end=None if early_stop else snapshot, params=weight_params, desc=desc,
             extra_loss=ctx.penalty(),  # the recipe's penalties on the weight steps
+            after_epoch=None if checkpoint is None else each_epoch, start=start,
         )  # fmt: skip
     finally:
         for p in arch_params:
@@ -206,7 +272,25 @@ def train_darts_supernet(
                 p.copy_(v)
     for h in result.history:
         ctx.record(event="supernet_epoch", **h)
+    resumed = {} if start is None else {"resumed_after_epoch": start.epoch}
     ctx.record(
-        event="supernet_done", arch_steps=step.steps, val_auc=result.val_auc, seconds=result.seconds
-    )
+        event="supernet_done", arch_steps=step.steps, val_auc=result.val_auc,
+        seconds=result.seconds, **resumed,
+    )  # fmt: skip
     return result
+
+
+class _DartsHooks:
+    """The state :func:`train_darts_supernet` keeps outside the model (a
+    :class:`~embsearch.train.checkpoint.Stateful`): the :class:`ArchStep`'s and the last
+    architecture (without ``early_stop``)."""
+
+    def __init__(self, step: ArchStep, final: list[torch.Tensor]) -> None:
+        self.step, self.final = step, final
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"arch": self.step.state_dict(), "final": list(self.final)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step.load_state_dict(state["arch"])
+        self.final[:] = list(state["final"])
