@@ -1,6 +1,6 @@
 """The differentiable controllers resume (issue 22 item 4): a DARTS supernet killed right
 after an epoch's checkpoint and resumed trains the next epochs only and ends with the
-architecture, supernet val AUC and plan of an uninterrupted run (bitwise, on CPU under a
+architecture, supernet val AUC and plan of an uninterrupted run (dnis, autodim, autoemb) (bitwise, on CPU under a
 seed); without the architecture half's state (:meth:`ArchStep.load_state_dict`: its
 optimiser, step count, validation batches' position) it does not."""
 
@@ -14,6 +14,7 @@ import torch
 
 import embsearch.controllers.darts_training as dt
 from embsearch.controllers.autodim import AutoDim
+from embsearch.controllers.autoemb import AutoEmb
 from embsearch.controllers.dnis import DNIS
 from embsearch.testing import make_test_context
 from embsearch.train.checkpoint import CHECKPOINT_NAME
@@ -24,6 +25,7 @@ EPOCHS = 3
 CASES = {  # DNIS's first epoch is its warm start (no mask step): killed after epoch 2
     "dnis": (DNIS, {}, 2),
     "autodim": (AutoDim, {"early_stop": False}, 1),  # the last architecture is kept too
+    "autoemb": (AutoEmb, {}, 1),
 }
 
 
