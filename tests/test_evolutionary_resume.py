@@ -27,14 +27,12 @@ from embsearch.cli import main
 from embsearch.run_config import RunConfig
 from embsearch.run_state import start_run
 
-PLUGIN = '''
+KILLING = '''
 import os, signal
-from embsearch.controllers.optembed import OptEmbed
-from embsearch.controllers.rule import Rule
 
 
 class Killing:
-    """Dies by SIGKILL while scoring the KILL_AFTER-th candidate (env) of the evolution."""
+    """Dies by SIGKILL while scoring the KILL_AFTER-th candidate (env) the loop asks for."""
 
     def evaluator(self, ctx, budget):
         inner = super().evaluator(ctx, budget)
@@ -47,10 +45,20 @@ class Killing:
             calls.append(cand)
             if len(calls) == after:
                 os.kill(os.getpid(), signal.SIGKILL)
-            return inner(cand)
+            out = inner(cand)
+            if hasattr(inner, "last_metrics"):
+                scored.last_metrics = inner.last_metrics
+            return out
 
         scored.name = getattr(inner, "name", type(inner).__name__)
         return scored
+'''  # a plugin module's mixin (tests/test_rl_resume.py's NIS uses it too)
+
+PLUGIN = (
+    KILLING
+    + """
+from embsearch.controllers.optembed import OptEmbed
+from embsearch.controllers.rule import Rule
 
 
 class KillingOptEmbed(Killing, OptEmbed):
@@ -59,7 +67,8 @@ class KillingOptEmbed(Killing, OptEmbed):
 
 class KillingRule(Killing, Rule):
     pass
-'''
+"""
+)
 
 COMMON = [
     "--data", "synthetic", "--budget", "15%", "--epochs", "1", "--batch-size", "1024",

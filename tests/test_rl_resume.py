@@ -25,36 +25,18 @@ from embsearch.cli import main
 from embsearch.run_config import RunConfig
 from embsearch.run_state import start_run
 from embsearch.search import load_dataset
-from tests.test_evolutionary_resume import journal_trials, killed_while_training
+from tests.test_evolutionary_resume import KILLING, journal_trials, killed_while_training
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 PLUGINS = {  # module -> source; each run in a subprocess that may kill itself (KILL_AFTER)
-    "killing_nis": '''
-import os, signal
+    "killing_nis": KILLING
+    + '''
 from embsearch.controllers.nis import NIS
 
 
-class KillingNIS(NIS):
+class KillingNIS(Killing, NIS):
     """Dies by SIGKILL while scoring the KILL_AFTER-th step-6 sample (env)."""
-
-    def evaluator(self, ctx, budget):
-        inner = super().evaluator(ctx, budget)
-        after = int(os.environ.get("KILL_AFTER", "0"))
-        if not after:
-            return inner
-        calls = []
-
-        def scored(cand):
-            calls.append(cand)
-            if len(calls) == after:
-                os.kill(os.getpid(), signal.SIGKILL)
-            out = inner(cand)
-            scored.last_metrics = inner.last_metrics
-            return out
-
-        scored.name = inner.name
-        return scored
 ''',
     "killing_autoias": '''
 import os, signal

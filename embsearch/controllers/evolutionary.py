@@ -63,7 +63,7 @@ from embsearch.controllers.evolution import (
     uniform_selection,
 )
 from embsearch.controllers.param_spec import Param
-from embsearch.controllers.weight_sharing import load_trained, supernet_recipe
+from embsearch.controllers.weight_sharing import SupernetTrials
 from embsearch.evaluator import Evaluator, InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, run_loop
@@ -136,7 +136,7 @@ class EvolutionState(SearchState):
     picked: list[Candidate] = field(default_factory=list)
 
 
-class EvolutionaryController(AskTellController):
+class EvolutionaryController(SupernetTrials, AskTellController):
     """The ask/tell half every evolutionary controller shares (OptEmbed's and RULE's search
     step): one :class:`~embsearch.controllers.evolution.Evolution` per budget over
     :meth:`evolution_space`, seeded with the uniform plan that fits the budget and the widest candidate projected onto it. Scores do
@@ -163,15 +163,6 @@ class EvolutionaryController(AskTellController):
     def scorer(self, ctx: SearchContext, model: nn.Module) -> Evaluator:
         """What the loop scores with, from a trained supernet (``remote_trials``)."""
         raise NotImplementedError(f"{self.name}: no scorer; its trials stay here")
-
-    def trial_recipe(self, ctx: SearchContext, budget: int) -> dict[str, Any] | None:
-        """A worker's recipe: the saved supernet (``None``: none saved; no executor then)."""
-        return supernet_recipe(ctx) if self.remote_trials else None
-
-    def remote_evaluator(self, ctx: SearchContext, recipe: dict[str, Any]) -> Evaluator:
-        """In a worker: :meth:`scorer` of the saved supernet, rebuilt from the options."""
-        build = lambda: self.build_supernet(ctx, self.search_space(ctx))  # noqa: E731
-        return self.scorer(ctx, load_trained(recipe, build, ctx.device))
 
     def ranked_within(self, space: SearchSpace, budget: int) -> list[Candidate]:
         """This budget's told candidates, best first: finite scores within ``budget`` only."""

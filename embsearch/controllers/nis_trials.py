@@ -27,7 +27,7 @@ from torch import nn
 from embsearch.backbones import CTRModel
 from embsearch.context import SearchContext
 from embsearch.controllers.rl_state import InOrder, PolicyStates
-from embsearch.controllers.weight_sharing import load_trained, supernet_recipe
+from embsearch.controllers.weight_sharing import SupernetTrials
 from embsearch.embeddings.supernets import RuleSupernet
 from embsearch.evaluator import InheritedWeightEvaluator, stratified_rows
 from embsearch.search_loop import Trial
@@ -48,7 +48,7 @@ class QualityEvaluator(InheritedWeightEvaluator):
         return m["auc"] if self.metric == "auc" else -m["logloss"]
 
 
-class NISTrials:
+class NISTrials(SupernetTrials):
     """NIS's hooks for resume and executors (mixed into :class:`~embsearch.controllers.nis.
     NIS`; ``self.config``, ``self.state`` and ``supernet_context`` are NIS's)."""
 
@@ -90,17 +90,6 @@ class NISTrials:
             ctx.train.eval_batch_size,
             rows=rows,
             metric=self.config["reward_metric"],
-        )
-
-    def trial_recipe(self, ctx: SearchContext, budget: int) -> dict[str, Any] | None:
-        """A worker's recipe for step 6: the saved supernet (``None``: none saved)."""
-        return supernet_recipe(ctx)
-
-    def remote_evaluator(self, ctx: SearchContext, recipe: dict[str, Any]) -> QualityEvaluator:
-        """In a worker: :meth:`scorer` of the saved supernet, rebuilt from the options."""
-        space = self.search_space(ctx)
-        return self.scorer(
-            ctx, load_trained(recipe, lambda: self.build_supernet(ctx, space), ctx.device)
         )
 
     def ask_trial(self) -> Trial | None:

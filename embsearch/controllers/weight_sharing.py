@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ from torch import nn
 from embsearch._atomic import write_file
 from embsearch.context import SearchContext
 from embsearch.errors import ConfigError
+from embsearch.evaluator import Evaluator
 from embsearch.plan import Plan
 from embsearch.search_spaces.base import Candidate
 from embsearch.train.checkpoint import (
@@ -220,6 +221,24 @@ def load_trained(
     model = build().to(device)
     model.load_state_dict(torch.load(path, map_location=device, weights_only=True)["state"])
     return model.eval()
+
+
+class SupernetTrials:
+    """Trials a worker rebuilds from the saved supernet (``--executor local``/``ray``), mixed
+    into a controller that sets ``remote_trials`` and gives ``search_space(ctx)``,
+    ``build_supernet(ctx, space)`` (untrained) and ``scorer(ctx, model)``: the evolutionary
+    family and NIS's step 6."""
+
+    remote_trials: ClassVar[bool] = False
+
+    def trial_recipe(self, ctx: SearchContext, budget: int) -> dict[str, Any] | None:
+        """A worker's recipe: the saved supernet (``None``: none saved; no executor then)."""
+        return supernet_recipe(ctx) if self.remote_trials else None
+
+    def remote_evaluator(self, ctx: SearchContext, recipe: dict[str, Any]) -> Evaluator:
+        """In a worker: ``scorer`` of the saved supernet, rebuilt from the options."""
+        build = lambda: self.build_supernet(ctx, self.search_space(ctx))  # type: ignore[attr-defined]  # noqa: E731
+        return self.scorer(ctx, load_trained(recipe, build, ctx.device))  # type: ignore[attr-defined]
 
 
 def plan_weights(
