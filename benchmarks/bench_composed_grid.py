@@ -57,6 +57,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--full", action="store_true", help="also train the full fp32 dim-16 table")
     ap.add_argument("--note", default="", help="stored in every row (code, machine, load)")
+    ap.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="controller parameter (repeatable; JSON values), stored in every row",
+    )
     ap.add_argument("--make-big", metavar="DIR", help="write (once) and use the 1M-id set")
     ap.add_argument("--big-rows", type=int, default=2_000_000)
     ap.add_argument("--out", required=True)
@@ -66,6 +73,7 @@ def main() -> None:
     if args.make_big:
         args.data = make_big(Path(args.make_big), args.big_rows)
     dataset = load_dataset(RunConfig(data=args.data))
+    params = {k: _json_or_str(v) for k, _, v in (p.partition("=") for p in args.param)}
     runs = [(b, s, c) for b in args.budgets for s in args.spaces for c in args.controllers]
     if args.full:
         runs.insert(0, ("100%", "full", "uniform"))
@@ -78,15 +86,25 @@ def main() -> None:
             seed=args.seed,
             epochs=args.epochs,
             threads=args.threads,
+            controller_params=params if space != "full" else {},
         )
         row = {"data": args.data, "space": space, "controller": controller}
         row.update({"budget": budget, "seed": args.seed, "epochs": args.epochs})
+        if params and space != "full":
+            row["params"] = params
         if args.note:
             row["note"] = args.note
         row.update(_run(cfg, dataset))
         print(json.dumps({k: v for k, v in row.items() if k != "blocks"}), flush=True)
         with out.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
+
+
+def _json_or_str(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 def make_big(out: Path, rows: int) -> str:
