@@ -76,6 +76,7 @@ from embsearch.backbones.params import MLP_PARAMS
 from embsearch.budget import field_bytes
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
+from embsearch.controllers.autoias_derive import HELD_OUT, Arch, derive, held_out_rows
 from embsearch.controllers.autoias_params import AUTOIAS_SPECS
 from embsearch.controllers.autoias_policy import (
     ArchitecturePolicy,
@@ -122,6 +123,8 @@ class AutoIASState(SearchState):
     x: torch.Tensor | None = None
     y: torch.Tensor | None = None
     rows: torch.Tensor | None = None  # full-width embeddings of x under the trained supernet
+    held_rows: torch.Tensor | None = None  # the derivation's held-out rows' (autoias_derive)
+    held_y: torch.Tensor | None = None
     history: dict[int, list[float]] = field(default_factory=dict)
     updates_run: dict[int, int] = field(default_factory=dict)
 
@@ -277,23 +280,26 @@ class AutoIAS(Controller):
     # -- step 4 ---------------------------------------------------------------------------------
     @torch.no_grad()
     def score(
-        self, dims: list[int], ops: list[int], widths: list[int], auc: bool = True
+        self,
+        dims: list[int],
+        ops: list[int],
+        widths: list[int],
+        auc: bool = True,
+        held: bool = False,
     ) -> dict[str, float]:
         """Validation AUC (unless not ``auc``) and log loss of one architecture with inherited
-        weights."""
-        model = self.state.supernet
-        dim_values = torch.tensor(
-            [self.state.space.candidates[i] for i in dims], device=self.state.rows.device
-        )
-        e = self.state.rows * model.embedding.column_mask(dim_values)
+        weights, on the reward's rows (``held``: on the held-out rows of the derivation)."""
+        model, st = self.state.supernet, self.state
+        rows, y = (st.held_rows, st.held_y) if held else (st.rows, st.y)
+        dim_values = torch.tensor([st.space.candidates[i] for i in dims], device=rows.device)
+        e = rows * model.embedding.column_mask(dim_values)
         mlp = [self.mlp_widths[w] for w in widths]
         logits = model.backbone.play_fixed(e, ops, mlp).float()
-        ll = float(F.binary_cross_entropy_with_logits(logits, self.state.y))
-        out = {"logloss": ll}
+        out = {"logloss": float(F.binary_cross_entropy_with_logits(logits, y))}
         if self.config["reward_metric"] == "recalibrated":
-            out["recalibrated_logloss"] = recalibrated_logloss(logits, self.state.y)
+            out["recalibrated_logloss"] = recalibrated_logloss(logits, y)
         if auc:
-            out["auc"] = roc_auc(self.state.y.cpu().numpy(), torch.sigmoid(logits).cpu().numpy())
+            out["auc"] = roc_auc(y.cpu().numpy(), torch.sigmoid(logits).cpu().numpy())
         return out
 
     def reward(self, metrics: dict[str, float]) -> float:
@@ -368,10 +374,17 @@ class AutoIAS(Controller):
         val = ctx.data.split("val")
         y = val.y.cpu().numpy()
         n = min(int(cfg["val_rows"] or len(y)), len(y))
-        idx = torch.as_tensor(stratified_rows(y, n), device=val.x.device)
+        first = stratified_rows(y, n)
+        idx = torch.as_tensor(first, device=val.x.device)
         self.state.x, self.state.y = val.x[idx], val.y[idx].float()
+        held = torch.as_tensor(held_out_rows(y, first, HELD_OUT * n), device=val.x.device)
         with torch.no_grad():
             self.state.rows = self.state.supernet.embedding.lookup(self.state.x)
+            if cfg["derive_samples"] and len(held):  # else the derivation scores on the above
+                self.state.held_rows = self.state.supernet.embedding.lookup(val.x[held])
+                self.state.held_y = val.y[held].float()
+            else:
+                self.state.held_rows, self.state.held_y = self.state.rows, self.state.y
         plans = []
         with small_forwards(ctx.device):
             for budget in ctx.budgets:
@@ -401,8 +414,16 @@ class AutoIAS(Controller):
         return self.to_candidate(dims)
 
     def finish(self, ctx: SearchContext, budget: int) -> Plan:
-        policy = self.state.policies[budget]
+        policy, n = self.state.policies[budget], int(self.config["derive_samples"] or 0)
         dims, ops, widths = self.discretise(policy, budget)
+        derivation = None
+        if n:  # ENAS's derivation (autoias_derive): the best by the held-out rows' reward
+
+            def held(a: Arch) -> float:
+                auc = self.config["reward_metric"] == "auc"
+                return self.reward(self.score(*a, auc=auc, held=True))
+
+            (dims, ops, widths), derivation = derive(policy, (dims, ops, widths), n, held)
         cand = self.to_candidate(dims)
         arch = self.architecture(ops, widths)
         m = self.score(dims, ops, widths)
@@ -426,6 +447,7 @@ class AutoIAS(Controller):
                 },
                 "inherited_val_auc": m["auc"],
                 "inherited_val_logloss": m["logloss"],
+                "derivation": derivation,
                 PROVENANCE_KEY: "architecture generator (most likely architecture within the "
                 "budget)",
                 **self.search_backbone_record(),

@@ -92,6 +92,15 @@ AUTOIAS_SPECS: dict[str, Param] = {
         "MLP width (batch norm's statistics mix every sub-architecture's): the plain log "
         "loss picked the narrowest MLP (64-64) on frappe, which retrained 0.009 below",
     ),
+    "derive_samples": Param(
+        0,
+        "int",
+        "the final architecture: 0, the generator's most likely within the budget; N > 0, the "
+        "best by the reward on held-out validation rows of the most likely and N draws",
+        0,
+        extension="ENAS's derivation (best of draws, scored with inherited weights); AutoIAS's "
+        "own rule is not given",
+    ),
     "val_rows": Param(
         2048,
         "int",

@@ -1,0 +1,58 @@
+"""AutoIAS's derivation of the final architecture (:mod:`embsearch.controllers.autoias`,
+step 5) when ``derive_samples`` > 0: ENAS's (Pham et al., ICML 2018, section 2.2, which
+AutoIAS's REINFORCE-trained generator follows): draw architectures from the trained
+generator, score each with inherited weights, keep the best, retrain it from scratch.
+
+The candidates are the generator's most likely architecture within the budget (what
+``derive_samples=0`` returns) and ``derive_samples`` draws; the scores are the reward's, but
+on *held-out* validation rows (:func:`held_out_rows`, disjoint from the rows the generator
+was trained on): the best of many scores on the rows the policy was fitted to would pick
+that subsample's noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from embsearch.controllers.autoias_policy import ArchitecturePolicy
+from embsearch.evaluator import stratified_rows
+
+Arch = tuple[list[int], list[int], list[int]]  # dim options, op per pair, width options
+HELD_OUT = 4  # held-out rows: up to this many times the reward's ``val_rows``
+
+
+def held_out_rows(y: np.ndarray, reward_rows: np.ndarray, n: int) -> np.ndarray:
+    """Sorted indices of up to ``n`` class-stratified rows of labels ``y`` outside
+    ``reward_rows`` (none if every row is a reward row)."""
+    rest = np.setdiff1d(np.arange(len(y)), reward_rows, assume_unique=True)
+    if len(rest) == 0:
+        return rest
+    return rest[stratified_rows(y[rest], min(int(n), len(rest)))]
+
+
+def derive(
+    policy: ArchitecturePolicy, most_likely: Arch, samples: int, reward: Callable[[Arch], float]
+) -> tuple[Arch, dict[str, Any]]:
+    """The best of ``most_likely`` and ``samples`` draws of ``policy`` by ``reward`` (held-out
+    rows'), and a record of the choice (each distinct architecture scored once; ties keep
+    the earlier, so the most likely wins a tie)."""
+    arch = policy.sample(int(samples))
+    candidates, seen = [most_likely], {repr(most_likely)}
+    for i in range(len(arch)):
+        row = arch.row(i)
+        if repr(row) not in seen:
+            seen.add(repr(row))
+            candidates.append(row)
+    scores = [reward(c) for c in candidates]
+    best = int(np.argmax(scores))
+    record = {
+        "rule": f"best of the most likely and {samples} draws by the reward on held-out rows",
+        "candidates": len(candidates),
+        "chosen": "most likely" if best == 0 else "a draw",
+        "most_likely_reward": round(scores[0], 6),
+        "chosen_reward": round(scores[best], 6),
+    }
+    return candidates[best], record
