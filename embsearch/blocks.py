@@ -26,7 +26,16 @@ or ``qr`` for the rest.
 
 Precision per block: ``fp32``, ``fp16``, or ``int8`` (row-wise: each row stores uint8 codes
 plus an fp32 scale and offset, FBGEMM's fused 8-bit row-wise layout; 8 B a row). MEmCom's
-per-id scalars are fp16 in an int8 block (a one-weight row would pay 8 B of scale and offset).
+per-id scalars are fp16 in an integer block (a one-weight row would pay 8 B of scale and offset).
+
+Column-wise ("block-scaled") ``int8c`` and ``int4c``, an extension of issue 21's precision
+axis (row-wise int8's 8 B a row is dearer than the row itself below dim 9, so it never fits a
+tight budget; one scale per column costs ``8 x dim`` B per table, whatever its rows): each
+table stores one fp32 scale and offset per *column*, shared by all its rows, and unsigned
+codes: ``int8c`` one uint8 a weight (``rows x dim``), ``int4c`` two 4-bit codes a uint8 byte
+(``rows x ceil(dim / 2)``; column ``2j`` in the low nibble of byte ``j``, column ``2j + 1``
+in its high nibble, the last high nibble 0 for an odd dim). ``embeddings/rows.py`` has the
+quantiser.
 
 :meth:`BlockSpec.parts` lists every tensor the exported block holds (name suffix, shape,
 dtype) and :meth:`BlockSpec.bytes` is their sum: the one byte count of a block.
@@ -42,14 +51,25 @@ from typing import Any
 from embsearch.errors import ConfigError
 
 KINDS = ("full", "hash", "qr", "memcom", "pruned")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int8c", "int4c")
+#: bits of one code of each column-wise ("block-scaled") precision (module docstring)
+COLUMNWISE = {"int8c": 8, "int4c": 4}
+#: bits a weight of each precision (scales and offsets aside): the distance between precisions
+BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int8c": 8, "int4c": 4}
 QR_OPS = ("concat", "add", "mult")
 #: bytes of one weight of each dtype name used in :meth:`BlockSpec.parts`
 ITEMSIZE = {"float32": 4, "float16": 2, "uint8": 1, "int8": 1, "int16": 2, "int32": 4, "int64": 8}
 #: the universal hash's prime (2**31 - 1): ``a * i`` stays below 2**62 for ids below 2**31
 HASH_PRIME = 2**31 - 1
-#: the float dtype of a precision's weights (int8 stores uint8 codes, see :func:`row_parts`)
-FLOAT_DTYPE = {"fp32": "float32", "fp16": "float16", "int8": "float16"}
+#: the float dtype of a precision's float tensors: its weights at fp32/fp16; projections and
+#: MEmCom's scalars beside the integer precisions' uint8 codes (see :func:`row_parts`)
+FLOAT_DTYPE = {
+    "fp32": "float32",
+    "fp16": "float16",
+    "int8": "float16",
+    "int8c": "float16",
+    "int4c": "float16",
+}
 
 Part = tuple[str, tuple[int, ...], str]  # (name suffix, shape, dtype name)
 
@@ -61,16 +81,22 @@ def check_precision(precision: str) -> str:
 
 
 def row_parts(name: str, rows: int, dim: int, precision: str) -> list[Part]:
-    """The tensors of a ``rows x dim`` table at ``precision``: fp32/fp16 rows, or int8's
-    uint8 codes plus an fp32 scale and offset per row (named ``<name>_scale`` and
-    ``<name>_offset``, or ``scale`` and ``offset`` for the table named ``weight``)."""
-    if precision != "int8":
+    """The tensors of a ``rows x dim`` table at ``precision``: fp32/fp16 rows; int8's uint8
+    codes plus an fp32 scale and offset per row; or a column-wise precision's codes (``int8c``:
+    ``rows x dim`` uint8; ``int4c``: ``rows x ceil(dim / 2)`` uint8, two codes a byte) plus
+    an fp32 scale and offset per column. Scale and offset are named ``<name>_scale`` and
+    ``<name>_offset``, or ``scale`` and ``offset`` for the table named ``weight``."""
+    if precision not in ("int8", *COLUMNWISE):
         return [(name, (rows, dim), FLOAT_DTYPE[precision])]
     pre = "" if name == "weight" else f"{name}_"
+    if precision == "int8":
+        codes, per = (rows, dim), rows
+    else:
+        codes, per = (rows, dim if COLUMNWISE[precision] == 8 else (dim + 1) // 2), dim
     return [
-        (name, (rows, dim), "uint8"),
-        (f"{pre}scale", (rows,), "float32"),
-        (f"{pre}offset", (rows,), "float32"),
+        (name, codes, "uint8"),
+        (f"{pre}scale", (per,), "float32"),
+        (f"{pre}offset", (per,), "float32"),
     ]
 
 
@@ -205,7 +231,7 @@ def spec_from_json(raw: dict[str, Any], rows: int, dim: int, precision: str) -> 
 
 def projection_dtype(precision: str) -> str:
     """The dtype of a field's ``dim x width`` projections in a plan of ``precision``: the
-    plan's float type, fp16 for int8 plans (row-wise int8 applies to id-indexed rows only)."""
+    plan's float type, fp16 for integer plans (their codes apply to id-indexed rows only)."""
     return FLOAT_DTYPE[check_precision(precision)]
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from embsearch.blocks import BlockSpec, projection_bytes
 from embsearch.errors import BudgetError
 
-#: bytes of one weight (int8 rows also store an fp32 scale and offset: see ``blocks.py``)
-BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8": 1}
+#: bytes of one weight (int8 rows also store an fp32 scale and offset, int8c/int4c tables one
+#: per column, and int4c packs two weights a byte: see ``blocks.py``)
+BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8": 1, "int8c": 1, "int4c": 0.5}
 _UNITS = {
     "": 1,
     "b": 1,
@@ -88,7 +89,7 @@ def format_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def bytes_per_weight(precision: str) -> int:
+def bytes_per_weight(precision: str) -> float:
     try:
         return BYTES_PER_WEIGHT[precision]
     except KeyError:

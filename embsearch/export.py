@@ -45,6 +45,7 @@ from embsearch.backbones import (
     make_backbone,
     plan_backbone_params,
 )
+from embsearch.blocks import COLUMNWISE
 from embsearch.embeddings.mixed_dim import MixedDimEmbedding
 from embsearch.embeddings.mixed_dim import load_embedding as load_embedding  # re-exported
 from embsearch.errors import RunDirError
@@ -145,7 +146,8 @@ def torchrec_tables(plan: Plan) -> dict[str, Any]:
     """One TorchRec ``EmbeddingBagConfig`` per (field, group) block TorchRec can express
     (``full``; ``hash`` and ``pruned`` with their id transform applied before the lookup),
     as plain JSON fields; ``unsupported`` names the blocks it cannot (QR, MEmCom: a lookup
-    combines two tables) and ``unsupported_note`` says so in one line."""
+    combines two tables; int8c/int4c: TorchRec's integer tables scale each row, not each
+    column) and ``unsupported_note`` says so in one line."""
     tables, unsupported = [], []
     for f in plan.fields:
         for g, grp in enumerate(f.groups):
@@ -154,6 +156,9 @@ def torchrec_tables(plan: Plan) -> dict[str, Any]:
                 continue
             if spec.kind in ("qr", "memcom"):
                 unsupported.append(f"emb.{f.name}.{g} ({spec.kind})")
+                continue
+            if spec.precision in COLUMNWISE:
+                unsupported.append(f"emb.{f.name}.{g} ({spec.precision}: column-wise scales)")
                 continue
             table = {
                 "name": f"emb.{f.name}.{g}",

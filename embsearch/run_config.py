@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from embsearch.blocks import PRECISIONS
 from embsearch.constraints import parse_constraints
 from embsearch.errors import ConfigError
 
@@ -183,11 +184,13 @@ OPTIONS: tuple[Option, ...] = (
         optional=True, choices=("linear", "pad"),
     ),
     Option(
-        "precision", "str", "'fp32', 'fp16' or 'int8'",
-        "the table's weights: fp32, fp16, or int8 rows (row-wise, with an fp32 scale and "
-        "offset a row); counted in every plan's bytes, so a budget buys more dims at lower "
-        "precision (a %% budget is still a share of the fp32 table; default fp32)",
-        choices=("fp32", "fp16", "int8"),
+        "precision", "str", "'fp32', 'fp16', 'int8', 'int8c' or 'int4c'",
+        "the table's weights: fp32, fp16, int8 rows (row-wise, with an fp32 scale and "
+        "offset a row), or int8c / int4c (column-wise: one fp32 scale and offset per column "
+        "of a table; int4c packs two codes a byte); counted in every plan's bytes, so a "
+        "budget buys more dims at lower precision (a %% budget is still a share of the fp32 "
+        "table; default fp32)",
+        choices=PRECISIONS,
     ),
     Option(
         "epochs", "int", "an integer >= 1",

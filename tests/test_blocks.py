@@ -29,6 +29,21 @@ HAND = {
     ("pruned", "fp32"): (BlockSpec("pruned", 1000, 8, "fp32", kept=128), 128 * 32 + 1000),
     ("pruned", "fp16"): (BlockSpec("pruned", 1000, 8, "fp16", kept=129), 129 * 16 + 2000),
     ("pruned", "int8"): (BlockSpec("pruned", 1000, 8, "int8", kept=200), 200 * 16 + 2000),
+    # column-wise: codes (int8c 1 B a weight; int4c ceil(dim / 2) B a row) + an fp32 scale
+    # and offset per column (8 B a column) of each table
+    ("full", "int8c"): (BlockSpec("full", 1000, 8, "int8c"), 1000 * 8 + 8 * 8),
+    ("full", "int4c"): (BlockSpec("full", 1000, 7, "int4c"), 1000 * 4 + 7 * 8),
+    ("hash", "int8c"): (BlockSpec("hash", 1000, 8, "int8c", m=100), 100 * 8 + 64),
+    ("hash", "int4c"): (BlockSpec("hash", 1000, 8, "int4c", m=100), 100 * 4 + 64),
+    ("qr", "int8c"): (BlockSpec("qr", 1001, 8, "int8c", c=10), (101 * 4 + 32) + (10 * 4 + 32)),
+    ("qr", "int4c"): (
+        BlockSpec("qr", 1001, 7, "int4c", c=10, op="mult"),
+        (101 * 4 + 7 * 8) + (10 * 4 + 7 * 8),
+    ),
+    ("memcom", "int8c"): (BlockSpec("memcom", 1000, 8, "int8c", m=100), 100 * 8 + 64 + 2000),
+    ("memcom", "int4c"): (BlockSpec("memcom", 1000, 8, "int4c", m=100), 100 * 4 + 64 + 2000),
+    ("pruned", "int8c"): (BlockSpec("pruned", 1000, 8, "int8c", kept=128), 128 * 8 + 64 + 1000),
+    ("pruned", "int4c"): (BlockSpec("pruned", 1000, 7, "int4c", kept=200), 200 * 4 + 56 + 2000),
 }
 
 

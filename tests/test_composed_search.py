@@ -19,7 +19,9 @@ SMALL = {"data": "synthetic", "epochs": 1, "synthetic_rows": 2000, "batch_size":
 
 def _budget(space: str) -> str:
     """Below every full-rows plan when rows are searched (so some field must share rows)."""
-    return {"precision": "45%", "field_dims+precision": "5%"}.get(space, "2%")
+    budget = {"precision": "45%", "field_dims+precision": "5%"}.get(space, "2%")
+    # int4c rows of dim 1-2 cost 1/64 of the fp32 table (1.6%): the hybrid shares rows below it
+    return "1%" if space == "field_dims+meta_table+precision" else budget
 
 
 @pytest.mark.parametrize("controller", ["uniform", "mde", "tpe"])
@@ -60,7 +62,7 @@ def test_the_report_names_the_blocks(tmp_path, capsys):
 def test_a_hybrid_plan_retrains_exports_and_loads_back(tmp_path):
     out = tmp_path / "run"
     cfg = RunConfig(
-        **SMALL, budgets=["2%"], controller="mde", space="field_dims+meta_table+precision"
+        **SMALL, budgets=["1%"], controller="mde", space="field_dims+meta_table+precision"
     )
     run_search(cfg, out, progress=False)
     _, plan, _ = load_run(out)

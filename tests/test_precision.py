@@ -97,7 +97,10 @@ def test_unknown_precision_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "c.toml").write_text('precision = "int4"\n')
     assert main(["search", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "embsearch: error: unknown precision 'int4'; use one of fp32, fp16, int8"
+    assert (
+        err
+        == "embsearch: error: unknown precision 'int4'; use one of fp32, fp16, int8, int8c, int4c"
+    )
     assert not (tmp_path / "r").exists()
 
 

@@ -68,6 +68,8 @@ def _variant(plan: Plan, variant: str) -> Plan:
         block = {
             "fp16": {"kind": "full", "precision": "fp16"},
             "int8": {"kind": "full", "precision": "int8"},
+            "int8c": {"kind": "full", "precision": "int8c"},
+            "int4c": {"kind": "qr", "c": max(2, int(r**0.5)), "op": "mult", "precision": "int4c"},
             "hash": {
                 "kind": "hash",
                 "m": max(2, r // 4),
@@ -93,7 +95,7 @@ def _variant(plan: Plan, variant: str) -> Plan:
         fields=fields,
         budget_bytes=10**9,
         projection="linear",
-        precision="int8" if variant == "int8" else "fp32",
+        precision=variant if variant in ("int8", "int8c") else "fp32",
         data_fingerprint=plan.data_fingerprint,
     )
 
@@ -112,27 +114,32 @@ def base_run(tmp_path_factory):
 def _readme_lookup(w: dict, plan: dict, field: dict, i: int) -> torch.Tensor:
     """The README's plain-torch recipe for plan/2 exports (kept in step with it)."""
 
-    def table(prefix, name, j):
+    def table(prefix, name, j, precision):
         t = w[f"{prefix}.{name}"][j]
         if t.dtype != torch.uint8:
             return t.float()
         pre = "" if name == "weight" else f"{name}_"
-        return t.float() * w[f"{prefix}.{pre}scale"][j] + w[f"{prefix}.{pre}offset"][j]
+        scale, offset = w[f"{prefix}.{pre}scale"], w[f"{prefix}.{pre}offset"]
+        if precision == "int8":
+            return t.float() * scale[j] + offset[j]
+        if precision == "int4c":
+            t = torch.stack([t & 15, t >> 4], -1).flatten()[: len(scale)]
+        return t.float() * scale + offset
 
     def block(prefix, grp, j):
-        kind = grp["kind"]
+        kind, p = grp["kind"], grp["precision"]
         if kind == "full":
-            return table(prefix, "weight", j)
+            return table(prefix, "weight", j, p)
         if kind == "hash":
             a, b = grp["hash"]
-            return table(prefix, "weight", ((a * j + b) % 2147483647) % grp["m"])
+            return table(prefix, "weight", ((a * j + b) % 2147483647) % grp["m"], p)
         if kind == "qr":
-            q, r = table(prefix, "q", j // grp["c"]), table(prefix, "r", j % grp["c"])
+            q, r = table(prefix, "q", j // grp["c"], p), table(prefix, "r", j % grp["c"], p)
             return {"concat": torch.cat([q, r]), "add": q + r, "mult": q * r}[grp["op"]]
         if kind == "memcom":
-            return table(prefix, "weight", j % grp["m"]) * w[f"{prefix}.scalar"][j].float()
+            return table(prefix, "weight", j % grp["m"], p) * w[f"{prefix}.scalar"][j].float()
         k = int(w[f"{prefix}.map"][j])
-        return table(prefix, "weight", k) if k >= 0 else torch.zeros(grp["dim"])
+        return table(prefix, "weight", k, p) if k >= 0 else torch.zeros(grp["dim"])
 
     g, grp = next(
         (g, grp) for g, grp in enumerate(field["groups"]) if grp["start"] <= i < grp["stop"]
@@ -143,7 +150,9 @@ def _readme_lookup(w: dict, plan: dict, field: dict, i: int) -> torch.Tensor:
     return v
 
 
-@pytest.mark.parametrize("variant", ["fp16", "int8", "hash", "qr", "memcom", "pruned", "hybrid"])
+@pytest.mark.parametrize(
+    "variant", ["fp16", "int8", "int8c", "int4c", "hash", "qr", "memcom", "pruned", "hybrid"]
+)
 def test_export_round_trip_every_kind(base_run, tmp_path, variant):
     run = tmp_path / "run"
     shutil.copytree(base_run, run)
@@ -158,7 +167,8 @@ def test_export_round_trip_every_kind(base_run, tmp_path, variant):
     model.load_state_dict(state)
     warned: list[str] = []
     out = export_run(run, tmp_path / "export", "torchrec", warn=warned.append)
-    assert bool(warned) == (variant in ("qr", "memcom", "hybrid"))  # TorchRec cannot say these
+    # TorchRec cannot say these (int8c/int4c: its integer tables scale rows, not columns)
+    assert bool(warned) == (variant in ("qr", "memcom", "hybrid", "int8c", "int4c"))
     assert all("TorchRec cannot express" in w and "\n" not in w for w in warned)
     tensors = load_file(str(out / "weights.safetensors"))
     assert sum(t.numel() * t.element_size() for t in tensors.values()) == plan.table_bytes

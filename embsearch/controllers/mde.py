@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from embsearch.blocks import BITS
 from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller
 from embsearch.controllers.param_spec import Param
@@ -167,7 +168,7 @@ def _ladder(space: ComposedSpace, f: int) -> tuple[np.ndarray, list[tuple[int, .
         rank = (
             sum(o.stored_rows(rows) for o in opts),
             sum(o.dim for o in opts),
-            sum(_BITS[o.precision] for o in opts),
+            sum(BITS[o.precision] for o in opts),
         )
         if nbytes not in best or rank > best[nbytes][0]:
             best[nbytes] = (rank, keys)
@@ -177,6 +178,3 @@ def _ladder(space: ComposedSpace, f: int) -> tuple[np.ndarray, list[tuple[int, .
             costs.append(c)
             most_rows = best[c][0][0]
     return np.asarray(costs, dtype=np.float64), [best[c][1] for c in costs]
-
-
-_BITS = {"fp32": 32, "fp16": 16, "int8": 8}

@@ -29,7 +29,7 @@ import bisect
 import math
 from collections.abc import Sequence
 
-from embsearch.blocks import PRECISIONS
+from embsearch.blocks import BITS, PRECISIONS
 from embsearch.candidate import Candidate
 from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller
@@ -39,8 +39,6 @@ from embsearch.search_spaces import COMPOSED_SPACES, constrain
 from embsearch.search_spaces.base import SearchSpace
 from embsearch.search_spaces.composed import ComposedSpace
 from embsearch.search_spaces.pruned_rows import PrunedRowsSpace
-
-_BITS = {"fp32": 32, "fp16": 16, "int8": 8}
 
 
 def uniform_rows(space: ComposedSpace, dim: int, level: int, precision: str) -> Candidate | None:
@@ -135,7 +133,7 @@ def _composed_choice(space: ComposedSpace, budget: int) -> tuple[ComposedSpace, 
                     continue
                 cand = constrain.nearest(narrow, cand)
                 nbytes = narrow.bytes_of(cand)
-                rank = (-level, nbytes, dim, _BITS[p])
+                rank = (-level, nbytes, dim, BITS[p])
                 if nbytes <= budget and (best is None or rank > best[0]):
                     best = (rank, narrow, cand)
     if best is None:

@@ -106,7 +106,7 @@ class QRTable(BlockTable):
 
 class MEmComTable(BlockTable):
     """``memcom`` (Pansare et al. 2022): shared row ``id mod m`` times a per-id scalar
-    (part ``scalar``, starting at 1; fp16 in an int8 block)."""
+    (part ``scalar``, starting at 1; fp16 in an integer block)."""
 
     def __init__(self, spec: BlockSpec) -> None:
         super().__init__(spec)

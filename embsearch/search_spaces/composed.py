@@ -13,8 +13,9 @@
   ``op='mult'`` (the element-wise product, Shi et al.'s best-performing combination, and
   defined at dim 1); hashes use
   :func:`~embsearch.blocks.hash_coefficients` with seed 0;
-- ``precision``: fp32, fp16 and row-wise int8 per block (without it, the space's
-  ``--precision`` for every block).
+- ``precision``: fp32, fp16, row-wise int8 and the column-wise ``int8c`` and ``int4c``
+  (``blocks.py``: an extension, one scale per column, the only integer kinds cheap enough
+  for a tight budget) per block (without it, the space's ``--precision`` for every block).
 
 The generic candidate: ``candidate[f][g]`` is a *key* into ``block_options(f, g)``. In the
 dims-only spaces (``field_dims``, ``feature_dims``) the key is the dim itself, so their
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embsearch.blocks import PRECISIONS, BlockSpec, hash_coefficients
+from embsearch.blocks import BITS, PRECISIONS, BlockSpec, hash_coefficients
 from embsearch.budget import specs_bytes
 from embsearch.candidate import Candidate
 from embsearch.data.schema import Schema
@@ -48,8 +49,6 @@ from embsearch.search_spaces.knapsack import solve_mckp
 AXES = ("dims", "meta_table", "precision")
 #: QR's combination of its two tables in composed spaces (see the module docstring)
 QR_OP = "mult"
-#: a precision's bits a weight (the repair's distance between precisions)
-_BITS = {"fp32": 32, "fp16": 16, "int8": 8}
 
 
 @dataclass(frozen=True)
@@ -353,7 +352,7 @@ class ComposedSpace(SearchSpace):
         return (
             log2_distance(oa.dim, ob.dim)
             + log2_distance(oa.stored_rows(rows), ob.stored_rows(rows))
-            + abs(math.log2(_BITS[oa.precision] / _BITS[ob.precision]))
+            + abs(math.log2(BITS[oa.precision] / BITS[ob.precision]))
             + (0.25 if oa.kind != ob.kind else 0.0)
         )
 
