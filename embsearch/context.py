@@ -27,6 +27,7 @@ from embsearch.backbones.params import BUILTIN_KEYS, split_params
 from embsearch.backbones.regularize import combine, penalty
 from embsearch.data.dataset import Dataset
 from embsearch.embeddings.mixed_dim import MixedDimEmbedding
+from embsearch.embeddings.rows import set_column_qat
 from embsearch.plan import Plan
 from embsearch.search_spaces.base import SearchSpace
 from embsearch.train.device import seed_everything
@@ -138,8 +139,11 @@ class SearchContext:
         )
 
     def build_model(self, plan: Plan) -> CTRModel:
-        """The plan's mixed-dimension table in front of a fresh backbone, on ``device``."""
-        return CTRModel(MixedDimEmbedding(plan), self.plan_backbone(plan)).to(self.device)
+        """The plan's mixed-dimension table in front of a fresh backbone, on ``device``; its
+        int8c/int4c tables train quantisation-aware unless ``train.column_qat`` is off."""
+        emb = MixedDimEmbedding(plan)
+        set_column_qat(emb, self.train.column_qat)
+        return CTRModel(emb, self.plan_backbone(plan)).to(self.device)
 
     def penalty(
         self, own: Callable[[torch.nn.Module], torch.Tensor] | None = None

@@ -111,6 +111,7 @@ def make_context(
         eval_every=cfg.eval_every,
         progress=progress,
         lr_plateau_factor=split_params(params)[1]["lr_plateau_factor"],
+        column_qat=not cfg.column_ptq,
     )
     return SearchContext(
         dataset=dataset,

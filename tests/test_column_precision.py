@@ -1,6 +1,8 @@
 """Column-wise int8c / int4c (an extension of issue 21's precision axis, ``blocks.py``):
 bytes, packing, round trip, eval = the exported table, composed spaces, TorchRec."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embsearch.blocks import BlockSpec
-from embsearch.controllers.uniform import uniform_choice
+from embsearch.controllers.uniform import Uniform, uniform_choice
 from embsearch.embeddings.rows import (
     Rows,
     column_params,
@@ -21,8 +23,10 @@ from embsearch.embeddings.rows import (
 from embsearch.embeddings.tables import make_table
 from embsearch.export import torchrec_tables
 from embsearch.plan import FieldPlan, GroupPlan, Plan
+from embsearch.run_config import RunConfig
 from embsearch.search_spaces import COMPOSED_SPACES
 from embsearch.search_spaces.field_dims import FieldDimsSpace
+from embsearch.testing import make_test_context
 from tests.test_composed_spaces import schema_of
 
 
@@ -178,3 +182,13 @@ def test_the_precision_axis_offers_them_and_uniform_takes_the_setting_of_most_by
     # full rows everywhere; int4c at dim 12 (6 B an id + 8 B a column) beats fp16 dim 3 (6 B)
     assert {(o.kind, o.precision, o.dim) for o in opts} == {("full", "int4c", 12)}
     assert narrow.bytes_of(cand) <= budget
+
+
+def test_column_ptq_turns_qat_off_and_is_recorded_only_when_on():
+    ctx = make_test_context(Uniform)
+    rows = [m for m in ctx.build_model(_plan("int4c")).modules() if isinstance(m, Rows)]
+    assert rows and all(r.qat for r in rows)  # the default: quantisation-aware
+    ptq = replace(ctx, train=replace(ctx.train, column_qat=False))
+    assert not any(m.qat for m in ptq.build_model(_plan("int4c")).modules() if isinstance(m, Rows))
+    assert "column_ptq" not in RunConfig().to_json()  # earlier runs' configs still match
+    assert RunConfig(column_ptq=True).to_json()["column_ptq"] is True

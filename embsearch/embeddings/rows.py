@@ -121,6 +121,13 @@ def _fake_quantise(
     return e + (q - e).detach() if grad else q
 
 
+def set_column_qat(module: nn.Module, on: bool) -> None:
+    """Turn quantisation-aware training of every column-wise table in ``module`` on or off."""
+    for m in module.modules():
+        if isinstance(m, Rows):
+            m.qat = bool(on) and m.bits > 0
+
+
 class Rows(nn.Module):
     """A ``rows x dim`` table at ``precision``; ``forward(idx)`` gives ``[*idx.shape, dim]``
     fp32 vectors. ``qat``: column-wise precisions train quantisation-aware (module

@@ -50,6 +50,8 @@ class TrainConfig:
     eval_batch_size: int = 65536
     amp: bool = True
     progress: bool = True
+    # int8c/int4c tables train quantisation-aware (embeddings/rows.py; False: --column-ptq)
+    column_qat: bool = True
 
 
 @dataclass
