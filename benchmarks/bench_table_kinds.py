@@ -2,11 +2,12 @@
 
 One field of ``--rows`` ids at ``--dim`` 16, batches of ``--batch`` ids drawn from a Zipf-like
 law over the frequency-ranked ids (a power 1.1, as CTR ids are). Each kind (``blocks.py``)
-at its issue-21 sizes: ``full`` at fp32, fp16 and int8; ``hash`` and ``memcom`` with m =
+at its issue-21 sizes: ``full`` at fp32, fp16, int8 and the column-wise int8c and int4c
+(their ``train`` is quantisation-aware, the default); ``hash`` and ``memcom`` with m =
 rows / 10; ``qr`` with c = ceil(sqrt(rows)) (concat, add and mult); ``pruned`` keeping half.
 ``lookup``: eval-mode forward under ``torch.no_grad`` (fp16 and int8 round the gathered rows,
 as the stored table gives them); ``packed``: the same after loading the exported tensors
-(fp16 rows, int8 codes dequantised on lookup); ``train``: forward + backward. Each figure is
+(fp16 rows, int8/int8c/int4c codes dequantised on lookup); ``train``: forward + backward. Each figure is
 the median of ``--repeats`` timings of ``--steps`` batches, in million ids per CPU second
 (process time, one thread: the 2-core machine is shared, so wall time measures the load); the
 repeats go round-robin over the kinds (load from other processes spreads over all of them),
@@ -40,6 +41,8 @@ def kinds(rows: int, dim: int) -> dict[str, BlockSpec]:
         "full fp32": BlockSpec("full", rows, dim),
         "full fp16": BlockSpec("full", rows, dim, "fp16"),
         "full int8": BlockSpec("full", rows, dim, "int8"),
+        "full int8c": BlockSpec("full", rows, dim, "int8c"),
+        "full int4c": BlockSpec("full", rows, dim, "int4c"),
         "hash m=rows/10": BlockSpec("hash", rows, dim, m=m, a=2654435761 % (2**31 - 1), b=97),
         "qr concat c=sqrt": BlockSpec("qr", rows, dim, c=c, op="concat"),
         "qr add c=sqrt": BlockSpec("qr", rows, dim, c=c, op="add"),
@@ -71,12 +74,14 @@ def modes(spec: BlockSpec) -> dict:
     packed.eval()
 
     def train(ids: torch.Tensor) -> None:
-        table.train()
+        if not table.training:  # once a pass (Rows.train restarts a QAT table's column range)
+            table.train()
         table.zero_grad(set_to_none=True)
         table(ids).sum().backward()
 
     def lookup(ids: torch.Tensor) -> None:
-        table.eval()
+        if table.training:  # once a pass (int8c/int4c then compute their column range once)
+            table.eval()
         with torch.no_grad():
             table(ids)
 

@@ -15,8 +15,10 @@ store, then rounded to the block's precision as the export stores it:
 - ``qr`` with ``op='mult'``: per column, the quotient x remainder tables are a rank-one
   least-squares fit of the ``ceil(n / c) x c`` matrix of that column (its cells of ids
   beyond ``n`` left out; alternating least squares, :data:`QR_ITERATIONS` rounds);
-- precision: ``fp16`` rounds the stored tables, ``int8`` quantises them row-wise
-  (:func:`~embsearch.embeddings.rows.round_rows`).
+- precision: ``fp16`` rounds the stored tables, ``int8`` quantises them row-wise,
+  ``int8c``/``int4c`` column-wise over each fitted table, with its own column ranges, as
+  the export does (:func:`~embsearch.embeddings.rows.round_rows`: a fake quantisation of the
+  supernet's rows after training, where the retrained plan trains quantisation-aware).
 
 The candidate's score is then the validation AUC of the supernet's backbone on those
 embeddings, on a fixed stratified subsample (as :class:`~embsearch.evaluator.InheritedWeightEvaluator`).
