@@ -1,5 +1,6 @@
-"""RL searches resume (issue 22 item 4). A NIS search is SIGKILLed while its supernet trains
-alternating with the policies (once its epoch-1 checkpoint is written), resumed, killed again
+"""RL searches resume (issue 22 item 4). A NIS search (``warmup=0.5``: epoch 1 on the
+supernet's own draws, epoch 2 alternating with the policies) is SIGKILLed while its supernet
+trains (once its epoch-1 checkpoint is written), resumed, killed again
 while scoring its ``KILL_AFTER``-th step-6 sample on the trained supernet, and resumed to
 the end: the supernet continued from its checkpoint with the policies as they were then
 (the same supernet, bitwise: the same validation AUC), step 6 replayed the killed run's
@@ -81,7 +82,7 @@ KillingESAPN = esapn.ESAPN
 NIS_ARGS = [
     "--budget", "15%", "--epochs", "1", "--batch-size", "512", "--threads", "1", "--quiet",
     "--param", "supernet_epochs=2", "--param", "policy_every=2", "--param", "policy_batch=8", "--param", "search_updates=3",
-    "--param", "val_rows=512",
+    "--param", "val_rows=512", "--param", "warmup=0.5",
 ]  # fmt: skip
 KILL_AFTER = 5
 
