@@ -31,9 +31,10 @@ Rule = Callable[[float, float], bool]  # (gain, SE) -> serve the pick
 
 
 def rules(margin_se: float) -> dict[str, Rule]:
-    """The gate rules compared: the SE margin alone, with the ``composed_min_gain`` floor
+    """The gate rules compared: no gate (``uniform_margin=0``), the SE margin alone, with the ``composed_min_gain`` floor
     (today's default 0.005 and others), and larger SE margins instead of a floor."""
-    out: dict[str, Rule] = {f"{margin_se:g} SE": lambda g, s: g > margin_se * s}
+    out: dict[str, Rule] = {"the pick always": lambda g, s: True}
+    out[f"{margin_se:g} SE"] = lambda g, s: g > margin_se * s
     for floor in (0.002, 0.005, 0.01, 0.03):
         out[f"{margin_se:g} SE + {floor:g}"] = lambda g, s, f=floor: g > margin_se * s and g >= f
     for k in (3.0, 4.0, 6.0, 10.0):
