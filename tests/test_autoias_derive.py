@@ -49,19 +49,23 @@ def test_derive_keeps_the_best_by_the_held_out_reward_and_the_most_likely_on_tie
     assert dims == [0, 0, 0] and record["chosen"] == "most likely"
 
 
-def test_search_derives_within_the_budget_from_held_out_rows():
-    """``derive_samples`` > 0: the plan is the candidate with the best reward on rows the
-    generator was not trained on (disjoint from its reward rows), within the budget; 0: the
-    generator's most likely architecture, as before."""
+@pytest.fixture(scope="module")
+def ctx():
     ds = make_synthetic(rows=3000, seed=1, cardinalities=(40, 60, 30, 50), informative=(1, 2))
     space = FieldDimsSpace(ds.schema, 8)
     budget = int(space.full_table_bytes() * 0.4)
     cfg = TrainConfig(epochs=1, batch_size=512, progress=False)
-    ctx = SearchContext(ds, space, [budget], train=cfg, seed=0, log=lambda m: None)
-    ctrl = AutoIAS(**QUICK, derive_samples=6)
+    return SearchContext(ds, space, [budget], train=cfg, seed=0, log=lambda m: None)
+
+
+def test_search_derives_by_default_within_the_budget_from_held_out_rows(ctx):
+    """By default (``derive_samples`` 16) the plan is the candidate with the best reward on
+    validation rows the generator was not trained on, within the budget (the most likely
+    architecture retrained 0.0036 below it at frappe 25%, seeds 0-2)."""
+    ctrl = AutoIAS(**QUICK)
     plan = ctrl.search(ctx)
-    rec = plan.extra["derivation"]
-    assert plan.table_bytes <= budget and 2 <= rec["candidates"] <= 7
+    rec, budget, space = plan.extra["derivation"], ctx.budget, ctrl.state.space
+    assert plan.table_bytes <= budget and 2 <= rec["candidates"] <= 17
     assert rec["chosen_reward"] >= rec["most_likely_reward"]
     st = ctrl.state
     assert len(st.held_y) == 4 * len(st.y)  # HELD_OUT times val_rows (held_out_rows: disjoint)
@@ -70,5 +74,17 @@ def test_search_derives_within_the_budget_from_held_out_rows():
     widths = [ctrl.mlp_widths.index(w) for w in mlp]
     held = ctrl.reward(ctrl.score(dims, ops, widths, held=True))
     assert held == pytest.approx(rec["chosen_reward"], abs=1e-6)  # the plan is the choice
-    plain = AutoIAS(**QUICK).search(ctx)
-    assert plain.extra["derivation"] is None
+
+
+@pytest.mark.parametrize("params", [{"derive_samples": 0}, {"val_rows": 200}])
+def test_the_most_likely_architecture_without_derivation_or_held_out_rows(ctx, params):
+    """``derive_samples=0``, or fewer validation rows outside the reward's than ``val_rows``
+    (300 here: the best of the draws on the reward's own rows would pick their noise): the
+    plan is the generator's most likely architecture."""
+    ctrl = AutoIAS(**{**QUICK, **params})
+    plan = ctrl.search(ctx)
+    rec = plan.extra["derivation"]
+    assert rec is None if params.get("derive_samples") == 0 else "fewer held-out" in rec["rule"]
+    assert ctrl.state.held_rows is None
+    dims, _, _ = ctrl.discretise(ctrl.state.policies[ctx.budget], ctx.budget)
+    assert [f.dims[0] for f in plan.fields] == [ctrl.state.space.candidates[d] for d in dims]

@@ -7,7 +7,11 @@ The candidates are the generator's most likely architecture within the budget (w
 ``derive_samples=0`` returns) and ``derive_samples`` draws; the scores are the reward's, but
 on *held-out* validation rows (:func:`held_out_rows`, disjoint from the rows the generator
 was trained on): the best of many scores on the rows the policy was fitted to would pick
-that subsample's noise.
+that subsample's noise. With fewer held-out rows than ``val_rows`` (a small validation
+split) the most likely architecture is kept: on the planted test's 2,000 validation rows,
+all of them reward rows, the best of the draws on those rows fell to an informative/noise
+ratio of 1.65 (seed 0, the most likely's 2.96) and agreed with the untrained generator's
+plan on half the fields (seed 2).
 """
 
 from __future__ import annotations

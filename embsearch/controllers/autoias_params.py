@@ -93,13 +93,14 @@ AUTOIAS_SPECS: dict[str, Param] = {
         "loss picked the narrowest MLP (64-64) on frappe, which retrained 0.009 below",
     ),
     "derive_samples": Param(
-        0,
+        16,
         "int",
-        "the final architecture: 0, the generator's most likely within the budget; N > 0, the "
-        "best by the reward on held-out validation rows of the most likely and N draws",
+        "the final architecture: the best by the reward on held-out validation rows of the "
+        "generator's most likely architecture within the budget and this many draws (0: the "
+        "most likely)",
         0,
-        extension="ENAS's derivation (best of draws, scored with inherited weights); AutoIAS's "
-        "own rule is not given",
+        extension="ENAS's derivation (the best of draws scored with inherited weights; AutoIAS's "
+        "own rule is not given): the most likely gave frappe 25% 0.0036 below it (seeds 0-2)",
     ),
     "val_rows": Param(
         2048,
