@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from embsearch.controllers.esapn_policy import field_advantages, frequency_bucket
+from embsearch.controllers.esapn_policy import (
+    SizePolicy,
+    _gradients,
+    field_advantages,
+    frequency_bucket,
+    reinforce_step,
+)
 from embsearch.controllers.esapn_walk import Walk, WalkSettings, _buckets, _distinct, _per_id
+from embsearch.train.trainer import make_adam
 
 
 def _advantages_by_index_add(rewards: torch.Tensor, fields: torch.Tensor, n: int) -> torch.Tensor:
@@ -71,3 +78,72 @@ def test_distinct_rows_and_per_id_losses_equal_torch(n_rows):
         0, inv, per_row.double().repeat_interleave(4)
     )
     assert torch.equal(got, ref / occ)
+
+
+def _table_by_einsum(pol):
+    """:meth:`SizePolicy.table` as it was written before the pass-cost work."""
+    h = torch.tanh(pol.freq[:, :, None, :] + pol.size[:, None, :, :] + pol.bias[:, None, None])
+    return torch.einsum("fbsh,fha->fbsa", h, pol.out) + pol.out_bias[:, None, None]
+
+
+def _autograd_step(pol, opt, states, actions, adv) -> None:
+    """The REINFORCE step by autograd through the einsum table (before the pass-cost work)."""
+    lp = pol.log_probs(*states, _table_by_einsum(pol)).gather(1, actions[:, None])[:, 0]
+    loss = -(adv.float() * lp).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_analytic_reinforce_step_equals_autograd_bit_for_bit(seed):
+    """Gradients and the weights after each of four Adam steps (the first by ``opt.step()``,
+    the others by the direct fused call), over random states (some masked), actions and
+    advantages, fields 1-13 and up to 600 decisions."""
+    g = torch.Generator().manual_seed(seed)
+    n_fields = int(torch.randint(1, 14, (1,), generator=g))
+    policies = [SizePolicy(n_fields, 16, 6, hidden=32, seed=seed) for _ in range(2)]
+    with torch.no_grad():
+        for p, q in zip(*(pol.parameters() for pol in policies)):
+            p.add_(torch.randn(p.shape, generator=g) * 0.3)
+            q.copy_(p)
+    opts = [make_adam(pol.parameters(), 0.01) for pol in policies]
+    for _ in range(4):
+        n = int(torch.randint(1, 600, (1,), generator=g))
+        states = (
+            torch.randint(n_fields, (n,), generator=g),
+            torch.randint(16, (n,), generator=g),
+            torch.randint(6, (n,), generator=g),
+            torch.rand(n, generator=g) < 0.8,
+        )
+        actions = torch.randint(2, (n,), generator=g) * states[3]
+        adv = torch.randn(n, generator=g, dtype=torch.float64)
+        pol, table = policies[1], policies[1].evaluate()
+        with torch.no_grad():
+            flat = pol.flat_index(*states[:3])
+            lp = pol._log_probs_at(flat, states[3], table.logits)
+            grads = _gradients(pol.out, flat, states[3], actions, adv, lp, table.hidden)
+        _autograd_step(policies[0], opts[0], states, actions, adv)
+        assert all(torch.equal(p.grad, d) for p, d in zip(policies[0].parameters(), grads))
+        reinforce_step(pol, opts[1], states, actions, adv, table)
+        assert all(torch.equal(p, q) for p, q in zip(*(pol.parameters() for pol in policies)))
+    assert opts[1].state_dict()["state"][0]["step"] == 4
+    with torch.no_grad():
+        assert torch.equal(_table_by_einsum(policies[0]), policies[1].evaluate().logits)
+    assert torch.equal(policies[0].table(), policies[1].evaluate().logits)
+
+
+def test_growing_supernet_mask_lookup_equals_the_broadcast_compare():
+    from embsearch.embeddings.supernets import GrowingSupernet
+    from embsearch.embeddings.supernets.masked import MaskedSupernet
+
+    emb = GrowingSupernet(8, [1, 2, 4, 8], [[(0, 30)], [(0, 20)]], ["a", "b"], 1, seed=0)
+    dims = torch.tensor([1, 2, 4, 8])[torch.randint(0, 4, (64, 2))]
+    assert torch.equal(emb.column_mask(dims), MaskedSupernet.column_mask(emb, dims))
+    x = torch.stack([torch.randint(0, 30, (64,)), torch.randint(0, 20, (64,))], 1)
+    emb.grow(torch.arange(0, 50, 3), torch.full((17,), 4))
+    with torch.no_grad():
+        emb.table.normal_()  # every column non-zero: the mask decides
+    rows = emb.rows_of(x)
+    full = emb.table.index_select(0, rows.reshape(-1)).view(64, 2, 8)
+    assert torch.equal(emb(x), full * MaskedSupernet.column_mask(emb, emb.row_dims[rows]))

@@ -9,11 +9,22 @@ first layer of a one-hot input is a lookup, so the hidden layer is
 ``tanh(F[field, bucket] + D[field, dim] + b)``. Every field's network is evaluated at once
 (``[fields, ...]`` weights). An action the state rules out (enlarge at the largest dim, or
 beyond the budget) is masked with a large finite logit: no ``-inf`` reaches an update.
+
+Cost (issue 23: a streaming pass at most 1.5x a plain epoch). The networks are tiny (a
+``[fields, 16, 6, 32]`` hidden layer), so autograd's per-operation overhead was most of
+their update. :meth:`SizePolicy.evaluate` computes the table once per batch without a
+graph, keeping its hidden layer, and :func:`reinforce_step` takes the REINFORCE gradient
+analytically through the same ATen kernels autograd's backward calls (the gather's
+scatter-add, ``_log_softmax_backward_data``, the ``index_select``'s ``index_add``, the
+einsum's two ``bmm``, ``tanh_backward`` and the broadcasts' sums), in the same order: the
+gradients are autograd's bit for bit (tests/test_esapn_walk.py), so the pass is unchanged.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +38,16 @@ KEEP, ENLARGE = 0, 1
 def frequency_bucket(counts: torch.Tensor, buckets: int) -> torch.Tensor:
     """``floor(log2(1 + count))``, capped at ``buckets - 1``."""
     return torch.log2(counts.double() + 1.0).floor().long().clamp(0, buckets - 1)
+
+
+@dataclass
+class PolicyTable:
+    """The policies at their current weights (:meth:`SizePolicy.evaluate`): the logits of
+    every state, ``[fields, buckets, sizes, 2]``, and the hidden layer they came from
+    (``[fields, buckets, sizes, hidden]``, for :func:`reinforce_step`'s gradient)."""
+
+    logits: torch.Tensor
+    hidden: torch.Tensor
 
 
 class SizePolicy(nn.Module):
@@ -50,12 +71,27 @@ class SizePolicy(nn.Module):
         self.buckets, self.sizes = int(buckets), int(sizes)
         self.generator = g
 
-    def table(self) -> torch.Tensor:
-        """Logits of every state, ``[fields, buckets, sizes, 2]`` (with grad)."""
-        h = torch.tanh(
+    def _hidden(self) -> torch.Tensor:
+        return torch.tanh(
             self.freq[:, :, None, :] + self.size[:, None, :, :] + self.bias[:, None, None]
         )
-        return torch.einsum("fbsh,fha->fbsa", h, self.out) + self.out_bias[:, None, None]
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        # einsum("fbsh,fha->fbsa", h, out) as the one bmm einsum runs (its parsing cost more)
+        f, b, s, hidden = h.shape
+        return (
+            h.view(f, b * s, hidden).bmm(self.out).view(f, b, s, 2) + self.out_bias[:, None, None]
+        )
+
+    def table(self) -> torch.Tensor:
+        """Logits of every state, ``[fields, buckets, sizes, 2]`` (with grad)."""
+        return self._logits(self._hidden())
+
+    @torch.no_grad()
+    def evaluate(self) -> PolicyTable:
+        """:meth:`table`'s logits (the same values, no graph) and the hidden layer."""
+        h = self._hidden()
+        return PolicyTable(self._logits(h), h)
 
     def log_probs(
         self,
@@ -69,10 +105,19 @@ class SizePolicy(nn.Module):
         ``can_grow`` is false (then keep has probability 1). ``table``: :meth:`table`, if
         the caller has it (one per step serves the sampling and the update)."""
         table = self.table() if table is None else table
-        flat = (fields * self.buckets + buckets) * self.sizes + sizes  # index_select: its
-        logits = table.reshape(-1, 2).index_select(0, flat)  # backward is one index_add
-        enlarge = torch.where(can_grow, logits[:, ENLARGE], MASKED)
-        return torch.log_softmax(torch.stack([logits[:, KEEP], enlarge], -1), -1)
+        return self._log_probs_at(self.flat_index(fields, buckets, sizes), can_grow, table)
+
+    def flat_index(self, fields: Any, buckets: Any, sizes: Any) -> Any:
+        """Each state's row in the table's ``reshape(-1, 2)`` (tensors or numpy arrays)."""
+        return (fields * self.buckets + buckets) * self.sizes + sizes
+
+    @staticmethod
+    def _log_probs_at(
+        flat: torch.Tensor, can_grow: torch.Tensor, table: torch.Tensor
+    ) -> torch.Tensor:
+        # index_select: its backward is one index_add
+        logits = table.reshape(-1, 2).index_select(0, flat)
+        return torch.log_softmax(torch.where(_open(can_grow), logits, MASKED), -1)
 
     @torch.no_grad()
     def sample(
@@ -85,9 +130,18 @@ class SizePolicy(nn.Module):
         table: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """An action per state (``greedy``: the more likely one, keep on a tie)."""
+        if not greedy:
+            return self.sample_at(self.flat_index(fields, buckets, sizes), can_grow, table)
         lp = self.log_probs(fields, buckets, sizes, can_grow, table)
-        if greedy:
-            return (lp[:, ENLARGE] > lp[:, KEEP]).long()
+        return (lp[:, ENLARGE] > lp[:, KEEP]).long()
+
+    @torch.no_grad()
+    def sample_at(
+        self, flat: torch.Tensor, can_grow: torch.Tensor, table: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`sample` of the states at the table's rows ``flat`` (:meth:`flat_index`)."""
+        table = self.table() if table is None else table
+        lp = self._log_probs_at(flat, can_grow, table)
         return torch.multinomial(lp.exp(), 1, generator=self.generator)[:, 0]
 
     @torch.no_grad()
@@ -102,19 +156,107 @@ def reinforce_step(
     states: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     actions: torch.Tensor,
     advantages: torch.Tensor,
-    table: torch.Tensor | None = None,
+    table: PolicyTable | None = None,
 ) -> float:
     """One REINFORCE step: loss ``-mean(A * log pi(a | s))``; returns the loss. The
-    advantages must be finite (checked). ``table``: the policy's :meth:`SizePolicy.table`
-    at its current weights, with its graph, if the caller has it."""
-    if not bool(torch.isfinite(advantages).all()):
+    advantages (on the CPU) must be finite (checked). ``table``: :meth:`SizePolicy.evaluate`
+    at the policy's current weights, if the caller has it. The gradient is autograd's, bit
+    for bit, without its graph (the module docstring)."""
+    if not np.isfinite(advantages.numpy()).all():
         raise ValueError("internal: a non-finite advantage reached the policy")
-    lp = policy.log_probs(*states, table).gather(1, actions[:, None])[:, 0]
-    loss = -(advantages.float() * lp).mean()
+    table = policy.evaluate() if table is None else table
+    params = [policy.freq, policy.size, policy.bias, policy.out, policy.out_bias]
+    with torch.no_grad():
+        flat = torch.from_numpy(policy.flat_index(*(s.numpy() for s in states[:3])))
+        lp = policy._log_probs_at(flat, states[3], table.logits)
+        grads = _gradients(policy.out, flat, states[3], actions, advantages, lp, table.hidden)
+        adam_step(opt, params, grads)
+    taken = lp.numpy()[np.arange(len(actions)), actions.numpy()]
+    return -float(np.mean(advantages.numpy() * taken))  # float64: only reported
+
+
+_KEEP_OPEN = torch.tensor([True, False])
+
+
+def _open(can_grow: torch.Tensor) -> torch.Tensor:
+    """``[n, 2]``: which of keep/enlarge each state allows (keep always)."""
+    return can_grow[:, None] | _KEEP_OPEN
+
+
+def _gradients(
+    out: torch.Tensor,
+    flat: torch.Tensor,
+    can_grow: torch.Tensor,
+    actions: torch.Tensor,
+    advantages: torch.Tensor,
+    lp: torch.Tensor,
+    h: torch.Tensor,
+) -> list[torch.Tensor]:
+    """The loss's gradient with respect to ``freq, size, bias, out, out_bias``: autograd's
+    backward of :meth:`SizePolicy.log_probs` over :meth:`SizePolicy.table`, step by step
+    (``out``: the output weights; ``flat``: the states' table rows; ``lp``: their
+    log-probabilities; ``h``: the table's hidden layer)."""
+    n_fields, n_b, n_s, hidden = h.shape
+    # mean, negation and the product with A: d loss / d log pi(a | s) = (-1 / n) * A
+    d_taken = advantages.float() * (torch.tensor(-1.0) / len(actions))
+    d_lp = torch.zeros_like(lp).scatter_add_(1, actions[:, None], d_taken[:, None])  # gather
+    d_in = torch._log_softmax_backward_data(d_lp, lp, -1, lp.dtype)
+    d_logits = torch.where(_open(can_grow), d_in, 0.0)  # the masked enlarge: no gradient
+    d_table = torch.zeros(n_fields * n_b * n_s, 2).index_add_(0, flat, d_logits)  # index_select
+    d_table3 = d_table.view(n_fields, n_b * n_s, 2)
+    # the table's product is one bmm of [fields, buckets * sizes, hidden] by [fields, hidden, 2]
+    d_out = h.view(n_fields, n_b * n_s, hidden).transpose(1, 2).bmm(d_table3)
+    d_h = d_table3.bmm(out.transpose(1, 2)).view(h.shape)
+    d_pre = torch.ops.aten.tanh_backward(d_h, h)
+    d_table4 = d_table.view(n_fields, n_b, n_s, 2)
+    return [d_pre.sum(2), d_pre.sum(1), d_pre.sum([1, 2]), d_out, d_table4.sum([1, 2])]
+
+
+def adam_step(opt: torch.optim.Optimizer, params: list[torch.Tensor], grads: list) -> None:
+    """``opt.step()`` with ``grads`` as the gradients of ``params``. A fused Adam over exactly
+    these parameters, with its state made by a first step, runs what ``Adam.step`` runs
+    for it (the steps' increment, then one ``torch._fused_adam_``), without its Python
+    bookkeeping (more than the kernel for the policies' five small tensors); anything else
+    sets the gradients and calls ``opt.step()``."""
+    group = opt.param_groups[0]
+    states = [opt.state.get(p) for p in params]
+    if (
+        type(opt) is torch.optim.Adam
+        and len(opt.param_groups) == 1
+        and group.get("fused")
+        and all(states)
+        and {id(p) for p in group["params"]} == {id(p) for p in params}
+        and not any(group.get(k) for k in _SLOW_ADAM)
+        and not isinstance(group["lr"], torch.Tensor)
+    ):
+        steps = [s["step"] for s in states]  # type: ignore[index]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(
+            params,
+            grads,
+            [s["exp_avg"] for s in states],  # type: ignore[index]
+            [s["exp_avg_sq"] for s in states],  # type: ignore[index]
+            [],
+            steps,
+            amsgrad=False,
+            lr=group["lr"],
+            beta1=group["betas"][0],
+            beta2=group["betas"][1],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )
+        return
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    for p, g in zip(params, grads):
+        p.grad = g
     opt.step()
-    return float(loss.detach())
+
+
+# Adam options the direct call does not take
+_SLOW_ADAM = ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
 
 
 def field_advantages(rewards: torch.Tensor, fields: torch.Tensor, n_fields: int) -> torch.Tensor:

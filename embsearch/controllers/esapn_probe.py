@@ -32,10 +32,17 @@ from embsearch.embeddings.supernets import GrowingSupernet
 class ReplayDropout:
     """While installed (:meth:`installed`), the model's ``nn.Dropout`` modules in training
     mode keep the mask each draws (:attr:`recording`) or apply the masks they kept
-    (``recording`` false: no random draw)."""
+    (``recording`` false: no random draw).
+
+    On the CPU a recording module runs ``torch.dropout``'s own CPU steps (a float noise
+    ``bernoulli_(1 - p)``, divided by ``1 - p``, times the input: what ``nn.Dropout`` runs in
+    a plain epoch, the same draws and values) and keeps the noise, so the probe's replay is
+    one product. (``torch.native_dropout``'s boolean mask, used before, was cast to float
+    three times a batch: in its forward, its backward and the replay.) Elsewhere
+    ``torch.dropout`` is ``native_dropout``'s fused kernel, kept with its mask."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.modules = [m for m in model.modules() if type(m) is nn.Dropout and m.p > 0]
+        self.modules = [m for m in model.modules() if type(m) is nn.Dropout and 0 < m.p < 1]
         self.masks: dict[int, torch.Tensor] = {}
         self.recording = True
 
@@ -44,10 +51,17 @@ class ReplayDropout:
             return x
         key = id(module)
         if self.recording:
+            if x.device.type == "cpu":
+                noise = torch.empty_like(x).bernoulli_(1 - module.p)
+                noise.div_(1 - module.p)
+                self.masks[key] = noise
+                return x.mul_(noise) if module.inplace else x * noise
             out, mask = torch.native_dropout(x, module.p, True)
             self.masks[key] = mask
             return out
         mask = self.masks[key]
+        if mask.dtype != torch.bool:  # the CPU's noise
+            return x * mask
         return x * mask * (1.0 / (1.0 - module.p))
 
     @contextmanager

@@ -155,9 +155,8 @@ class Walk:
         can_grow = (sizes < len(self.row_cost) - 1) & (step <= slack + 1e-9)
         buckets = _buckets(self.count.numpy()[un], self.settings.buckets)
         fields = self.field_of_row.numpy()[un]
-        actions = policy.sample(
-            *(torch.from_numpy(a) for a in (fields, buckets, sizes, can_grow)), table=table
-        ).numpy()
+        flat = torch.from_numpy(policy.flat_index(fields, buckets, sizes))
+        actions = policy.sample_at(flat, torch.from_numpy(can_grow), table).numpy()
         # the batch's growths together within the slack: in a random order, the first that fit
         want = np.flatnonzero(actions == ENLARGE)
         order = want[torch.randperm(len(want), generator=policy.generator).numpy()]
@@ -318,22 +317,26 @@ def _step(
     """One batch of :func:`walk`."""
     rows = (x.to(offsets.device) + offsets).reshape(-1).cpu()
     u, inv, occ = _distinct(rows, len(state.size))
-    d = state.deciding(u, occ)
-    ud = u[d]
+    d = state.deciding(u, occ).numpy()
+    un = u.numpy()
+    ud = torch.from_numpy(un[d])
     emb: GrowingSupernet | None = None if model is None else model.embedding  # type: ignore[assignment]
     pending = state.pending.numpy()
-    probed = np.flatnonzero(pending[u.numpy()] == ENLARGE) if replay is not None else []
+    probed = np.flatnonzero(pending[un] == ENLARGE) if replay is not None else []
     dims = None
     if emb is not None and len(probed) and state.step % state.settings.probe_every == 0:
         dims = _probe_dims(emb, x, rows, state, values)
-    with torch.set_grad_enabled(policy_opt is not None):  # one table: sampling and update
-        table = policy.table()
-    state.decide(ud, policy, table.detach())
-    state.count.numpy()[u.numpy()] += occ.numpy()
+    table = policy.evaluate()  # one table: the sampling and the update
+    state.decide(ud, policy, table.logits)
+    state.count.numpy()[un] += occ.numpy()
     state.step += 1
     if model is None or opt is None or emb is None:
         return
-    emb.grow(ud.to(emb.row_dims.device), values[state.size[ud]].to(emb.row_dims.device))
+    if emb.row_dims.device.type == "cpu":  # GrowingSupernet.grow on numpy views (rows distinct)
+        row_dims, udn = emb.row_dims.numpy(), ud.numpy()
+        row_dims[udn] = np.maximum(row_dims[udn], values.numpy()[state.size.numpy()[udn]])
+    else:
+        emb.grow(ud.to(emb.row_dims.device), values[state.size[ud]].to(emb.row_dims.device))
     rng = torch.get_rng_state() if dims is not None else None
     logits = model(x).float()  # a growth's new columns are zero: as before
     per_row = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
@@ -346,20 +349,24 @@ def _step(
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    now = _per_id(per_row, inv, occ, x.shape[1])
+    now = _per_id(per_row, inv, occ, x.shape[1]).numpy()
     if probe is not None:
-        before = _per_id(probe, inv, occ, x.shape[1])
-        at = torch.from_numpy(probed)
-        state.measure(u[at], before[at] - now[at])
-    got = state.reward(ud, now[d])
+        before = _per_id(probe, inv, occ, x.shape[1]).numpy()
+        state.measure(torch.from_numpy(un[probed]), torch.from_numpy(before[probed] - now[probed]))
+    got = state.reward(ud, torch.from_numpy(now[d]))
     if policy_opt is not None and len(got.rows):
-        fields = state.field_of_row[got.rows]
+        fields = torch.from_numpy(state.field_of_row.numpy()[got.rows.numpy()])
         adv = (
             field_advantages(got.rewards, fields, state.n_fields)
             if state.settings.advantage == "field"
             else got.rewards
         )
-        states = (fields, got.states[:, 0], got.states[:, 1], got.states[:, 2].bool())
+        s = got.states.numpy()
+        states = (
+            fields,
+            *(torch.from_numpy(s[:, k]) for k in (0, 1)),
+            torch.from_numpy(s[:, 2] > 0),
+        )
         reinforce_step(policy, policy_opt, states, got.actions, adv, table)
         state.updates += 1
 
