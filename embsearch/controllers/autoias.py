@@ -46,9 +46,9 @@ data, DeepFM's 192). Kept from the paper: the one-shot supernet, per-example sam
 the distillation every step. Extensions that cut the cost (each a parameter with its
 reason): the teacher on half of each batch (``teacher_rows``), 16 generator samples per
 update (``policy_batch``) and the supernet stopped at its first validation without a better
-AUC (``supernet_patience``; its best weights kept). Search / one full training in CPU time:
-synthetic (10 epochs) 3.98x, 3.70x, 4.27x on seeds 0-2 (6.0x with teacher_rows 1,
-policy_batch 32 and the run's patience), the frappe split (30 epochs) 3.2x.
+AUC (``supernet_patience``; its best weights kept). Search / one full training in CPU time,
+synthetic (10 epochs), seeds 0-2: 3.99x, 3.74x, 3.94x with step 5's derivation (0.9 s of
+about 29; 6.0x with teacher_rows 1, policy_batch 32 and the run's patience).
 
 Resume (``--resume``, issue 22 item 4): the generators the supernet's examples are drawn from
 are its training hooks' state, saved with every per-epoch checkpoint and with the trained
