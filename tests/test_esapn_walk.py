@@ -147,3 +147,20 @@ def test_growing_supernet_mask_lookup_equals_the_broadcast_compare():
     rows = emb.rows_of(x)
     full = emb.table.index_select(0, rows.reshape(-1)).view(64, 2, 8)
     assert torch.equal(emb(x), full * MaskedSupernet.column_mask(emb, emb.row_dims[rows]))
+
+
+def test_sampling_from_the_evaluated_table_equals_multinomial():
+    """:meth:`SizePolicy.sample_rows` (numpy, the table's precomputed rows) draws the same
+    actions as ``torch.multinomial`` over the states' own log-probabilities, and leaves the
+    generator in the same state; a masked enlarge is never drawn."""
+    pols = [SizePolicy(5, 16, 6, hidden=32, seed=3) for _ in range(2)]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        n = int(torch.randint(1, 700, (1,), generator=g))
+        f, b, s = (torch.randint(k, (n,), generator=g) for k in (5, 16, 6))
+        grow = torch.rand(n, generator=g) < 0.7
+        want = pols[0].sample(f, b, s, grow)
+        table = pols[1].evaluate()
+        got = pols[1].sample_rows(pols[1].flat_index(f, b, s).numpy(), grow.numpy(), table)
+        assert np.array_equal(got, want.numpy()) and not got[~grow.numpy()].any()
+        assert torch.equal(pols[0].generator.get_state(), pols[1].generator.get_state())

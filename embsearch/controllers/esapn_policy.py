@@ -33,6 +33,7 @@ from torch import nn
 from embsearch.controllers.nis_policy import MASKED  # a ruled-out action's finite logit
 
 KEEP, ENLARGE = 0, 1
+_KEEP_OPEN = torch.tensor([True, False])  # keep is always open; enlarge where it can grow
 
 
 def frequency_bucket(counts: torch.Tensor, buckets: int) -> torch.Tensor:
@@ -43,11 +44,22 @@ def frequency_bucket(counts: torch.Tensor, buckets: int) -> torch.Tensor:
 @dataclass
 class PolicyTable:
     """The policies at their current weights (:meth:`SizePolicy.evaluate`): the logits of
-    every state, ``[fields, buckets, sizes, 2]``, and the hidden layer they came from
-    (``[fields, buckets, sizes, hidden]``, for :func:`reinforce_step`'s gradient)."""
+    every state, ``[fields, buckets, sizes, 2]``, the hidden layer they came from
+    (``[fields, buckets, sizes, hidden]``, for :func:`reinforce_step`'s gradient), and
+    :meth:`SizePolicy.log_probs` of every state (``log_probs[g, row]``, ``row`` its
+    :meth:`~SizePolicy.flat_index`, ``g`` whether it can grow; ``probs``: their ``exp``).
+    ``log_softmax`` and ``exp`` compute each row alone, so the rows equal those the
+    states' own calls give, bit for bit."""
 
     logits: torch.Tensor
     hidden: torch.Tensor
+    log_probs: np.ndarray  # float32 [2, rows, 2]
+    probs: np.ndarray  # float32 [2, rows, 2]
+
+    def rows(self, flat: np.ndarray, can_grow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The log-probabilities and probabilities of the states at ``flat``, ``[n, 2]``."""
+        g = can_grow.astype(np.intp)
+        return self.log_probs[g, flat], self.probs[g, flat]
 
 
 class SizePolicy(nn.Module):
@@ -89,9 +101,15 @@ class SizePolicy(nn.Module):
 
     @torch.no_grad()
     def evaluate(self) -> PolicyTable:
-        """:meth:`table`'s logits (the same values, no graph) and the hidden layer."""
+        """:meth:`table`'s logits (the same values, no graph), the hidden layer and every
+        state's log-probabilities, masked and not."""
         h = self._hidden()
-        return PolicyTable(self._logits(h), h)
+        logits = self._logits(h)
+        flat = logits.reshape(-1, 2)
+        both = torch.cat([torch.where(_KEEP_OPEN, flat, MASKED), flat])
+        lp = torch.log_softmax(both, -1)
+        shape = (2, len(flat), 2)
+        return PolicyTable(logits, h, lp.numpy().reshape(shape), lp.exp().numpy().reshape(shape))
 
     def log_probs(
         self,
@@ -144,6 +162,14 @@ class SizePolicy(nn.Module):
         lp = self._log_probs_at(flat, can_grow, table)
         return torch.multinomial(lp.exp(), 1, generator=self.generator)[:, 0]
 
+    def sample_rows(self, flat: np.ndarray, can_grow: np.ndarray, table: PolicyTable) -> np.ndarray:
+        """:meth:`sample_at` from the :meth:`evaluate` table, on numpy: ``torch.multinomial``
+        of one draw from each row is ``argmax(p / q)``, ``q`` an ``Exp(1)`` draw per entry
+        from the generator (the same draws, the same actions)."""
+        p = table.rows(flat, can_grow)[1]
+        q = torch.empty(p.shape).exponential_(1, generator=self.generator).numpy()
+        return np.argmax(p / q, 1)
+
     @torch.no_grad()
     def enlarge_probabilities(self) -> torch.Tensor:
         """``[fields, buckets, sizes]``: the unmasked probability of enlarge."""
@@ -167,15 +193,13 @@ def reinforce_step(
     table = policy.evaluate() if table is None else table
     params = [policy.freq, policy.size, policy.bias, policy.out, policy.out_bias]
     with torch.no_grad():
-        flat = torch.from_numpy(policy.flat_index(*(s.numpy() for s in states[:3])))
-        lp = policy._log_probs_at(flat, states[3], table.logits)
+        flat_np = policy.flat_index(*(s.numpy() for s in states[:3]))
+        lp = torch.from_numpy(table.rows(flat_np, states[3].numpy())[0])
+        flat = torch.from_numpy(flat_np)
         grads = _gradients(policy.out, flat, states[3], actions, advantages, lp, table.hidden)
         adam_step(opt, params, grads)
     taken = lp.numpy()[np.arange(len(actions)), actions.numpy()]
     return -float(np.mean(advantages.numpy() * taken))  # float64: only reported
-
-
-_KEEP_OPEN = torch.tensor([True, False])
 
 
 def _open(can_grow: torch.Tensor) -> torch.Tensor:

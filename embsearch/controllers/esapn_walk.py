@@ -22,6 +22,7 @@ from torch import nn
 from embsearch.controllers.esapn_policy import (
     ENLARGE,
     KEEP,
+    PolicyTable,
     SizePolicy,
     field_advantages,
     reinforce_step,
@@ -134,13 +135,11 @@ class Walk:
         after = before + occurrences.numpy()
         return torch.from_numpy(np.flatnonzero((before ^ after) > before))
 
-    def decide(
-        self, u: torch.Tensor, policy: SizePolicy, table: torch.Tensor | None = None
-    ) -> None:
+    def decide(self, u: torch.Tensor, policy: SizePolicy, table: PolicyTable | None = None) -> None:
         """Keep or enlarge each distinct row ``u`` (those deciding at this batch); grow the
         accepted ones (a refused growth is a keep). The rows' previous decisions move to
         :attr:`previous`, to be rewarded by :meth:`reward`. ``table``: the policy's
-        :meth:`~SizePolicy.table`, if the caller has it. (The per-row bookkeeping works on
+        :meth:`~SizePolicy.evaluate`, if the caller has it. (The per-row bookkeeping works on
         numpy views of the tensors: a batch's few hundred ids make it dispatch-bound.)"""
         un = u.numpy()
         pending, pending_state = self.pending.numpy(), self.pending_state.numpy()
@@ -155,8 +154,8 @@ class Walk:
         can_grow = (sizes < len(self.row_cost) - 1) & (step <= slack + 1e-9)
         buckets = _buckets(self.count.numpy()[un], self.settings.buckets)
         fields = self.field_of_row.numpy()[un]
-        flat = torch.from_numpy(policy.flat_index(fields, buckets, sizes))
-        actions = policy.sample_at(flat, torch.from_numpy(can_grow), table).numpy()
+        table = policy.evaluate() if table is None else table
+        actions = policy.sample_rows(policy.flat_index(fields, buckets, sizes), can_grow, table)
         # the batch's growths together within the slack: in a random order, the first that fit
         want = np.flatnonzero(actions == ENLARGE)
         order = want[torch.randperm(len(want), generator=policy.generator).numpy()]
@@ -327,7 +326,7 @@ def _step(
     if emb is not None and len(probed) and state.step % state.settings.probe_every == 0:
         dims = _probe_dims(emb, x, rows, state, values)
     table = policy.evaluate()  # one table: the sampling and the update
-    state.decide(ud, policy, table.logits)
+    state.decide(ud, policy, table)
     state.count.numpy()[un] += occ.numpy()
     state.step += 1
     if model is None or opt is None or emb is None:
