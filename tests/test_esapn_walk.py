@@ -164,3 +164,25 @@ def test_sampling_from_the_evaluated_table_equals_multinomial():
         got = pols[1].sample_rows(pols[1].flat_index(f, b, s).numpy(), grow.numpy(), table)
         assert np.array_equal(got, want.numpy()) and not got[~grow.numpy()].any()
         assert torch.equal(pols[0].generator.get_state(), pols[1].generator.get_state())
+
+
+def test_probe_dims_per_distinct_row_equal_the_torch_formula():
+    from embsearch.controllers.esapn_probe import probe_dims
+    from embsearch.controllers.esapn_walk import ENLARGE, _probe_dims
+    from embsearch.embeddings.supernets import GrowingSupernet
+
+    g = torch.Generator().manual_seed(0)
+    emb = GrowingSupernet(8, [1, 2, 4, 8], [[(0, 30)], [(0, 20)]], ["a", "b"], 1, seed=0)
+    values = torch.tensor([1, 2, 4, 8])
+    state = Walk(torch.tensor([1.0, 2.0, 4.0, 8.0]), 1e9, emb.field_of_row.clone())
+    state.pending = torch.randint(-1, 2, (50,), generator=g)
+    state.pending_state[:, 1] = torch.randint(0, 4, (50,), generator=g)
+    emb.grow(torch.arange(50), values[torch.randint(0, 4, (50,), generator=g)])
+    x = torch.stack(
+        [torch.randint(0, 30, (64,), generator=g), torch.randint(0, 20, (64,), generator=g)], 1
+    )
+    rows = (x + emb.offsets).reshape(-1)
+    u, inv, _ = _distinct(rows, 50)
+    probed = torch.nonzero(state.pending[rows] == ENLARGE)[:, 0]
+    want = probe_dims(emb, x, rows[probed], state.pending_state[:, 1], values)
+    assert torch.equal(_probe_dims(emb, x, rows, (u, inv), state, values), want)

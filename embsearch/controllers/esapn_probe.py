@@ -108,9 +108,10 @@ def probe_losses(
     loss_fn: nn.Module,
 ) -> torch.Tensor:
     """Per-row losses of the batch under ``dims`` (:func:`probe_dims`), in training mode with
-    the training forward's dropout masks (``replay``) and, for any other random operation,
-    its starting random state ``rng_state``; batch norm's running statistics are left as
-    the training forward set them. An evaluation-mode probe (running statistics, no
+    the training forward's dropout masks (``replay``), its read of the batch's rows where
+    it kept one (``emb.last_lookup``, with ``keep_lookup``) and, for any other random
+    operation, its starting random state ``rng_state``; batch norm's running statistics
+    are left as the training forward set them. An evaluation-mode probe (running statistics, no
     dropout) lost the planted signal (informative/noise 0.7-1.2 over seeds 0-5)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [dict(m._buffers) for m in norms]  # the probe moves copies (the originals are
@@ -118,6 +119,8 @@ def probe_losses(
         m._buffers.update({k: None if b is None else b.clone() for k, b in bufs.items()})
     devices = [x.device] if x.device.type == "cuda" else []
     emb.example_dims = dims
+    if emb.last_lookup is not None:  # the training forward's read of this batch's rows
+        emb.example_lookup = emb.last_lookup.detach()
     replay.recording = False
     try:
         with torch.random.fork_rng(devices=devices):
@@ -125,6 +128,6 @@ def probe_losses(
             return loss_fn(model(x).float(), y)
     finally:
         replay.recording = True
-        emb.example_dims = None
+        emb.example_dims = emb.example_lookup = None
         for m, bufs in zip(norms, saved):
             m._buffers.update(bufs)

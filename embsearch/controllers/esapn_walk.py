@@ -292,11 +292,18 @@ def walk(
     size before it, with the training forward's dropout masks (:mod:`.esapn_probe`)."""
     paired = state.settings.reward_base == "paired"
     replay = ReplayDropout(model) if model is not None and paired else None
+    emb = model.embedding if replay is not None else None  # type: ignore[union-attr]
     n = 0
     with replay.installed() if replay is not None else nullcontext():
-        for x, y in batches:
-            _step(x, y, state, policy, offsets, values, model, opt, policy_opt, extra_loss, replay)
-            n += 1
+        try:
+            if emb is not None:  # the probe reuses the training forward's read of the rows
+                emb.keep_lookup = True
+            for x, y in batches:
+                _step(x, y, state, policy, offsets, values, model, opt, policy_opt, extra_loss, replay)  # fmt: skip
+                n += 1
+        finally:
+            if emb is not None:
+                emb.keep_lookup, emb.last_lookup = False, None
     return n
 
 
@@ -324,7 +331,7 @@ def _step(
     probed = np.flatnonzero(pending[un] == ENLARGE) if replay is not None else []
     dims = None
     if emb is not None and len(probed) and state.step % state.settings.probe_every == 0:
-        dims = _probe_dims(emb, x, rows, state, values)
+        dims = _probe_dims(emb, x, rows, (u, inv), state, values)
     table = policy.evaluate()  # one table: the sampling and the update
     state.decide(ud, policy, table)
     state.count.numpy()[un] += occ.numpy()
@@ -374,15 +381,22 @@ _LOSS = nn.BCEWithLogitsLoss(reduction="none")
 
 
 def _probe_dims(
-    emb: GrowingSupernet, x: torch.Tensor, rows: torch.Tensor, state: Walk, values: torch.Tensor
+    emb: GrowingSupernet,
+    x: torch.Tensor,
+    rows: torch.Tensor,
+    distinct: tuple[torch.Tensor, torch.Tensor],
+    state: Walk,
+    values: torch.Tensor,
 ) -> torch.Tensor:
-    """:func:`~.esapn_probe.probe_dims` from the batch's table ``rows`` (flat, on the CPU)
-    and the walk's pending decisions, by numpy views where the table is on the CPU."""
+    """:func:`~.esapn_probe.probe_dims` from the batch's table ``rows`` (flat, on the CPU;
+    ``distinct``: :func:`_distinct`'s rows and inverse) and the walk's pending decisions, by
+    numpy views where the table is on the CPU."""
+    u, inv = distinct
     if emb.row_dims.device.type != "cpu":
         probed = torch.nonzero(state.pending[rows] == ENLARGE)[:, 0]
         return probe_dims(emb, x, rows[probed], state.pending_state[:, 1], values)
-    r = rows.numpy()
-    hit = state.pending.numpy()[r] == ENLARGE
-    before = values.numpy()[state.pending_state.numpy()[r, 1]]
-    dims = np.where(hit, before, emb.row_dims.numpy()[r])
-    return torch.from_numpy(dims).view(x.shape)
+    un, inv = u.numpy(), inv.numpy()  # per distinct row, then spread over the batch
+    hit = state.pending.numpy()[un] == ENLARGE
+    before = values.numpy()[state.pending_state.numpy()[un, 1]]
+    dims = np.where(hit, before, emb.row_dims.numpy()[un])
+    return torch.from_numpy(dims[inv]).view(x.shape)

@@ -43,6 +43,13 @@ class GrowingSupernet(MaskedSupernet):
         # a dim per id of the next forward's batch, ``[batch, fields]``, in place of the rows'
         # (a controller's probe of other sizes); None: the rows' own
         self.example_dims: torch.Tensor | None = None
+        # while ``keep_lookup``, each forward keeps the rows it read (full width, before the
+        # mask) in ``last_lookup``; ``example_lookup``, with ``example_dims``: those rows in
+        # place of a read of the table (a probe of the batch the last forward read, before
+        # the table changed: ESAPN's, one gather of the batch's rows fewer)
+        self.keep_lookup = False
+        self.last_lookup: torch.Tensor | None = None
+        self.example_lookup: torch.Tensor | None = None
         # row d: the column mask of dim d (a lookup: the broadcast compare of
         # MaskedSupernet.column_mask took 10x as long on a CPU batch; the same 0/1 values)
         cols = torch.arange(self.width)
@@ -60,9 +67,13 @@ class GrowingSupernet(MaskedSupernet):
         return masks.index_select(0, dims.reshape(-1)).view(*dims.shape, self.width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = self.example_dims
+        if dims is not None and self.example_lookup is not None:
+            return self.example_lookup * self.column_mask(dims)
         rows = self.rows_of(x).reshape(-1)
         e = self.table.index_select(0, rows).view(*x.shape, self.width)
-        dims = self.example_dims
+        if self.keep_lookup:
+            self.last_lookup = e
         if dims is None:
             dims = self.row_dims.index_select(0, rows).view(x.shape)
         return e * self.column_mask(dims)
