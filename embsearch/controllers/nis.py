@@ -16,17 +16,26 @@ Steps, as in the paper:
    (``RuleSupernet``, plain blocks, no diversity term) takes each training example's
    selection from the policy (its ``outside_sampler`` hook), so sub-architectures inherit
    its weights; every ``policy_every`` weight steps the policy is updated (alternation).
-   A warm-up (``warmup``, off by default) trains the supernet first on its own unmasked
-   uniform draws (``warmup_draws``): every block of every group, where the policy's
-   budget-masked samples leave a large group visited late at 0 blocks. Without it the
-   policy collapses (probabilities 0.97-0.99) onto architectures the supernet then
-   co-adapts to: frappe, 25%, seed 0, its plan scored above the uniform plan on inherited
-   weights (val AUC 0.9407 against 0.9387) and below it once retrained (test 0.9546
-   against 0.9575), having dropped an item group that holds a quarter of the field's
-   occurrences. Half the steps of warm-up did not cure it and cost elsewhere (frappe test
-   AUC minus uniform, seeds 0-2, at 10%: +0.0060/-0.0038/-0.0424, 25%:
-   -0.0042/-0.0077/-0.0014, 50%: +0.0011/-0.0023/-0.0010; without: -0.0023/-0.0017/
-   -0.0037, -0.0029/-0.0078/-0.0062, +0.0027/-0.0059/+0.0004): a less trained policy.
+   That is the paper's, ``warmup=0``. By default (``warmup=1``, an extension) the whole
+   training is a warm-up: the supernet trains on the *untrained* policies' budget-masked
+   samples (``warmup_draws='policy'``: each budget's feasible block counts, each training
+   batch split among the budgets), and the policies learn in step 6 only, on a supernet
+   that did not co-adapt to them. Why: trained on the learning policy's samples, the
+   policy collapses (probabilities 0.97-0.99) onto architectures the supernet co-adapts
+   to: frappe, 25%, seed 0, its plan scored above the uniform plan on inherited weights
+   (val AUC 0.9407 against 0.9387) and below it once retrained (test 0.9546 against
+   0.9575), having dropped an item group that holds a quarter of the field's occurrences.
+   Frappe test AUC minus uniform, seeds 0-2, at 10% / 25% / 50%
+   (benchmarks/results/nis/frappe_untrained_draws): these defaults +0.0010/+0.0023/-0.0074,
+   +0.0035/-0.0000/+0.0002, +0.0041/-0.0069/-0.0023; the paper's alternation
+   -0.0023/-0.0017/-0.0037, -0.0029/-0.0078/-0.0062, +0.0027/-0.0059/+0.0004; the
+   supernet's own unmasked uniform draws (``warmup_draws='uniform'``, every block of every
+   group, rarely a selection as small as 10%) -0.0344/-0.0091/-0.0078,
+   +0.0017/-0.0050/+0.0013, +0.0030/-0.0005/+0.0002; half the steps of warm-up on those
+   (then alternation) +0.0060/-0.0038/-0.0424, -0.0042/-0.0077/-0.0014,
+   +0.0011/-0.0023/-0.0010. A supernet per budget (the paper runs one search per budget),
+   trained on its learning policy's samples, was worse than one shared by 10/25/50%
+   (frappe 25% alone, seeds 0-2: 0.9476/0.9586/0.9355 against 0.9546/0.9517/0.9524).
 4. *Reward*: the quality of a sampled architecture with the supernet's current weights on
    a fixed class-stratified validation subsample (``val_rows``), minus the memory cost,
    zero within the budget and linear above it:
@@ -45,9 +54,9 @@ Steps, as in the paper:
    estimate of the mean reward: by default (``advantage='batch'``, an extension) the mean
    of the same batch's other samples, the advantage divided by the batch's spread;
    ``advantage='moving'`` is the moving average of earlier rewards (``baseline_decay``).
-6. After the supernet is trained, each budget's policy keeps learning for
-   ``search_updates`` updates on the trained supernet through the shared ask/tell loop
-   (every sample recorded as an evaluation).
+6. After the supernet is trained, each budget's policy learns (keeps learning, with
+   ``warmup < 1``) for ``search_updates`` updates on the trained supernet through the
+   shared ask/tell loop (every sample recorded as an evaluation).
 7. *Final plan*: the policy's most likely architecture within the budget (the exact
    knapsack over its log-probabilities), retrained from scratch by the runner;
    ``plan.extra`` records the policy's probabilities per (field, group), the best sampled
@@ -68,26 +77,27 @@ Choices the paper leaves open (one line each):
   -0.0048/-0.0103/-0.0016, the middle item group still dropped; planted seed 2: 1.08).
 - Policy: independent per-(field, group) logits (no LSTM over the decisions), one policy
   per budget on one shared supernet; each training batch is split among the budgets'
-  policies.
+  policies (untrained ones at the defaults: step 3).
 - Supernet: each training example draws its own selection (RULE's measured reason: far
   less gradient noise than one per step).
 - Defaults (``blocks=4``, ``vocabulary``, ``advantage='batch'``, ``reward_metric='logloss'``,
-  ``policy_lr=0.2``, no ``warmup``: step 3): the best of the settings measured on the planted
+  ``policy_lr=0.2``; the warm-up: step 3): the best of the settings measured on the planted
   synthetic data (tests/test_nis.py, 40%, informative/noise dims per id on seeds 0-2):
   1.35/1.35/1.69 with the earlier defaults (moving baseline, AUC, 32 samples, no vocabulary
   option), 1.86/1.17/0.48 with the vocabulary option alone, 4.31/2.06/1.26 adding the batch
   advantage, 3.09/2.90/2.45 with all four; 128 samples on 512 validation rows gave 0.90-1.01
   (seeds 1-2), a warm-up of a quarter of the supernet's steps on masked samples and
-  ``blocks=8`` did worse; half the steps on unmasked draws gave 2.82/11.8/4.14.
-- Cost (``policy_every=8``, ``policy_batch=32``, ``val_rows=1024``, ``search_updates=20``):
-  the policy's evaluations, not the supernet, set the search's cost. Scoring 64 samples on
-  2,048 rows at every weight step cost 36x one full training on the frappe protocol (seed
-  0, 10 epochs) and 40-50x on the planted fixture; these defaults cost 3.3x there, 8-9x on
-  the tiny planted fixture, with test AUC 0.9358/0.9452/0.9595 at 10/25/50% against
-  0.8869/0.9457/0.9558, and planted ratios 2.24/13.14/4.72 (seeds 0-2; 3.34/1.60/6.32 on
-  3-5; the old defaults 3.09/2.70/2.46 and 5.49/1.95/3.38). Fewer rows (512) lost seed 2
-  (0.86-0.95); per-example rewards (each validation example under two sampled
-  architectures, 32x cheaper an update) learned too little (0.66-1.9).
+  ``blocks=8`` did worse; half the steps on unmasked draws gave 2.82/11.8/4.14. With the
+  paper's alternation (``warmup=0``, ``search_updates=20``) 2.24/13.14/4.72; the defaults
+  (step 3) 2.21/3.01/2.13.
+- Cost (``policy_batch=32``, ``val_rows=1024``, ``search_updates=100``): the policies'
+  evaluations set it. With the alternation, scoring 64 samples on 2,048 rows at every
+  weight step cost 36x one full training (frappe, seed 0, 10 epochs); ``policy_every=8``
+  and 20 step-6 updates cost 3.3x there (AUC 0.9358/0.9452/0.9595 at 10/25/50% against
+  0.8869/0.9457/0.9558), planted 2.24/13.14/4.72 (the earlier 3.09/2.70/2.46). Fewer
+  rows (512) lost planted seed 2 (0.86-0.95); per-example rewards (each validation
+  example under two sampled architectures) learned too little (0.66-1.9). The defaults:
+  see benchmarks/results/nis/frappe_untrained_draws.
 """
 
 from __future__ import annotations
