@@ -43,6 +43,7 @@ class ReplayDropout:
 
     def __init__(self, model: nn.Module) -> None:
         self.modules = [m for m in model.modules() if type(m) is nn.Dropout and 0 < m.p < 1]
+        self.norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.masks: dict[int, torch.Tensor] = {}
         self.recording = True
 
@@ -113,10 +114,12 @@ def probe_losses(
     operation, its starting random state ``rng_state``; batch norm's running statistics
     are left as the training forward set them. An evaluation-mode probe (running statistics, no
     dropout) lost the planted signal (informative/noise 0.7-1.2 over seeds 0-5)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [dict(m._buffers) for m in norms]  # the probe moves copies (the originals are
-    for m, bufs in zip(norms, saved):  # saved for the training step's backward)
-        m._buffers.update({k: None if b is None else b.clone() for k, b in bufs.items()})
+    # batch norm in training mode without its running statistics: the batch's own, as
+    # before, and nothing updated (the originals are saved for the training step's backward)
+    norms = [m for m in replay.norms if m.training]
+    saved = [dict(m._buffers) for m in norms]
+    for m, bufs in zip(norms, saved):
+        m._buffers.update(dict.fromkeys(bufs))
     devices = [x.device] if x.device.type == "cuda" else []
     emb.example_dims = dims
     if emb.last_lookup is not None:  # the training forward's read of this batch's rows
