@@ -59,17 +59,19 @@ NIS's planted fixture, tests/test_esapn.py, informative/noise dims per id over s
   (:mod:`.esapn_resume`); no ``--executor``: the pass has no trials to ship.
 
 Cost (issue 23's target: a streaming pass at most 1.5x one plain epoch; benchmarks/results/
-esapn): the paired probe is one more forward per batch (no backward), run after the
-training forward with its dropout masks replayed (:mod:`.esapn_probe`; drawing them again
-was a quarter of the pass), the policies' table is computed once per batch for the
-sampling and the update, and the walk's per-id bookkeeping runs on numpy views of its
-tensors (a batch's few hundred ids: dispatch-bound in torch; bit-identical records). A pass
-took 1.62-1.64x a plain epoch in CPU time on frappe and 1.68-1.72x on synthetic (1.70-1.74x
-and 1.69-1.78x before the numpy walk, the same runs; 1.82x and 1.97x before the replayed
-masks; a loaded 2-core box): the target is missed; the probe is about 0.3 of an epoch (a
-no-grad forward, 70% of the training forward's compute) and the policy work about 0.25.
-Probing every 2nd batch (``probe_every=2``) or updating every 2nd batch cut it but lost the
-planted signal (informative/noise 0.88-1.26 over seeds 0-5 against 1.10-1.68).
+esapn/cost19): the paired probe is one more forward per batch (no backward), run after the
+training forward with its dropout masks replayed and its read of the batch's rows reused
+(:mod:`.esapn_probe`); the policies' table and every state's log-probabilities are
+computed once per batch without a graph, sampled on numpy, and updated by an analytic
+gradient through the kernels autograd runs (:mod:`.esapn_policy`); the walk's per-id
+bookkeeping runs on numpy views of its tensors. Every shortcut is bit-identical: the same
+pass records, plans, walk state and model weights as the code before it. A pass took 1.41x
+a plain epoch in CPU time on frappe and 1.46-1.53x on synthetic (median 1.50), against
+1.59-1.63x and 1.66-1.73x before this round (the same runs, a loaded 2-core box): the
+floor is the probe (about 0.25 of an epoch: a forward's GEMMs, 70% of the training
+forward's compute) plus 0.15-0.25 of small per-batch operations. Probing every 2nd batch
+(``probe_every=2``) or updating every 2nd batch cut it but lost the planted signal
+(informative/noise 0.88-1.26 over seeds 0-5 against 1.10-1.68).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ nothing yet: its new columns are zero), so it replays the dropout masks the trai
 forward drew (:class:`ReplayDropout`) instead of drawing them again under a forked random
 state: on CPU ``torch.dropout``'s Bernoulli draw took about 2 ms of a 500-row DeepFM
 forward's 8, a quarter of the pass. The masks are the same ones the forked draw gave
-(``torch.native_dropout`` draws as ``torch.dropout`` does), so the rewards are unchanged.
+(the recording runs ``torch.dropout``'s own steps), so the rewards are unchanged. The
+probe also reuses the training forward's read of the batch's embedding rows
+(``GrowingSupernet.last_lookup``: the table has not changed yet).
 A backbone's random operations outside ``nn.Dropout`` modules draw from the training
 forward's starting random state, as before. Batch norm's running statistics are restored
 after the probe, so only the training forward updates them (the probe used to move them a
