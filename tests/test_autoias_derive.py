@@ -9,7 +9,7 @@ import pytest
 from embsearch.backbones.autoias import OPS, field_pairs, parse_architecture
 from embsearch.context import SearchContext
 from embsearch.controllers.autoias import AutoIAS
-from embsearch.controllers.autoias_derive import derive, held_out_rows
+from embsearch.controllers.autoias_derive import HELD_MIN_CLASS, derive, held_out_rows, skip_reason
 from embsearch.controllers.autoias_policy import ArchitecturePolicy
 from embsearch.data.synthetic import make_synthetic
 from embsearch.evaluator import stratified_rows
@@ -30,6 +30,21 @@ def test_held_out_rows_are_disjoint_stratified_and_capped():
     assert (np.diff(held) > 0).all() and y[held].sum() == 150  # half positives, as the first
     assert len(held_out_rows(y, first, 10**6)) == 900  # every other row
     assert len(held_out_rows(y, np.arange(1000), 50)) == 0
+
+
+def test_no_derivation_on_held_out_rows_short_of_a_class():
+    """Talkingdata's case: the reward's stratified rows take every positive (up to half their
+    rows from the rare class), so the held-out rows hold none and every candidate's held-out
+    log loss ties: the derivation is skipped and the plan says why."""
+    y = np.zeros(10_000, dtype=np.float32)
+    y[::500] = 1  # 20 positives in 10k rows
+    first = stratified_rows(y, 2048)
+    held = held_out_rows(y, first, 4 * 2048)
+    assert y[held].sum() == 0 and "of a class" in skip_reason(y[held], 2048)
+    y[::4] = 1  # 2,500 positives: the reward takes 1,024, the held-out rows the rest
+    held = held_out_rows(y, stratified_rows(y, 2048), 4 * 2048)
+    assert y[held].sum() >= HELD_MIN_CLASS and skip_reason(y[held], 2048) is None
+    assert "fewer held-out rows" in skip_reason(y[held][:100], 2048)
 
 
 def test_derive_keeps_the_best_by_the_held_out_reward_and_the_most_likely_on_ties():

@@ -79,7 +79,7 @@ from embsearch.backbones.params import MLP_PARAMS
 from embsearch.budget import field_bytes
 from embsearch.context import SearchContext
 from embsearch.controllers._signal import PROVENANCE_KEY, SIGNAL_KEY, signal_record
-from embsearch.controllers.autoias_derive import HELD_OUT, Arch, derive, held_out_rows
+from embsearch.controllers.autoias_derive import HELD_OUT, Arch, derive, held_out_rows, skip_reason
 from embsearch.controllers.autoias_params import AUTOIAS_SPECS
 from embsearch.controllers.autoias_policy import (
     ArchitecturePolicy,
@@ -128,6 +128,7 @@ class AutoIASState(SearchState):
     rows: torch.Tensor | None = None  # full-width embeddings of x under the trained supernet
     held_rows: torch.Tensor | None = None  # the derivation's held-out rows' (autoias_derive)
     held_y: torch.Tensor | None = None
+    held_skip: str | None = None  # why the derivation keeps the most likely (autoias_derive)
     history: dict[int, list[float]] = field(default_factory=dict)
     updates_run: dict[int, int] = field(default_factory=dict)
 
@@ -380,10 +381,12 @@ class AutoIAS(Controller):
         first = stratified_rows(y, n)
         idx = torch.as_tensor(first, device=val.x.device)
         self.state.x, self.state.y = val.x[idx], val.y[idx].float()
-        held = torch.as_tensor(held_out_rows(y, first, HELD_OUT * n), device=val.x.device)
+        held_np = held_out_rows(y, first, HELD_OUT * n)
+        held = torch.as_tensor(held_np, device=val.x.device)
+        self.state.held_skip = skip_reason(y[held_np], n)
         with torch.no_grad():
             self.state.rows = self.state.supernet.embedding.lookup(self.state.x)
-            if cfg["derive_samples"] and len(held) >= n:  # else no derivation (finish)
+            if cfg["derive_samples"] and self.state.held_skip is None:  # else finish says why
                 self.state.held_rows = self.state.supernet.embedding.lookup(val.x[held])
                 self.state.held_y = val.y[held].float()
         plans = []
@@ -419,7 +422,7 @@ class AutoIAS(Controller):
         dims, ops, widths = self.discretise(policy, budget)
         derivation = None
         if n and self.state.held_rows is None:  # the best on the reward's rows: their noise
-            derivation = {"rule": "the most likely: fewer held-out rows than val_rows"}
+            derivation = {"rule": self.state.held_skip}
         elif n:  # ENAS's derivation (autoias_derive): the best by the held-out rows' reward
 
             def held(a: Arch) -> float:
