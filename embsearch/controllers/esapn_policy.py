@@ -148,22 +148,14 @@ class SizePolicy(nn.Module):
         table: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """An action per state (``greedy``: the more likely one, keep on a tie)."""
-        if not greedy:
-            return self.sample_at(self.flat_index(fields, buckets, sizes), can_grow, table)
         lp = self.log_probs(fields, buckets, sizes, can_grow, table)
-        return (lp[:, ENLARGE] > lp[:, KEEP]).long()
-
-    @torch.no_grad()
-    def sample_at(
-        self, flat: torch.Tensor, can_grow: torch.Tensor, table: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """:meth:`sample` of the states at the table's rows ``flat`` (:meth:`flat_index`)."""
-        table = self.table() if table is None else table
-        lp = self._log_probs_at(flat, can_grow, table)
+        if greedy:
+            return (lp[:, ENLARGE] > lp[:, KEEP]).long()
         return torch.multinomial(lp.exp(), 1, generator=self.generator)[:, 0]
 
     def sample_rows(self, flat: np.ndarray, can_grow: np.ndarray, table: PolicyTable) -> np.ndarray:
-        """:meth:`sample_at` from the :meth:`evaluate` table, on numpy: ``torch.multinomial``
+        """:meth:`sample` of the states at the table's rows ``flat`` (:meth:`flat_index`),
+        from the :meth:`evaluate` table, on numpy: ``torch.multinomial``
         of one draw from each row is ``argmax(p / q)``, ``q`` an ``Exp(1)`` draw per entry
         from the generator (the same draws, the same actions)."""
         p = table.rows(flat, can_grow)[1]
