@@ -9,7 +9,10 @@ to each block's kind, rounded to its precision) and each is retrained from scrat
 (``ctx.train_plan``: the run's recipe, early stopping) and tested. Reported: the Spearman
 rank correlation between the proxy score and the retrained test AUC, and beside it the
 correlation of the first epoch's validation AUC of that same training (a cheap
-scratch-training proxy). Raw per-candidate rows are kept.
+scratch-training proxy). Raw per-candidate rows are kept. Each correlation comes with a
+95% bootstrap interval (candidates resampled with replacement, :data:`BOOTSTRAP` draws) and
+its leave-one-out range. The report is rewritten after every candidate (``"complete":
+false`` until the last), so a run cut short keeps what it measured.
 
     nice python benchmarks/bench_proxy_spearman.py --data DIR --budget 10% --candidates 24 \\
         --out benchmarks/results/proxy_spearman/frappe_hybrid_10pct.json
@@ -50,6 +53,29 @@ def spearman(a: list[float], b: list[float]) -> float:
 
     ra, rb = ranks(a), ranks(b)
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+#: bootstrap resamples of the candidates for each correlation's interval
+BOOTSTRAP = 2000
+
+
+def intervals(a: list[float], b: list[float], seed: int = 0) -> dict:
+    """Spearman of ``a`` vs ``b`` with a 95% percentile bootstrap interval over candidates
+    and the range of its leave-one-out values."""
+    n = len(a)
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(BOOTSTRAP):
+        i = rng.integers(0, n, n)
+        if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:  # a constant resample has no correlation
+            boot.append(spearman(list(x[i]), list(y[i])))
+    loo = [spearman(list(np.delete(x, j)), list(np.delete(y, j))) for j in range(n)]
+    return {
+        "rho": spearman(a, b),
+        "bootstrap_95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+        "leave_one_out": [min(loo), max(loo)],
+    }
 
 
 def main() -> None:
@@ -130,8 +156,29 @@ def main() -> None:
             f"({result.epochs_run} epochs)",
             flush=True,
         )
+        write_report(args, budget, rows, summary, supernet_s, len(cands))
+    report = json.loads(Path(args.out).read_text())
+    print(
+        f"spearman proxy/test {report['spearman_proxy_vs_test_auc']:.3f}, first epoch/test "
+        f"{report['spearman_first_epoch_vs_test_auc']}, over {len(rows)} candidates"
+    )
+
+
+def write_report(
+    args: argparse.Namespace,
+    budget: int,
+    rows: list[dict],
+    summary: dict,
+    supernet_s: float,
+    wanted: int,
+) -> None:
+    """Write the report on the rows so far (atomically: a temporary file renamed)."""
     test = [r["test_auc"] for r in rows]
     first = [r["first_epoch_val_auc"] for r in rows]
+    enough = len(rows) >= 3
+    proxy = [r["proxy_val_auc"] for r in rows]
+    val = [r["val_auc"] for r in rows]
+    has_first = all(v is not None for v in first)
     report = {
         "data": args.data,
         "space": args.space,
@@ -139,11 +186,19 @@ def main() -> None:
         "budget_bytes": budget,
         "seed": args.seed,
         "candidates": len(rows),
-        "spearman_proxy_vs_test_auc": spearman([r["proxy_val_auc"] for r in rows], test),
+        "complete": len(rows) == wanted,
+        "spearman_proxy_vs_test_auc": spearman(proxy, test) if enough else None,
         "spearman_first_epoch_vs_test_auc": (
-            spearman(first, test) if all(v is not None for v in first) else None
+            spearman(first, test) if enough and has_first else None
         ),
-        "spearman_val_auc_vs_test_auc": spearman([r["val_auc"] for r in rows], test),
+        "spearman_val_auc_vs_test_auc": spearman(val, test) if enough else None,
+        "intervals": {
+            "proxy_vs_test_auc": intervals(proxy, test),
+            "first_epoch_vs_test_auc": intervals(first, test) if has_first else None,
+            "val_auc_vs_test_auc": intervals(val, test),
+        }
+        if enough
+        else None,
         "test_auc_range": [min(test), max(test)],
         "supernet": summary,
         "supernet_seconds": round(supernet_s, 1),
@@ -153,12 +208,11 @@ def main() -> None:
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
         "rows": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1, default=str) + "\n")
-    print(
-        f"spearman proxy/test {report['spearman_proxy_vs_test_auc']:.3f}, first epoch/test "
-        f"{report['spearman_first_epoch_vs_test_auc']}, over {len(rows)} candidates"
-    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    tmp.replace(out)
 
 
 if __name__ == "__main__":
