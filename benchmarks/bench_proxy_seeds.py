@@ -11,6 +11,10 @@ change), and reports the Spearman correlations of the proxy, the first epoch's v
 and the validation AUC against the *mean* test AUC over the report's seed and these, with
 the bootstrap interval and leave-one-out range of ``bench_proxy_spearman.intervals``. The
 output is rewritten after every candidate (``"complete": false`` until the last).
+``--reuse`` takes the test AUCs of a candidate and seed from an earlier output of this script
+(on the same data: a retraining does not depend on the budget, only on the plan and the seed;
+a 10% and a 25% report share most random draws, whose seed-0 retrainings agree to the last
+digit).
 
     nice python benchmarks/bench_proxy_seeds.py \\
         --report benchmarks/results/proxy_spearman/frappe_hybrid_10pct_spear20.json \\
@@ -40,9 +44,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", required=True)
     ap.add_argument("--epochs", type=int, default=30, help="as the report's run")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reuse", nargs="*", default=[], help="earlier outputs of this script")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     src = json.loads(Path(args.report).read_text())
+    done: dict[tuple[str, str], float] = {}  # (candidate's JSON, seed) -> test AUC
+    for path in args.reuse:
+        for row in json.loads(Path(path).read_text())["rows"]:
+            for s, auc in row["test_auc_by_seed"].items():
+                done[(json.dumps(row["candidate"]), s)] = auc
 
     def config(seed: int) -> RunConfig:
         return RunConfig(
@@ -68,6 +78,9 @@ def main() -> None:
         plan = space.to_plan(cand, "bench", src["budget_bytes"])
         by_seed = {str(src["seed"]): row["test_auc"]}
         for s, ctx in contexts.items():
+            if (json.dumps(row["candidate"]), str(s)) in done:
+                by_seed[str(s)] = done[(json.dumps(row["candidate"]), str(s))]
+                continue
             model, result = ctx.train_plan(plan, desc=f"candidate {i} seed {s}")
             by_seed[str(s)] = evaluate(model, ctx.data.split("test"))[0]
             print(f"{i:2d} seed {s}: test {by_seed[str(s)]:.4f} ({result.epochs_run} epochs)")
@@ -108,6 +121,7 @@ def write(args: argparse.Namespace, src: dict, rows: list[dict]) -> None:
         + " ".join(
             f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
             for k, v in vars(args).items()
+            if v != []
         ),
         "rows": rows,
     }
