@@ -9,8 +9,10 @@ against the best feasible single-axis run (any space, either controller) of the 
 the paired difference's mean ± sd and the seeds it wins. "matches" is a mean difference >= 0;
 the issue's "beats" is every seed won. That picks the best of six runs on every seed against
 the best of two, which favours the single axes where one run's test AUC is noisy (talkingdata:
-~24 test positives a split), so a last column pairs fixed choices: the hybrid controller of
-the best mean against the single (space, controller) of the best mean, seed by seed. ``--plans`` also prints the hybrid's plan per seed
+~24 test positives a split), so two more columns compare what a user would serve: each side's
+run of the best validation AUC on every seed, compared on test AUC ("by val"), and fixed
+choices, the hybrid controller of the best mean against the single (space, controller) of the
+best mean, seed by seed. ``--plans`` also prints the hybrid's plan per seed
 (kind, precision and dim of each field) at those budgets.
 
     python benchmarks/summarize_composed_grid.py benchmarks/results/composed_spaces/*.jsonl \\
@@ -98,9 +100,9 @@ def table(name: str, rows: dict) -> None:
     print(
         "\n| budget | best single axis (mean) | hybrid, better controller (mean) "
         "| hybrid − best single, per seed (wins) | matches | hybrid − full "
-        "| best-mean hybrid − best-mean single, paired (wins) |"
+        "| by val (wins) | best-mean hybrid − best-mean single, paired (wins) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for b in budgets:
         diffs, hyb, single, gap = [], [], [], []
         for s in seeds:
@@ -129,7 +131,8 @@ def table(name: str, rows: dict) -> None:
             verdict = "yes (no single axis feasible)"
         d = f"{_ms(diffs)} ({sum(x > 0 for x in diffs)}/{len(diffs)})" if diffs else "–"
         print(
-            f"| {b} | {best} | {_ms(hyb)} | {d} | {verdict} | {_ms(gap)} | {_fixed(rows, b, seeds)} |"
+            f"| {b} | {best} | {_ms(hyb)} | {d} | {verdict} | {_ms(gap)} "
+            f"| {_by_val(rows, b, seeds)} | {_fixed(rows, b, seeds)} |"
         )
 
 
@@ -153,6 +156,31 @@ def _best_mean(rows: dict, spaces: tuple[str, ...], budget: str, seeds: list[int
             if aucs and (best is None or statistics.mean(aucs) > best[0]):
                 best = (statistics.mean(aucs), sp, c)
     return best
+
+
+def _by_val(rows: dict, budget: str, seeds: list[int]) -> str:
+    """Per seed, the test AUC of the hybrid's run of best validation AUC minus that of the
+    single axes' run of best validation AUC (module docstring)."""
+    diffs = []
+    for s in seeds:
+        runs = {
+            sp: [
+                r
+                for c in ("uniform", "mde")
+                if (r := rows.get((sp, c, budget, s))) is not None and "test_auc" in r
+            ]
+            for sp in (HYBRID, *SINGLE)
+        }
+        h, o = runs[HYBRID], [r for sp in SINGLE for r in runs[sp]]
+        if h and o and all("val_auc" in r for r in h + o):
+            diffs.append(_best_val(h)["test_auc"] - _best_val(o)["test_auc"])
+    if not diffs:
+        return "–"
+    return f"{_ms(diffs)} ({sum(d > 0 for d in diffs)}/{len(diffs)})"
+
+
+def _best_val(runs: list[dict]) -> dict:
+    return max(runs, key=lambda r: r["val_auc"])
 
 
 def _fixed(rows: dict, budget: str, seeds: list[int]) -> str:
