@@ -229,8 +229,8 @@ class OptEmbed(EvolutionaryController):
             "composed spaces with a row or precision axis: the pick must also beat the uniform "
             "plan by at least this much proxy val AUC (0: the SE margin alone)",
             0.0,
-            extension="the proxy's SE there is 0.0001-0.0005, and picks beating uniform by < "
-            "0.002 retrained 0.004-0.035 below it (frappe hybrid; optembed_gate.py)",
+            extension="the proxy's SE there is ~0.0001-0.001, and picks beating uniform by < "
+            "0.003 retrained 0.003-0.035 below it (frappe hybrid; optembed_gate.py)",
         ),
         "search_backbone": replace(
             SEARCH_BACKBONE,
