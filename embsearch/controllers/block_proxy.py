@@ -4,14 +4,17 @@ A weight-sharing supernet (:class:`~embsearch.embeddings.supernets.MaskedSuperne
 one ``rows x width`` table whose leading ``d`` columns serve any dim ``d``. A composed
 candidate also picks, per field, a meta-table kind and a precision; its *proxy* score plays
 those on the supernet's trained rows without training anything, each block's tables set to
-the least-squares fit of the supernet's rows (masked to the block's dim) that the kind can
-store, then rounded to the block's precision as the export stores it:
+a fit of the supernet's rows (masked to the block's dim) that the kind can store (least
+squares, except MEmCom's, below), then rounded to the block's precision as the export stores it:
 
 - ``full``: the rows themselves;
 - ``hash`` (``m`` rows): each shared row is the mean of the rows of the ids it serves
   (the mean of colliding rows);
 - ``memcom`` (shared ``m x d`` rows times a per-id scalar): each shared row is the mean of
-  its ids' rows, each id's scalar the projection of its row on it;
+  its ids' rows, each id's scalar the projection of its row on it (on purpose, not the
+  least-squares fit, each bucket's top singular direction: that ranked retrained frappe
+  candidates worse, Spearman 0.677 against 0.844 at 10%,
+  ``benchmarks/results/proxy_spearman/memcom_ls_fit_spear20.json``);
 - ``qr`` with ``op='mult'``: per column, the quotient x remainder tables are a rank-one
   least-squares fit of the ``ceil(n / c) x c`` matrix of that column (its cells of ids
   beyond ``n`` left out; alternating least squares, :data:`QR_ITERATIONS` rounds);
