@@ -106,13 +106,8 @@ def table(name: str, rows: dict) -> None:
     for b in budgets:
         diffs, hyb, single, gap = [], [], [], []
         for s in seeds:
-            h = [a for c in ("uniform", "mde") if (a := _auc(rows, HYBRID, c, b, s)) is not None]
-            o = [
-                a
-                for sp in SINGLE
-                for c in ("uniform", "mde")
-                if (a := _auc(rows, sp, c, b, s)) is not None
-            ]
+            h = [float(r["test_auc"]) for r in _runs(rows, (HYBRID,), b, s)]
+            o = [float(r["test_auc"]) for r in _runs(rows, SINGLE, b, s)]
             f = [r["test_auc"] for k, r in rows.items() if k[0] == "full" and k[3] == s]
             if h:
                 hyb.append(max(h))
@@ -137,24 +132,21 @@ def table(name: str, rows: dict) -> None:
 
 
 def _best_single(rows: dict, budget: str, seeds: list[int]) -> str:
-    best: tuple[float, str] | None = None
-    for sp in SINGLE:
-        for c in ("uniform", "mde"):
-            aucs = [a for s in seeds if (a := _auc(rows, sp, c, budget, s)) is not None]
-            if aucs and (best is None or statistics.mean(aucs) > best[0]):
-                best = (statistics.mean(aucs), f"{sp} {c} {_ms(aucs)}")
-    return best[1] if best else "none feasible"
+    best = _best_mean(rows, SINGLE, budget, seeds)
+    return f"{best[1]} {best[2]} {_ms(best[3])}" if best else "none feasible"
 
 
-def _best_mean(rows: dict, spaces: tuple[str, ...], budget: str, seeds: list[int]):
+def _best_mean(
+    rows: dict, spaces: tuple[str, ...], budget: str, seeds: list[int]
+) -> tuple[float, str, str, list[float]] | None:
     """The (space, controller) among ``spaces`` of the best mean test AUC over the seeds it
-    ran on, or None."""
-    best: tuple[float, str, str] | None = None
+    ran on: (mean, space, controller, its AUCs), or None."""
+    best: tuple[float, str, str, list[float]] | None = None
     for sp in spaces:
         for c in ("uniform", "mde"):
             aucs = [a for s in seeds if (a := _auc(rows, sp, c, budget, s)) is not None]
             if aucs and (best is None or statistics.mean(aucs) > best[0]):
-                best = (statistics.mean(aucs), sp, c)
+                best = (statistics.mean(aucs), sp, c, aucs)
     return best
 
 
@@ -163,20 +155,22 @@ def _by_val(rows: dict, budget: str, seeds: list[int]) -> str:
     single axes' run of best validation AUC (module docstring)."""
     diffs = []
     for s in seeds:
-        runs = {
-            sp: [
-                r
-                for c in ("uniform", "mde")
-                if (r := rows.get((sp, c, budget, s))) is not None and "test_auc" in r
-            ]
-            for sp in (HYBRID, *SINGLE)
-        }
-        h, o = runs[HYBRID], [r for sp in SINGLE for r in runs[sp]]
+        h, o = _runs(rows, (HYBRID,), budget, s), _runs(rows, SINGLE, budget, s)
         if h and o and all("val_auc" in r for r in h + o):
             diffs.append(_best_val(h)["test_auc"] - _best_val(o)["test_auc"])
     if not diffs:
         return "–"
     return f"{_ms(diffs)} ({sum(d > 0 for d in diffs)}/{len(diffs)})"
+
+
+def _runs(rows: dict, spaces: tuple[str, ...], budget: str, seed: int) -> list[dict]:
+    """The feasible runs of ``spaces`` (either controller) at ``budget`` on ``seed``."""
+    return [
+        r
+        for sp in spaces
+        for c in ("uniform", "mde")
+        if (r := rows.get((sp, c, budget, seed))) is not None and "test_auc" in r
+    ]
 
 
 def _best_val(runs: list[dict]) -> dict:
