@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embsearch._atomic import write_json
 from embsearch.run_config import RunConfig
 from embsearch.search import build_space, load_dataset, make_context
 from embsearch.train.trainer import evaluate
@@ -98,7 +99,7 @@ def main() -> None:
 
 
 def write(args: argparse.Namespace, src: dict, rows: list[dict]) -> None:
-    """The report on the rows so far (atomically: a temporary file renamed)."""
+    """The report on the rows so far (atomically, strict JSON: :func:`write_json`)."""
     mean = [r["test_auc_mean"] for r in rows]
     enough = len(rows) >= 3
     cols = {
@@ -125,11 +126,7 @@ def write(args: argparse.Namespace, src: dict, rows: list[dict]) -> None:
         ),
         "rows": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    tmp.replace(out)
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from embsearch._atomic import write_json
 from embsearch.backbones import CTRModel
 from embsearch.budget import parse_budget
 from embsearch.controllers.block_proxy import BlockProxyEvaluator
@@ -172,7 +173,7 @@ def write_report(
     supernet_s: float,
     wanted: int,
 ) -> None:
-    """Write the report on the rows so far (atomically: a temporary file renamed)."""
+    """Write the report on the rows so far (atomically, strict JSON: :func:`write_json`)."""
     test = [r["test_auc"] for r in rows]
     first = [r["first_epoch_val_auc"] for r in rows]
     enough = len(rows) >= 3
@@ -208,11 +209,7 @@ def write_report(
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
         "rows": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1, default=str) + "\n")
-    tmp.replace(out)
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":
