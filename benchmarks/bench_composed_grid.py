@@ -145,8 +145,9 @@ def _run(cfg: RunConfig, dataset: Dataset) -> dict[str, Any]:
         "test_auc": auc,
         "test_logloss": ll,
         "seconds": round(time.perf_counter() - t0, 1),
-        # which step chose the plan, and OptEmbed's uniform gate's figures (where recorded)
-        **{k: plan.extra[k] for k in ("provenance", "uniform_margin") if k in plan.extra},
+        # which step chose the plan, OptEmbed's uniform gate's figures and uniform's
+        # select="val" scores (where recorded)
+        **{k: plan.extra[k] for k in ("provenance", "uniform_margin", "select") if k in plan.extra},
     }
 
 
