@@ -63,9 +63,24 @@ def load(paths: list[str]) -> dict[str, dict[tuple[str, str, str, int], dict]]:
         for line in Path(p).read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
-                key = (r["space"], r["controller"], r["budget"], int(r["seed"]))
+                key = (r["space"], controller_label(r), r["budget"], int(r["seed"]))
                 out[dataset_name(r["data"])][key] = r
     return out
+
+
+def controller_label(row: dict) -> str:
+    """``uniform``, or with the row's controller parameters ``uniform[select=val]``: a run
+    with parameters is a controller of its own, beside the plain one."""
+    params = row.get("params") or {}
+    if not params or row["space"] == "full":
+        return row["controller"]
+    return row["controller"] + "[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]"
+
+
+def controllers(rows: dict) -> list[str]:
+    """The controllers of ``rows``: ``uniform``, ``mde``, then the rest by name."""
+    names = {k[1] for k in rows}
+    return [c for c in ("uniform", "mde") if c in names] + sorted(names - {"uniform", "mde"})
 
 
 def _auc(rows: dict, space: str, ctrl: str, budget: str, seed: int) -> float | None:
@@ -77,8 +92,10 @@ def table(name: str, rows: dict) -> None:
     seeds = sorted({k[3] for k in rows})
     budgets = [b for b in BUDGETS if any(k[2] == b for k in rows)]
     full = [r["test_auc"] for k, r in rows.items() if k[0] == "full" and "test_auc" in r]
+    ctrls = controllers(rows)
     print(
-        f"\n### {name}: seeds {', '.join(map(str, seeds))}; full table {_ms(full)} (n={len(full)})\n"
+        f"\n### {name}: seeds {', '.join(map(str, seeds))}; full table {_ms(full)} (n={len(full)})"
+        f"; cells {' / '.join(ctrls)}\n"
     )
     print("| space | " + " | ".join(budgets) + " |")
     print("|---|" + "---|" * len(budgets))
@@ -88,13 +105,14 @@ def table(name: str, rows: dict) -> None:
         cells = []
         for b in budgets:
             parts, n = [], 0
-            for ctrl in ("uniform", "mde"):
+            for ctrl in ctrls:
                 aucs = [a for s in seeds if (a := _auc(rows, space, ctrl, b, s)) is not None]
                 ran = [s for s in seeds if (space, ctrl, b, s) in rows]
                 n = max(n, len(aucs))
                 parts.append(_ms(aucs) if aucs else ("infeasible" if ran else "–"))
             cell = " / ".join(parts)
-            cells.append("infeasible" if cell == "infeasible / infeasible" else f"{cell} ({n})")
+            every = " / ".join(["infeasible"] * len(ctrls))
+            cells.append("infeasible" if cell == every else f"{cell} ({n})")
         label = "all three (hybrid)" if space == HYBRID else space
         print(f"| {label} | " + " | ".join(cells) + " |")
     print(
@@ -143,7 +161,7 @@ def _best_mean(
     ran on: (mean, space, controller, its AUCs), or None."""
     best: tuple[float, str, str, list[float]] | None = None
     for sp in spaces:
-        for c in ("uniform", "mde"):
+        for c in controllers(rows):
             aucs = [a for s in seeds if (a := _auc(rows, sp, c, budget, s)) is not None]
             if aucs and (best is None or statistics.mean(aucs) > best[0]):
                 best = (statistics.mean(aucs), sp, c, aucs)
@@ -164,11 +182,11 @@ def _by_val(rows: dict, budget: str, seeds: list[int]) -> str:
 
 
 def _runs(rows: dict, spaces: tuple[str, ...], budget: str, seed: int) -> list[dict]:
-    """The feasible runs of ``spaces`` (either controller) at ``budget`` on ``seed``."""
+    """The feasible runs of ``spaces`` (any controller) at ``budget`` on ``seed``."""
     return [
         r
         for sp in spaces
-        for c in ("uniform", "mde")
+        for c in controllers(rows)
         if (r := rows.get((sp, c, budget, seed))) is not None and "test_auc" in r
     ]
 
