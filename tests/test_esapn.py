@@ -173,29 +173,17 @@ def test_budget_below_the_smallest_dims_one_line(small):
         ESAPN().search(ctx)
 
 
-@pytest.mark.planted
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_esapn_gives_informative_fields_more_dims(seed):
-    """On NIS's planted fixture (feature_dims, 40%; 3 shuffled passes of batches of 500)
-    the learned sizes give the informative fields more dims per id than the noise fields
-    (``fill=False``: each group at the candidate nearest its ids' mean size, so the plan
-    shows what the policies learned). Margin: the ratio of the means was 1.41, 1.68, 1.18
-    on seeds 0-2, hence the 1.1 asserted (the same under AVX2; null agreement 0.56, 0.54,
-    0.38). Without pooling the rewards per (field, size) the ratios ranged 0.8-2.0 over
-    seeds: the signal is weak. With ``fill`` (the default) the sizes scaled to the budget
-    meet the width's cap and the ratios were 0.96, 1.66, 1.36."""
-    ds = make_synthetic(rows=20_000, seed=0, cardinalities=(500,) * 12)
-    space = FeatureDimsSpace(ds.schema, 16)
-    cfg = TrainConfig(epochs=2, batch_size=1024, progress=False)
-    budget = int(space.full_table_bytes() * 0.4)
-    ctx = SearchContext(ds, space, [budget], train=cfg, seed=seed, log=lambda m: None)
-    plan = ESAPN(epochs=3, fill=False).search(ctx)
-    dims = {f.name: sum(g.rows * g.dim for g in f.groups) / f.rows for f in plan.fields}
-    meta = ds.schema.meta
-    informative = np.mean([dims[n] for n in meta["informative"]])
-    noise = np.mean([dims[n] for n in meta["noise"]])
-    assert informative > 1.1 * noise, (informative, noise)
-    assert plan.table_bytes <= budget
+# No planted-signal test here, on purpose. test_esapn_gives_informative_fields_more_dims
+# asserted informative / noise dims per id > 1.1 on NIS's planted fixture (feature_dims, 40%,
+# fill=False, 3 passes), and held by luck: on an AMD EPYC 1.41, 1.68, 1.18 (seeds 0-2); on an
+# Intel Sapphire Rapids, seeds 0-9, 1.25, 1.50, 1.02, 1.41, 0.82, 0.82, 1.27, 1.08, 1.07, 0.96
+# (AVX2 kernels: 1.14, 1.37, 1.38, 1.12, 0.95, 0.94, 1.34, 1.00, 1.07, 0.96). The fixture does
+# not reward the claim for a loss-driven method: trained at fixed dims (ESAPN's own loop, growth
+# off, seeds 0-5), informative fields at dim 4 instead of 2 moved validation AUC by -0.0064 to
+# +0.0025, while noise fields at 1 instead of 4 gained +0.011 to +0.030 on every seed; every field
+# at dim 1 was as good as any setting. A test of ESAPN's signal needs a fixture where width pays
+# on held-out rows (open; esapn21's notes). ESAPN's budget, fill, resume and streaming behaviour
+# are tested above and below.
 
 
 # -- the streaming setting --------------------------------------------------------------------

@@ -43,7 +43,10 @@ NIS's planted fixture, tests/test_esapn.py, informative/noise dims per id over s
   the batch's growths in its field at its size (``pool``), less its bytes at a price in the
   batch's mean gain per byte that rises while the budget refuses growths and falls while it
   does not (``cost_weight``, ``adapt_price``). Ratios with these: 1.41, 1.68, 1.18 (seeds
-  0-2), 1.10, 1.10, 1.29 (3-5); without pooling 0.8-2.0.
+  0-2), 1.10, 1.10, 1.29 (3-5); without pooling 0.8-2.0. On an Intel Sapphire Rapids the
+  same code gave 1.25, 1.50, 1.02, 1.41, 0.82, 0.82 (seeds 0-5): noise. That fixture does not
+  reward wider informative fields (trained at fixed dims: -0.006 to +0.003 validation AUC),
+  so these choices rest on a signal the data lacks; see tests/test_esapn.py.
 - Advantage (``advantage='field'``): each reward minus its field's batch mean, over the
   spread.
 - Plan: the ``feature_dims`` space holds a dim per (field, frequency group), not per id.
