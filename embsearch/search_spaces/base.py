@@ -168,7 +168,11 @@ class SearchSpace:
         callers change a copy's width, candidates, projection or groups, never the original's."""
         clone = self.__class__.__new__(self.__class__)
         clone.__dict__.update(
-            {k: v for k, v in self.__dict__.items() if k not in ("_costs", "_priced", "_allowed")}
+            {
+                k: v
+                for k, v in self.__dict__.items()
+                if k not in ("_costs", "_priced", "_allowed", "_pad_costs")
+            }
         )
         return clone
 
@@ -298,8 +302,12 @@ class SearchSpace:
 
     def _pad_cost(self, rows: int, dim: int) -> int:
         """Bytes of one block of ``rows`` ids at ``dim`` without a projection (with ``pad`` a
-        field's bytes are the sum of its blocks')."""
-        return field_bytes([rows], [dim], self.width, "pad", self.precision)
+        field's bytes are the sum of its blocks'), memoised as :meth:`field_cost` is (each
+        repair prices every block at every dim)."""
+        memo = self.__dict__.setdefault("_pad_costs", {})
+        if (rows, dim) not in memo:
+            memo[rows, dim] = field_bytes([rows], [dim], self.width, "pad", self.precision)
+        return memo[rows, dim]
 
     def _priced_options(self, f: int) -> tuple[list[tuple[int, ...]], list[int], np.ndarray]:
         """Field ``f``'s options, their bytes and their candidate indices ``[options, groups]``,
