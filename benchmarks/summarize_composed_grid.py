@@ -1,11 +1,12 @@
 """Summarise ``bench_composed_grid.py``'s JSON lines (issue 21's benchmark): per dataset, the
-test AUC mean ± sd over seeds for every (space, budget) as ``uniform / mde``, the full table
-(``--full`` rows) beside them, and per budget whether the hybrid (``field_dims+meta_table+
-precision``) at least matches the best feasible single axis (``field_dims``, ``meta_table``,
-``precision``).
+test AUC mean ± sd over seeds for every (space, budget) as ``uniform / mde`` (then any other
+controller, a row with controller parameters being one of its own: ``uniform[select=val]``),
+the full table (``--full`` rows) beside them, and per budget whether the hybrid
+(``field_dims+meta_table+precision``) at least matches the best feasible single axis
+(``field_dims``, ``meta_table``, ``precision``).
 
-The comparison takes, on each seed, the better of the two controllers in the hybrid space
-against the best feasible single-axis run (any space, either controller) of the same seed:
+The comparison takes, on each seed, the best of the controllers in the hybrid space
+against the best feasible single-axis run (any space, any controller) of the same seed:
 the paired difference's mean ± sd and the seeds it wins. "matches" is a mean difference >= 0;
 the issue's "beats" is every seed won. That picks the best of six runs on every seed against
 the best of two, which favours the single axes where one run's test AUC is noisy (talkingdata:
