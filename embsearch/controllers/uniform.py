@@ -32,6 +32,10 @@ hashing; bits: full rows at the width). Each is trained from scratch with the ru
 (``select_epochs``), and the best validation AUC wins
 (:func:`~embsearch.controllers.uniform_select.select_by_validation`). The plan records
 every score (``extra["select"]``). Where the full table fits there is nothing to choose.
+Measured (BENCHMARKS.md, seeds 0-2): on the synthetic set the hybrid then meets the best
+single axis, +0.0004 at 10% and -0.0000 at 25% (was -0.0019 / -0.0008); on talkingdata's
+validation splits of ~24 positives it chooses by noise (0.928 at 10% against the rule's
+0.944, 9 splits). So the rule stays the default.
 
 The rule lives in :func:`uniform_choice` (and :func:`uniform_plan`), which OptEmbed's uniform
 gate also calls, with its pruned rows credited (``kept``: the uniform table of the kept rows,
