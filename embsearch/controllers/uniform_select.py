@@ -43,7 +43,7 @@ def select_by_validation(
     training seconds; ``skipped`` past the deadline) and, when the winner trained here for
     the run's epochs, its weights and training result."""
     final = int(epochs) == ctx.train.epochs
-    trained: dict[int, Trained] = {}
+    kept: tuple[int, Trained] | None = None  # the best so far, if it trained here
     trial_ctx = replace(ctx, train=replace(ctx.train, epochs=int(epochs), progress=False))
     records: list[dict[str, Any]] = []
     best, best_auc = 0, -1.0
@@ -54,8 +54,8 @@ def select_by_validation(
             continue
         if key not in memo:
             model, result = trial_ctx.train_plan(plan, desc=f"{controller} select: {label}")
-            if final and (not trained or result.val_auc > best_auc):  # the best so far only
-                trained = {i: (_cpu_state(model), result)}
+            if final and result.val_auc > best_auc:
+                kept = (i, (_cpu_state(model), result))
             memo[key] = {
                 "val_auc": float(result.val_auc),
                 "val_logloss": float(result.val_logloss),
@@ -70,7 +70,7 @@ def select_by_validation(
         )
         if record["val_auc"] > best_auc:
             best, best_auc = i, record["val_auc"]
-    return best, records, trained.get(best)
+    return best, records, kept[1] if kept is not None and kept[0] == best else None
 
 
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
