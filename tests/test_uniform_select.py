@@ -4,17 +4,19 @@ uniform settings of a composed space, each is trained, the best validation AUC w
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from embsearch.context import SearchContext
 from embsearch.controllers.uniform import Uniform, axis_settings, uniform_choice
-from embsearch.controllers.uniform_select import select_by_validation
+from embsearch.controllers.uniform_select import SelectMemo, select_by_validation
 from embsearch.errors import BudgetError, ConfigError
 from embsearch.run_config import RunConfig
 from embsearch.search import load_dataset, load_run, make_context, run_search
 from embsearch.search_spaces import COMPOSED_SPACES
 from embsearch.testing import make_test_context
+from embsearch.train.metrics import roc_auc
 from embsearch.train.trainer import TrainResult, evaluate
 from tests.test_composed_spaces import schema_of
 
@@ -89,9 +91,13 @@ def test_the_best_validation_auc_wins_and_every_score_is_recorded(monkeypatch):
     monkeypatch.setattr(SearchContext, "train_plan", _fake_training(scores, calls))
     rule = Uniform().search(ctx)
     assert "select" not in rule.extra and not calls  # the default: the rule, no training
-    plan = Uniform(select="val").search(ctx)
+    plan = Uniform(select="val", select_margin=0).search(ctx)  # the margin: tests below
     record = plan.extra["select"]
-    assert record["chosen"].startswith("fp32 dim 1") and plan.fields[0].dims == [1]
+    assert (
+        "margin" not in record
+        and record["chosen"].startswith("fp32 dim 1")
+        and plan.fields[0].dims == [1]
+    )
     assert len(calls) == len(record["settings"]) >= 4  # each proposal trained once
     assert [s["val_auc"] for s in record["settings"]].count(0.80) == 1
     # the winner trained for the run's epochs: its weights and metrics go to the runner
@@ -138,15 +144,77 @@ def test_the_handed_weights_are_the_final_training_s():
     ctx = make_test_context(Uniform, ("10%",), space="field_dims+precision", epochs=1)
     narrow, cand = uniform_choice(ctx.space, ctx.budget)
     plan = narrow.to_plan(cand, "uniform", ctx.budget)
-    best, records, trained = select_by_validation(ctx, [("rule", "k", plan)], 1, {})
-    assert best == 0 and trained is not None
-    weights, result = trained
+    chosen = select_by_validation(ctx, [("rule", "k", plan)], 1, SelectMemo())
+    assert chosen.best == 0 and chosen.trained is not None
+    weights, result = chosen.trained
     model, again = ctx.train_plan(plan)
-    assert again.val_auc == result.val_auc == records[0]["val_auc"]
+    assert again.val_auc == result.val_auc == chosen.records[0]["val_auc"]
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("params", [{"select": "best"}, {"select_epochs": 0}])
+def _margin_case(monkeypatch, paired: bool):
+    """Two proposals on the test context's validation rows, the rule (``a``) and a challenger
+    (``b``), with planted predictions: the rule's are noise; the challenger's add a small
+    step at the positives to the rule's own noise (``paired``) or to fresh noise. Their
+    validation AUCs are those of the predictions."""
+    ctx = make_test_context(Uniform, ("10%",), space=HYBRID)
+    y = ctx.data.split("val").y.cpu().numpy()
+    rng = np.random.default_rng(0)
+    noise = rng.random(len(y))
+    planted = {"a": noise, "b": 0.03 * y + (noise if paired else rng.random(len(y)))}
+    calls: list[str] = []
+    narrow, cand = uniform_choice(ctx.space, ctx.budget)
+    plan = narrow.to_plan(cand, "uniform", ctx.budget)
+
+    def train_plan(self, plan, desc="retrain"):
+        key = desc.rsplit(" ", 1)[-1]
+        calls.append(key)
+        auc = roc_auc(y, planted[key])
+        model = torch.nn.Linear(1, 1)
+        model.planted = planted[key]  # what the replaced predict() returns
+        return model, TrainResult(auc, 0.6, best_epoch=1, epochs_run=1, seconds=0.0)
+
+    monkeypatch.setattr(SearchContext, "train_plan", train_plan)
+    monkeypatch.setattr(
+        "embsearch.controllers.uniform_select.predict", lambda model, split, bs: model.planted
+    )
+    return ctx, [("a", "a", plan), ("b", "b", plan)], calls
+
+
+def test_the_rule_is_kept_unless_the_best_beats_it_by_the_paired_margin(monkeypatch):
+    # fresh noise: the challenger's higher validation AUC is inside the noise of the rows
+    ctx, proposals, _ = _margin_case(monkeypatch, paired=False)
+    kept = select_by_validation(ctx, proposals, 1, SelectMemo(), margin_se=2.0)
+    gain, se = kept.margin["val_auc_gain"], kept.margin["se"]
+    assert kept.records[1]["val_auc"] > kept.records[0]["val_auc"]
+    assert kept.best == 0 and kept.margin["returned"] == "incumbent" and 0 < gain < 2 * se
+    assert kept.margin["challenger"] == "b" and kept.margin["incumbent"] == "a"
+    json.dumps(kept.margin, allow_nan=False)  # strict JSON
+    # margin 0: the best validation AUC, whatever its margin
+    assert select_by_validation(ctx, proposals, 1, SelectMemo(), margin_se=0.0).best == 1
+    # the same step on the rule's own noise: every pair it reorders favours the challenger,
+    # so the paired difference's SE is small and the challenger wins
+    ctx, proposals, calls = _margin_case(monkeypatch, paired=True)
+    memo = SelectMemo()
+    won = select_by_validation(ctx, proposals, 1, memo, margin_se=2.0)
+    assert won.best == 1 and won.margin["returned"] == "challenger"
+    assert won.margin["val_auc_gain"] > 2.0 * won.margin["se"] > 0
+    # a second budget proposing the same plans trains nothing and runs the same test
+    again = select_by_validation(ctx, proposals, 1, memo, margin_se=2.0)
+    assert calls == ["a", "b"] and again.best == 1 and again.margin == won.margin
+
+
+def test_the_kept_rule_hands_its_own_weights(monkeypatch):
+    ctx, proposals, _ = _margin_case(monkeypatch, paired=False)
+    kept = select_by_validation(ctx, proposals, ctx.train.epochs, SelectMemo(), margin_se=2.0)
+    assert kept.best == 0 and kept.trained is not None
+    assert kept.trained[1].val_auc == kept.records[0]["val_auc"]  # the rule's training
+    assert kept.trained[1].val_auc < kept.records[1]["val_auc"]
+
+
+@pytest.mark.parametrize(
+    "params", [{"select": "best"}, {"select_epochs": 0}, {"select_margin": -1}]
+)
 def test_bad_parameters_are_one_line(params):
     with pytest.raises(ConfigError) as err:
         Uniform(**params)

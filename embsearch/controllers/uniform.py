@@ -29,13 +29,15 @@ space. So in a composed space the rule only proposes (:func:`axis_settings`): it
 setting, the rule within each precision of the space, and each single axis's setting that
 the space composes (dims: fp32 at the largest dim; rows: fp32 at the width, the least
 hashing; bits: full rows at the width). Each is trained from scratch with the run's recipe
-(``select_epochs``), and the best validation AUC wins
-(:func:`~embsearch.controllers.uniform_select.select_by_validation`). The plan records
-every score (``extra["select"]``). Where the full table fits there is nothing to choose.
-Measured (BENCHMARKS.md, seeds 0-2): on the synthetic set the hybrid then meets the best
-single axis, +0.0004 at 10% and -0.0000 at 25% (was -0.0019 / -0.0008); on talkingdata's
-validation splits of ~24 positives it chooses by noise (0.928 at 10% against the rule's
-0.944, 9 splits). So the rule stays the default.
+(``select_epochs``). The best validation AUC replaces the rule's setting only when it beats
+it by more than ``select_margin`` standard errors of the paired difference (DeLong, as
+OptEmbed's uniform gate; :func:`~embsearch.controllers.uniform_select.select_by_validation`).
+The plan records every score and the test (``extra["select"]``). Where the full table fits
+there is nothing to choose. Measured (BENCHMARKS.md): on the synthetic set the best
+validation AUC alone meets the best single axis, +0.0004 at 10% and -0.0000 at 25% (seeds
+0-2; the rule: -0.0019 / -0.0008); on talkingdata's validation splits of ~24 positives it
+chose by noise (0.928 at 10% against the rule's 0.944, 9 splits), which the margin is for.
+The rule stays the default.
 
 The rule lives in :func:`uniform_choice` (and :func:`uniform_plan`), which OptEmbed's uniform
 gate also calls, with its pruned rows credited (``kept``: the uniform table of the kept rows,
@@ -46,7 +48,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +57,7 @@ from embsearch.candidate import Candidate
 from embsearch.context import SearchContext
 from embsearch.controllers.base import Controller, SearchState
 from embsearch.controllers.param_spec import Param
-from embsearch.controllers.uniform_select import select_by_validation
+from embsearch.controllers.uniform_select import SelectMemo, select_by_validation
 from embsearch.errors import BudgetError
 from embsearch.plan import Plan
 from embsearch.search_loop import deadline_of
@@ -224,7 +226,7 @@ class UniformState(SearchState):
     """``select="val"``'s validation scores by (width, candidate), shared by the budgets of
     one search, and the search's deadline (``--max-seconds``)."""
 
-    scores: dict[Hashable, dict[str, Any]] = field(default_factory=dict)
+    scores: SelectMemo = field(default_factory=SelectMemo)
     deadline: float | None = None
 
 
@@ -240,11 +242,21 @@ class Uniform(Controller):
             "choice",
             "how a composed space's setting is chosen: 'rule' (least hashing, then the "
             "largest dim, then most bytes) or 'val' (the rule's setting, the rule within each "
-            "precision and each single axis's setting, each trained, the best validation AUC "
-            "kept); one setting in a dims-only space",
+            "precision and each single axis's setting, each trained; the best validation AUC "
+            "wins by select_margin or the rule's is kept); one setting in a dims-only space",
             choices=("rule", "val"),
             extension="'val': a rule cannot know whether a dataset needs width, rows or bits "
             "(1M-id synthetic set at 10%: fp32 dim 1 beats the rule's int4c dim 12)",
+        ),
+        "select_margin": Param(
+            2.0,
+            "float",
+            "'val': the best validation AUC replaces the rule's setting only when it beats it "
+            "by more than this many standard errors (paired, DeLong; 0: the best whatever its "
+            "margin)",
+            0.0,
+            extension="a small validation split ranks settings by noise (talkingdata's 24 "
+            "positives); OptEmbed's uniform gate runs the same test",
         ),
         "select_epochs": Param(
             None, "int", "epochs of each 'val' training (None: --epochs)", 1, optional=True
@@ -277,18 +289,21 @@ class Uniform(Controller):
         ]
         state = self.state
         assert isinstance(state, UniformState)  # state_class
-        best, records, trained = select_by_validation(
+        chosen = select_by_validation(
             ctx,
             proposals,
             int(self.config["select_epochs"] or ctx.train.epochs),
             state.scores,
             state.deadline,
             self.name,
+            float(self.config["select_margin"]),
         )
-        plan = plans[best]
-        plan.extra["select"] = {"chosen": settings[best][0], "settings": records}
-        if trained is not None:  # its final training ran here: the runner saves it as is
-            plan.weights, result = trained
+        plan = plans[chosen.best]
+        plan.extra["select"] = {"chosen": settings[chosen.best][0], "settings": chosen.records}
+        if chosen.margin is not None:
+            plan.extra["select"]["margin"] = chosen.margin
+        if chosen.trained is not None:  # its final training ran here: the runner saves it
+            plan.weights, result = chosen.trained
             plan.metrics = {"val_auc": result.val_auc, "val_logloss": result.val_logloss}
             plan.extra["training"] = result.stopping_record()
         return plan
