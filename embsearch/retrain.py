@@ -27,6 +27,7 @@ from embsearch.plan import Plan
 from embsearch.run_config import RunConfig
 from embsearch.run_dir import load_run, load_weights
 from embsearch.search import build_space, load_dataset, make_context, record_training
+from embsearch.train.cpu_weights import cpu_weights
 from embsearch.train.trainer import evaluate
 
 
@@ -157,7 +158,7 @@ def _retrain(
         **served,
     }
     if untrained:  # the run's own weights, so that export takes it
-        state = {k: v.detach().cpu() for k, v in res["model"].state_dict().items()}
+        state = cpu_weights(res["model"].state_dict())
         write_file(run_dir / "model.pt", lambda tmp: torch.save(state, tmp))
         record_training(plan, res["result"])
         plan.save(run_dir / "plan.json")

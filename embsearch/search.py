@@ -69,6 +69,7 @@ from embsearch.run_state import (
     start_run,
 )
 from embsearch.search_spaces import SPACES, SearchSpace
+from embsearch.train.cpu_weights import cpu_weights
 from embsearch.train.device import resolve_device, set_threads
 from embsearch.train.trainer import TrainConfig
 
@@ -279,7 +280,7 @@ def _write_runs(
         with torch.random.fork_rng(devices=[]):  # the global generator stays as it was
             plan.extra["backbone_bytes"] = dense_bytes(ctx.plan_backbone(plan))
         if plan.weights is not None:  # served by its controller (e.g. RULE): no training
-            _save_weights(sub, {k: v.detach().cpu() for k, v in plan.weights.items()})
+            _save_weights(sub, cpu_weights(plan.weights))
             plan.extra["trained"] = True
         plan.save(sub / "plan.json")
     for sub, front in zip(subs, fronts or []):
@@ -314,7 +315,7 @@ def _write_runs(
         hint = result.epochs_hint()
         if hint:
             ctx.log(hint)
-        _save_weights(sub, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+        _save_weights(sub, cpu_weights(model.state_dict()))
         plan.save(sub / "plan.json")
         record["train_seconds"] = time.perf_counter() - t1
         record["training"] = {**result.stopping_record(), **result.timing_record()}

@@ -35,6 +35,7 @@ import torch
 
 from embsearch.context import SearchContext
 from embsearch.plan import Plan
+from embsearch.train.cpu_weights import cpu_weights
 from embsearch.train.metrics import paired_auc_difference
 from embsearch.train.trainer import TrainResult, predict
 
@@ -92,7 +93,7 @@ def select_by_validation(
             if margin_se > 0:
                 memo.predictions[key] = predict(model, val, ctx.train.eval_batch_size)
             if final and (i == 0 or result.val_auc > best_auc):
-                weights = (_cpu_state(model), result)
+                weights = (cpu_weights(model.state_dict(), copy=True), result)
                 incumbent = weights if i == 0 else incumbent
                 challenger = (i, weights)
             memo.records[key] = {
@@ -144,7 +145,3 @@ def _margin(
         "margin_se": margin_se,
         "returned": "challenger" if wins else "incumbent",
     }
-
-
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

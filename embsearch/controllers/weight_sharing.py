@@ -46,6 +46,7 @@ from embsearch.train.checkpoint import (
     restore_generators,
     save_checkpoint,
 )
+from embsearch.train.cpu_weights import cpu_weights
 from embsearch.train.device import seed_everything
 from embsearch.train.trainer import TrainerState, train_model
 from embsearch.trial_store import TrialStore
@@ -171,7 +172,7 @@ def save_supernet(
     path = supernet_path(store)
     if path is None:
         return
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = cpu_weights(model.state_dict())
     blob = {"state": state, "summary": summary}
     if hook_state is not None:
         blob["hooks"] = hook_state.state_dict()
