@@ -184,12 +184,15 @@ def _margin_case(monkeypatch, paired: bool):
 def test_the_rule_is_kept_unless_the_best_beats_it_by_the_paired_margin(monkeypatch):
     # fresh noise: the challenger's higher validation AUC is inside the noise of the rows
     ctx, proposals, _ = _margin_case(monkeypatch, paired=False)
+    lines: list[str] = []
+    ctx = replace(ctx, log=lines.append)
     kept = select_by_validation(ctx, proposals, 1, SelectMemo(), margin_se=2.0)
     gain, se = kept.margin["val_auc_gain"], kept.margin["se"]
     assert kept.records[1]["val_auc"] > kept.records[0]["val_auc"]
     assert kept.best == 0 and kept.margin["returned"] == "incumbent" and 0 < gain < 2 * se
     assert kept.margin["challenger"] == "b" and kept.margin["incumbent"] == "a"
     json.dumps(kept.margin, allow_nan=False)  # strict JSON
+    assert any(line.endswith("within the margin, a kept") for line in lines)  # progress
     # margin 0: the best validation AUC, whatever its margin
     assert select_by_validation(ctx, proposals, 1, SelectMemo(), margin_se=0.0).best == 1
     # the same step on the rule's own noise: every pair it reorders favours the challenger,

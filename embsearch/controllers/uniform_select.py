@@ -113,8 +113,10 @@ def select_by_validation(
     margin = None
     if margin_se > 0 and best != 0 and "val_auc" in records[0]:
         margin = _margin(val.y.cpu().numpy(), proposals, records, best, memo, margin_se)
-        if margin is not None and margin["returned"] == "incumbent":
-            best = 0
+        if margin is not None:
+            ctx.log(f"{controller} select: {_margin_line(margin)}")
+            if margin["returned"] == "incumbent":
+                best = 0
     if best == 0:
         return Selection(0, records, margin, incumbent)
     trained = challenger[1] if challenger is not None and challenger[0] == best else None
@@ -145,3 +147,15 @@ def _margin(
         "margin_se": margin_se,
         "returned": "challenger" if wins else "incumbent",
     }
+
+
+def _margin_line(margin: dict[str, Any]) -> str:
+    """The margin test in one line of progress."""
+    se = "an undefined SE" if margin["se"] is None else f"{margin['se']:.4f} SE"
+    head = (
+        f"{margin['challenger']} leads {margin['incumbent']} by {margin['val_auc_gain']:+.4f} "
+        f"val AUC ({se}, margin {margin['margin_se']:g} SE): "
+    )
+    if margin["returned"] == "challenger":
+        return head + f"{margin['challenger']} wins"
+    return head + f"within the margin, {margin['incumbent']} kept"
