@@ -33,11 +33,12 @@ hashing; bits: full rows at the width). Each is trained from scratch with the ru
 it by more than ``select_margin`` standard errors of the paired difference (DeLong, as
 OptEmbed's uniform gate; :func:`~embsearch.controllers.uniform_select.select_by_validation`).
 The plan records every score and the test (``extra["select"]``). Where the full table fits
-there is nothing to choose. Measured (BENCHMARKS.md): on the synthetic set the best
-validation AUC alone meets the best single axis, +0.0004 at 10% and -0.0000 at 25% (seeds
-0-2; the rule: -0.0019 / -0.0008); on talkingdata's validation splits of ~24 positives it
-chose by noise (0.928 at 10% against the rule's 0.944, 9 splits), which the margin is for.
-The rule stays the default.
+there is nothing to choose. Measured (BENCHMARKS.md, seeds 0-2): on the synthetic set the
+hybrid then beats the best single-axis cell by +0.0010 at 10% and +0.0001 at 25% (the rule:
+-0.0013 / -0.0006), its winners leading the rule by 9-17 SEs; without the margin it chose by
+noise on talkingdata's validation splits of ~24 positives (0.928 at 10% against the rule's
+0.944, 9 splits), where with it the rule is kept on every split, as on frappe at 10%. The
+rule stays the default (it trains nothing).
 
 The rule lives in :func:`uniform_choice` (and :func:`uniform_plan`), which OptEmbed's uniform
 gate also calls, with its pruned rows credited (``kept``: the uniform table of the kept rows,
