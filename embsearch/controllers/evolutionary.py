@@ -68,24 +68,7 @@ from embsearch.evaluator import Evaluator, InheritedWeightEvaluator
 from embsearch.plan import Plan
 from embsearch.search_loop import LoopResult, run_loop
 from embsearch.search_spaces.base import Candidate, SearchSpace
-from embsearch.train.metrics import paired_auc_difference
-
-
-@dataclass(frozen=True)
-class PairedMargin:
-    """A challenger against an incumbent on the same validation rows: both AUCs, the
-    standard error of their paired difference (DeLong), and whether the challenger wins by
-    more than the margin (``margin_se`` standard errors)."""
-
-    challenger_auc: float
-    incumbent_auc: float
-    se: float
-    margin_se: float
-
-    @property
-    def challenger_wins(self) -> bool:
-        d = self.challenger_auc - self.incumbent_auc
-        return math.isfinite(self.se) and d > self.margin_se * self.se
+from embsearch.train.metrics import PairedMargin, paired_auc_difference
 
 
 def paired_margin(

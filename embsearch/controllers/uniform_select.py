@@ -12,8 +12,8 @@ progress per plan.
 
 The challenger wins only when its validation AUC beats the incumbent's by more than
 ``margin_se`` standard errors of their paired difference (DeLong et al., Biometrics 1988, on
-the validation rows both scored; the test OptEmbed's uniform gate runs,
-``controllers/evolutionary.py``'s ``paired_margin``); otherwise the incumbent is returned.
+the validation rows both scored; :class:`~embsearch.train.metrics.PairedMargin`, the test
+OptEmbed's uniform gate and RULE's step 5 run); otherwise the incumbent is returned.
 On talkingdata's validation split of ~24 positives, the highest validation AUC alone chose by
 noise. ``margin_se=0`` returns the highest validation AUC whatever its margin.
 
@@ -36,7 +36,7 @@ import torch
 from embsearch.context import SearchContext
 from embsearch.plan import Plan
 from embsearch.train.cpu_weights import cpu_weights
-from embsearch.train.metrics import paired_auc_difference
+from embsearch.train.metrics import PairedMargin, paired_auc_difference
 from embsearch.train.trainer import TrainResult, predict
 
 Trained = tuple[dict[str, torch.Tensor], TrainResult]  # a model's weights (CPU) and its training
@@ -137,15 +137,14 @@ def _margin(
     if ours is None or theirs is None:
         return None
     se = paired_auc_difference(y, ours, theirs)[2]
-    gain = records[best]["val_auc"] - records[0]["val_auc"]
-    wins = math.isfinite(se) and gain > margin_se * se
+    test = PairedMargin(records[best]["val_auc"], records[0]["val_auc"], se, margin_se)
     return {
         "challenger": records[best]["setting"],
         "incumbent": records[0]["setting"],
-        "val_auc_gain": gain,
+        "val_auc_gain": test.challenger_auc - test.incumbent_auc,
         "se": se if math.isfinite(se) else None,
         "margin_se": margin_se,
-        "returned": "challenger" if wins else "incumbent",
+        "returned": "challenger" if test.challenger_wins else "incumbent",
     }
 
 

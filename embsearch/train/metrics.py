@@ -1,7 +1,10 @@
-"""Exact AUC (rank statistic with tie correction), DeLong's paired AUC comparison, and log
-loss."""
+"""Exact AUC (rank statistic with tie correction), DeLong's paired AUC comparison and the
+margin test on it, and log loss."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -59,6 +62,23 @@ def paired_auc_difference(
     diff10, diff01 = v10[0] - v10[1], v01[0] - v01[1]
     var = (diff10.var(ddof=1) if m > 1 else 0.0) / m + (diff01.var(ddof=1) if n > 1 else 0.0) / n
     return aucs[0], aucs[1], float(np.sqrt(max(var, 0.0)))
+
+
+@dataclass(frozen=True)
+class PairedMargin:
+    """A challenger against an incumbent on the same validation rows: both AUCs, the
+    standard error of their paired difference (DeLong, :func:`paired_auc_difference`), and whether the challenger wins by
+    more than the margin (``margin_se`` standard errors)."""
+
+    challenger_auc: float
+    incumbent_auc: float
+    se: float
+    margin_se: float
+
+    @property
+    def challenger_wins(self) -> bool:
+        d = self.challenger_auc - self.incumbent_auc
+        return math.isfinite(self.se) and d > self.margin_se * self.se
 
 
 def log_loss(
