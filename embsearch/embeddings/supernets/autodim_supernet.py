@@ -61,22 +61,8 @@ class AutoDimSupernet(MixedSupernet):
         """Step 3 with ``draw='sample'`` in training: every row mixed with its own draws;
         otherwise the mixture of :class:`MixedSupernet`."""
         if self.training and self.draw == "sample" and not self.fixed.numel():
-            return self._mix_per_sample(x, self.sample_weights(x))
+            return self._mix_rows(x, self.sample_weights(x))
         return super().forward(x)
-
-    def _mix_per_sample(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """``sum_k w[b, f, k] * branch_k(e[b, f])`` with every row's own weights ``w [B, F,
-        K]``: one batched matmul of ``[w_k * c[:d_k] for every k]`` (``c = e - mean``) with
-        the ``P_k[:d_k]`` stacked, as :meth:`_mix_per_row` (slices here: an index over the
-        last dim is slow on CPU)."""
-        e = self.table(x)
-        mean, p = self.branches.stats(e)
-        ct = (e - mean).transpose(0, 1)  # [F, B, W]
-        wt = w.to(e.dtype).transpose(0, 1)  # [F, B, K]
-        kept = [(k, d) for k, d in enumerate(self.candidates) if d > 0]
-        u = torch.cat([ct[..., :d] * wt[..., k : k + 1] for k, d in kept], dim=-1)
-        q = torch.cat([p[:, k, :d] for k, d in kept], dim=1).to(e.dtype)  # [F, sum d, W]
-        return torch.bmm(u, q).transpose(0, 1)
 
     def _noisy(self, log_alpha: torch.Tensor) -> torch.Tensor:
         """``(log alpha + g) / tau``, a fresh ``g ~ Gumbel(0, 1)`` for every entry."""
